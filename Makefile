@@ -1,0 +1,31 @@
+# Plain entry points. `make run` and `make test` are the two commands a fresh machine needs.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# Put the project's environment first so that snakemake, dvc and `python` all resolve to it.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: all setup run test lint clean-results
+all: run
+
+# The stamp is rebuilt when the pins change. PIP_CONSTRAINT reaches pip's isolated build of the
+# Chainer sdist (it needs setuptools<81); see requirements/build-constraints.txt.
+$(VENV)/.installed: requirements/lock.txt requirements/build-constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "pip==25.3"
+	PIP_CONSTRAINT=$(CURDIR)/requirements/build-constraints.txt \
+		$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements/lock.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Runs the whole pipeline on the embedded synthetic dataset and writes reports/report.md.
+run: setup
+	$(BIN)/snakemake --cores all --profile workflow/profiles/default
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/snakemake --lint

@@ -1,0 +1,168 @@
+"""The interface every framework backend implements.
+
+Training, timing and the layer breakdown are written once against this class. A backend owns
+everything framework-specific: the network built from neutral weights (`deeppose.model`), the two
+loss modes, forward+loss+backward, the optimisers, device placement and synchronisation, threads
+and seeding. Arrays cross the interface as numpy; `to_device` gives an opaque framework array so
+that timed code can keep data on the device.
+
+The loss (both modes, every framework) is the masked mean squared error of Toshev & Szegedy:
+
+    loss = sum over samples b and visible joints j of |pred[b, j] - target[b, j]|^2 / n_visible
+
+with pred and target of shape (N, K, 2) (given flat as (N, 2K)), visibility (N, K) in {0, 1} and
+n_visible = sum(visibility). With no visible joint the loss is 0 and its gradient 0.
+Mode `autograd` composes the framework's elementary ops; mode `explicit` is one custom function
+with a hand-written backward: the study's experiment.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from deeppose.errors import DeepPoseError
+from deeppose.model import ModelConfig
+
+LOSS_MODES: tuple[str, ...] = ("autograd", "explicit")
+DEVICES: tuple[str, ...] = ("cpu", "cuda")
+OPTIMIZERS: tuple[str, ...] = ("momentum_sgd", "adam")
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """MomentumSGD (the study's) or Adam, with the same meaning in every framework."""
+
+    name: str = "momentum_sgd"
+    lr: float = 0.01
+    momentum: float = 0.9  # MomentumSGD only
+    beta1: float = 0.9  # Adam only
+    beta2: float = 0.999  # Adam only
+    eps: float = 1e-8  # Adam only
+
+    def __post_init__(self) -> None:
+        if self.name not in OPTIMIZERS:
+            raise DeepPoseError(f"unknown optimizer {self.name!r}; allowed: {', '.join(OPTIMIZERS)}")
+
+
+def check_loss_mode(mode: str) -> None:
+    if mode not in LOSS_MODES:
+        raise DeepPoseError(f"unknown loss mode {mode!r}; allowed: {', '.join(LOSS_MODES)}")
+
+
+def resolve_threads(threads: int) -> int:
+    """0 means every core this process may use."""
+    if threads < 0:
+        raise DeepPoseError(f"threads must be >= 0 (0 = all cores), got {threads}")
+    return threads or len(os.sched_getaffinity(0))
+
+
+class Backend(abc.ABC):
+    """One framework on one device. Subclasses set `name` and implement the abstract methods."""
+
+    name: ClassVar[str]
+
+    def __init__(self, device: str = "cpu", threads: int = 0) -> None:
+        if device not in DEVICES:
+            raise DeepPoseError(f"unknown device {device!r}; allowed: {', '.join(DEVICES)}")
+        self.device = device
+        self.threads = resolve_threads(threads)
+        self._set_threads(self.threads)
+        if device == "cuda":
+            self._check_cuda()
+
+    # --- device and environment ---------------------------------------------------------
+    @abc.abstractmethod
+    def _check_cuda(self) -> None:
+        """Raise DeepPoseError naming what is missing when CUDA cannot be used."""
+
+    @abc.abstractmethod
+    def _set_threads(self, threads: int) -> None:
+        """Make the framework and the BLAS/OpenMP libraries under it use `threads` threads."""
+
+    @abc.abstractmethod
+    def thread_info(self) -> dict[str, Any]:
+        """The thread counts actually in force, as the framework and libraries report them."""
+
+    @abc.abstractmethod
+    def versions(self) -> dict[str, str]:
+        """Framework and library versions, and the GPU model on cuda."""
+
+    @abc.abstractmethod
+    def seed(self, seed: int) -> None:
+        """Seed every random stream the framework uses (dropout)."""
+
+    @abc.abstractmethod
+    def synchronize(self) -> None:
+        """Wait until queued device work has finished (no-op on CPU)."""
+
+    @abc.abstractmethod
+    def to_device(self, array: np.ndarray) -> Any:
+        """A framework array on this backend's device."""
+
+    @abc.abstractmethod
+    def to_numpy(self, array: Any) -> np.ndarray:
+        """A numpy copy of a framework array (synchronises)."""
+
+    # --- model --------------------------------------------------------------------------
+    @abc.abstractmethod
+    def load_weights(self, weights: Mapping[str, np.ndarray], config: ModelConfig) -> None:
+        """Build the network from neutral weights (see deeppose.model), replacing any model."""
+
+    @abc.abstractmethod
+    def export_weights(self) -> dict[str, np.ndarray]:
+        """The current weights as neutral weights."""
+
+    @abc.abstractmethod
+    def forward(self, images: Any, train: bool) -> Any:
+        """Predictions (N, 2K) for device images (N, 3, 227, 227); dropout active if `train`."""
+
+    # --- loss ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def loss(self, pred: Any, target: Any, visible: Any, mode: str) -> Any:
+        """The masked MSE (module docstring) as a framework scalar, differentiable in `pred`."""
+
+    @abc.abstractmethod
+    def loss_grad(
+        self, pred: np.ndarray, target: np.ndarray, visible: np.ndarray, mode: str
+    ) -> tuple[float, np.ndarray]:
+        """The loss and its gradient with respect to `pred`, for checks against other modes."""
+
+    # --- training step --------------------------------------------------------------------
+    @abc.abstractmethod
+    def zero_grad(self) -> None:
+        """Clear parameter gradients (kept outside the timed region)."""
+
+    @abc.abstractmethod
+    def forward_backward(self, images: Any, target: Any, visible: Any, mode: str) -> Any:
+        """Forward (train mode), loss and backward: the study's core process. Returns the loss
+        as a framework scalar without synchronising, so a timer decides when to wait."""
+
+    @abc.abstractmethod
+    def gradients(self) -> dict[str, np.ndarray]:
+        """Parameter gradients under neutral names."""
+
+    @abc.abstractmethod
+    def scalar(self, value: Any) -> float:
+        """A framework scalar as a Python float (synchronises)."""
+
+    @abc.abstractmethod
+    def set_optimizer(self, config: OptimizerConfig) -> None:
+        """Create the optimiser over the current model's parameters."""
+
+    @abc.abstractmethod
+    def optimizer_step(self) -> None:
+        """Apply one update from the current gradients."""
+
+    @abc.abstractmethod
+    def optimizer_state(self) -> dict[str, np.ndarray]:
+        """Optimiser state as named numpy arrays (for checkpoints that hold no code)."""
+
+    @abc.abstractmethod
+    def load_optimizer_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Restore what `optimizer_state` returned."""

@@ -1,0 +1,267 @@
+"""Chainer backend. Sections mirror `deeppose/backends/pytorch.py`: model, losses, step,
+optimiser, device. Chainer is imported through `chainer_import`, the one compatibility shim."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from deeppose import model as spec
+from deeppose.backends import base
+from deeppose.backends.chainer_import import import_chainer
+from deeppose.errors import DeepPoseError
+from deeppose.threads import limit_native_threads, native_thread_info
+
+chainer = import_chainer()
+F = chainer.functions
+L = chainer.links
+
+
+# --- model ------------------------------------------------------------------------------
+class DeepPoseNet(chainer.Chain):
+    """AlexNet regressor of `deeppose.model`: conv1..conv5 then fc6..fc8."""
+
+    def __init__(self, config: spec.ModelConfig, weights: Mapping[str, np.ndarray]) -> None:
+        super().__init__()
+        self.config = config
+        with self.init_scope():
+            for conv in spec.CONVS:
+                link = L.Convolution2D(
+                    conv.in_channels, conv.out_channels, conv.kernel, conv.stride, conv.pad,
+                    initialW=np.array(weights[f"{conv.name}.W"], np.float32),
+                    initial_bias=np.array(weights[f"{conv.name}.b"], np.float32),
+                )
+                setattr(self, conv.name, link)
+            for fc in spec.linears(config.n_joints):
+                link = L.Linear(
+                    fc.in_features, fc.out_features,
+                    initialW=np.array(weights[f"{fc.name}.W"], np.float32),
+                    initial_bias=np.array(weights[f"{fc.name}.b"], np.float32),
+                )
+                setattr(self, fc.name, link)
+
+    def forward(self, x: Any) -> Any:
+        for conv in spec.CONVS:
+            x = F.relu(getattr(self, conv.name)(x))
+            if conv.lrn and self.config.lrn:
+                x = F.local_response_normalization(
+                    x, n=spec.LRN_SIZE, k=spec.LRN_K, alpha=spec.LRN_ALPHA, beta=spec.LRN_BETA
+                )
+            if conv.pool:
+                # cover_all=False: PyTorch's (and the paper's) output size, 13 -> 6 after conv5.
+                x = F.max_pooling_2d(x, spec.POOL_KERNEL, spec.POOL_STRIDE, cover_all=False)
+        x = F.reshape(x, (x.shape[0], -1))
+        for fc in spec.linears(self.config.n_joints):
+            x = getattr(self, fc.name)(x)
+            if fc.relu_dropout:
+                x = F.relu(x)
+                if self.config.dropout > 0:
+                    x = F.dropout(x, self.config.dropout)
+        return x
+
+
+def _neutral_name(chainer_path: str) -> str:
+    return chainer_path.strip("/").replace("/", ".")
+
+
+# --- losses -----------------------------------------------------------------------------
+def _n_visible(visible: Any) -> float:
+    return max(float(visible.sum()), 1.0)
+
+
+def masked_mse_autograd(pred: Any, target: Any, visible: Any) -> Any:
+    """Masked MSE from elementary ops; Chainer's autograd derives the backward."""
+    xp = chainer.backend.get_array_module(visible)
+    n_samples, n_joints = visible.shape
+    mask = xp.broadcast_to(visible[:, :, None], (n_samples, n_joints, 2))
+    diff = F.reshape(pred - target, (n_samples, n_joints, 2)) * mask
+    return F.sum(diff * diff) / _n_visible(visible)
+
+
+class MaskedMSE(chainer.function_node.FunctionNode):
+    """Masked MSE with a hand-written backward: d loss / d pred = 2 (pred - target) v / n."""
+
+    def forward(self, inputs: tuple[Any, ...]) -> tuple[Any]:
+        pred, target, visible = inputs
+        xp = chainer.backend.get_array_module(pred)
+        n_samples, n_joints = visible.shape
+        diff = (pred - target).reshape(n_samples, n_joints, 2) * visible[:, :, None]
+        self.diff = diff.reshape(pred.shape)
+        self.n = _n_visible(visible)
+        return (xp.asarray((diff * diff).sum() / self.n, dtype=pred.dtype),)
+
+    def backward(self, indexes: tuple[int, ...], grad_outputs: tuple[Any]) -> tuple[Any, ...]:
+        (grad,) = grad_outputs
+        grad_pred = F.broadcast_to(grad, self.diff.shape) * (2.0 / self.n * self.diff)
+        grads = {0: grad_pred, 1: -grad_pred, 2: None}
+        return tuple(grads[i] for i in indexes)
+
+
+def masked_mse_explicit(pred: Any, target: Any, visible: Any) -> Any:
+    (value,) = MaskedMSE().apply((pred, target, visible))
+    return value
+
+
+LOSSES = {"autograd": masked_mse_autograd, "explicit": masked_mse_explicit}
+
+
+class Backend(base.Backend):
+    name = "chainer"
+
+    def __init__(self, device: str = "cpu", threads: int = 0) -> None:
+        super().__init__(device, threads)
+        self._device = chainer.get_device("@cupy:0" if device == "cuda" else "@numpy")
+        self.net: DeepPoseNet | None = None
+        self.optimizer: Any = None
+        self._optimizer_config: base.OptimizerConfig | None = None
+
+    # --- device and environment ---------------------------------------------------------
+    def _check_cuda(self) -> None:
+        if not chainer.backends.cuda.available:
+            raise DeepPoseError(
+                f"device 'cuda' for chainer needs CuPy, which is not importable here; Chainer "
+                f"{chainer.__version__} supports only CuPy 7.x (CUDA <= 10.2); allowed here: cpu"
+            )
+
+    def _set_threads(self, threads: int) -> None:
+        # Chainer's CPU path is numpy, so the BLAS pool under numpy is the whole story.
+        limit_native_threads(threads)
+
+    def thread_info(self) -> dict[str, Any]:
+        return {"requested": self.threads, "native": native_thread_info()}
+
+    def versions(self) -> dict[str, str]:
+        info = {"chainer": chainer.__version__, "numpy": np.__version__}
+        if self.device == "cuda":
+            import cupy
+
+            info["cupy"] = cupy.__version__
+            info["gpu"] = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+        return info
+
+    def seed(self, seed: int) -> None:
+        # Chainer's dropout draws from numpy's global stream on CPU, CuPy's on GPU.
+        np.random.seed(seed)
+        if self.device == "cuda":
+            chainer.backends.cuda.cupy.random.seed(seed)
+
+    def synchronize(self) -> None:
+        if self.device == "cuda":
+            chainer.backends.cuda.Stream.null.synchronize()
+
+    def to_device(self, array: np.ndarray) -> Any:
+        return self._device.send(np.ascontiguousarray(array))
+
+    def to_numpy(self, array: Any) -> np.ndarray:
+        if isinstance(array, chainer.Variable):
+            array = array.array
+        return np.array(chainer.backends.cuda.to_cpu(array), copy=True)
+
+    # --- model --------------------------------------------------------------------------
+    def load_weights(self, weights: Mapping[str, np.ndarray], config: spec.ModelConfig) -> None:
+        spec.check_weights(dict(weights), config.n_joints)
+        net = DeepPoseNet(config, weights)
+        net.to_device(self._device)
+        self.net = net
+        self.optimizer = None
+
+    @property
+    def _net(self) -> DeepPoseNet:
+        if self.net is None:
+            raise RuntimeError("load_weights() must come first")
+        return self.net
+
+    def _params(self) -> dict[str, Any]:
+        return {_neutral_name(path): param for path, param in self._net.namedparams()}
+
+    def export_weights(self) -> dict[str, np.ndarray]:
+        return {name: self.to_numpy(param.array) for name, param in self._params().items()}
+
+    def forward(self, images: Any, train: bool) -> Any:
+        with chainer.using_config("train", train), chainer.using_config("enable_backprop", train):
+            return self._net(images)
+
+    # --- losses -------------------------------------------------------------------------
+    def loss(self, pred: Any, target: Any, visible: Any, mode: str) -> Any:
+        base.check_loss_mode(mode)
+        return LOSSES[mode](pred, target, visible)
+
+    def loss_grad(
+        self, pred: np.ndarray, target: np.ndarray, visible: np.ndarray, mode: str
+    ) -> tuple[float, np.ndarray]:
+        pred_var = chainer.Variable(self.to_device(pred))
+        value = self.loss(pred_var, self.to_device(target), self.to_device(visible), mode)
+        value.backward()
+        return float(value.array), self.to_numpy(pred_var.grad)
+
+    # --- step ---------------------------------------------------------------------------
+    def zero_grad(self) -> None:
+        self._net.cleargrads()
+
+    def forward_backward(self, images: Any, target: Any, visible: Any, mode: str) -> Any:
+        value = self.loss(self.forward(images, train=True), target, visible, mode)
+        value.backward()
+        return value
+
+    def gradients(self) -> dict[str, np.ndarray]:
+        return {name: self.to_numpy(param.grad) for name, param in self._params().items()}
+
+    def scalar(self, value: Any) -> float:
+        return float(self.to_numpy(value))
+
+    # --- optimiser ----------------------------------------------------------------------
+    def set_optimizer(self, config: base.OptimizerConfig) -> None:
+        if config.name == "momentum_sgd":
+            optimizer = chainer.optimizers.MomentumSGD(lr=config.lr, momentum=config.momentum)
+        else:
+            optimizer = chainer.optimizers.Adam(
+                alpha=config.lr, beta1=config.beta1, beta2=config.beta2, eps=config.eps
+            )
+        optimizer.setup(self._net)
+        self.optimizer = optimizer
+        self._optimizer_config = config
+
+    def optimizer_step(self) -> None:
+        if self.optimizer is None:
+            raise RuntimeError("set_optimizer() must come first")
+        self.optimizer.update()
+
+    # Neutral state (see the PyTorch backend): Chainer's MomentumSGD keeps v = -lr * velocity.
+    def optimizer_state(self) -> dict[str, np.ndarray]:
+        if self.optimizer is None or self._optimizer_config is None:
+            raise RuntimeError("set_optimizer() must come first")
+        lr = self._optimizer_config.lr
+        state: dict[str, np.ndarray] = {}
+        for name, param in self._params().items():
+            rule = param.update_rule
+            if rule.state is None:
+                continue
+            if self._optimizer_config.name == "momentum_sgd":
+                state[f"{name}.velocity"] = self.to_numpy(rule.state["v"]) / -lr
+            else:
+                state[f"{name}.m"] = self.to_numpy(rule.state["m"])
+                state[f"{name}.v"] = self.to_numpy(rule.state["v"])
+                state["step"] = np.array(float(rule.t), np.float64)
+        return state
+
+    def load_optimizer_state(self, state: Mapping[str, np.ndarray]) -> None:
+        if self.optimizer is None or self._optimizer_config is None:
+            raise RuntimeError("set_optimizer() must come first")
+        lr = self._optimizer_config.lr
+        for name, param in self._params().items():
+            rule = param.update_rule
+            if self._optimizer_config.name == "momentum_sgd":
+                if f"{name}.velocity" not in state:
+                    continue
+                values = {"v": np.asarray(state[f"{name}.velocity"]) * -lr}
+            else:
+                if f"{name}.m" not in state:
+                    continue
+                values = {"m": state[f"{name}.m"], "v": state[f"{name}.v"]}
+                rule.t = int(state["step"])
+                self.optimizer.t = rule.t
+            rule._init_states(param)
+            for key, value in values.items():
+                rule.state[key][...] = self.to_device(np.asarray(value, np.float32))

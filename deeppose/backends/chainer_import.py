@@ -1,0 +1,29 @@
+"""Import Chainer 7.8.1 (the last release) on today's Python stack: the one compatibility shim.
+
+`chainer/__init__.py` runs `chainer._environment_check.check()`, which imports `pkg_resources`
+(gone from setuptools 81+) and `numpy.distutils` (gone from NumPy 2 and Python 3.12) only to print
+warnings about the environment. Registering a stand-in module with a no-op `check()` before the
+first import skips that check and nothing else: no other part of Chainer's runtime imports them.
+Doing it here, in code, means no user has to export a variable, whoever starts the process
+(a shell, pytest, snakemake or dvc). Chainer also needs NumPy < 2 (`np.sctypes`): pinned in
+requirements/lock.txt.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any
+
+_CHECK_MODULE = "chainer._environment_check"
+
+
+def import_chainer() -> Any:
+    """Import and return the `chainer` module, skipping its environment check."""
+    if "chainer" not in sys.modules and _CHECK_MODULE not in sys.modules:
+        stand_in = types.ModuleType(_CHECK_MODULE)
+        stand_in.check = lambda: None  # type: ignore[attr-defined]
+        sys.modules[_CHECK_MODULE] = stand_in
+    import chainer
+
+    return chainer

@@ -1,0 +1,256 @@
+"""PyTorch backend. Sections mirror `deeppose/backends/chainer.py`: model, losses, step,
+optimiser, device."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from deeppose import model as spec
+from deeppose.backends import base
+from deeppose.errors import DeepPoseError
+from deeppose.threads import limit_native_threads, native_thread_info
+
+
+# --- model ------------------------------------------------------------------------------
+class DeepPoseNet(nn.Module):
+    """AlexNet regressor of `deeppose.model`: conv1..conv5 then fc6..fc8."""
+
+    def __init__(self, config: spec.ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        for conv in spec.CONVS:
+            self.add_module(
+                conv.name,
+                nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel, conv.stride, conv.pad),
+            )
+        for fc in spec.linears(config.n_joints):
+            self.add_module(fc.name, nn.Linear(fc.in_features, fc.out_features))
+        # PyTorch divides alpha by the window size; deeppose.model uses the paper's alpha.
+        self.lrn = nn.LocalResponseNorm(
+            spec.LRN_SIZE, spec.LRN_ALPHA * spec.LRN_SIZE, spec.LRN_BETA, spec.LRN_K
+        )
+        self.pool = nn.MaxPool2d(spec.POOL_KERNEL, spec.POOL_STRIDE)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv in spec.CONVS:
+            x = torch.relu(getattr(self, conv.name)(x))
+            if conv.lrn and self.config.lrn:
+                x = self.lrn(x)
+            if conv.pool:
+                x = self.pool(x)
+        x = torch.flatten(x, 1)
+        for fc in spec.linears(self.config.n_joints):
+            x = getattr(self, fc.name)(x)
+            if fc.relu_dropout:
+                x = torch.relu(x)
+                if self.config.dropout > 0:
+                    x = self.dropout(x)
+        return x
+
+
+def _torch_name(neutral: str) -> str:
+    layer, kind = neutral.split(".")
+    return f"{layer}.{'weight' if kind == 'W' else 'bias'}"
+
+
+def _neutral_name(torch_name: str) -> str:
+    layer, kind = torch_name.split(".")
+    return f"{layer}.{'W' if kind == 'weight' else 'b'}"
+
+
+# --- losses -----------------------------------------------------------------------------
+def masked_mse_autograd(
+    pred: torch.Tensor, target: torch.Tensor, visible: torch.Tensor
+) -> torch.Tensor:
+    """Masked MSE from elementary ops; PyTorch's autograd derives the backward."""
+    diff = (pred - target).reshape(visible.shape[0], visible.shape[1], 2) * visible.unsqueeze(-1)
+    return (diff * diff).sum() / visible.sum().clamp(min=1)
+
+
+class MaskedMSE(torch.autograd.Function):
+    """Masked MSE with a hand-written backward: d loss / d pred = 2 (pred - target) v / n."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, pred: torch.Tensor, target: torch.Tensor, visible: torch.Tensor
+    ) -> torch.Tensor:
+        diff = (pred - target).reshape(visible.shape[0], visible.shape[1], 2)
+        diff = diff * visible.unsqueeze(-1)
+        n = visible.sum().clamp(min=1)
+        ctx.save_for_backward(diff, n)
+        ctx.pred_shape = pred.shape
+        return (diff * diff).sum() / n
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        diff, n = ctx.saved_tensors
+        grad_pred = (grad_output * 2 / n * diff).reshape(ctx.pred_shape)
+        grad_target = -grad_pred if ctx.needs_input_grad[1] else None
+        return grad_pred, grad_target, None
+
+
+LOSSES = {"autograd": masked_mse_autograd, "explicit": MaskedMSE.apply}
+
+
+class Backend(base.Backend):
+    name = "pytorch"
+
+    def __init__(self, device: str = "cpu", threads: int = 0) -> None:
+        super().__init__(device, threads)
+        self._torch_device = torch.device(device)
+        self.net: DeepPoseNet | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    # --- device and environment ---------------------------------------------------------
+    def _check_cuda(self) -> None:
+        if not torch.cuda.is_available():
+            raise DeepPoseError(
+                f"device 'cuda' requested but PyTorch {torch.__version__} finds no CUDA device "
+                "on this machine; allowed here: cpu"
+            )
+
+    def _set_threads(self, threads: int) -> None:
+        torch.set_num_threads(threads)
+        limit_native_threads(threads)
+
+    def thread_info(self) -> dict[str, Any]:
+        return {
+            "requested": self.threads,
+            "torch_intra_op": torch.get_num_threads(),
+            "torch_inter_op": torch.get_num_interop_threads(),
+            "native": native_thread_info(),
+        }
+
+    def versions(self) -> dict[str, str]:
+        info = {
+            "torch": torch.__version__,
+            "mkldnn": str(torch.backends.mkldnn.is_available()),
+            "torch_parallel": torch.__config__.parallel_info().splitlines()[0],
+        }
+        if self.device == "cuda":
+            info["cuda"] = str(torch.version.cuda)
+            info["cudnn"] = str(torch.backends.cudnn.version())
+            info["gpu"] = torch.cuda.get_device_name()
+        return info
+
+    def seed(self, seed: int) -> None:
+        torch.manual_seed(seed)
+
+    def synchronize(self) -> None:
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+
+    def to_device(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array)).to(self._torch_device)
+
+    def to_numpy(self, array: torch.Tensor) -> np.ndarray:
+        return array.detach().cpu().numpy().copy()
+
+    # --- model --------------------------------------------------------------------------
+    def load_weights(self, weights: Mapping[str, np.ndarray], config: spec.ModelConfig) -> None:
+        spec.check_weights(dict(weights), config.n_joints)
+        net = DeepPoseNet(config)
+        state = {_torch_name(k): torch.from_numpy(np.array(v, np.float32)) for k, v in weights.items()}
+        net.load_state_dict(state, strict=True)
+        self.net = net.to(self._torch_device)
+        self.optimizer = None
+
+    def export_weights(self) -> dict[str, np.ndarray]:
+        params = dict(self._net.named_parameters())
+        return {k: self.to_numpy(params[_torch_name(k)]) for k in spec.weight_shapes(self._net.config.n_joints)}
+
+    @property
+    def _net(self) -> DeepPoseNet:
+        if self.net is None:
+            raise RuntimeError("load_weights() must come first")
+        return self.net
+
+    def forward(self, images: torch.Tensor, train: bool) -> torch.Tensor:
+        self._net.train(train)
+        with torch.set_grad_enabled(train):
+            return self._net(images)
+
+    # --- losses -------------------------------------------------------------------------
+    def loss(self, pred: torch.Tensor, target: torch.Tensor, visible: torch.Tensor, mode: str) -> torch.Tensor:
+        base.check_loss_mode(mode)
+        return LOSSES[mode](pred, target, visible)
+
+    def loss_grad(
+        self, pred: np.ndarray, target: np.ndarray, visible: np.ndarray, mode: str
+    ) -> tuple[float, np.ndarray]:
+        pred_t = self.to_device(pred).requires_grad_(True)
+        value = self.loss(pred_t, self.to_device(target), self.to_device(visible), mode)
+        value.backward()
+        return float(value), self.to_numpy(pred_t.grad)
+
+    # --- step ---------------------------------------------------------------------------
+    def zero_grad(self) -> None:
+        self._net.zero_grad(set_to_none=False)
+
+    def forward_backward(
+        self, images: torch.Tensor, target: torch.Tensor, visible: torch.Tensor, mode: str
+    ) -> torch.Tensor:
+        value = self.loss(self.forward(images, train=True), target, visible, mode)
+        value.backward()
+        return value
+
+    def gradients(self) -> dict[str, np.ndarray]:
+        params = dict(self._net.named_parameters())
+        names = spec.weight_shapes(self._net.config.n_joints)
+        return {k: self.to_numpy(params[_torch_name(k)].grad) for k in names}
+
+    def scalar(self, value: torch.Tensor) -> float:
+        return float(value.item())
+
+    # --- optimiser ----------------------------------------------------------------------
+    def set_optimizer(self, config: base.OptimizerConfig) -> None:
+        params = self._net.parameters()
+        if config.name == "momentum_sgd":
+            self.optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum)
+        else:
+            self.optimizer = torch.optim.Adam(
+                params, lr=config.lr, betas=(config.beta1, config.beta2), eps=config.eps
+            )
+
+    def optimizer_step(self) -> None:
+        if self.optimizer is None:
+            raise RuntimeError("set_optimizer() must come first")
+        self.optimizer.step()
+
+    # Neutral optimiser state: `<param>.velocity` (MomentumSGD, PyTorch's buffer convention:
+    # update = lr * velocity), `<param>.m`, `<param>.v` and `step` (Adam).
+    _STATE_NAMES = {"momentum_buffer": "velocity", "exp_avg": "m", "exp_avg_sq": "v"}
+
+    def optimizer_state(self) -> dict[str, np.ndarray]:
+        if self.optimizer is None:
+            raise RuntimeError("set_optimizer() must come first")
+        state: dict[str, np.ndarray] = {}
+        for name, param in self._net.named_parameters():
+            neutral = _neutral_name(name)
+            for key, value in self.optimizer.state.get(param, {}).items():
+                if key == "step":
+                    state["step"] = np.array(float(value), np.float64)
+                elif key in self._STATE_NAMES:
+                    state[f"{neutral}.{self._STATE_NAMES[key]}"] = self.to_numpy(value)
+        return state
+
+    def load_optimizer_state(self, state: Mapping[str, np.ndarray]) -> None:
+        if self.optimizer is None:
+            raise RuntimeError("set_optimizer() must come first")
+        for name, param in self._net.named_parameters():
+            neutral = _neutral_name(name)
+            entry = {
+                key: self.to_device(state[f"{neutral}.{short}"])
+                for key, short in self._STATE_NAMES.items()
+                if f"{neutral}.{short}" in state
+            }
+            if "step" in state and "exp_avg" in entry:
+                entry["step"] = torch.tensor(float(state["step"]))
+            if entry:
+                self.optimizer.state[param] = entry

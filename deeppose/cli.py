@@ -1,0 +1,62 @@
+"""Command line: `python -m deeppose <stage> [options]`, one subcommand per pipeline stage.
+
+Each stage lives in its own module, which provides `add_arguments(parser)` and `run(args)`; the
+module is imported only when its stage runs, so `--help` and unrelated stages load no framework.
+Errors the user can fix (`DeepPoseError`) print one line and exit with status 2.
+
+    python -m deeppose synthesize --params params.yaml
+    python -m deeppose prepare --params params.yaml
+    python -m deeppose train --framework pytorch --loss autograd --device cpu
+    python -m deeppose time --framework chainer --loss explicit --device cpu --batch-exp 3
+    python -m deeppose report
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from deeppose.errors import DeepPoseError
+
+# stage name -> (module, one-line help)
+STAGES: dict[str, tuple[str, str]] = {
+    "synthesize": ("deeppose.data.synthetic", "write the embedded synthetic dataset in LSP format"),
+    "prepare": ("deeppose.data.prepare", "crop and normalise the sources into train/test arrays"),
+    "train": ("deeppose.train", "train one framework x loss mode x device"),
+    "time": ("deeppose.timing", "time forward+loss+backward of the core process"),
+    "breakdown": ("deeppose.breakdown", "time each layer's forward and backward"),
+    "report": ("deeppose.report", "write reports/report.md and its figures"),
+    "grid": ("deeppose.grid_cmd", "print the pipeline's jobs (used by the workflow engines)"),
+}
+
+
+def build_parser(stage: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; only `stage`'s module is imported to add its options."""
+    parser = argparse.ArgumentParser(prog="python -m deeppose", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    for name, (module, help_text) in STAGES.items():
+        stage_parser = sub.add_parser(name, help=help_text)
+        stage_parser.add_argument(
+            "--params", default="params.yaml", help="parameter file (default: params.yaml)"
+        )
+        stage_parser.set_defaults(_module=module)
+        if name == stage:
+            importlib.import_module(module).add_arguments(stage_parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    stage = next((arg for arg in argv if not arg.startswith("-")), None)
+    args = build_parser(stage).parse_args(argv)
+    try:
+        importlib.import_module(args._module).run(args)
+    except DeepPoseError as error:
+        print(f"deeppose {args.stage}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"deeppose {args.stage}: interrupted", file=sys.stderr)
+        return 130
+    return 0
