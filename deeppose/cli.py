@@ -26,9 +26,9 @@ STAGES: dict[str, tuple[str, str]] = {
     "prepare": ("deeppose.data.prepare", "crop and normalise the sources into train/test arrays"),
     "train": ("deeppose.train", "train one framework x loss mode x device"),
     "time": ("deeppose.timing", "time forward+loss+backward of the core process"),
+    "peak": ("deeppose.peak", "measure the machine's fp32 matrix-multiply throughput"),
     "breakdown": ("deeppose.breakdown", "time each layer's forward and backward"),
     "report": ("deeppose.report", "write reports/report.md and its figures"),
-    "grid": ("deeppose.grid_cmd", "print the pipeline's jobs (used by the workflow engines)"),
 }
 
 

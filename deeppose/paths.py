@@ -1,0 +1,71 @@
+"""Every artifact path of the pipeline, built in one place.
+
+Paths are relative to the project root (the working directory of every stage, under both
+Snakemake and DVC). Nested folders per grid cell (`results/train/<framework>/<loss>/<device>/`)
+keep the workflow engines' wildcards unambiguous.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deeppose.config import Job
+
+DATA = Path("data")
+SYNTHETIC = DATA / "synthetic"  # the embedded dataset, in LSP's on-disk format
+PREPARED = DATA / "prepared"  # train/test arrays + summary.json (DVC cache)
+RESULTS = Path("results")
+REPORTS = Path("reports")
+
+
+def prepared_summary() -> Path:
+    """Counts, dropped samples and the content hash of the prepared data (committed to git)."""
+    return RESULTS / "data" / "prepare.json"
+
+
+def preview_image() -> Path:
+    return REPORTS / "figures" / "prepared_samples.png"
+
+
+def train_dir(job: Job) -> Path:
+    return RESULTS / "train" / job.framework / job.loss / job.device
+
+
+def train_log(job: Job) -> Path:
+    """One JSON object per line: every iteration and every evaluation."""
+    return train_dir(job) / "log.jsonl"
+
+
+def train_metrics(job: Job) -> Path:
+    return train_dir(job) / "metrics.json"
+
+
+def checkpoint_dir(job: Job) -> Path:
+    """Model + optimiser state at epoch ends; outside git (DVC cache), never declared to Snakemake
+    as an output so that a rerun after an interruption finds it and resumes."""
+    return Path("checkpoints") / job.framework / job.loss / job.device
+
+
+def timing_result(job: Job) -> Path:
+    return RESULTS / "time" / job.framework / job.loss / job.device / f"b{job.batch_exp}.json"
+
+
+def breakdown_result(job: Job) -> Path:
+    return RESULTS / "breakdown" / job.framework / job.loss / job.device / f"b{job.batch_exp}.json"
+
+
+def matmul_peak() -> Path:
+    """The machine's measured fp32 matrix-multiply throughput, the roofline's ceiling."""
+    return RESULTS / "machine" / "matmul_peak.json"
+
+
+def report_markdown() -> Path:
+    return REPORTS / "report.md"
+
+
+def report_figures() -> Path:
+    return REPORTS / "figures"
+
+
+def report_summary() -> Path:
+    return REPORTS / "summary.json"
