@@ -224,8 +224,14 @@ class Backend(base.Backend):
         self._optimizer_config = config
 
     def optimizer_step(self) -> None:
-        if self.optimizer is None:
+        if self.optimizer is None or self._optimizer_config is None:
             raise RuntimeError("set_optimizer() must come first")
+        config = self._optimizer_config
+        if config.name == "adam":
+            # Chainer adds eps to sqrt(v), PyTorch to the bias-corrected sqrt(v_hat); scaling eps by
+            # sqrt(1 - beta2^t) makes Chainer's update PyTorch's (and the paper's) exactly.
+            step = self.optimizer.t + 1
+            self.optimizer.eps = config.eps * (1.0 - config.beta2**step) ** 0.5
         self.optimizer.update()
 
     # Neutral state (see the PyTorch backend): Chainer's MomentumSGD keeps v = -lr * velocity.

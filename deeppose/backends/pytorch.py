@@ -187,7 +187,7 @@ class Backend(base.Backend):
         pred_t = self.to_device(pred).requires_grad_(True)
         value = self.loss(pred_t, self.to_device(target), self.to_device(visible), mode)
         value.backward()
-        return float(value), self.to_numpy(pred_t.grad)
+        return float(value.detach()), self.to_numpy(pred_t.grad)
 
     # --- step ---------------------------------------------------------------------------
     def zero_grad(self) -> None:

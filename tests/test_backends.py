@@ -1,0 +1,294 @@
+"""Backends: the loss in both modes, cross-framework agreement, weights, optimisers, errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from deeppose import model as spec
+from deeppose.backends import FRAMEWORKS, LOSS_MODES, create_backend
+from deeppose.backends.base import OptimizerConfig
+from deeppose.errors import DeepPoseError
+
+NO_DROPOUT = spec.ModelConfig(dropout=0.0)
+
+
+def rel_err(a: np.ndarray, b: np.ndarray) -> float:
+    """Norm-wise relative error ||a - b|| / ||b||."""
+    return float(np.linalg.norm(np.asarray(a, np.float64) - b) / np.linalg.norm(b))
+
+
+@pytest.fixture(scope="module")
+def batch() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(7)
+    images = rng.random((2, 3, 227, 227), dtype=np.float32)
+    targets = rng.random((2, 28), dtype=np.float32)
+    visible = (rng.random((2, 14)) > 0.3).astype(np.float32)
+    return images, targets, visible
+
+
+@pytest.fixture(scope="module")
+def backends() -> dict:
+    return {name: create_backend(name, "cpu", threads=2) for name in FRAMEWORKS}
+
+
+@pytest.fixture(scope="module")
+def weights() -> dict[str, np.ndarray]:
+    return spec.init_weights(seed=3)
+
+
+@pytest.fixture(scope="module")
+def core_results(backends, weights, batch) -> dict:
+    """Outputs, loss and parameter gradients of every framework and mode on one batch."""
+    images, targets, visible = batch
+    results = {}
+    for name, backend in backends.items():
+        backend.load_weights(weights, NO_DROPOUT)
+        dev = [backend.to_device(a) for a in batch]
+        output = backend.to_numpy(backend.forward(dev[0], train=False))
+        for mode in LOSS_MODES:
+            backend.zero_grad()
+            loss = backend.scalar(backend.forward_backward(*dev, mode))
+            results[name, mode] = (output, loss, backend.gradients())
+    return results
+
+
+def loss_inputs(dtype, seed=0, n=3):
+    rng = np.random.default_rng(seed)
+    pred = rng.normal(size=(n, 28)).astype(dtype)
+    target = rng.normal(size=(n, 28)).astype(dtype)
+    visible = (rng.random((n, 14)) > 0.4).astype(dtype)
+    return pred, target, visible
+
+
+def reference_loss(pred, target, visible):
+    diff = (pred - target).reshape(len(pred), 14, 2) * visible[:, :, None]
+    return float((diff**2).sum() / max(visible.sum(), 1))
+
+
+# --- loss ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("mode", LOSS_MODES)
+def test_loss_value_and_gradient_match_the_formula(backends, framework, mode):
+    pred, target, visible = loss_inputs(np.float64)
+    value, grad = backends[framework].loss_grad(pred, target, visible, mode)
+    assert value == pytest.approx(reference_loss(pred, target, visible), rel=1e-12)
+    expected = (2 * (pred - target).reshape(3, 14, 2) * visible[:, :, None] / visible.sum()).reshape(3, 28)
+    np.testing.assert_allclose(grad, expected, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("mode", LOSS_MODES)
+def test_no_visible_joint_gives_zero_loss_and_gradient(backends, framework, mode):
+    pred, target, _ = loss_inputs(np.float32)
+    value, grad = backends[framework].loss_grad(pred, target, np.zeros((3, 14), np.float32), mode)
+    assert value == 0.0
+    assert np.all(grad == 0) and np.all(np.isfinite(grad))
+
+
+def test_torch_explicit_loss_passes_gradcheck():
+    import torch
+
+    from deeppose.backends.pytorch import MaskedMSE
+
+    pred, target, visible = (torch.from_numpy(a) for a in loss_inputs(np.float64))
+    pred.requires_grad_(True)
+    target.requires_grad_(True)
+    assert torch.autograd.gradcheck(MaskedMSE.apply, (pred, target, visible), eps=1e-6, atol=1e-8)
+
+
+def test_chainer_explicit_loss_passes_check_backward():
+    from deeppose.backends.chainer import MaskedMSE
+    from chainer import gradient_check
+
+    pred, target, visible = loss_inputs(np.float64)
+    grad_out = np.array(0.7, np.float64)
+
+    def loss(p, t):
+        return MaskedMSE().apply((p, t, visible))
+
+    gradient_check.check_backward(loss, (pred, target), grad_out, dtype=np.float64, atol=1e-7, rtol=1e-6)
+
+
+def test_gradcheck_catches_a_wrong_backward():
+    """The checks above can fail: a backward off by a factor of 2 does not pass."""
+    import torch
+
+    from deeppose.backends.pytorch import MaskedMSE
+
+    class Wrong(MaskedMSE):
+        @staticmethod
+        def backward(ctx, grad_output):
+            grad_pred, grad_target, _ = MaskedMSE.backward(ctx, grad_output)
+            return 2 * grad_pred, grad_target, None
+
+    pred, target, visible = (torch.from_numpy(a) for a in loss_inputs(np.float64))
+    pred.requires_grad_(True)
+    assert not torch.autograd.gradcheck(Wrong.apply, (pred, target, visible), raise_exception=False)
+
+
+# --- the network across frameworks ----------------------------------------------------------
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_explicit_and_autograd_agree_in_each_framework(core_results, framework):
+    _, loss_a, grads_a = core_results[framework, "autograd"]
+    _, loss_e, grads_e = core_results[framework, "explicit"]
+    assert loss_e == pytest.approx(loss_a, rel=1e-6)
+    for name in grads_a:
+        assert rel_err(grads_e[name], grads_a[name]) <= 1e-5, name
+
+
+@pytest.mark.parametrize("mode", LOSS_MODES)
+def test_pytorch_and_chainer_agree(core_results, mode):
+    out_t, loss_t, grads_t = core_results["pytorch", mode]
+    out_c, loss_c, grads_c = core_results["chainer", mode]
+    assert rel_err(out_c, out_t) <= 1e-4
+    assert loss_c == pytest.approx(loss_t, rel=1e-4)
+    assert set(grads_c) == set(grads_t) == set(spec.weight_shapes())
+    for name in grads_t:
+        assert rel_err(grads_c[name], grads_t[name]) <= 1e-4, name
+
+
+def test_lrn_option_agrees_across_frameworks(backends, weights, batch):
+    config = spec.ModelConfig(dropout=0.0, lrn=True)
+    outputs = {}
+    for name, backend in backends.items():
+        backend.load_weights(weights, config)
+        outputs[name] = backend.to_numpy(backend.forward(backend.to_device(batch[0]), train=False))
+    assert rel_err(outputs["chainer"], outputs["pytorch"]) <= 1e-4
+    backends["pytorch"].load_weights(weights, NO_DROPOUT)
+    plain = backends["pytorch"].to_numpy(backends["pytorch"].forward(backends["pytorch"].to_device(batch[0]), False))
+    assert rel_err(plain, outputs["pytorch"]) > 1e-3  # LRN really is on
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_dropout_is_active_only_in_training(backends, weights, batch, framework):
+    backend = backends[framework]
+    backend.load_weights(weights, spec.ModelConfig(dropout=0.5))
+    images = backend.to_device(batch[0])
+    backend.seed(0)
+    train_a = backend.to_numpy(backend.forward(images, train=True))
+    backend.seed(0)
+    train_b = backend.to_numpy(backend.forward(images, train=True))
+    evals = [backend.to_numpy(backend.forward(images, train=False)) for _ in range(2)]
+    np.testing.assert_array_equal(train_a, train_b)  # seeded
+    np.testing.assert_array_equal(evals[0], evals[1])
+    assert rel_err(train_a, evals[0]) > 1e-3
+
+
+# --- weights ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_weight_round_trip_is_exact(backends, weights, framework):
+    backend = backends[framework]
+    backend.load_weights(weights, NO_DROPOUT)
+    exported = backend.export_weights()
+    assert set(exported) == set(weights)
+    for name, array in weights.items():
+        assert exported[name].dtype == np.float32
+        np.testing.assert_array_equal(exported[name], array)
+
+
+def test_initial_weights_follow_the_seed():
+    a, b, c = spec.init_weights(1), spec.init_weights(1), spec.init_weights(2)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert all(not np.array_equal(a[k], c[k]) for k in a)
+    assert {k: v.shape for k, v in a.items()} == spec.weight_shapes()
+
+
+def test_wrong_weights_are_rejected(backends, weights):
+    broken = dict(weights)
+    broken["fc8.W"] = np.zeros((3, 3), np.float32)
+    with pytest.raises(ValueError, match="fc8.W"):
+        backends["pytorch"].load_weights(broken, NO_DROPOUT)
+
+
+def test_flops_match_the_known_alexnet_count():
+    assert spec.total_flops(1) == pytest.approx(6.58e9, rel=1e-3)
+    assert spec.total_flops(32) == 32 * spec.total_flops(1)
+
+
+# --- optimisers -----------------------------------------------------------------------------
+@pytest.mark.parametrize("optimizer", ["momentum_sgd", "adam"])
+def test_optimizer_steps_agree_and_state_round_trips(backends, weights, batch, optimizer):
+    config = OptimizerConfig(name=optimizer, lr=1e-3)
+    after, states = {}, {}
+    for name, backend in backends.items():
+        backend.load_weights(weights, NO_DROPOUT)
+        backend.set_optimizer(config)
+        dev = [backend.to_device(a) for a in batch]
+        for _ in range(2):
+            backend.zero_grad()
+            backend.forward_backward(*dev, "autograd")
+            backend.optimizer_step()
+        after[name] = backend.export_weights()
+        states[name] = backend.optimizer_state()
+    for key in weights:
+        moved = after["pytorch"][key] - weights[key]
+        assert rel_err(after["chainer"][key] - weights[key], moved) <= 1e-3, key
+    assert set(states["chainer"]) == set(states["pytorch"])
+    for key in states["pytorch"]:
+        assert rel_err(states["chainer"][key], states["pytorch"][key]) <= 1e-3, key
+    for name, backend in backends.items():
+        backend.load_weights(after[name], NO_DROPOUT)
+        backend.set_optimizer(config)
+        backend.load_optimizer_state(states[name])
+        restored = backend.optimizer_state()
+        for key, value in states[name].items():
+            np.testing.assert_allclose(restored[key], value, rtol=1e-6, err_msg=key)
+
+
+# --- errors and imports -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"framework": "tensorflow"}, "unknown framework 'tensorflow'; allowed: pytorch, chainer"),
+        ({"framework": "pytorch", "device": "tpu"}, "unknown device 'tpu'; allowed: cpu, cuda"),
+        ({"framework": "pytorch", "threads": -1}, "threads must be >= 0"),
+    ],
+)
+def test_bad_backend_requests_are_one_line_errors(kwargs, message):
+    with pytest.raises(DeepPoseError) as error:
+        create_backend(**kwargs)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_unknown_loss_mode_is_an_error(backends):
+    pred, target, visible = loss_inputs(np.float32)
+    with pytest.raises(DeepPoseError, match="unknown loss mode 'manual'; allowed: autograd, explicit"):
+        backends["pytorch"].loss_grad(pred, target, visible, "manual")
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_cuda_without_a_gpu_is_a_clear_error(framework):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(DeepPoseError, match="cuda.*allowed here: cpu") as error:
+        create_backend(framework, "cuda")
+    assert "\n" not in str(error.value)
+
+
+def _run_python(code: str) -> str:
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return result.stdout + result.stderr
+
+
+def test_importing_deeppose_loads_no_framework():
+    out = _run_python(
+        "import sys, deeppose, deeppose.cli, deeppose.config, deeppose.backends;"
+        "print(sorted(m for m in ('torch', 'chainer') if m in sys.modules))"
+    )
+    assert out.strip() == "[]"
+
+
+def test_chainer_backend_imports_cleanly_from_a_plain_process():
+    """No exported variable, no warning, and the environment check's imports stay unloaded."""
+    out = _run_python(
+        "import sys, warnings; warnings.simplefilter('error');"
+        "from deeppose.backends import create_backend; create_backend('chainer');"
+        "print(sorted(m for m in ('pkg_resources', 'numpy.distutils') if m in sys.modules))"
+    )
+    assert out.strip() == "[]"
