@@ -1,0 +1,92 @@
+"""Pose accuracy: PCP@0.5, PDJ@0.2 and PCK@0.2 for LSP's 14 joints.
+
+All three compare predicted and true joints of shape (N, 14, 2) in the same units (any: they are
+scale-free) and count only what the annotation allows: a joint must be visible, a limb needs both
+ends visible, a reference length needs its joints visible. A metric with nothing to count is None.
+
+- PCP@0.5 (Ferrari et al. 2008; strict form as in Toshev & Szegedy 2014): a limb is correct when
+  both predicted ends lie within 0.5 x the limb's true length of their true positions.
+- PDJ@0.2 (Toshev & Szegedy 2014): a joint is detected when within 0.2 x the torso diameter,
+  taken here as the longer torso diagonal (left shoulder-right hip, right shoulder-left hip), so
+  that a side view does not shrink the reference.
+- PCK@0.2: a joint is correct when within 0.2 x |left shoulder - right hip|.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# LSP joint order.
+R_ANKLE, R_KNEE, R_HIP, L_HIP, L_KNEE, L_ANKLE = range(6)
+R_WRIST, R_ELBOW, R_SHOULDER, L_SHOULDER, L_ELBOW, L_WRIST, NECK, HEAD = range(6, 14)
+
+LIMBS: dict[str, tuple[int, int]] = {
+    "right lower leg": (R_ANKLE, R_KNEE),
+    "right upper leg": (R_KNEE, R_HIP),
+    "left upper leg": (L_HIP, L_KNEE),
+    "left lower leg": (L_KNEE, L_ANKLE),
+    "right lower arm": (R_WRIST, R_ELBOW),
+    "right upper arm": (R_ELBOW, R_SHOULDER),
+    "left upper arm": (L_SHOULDER, L_ELBOW),
+    "left lower arm": (L_ELBOW, L_WRIST),
+    "head": (NECK, HEAD),
+}
+
+
+def _fraction(hits: np.ndarray, counted: np.ndarray) -> float | None:
+    total = int(counted.sum())
+    return float((hits & counted).sum() / total) if total else None
+
+
+def pcp(pred: np.ndarray, true: np.ndarray, visible: np.ndarray, threshold: float = 0.5) -> float | None:
+    """Fraction of correct limbs (see module docstring); visible is (N, 14), nonzero = visible."""
+    visible = visible.astype(bool)
+    hits, counted = [], []
+    for a, b in LIMBS.values():
+        length = np.linalg.norm(true[:, a] - true[:, b], axis=-1)
+        err_a = np.linalg.norm(pred[:, a] - true[:, a], axis=-1)
+        err_b = np.linalg.norm(pred[:, b] - true[:, b], axis=-1)
+        hits.append((err_a <= threshold * length) & (err_b <= threshold * length))
+        counted.append(visible[:, a] & visible[:, b] & (length > 0))
+    return _fraction(np.stack(hits), np.stack(counted))
+
+
+def _within(pred: np.ndarray, true: np.ndarray, visible: np.ndarray, reference: np.ndarray, ok: np.ndarray, threshold: float) -> float | None:
+    error = np.linalg.norm(pred - true, axis=-1)
+    hits = error <= threshold * reference[:, None]
+    counted = visible.astype(bool) & (ok & (reference > 0))[:, None]
+    return _fraction(hits, counted)
+
+
+def pdj(pred: np.ndarray, true: np.ndarray, visible: np.ndarray, threshold: float = 0.2) -> float | None:
+    """Fraction of detected joints within threshold x torso diameter."""
+    v = visible.astype(bool)
+    diag1 = np.linalg.norm(true[:, L_SHOULDER] - true[:, R_HIP], axis=-1)
+    diag2 = np.linalg.norm(true[:, R_SHOULDER] - true[:, L_HIP], axis=-1)
+    ok1 = v[:, L_SHOULDER] & v[:, R_HIP]
+    ok2 = v[:, R_SHOULDER] & v[:, L_HIP]
+    diameter = np.maximum(np.where(ok1, diag1, 0.0), np.where(ok2, diag2, 0.0))
+    return _within(pred, true, visible, diameter, ok1 | ok2, threshold)
+
+
+def pck(pred: np.ndarray, true: np.ndarray, visible: np.ndarray, threshold: float = 0.2) -> float | None:
+    """Fraction of joints within threshold x |left shoulder - right hip|."""
+    v = visible.astype(bool)
+    reference = np.linalg.norm(true[:, L_SHOULDER] - true[:, R_HIP], axis=-1)
+    return _within(pred, true, visible, reference, v[:, L_SHOULDER] & v[:, R_HIP], threshold)
+
+
+def masked_mse(pred: np.ndarray, true: np.ndarray, visible: np.ndarray) -> float:
+    """The training loss (deeppose.backends.base) in numpy, for the whole test set at once."""
+    diff = (pred - true) * visible[..., None]
+    return float((diff**2).sum() / max(float(visible.sum()), 1.0))
+
+
+def evaluate(pred: np.ndarray, true: np.ndarray, visible: np.ndarray) -> dict[str, float | None]:
+    """Test loss and the three accuracies; pred and true (N, 14, 2), visible (N, 14)."""
+    return {
+        "loss": masked_mse(pred, true, visible),
+        "pcp": pcp(pred, true, visible),
+        "pdj": pdj(pred, true, visible),
+        "pck": pck(pred, true, visible),
+    }
