@@ -54,7 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         importlib.import_module(args._module).run(args)
     except DeepPoseError as error:
-        print(f"deeppose {args.stage}: error: {error}", file=sys.stderr)
+        for line in str(error).splitlines():  # one line per problem
+            print(f"deeppose {args.stage}: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"deeppose {args.stage}: interrupted", file=sys.stderr)

@@ -24,7 +24,8 @@ def prepared_summary() -> Path:
 
 
 def preview_image() -> Path:
-    return REPORTS / "figures" / "prepared_samples.png"
+    """A few prepared samples with their joints drawn (written by prepare, not by report)."""
+    return REPORTS / "data" / "prepared_samples.png"
 
 
 def train_dir(job: Job) -> Path:
@@ -34,6 +35,11 @@ def train_dir(job: Job) -> Path:
 def train_log(job: Job) -> Path:
     """One JSON object per line: every iteration and every evaluation."""
     return train_dir(job) / "log.jsonl"
+
+
+def train_curve(job: Job) -> Path:
+    """The learning curve as CSV (iteration, epoch, elapsed_s, loss), for `dvc plots`."""
+    return train_dir(job) / "curve.csv"
 
 
 def train_metrics(job: Job) -> Path:

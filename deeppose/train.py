@@ -1,0 +1,237 @@
+"""Training stage: one framework x loss mode x device, written once over the backend interface.
+
+    python -m deeppose train --framework pytorch --loss autograd --device cpu
+
+Fairness, as the study could not have it: every framework and loss mode starts from the same
+seeded neutral weights and sees the same batches in the same order (deeppose.data.batches), with
+the data prepared once in numpy so that no framework's loader is timed. Each epoch reseeds the
+framework's random streams from (seed, epoch), so a run resumed from an epoch-end checkpoint
+continues exactly as an uninterrupted one (on CPU).
+
+Outputs: results/train/<framework>/<loss>/<device>/log.jsonl (one line per iteration and per
+evaluation) and metrics.json (totals), and a checkpoint under checkpoints/ at every epoch end.
+Clocks: `elapsed_s` is the training wall time since the start, excluding evaluations and
+checkpoint writes; `compute_s` is one iteration's forward + loss + backward + update, synchronised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from deeppose import checkpoint as ckpt
+from deeppose import environment, metrics, paths
+from deeppose.atomic import write_json, write_text
+from deeppose.backends import DEVICES, LOSS_MODES, Backend, create_backend
+from deeppose.config import Job, Params, load_params
+from deeppose.errors import DeepPoseError
+from deeppose.model import N_JOINTS, init_weights
+from deeppose.stats import describe as describe_samples
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--framework", required=True, help="a registered framework (see params.yaml grid)")
+    parser.add_argument("--loss", required=True, help=f"loss mode: {', '.join(LOSS_MODES)}")
+    parser.add_argument("--device", required=True, help=f"device: {', '.join(DEVICES)}")
+
+
+def run(args: argparse.Namespace) -> None:
+    params = load_params(args.params)
+    result = train(params, Job(args.framework, args.loss, args.device))
+    final = result["final_test"]
+    print(
+        f"{args.framework}/{args.loss}/{args.device}: {result['iterations']} iterations in "
+        f"{result['train_time_s']:.1f} s ({result['iteration_time_s']['mean']:.3f} s/iteration), "
+        f"test loss {final['loss']:.4g} (mean pose {result['baseline_test']['loss']:.4g}), "
+        f"PCP {_pct(final['pcp'])} (mean pose {_pct(result['baseline_test']['pcp'])})"
+    )
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+@dataclass
+class TrainLog:
+    """The machine-readable log: appended line by line (flushed), so a failed run keeps it."""
+
+    path: Path
+    handle: TextIO | None = None
+    lines: list[dict[str, Any]] = field(default_factory=list)
+
+    def open(self, keep_until_epoch: int) -> None:
+        """Start the log, keeping the entries of epochs already in a checkpoint."""
+        kept: list[dict[str, Any]] = []
+        if keep_until_epoch > 0 and self.path.exists():
+            for line in self.path.read_text().splitlines():
+                entry = json.loads(line)
+                if entry["epoch"] <= keep_until_epoch:
+                    kept.append(entry)
+        write_text(self.path, "".join(json.dumps(e, sort_keys=True) + "\n" for e in kept))
+        self.lines = kept
+        self.handle = open(self.path, "a", encoding="utf-8")
+
+    def add(self, entry: dict[str, Any]) -> None:
+        assert self.handle is not None
+        self.lines.append(entry)
+        self.handle.write(json.dumps(entry, sort_keys=True) + "\n")
+        self.handle.flush()
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+
+
+def mean_pose(targets: np.ndarray, visible: np.ndarray) -> np.ndarray:
+    """Per-joint mean of the visible training targets (N, K, 2) -> (K, 2): the baseline predictor."""
+    weight = visible[..., None]
+    return (targets * weight).sum(0) / np.maximum(weight.sum(0), 1.0)
+
+
+def predict(backend: Backend, data: Any, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Predictions, targets and visibility (N, K, 2), (N, K, 2), (N, K) over a split, centre crops."""
+    from deeppose.data.batches import make_batch
+
+    preds, targets, visible = [], [], []
+    for start in range(0, len(data), batch_size):
+        batch = make_batch(data, np.arange(start, min(start + batch_size, len(data))), crop="center")
+        out = backend.to_numpy(backend.forward(backend.to_device(batch.images), train=False))
+        preds.append(out.reshape(-1, N_JOINTS, 2))
+        targets.append(batch.targets.reshape(-1, N_JOINTS, 2))
+        visible.append(batch.visible)
+    return np.concatenate(preds), np.concatenate(targets), np.concatenate(visible)
+
+
+def _prepared_fingerprint() -> str:
+    summary = paths.PREPARED / "summary.json"
+    if not summary.exists():
+        raise DeepPoseError(f"{summary}: not found; run `python -m deeppose prepare` first")
+    return ckpt.fingerprint({"summary": summary.read_text()})
+
+
+def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, Any]:
+    """Train one grid cell; resume from its checkpoint when one matches. Returns metrics.json."""
+    from deeppose.data.batches import batch_rng, epoch_order, make_batch
+    from deeppose.data.dataset import load_prepared
+
+    settings = params.section("train")
+    backend = create_backend(job.framework, job.device, threads=int(settings["threads"]))
+    if job.loss not in LOSS_MODES:
+        raise DeepPoseError(f"unknown loss mode {job.loss!r}; allowed: {', '.join(LOSS_MODES)}")
+    train_set, test_set = load_prepared(split="train"), load_prepared(split="test")
+    batch_size, epochs = int(settings["batch_size"]), int(settings["epochs"])
+    crop = "random" if settings["augment"] else "center"
+    identity = {
+        "job": [job.framework, job.loss, job.device],
+        "seed": params.seed,
+        "train": settings,
+        "model": params.section("model"),
+        "data": _prepared_fingerprint(),
+    }
+    identity_hash = ckpt.fingerprint(identity)
+
+    backend.load_weights(init_weights(params.seed), params.model)
+    backend.set_optimizer(params.optimizer)
+    folder = paths.checkpoint_dir(job)
+    resumed = ckpt.load(folder, identity_hash)
+    start_epoch, clock_offset = 0, 0.0
+    if resumed is not None:
+        backend.load_weights(resumed.weights, params.model)
+        backend.set_optimizer(params.optimizer)
+        backend.load_optimizer_state(resumed.optimizer)
+        start_epoch, clock_offset = resumed.epoch, resumed.elapsed_s
+        print(f"resuming {job.framework}/{job.loss}/{job.device} after epoch {start_epoch}", file=sys.stderr)
+
+    log = TrainLog(paths.train_log(job))
+    log.open(keep_until_epoch=start_epoch)
+    iteration = sum(1 for e in log.lines if e["kind"] == "iteration")
+    batches_per_epoch = len(epoch_order(len(train_set), batch_size, params.seed, 1))
+    show = sys.stderr.isatty() if progress is None else progress
+    eval_time = 0.0
+    try:
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=epochs * batches_per_epoch, initial=iteration, disable=not show,
+            desc=f"{job.framework}/{job.loss}", unit="it",
+        )
+        started = time.perf_counter() - clock_offset
+        for epoch in range(start_epoch + 1, epochs + 1):
+            backend.seed(_epoch_seed(params.seed, epoch))
+            for index, indices in enumerate(epoch_order(len(train_set), batch_size, params.seed, epoch)):
+                batch = make_batch(train_set, indices, crop=crop, rng=batch_rng(params.seed, epoch, index))
+                images, targets, visible = (backend.to_device(a) for a in (batch.images, batch.targets, batch.visible))
+                backend.synchronize()
+                tic = time.perf_counter()
+                backend.zero_grad()
+                loss = backend.forward_backward(images, targets, visible, job.loss)
+                backend.optimizer_step()
+                value = backend.scalar(loss)
+                backend.synchronize()
+                compute = time.perf_counter() - tic
+                iteration += 1
+                log.add({
+                    "kind": "iteration", "epoch": epoch, "iteration": iteration, "loss": value,
+                    "elapsed_s": time.perf_counter() - started, "compute_s": compute,
+                })
+                if not math.isfinite(value):
+                    raise DeepPoseError(
+                        f"{job.framework}/{job.loss}/{job.device}: training loss became {value} at epoch "
+                        f"{epoch}, iteration {iteration}; lower train.lr? The log so far is in {log.path}"
+                    )
+                bar.update(1)
+                bar.set_postfix(loss=f"{value:.4g}", epoch=epoch)
+            paused = time.perf_counter()
+            if epoch % int(settings["eval_every"]) == 0 or epoch == epochs:
+                scores = metrics.evaluate(*predict(backend, test_set, batch_size))
+                log.add({
+                    "kind": "eval", "epoch": epoch, "iteration": iteration,
+                    "elapsed_s": paused - started, "test_loss": scores["loss"],
+                    "pcp": scores["pcp"], "pdj": scores["pdj"], "pck": scores["pck"],
+                })
+            ckpt.save(folder, ckpt.Checkpoint(
+                epoch, paused - started, backend.export_weights(), backend.optimizer_state(),
+                {"fingerprint": identity_hash},
+            ))
+            resumed_at = time.perf_counter()
+            eval_time += resumed_at - paused
+            started += resumed_at - paused
+        bar.close()
+    finally:
+        log.close()
+
+    iterations = [e for e in log.lines if e["kind"] == "iteration"]
+    evals = [e for e in log.lines if e["kind"] == "eval"]
+    last_epoch = [e["loss"] for e in iterations if e["epoch"] == epochs]
+    _, true, visible = predict(backend, test_set, batch_size)
+    train_preds = make_batch(train_set, np.arange(len(train_set)), crop="center")
+    baseline = mean_pose(train_preds.targets.reshape(-1, N_JOINTS, 2), train_preds.visible)
+    result = {
+        "framework": job.framework, "loss": job.loss, "device": job.device, "seed": params.seed,
+        "params": {"train": settings, "model": params.section("model")},
+        "epochs": epochs, "iterations": len(iterations), "batch_size": batch_size,
+        "train_samples": len(train_set), "test_samples": len(test_set),
+        "resumed_from_epoch": start_epoch,
+        "train_time_s": iterations[-1]["elapsed_s"],
+        "eval_time_s": eval_time,
+        "iteration_time_s": describe_samples([e["compute_s"] for e in iterations]),
+        "final_train_loss": float(np.mean(last_epoch)),
+        "final_test": {k: evals[-1][k] for k in ("pcp", "pdj", "pck")} | {"loss": evals[-1]["test_loss"]},
+        "baseline_test": metrics.evaluate(np.broadcast_to(baseline, true.shape), true, visible),
+        "threads": backend.thread_info(), "versions": backend.versions(),
+        "environment": environment.describe(),
+    }
+    write_json(paths.train_metrics(job), result)
+    return result

@@ -1,0 +1,91 @@
+"""params.yaml validation: every problem is one clear line naming the parameter."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deeppose import cli
+from deeppose.config import load_params, validate
+from deeppose.errors import DeepPoseError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture()
+def raw() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def problems(raw: dict) -> list[str]:
+    with pytest.raises(DeepPoseError) as error:
+        validate(raw)
+    return str(error.value).splitlines()
+
+
+@pytest.mark.parametrize("name", ["params.yaml", "params-study.yaml"])
+def test_shipped_parameter_files_are_valid(name):
+    params = load_params(ROOT / name)
+    assert params.train_jobs() and params.timing_jobs()
+
+
+def test_grid_expands_to_every_combination(raw):
+    params = load_params(ROOT / "params.yaml")
+    grid = raw["grid"]
+    n_cells = len(grid["frameworks"]) * len(grid["loss_modes"]) * len(grid["devices"])
+    assert len(params.train_jobs()) == n_cells
+    assert len(params.timing_jobs()) == n_cells * len(grid["batch_exponents"])
+    assert len(set(params.timing_jobs())) == len(params.timing_jobs())
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (lambda r: r["grid"].update(frameworks=["pytorch", "tensorflow"]),
+         "grid.frameworks[1]: unknown framework 'tensorflow'; allowed: pytorch, chainer"),
+        (lambda r: r["grid"].update(batch_exponents=[0, -1]),
+         "grid.batch_exponents[1]: -1 is less than the minimum of 0"),
+        (lambda r: r["grid"].update(loss_modes=[]), "grid.loss_modes: [] should be non-empty"),
+        (lambda r: r["grid"].update(devices=["tpu"]), "grid.devices[0]: 'tpu' is not allowed; allowed: cpu, cuda"),
+        (lambda r: r["train"].update(lr="fast"), "train.lr: 'fast' is not of type 'number'"),
+        (lambda r: r["timing"].update(repeat=3), "timing: unknown key(s) repeat; allowed:"),
+        (lambda r: r.update(extra=1), "(top level): unknown key(s) extra"),
+        (lambda r: r["data"].update(source="coco"), "data.source: 'coco' is not allowed; allowed: synthetic, lsp"),
+        (lambda r: r["breakdown"].update(batch_exponents=[9]), "breakdown.batch_exponents: [9] not in grid.batch_exponents"),
+    ],
+)
+def test_each_problem_is_one_line(raw, edit, expected):
+    edit(raw)
+    lines = problems(raw)
+    assert len(lines) == 1
+    assert lines[0].startswith("params.yaml: ") and expected in lines[0]
+
+
+def test_all_problems_are_reported_at_once(raw):
+    bad = copy.deepcopy(raw)
+    bad["train"]["epochs"] = 0
+    bad["timing"]["warmup"] = "two"
+    bad["unknown"] = True
+    assert len(problems(bad)) == 3
+
+
+def test_cli_prints_one_line_per_problem_and_no_traceback(tmp_path, raw, capsys):
+    raw["grid"]["batch_exponents"] = [-2]
+    raw["seed"] = "x"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert cli.main(["train", "--params", str(path), "--framework", "pytorch", "--loss", "autograd", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all(line.startswith(f"deeppose train: error: {path}: ") for line in err)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(DeepPoseError, match="nope.yaml: parameter file not found"):
+        load_params(tmp_path / "nope.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("seed: [1, 2\n")
+    with pytest.raises(DeepPoseError, match=r"broken.yaml: line \d+ not valid YAML"):
+        load_params(broken)
