@@ -1,0 +1,278 @@
+"""Prepare the training and test arrays: the study's padding, 256x256 crop and drop rules.
+
+    python -m deeppose prepare --params params.yaml
+
+Sources (`data.source` in params.yaml):
+  synthetic  `data/synthetic/` (run `python -m deeppose synthesize` first): the last
+             `data.synthetic.test` images are the test split
+  lsp        LSP (`data.lsp.lsp`, folder or lsp_dataset.zip): the first `data.lsp.lsp_train`
+             images train, the rest test (the standard split is 1000/1000; the study's code put
+             image 1000 in train by an off-by-one); LSP-extended (`data.lsp.lspet`, optional): all train
+
+Per sample, as the study's code did: zero-pad the image to at least 256x256 (the padding split
+evenly, the odd pixel after), take the 256x256 window whose centre is the centre of the visible
+joints' bounding box (floored to a pixel, clamped inside the padded image), and drop the sample
+unless it has a visible joint, every visible joint lies inside the window (0 <= x, y < 256) and the
+visible joints span less than 227 px in x and in y (so a 227 crop can hold them). The reason of
+every drop is recorded.
+
+Writes, as one folder replaced atomically, `data/prepared/`:
+  {train,test}_images.npy   uint8 (N, 3, 256, 256), CHW RGB
+  {train,test}_joints.npy   float32 (N, 14, 2), (x, y) in the 256 crop's pixel coordinates
+  {train,test}_visible.npy  float32 (N, 14), 1 = visible
+  summary.json              source, counts, dropped samples and reasons, content hash, seed
+and the same summary to `results/data/prepare.json` (committed to git; the arrays go to DVC), and
+`reports/figures/prepared_samples.png`, a few prepared samples with their labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deeppose import paths
+from deeppose.atomic import atomic_dir, atomic_path, write_json
+from deeppose.config import Params, load_params
+from deeppose.data.lsp import N_JOINTS, PoseDataset, read_lsp, read_lspet
+from deeppose.errors import DeepPoseError
+
+SIZE = 256  # padded image minimum and crop size (the study's)
+MAX_SPAN = 227  # visible joints must span less than the network's input
+SPLITS = ("train", "test")
+ARRAYS = ("images", "joints", "visible")  # per split, in the order the content hash reads them
+REASONS = ("no visible joint", "joints do not fit in 256 crop", "span >= 227")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input dataset and the split of each of its samples ("train" or "test")."""
+
+    name: str  # "synthetic", "lsp" or "lspet"
+    dataset: PoseDataset
+    splits: tuple[str, ...]
+    path: str  # as given in params.yaml
+
+
+def crop_origin(
+    size: tuple[int, int], joints: np.ndarray, visible: np.ndarray
+) -> tuple[np.ndarray, str | None]:
+    """Where the 256 window starts, in the image's coordinates, and why the sample is dropped.
+
+    `size` is (width, height); joints (14, 2); visible (14,) bool. The origin (x, y) may be
+    negative (the window reaches into the padding). Crop coordinates = joints - origin. The reason
+    is None when the sample is kept, else one of `REASONS`.
+    """
+    if not visible.any():
+        return np.zeros(2, dtype=np.int64), REASONS[0]
+    shown = joints[visible]
+    centre = (shown.min(axis=0) + shown.max(axis=0)) / 2
+    origin = np.zeros(2, dtype=np.int64)
+    for axis in range(2):
+        padded = max(SIZE, size[axis])
+        before = (padded - size[axis]) // 2
+        start = math.floor(centre[axis] + before - SIZE / 2)
+        start = min(max(start, 0), padded - SIZE)
+        origin[axis] = start - before
+    inside = shown - origin
+    if not ((inside >= 0) & (inside < SIZE)).all():
+        return origin, REASONS[1]
+    if ((shown.max(axis=0) - shown.min(axis=0)) >= MAX_SPAN).any():
+        return origin, REASONS[2]
+    return origin, None
+
+
+def crop_image(image: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """The 256x256 window at `origin` of an (H, W, 3) image, zero outside it, as (3, 256, 256)."""
+    height, width = image.shape[:2]
+    out = np.zeros((3, SIZE, SIZE), dtype=np.uint8)
+    x0, y0 = int(origin[0]), int(origin[1])
+    sx0, sy0 = max(x0, 0), max(y0, 0)
+    sx1, sy1 = min(x0 + SIZE, width), min(y0 + SIZE, height)
+    if sx1 > sx0 and sy1 > sy0:
+        out[:, sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = image[sy0:sy1, sx0:sx1].transpose(2, 0, 1)
+    return out
+
+
+def content_hash(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 over `{split}_{name}` arrays in the order SPLITS x ARRAYS: key, dtype, shape, bytes."""
+    digest = hashlib.sha256()
+    for split in SPLITS:
+        for name in ARRAYS:
+            key = f"{split}_{name}"
+            array = arrays[key]
+            digest.update(f"{key} {array.dtype.str} {tuple(array.shape)}\n".encode())
+            step = 256
+            for start in range(0, len(array), step):  # in slices: images may be a memmap
+                digest.update(np.ascontiguousarray(array[start : start + step]).tobytes())
+    return digest.hexdigest()
+
+
+def write_prepared(folder: Path, arrays: dict[str, np.ndarray], summary: dict[str, Any]) -> None:
+    """Write arrays (keys `{split}_{name}`) and summary.json into an existing folder."""
+    for key, array in arrays.items():
+        np.save(folder / f"{key}.npy", array)
+    write_json(folder / "summary.json", summary)
+
+
+def prepare(
+    sources: Sequence[Source],
+    source_name: str,
+    seed: int,
+    out: Path = paths.PREPARED,
+    summary_path: Path | None = None,
+    preview_path: Path | None = None,
+) -> dict[str, Any]:
+    """Crop every sample of `sources`, write `out` (atomically), return the summary.
+
+    `summary_path` and `preview_path`, when given, receive a copy of the summary and the preview
+    figure, written only after everything else has succeeded.
+    """
+    # pass 1: decide from the labels and the image headers; no pixels decoded
+    kept: dict[str, list[tuple[PoseDataset, int, np.ndarray]]] = {split: [] for split in SPLITS}
+    dropped = []
+    for source in sources:
+        dataset = source.dataset
+        for index in range(len(dataset)):
+            size = dataset.image_size(index)
+            origin, reason = crop_origin(size, dataset.joints[index], dataset.visible[index])
+            split = source.splits[index]
+            if reason is None:
+                kept[split].append((dataset, index, origin))
+            else:
+                dropped.append({"input": source.name, "index": index, "image": dataset.image_names[index],
+                                "split": split, "reason": reason})  # fmt: skip
+    for split in SPLITS:
+        if not kept[split]:
+            where = ", ".join(s.path for s in sources)
+            raise DeepPoseError(f"{where}: no {split} sample is left after cropping ({len(dropped)} dropped)")
+
+    # pass 2: decode and crop the kept samples straight into the output files
+    with atomic_dir(out) as tmp:
+        arrays: dict[str, np.ndarray] = {}
+        for split in SPLITS:
+            n = len(kept[split])
+            images = np.lib.format.open_memmap(tmp / f"{split}_images.npy", mode="w+", dtype=np.uint8,
+                                               shape=(n, 3, SIZE, SIZE))  # fmt: skip
+            joints = np.zeros((n, N_JOINTS, 2), dtype=np.float32)
+            visible = np.zeros((n, N_JOINTS), dtype=np.float32)
+            for k, (dataset, index, origin) in enumerate(kept[split]):
+                images[k] = crop_image(dataset.image(index), origin)
+                joints[k] = dataset.joints[index] - origin
+                visible[k] = dataset.visible[index]
+            images.flush()
+            arrays[f"{split}_images"] = images
+            arrays[f"{split}_joints"] = joints
+            arrays[f"{split}_visible"] = visible
+        for split in SPLITS:
+            np.save(tmp / f"{split}_joints.npy", arrays[f"{split}_joints"])
+            np.save(tmp / f"{split}_visible.npy", arrays[f"{split}_visible"])
+        summary = {
+            "source": source_name,
+            "seed": seed,
+            "inputs": [
+                {"name": s.name, "path": s.path, "images": len(s.dataset),
+                 **{split: s.splits.count(split) for split in SPLITS}}
+                for s in sources
+            ],  # fmt: skip
+            "crop": {"size": SIZE, "max_span": MAX_SPAN, "input": MAX_SPAN},
+            "kept": {split: len(kept[split]) for split in SPLITS},
+            "dropped": {
+                "total": len(dropped),
+                "by_reason": {reason: sum(d["reason"] == reason for d in dropped) for reason in REASONS},
+                "samples": dropped,
+            },
+            "arrays": {key: {"dtype": a.dtype.str, "shape": list(a.shape)} for key, a in arrays.items()},
+            "sha256": content_hash(arrays),
+        }
+        write_json(tmp / "summary.json", summary)
+        preview = None
+        if preview_path is not None:
+            from deeppose.data.preview import preview_png
+
+            preview = preview_png(arrays)
+        del arrays, images
+    if summary_path is not None:
+        write_json(summary_path, summary)
+    if preview is not None and preview_path is not None:
+        with atomic_path(preview_path) as tmp_png:
+            tmp_png.write_bytes(preview)
+    return summary
+
+
+def sources_from_params(params: Params) -> tuple[str, list[Source]]:
+    """The datasets named by params.yaml's `data` section, opened, with each sample's split."""
+    data = params.raw["data"]
+    where = params.path
+    if data["source"] == "synthetic":
+        count, test = int(data["synthetic"]["images"]), int(data["synthetic"]["test"])
+        if not paths.SYNTHETIC.exists():
+            raise DeepPoseError(f"{paths.SYNTHETIC}: not found; run `python -m deeppose synthesize` first")
+        dataset = read_lsp(paths.SYNTHETIC)
+        if len(dataset) != count:
+            dataset.close()
+            raise DeepPoseError(
+                f"{paths.SYNTHETIC}/joints.mat: holds {len(dataset)} images but {where} says"
+                f" data.synthetic.images: {count}; run `python -m deeppose synthesize` again"
+            )
+        splits = tuple("train" if i < count - test else "test" for i in range(count))
+        return "synthetic", [Source("synthetic", dataset, splits, str(paths.SYNTHETIC))]
+    lsp_path, lspet_path = data["lsp"]["lsp"], data["lsp"]["lspet"]
+    n_train = int(data["lsp"]["lsp_train"])
+    lsp = read_lsp(lsp_path)
+    if n_train >= len(lsp):
+        lsp.close()
+        raise DeepPoseError(
+            f"{where}: data.lsp.lsp_train: {n_train} leaves no test image ({lsp_path} holds {len(lsp)})"
+        )
+    splits = tuple("train" if i < n_train else "test" for i in range(len(lsp)))
+    sources = [Source("lsp", lsp, splits, lsp_path)]
+    if lspet_path:
+        try:
+            lspet = read_lspet(lspet_path)
+        except BaseException:
+            lsp.close()
+            raise
+        sources.append(Source("lspet", lspet, ("train",) * len(lspet), lspet_path))
+    return "lsp", sources
+
+
+def report(summary: dict[str, Any], out: Path) -> str:
+    inputs = "; ".join(f"{i['name']} {i['path']} ({i['images']} images)" for i in summary["inputs"])
+    kept, dropped = summary["kept"], summary["dropped"]
+    reasons = ", ".join(f"{reason}: {count}" for reason, count in dropped["by_reason"].items())
+    total = sum(i["images"] for i in summary["inputs"])
+    return (
+        f"prepare: {summary['source']} source, {inputs}. Kept {kept['train']} train and"
+        f" {kept['test']} test samples of {total}; dropped {dropped['total']} ({reasons})."
+        f" Wrote {out}/ (sha256 {summary['sha256'][:12]}), {paths.prepared_summary()} and"
+        f" {paths.preview_image()}."
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = f"Writes {paths.PREPARED}/, {paths.prepared_summary()} and {paths.preview_image()}."
+
+
+def run(args: argparse.Namespace) -> None:
+    params = load_params(args.params)
+    source_name, sources = sources_from_params(params)
+    try:
+        summary = prepare(
+            sources,
+            source_name,
+            params.seed,
+            out=paths.PREPARED,
+            summary_path=paths.prepared_summary(),
+            preview_path=paths.preview_image(),
+        )
+    finally:
+        for source in sources:
+            source.dataset.close()
+    print(report(summary, paths.PREPARED))
