@@ -59,5 +59,6 @@ def describe() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "packages": package_versions(),
         "commit": git_commit(),
+        "load_average_1m": os.getloadavg()[0],  # > 0.5 before a measurement: something else ran
         "env": {k: os.environ[k] for k in sorted(os.environ) if k.endswith("_NUM_THREADS") or k.startswith("OPENBLAS_")},
     }

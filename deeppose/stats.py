@@ -1,0 +1,104 @@
+"""Summary statistics of timing samples, computed from the kept (timed, post-warm-up) samples only.
+
+Every value is a plain Python float/int/bool or None (never NaN), so a result can go straight to
+`deeppose.atomic.write_json`. Quartiles use numpy's default (linear, "type 7") interpolation.
+The 95% confidence interval of the mean comes from a seeded percentile bootstrap by default
+(timing samples are skewed, with a long right tail, which a t-interval ignores); a Student-t
+interval is available for comparison. `ci_method` in the result says which was used.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+NOISY_IQR_OVER_MEDIAN = 0.10  # a measurement whose IQR exceeds 10% of its median is flagged
+BOOTSTRAP_RESAMPLES = 2000
+CI_LEVEL = 0.95
+CI_METHODS = ("bootstrap", "t")
+
+STAT_KEYS = (
+    "n", "mean", "variance", "std", "median", "q1", "q3", "iqr", "min", "max",
+    "ci95_low", "ci95_high", "ci_method", "iqr_over_median", "noisy",
+)
+
+
+def _float(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def bootstrap_mean_ci(
+    samples: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0, level: float = CI_LEVEL
+) -> tuple[float, float]:
+    """Percentile-bootstrap interval of the mean; the same samples and seed give the same interval."""
+    rng = np.random.Generator(np.random.PCG64(seed))
+    index = rng.integers(0, samples.size, size=(resamples, samples.size))
+    means = samples[index].mean(axis=1)
+    tail = (1.0 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def t_mean_ci(samples: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float]:
+    """Student-t interval of the mean (assumes roughly normal samples)."""
+    from scipy import stats as scipy_stats
+
+    half = scipy_stats.t.ppf(0.5 + level / 2, samples.size - 1) * samples.std(ddof=1) / math.sqrt(samples.size)
+    mean = float(samples.mean())
+    return mean - float(half), mean + float(half)
+
+
+def describe(
+    samples: Sequence[float],
+    ci: str = "bootstrap",
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Statistics of `samples` (seconds): the keys of `STAT_KEYS`.
+
+    variance and std use ddof=1 (sample statistics); with one sample they, and the interval, are
+    None. `noisy` is True when iqr / median > 0.10.
+    """
+    if ci not in CI_METHODS:
+        raise ValueError(f"unknown CI method {ci!r}; allowed: {', '.join(CI_METHODS)}")
+    x = np.asarray(samples, dtype=np.float64)
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError("describe() needs a non-empty 1-D sequence of samples")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("timing samples must be finite")
+    n = int(x.size)
+    q1, median, q3 = (float(v) for v in np.percentile(x, [25, 50, 75]))
+    iqr = q3 - q1
+    if n >= 2:
+        variance: float | None = float(x.var(ddof=1))
+        std: float | None = float(x.std(ddof=1))
+        low, high = bootstrap_mean_ci(x, resamples, seed) if ci == "bootstrap" else t_mean_ci(x)
+        ci_low, ci_high = _float(low), _float(high)
+    else:
+        variance = std = ci_low = ci_high = None
+    ratio = iqr / median if median > 0 else None
+    method = (
+        f"bootstrap percentile, {resamples} resamples, seed {seed}" if ci == "bootstrap"
+        else "student t"
+    )
+    return {
+        "n": n,
+        "mean": float(x.mean()),
+        "variance": variance,
+        "std": std,
+        "median": median,
+        "q1": q1,
+        "q3": q3,
+        "iqr": iqr,
+        "min": float(x.min()),
+        "max": float(x.max()),
+        "ci95_low": ci_low,
+        "ci95_high": ci_high,
+        "ci_method": method,
+        "iqr_over_median": ratio,
+        "noisy": bool(ratio is not None and ratio > NOISY_IQR_OVER_MEDIAN),
+    }

@@ -1,0 +1,73 @@
+"""Stage `peak`: the fp32 matrix-multiply ceiling (small matrices to keep the tests fast)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from deeppose import cli, paths
+
+REPO = Path(__file__).resolve().parents[1]
+STAT_KEYS = {
+    "n", "mean", "variance", "std", "median", "q1", "q3", "iqr", "min", "max",
+    "ci95_low", "ci95_high", "ci_method", "iqr_over_median", "noisy",
+}
+
+
+def write_params(folder: Path, threads: int) -> Path:
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["timing"]["threads"] = threads
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_peak_result_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    params = write_params(tmp_path, threads=0)
+    assert cli.main(["peak", "--params", str(params), "--size", "256", "--warmup", "1", "--repeats", "3"]) == 0
+    assert "GFLOP/s" in capsys.readouterr().out
+    result = json.loads(paths.matmul_peak().read_text())
+    assert set(result) == {"n", "flops", "torch", "numpy", "peak_flops_per_s", "threads", "environment"}
+    assert result["n"] == 256 and result["flops"] == 2 * 256**3
+    rates = []
+    for library in ("torch", "numpy"):
+        record = result[library]
+        assert set(record) == {"samples_s", "stats", "flops_per_s"}
+        assert len(record["samples_s"]) == 3 and set(record["stats"]) == STAT_KEYS
+        assert record["stats"]["median"] == pytest.approx(np.median(record["samples_s"]))
+        assert record["flops_per_s"] == pytest.approx(result["flops"] / record["stats"]["median"])
+        rates.append(record["flops_per_s"])
+    assert result["peak_flops_per_s"] == max(rates)
+    assert result["threads"]["requested"] == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize(("option", "value"), [("--size", "0"), ("--repeats", "1"), ("--warmup", "-1")])
+def test_bad_options_are_one_line_errors(
+    option: str, value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["peak", "--params", str(REPO / "params.yaml"), option, value]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and option in err[0]
+    assert not (tmp_path / "results").exists()
+
+
+def test_peak_uses_timing_threads(tmp_path: Path) -> None:
+    """In a subprocess, so that the one-thread limit stays out of the test process."""
+    params = write_params(tmp_path, threads=1)
+    proc = subprocess.run(
+        [sys.executable, "-m", "deeppose", "peak", "--params", str(params), "--size", "128", "--repeats", "2"],
+        cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    threads = json.loads((tmp_path / paths.matmul_peak()).read_text())["threads"]
+    assert threads["requested"] == 1 and threads["torch_intra_op"] == 1
+    assert threads["native"] and all(pool["num_threads"] == 1 for pool in threads["native"])

@@ -1,0 +1,80 @@
+"""deeppose.stats: statistics of the kept timing samples, checked against numpy."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from deeppose.stats import NOISY_IQR_OVER_MEDIAN, STAT_KEYS, bootstrap_mean_ci, describe
+
+
+@pytest.fixture
+def samples() -> list[float]:
+    rng = np.random.Generator(np.random.PCG64(7))
+    return list(0.05 + rng.lognormal(-4.0, 0.5, size=37))  # skewed, like timings
+
+
+def test_matches_numpy(samples: list[float]) -> None:
+    x = np.asarray(samples)
+    stats = describe(samples)
+    assert set(stats) == set(STAT_KEYS)
+    assert stats["n"] == len(samples)
+    assert stats["mean"] == pytest.approx(np.mean(x), rel=1e-12)
+    assert stats["variance"] == pytest.approx(np.var(x, ddof=1), rel=1e-12)
+    assert stats["std"] == pytest.approx(np.std(x, ddof=1), rel=1e-12)
+    assert stats["median"] == pytest.approx(np.median(x), rel=1e-12)
+    assert stats["q1"] == pytest.approx(np.percentile(x, 25), rel=1e-12)
+    assert stats["q3"] == pytest.approx(np.percentile(x, 75), rel=1e-12)
+    assert stats["iqr"] == pytest.approx(np.percentile(x, 75) - np.percentile(x, 25), rel=1e-12)
+    assert stats["min"] == x.min() and stats["max"] == x.max()
+    assert stats["iqr_over_median"] == pytest.approx(stats["iqr"] / stats["median"])
+    assert stats["noisy"] == (stats["iqr_over_median"] > NOISY_IQR_OVER_MEDIAN)
+
+
+def test_bootstrap_interval_is_seeded_and_brackets_the_mean(samples: list[float]) -> None:
+    stats = describe(samples)
+    assert "bootstrap" in stats["ci_method"]
+    assert stats["ci95_low"] < stats["mean"] < stats["ci95_high"]
+    assert describe(samples) == stats  # same samples, same seed: same interval
+    assert bootstrap_mean_ci(np.asarray(samples), seed=1) != (stats["ci95_low"], stats["ci95_high"])
+    # A percentile bootstrap of the mean is close to the normal interval for 37 samples.
+    half = 1.96 * stats["std"] / math.sqrt(stats["n"])
+    assert stats["ci95_high"] - stats["ci95_low"] == pytest.approx(2 * half, rel=0.25)
+
+
+def test_t_interval_matches_scipy(samples: list[float]) -> None:
+    from scipy import stats as scipy_stats
+
+    x = np.asarray(samples)
+    low, high = scipy_stats.t.interval(0.95, x.size - 1, loc=x.mean(), scale=scipy_stats.sem(x))
+    result = describe(samples, ci="t")
+    assert result["ci_method"] == "student t"
+    assert result["ci95_low"] == pytest.approx(low) and result["ci95_high"] == pytest.approx(high)
+
+
+def test_noisy_flag() -> None:
+    assert describe([1.0, 1.0, 1.0, 1.0])["noisy"] is False
+    assert describe([1.0, 1.0, 1.0, 1.0])["iqr"] == 0.0
+    assert describe([0.5, 1.0, 1.0, 2.0])["noisy"] is True  # iqr 0.375 / median 1.0
+
+
+def test_one_sample_gives_none_not_nan() -> None:
+    stats = describe([0.25])
+    assert stats["n"] == 1 and stats["mean"] == stats["median"] == 0.25
+    assert stats["variance"] is None and stats["std"] is None
+    assert stats["ci95_low"] is None and stats["ci95_high"] is None
+    json.dumps(stats, allow_nan=False)  # writable by deeppose.atomic.write_json
+
+
+@pytest.mark.parametrize("bad", [[], [1.0, float("nan")], [[1.0, 2.0]]])
+def test_rejects_bad_samples(bad: list) -> None:
+    with pytest.raises(ValueError):
+        describe(bad)
+
+
+def test_rejects_unknown_ci_method() -> None:
+    with pytest.raises(ValueError, match="allowed"):
+        describe([1.0, 2.0], ci="jackknife")
