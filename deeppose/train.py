@@ -102,16 +102,30 @@ def mean_pose(targets: np.ndarray, visible: np.ndarray) -> np.ndarray:
 
 def predict(backend: Backend, data: Any, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Predictions, targets and visibility (N, K, 2), (N, K, 2), (N, K) over a split, centre crops."""
-    from deeppose.data.batches import make_batch
+    from deeppose.data.batches import iterate_batches
 
     preds, targets, visible = [], [], []
-    for start in range(0, len(data), batch_size):
-        batch = make_batch(data, np.arange(start, min(start + batch_size, len(data))), crop="center")
+    for batch in iterate_batches(data, batch_size):
         out = backend.to_numpy(backend.forward(backend.to_device(batch.images), train=False))
         preds.append(out.reshape(-1, N_JOINTS, 2))
         targets.append(batch.targets.reshape(-1, N_JOINTS, 2))
         visible.append(batch.visible)
     return np.concatenate(preds), np.concatenate(targets), np.concatenate(visible)
+
+
+def _targets(data: Any, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Centre-crop targets (N, K, 2) and visibility (N, K) of a split, batch by batch."""
+    from deeppose.data.batches import iterate_batches
+
+    batches = list((b.targets.reshape(-1, N_JOINTS, 2), b.visible) for b in iterate_batches(data, batch_size))
+    return np.concatenate([t for t, _ in batches]), np.concatenate([v for _, v in batches])
+
+
+def write_curve(path: Path, iterations: list[dict[str, Any]]) -> None:
+    """The learning curve as CSV, the form `dvc plots` reads."""
+    rows = ["iteration,epoch,elapsed_s,loss"]
+    rows += [f"{e['iteration']},{e['epoch']},{e['elapsed_s']!r},{e['loss']!r}" for e in iterations]
+    write_text(path, "\n".join(rows) + "\n")
 
 
 def _prepared_fingerprint() -> str:
@@ -123,7 +137,7 @@ def _prepared_fingerprint() -> str:
 
 def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, Any]:
     """Train one grid cell; resume from its checkpoint when one matches. Returns metrics.json."""
-    from deeppose.data.batches import batch_rng, epoch_order, make_batch
+    from deeppose.data.batches import batch_rng, epoch_order, iterations_per_epoch, make_batch
     from deeppose.data.dataset import load_prepared
 
     settings = params.section("train")
@@ -157,7 +171,7 @@ def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, A
     log = TrainLog(paths.train_log(job))
     log.open(keep_until_epoch=start_epoch)
     iteration = sum(1 for e in log.lines if e["kind"] == "iteration")
-    batches_per_epoch = len(epoch_order(len(train_set), batch_size, params.seed, 1))
+    batches_per_epoch = iterations_per_epoch(len(train_set), batch_size)
     show = sys.stderr.isatty() if progress is None else progress
     eval_time = 0.0
     try:
@@ -216,8 +230,7 @@ def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, A
     evals = [e for e in log.lines if e["kind"] == "eval"]
     last_epoch = [e["loss"] for e in iterations if e["epoch"] == epochs]
     _, true, visible = predict(backend, test_set, batch_size)
-    train_preds = make_batch(train_set, np.arange(len(train_set)), crop="center")
-    baseline = mean_pose(train_preds.targets.reshape(-1, N_JOINTS, 2), train_preds.visible)
+    baseline = mean_pose(*_targets(train_set, batch_size))
     result = {
         "framework": job.framework, "loss": job.loss, "device": job.device, "seed": params.seed,
         "params": {"train": settings, "model": params.section("model")},
@@ -233,5 +246,6 @@ def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, A
         "threads": backend.thread_info(), "versions": backend.versions(),
         "environment": environment.describe(),
     }
+    write_curve(paths.train_curve(job), iterations)
     write_json(paths.train_metrics(job), result)
     return result

@@ -1,0 +1,171 @@
+"""Training: identical curves across loss modes, agreement across frameworks, repeatability,
+kill-and-resume, divergence, on a tiny prepared set in a temporary project folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from deeppose import checkpoint, paths
+from deeppose.config import Job, load_params
+from deeppose.data.testing import write_tiny_prepared
+from deeppose.errors import DeepPoseError
+from deeppose.train import mean_pose, train
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY_TRAIN = {"batch_size": 4, "epochs": 2, "eval_every": 1, "threads": 1, "lr": 0.001}
+
+
+def make_project(folder: Path, n_train: int = 8, **train_changes) -> Path:
+    """A project folder with a tiny prepared set and params.yaml; returns the params path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_tiny_prepared(folder / paths.PREPARED, n_train=n_train, n_test=4, seed=0)
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["train"].update(TINY_TRAIN, **train_changes)
+    raw["model"]["dropout"] = 0.0
+    (folder / "params.yaml").write_text(yaml.safe_dump(raw))
+    return folder / "params.yaml"
+
+
+def losses(job: Job) -> np.ndarray:
+    lines = [json.loads(line) for line in paths.train_log(job).read_text().splitlines()]
+    return np.array([e["loss"] for e in lines if e["kind"] == "iteration"])
+
+
+@pytest.fixture()
+def project(tmp_path, monkeypatch) -> Path:
+    params = make_project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    return params
+
+
+@pytest.mark.parametrize("framework", ["pytorch", "chainer"])
+def test_autograd_and_explicit_give_the_same_curve(project, framework):
+    params = load_params(project)
+    curves = {}
+    for mode in ("autograd", "explicit"):
+        train(params, Job(framework, mode, "cpu"), progress=False)
+        curves[mode] = losses(Job(framework, mode, "cpu"))
+    assert len(curves["autograd"]) == 4  # 2 epochs x 8 samples / batch 4
+    np.testing.assert_allclose(curves["explicit"], curves["autograd"], rtol=1e-5)
+
+
+def test_pytorch_and_chainer_curves_agree(project):
+    """Same weights, same batches: the curves agree to 1e-3 relative over the first epochs
+    (float32 sums in different orders; the gap grows slowly with training)."""
+    params = load_params(project)
+    curves = {}
+    for framework in ("pytorch", "chainer"):
+        train(params, Job(framework, "autograd", "cpu"), progress=False)
+        curves[framework] = losses(Job(framework, "autograd", "cpu"))
+    np.testing.assert_allclose(curves["chainer"], curves["pytorch"], rtol=1e-3)
+
+
+def test_same_command_twice_gives_the_same_curve_and_metrics(project):
+    params = load_params(project)
+    job = Job("pytorch", "autograd", "cpu")
+    first = train(params, job, progress=False)
+    curve = losses(job)
+    for stale in paths.checkpoint_dir(job).iterdir():  # a fresh run, not a resumed one
+        stale.unlink()
+    second = train(params, job, progress=False)
+    np.testing.assert_array_equal(losses(job), curve)
+    assert first["final_test"] == second["final_test"]
+    assert second["resumed_from_epoch"] == 0
+
+
+def test_outputs_have_the_documented_shape(project):
+    job = Job("pytorch", "explicit", "cpu")
+    result = train(load_params(project), job, progress=False)
+    lines = [json.loads(line) for line in paths.train_log(job).read_text().splitlines()]
+    evals = [e for e in lines if e["kind"] == "eval"]
+    assert [e["epoch"] for e in evals] == [1, 2]
+    assert set(evals[0]) == {"kind", "epoch", "iteration", "elapsed_s", "test_loss", "pcp", "pdj", "pck"}
+    iterations = [e for e in lines if e["kind"] == "iteration"]
+    assert all(0 < e["compute_s"] <= e["elapsed_s"] for e in iterations)
+    assert [e["elapsed_s"] for e in iterations] == sorted(e["elapsed_s"] for e in iterations)
+    assert result["iteration_time_s"]["n"] == 4
+    assert result["threads"]["torch_intra_op"] == 1
+    assert result["final_test"]["loss"] == evals[-1]["test_loss"]
+    assert paths.train_curve(job).read_text().splitlines()[0] == "iteration,epoch,elapsed_s,loss"
+    assert json.loads(paths.train_metrics(job).read_text()) == result
+
+
+def test_mean_pose_ignores_invisible_joints():
+    targets = np.array([[[1.0, 1.0]], [[3.0, 5.0]], [[100.0, 100.0]]])
+    visible = np.array([[1.0], [1.0], [0.0]])
+    np.testing.assert_array_equal(mean_pose(targets, visible), [[2.0, 3.0]])
+
+
+def test_divergence_stops_with_a_clear_error_and_keeps_the_log(tmp_path, monkeypatch):
+    params = make_project(tmp_path, lr=1e6)
+    monkeypatch.chdir(tmp_path)
+    job = Job("pytorch", "autograd", "cpu")
+    with pytest.raises(DeepPoseError, match=r"training loss became (nan|inf) at epoch 1, iteration \d"):
+        train(load_params(params), job, progress=False)
+    assert paths.train_log(job).read_text().count('"kind": "iteration"') >= 1
+    assert not paths.train_metrics(job).exists()
+
+
+def test_a_checkpoint_of_other_parameters_is_not_resumed(project):
+    params = load_params(project)
+    job = Job("pytorch", "autograd", "cpu")
+    train(params, job, progress=False)
+    raw = yaml.safe_load(project.read_text())
+    raw["train"]["lr"] = 0.002
+    project.write_text(yaml.safe_dump(raw))
+    result = train(load_params(project), job, progress=False)
+    assert result["resumed_from_epoch"] == 0
+
+
+def test_checkpoints_hold_no_code(project):
+    job = Job("pytorch", "autograd", "cpu")
+    train(load_params(project), job, progress=False)
+    with np.load(paths.checkpoint_dir(job) / checkpoint.FILE_NAME, allow_pickle=False) as data:
+        assert all(data[name].dtype != object for name in data.files)
+
+
+def _train_command(framework: str) -> list[str]:
+    return [sys.executable, "-m", "deeppose", "train", "--framework", framework, "--loss", "autograd", "--device", "cpu"]
+
+
+@pytest.mark.parametrize("framework", ["pytorch", "chainer"])
+def test_killed_run_resumes_to_the_same_weights(tmp_path, framework):
+    """SIGKILL after the first epoch's checkpoint, rerun: same log and weights as one clean run."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    finals = {}
+    for name in ("clean", "killed"):
+        folder = tmp_path / name
+        make_project(folder, n_train=16, epochs=3)
+        job = Job(framework, "autograd", "cpu")
+        if name == "killed":
+            process = subprocess.Popen(_train_command(framework), cwd=folder, env=env,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            ckpt_file = folder / paths.checkpoint_dir(job) / checkpoint.FILE_NAME
+            deadline = time.time() + 120
+            while not ckpt_file.exists() and time.time() < deadline and process.poll() is None:
+                time.sleep(0.02)
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            assert ckpt_file.exists()
+            assert not (folder / paths.train_metrics(job)).exists()
+        result = subprocess.run(_train_command(framework), cwd=folder, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        metrics = json.loads((folder / paths.train_metrics(job)).read_text())
+        if name == "killed":
+            assert metrics["resumed_from_epoch"] >= 1 and "resuming" in result.stderr
+        with np.load(folder / paths.checkpoint_dir(job) / checkpoint.FILE_NAME) as data:
+            finals[name] = {k: data[k] for k in data.files if k.startswith("weight/")}
+        lines = (folder / paths.train_log(job)).read_text().splitlines()
+        finals[name]["losses"] = np.array([json.loads(l).get("loss", np.nan) for l in lines])
+    for key, value in finals["clean"].items():
+        np.testing.assert_array_equal(finals["killed"][key], value, err_msg=key)
