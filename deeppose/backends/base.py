@@ -166,3 +166,17 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def load_optimizer_state(self, state: Mapping[str, np.ndarray]) -> None:
         """Restore what `optimizer_state` returned."""
+
+    # --- profiling ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def profile_core(self, images: Any, target: Any, visible: Any, mode: str, repeats: int) -> dict[str, Any]:
+        """Run the core process (as `forward_backward`) `repeats` times under the framework's own
+        profiler, clearing gradients before each run outside the timed region.
+
+        Returns {"tool": <profiler used>, "time_basis": <what an event's time measures>,
+        "core_time_s": [wall time of each profiled run, device synchronised, perf_counter],
+        "events": [{"repeat", "phase" ("forward"|"backward"), "name" (the framework's op or
+        function name), "layer" (a `deeppose.layer_groups.GROUPS` name when the framework says
+        where the call belongs, else None), "time_s"}, ...]}: one event per top-level call, so
+        that events never overlap and their sum cannot exceed the run. `deeppose.layer_groups`
+        groups them, the same way for every framework."""

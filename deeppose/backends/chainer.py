@@ -235,6 +235,8 @@ class Backend(base.Backend):
         self.optimizer.update()
 
     # Neutral state (see the PyTorch backend): Chainer's MomentumSGD keeps v = -lr * velocity.
+    # The velocity is kept in float64 so that v -> velocity -> v is exact and a resumed run
+    # continues bit for bit.
     def optimizer_state(self) -> dict[str, np.ndarray]:
         if self.optimizer is None or self._optimizer_config is None:
             raise RuntimeError("set_optimizer() must come first")
@@ -245,7 +247,7 @@ class Backend(base.Backend):
             if rule.state is None:
                 continue
             if self._optimizer_config.name == "momentum_sgd":
-                state[f"{name}.velocity"] = self.to_numpy(rule.state["v"]) / -lr
+                state[f"{name}.velocity"] = self.to_numpy(rule.state["v"]).astype(np.float64) / -lr
             else:
                 state[f"{name}.m"] = self.to_numpy(rule.state["m"])
                 state[f"{name}.v"] = self.to_numpy(rule.state["v"])
@@ -261,7 +263,7 @@ class Backend(base.Backend):
             if self._optimizer_config.name == "momentum_sgd":
                 if f"{name}.velocity" not in state:
                     continue
-                values = {"v": np.asarray(state[f"{name}.velocity"]) * -lr}
+                values = {"v": np.asarray(state[f"{name}.velocity"], np.float64) * -lr}
             else:
                 if f"{name}.m" not in state:
                     continue
@@ -271,3 +273,116 @@ class Backend(base.Backend):
             rule._init_states(param)
             for key, value in values.items():
                 rule.state[key][...] = self.to_device(np.asarray(value, np.float32))
+
+    # --- profiling ----------------------------------------------------------------------
+    def profile_core(self, images: Any, target: Any, visible: Any, mode: str, repeats: int) -> dict[str, Any]:
+        """The core process under Chainer's function hooks (see base.Backend.profile_core).
+
+        A `chainer.FunctionHook` (the mechanism of Chainer's own `TimerHook`) times every
+        top-level function call in forward and every backward step of a function node; calls
+        nested inside another (e.g. the deconvolution that computes a convolution's input
+        gradient) are part of their parent's time. A `chainer.LinkHook` names the layer of each
+        function a link creates (conv1..fc8); the loss runs under the name "loss"; a function's
+        backward takes the layer of its forward. ReLU, pooling, reshape and dropout are functions
+        outside links, left to `deeppose.layer_groups`. On cuda the hook synchronises before
+        every clock read.
+        """
+        import time
+
+        base.check_loss_mode(mode)
+        sync = self.synchronize if self.device == "cuda" else None
+        timer = _FunctionTimer(time.perf_counter_ns, sync)
+        tracker = _LayerTracker(timer, {link.name for link in self._net.children()})
+        events: list[dict[str, Any]] = []
+        core: list[float] = []
+        for repeat in range(repeats):
+            self.zero_grad()
+            self.synchronize()
+            timer.reset()
+            with timer, tracker:
+                start = time.perf_counter_ns()
+                pred = self.forward(images, train=True)
+                timer.layers.append("loss")
+                value = self.loss(pred, target, visible, mode)
+                timer.layers.pop()
+                value.backward()
+                self.synchronize()
+                end = time.perf_counter_ns()
+            core.append((end - start) / 1e9)
+            events += [
+                {"repeat": repeat, "phase": phase, "name": name, "layer": layer, "time_s": ns / 1e9}
+                for phase, name, layer, ns in timer.records
+            ]
+            del pred, value
+        timer.reset()
+        return {
+            "tool": f"chainer {chainer.__version__} FunctionHook + LinkHook",
+            "time_basis": "host wall time" + (" (device synchronised per call)" if sync else ""),
+            "core_time_s": core,
+            "events": events,
+        }
+
+
+# --- profiling helpers --------------------------------------------------------------------
+class _FunctionTimer(chainer.FunctionHook):
+    """Times top-level function calls, forward and backward, with the layer each belongs to."""
+
+    name = "deeppose_profile"
+
+    def __init__(self, clock: Any, sync: Any = None) -> None:
+        self.clock = clock
+        self.sync = sync
+        self.reset()
+
+    def reset(self) -> None:
+        self.records: list[tuple[str, str, str | None, int]] = []  # phase, name, layer, ns
+        self.layers: list[str | None] = []  # innermost last; set by _LayerTracker and the loss
+        self._layer_of: dict[Any, str | None] = {}  # function node -> layer (kept for backward)
+        self._starts: list[int] = []
+
+    def _start(self) -> None:
+        if self.sync is not None:
+            self.sync()
+        self._starts.append(self.clock())
+
+    def _stop(self, phase: str, function: Any) -> None:
+        if self.sync is not None:
+            self.sync()
+        elapsed = self.clock() - self._starts.pop()
+        if self._starts:  # nested in another call, whose time includes it
+            return
+        if phase == "forward":
+            layer = self.layers[-1] if self.layers else None
+            self._layer_of[function] = layer
+        else:
+            layer = self._layer_of.get(function)
+        self.records.append((phase, function._impl_name, layer, elapsed))
+
+    def forward_preprocess(self, function: Any, in_data: Any) -> None:
+        self._start()
+
+    def forward_postprocess(self, function: Any, in_data: Any) -> None:
+        self._stop("forward", function)
+
+    def backward_preprocess(self, function: Any, in_data: Any, out_grad: Any) -> None:
+        self._start()
+
+    def backward_postprocess(self, function: Any, in_data: Any, out_grad: Any) -> None:
+        self._stop("backward", function)
+
+
+class _LayerTracker(chainer.LinkHook):
+    """Tells the timer which named link (conv1..fc8) is running its forward."""
+
+    name = "deeppose_layers"
+
+    def __init__(self, timer: _FunctionTimer, names: set[str]) -> None:
+        self.timer = timer
+        self.names = names
+
+    def forward_preprocess(self, args: Any) -> None:
+        name = args.link.name
+        self.timer.layers.append(name if name in self.names else (self.timer.layers[-1] if self.timer.layers else None))
+
+    def forward_postprocess(self, args: Any) -> None:
+        self.timer.layers.pop()

@@ -98,6 +98,19 @@ class MaskedMSE(torch.autograd.Function):
 LOSSES = {"autograd": masked_mse_autograd, "explicit": MaskedMSE.apply}
 
 
+def _parallel_libraries(info: str) -> dict[str, str]:
+    """The parallel backend, BLAS and oneDNN builds named in torch's parallel_info() report."""
+    found = {}
+    for line in info.splitlines():
+        if line.startswith("ATen parallel backend:"):
+            found["torch_parallel"] = line.split(":", 1)[1].strip()
+        elif "Math Kernel Library" in line or "OpenBLAS" in line:
+            found["blas"] = line.strip()
+        elif "MKL-DNN" in line or "oneDNN" in line:
+            found["onednn"] = line.strip()
+    return found
+
+
 class Backend(base.Backend):
     name = "pytorch"
 
@@ -131,7 +144,7 @@ class Backend(base.Backend):
         info = {
             "torch": torch.__version__,
             "mkldnn": str(torch.backends.mkldnn.is_available()),
-            "torch_parallel": torch.__config__.parallel_info().splitlines()[0],
+            **_parallel_libraries(torch.__config__.parallel_info()),
         }
         if self.device == "cuda":
             info["cuda"] = str(torch.version.cuda)
@@ -191,7 +204,7 @@ class Backend(base.Backend):
 
     # --- step ---------------------------------------------------------------------------
     def zero_grad(self) -> None:
-        self._net.zero_grad(set_to_none=False)
+        self._net.zero_grad()  # set_to_none, as Chainer's cleargrads(): no memset in either
 
     def forward_backward(
         self, images: torch.Tensor, target: torch.Tensor, visible: torch.Tensor, mode: str
@@ -254,3 +267,127 @@ class Backend(base.Backend):
                 entry["step"] = torch.tensor(float(state["step"]))
             if entry:
                 self.optimizer.state[param] = entry
+
+    # --- profiling ----------------------------------------------------------------------
+    def profile_core(
+        self, images: torch.Tensor, target: torch.Tensor, visible: torch.Tensor, mode: str, repeats: int
+    ) -> dict[str, Any]:
+        """The core process under `torch.profiler` (see base.Backend.profile_core).
+
+        Forward hooks on the network's modules (conv1..fc8, pool, dropout, lrn) open a
+        `record_function` range named after the module, and the loss runs inside a "loss" range,
+        so every forward op knows its layer; a backward node takes the layer of the forward op
+        that created it (same autograd sequence number). Top-level ops outside any range (the
+        functional ReLU, flatten) and AccumulateGrad are left to `deeppose.layer_groups`. On cpu
+        an event's time is its host wall time; on cuda, the time of the kernels it launched.
+        """
+        import time
+
+        from torch.profiler import ProfilerActivity, profile, record_function
+
+        base.check_loss_mode(mode)
+        net = self._net
+        ranges: list[Any] = []
+
+        def enter(label: str) -> Any:
+            def hook(module: nn.Module, inputs: Any) -> None:
+                ranges.append(record_function(_RANGE_PREFIX + label).__enter__())
+
+            return hook
+
+        def leave(module: nn.Module, inputs: Any, output: Any) -> None:
+            ranges.pop().__exit__(None, None, None)
+
+        handles = []
+        for label, module in net.named_children():
+            handles.append(module.register_forward_pre_hook(enter(label)))
+            handles.append(module.register_forward_hook(leave))
+        cuda = self.device == "cuda"
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        events: list[dict[str, Any]] = []
+        core: list[float] = []
+        try:
+            for repeat in range(repeats):
+                self.zero_grad()
+                self.synchronize()
+                with profile(activities=activities) as prof:
+                    start = time.perf_counter_ns()
+                    pred = self.forward(images, train=True)
+                    with record_function(_RANGE_PREFIX + "loss"):
+                        value = self.loss(pred, target, visible, mode)
+                    with record_function(_BACKWARD_RANGE):
+                        value.backward()
+                    self.synchronize()
+                    end = time.perf_counter_ns()
+                core.append((end - start) / 1e9)
+                events += _profiler_events(prof.events(), repeat, cuda)
+                del pred, value
+        finally:
+            for handle in handles:
+                handle.remove()
+        return {
+            "tool": f"torch.profiler {torch.__version__} (record_function ranges from module hooks)",
+            "time_basis": "CUDA kernel time" if cuda else "host wall time",
+            "core_time_s": core,
+            "events": events,
+        }
+
+
+# --- profiling helpers --------------------------------------------------------------------
+_RANGE_PREFIX = "deeppose::"
+_BACKWARD_RANGE = "deeppose:backward"
+_EVALUATE_PREFIX = "autograd::engine::evaluate_function: "
+
+
+def _profiler_events(function_events: Any, repeat: int, cuda: bool) -> list[dict[str, Any]]:
+    """One raw event per top-level forward call and per autograd node evaluated in backward."""
+    def seconds(event: Any) -> float:
+        if cuda:
+            return float(getattr(event, "device_time_total", 0.0)) / 1e6
+        return event.time_range.elapsed_us() / 1e6
+
+    def label_of(event: Any) -> str | None:
+        while event is not None:
+            if event.name.startswith(_RANGE_PREFIX):
+                return event.name[len(_RANGE_PREFIX):]
+            event = event.cpu_parent
+        return None
+
+    ordered = sorted(function_events, key=lambda e: e.time_range.start)
+    marks = [e for e in ordered if e.name == _BACKWARD_RANGE]
+    if len(marks) != 1:
+        raise RuntimeError(f"profiler trace has {len(marks)} backward ranges, expected 1")
+    backward_start = marks[0].time_range.start
+    # An op records the autograd sequence number its node would get; only the op that creates the
+    # node is the last to record that number, so the latest forward event with it names the layer.
+    layer_of_sequence: dict[int, str | None] = {}
+    for event in ordered:
+        if event.time_range.start < backward_start and event.sequence_nr >= 0:
+            layer_of_sequence[event.sequence_nr] = label_of(event)
+
+    def is_node(event: Any) -> bool:
+        return event.name.startswith(_EVALUATE_PREFIX)
+
+    raw = []
+    for event in ordered:
+        parent = event.cpu_parent
+        if event.time_range.start < backward_start:
+            if parent is not None or event is marks[0]:
+                continue
+            label = label_of(event)
+            name = ("+".join(c.name for c in event.cpu_children) or event.name) if label else event.name
+            raw.append({"repeat": repeat, "phase": "forward", "name": name, "layer": label, "time_s": seconds(event)})
+        elif is_node(event):
+            # the outermost node evaluation (nodes do not nest on one thread, but be safe)
+            while parent is not None and not is_node(parent):
+                parent = parent.cpu_parent
+            if parent is not None:
+                continue
+            layer = layer_of_sequence.get(event.sequence_nr) if event.sequence_nr >= 0 else None
+            raw.append({
+                "repeat": repeat, "phase": "backward", "name": event.name[len(_EVALUATE_PREFIX):],
+                "layer": layer, "time_s": seconds(event),
+            })
+        elif parent is marks[0]:  # e.g. the seed gradient (ones_like) made before the engine starts
+            raw.append({"repeat": repeat, "phase": "backward", "name": event.name, "layer": None, "time_s": seconds(event)})
+    return raw

@@ -1,0 +1,268 @@
+"""Stage `breakdown`: time each layer's forward and backward inside the core process.
+
+    python -m deeppose breakdown --framework chainer --loss autograd --device cpu --batch-exp 4
+
+The study guessed from totals that "the dominant influence on the learning time is the
+implementation of each layer such as convolution"; this stage measures it. For one job it builds
+the network from the seeded neutral weights, puts 2^N prepared test samples (centre crops, as the
+`time` stage does) or, with `--synthetic-input`, seeded random tensors on the device, and then:
+
+1. runs `timing.warmup` untimed core processes (forward + loss + backward), and one profiled one;
+2. `breakdown.repeats` times, alternately: one core process timed without any profiler
+   (`deeppose.harness.measure`: perf_counter_ns, device synchronised, gradients cleared outside),
+   and one under the framework's own profiler (`Backend.profile_core`: torch.profiler, Chainer's
+   function hooks), which gives one raw event per top-level framework call;
+3. groups the events into layers once for every framework (`deeppose.layer_groups`): conv1..conv5,
+   fc6..fc8, relu, pool, lrn, dropout, loss, other; forward and backward each; median over repeats;
+4. checks the sum rule: the layers must add up to the un-profiled core time within
+   `layer_groups.SUM_RULE_TOLERANCE`; the remainder is the overhead, always shown;
+5. measures the machine's fp32 peak in a child process (so that no library it loads stays in this
+   one): numpy and torch.matmul (n = `--peak-size`) and two convolutions of about the same work
+   (oneDNN on cpu, cuDNN on cuda). The best rate is the peak each layer's FLOP rate is divided by:
+   torch.matmul alone is no ceiling here, as its BLAS (MKL) runs far below oneDNN on AMD CPUs.
+   The `peak` stage's file, when present, is recorded beside it.
+
+The result goes to `results/breakdown/<framework>/<loss>/<device>/b<N>.json`; a failed sum rule is
+recorded (`sum_rule.ok`) and printed, not fatal: the report shows it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+from deeppose import layer_groups, paths
+from deeppose.atomic import write_json
+from deeppose.config import Job, Params, load_params
+from deeppose.errors import DeepPoseError
+
+PEAK_SIZE = 2048  # ~17 GFLOP per product: ~0.1 s here, big enough for the BLAS to reach its best
+PEAK_REPEATS = 5
+PEAK_TIMEOUT_S = 300
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--framework", required=True, help="framework backend, e.g. pytorch or chainer")
+    parser.add_argument("--loss", required=True, help="loss mode: autograd or explicit")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument("--batch-exp", type=int, required=True, help="batch size 2^N")
+    parser.add_argument(
+        "--synthetic-input",
+        action="store_true",
+        help="profile on seeded random tensors instead of the prepared test set (needs no data)",
+    )
+    parser.add_argument(
+        "--peak-size", type=int, default=PEAK_SIZE, help=f"matrix size n of the peak measurement (default {PEAK_SIZE})"
+    )
+
+
+# --- the machine's peak, measured in a child process -------------------------------------
+def _peak_child(device: str, size: int, threads: int, repeats: int) -> dict[str, Any]:
+    """Run in a child process: the fp32 rates of numpy and torch matrix products (n x n) and of
+    two convolutions of about the same work, a 1x1 (a plain GEMM) and a 3x3 (16 x n/8 channels x
+    32 x 32, the shape oneDNN/cuDNN are tuned for). Each rate is FLOPs / median of `repeats`."""
+    import numpy as np
+
+    from deeppose.backends.base import resolve_threads
+    from deeppose.harness import measure
+    from deeppose.threads import limit_native_threads
+
+    n_threads = resolve_threads(threads)
+    gemm_flops = 2 * size**3
+    rng = np.random.Generator(np.random.PCG64(0))
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    rates: dict[str, float | None] = dict.fromkeys(("numpy_matmul", "torch_matmul", "torch_conv1x1", "torch_conv3x3"))
+
+    def rate(run: Any, flops: int, sync: Any = None) -> float:
+        samples = measure(run, repeats=repeats, warmup=1, sync=sync).samples_s
+        return flops / float(np.median(samples))
+
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None:
+        torch.set_num_threads(n_threads)
+    limit_native_threads(n_threads)
+    if device == "cpu":
+        c = np.empty_like(a)
+        rates["numpy_matmul"] = rate(lambda: np.matmul(a, b, out=c), gemm_flops)
+    if torch is not None:
+        dev = torch.device(device)
+        sync = torch.cuda.synchronize if device == "cuda" else None
+        conv2d = torch.nn.functional.conv2d
+        ta, tb = torch.from_numpy(a).to(dev), torch.from_numpy(b).to(dev)
+        rates["torch_matmul"] = rate(lambda: torch.matmul(ta, tb), gemm_flops, sync)
+        with torch.no_grad():
+            # the same GEMM as a 1x1 convolution: (n out, n in) weights over n positions
+            image = ta.t().contiguous().reshape(1, size, size, 1)
+            weight = tb.reshape(size, size, 1, 1)
+            rates["torch_conv1x1"] = rate(lambda: conv2d(image, weight), gemm_flops, sync)
+            channels = max(size // 8, 1)
+            image = torch.randn(16, channels, 32, 32, device=dev)
+            weight = torch.randn(channels, channels, 3, 3, device=dev)
+            conv_flops = 2 * 16 * 32 * 32 * channels * channels * 9
+            rates["torch_conv3x3"] = rate(lambda: conv2d(image, weight, padding=1), conv_flops, sync)
+    best = max((name for name in rates if rates[name]), key=lambda name: rates[name], default=None)
+    return {
+        "n": size,
+        "rates_flops_per_s": rates,
+        "best": best,
+        "peak_flops_per_s": rates[best] if best else None,
+        "threads": n_threads,
+    }
+
+
+def measure_peak(device: str, size: int, threads: int, repeats: int = PEAK_REPEATS) -> dict[str, Any]:
+    """`_peak_child` in a fresh interpreter; its JSON on the last line of stdout."""
+    code = (
+        "import json, sys; from deeppose.breakdown import _peak_child; "
+        f"print(json.dumps(_peak_child({device!r}, {int(size)}, {int(threads)}, {int(repeats)})))"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=PEAK_TIMEOUT_S, check=True
+        )
+    except subprocess.CalledProcessError as error:
+        tail = (error.stderr or "").strip().splitlines()[-1:] or ["no output"]
+        raise DeepPoseError(f"the peak measurement on {device} failed: {tail[0]}") from None
+    except subprocess.TimeoutExpired:
+        raise DeepPoseError(f"the peak measurement on {device} took over {PEAK_TIMEOUT_S} s") from None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def peak_record(device: str, size: int, threads: int) -> dict[str, Any]:
+    """The peak measured here, with the `peak` stage's value beside it when its file exists."""
+    record = measure_peak(device, size, threads)
+    record["source"] = "measured in this stage (child process), best of the rates"
+    stage_file = paths.matmul_peak()
+    try:
+        stage = json.loads(stage_file.read_text())
+        record["peak_stage"] = {"path": str(stage_file), "peak_flops_per_s": stage.get("peak_flops_per_s")}
+    except (OSError, ValueError):
+        record["peak_stage"] = None
+    return record
+
+
+# --- the job ----------------------------------------------------------------------------
+def breakdown_job(params: Params, job: Job, synthetic: bool, peak_size: int = PEAK_SIZE) -> dict[str, Any]:
+    """Measure one job (see the module docstring) and return its result."""
+    from deeppose.backends import create_backend
+    from deeppose.environment import describe as describe_environment
+    from deeppose.harness import measure
+    from deeppose.model import init_weights
+    from deeppose.timing import prepared_batch, synthetic_batch
+
+    timing = params.section("timing")
+    warmup, threads = int(timing["warmup"]), int(timing["threads"])
+    repeats = int(params.section("breakdown")["repeats"])
+    batch_size = 2 ** int(job.batch_exp)
+    config = params.model
+
+    load_before = os.getloadavg()  # other processes on the machine make layer times noisy: say so
+    backend = create_backend(job.framework, job.device, threads)
+    if synthetic:
+        arrays = synthetic_batch(batch_size, params.seed, config.n_joints)
+    else:
+        arrays = prepared_batch(batch_size)
+    backend.seed(params.seed)
+    backend.load_weights(init_weights(params.seed, config.n_joints), config)
+    images, targets, visible = (backend.to_device(array) for array in arrays)
+    backend.synchronize()
+
+    def core() -> Any:
+        return backend.forward_backward(images, targets, visible, job.loss)
+
+    def timed_core(runs: int) -> list[float]:
+        return measure(core, repeats=runs, setup=backend.zero_grad, sync=backend.synchronize).samples_s
+
+    if warmup:
+        timed_core(warmup)  # the warm-up runs, times dropped
+    backend.profile_core(images, targets, visible, job.loss, 1)  # the profiler's own first-use costs
+    core_samples: list[float] = []
+    profiled_samples: list[float] = []
+    events: list[dict[str, Any]] = []
+    tool = time_basis = ""
+    for repeat in range(repeats):  # alternate, so that a drift in machine load hits both alike
+        core_samples += timed_core(1)
+        profile = backend.profile_core(images, targets, visible, job.loss, 1)
+        profiled_samples += profile["core_time_s"]
+        events += [dict(event, repeat=repeat) for event in profile["events"]]
+        tool, time_basis = profile["tool"], profile["time_basis"]
+    threads_info, versions = backend.thread_info(), backend.versions()
+    load_after = os.getloadavg()
+    del backend, images, targets, visible
+
+    peak = peak_record(job.device, peak_size, threads)
+    summary = layer_groups.summarize(
+        events, core_samples, profiled_samples, batch_size, peak["peak_flops_per_s"], config.n_joints
+    )
+    return {
+        "framework": job.framework,
+        "loss": job.loss,
+        "device": job.device,
+        "batch_exp": int(job.batch_exp),
+        "batch_size": batch_size,
+        "warmup": warmup,
+        "repeats": repeats,
+        "seed": params.seed,
+        "input": "synthetic" if synthetic else "prepared-test",
+        "model": {"dropout": config.dropout, "lrn": config.lrn},
+        "tool": tool,
+        "time_basis": time_basis,
+        "core_samples_s": core_samples,
+        "profiled_core_samples_s": profiled_samples,
+        **summary,
+        "peak_flops_per_s": peak["peak_flops_per_s"],
+        "peak": peak,
+        "threads": threads_info,
+        "load_average": {"before": list(load_before), "after": list(load_after)},  # 1, 5, 15 min
+        "versions": versions,
+        "environment": describe_environment(),
+    }
+
+
+def check_job(args: argparse.Namespace) -> Job:
+    from deeppose.timing import check_job as check_timing_job
+
+    if args.peak_size < 64:
+        raise DeepPoseError(f"--peak-size: {args.peak_size} is too small; use at least 64 (default {PEAK_SIZE})")
+    return check_timing_job(args.framework, args.loss, args.device, args.batch_exp)
+
+
+def summary_lines(result: dict[str, Any]) -> list[str]:
+    rule = result["sum_rule"]
+    top = sorted(result["layers"], key=lambda row: row["time_s"], reverse=True)[:4]
+    lines = [
+        f"{result['framework']}/{result['loss']}/{result['device']} batch {result['batch_size']}: "
+        f"core {result['core_time_s']:.4f} s, layers {result['layers_time_s']:.4f} s, "
+        f"overhead {result['overhead_s']:+.4f} s ({rule['relative_gap']:+.1%}, tolerance ±{rule['tolerance']:.0%}: "
+        f"{'ok' if rule['ok'] else 'NOT MET'}); largest: "
+        + ", ".join(f"{row['layer']} {row['phase']} {row['time_s']:.4f} s" for row in top)
+    ]
+    lines += [f"grouping: {note}" for note in result["grouping_notes"]]
+    return lines
+
+
+def run(args: argparse.Namespace) -> None:
+    params = load_params(args.params)
+    job = check_job(args)
+    result = breakdown_job(params, job, synthetic=args.synthetic_input, peak_size=args.peak_size)
+    out = paths.breakdown_result(job)
+    write_json(out, result)
+    lines = summary_lines(result)
+    print(f"{lines[0]} -> {out}")
+    for line in lines[1:]:
+        print(line)
+    if not result["sum_rule"]["ok"]:
+        print(
+            f"deeppose breakdown: warning: the layers do not add up to the core time within "
+            f"±{result['sum_rule']['tolerance']:.0%} (gap {result['sum_rule']['relative_gap']:+.1%}); "
+            "recorded as sum_rule.ok = false",
+            file=sys.stderr,
+        )
