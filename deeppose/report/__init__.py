@@ -1,0 +1,79 @@
+"""`python -m deeppose report`: read every result of the grid and write the report.
+
+    python -m deeppose report                          # reports/report.md, figures/*.png, summary.json
+    python -m deeppose report --params params-study.yaml
+
+The report follows the study: set-up, effect of automatic differentiation, impact of the network
+implementation, its per-layer breakdown, accuracy, comparison with the study's published figures, and a summary whose
+conclusions are written by code from the numbers. Missing or partial results never stop it: a job
+without a result is shown as not run, with the reason. Same results, same bytes (figures too).
+It imports no deep-learning framework.
+
+Sections are listed in `deeppose.report.sections.SECTIONS`; see `deeppose.report.markdown` for how
+to add one.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from deeppose import atomic, paths
+from deeppose.config import Params, load_params
+from deeppose.report.load import load_results
+from deeppose.report.markdown import Context, render_document
+from deeppose.report.sections import SECTIONS
+
+TITLE = "DeepPose across frameworks: why does PyTorch train faster than Chainer?"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """No options beyond --params: inputs and outputs come from deeppose.paths."""
+
+
+def _intro(ctx: Context) -> str:
+    results = ctx.results
+    train_ok = sum(run.ok for run in results.train.values())
+    timing_ok = sum(job in ctx.analysis.timing for job in results.timing)
+    breakdown_ok = sum(loaded.ok for loaded in results.breakdown.values())
+    return (
+        "A re-run of the 2017 comparison of PyTorch and Chainer training DeepPose (an AlexNet that "
+        "regresses 14 joints), with one loss definition, identical initial weights and batch order in "
+        "every framework, and synchronised timing that excludes data fetching. Written by "
+        f"`python -m deeppose report` from `{results.params.path.as_posix()}` and the results under "
+        f"`results/`: {train_ok} of {len(results.train)} training jobs, {timing_ok} of "
+        f"{len(results.timing)} timing jobs and {breakdown_ok} of {len(results.breakdown)} per-layer "
+        "breakdown jobs have results. Every conclusion is generated from the numbers "
+        "by the report's code; the Summary at the end collects them."
+    )
+
+
+def render(params: Params, draw: bool = True) -> tuple[Context, str]:
+    """The report's Context and Markdown; draw=False computes everything but writes no figure."""
+    ctx = Context(
+        results=load_results(params),
+        markdown_path=paths.report_markdown(),
+        figures_dir=paths.report_figures(),
+        draw=draw,
+    )
+    return ctx, render_document(ctx, TITLE, _intro(ctx), SECTIONS)
+
+
+def build(params: Params) -> Context:
+    """Write report.md, summary.json and the figures; returns the Context."""
+    ctx, text = render(params)
+    atomic.write_text(paths.report_markdown(), text)
+    atomic.write_json(paths.report_summary(), ctx.summary)
+    return ctx
+
+
+def figure_paths(params: Params) -> list[Path]:
+    """The figures the report writes for `params`' grid, whatever the results: the list of
+    outputs for a workflow rule (reports/figures/ may hold other stages' figures too)."""
+    return render(params, draw=False)[0].figures
+
+
+def run(args: argparse.Namespace) -> None:
+    ctx = build(load_params(args.params))
+    figures = len(ctx.figures)
+    print(f"deeppose report: wrote {paths.report_markdown()}, {paths.report_summary()} and {figures} figures")

@@ -1,0 +1,534 @@
+"""`python -m deeppose report` on small hand-made results: tables against inputs, conclusions on
+known cases, missing jobs, byte-identical regeneration, summary.json.
+
+The fixture project has a grid of 2 frameworks x 2 loss modes x {cpu, cuda}, timing batch sizes
+1, 2, 32 and the per-layer breakdown at batch 2. Nothing ran on cuda. On cpu:
+- PyTorch autograd and explicit have the *same* per-iteration compute times: no significant
+  difference; Chainer explicit is 20 % slower than Chainer autograd: significant.
+- Chainer is 1.6x slower than PyTorch per iteration (the study's ratio).
+- The timing job chainer/explicit/cpu/b32 is missing; pytorch/autograd/cpu/b2 is noisy.
+- Chainer explicit's log ends with a truncated line (a killed job).
+- Chainer's per-layer breakdown (autograd) spends almost all its extra time over PyTorch in
+  convolutions: it confirms the study's conclusion. The breakdown job chainer/explicit/cpu/b1 is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from deeppose import paths
+from deeppose.config import Job, load_params
+from deeppose.layer_groups import CONV_LAYERS, FC_LAYERS, PHASES, summarize
+
+ROOT = Path(__file__).resolve().parent.parent
+FRAMEWORKS, MODES, EXPS = ("pytorch", "chainer"), ("autograd", "explicit"), (0, 1, 5)
+ITERATIONS = 40
+# mean per-iteration compute time (s); pytorch's two modes share one sample (see `compute_times`)
+COMPUTE_MEAN = {
+    ("pytorch", "autograd"): 1.0, ("pytorch", "explicit"): 1.0,
+    ("chainer", "autograd"): 1.6, ("chainer", "explicit"): 1.92,
+}
+PEAK = 150e9
+MISSING_TIMING = Job("chainer", "explicit", "cpu", 5)
+NOISY_TIMING = Job("pytorch", "autograd", "cpu", 1)
+BREAKDOWN_EXP = 1
+# (total conv time, total fc time, core time) in seconds of each breakdown job on cpu
+BREAKDOWN = {
+    ("pytorch", "autograd"): (0.02, 0.01, 0.035),
+    ("pytorch", "explicit"): (0.02, 0.01, 0.036),
+    ("chainer", "autograd"): (0.15, 0.012, 0.17),
+}
+MISSING_BREAKDOWN = Job("chainer", "explicit", "cpu", BREAKDOWN_EXP)
+
+
+def stats(samples: list[float], noisy: bool | None = None) -> dict:
+    a = np.asarray(samples)
+    q1, median, q3 = np.percentile(a, [25, 50, 75])
+    iqr_over_median = float((q3 - q1) / median)
+    return {
+        "n": int(a.size), "mean": float(a.mean()), "variance": float(a.var(ddof=1)), "std": float(a.std(ddof=1)),
+        "median": float(median), "q1": float(q1), "q3": float(q3), "iqr": float(q3 - q1), "min": float(a.min()),
+        "max": float(a.max()), "ci95_low": 0.0, "ci95_high": 0.0, "ci_method": "t",
+        "iqr_over_median": iqr_over_median, "noisy": iqr_over_median > 0.1 if noisy is None else noisy,
+    }
+
+
+def compute_times(framework: str, loss: str) -> list[float]:
+    """Per-iteration compute times; PyTorch's two modes get the identical sample."""
+    seed = {"pytorch": 1, "chainer": 2}[framework] * 10 + (loss == "explicit" and framework != "pytorch")
+    rng = np.random.default_rng(seed)
+    return list(COMPUTE_MEAN[framework, loss] + rng.normal(0.0, 0.01, ITERATIONS))
+
+
+def environment() -> dict:
+    return {"cpu": "Test CPU 9000", "cores": 2, "usable_cores": 2, "python": "3.11.9",
+            "packages": {"numpy": "1.26.4", "torch": "2.13.0"}, "commit": "abc123"}
+
+
+def write_train(job: Job) -> None:
+    times = compute_times(job.framework, job.loss)
+    elapsed, log = 0.0, []
+    for i, t in enumerate(times, 1):
+        elapsed += t + 0.05
+        epoch = (i - 1) // 20 + 1
+        log.append({"kind": "iteration", "epoch": epoch, "iteration": i, "loss": 0.2 / i, "elapsed_s": elapsed,
+                    "compute_s": t})
+        if i % 20 == 0:
+            log.append({"kind": "eval", "epoch": i // 20, "iteration": i, "elapsed_s": elapsed, "test_loss": 0.1 / i,
+                        "pcp": 0.1, "pdj": 0.2, "pck": 0.3})
+    text = "".join(json.dumps(r) + "\n" for r in log)
+    if job == Job("chainer", "explicit", "cpu"):
+        text += '{"kind": "iteration", "epo'  # killed mid-write
+    paths.train_log(job).parent.mkdir(parents=True, exist_ok=True)
+    paths.train_log(job).write_text(text)
+    metrics = {
+        "framework": job.framework, "loss": job.loss, "device": job.device, "seed": 0,
+        "params": {"train": {}, "model": {}}, "epochs": 2, "iterations": ITERATIONS, "batch_size": 16,
+        "train_time_s": elapsed, "eval_time_s": 3.0, "iteration_time_s": stats(times),
+        "final_train_loss": 0.01,
+        "final_test": {"loss": 0.0025, "pcp": 0.4, "pdj": 0.5, "pck": 0.6 if job.framework == "pytorch" else 0.55},
+        "baseline_test": {"loss": 0.02, "pcp": 0.05, "pdj": 0.1, "pck": 0.15},
+        "threads": {"requested": 2, "native": [{"library": "openblas", "num_threads": 2}]},
+        "versions": {job.framework: "1.0"}, "environment": environment(),
+    }
+    paths.train_metrics(job).write_text(json.dumps(metrics))
+
+
+def core_mean(job: Job) -> float:
+    return {"pytorch": 0.05, "chainer": 0.1}[job.framework] * 2**job.batch_exp
+
+
+def write_timing(job: Job) -> None:
+    rng = np.random.default_rng(job.batch_exp)
+    spread = 0.3 if job == NOISY_TIMING else 0.01
+    samples = list(core_mean(job) * (1 + rng.uniform(-spread, spread, 10)))
+    samples = [s - np.mean(samples) + core_mean(job) for s in samples]  # exact mean
+    flops = 6.58e9 * 2**job.batch_exp
+    result = {
+        "framework": job.framework, "loss": job.loss, "device": job.device, "batch_exp": job.batch_exp,
+        "batch_size": 2**job.batch_exp, "warmup": 2, "repeats": 10, "seed": 0, "input": "random",
+        "measurements": {"core": {"what": "forward + loss + backward", "samples_s": samples, "stats": stats(samples)}},
+        "flops": flops, "flops_per_s": flops / core_mean(job), "threads": {"requested": 2},
+        "versions": {job.framework: "1.0"}, "environment": environment(),
+    }
+    paths.timing_result(job).parent.mkdir(parents=True, exist_ok=True)
+    paths.timing_result(job).write_text(json.dumps(result))
+
+
+def write_breakdown(job: Job) -> None:
+    """A breakdown result as the stage writes it, from events the backend already placed in layers."""
+    conv_s, fc_s, core_s = BREAKDOWN[job.framework, job.loss]
+    events = []
+    for phase in PHASES:
+        events += [{"repeat": 0, "phase": phase, "name": "conv", "layer": layer, "time_s": conv_s / 10}
+                   for layer in CONV_LAYERS]
+        events += [{"repeat": 0, "phase": phase, "name": "linear", "layer": layer, "time_s": fc_s / 6}
+                   for layer in FC_LAYERS]
+        events.append({"repeat": 0, "phase": phase, "name": "relu", "layer": "relu", "time_s": 0.0005})
+    result = {
+        "framework": job.framework, "loss": job.loss, "device": job.device, "batch_exp": job.batch_exp,
+        "batch_size": 2**job.batch_exp, "repeats": 1, "peak_flops_per_s": PEAK,
+        "peak": {"best": "torch_matmul", "rates_flops_per_s": {"torch_matmul": PEAK}},
+        **summarize(events, [core_s], [core_s * 1.02], batch_size=2**job.batch_exp, peak_flops_per_s=PEAK),
+        "environment": environment(),
+    }
+    paths.breakdown_result(job).parent.mkdir(parents=True, exist_ok=True)
+    paths.breakdown_result(job).write_text(json.dumps(result))
+
+
+def make_project(root: Path, devices: tuple[str, ...] = ("cpu", "cuda")) -> Path:
+    """params.yaml with a small grid plus results for every cpu job but one timing job."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["grid"].update(
+        frameworks=list(FRAMEWORKS), loss_modes=list(MODES), devices=list(devices), batch_exponents=list(EXPS)
+    )
+    raw["breakdown"]["batch_exponents"] = [BREAKDOWN_EXP]
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    cwd = Path.cwd()
+    os.chdir(root)
+    try:
+        params = load_params("params.yaml")
+        for job in params.train_jobs():
+            if job.device == "cpu":
+                write_train(job)
+        for job in params.timing_jobs():
+            if job.device == "cpu" and job != MISSING_TIMING:
+                write_timing(job)
+        for job in params.breakdown_jobs():
+            if job.device == "cpu" and job != MISSING_BREAKDOWN:
+                write_breakdown(job)
+        paths.matmul_peak().parent.mkdir(parents=True, exist_ok=True)
+        peak = {"n": 4096, "flops": 1.4e11, "peak_flops_per_s": PEAK, "torch": {"flops_per_s": PEAK},
+                "numpy": {"flops_per_s": 2e11}}
+        paths.matmul_peak().write_text(json.dumps(peak))
+        paths.prepared_summary().parent.mkdir(parents=True, exist_ok=True)
+        prepared = {"source": "synthetic", "seed": 0, "kept": {"train": 290, "test": 95}, "dropped": {"span": 15},
+                    "hash": "sha256:feed"}
+        paths.prepared_summary().write_text(json.dumps(prepared))
+    finally:
+        os.chdir(cwd)
+    return root
+
+
+# --- parsing the Markdown ---------------------------------------------------------------------
+UNITS = {"h": 3600.0, "min": 60.0, "s": 1.0, "ms": 1e-3, "µs": 1e-6, "%": 0.01}
+
+
+def number(cell: str) -> float:
+    """'1.23 ms' -> 0.00123, '12.3 %' -> 0.123, '1.64' -> 1.64, '150 GFLOP/s' -> 1.5e11."""
+    value, _, unit = cell.strip().partition(" ")
+    scale = {"GFLOP/s": 1e9, "TFLOP/s": 1e12, "MFLOP/s": 1e6}.get(unit, UNITS.get(unit.rstrip("²"), 1.0))
+    return float(value) * (scale**2 if unit.endswith("²") else scale)
+
+
+def tables_under(markdown: str, heading: str) -> list[list[dict[str, str]]]:
+    """The tables between `heading` and the next heading of the same or a higher level."""
+    level = heading.split(" ")[0]
+    start = markdown.index(heading + "\n")
+    rest = markdown[start + len(heading):]
+    stop = re.search(rf"^#{{1,{len(level)}}} ", rest, flags=re.M)
+    block = rest[: stop.start()] if stop else rest
+    tables, current = [], []
+    for line in block.splitlines() + [""]:
+        if line.startswith("|"):
+            current.append([cell.strip() for cell in line.strip().strip("|").split(" | ")])
+        elif current:
+            header, rows = current[0], current[2:]
+            tables.append([dict(zip(header, row)) for row in rows])
+            current = []
+    return tables
+
+
+def close(cell: str, expected: float, rel: float = 0.006) -> bool:
+    return number(cell) == pytest.approx(expected, rel=rel)
+
+
+# --- fixtures ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One project built once with the library call; tests read its outputs."""
+    root = make_project(tmp_path_factory.mktemp("project"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        from deeppose.report import build
+
+        ctx = build(load_params("params.yaml"))
+    markdown = (root / "reports" / "report.md").read_text()
+    summary = json.loads((root / "reports" / "summary.json").read_text())
+    return root, ctx, markdown, summary
+
+
+# --- tests ------------------------------------------------------------------------------------
+def test_report_imports_no_framework():
+    code = ("import sys, deeppose.report, deeppose.report.sections; "
+            "print('torch' in sys.modules or 'chainer' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_sections_in_study_order(built):
+    _, _, markdown, _ = built
+    headings = re.findall(r"^## (.+)$", markdown, flags=re.M)
+    assert headings == [
+        "1. Set-up", "2. Effect of automatic differentiation", "3. Impact of the network implementation",
+        "4. Per-layer breakdown of the core process", "5. Accuracy", "6. Against the original study", "7. Summary",
+    ]
+    assert "could not be built" not in markdown
+
+
+def test_setup_shows_parameters_data_and_environment(built):
+    _, _, markdown, _ = built
+    section = markdown.split("## 1.")[1].split("## 2.")[0]
+    assert "Training: 3 epochs at batch 16, momentum_sgd (lr 0.01, momentum 0.9)" in section
+    assert "Prepared data: source synthetic; kept train 290, test 95; dropped 15 (span: 15)" in section
+    params = {r["parameter"]: r["value"] for r in tables_under(section, "### Parameters")[0]}
+    assert params["`grid.devices`"] == '["cpu", "cuda"]' and params["`train.lr`"] == "0.01"
+    env = tables_under(section, "### Environment")[0]
+    assert env[0]["CPU"] == "Test CPU 9000" and env[0]["cores (usable of all)"] == "2 of 2"
+    assert "`abc123`" in section and "150 GFLOP/s" in section
+
+
+def test_training_table_matches_inputs(built):
+    _, _, markdown, _ = built
+    rows = tables_under(markdown, "### cpu")[0]
+    assert len(rows) == 4
+    for row in rows:
+        fw, loss = row["framework"].lower(), row["loss"]
+        times = compute_times(fw, loss)
+        total = sum(times) + 0.05 * ITERATIONS
+        assert close(row["training time"], total)
+        assert close(row["wall per iteration"], total / ITERATIONS)
+        mean, std = row["compute per iteration (mean ± std)"].split(" ± ")
+        assert close(mean, np.mean(times)) and close(std, np.std(times, ddof=1), rel=0.01)
+        assert row["samples (source)"].startswith(f"{ITERATIONS} (log.jsonl")
+
+
+def test_autodiff_conclusions(built):
+    _, _, markdown, summary = built
+    section = markdown.split("## 2.")[1].split("## 3.")[0]
+    pytorch = next(line for line in section.splitlines() if line.startswith("- PyTorch on cpu"))
+    chainer = next(line for line in section.splitlines() if line.startswith("- Chainer on cpu"))
+    assert "no significant difference" in pytorch and "explicit − autograd = 0 µs" in pytorch
+    assert "explicit is significantly slower" in chainer and "Welch" in chainer
+    diff = summary["cpu"]["explicit_minus_autograd_per_iteration_s"]
+    assert diff["pytorch"]["significant"] is False and diff["chainer"]["significant"] is True
+    assert diff["chainer"]["ci95_low"] < 0.32 < diff["chainer"]["ci95_high"]
+    assert "![Training loss against elapsed time on cpu](figures/learning_curves_cpu.png)" in section
+
+
+def test_core_time_tables(built):
+    _, _, markdown, _ = built
+    section = markdown.split("## 3.")[1].split("## 4.")[0]
+    cpu = section.split("### cpu")[1].split("### cuda")[0]
+    core, ratios, flops = tables_under("### cpu" + cpu, "### cpu")
+    for row in core:
+        job = Job(row["framework"].lower(), row["loss"], "cpu", int(row["batch"]).bit_length() - 1)
+        if job == MISSING_TIMING:
+            assert row["n"] == "not run"
+            continue
+        data = json.loads((built[0] / paths.timing_result(job)).read_text())["measurements"]["core"]["stats"]
+        assert close(row["mean"], data["mean"]) and close(row["std"], data["std"])
+        assert close(row["variance"], data["variance"])
+        assert row["IQR / median"].endswith("(noisy)") == (job == NOISY_TIMING)
+    by_batch = {row["batch"]: row for row in ratios}
+    assert number(by_batch["32"]["Chainer / PyTorch, autograd"]) == pytest.approx(2.0)
+    assert by_batch["32"]["Chainer / PyTorch, explicit"] == "—"
+    for row in flops:
+        job = Job(row["framework"].lower(), row["loss"], "cpu", int(row["batch"]).bit_length() - 1)
+        achieved = 6.58e9 * 2**job.batch_exp / core_mean(job)
+        assert close(row["achieved"], achieved) and close(row["fraction of peak"], achieved / PEAK)
+    assert "![Core-process time against batch size on cpu](figures/core_time_cpu.png)" in cpu
+
+
+def test_breakdown_section(built):
+    root, _, markdown, summary = built
+    section = markdown.split("## 4.")[1].split("## 5.")[0]
+    sum_rule, differ, flops = tables_under(section, "### cpu, batch 2")
+    assert len(sum_rule) == 4
+    for row in sum_rule:
+        job = Job(row["Framework"].lower(), row["Loss"], "cpu", BREAKDOWN_EXP)
+        if job == MISSING_BREAKDOWN:
+            assert row["Core time"] == "not run"
+            continue
+        conv_s, fc_s, core_s = BREAKDOWN[job.framework, job.loss]
+        layers = conv_s + fc_s + 2 * 0.0005  # and one relu call per phase
+        assert close(row["Core time"], core_s) and close(row["Σ layers"], layers)
+        assert close(row["Overhead"], core_s - layers) and row["Sum rule met"].startswith("yes")
+    assert "1 of 4 per-layer breakdown jobs on cpu have no usable result" in section
+    assert [r["Layer"] for r in differ[:8]] == sorted(r["Layer"] for r in differ[:8])  # ties in a fixed order
+    assert all(r["Layer"].startswith("conv") for r in differ[:8])  # Chainer's convolutions differ most
+    assert close(next(r for r in differ if r["Layer"] == "core process")["Chainer/PyTorch"], 0.17 / 0.035)
+    assert len(flops) == 16 and all(r["PyTorch"] != "—" and r["Chainer"] != "—" for r in flops)
+    verdict = next(line for line in section.splitlines() if line.startswith("On cpu at batch 2 (autograd loss)"))
+    assert "Convolutions account for 96.3 %" in verdict and "This confirms the study's conclusion" in verdict
+    assert "Chainer is not compared with PyTorch (explicit loss), Chainer explicit not run." in section
+    assert "No per-layer breakdown result on cuda (4 jobs): see *Jobs without results*" in section
+    for name in ("breakdown_cpu_b2.png", "breakdown_peak_cpu_b2.png"):
+        assert f"](figures/{name})" in section
+        assert (root / "reports" / "figures" / name).read_bytes().startswith(b"\x89PNG")
+    headlines = summary["cpu"]["breakdown"]
+    assert headlines["chainer_over_pytorch_core"] == {"autograd": {"b2": pytest.approx(0.17 / 0.035, rel=1e-5)}}
+    assert headlines["conv_share_of_extra"] == {"chainer": {"autograd": {"b2": pytest.approx(0.13 / 0.135, rel=1e-5)}}}
+    assert "breakdown" not in summary.get("cuda", {})
+
+
+def test_breakdown_verdicts_reach_the_summary(built):
+    _, _, markdown, _ = built
+    section = markdown.split("## 4.")[1].split("## 5.")[0]
+    conclusions = markdown.split("## 7. Summary")[1].split("### Jobs without results")[0]
+    cpu, cuda = conclusions.split("**cpu**")[1].split("**cuda**")
+    verdict = next(line for line in section.splitlines() if line.startswith("On cpu at batch 2"))
+    assert f"- {verdict}\n" in cpu
+    assert "- Per-layer breakdown on cpu at batch 2: Chainer is not compared with PyTorch (explicit loss)" in cpu
+    assert "- No per-layer breakdown on cuda" in cuda
+
+
+def test_report_without_breakdown_results(tmp_path, monkeypatch):
+    root = make_project(tmp_path, devices=("cpu",))
+    monkeypatch.chdir(root)
+    shutil.rmtree(root / "results" / "breakdown")
+    from deeppose.report import build, figure_paths
+
+    params = load_params("params.yaml")
+    ctx = build(params)
+    markdown = (root / "reports" / "report.md").read_text()
+    assert "could not be built" not in markdown
+    section = markdown.split("## 4.")[1].split("## 5.")[0]
+    assert "No per-layer breakdown result on cpu (4 jobs): see *Jobs without results* in the Summary." in section
+    assert "![" not in section and "Convolutions account for" not in section
+    reasons = {r["job"]: r["reason"] for r in tables_under(markdown, "### Jobs without results")[0]}
+    assert reasons["per-layer breakdown PyTorch autograd cpu"].endswith("(has the stage been run?)")
+    assert "- No per-layer breakdown on cpu" in markdown.split("## 7. Summary")[1]
+    placeholders = [p for p in ctx.figures if p.name.startswith("breakdown")]
+    assert [p.name for p in placeholders] == ["breakdown_cpu_b2.png", "breakdown_peak_cpu_b2.png"]
+    assert all(p.exists() for p in placeholders) and figure_paths(params) == ctx.figures
+    assert "breakdown" not in ctx.summary["cpu"] and ctx.summary["jobs"]["breakdown"]["present"] == 0
+
+
+def test_accuracy_table(built):
+    _, _, markdown, summary = built
+    rows = tables_under(markdown, "## 5. Accuracy")[0]
+    cpu = [r for r in rows if r["device"] == "cpu"]
+    assert [r["framework"] for r in cpu] == ["PyTorch", "PyTorch", "Chainer", "Chainer", "mean pose (baseline)"]
+    assert close(cpu[0]["PCK@0.2"], 0.6) and close(cpu[2]["PCK@0.2"], 0.55) and close(cpu[-1]["test loss"], 0.02)
+    assert all(r["final training loss"] == "not run" for r in rows if r["device"] == "cuda")
+    assert summary["cpu"]["test"]["baseline"]["pck"] == 0.15
+    assert "all 4 runs beat it" in markdown
+
+
+def test_study_comparison(built):
+    _, _, markdown, summary = built
+    rows = tables_under(markdown, "## 6. Against the original study")[0]
+    chainer_cpu = next(r for r in rows if r["device"] == "cpu" and r["ratio"].startswith("Chainer / PyTorch"))
+    expected = (1.6 * ITERATIONS + 0.05 * ITERATIONS) / (1.0 * ITERATIONS + 0.05 * ITERATIONS)
+    assert close(chainer_cpu["this run"], expected, rel=0.01) and chainer_cpu["study"] == "1.64"
+    assert abs(expected / 1.64 - 1) <= 0.1 and chainer_cpu["verdict"] == "agrees"
+    pytorch = next(r for r in rows if r["device"] == "cpu" and r["ratio"].endswith("(PyTorch)"))
+    assert pytorch["verdict"] == "agrees"
+    assert all(r["this run"] == "not run" for r in rows if r["device"] == "cuda")
+    assert summary["cpu"]["chainer_over_pytorch_per_iteration"]["autograd"] == pytest.approx(expected, rel=1e-3)
+    assert set(summary["cpu"]["explicit_over_autograd_train_time"]) == {"pytorch", "chainer"}
+    assert "as in the study, the network's implementation matters more" in markdown
+
+
+def test_missing_jobs_shown_as_not_run(built):
+    _, _, markdown, summary = built
+    rows = tables_under(markdown, "### Jobs without results")[0]
+    reasons = {r["job"]: r for r in rows}
+    assert "no cuda job of this kind has a result" in reasons["training PyTorch autograd cuda"]["reason"]
+    chainer = reasons["timing Chainer explicit cpu"]
+    assert chainer["batch sizes"] == "32" and "other cpu jobs have results" in chainer["reason"]
+    assert summary["jobs"] == {
+        "train": {"expected": 8, "present": 4}, "timing": {"expected": 24, "present": 11},
+        "breakdown": {"expected": 8, "present": 3},
+    }
+    breakdown = reasons["per-layer breakdown Chainer explicit cpu"]
+    assert breakdown["batch sizes"] == "2" and "other cpu jobs have results" in breakdown["reason"]
+    assert "no cuda job of this kind has a result" in reasons["per-layer breakdown PyTorch autograd cuda"]["reason"]
+    assert "1 unreadable line(s) skipped" in markdown
+
+
+def test_device_not_in_grid(tmp_path, monkeypatch):
+    root = make_project(tmp_path, devices=("cpu",))
+    monkeypatch.chdir(root)
+    from deeppose.report import build
+
+    ctx = build(load_params("params.yaml"))
+    markdown = (root / "reports" / "report.md").read_text()
+    assert "**cuda**: not in this run's grid" in markdown
+    assert [p.name for p in ctx.figures] == [
+        "learning_curves_cpu.png", "core_time_cpu.png", "flops_cpu.png",
+        "breakdown_cpu_b2.png", "breakdown_peak_cpu_b2.png",
+    ]
+
+
+def test_empty_results_still_build(tmp_path, monkeypatch):
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    from deeppose.report import build, figure_paths
+
+    params = load_params("params.yaml")
+    ctx = build(params)
+    markdown = (tmp_path / "reports" / "report.md").read_text()
+    assert "could not be built" not in markdown
+    assert "0 of 4 training jobs" in markdown
+    assert all(p.exists() for p in ctx.figures) and figure_paths(params) == ctx.figures
+    for exp in params.raw["breakdown"]["batch_exponents"]:
+        assert {f"breakdown_cpu_b{2**exp}.png", f"breakdown_peak_cpu_b{2**exp}.png"} <= {p.name for p in ctx.figures}
+
+
+def test_cli_regenerates_identical_bytes(built, monkeypatch):
+    root, ctx, _, summary = built
+    before = {p: p.read_bytes() for p in sorted((root / "reports").rglob("*")) if p.is_file()}
+    assert len([p for p in before if p.suffix == ".png"]) == len(ctx.figures) == 10
+    monkeypatch.chdir(root)
+    from deeppose.cli import main
+
+    assert main(["report", "--params", "params.yaml"]) == 0
+    after = {p: p.read_bytes() for p in sorted((root / "reports").rglob("*")) if p.is_file()}
+    assert after.keys() == before.keys()
+    assert all(after[p] == before[p] for p in before), [p.name for p in before if after[p] != before[p]]
+    assert not re.search(r"20\d\d-\d\d-\d\d", (root / "reports" / "report.md").read_text())
+
+
+def test_partial_and_broken_results(tmp_path, monkeypatch):
+    """Unreadable metrics, a log missing beside its metrics, a timing file without its core
+    measurement, no peak and no data summary: the report still builds and says what is missing."""
+    root = make_project(tmp_path, devices=("cpu",))
+    monkeypatch.chdir(root)
+    paths.train_metrics(Job("chainer", "autograd", "cpu")).write_text("{not json")
+    paths.train_log(Job("pytorch", "explicit", "cpu")).unlink()
+    paths.timing_result(Job("pytorch", "explicit", "cpu", 0)).write_text(json.dumps({"measurements": {}}))
+    paths.matmul_peak().unlink()
+    paths.prepared_summary().unlink()
+    no_layers = Job("pytorch", "explicit", "cpu", BREAKDOWN_EXP)
+    result = json.loads(paths.breakdown_result(no_layers).read_text())
+    del result["layers"]
+    paths.breakdown_result(no_layers).write_text(json.dumps(result))
+    no_stats = Job("pytorch", "autograd", "cpu", 5)  # samples only: the report computes the stats
+    result = json.loads(paths.timing_result(no_stats).read_text())
+    del result["measurements"]["core"]["stats"]
+    paths.timing_result(no_stats).write_text(json.dumps(result))
+    from deeppose.report import render
+
+    ctx, markdown = render(load_params("params.yaml"), draw=False)
+    assert "could not be built" not in markdown
+    rows = {(r["framework"], r["loss"]): r for r in tables_under(markdown, "### cpu")[0]}
+    assert rows["Chainer", "autograd"]["iterations"] == "not run"
+    assert rows["PyTorch", "explicit"]["samples (source)"] == f"{ITERATIONS} (metrics.json iteration_time_s)"
+    reasons = {r["job"]: r["reason"] for r in tables_under(markdown, "### Jobs without results")[0]}
+    assert reasons["training Chainer autograd cpu"].startswith("result file unreadable (JSONDecodeError")
+    assert reasons["timing PyTorch explicit cpu"] == "result file lacks measurements.core samples or stats"
+    assert reasons["per-layer breakdown PyTorch explicit cpu"] == "result file lacks layers"
+    assert "PyTorch explicit and Chainer explicit not run" in markdown
+    assert "On cpu at batch 2 (autograd loss)" in markdown
+    assert "Chainer on cpu: no comparison, autograd not run." in markdown
+    assert "No matrix-multiply peak" in markdown and "No data summary" in markdown
+    core, _, flops = tables_under(markdown, "## 3. Impact of the network implementation")
+    row = next(r for r in core if (r["batch"], r["framework"], r["loss"]) == ("32", "PyTorch", "autograd"))
+    assert close(row["mean"], core_mean(no_stats)) and row["n"] == "10"
+    assert flops and all(row["fraction of peak"] == "—" for row in flops)
+    assert "explicit_over_autograd_train_time" in ctx.summary["cpu"]
+    assert "chainer" not in ctx.summary["cpu"]["explicit_over_autograd_train_time"]
+    assert not (root / "reports").exists()  # draw=False writes nothing
+
+
+def test_welch_interval_matches_scipy():
+    from scipy import stats as scipy_stats
+
+    from deeppose.report.analysis import Sample, welch_interval
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(1.0, 0.1, 30), rng.normal(1.05, 0.2, 12)
+    ours = welch_interval(Sample.of(list(a), "a"), Sample.of(list(b), "b"))
+    ci = scipy_stats.ttest_ind(b, a, equal_var=False).confidence_interval(0.95)
+    assert (ours.low, ours.high) == pytest.approx((ci.low, ci.high), rel=1e-9)
+    same = Sample.of([1.0, 1.0, 1.0], "c")
+    assert welch_interval(same, same).significant is False
+    assert welch_interval(Sample.of([1.0], "d"), same) is None
+
+
+@pytest.mark.parametrize(
+    ("function", "value", "text"),
+    [
+        ("seconds", 0.9996, "1.00 s"), ("seconds", 0.0123456, "12.3 ms"), ("seconds", 4.2e-5, "42.0 µs"),
+        ("seconds", 1234.0, "20.6 min"), ("seconds", 171360.0, "47.6 h"), ("seconds", None, "—"),
+        ("variance", 1.13e-7, "0.113 ms²"), ("variance", 3.65e-4, "365 ms²"), ("variance", 0.002, "0.00200 s²"),
+        ("ratio", 1.6449, "1.64"), ("percent", 0.8773, "87.7 %"), ("flops", 1.5e11, "150 GFLOP/s"),
+        ("sig", 1234.5, "1230"),
+    ],
+)
+def test_formatting(function, value, text):
+    from deeppose.report import fmt
+
+    assert getattr(fmt, function)(value) == text
