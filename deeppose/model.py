@@ -84,12 +84,18 @@ def weight_shapes(n_joints: int = N_JOINTS) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+OUTPUT_PRIOR = 0.5  # the crop's centre in target units: where a joint is before any training
+
+
 def init_weights(seed: int, n_joints: int = N_JOINTS) -> dict[str, np.ndarray]:
     """Seeded, framework-neutral initial weights.
 
     Uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases: PyTorch's default for Conv2d
     and Linear, so a PyTorch user recognises the starting point; drawn from one PCG64 stream in the
-    order of `weight_shapes`, so a seed fixes every array on every platform.
+    order of `weight_shapes`, so a seed fixes every array on every platform. The regressor's bias
+    (fc8.b) then starts at OUTPUT_PRIOR, the centre of the crop in target units (joint / 227): the
+    crop is centred on the joints, so the network starts at the right offset instead of spending
+    its first hundred Adam steps (each moves a parameter by at most lr) on learning it.
     """
     rng = np.random.Generator(np.random.PCG64(seed))
     weights = {}
@@ -98,6 +104,7 @@ def init_weights(seed: int, n_joints: int = N_JOINTS) -> dict[str, np.ndarray]:
         fan_in = int(np.prod(weight_shapes(n_joints)[f"{layer}.W"][1:]))
         bound = 1.0 / np.sqrt(fan_in)
         weights[name] = rng.uniform(-bound, bound, size=shape).astype(np.float32)
+    weights["fc8.b"] = np.full_like(weights["fc8.b"], OUTPUT_PRIOR)
     return weights
 
 

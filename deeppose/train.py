@@ -229,7 +229,7 @@ def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, A
     iterations = [e for e in log.lines if e["kind"] == "iteration"]
     evals = [e for e in log.lines if e["kind"] == "eval"]
     last_epoch = [e["loss"] for e in iterations if e["epoch"] == epochs]
-    _, true, visible = predict(backend, test_set, batch_size)
+    true, visible = _targets(test_set, batch_size)
     baseline = mean_pose(*_targets(train_set, batch_size))
     result = {
         "framework": job.framework, "loss": job.loss, "device": job.device, "seed": params.seed,

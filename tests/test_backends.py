@@ -193,8 +193,11 @@ def test_weight_round_trip_is_exact(backends, weights, framework):
 def test_initial_weights_follow_the_seed():
     a, b, c = spec.init_weights(1), spec.init_weights(1), spec.init_weights(2)
     assert all(np.array_equal(a[k], b[k]) for k in a)
-    assert all(not np.array_equal(a[k], c[k]) for k in a)
+    assert all(not np.array_equal(a[k], c[k]) for k in a if k != "fc8.b")
     assert {k: v.shape for k, v in a.items()} == spec.weight_shapes()
+    np.testing.assert_array_equal(c["fc8.b"], spec.OUTPUT_PRIOR)  # the regressor starts at the crop centre
+    fan_in = int(np.prod(spec.weight_shapes()["conv1.W"][1:]))
+    assert np.abs(a["conv1.W"]).max() <= 1 / np.sqrt(fan_in)
 
 
 def test_wrong_weights_are_rejected(backends, weights):
