@@ -17,10 +17,9 @@ the network from the seeded neutral weights, puts 2^N prepared test samples (cen
 4. checks the sum rule: the layers must add up to the un-profiled core time within
    `layer_groups.SUM_RULE_TOLERANCE`; the remainder is the overhead, always shown;
 5. measures the machine's fp32 peak in a child process (so that no library it loads stays in this
-   one): numpy and torch.matmul (n = `--peak-size`) and two convolutions of about the same work
-   (oneDNN on cpu, cuDNN on cuda). The best rate is the peak each layer's FLOP rate is divided by:
-   torch.matmul alone is no ceiling here, as its BLAS (MKL) runs far below oneDNN on AMD CPUs.
-   The `peak` stage's file, when present, is recorded beside it.
+   one) with the `peak` stage's kernels (`deeppose.peak.measure_rates`, n = `--peak-size`) on the
+   job's device; the best rate is the peak each layer's FLOP rate is divided by. The `peak`
+   stage's file, when present, is recorded beside it.
 
 The result goes to `results/breakdown/<framework>/<loss>/<device>/b<N>.json`; a failed sum rule is
 recorded (`sum_rule.ok`) and printed, not fatal: the report shows it.
@@ -61,68 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # --- the machine's peak, measured in a child process -------------------------------------
-def _peak_child(device: str, size: int, threads: int, repeats: int) -> dict[str, Any]:
-    """Run in a child process: the fp32 rates of numpy and torch matrix products (n x n) and of
-    two convolutions of about the same work, a 1x1 (a plain GEMM) and a 3x3 (16 x n/8 channels x
-    32 x 32, the shape oneDNN/cuDNN are tuned for). Each rate is FLOPs / median of `repeats`."""
-    import numpy as np
-
-    from deeppose.backends.base import resolve_threads
-    from deeppose.harness import measure
-    from deeppose.threads import limit_native_threads
-
-    n_threads = resolve_threads(threads)
-    gemm_flops = 2 * size**3
-    rng = np.random.Generator(np.random.PCG64(0))
-    a = rng.standard_normal((size, size), dtype=np.float32)
-    b = rng.standard_normal((size, size), dtype=np.float32)
-    rates: dict[str, float | None] = dict.fromkeys(("numpy_matmul", "torch_matmul", "torch_conv1x1", "torch_conv3x3"))
-
-    def rate(run: Any, flops: int, sync: Any = None) -> float:
-        samples = measure(run, repeats=repeats, warmup=1, sync=sync).samples_s
-        return flops / float(np.median(samples))
-
-    try:
-        import torch
-    except ImportError:
-        torch = None
-    if torch is not None:
-        torch.set_num_threads(n_threads)
-    limit_native_threads(n_threads)
-    if device == "cpu":
-        c = np.empty_like(a)
-        rates["numpy_matmul"] = rate(lambda: np.matmul(a, b, out=c), gemm_flops)
-    if torch is not None:
-        dev = torch.device(device)
-        sync = torch.cuda.synchronize if device == "cuda" else None
-        conv2d = torch.nn.functional.conv2d
-        ta, tb = torch.from_numpy(a).to(dev), torch.from_numpy(b).to(dev)
-        rates["torch_matmul"] = rate(lambda: torch.matmul(ta, tb), gemm_flops, sync)
-        with torch.no_grad():
-            # the same GEMM as a 1x1 convolution: (n out, n in) weights over n positions
-            image = ta.t().contiguous().reshape(1, size, size, 1)
-            weight = tb.reshape(size, size, 1, 1)
-            rates["torch_conv1x1"] = rate(lambda: conv2d(image, weight), gemm_flops, sync)
-            channels = max(size // 8, 1)
-            image = torch.randn(16, channels, 32, 32, device=dev)
-            weight = torch.randn(channels, channels, 3, 3, device=dev)
-            conv_flops = 2 * 16 * 32 * 32 * channels * channels * 9
-            rates["torch_conv3x3"] = rate(lambda: conv2d(image, weight, padding=1), conv_flops, sync)
-    best = max((name for name in rates if rates[name]), key=lambda name: rates[name], default=None)
-    return {
-        "n": size,
-        "rates_flops_per_s": rates,
-        "best": best,
-        "peak_flops_per_s": rates[best] if best else None,
-        "threads": n_threads,
-    }
-
-
 def measure_peak(device: str, size: int, threads: int, repeats: int = PEAK_REPEATS) -> dict[str, Any]:
-    """`_peak_child` in a fresh interpreter; its JSON on the last line of stdout."""
+    """`deeppose.peak.measure_rates` in a fresh interpreter; its JSON on the last line of stdout."""
     code = (
-        "import json, sys; from deeppose.breakdown import _peak_child; "
-        f"print(json.dumps(_peak_child({device!r}, {int(size)}, {int(threads)}, {int(repeats)})))"
+        "import json; from deeppose.peak import measure_rates; "
+        f"print(json.dumps(measure_rates({device!r}, {int(size)}, {int(threads)}, 1, {int(repeats)})))"
     )
     try:
         done = subprocess.run(

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from deeppose import cli, paths
+from deeppose.peak import KERNELS
 
 REPO = Path(__file__).resolve().parents[1]
 STAT_KEYS = {
@@ -35,17 +36,19 @@ def test_peak_result_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caps
     assert cli.main(["peak", "--params", str(params), "--size", "256", "--warmup", "1", "--repeats", "3"]) == 0
     assert "GFLOP/s" in capsys.readouterr().out
     result = json.loads(paths.matmul_peak().read_text())
-    assert set(result) == {"n", "flops", "torch", "numpy", "peak_flops_per_s", "threads", "environment"}
-    assert result["n"] == 256 and result["flops"] == 2 * 256**3
-    rates = []
-    for library in ("torch", "numpy"):
-        record = result[library]
-        assert set(record) == {"samples_s", "stats", "flops_per_s"}
+    assert set(result) == {"device", "n", "kernels", "rates_flops_per_s", "best", "peak_flops_per_s", "threads", "environment"}
+    assert result["device"] == "cpu" and result["n"] == 256
+    assert set(result["kernels"]) == set(KERNELS)
+    for name, record in result["kernels"].items():
+        assert set(record) == {"samples_s", "stats", "flops", "flops_per_s"}
         assert len(record["samples_s"]) == 3 and set(record["stats"]) == STAT_KEYS
         assert record["stats"]["median"] == pytest.approx(np.median(record["samples_s"]))
-        assert record["flops_per_s"] == pytest.approx(result["flops"] / record["stats"]["median"])
-        rates.append(record["flops_per_s"])
-    assert result["peak_flops_per_s"] == max(rates)
+        assert record["flops_per_s"] == pytest.approx(record["flops"] / record["stats"]["median"])
+        assert result["rates_flops_per_s"][name] == record["flops_per_s"]
+    assert result["kernels"]["numpy_matmul"]["flops"] == 2 * 256**3  # 2 n^3
+    assert result["kernels"]["torch_conv3x3"]["flops"] == 2 * 16 * 32 * 32 * 32**2 * 9  # n/8 channels
+    assert result["peak_flops_per_s"] == max(result["rates_flops_per_s"].values())
+    assert result["rates_flops_per_s"][result["best"]] == result["peak_flops_per_s"]
     assert result["threads"]["requested"] == len(os.sched_getaffinity(0))
 
 

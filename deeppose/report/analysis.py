@@ -1,5 +1,5 @@
 """The report's numbers: per-run summaries, the autograd/explicit interval, framework ratios,
-fractions of the matmul peak, and the comparison with the study's published figures.
+fractions of the measured fp32 peak, and the comparison with the study's published figures.
 
 Everything is computed from `load.Results`; nothing here formats text or draws. A value that
 cannot be computed (a job not run, a mode not in the grid) is None, never an exception.
@@ -280,7 +280,7 @@ class Analysis:
         return float(peak.data["peak_flops_per_s"]) if peak.ok else None
 
     def peak_for(self, device: str) -> float | None:
-        """The matmul peak that applies to `device`: the file's own (CPU) one on cpu; on cuda only
+        """The measured peak that applies to `device`: the file's own (CPU) one on cpu; on cuda only
         a `cuda` entry with `flops_per_s`, if the peak stage wrote one."""
         if device == "cpu":
             return self.peak_flops_per_s

@@ -214,7 +214,7 @@ def draw_core_times(analysis: Analysis, device: str) -> Figure:
 
 
 def draw_flops(analysis: Analysis, device: str) -> Figure:
-    """Achieved FLOP/s of the core process against batch size, with the measured matmul peak."""
+    """Achieved FLOP/s of the core process against batch size, with the measured fp32 peak."""
     results = analysis.results
     frameworks, exps = results.frameworks, results.batch_exponents
     figure = new_figure(7.5, 4.4)
@@ -232,7 +232,7 @@ def draw_flops(analysis: Analysis, device: str) -> Figure:
             )
     peak = analysis.peak_for(device)
     if peak:
-        label = f"measured fp32 matmul peak ({flops(peak)})"
+        label = f"measured fp32 peak ({flops(peak)})"
         ax.axhline(peak / 1e9, color="black", linewidth=1.2, linestyle="-.", label=label)
         ax.set_ylim(0, peak / 1e9 * 1.12)
     else:
