@@ -158,7 +158,8 @@ def draw_learning_curves(analysis: Analysis, device: str) -> Figure:
             )
         if ax.has_data():
             ax.legend(loc="upper right")
-    axes[0].set_ylabel("loss (masked MSE of coordinates / 227)")
+    axes[0].set_yscale("log")  # the first Adam steps overshoot; learning shows below them
+    axes[0].set_ylabel("loss (masked MSE of coordinates / 227, log scale)")
     figure.suptitle(f"Training loss against training time, {device}: autograd (solid) vs explicit (dashed)")
     return figure
 
@@ -234,14 +235,15 @@ def draw_flops(analysis: Analysis, device: str) -> Figure:
     if peak:
         label = f"measured fp32 peak ({flops(peak)})"
         ax.axhline(peak / 1e9, color="black", linewidth=1.2, linestyle="-.", label=label)
-        ax.set_ylim(0, peak / 1e9 * 1.12)
+        highest = max([peak / 1e9] + [y for line in ax.get_lines() for y in line.get_ydata()])
+        ax.set_ylim(0, highest * 1.12)  # a rate above the peak stays visible
     else:
         ax.set_ylim(bottom=0)
     _batch_axis(ax, [2**e for e in exps])
     ax.set_ylabel("achieved GFLOP/s (forward + backward)")
     ax.set_title(f"Achieved throughput of the core process on {device}")
     if ax.has_data():
-        ax.legend(loc="lower right")
+        ax.legend(loc="upper left")
     else:
         ax.text(0.5, 0.5, "no FLOP counts in the timing results", ha="center", va="center", transform=ax.transAxes)
     return figure
