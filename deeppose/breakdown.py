@@ -94,11 +94,9 @@ def peak_record(device: str, size: int, threads: int) -> dict[str, Any]:
 # --- the job ----------------------------------------------------------------------------
 def breakdown_job(params: Params, job: Job, synthetic: bool, peak_size: int = PEAK_SIZE) -> dict[str, Any]:
     """Measure one job (see the module docstring) and return its result."""
-    from deeppose.backends import create_backend
     from deeppose.environment import describe as describe_environment
     from deeppose.harness import measure
-    from deeppose.model import init_weights
-    from deeppose.timing import prepared_batch, synthetic_batch
+    from deeppose.timing import core_inputs, job_header
 
     timing = params.section("timing")
     warmup, threads = int(timing["warmup"]), int(timing["threads"])
@@ -107,15 +105,7 @@ def breakdown_job(params: Params, job: Job, synthetic: bool, peak_size: int = PE
     config = params.model
 
     load_before = os.getloadavg()  # other processes on the machine make layer times noisy: say so
-    backend = create_backend(job.framework, job.device, threads)
-    if synthetic:
-        arrays = synthetic_batch(batch_size, params.seed, config.n_joints)
-    else:
-        arrays = prepared_batch(batch_size)
-    backend.seed(params.seed)
-    backend.load_weights(init_weights(params.seed, config.n_joints), config)
-    images, targets, visible = (backend.to_device(array) for array in arrays)
-    backend.synchronize()
+    backend, (images, targets, visible) = core_inputs(params, job, synthetic)
 
     def core() -> Any:
         return backend.forward_backward(images, targets, visible, job.loss)
@@ -145,15 +135,7 @@ def breakdown_job(params: Params, job: Job, synthetic: bool, peak_size: int = PE
         events, core_samples, profiled_samples, batch_size, peak["peak_flops_per_s"], config.n_joints
     )
     return {
-        "framework": job.framework,
-        "loss": job.loss,
-        "device": job.device,
-        "batch_exp": int(job.batch_exp),
-        "batch_size": batch_size,
-        "warmup": warmup,
-        "repeats": repeats,
-        "seed": params.seed,
-        "input": "synthetic" if synthetic else "prepared-test",
+        **job_header(params, job, synthetic, warmup, repeats),
         "model": {"dropout": config.dropout, "lrn": config.lrn},
         "tool": tool,
         "time_basis": time_basis,

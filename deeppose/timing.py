@@ -114,27 +114,52 @@ def measurement_record(what: str, measurement: Measurement) -> dict[str, Any]:
     return {"what": what, "samples_s": samples, "stats": describe(samples)}
 
 
-def time_job(params: Params, job: Job, synthetic: bool) -> dict[str, Any]:
-    """Run the measurements of one job and return the result (see the module docstring)."""
+def core_inputs(params: Params, job: Job, synthetic: bool) -> tuple[Any, tuple[Any, Any, Any]]:
+    """The backend with the seeded neutral weights and one batch of 2^N samples on the device:
+    what the core process runs on, the same in the `time` and `breakdown` stages. The backend
+    comes first, so that an unusable device fails before any data is read or written."""
     from deeppose.backends import create_backend
-    from deeppose.environment import describe as describe_environment
-    from deeppose.model import init_weights, total_flops
+    from deeppose.model import init_weights
 
-    timing = params.section("timing")
-    warmup, repeats = int(timing["warmup"]), int(timing["repeats"])
-    batch_size = 2 ** int(job.batch_exp)
     config = params.model
-
-    # The backend first: an unusable device fails here, before any data is read or written.
-    backend = create_backend(job.framework, job.device, int(timing["threads"]))
+    batch_size = 2 ** int(job.batch_exp)
+    backend = create_backend(job.framework, job.device, int(params.section("timing")["threads"]))
     if synthetic:
         arrays = synthetic_batch(batch_size, params.seed, config.n_joints)
     else:
         arrays = prepared_batch(batch_size)
     backend.seed(params.seed)
     backend.load_weights(init_weights(params.seed, config.n_joints), config)
-    images, targets, visible = (backend.to_device(array) for array in arrays)
+    on_device = tuple(backend.to_device(array) for array in arrays)
     backend.synchronize()
+    return backend, on_device
+
+
+def job_header(params: Params, job: Job, synthetic: bool, warmup: int, repeats: int) -> dict[str, Any]:
+    """The fields that say what was measured, shared by the `time` and `breakdown` results."""
+    return {
+        "framework": job.framework,
+        "loss": job.loss,
+        "device": job.device,
+        "batch_exp": int(job.batch_exp),
+        "batch_size": 2 ** int(job.batch_exp),
+        "warmup": warmup,
+        "repeats": repeats,
+        "seed": params.seed,
+        "input": "synthetic" if synthetic else "prepared-test",
+    }
+
+
+def time_job(params: Params, job: Job, synthetic: bool) -> dict[str, Any]:
+    """Run the measurements of one job and return the result (see the module docstring)."""
+    from deeppose.environment import describe as describe_environment
+    from deeppose.model import total_flops
+
+    timing = params.section("timing")
+    warmup, repeats = int(timing["warmup"]), int(timing["repeats"])
+    batch_size = 2 ** int(job.batch_exp)
+    config = params.model
+    backend, (images, targets, visible) = core_inputs(params, job, synthetic)
 
     def core() -> Any:
         return backend.forward_backward(images, targets, visible, job.loss)
@@ -160,15 +185,7 @@ def time_job(params: Params, job: Job, synthetic: bool) -> dict[str, Any]:
     flops = int(total_flops(batch_size, config.n_joints))
     median = measurements["core"]["stats"]["median"]
     return {
-        "framework": job.framework,
-        "loss": job.loss,
-        "device": job.device,
-        "batch_exp": int(job.batch_exp),
-        "batch_size": batch_size,
-        "warmup": warmup,
-        "repeats": repeats,
-        "seed": params.seed,
-        "input": "synthetic" if synthetic else "prepared-test",
+        **job_header(params, job, synthetic, warmup, repeats),
         "measurements": measurements,
         "flops": flops,
         "flops_per_s": flops / median if median > 0 else None,
