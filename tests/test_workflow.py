@@ -187,3 +187,9 @@ def test_dvc_repro_produces_the_same_outputs_and_reruns_only_what_changed(tmp_pa
     out = dvc(project, "repro").stdout
     assert "train@" not in re.sub(r"Stage 'train@\S+' didn't change, skipping", "", out)
     assert dvc(project, "metrics", "show").returncode == 0
+
+    edit_params(project, {"grid": {"batch_exponents": [0, 1, 2]}})
+    out = dvc(project, "repro").stdout
+    ran = set(re.findall(r"^Running stage '(\S+)'", out, flags=re.M))
+    new_jobs = {f"time@{fw}-{loss}-cpu-2" for fw in ("pytorch", "chainer") for loss in ("autograd", "explicit")}
+    assert ran - {"report"} == new_jobs, out
