@@ -16,8 +16,6 @@ kept samples, FLOP rate, threads, versions and machine, goes to
 from __future__ import annotations
 
 import argparse
-import importlib
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -74,35 +72,21 @@ def synthetic_batch(batch_size: int, seed: int, n_joints: int = 14) -> tuple[np.
     return images, targets, visible
 
 
-def _num_samples(data: Any) -> int:
-    images = getattr(data, "images", None)
-    if images is None and isinstance(data, Mapping):
-        images = data.get("images")
-    if images is None and isinstance(data, tuple):
-        images = data[0]
-    return len(images) if images is not None else len(data)
-
-
 def prepared_batch(batch_size: int) -> tuple[np.ndarray, ...]:
     """The first `batch_size` prepared test samples (cycled), centre-cropped, as float32 arrays."""
+    from deeppose.data.batches import make_batch
+    from deeppose.data.dataset import load_prepared
+
     try:
-        dataset = importlib.import_module("deeppose.data.dataset")
-        batches = importlib.import_module("deeppose.data.batches")
-    except ImportError as error:
-        raise DeepPoseError(
-            f"the prepared test set cannot be loaded ({error}); use --synthetic-input to time on random tensors"
-        ) from error
-    try:
-        data = dataset.load_prepared(folder=paths.PREPARED, split="test")
+        data = load_prepared(folder=paths.PREPARED, split="test")
     except FileNotFoundError as error:
         raise DeepPoseError(
             f"prepared test set not found under {paths.PREPARED}/ ({error.filename or error}); run "
             "`python -m deeppose prepare` first, or pass --synthetic-input"
         ) from None
-    n = _num_samples(data)
-    if n == 0:
+    if len(data) == 0:
         raise DeepPoseError(f"the prepared test set under {paths.PREPARED}/ is empty; rerun `python -m deeppose prepare`")
-    batch = batches.make_batch(data, np.arange(batch_size) % n, crop="center")
+    batch = make_batch(data, np.arange(batch_size) % len(data), crop="center")
     return tuple(
         np.ascontiguousarray(array, dtype=np.float32) for array in (batch.images, batch.targets, batch.visible)
     )

@@ -113,12 +113,12 @@ def predict(backend: Backend, data: Any, batch_size: int) -> tuple[np.ndarray, n
     return np.concatenate(preds), np.concatenate(targets), np.concatenate(visible)
 
 
-def _targets(data: Any, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Centre-crop targets (N, K, 2) and visibility (N, K) of a split, batch by batch."""
-    from deeppose.data.batches import iterate_batches
+def _targets(data: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Centre-crop targets (N, K, 2) and visibility (N, K) of a split."""
+    from deeppose.data.batches import centre_targets
 
-    batches = list((b.targets.reshape(-1, N_JOINTS, 2), b.visible) for b in iterate_batches(data, batch_size))
-    return np.concatenate([t for t, _ in batches]), np.concatenate([v for _, v in batches])
+    targets, visible = centre_targets(data)
+    return targets.reshape(-1, N_JOINTS, 2), visible
 
 
 def write_curve(path: Path, iterations: list[dict[str, Any]]) -> None:
@@ -229,8 +229,8 @@ def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, A
     iterations = [e for e in log.lines if e["kind"] == "iteration"]
     evals = [e for e in log.lines if e["kind"] == "eval"]
     last_epoch = [e["loss"] for e in iterations if e["epoch"] == epochs]
-    true, visible = _targets(test_set, batch_size)
-    baseline = mean_pose(*_targets(train_set, batch_size))
+    true, visible = _targets(test_set)
+    baseline = mean_pose(*_targets(train_set))
     result = {
         "framework": job.framework, "loss": job.loss, "device": job.device, "seed": params.seed,
         "params": {"train": settings, "model": params.section("model")},

@@ -223,9 +223,12 @@ def test_stage_without_optimizer_step(fake_stage: dict[str, Any], tmp_path: Path
 
 
 def _stand_in_data(monkeypatch: pytest.MonkeyPatch, n: int, calls: list[dict[str, Any]]) -> None:
-    """Stand-ins for deeppose.data.dataset / deeppose.data.batches (being written elsewhere)."""
+    """Stand-ins for deeppose.data.dataset / deeppose.data.batches that record their calls."""
+    from deeppose.data.dataset import PreparedSet
+
     rng = np.random.default_rng(0)
-    data = types.SimpleNamespace(
+    data = PreparedSet(
+        split="test",
         images=rng.integers(0, 256, (n, 3, 256, 256), dtype=np.uint8),
         joints=rng.uniform(0, 256, (n, 14, 2)).astype(np.float32),
         visible=np.ones((n, 14), np.float32),

@@ -90,11 +90,23 @@ def make_batch(
     images = np.empty((b, 3, INPUT, INPUT), dtype=np.float32)
     for k, (index, (x, y)) in enumerate(zip(indices, offsets)):
         np.divide(data.images[index, :, y : y + INPUT, x : x + INPUT], 255, out=images[k], dtype=np.float32)
+    targets, visible = crop_targets(data, indices, offsets)
+    return Batch(images=images, targets=targets, visible=visible, indices=indices, offsets=offsets)
+
+
+def crop_targets(data: PreparedSet, indices: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Targets (B, 28) and visibility (B, 14), float32, of samples `indices` cropped at `offsets`."""
     joints = data.joints[indices] - offsets[:, None, :].astype(np.float32)  # (B, 14, 2)
     inside = ((joints >= 0) & (joints < INPUT)).all(axis=2)
     visible = (data.visible[indices] * inside).astype(np.float32)
-    targets = (joints / np.float32(INPUT)).reshape(b, -1).astype(np.float32)
-    return Batch(images=images, targets=targets, visible=visible, indices=indices, offsets=offsets)
+    targets = (joints / np.float32(INPUT)).reshape(len(indices), -1).astype(np.float32)
+    return targets, visible
+
+
+def centre_targets(data: PreparedSet) -> tuple[np.ndarray, np.ndarray]:
+    """The centre-crop targets and visibility of a whole split, without cutting any image."""
+    indices = np.arange(len(data), dtype=np.int64)
+    return crop_targets(data, indices, np.full((len(data), 2), CENTER, dtype=np.int64))
 
 
 def iterate_batches(data: PreparedSet, batch_size: int) -> Iterator[Batch]:
