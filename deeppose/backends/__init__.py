@@ -35,6 +35,7 @@ def backend_class(framework: str) -> type[Backend]:
     return module.Backend
 
 
-def create_backend(framework: str, device: str = "cpu", threads: int = 0) -> Backend:
-    """A ready backend for `framework` on `device`, using `threads` CPU threads (0 = all cores)."""
-    return backend_class(framework)(device=device, threads=threads)
+def create_backend(framework: str, device: str = "cpu", threads: int = 0, dtype: str = "float32") -> Backend:
+    """A ready backend for `framework` on `device`, using `threads` CPU threads (0 = all cores),
+    computing in `dtype` (float64 only for numerical tests)."""
+    return backend_class(framework)(device=device, threads=threads, dtype=dtype)

@@ -32,6 +32,9 @@ from deeppose.model import ModelConfig
 LOSS_MODES: tuple[str, ...] = ("autograd", "explicit")
 DEVICES: tuple[str, ...] = ("cpu", "cuda")
 OPTIMIZERS: tuple[str, ...] = ("momentum_sgd", "adam")
+# float32 is what is trained and timed; float64 is for numerical tests, where rounding cannot flip a
+# ReLU or a max-pool choice, so frameworks can be compared exactly whatever kernels a CPU runs.
+DTYPES: tuple[str, ...] = ("float32", "float64")
 
 
 @dataclass(frozen=True)
@@ -67,10 +70,13 @@ class Backend(abc.ABC):
 
     name: ClassVar[str]
 
-    def __init__(self, device: str = "cpu", threads: int = 0) -> None:
+    def __init__(self, device: str = "cpu", threads: int = 0, dtype: str = "float32") -> None:
         if device not in DEVICES:
             raise DeepPoseError(f"unknown device {device!r}; allowed: {', '.join(DEVICES)}")
+        if dtype not in DTYPES:
+            raise DeepPoseError(f"unknown dtype {dtype!r}; allowed: {', '.join(DTYPES)}")
         self.device = device
+        self.dtype = np.dtype(dtype)
         self.threads = resolve_threads(threads)
         self._set_threads(self.threads)
         if device == "cuda":
@@ -101,9 +107,13 @@ class Backend(abc.ABC):
     def synchronize(self) -> None:
         """Wait until queued device work has finished (no-op on CPU)."""
 
+    def as_compute(self, array: np.ndarray) -> np.ndarray:
+        """`array` as a contiguous array of the backend's dtype (weights, images, targets, state)."""
+        return np.ascontiguousarray(array, dtype=self.dtype)
+
     @abc.abstractmethod
     def to_device(self, array: np.ndarray) -> Any:
-        """A framework array on this backend's device."""
+        """A framework array of the backend's dtype on its device."""
 
     @abc.abstractmethod
     def to_numpy(self, array: Any) -> np.ndarray:
@@ -116,7 +126,7 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def export_weights(self) -> dict[str, np.ndarray]:
-        """The current weights as neutral weights."""
+        """The current weights as neutral names and layouts, in the backend's dtype."""
 
     @abc.abstractmethod
     def forward(self, images: Any, train: bool) -> Any:

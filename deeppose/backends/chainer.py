@@ -23,22 +23,23 @@ L = chainer.links
 class DeepPoseNet(chainer.Chain):
     """AlexNet regressor of `deeppose.model`: conv1..conv5 then fc6..fc8."""
 
-    def __init__(self, config: spec.ModelConfig, weights: Mapping[str, np.ndarray]) -> None:
+    def __init__(self, config: spec.ModelConfig, weights: Mapping[str, np.ndarray], dtype: np.dtype) -> None:
         super().__init__()
         self.config = config
-        with self.init_scope():
+        # Chainer gives a parameter its initialiser's dtype for W but the configured one for b.
+        with self.init_scope(), chainer.using_config("dtype", dtype):
             for conv in spec.CONVS:
                 link = L.Convolution2D(
                     conv.in_channels, conv.out_channels, conv.kernel, conv.stride, conv.pad,
-                    initialW=np.array(weights[f"{conv.name}.W"], np.float32),
-                    initial_bias=np.array(weights[f"{conv.name}.b"], np.float32),
+                    initialW=np.array(weights[f"{conv.name}.W"], dtype),
+                    initial_bias=np.array(weights[f"{conv.name}.b"], dtype),
                 )
                 setattr(self, conv.name, link)
             for fc in spec.linears(config.n_joints):
                 link = L.Linear(
                     fc.in_features, fc.out_features,
-                    initialW=np.array(weights[f"{fc.name}.W"], np.float32),
-                    initial_bias=np.array(weights[f"{fc.name}.b"], np.float32),
+                    initialW=np.array(weights[f"{fc.name}.W"], dtype),
+                    initial_bias=np.array(weights[f"{fc.name}.b"], dtype),
                 )
                 setattr(self, fc.name, link)
 
@@ -110,8 +111,8 @@ LOSSES = {"autograd": masked_mse_autograd, "explicit": masked_mse_explicit}
 class Backend(base.Backend):
     name = "chainer"
 
-    def __init__(self, device: str = "cpu", threads: int = 0) -> None:
-        super().__init__(device, threads)
+    def __init__(self, device: str = "cpu", threads: int = 0, dtype: str = "float32") -> None:
+        super().__init__(device, threads, dtype)
         self._device = chainer.get_device("@cupy:0" if device == "cuda" else "@numpy")
         self.net: DeepPoseNet | None = None
         self.optimizer: Any = None
@@ -152,7 +153,7 @@ class Backend(base.Backend):
             chainer.backends.cuda.Stream.null.synchronize()
 
     def to_device(self, array: np.ndarray) -> Any:
-        return self._device.send(np.ascontiguousarray(array))
+        return self._device.send(self.as_compute(array))
 
     def to_numpy(self, array: Any) -> np.ndarray:
         if isinstance(array, chainer.Variable):
@@ -162,7 +163,7 @@ class Backend(base.Backend):
     # --- model --------------------------------------------------------------------------
     def load_weights(self, weights: Mapping[str, np.ndarray], config: spec.ModelConfig) -> None:
         spec.check_weights(dict(weights), config.n_joints)
-        net = DeepPoseNet(config, weights)
+        net = DeepPoseNet(config, weights, self.dtype)
         net.to_device(self._device)
         self.net = net
         self.optimizer = None
@@ -272,7 +273,7 @@ class Backend(base.Backend):
                 self.optimizer.t = rule.t
             rule._init_states(param)
             for key, value in values.items():
-                rule.state[key][...] = self.to_device(np.asarray(value, np.float32))
+                rule.state[key][...] = self.to_device(value)
 
     # --- profiling ----------------------------------------------------------------------
     def profile_core(self, images: Any, target: Any, visible: Any, mode: str, repeats: int) -> dict[str, Any]:

@@ -114,9 +114,10 @@ def _parallel_libraries(info: str) -> dict[str, str]:
 class Backend(base.Backend):
     name = "pytorch"
 
-    def __init__(self, device: str = "cpu", threads: int = 0) -> None:
-        super().__init__(device, threads)
+    def __init__(self, device: str = "cpu", threads: int = 0, dtype: str = "float32") -> None:
+        super().__init__(device, threads, dtype)
         self._torch_device = torch.device(device)
+        self._torch_dtype = getattr(torch, dtype)
         self.net: DeepPoseNet | None = None
         self.optimizer: torch.optim.Optimizer | None = None
 
@@ -160,7 +161,7 @@ class Backend(base.Backend):
             torch.cuda.synchronize()
 
     def to_device(self, array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(array)).to(self._torch_device)
+        return torch.from_numpy(self.as_compute(array)).to(self._torch_device)
 
     def to_numpy(self, array: torch.Tensor) -> np.ndarray:
         return array.detach().cpu().numpy().copy()
@@ -168,8 +169,8 @@ class Backend(base.Backend):
     # --- model --------------------------------------------------------------------------
     def load_weights(self, weights: Mapping[str, np.ndarray], config: spec.ModelConfig) -> None:
         spec.check_weights(dict(weights), config.n_joints)
-        net = DeepPoseNet(config)
-        state = {_torch_name(k): torch.from_numpy(np.array(v, np.float32)) for k, v in weights.items()}
+        net = DeepPoseNet(config).to(self._torch_dtype)  # before loading, so float64 weights stay exact
+        state = {_torch_name(k): torch.from_numpy(self.as_compute(v)) for k, v in weights.items()}
         net.load_state_dict(state, strict=True)
         self.net = net.to(self._torch_device)
         self.optimizer = None
