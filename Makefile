@@ -18,7 +18,13 @@ $(VENV)/.installed: requirements/lock.txt requirements/build-constraints.txt pyp
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
-setup: $(VENV)/.installed
+# `import chainer` works in this environment from anywhere (a notebook, python -c): see
+# deeppose/backends/chainer_import.py.
+$(VENV)/.chainer-hook: $(VENV)/.installed deeppose/backends/chainer_import.py
+	$(BIN)/python -c "from deeppose.backends.chainer_import import install_startup_hook as i; i()"
+	touch $@
+
+setup: $(VENV)/.installed $(VENV)/.chainer-hook
 
 # Runs the whole pipeline on the embedded synthetic dataset and writes reports/report.md.
 run: setup

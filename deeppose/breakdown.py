@@ -34,10 +34,11 @@ import subprocess
 import sys
 from typing import Any
 
-from deeppose import layer_groups, paths
-from deeppose.atomic import write_json
-from deeppose.config import Job, Params, load_params
+from deeppose import layer_groups, paths, provenance
+from deeppose.config import Params, load_params
 from deeppose.errors import DeepPoseError
+from deeppose.grid import Job, add_job_arguments, job_from_args
+from deeppose.results import BreakdownResult, PeakResult, RecordError
 
 PEAK_SIZE = 2048  # ~17 GFLOP per product: ~0.1 s here, big enough for the BLAS to reach its best
 PEAK_REPEATS = 5
@@ -45,10 +46,7 @@ PEAK_TIMEOUT_S = 300
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--framework", required=True, help="framework backend, e.g. pytorch or chainer")
-    parser.add_argument("--loss", required=True, help="loss mode: autograd or explicit")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    parser.add_argument("--batch-exp", type=int, required=True, help="batch size 2^N")
+    add_job_arguments(parser, batch_exp=True)
     parser.add_argument(
         "--synthetic-input",
         action="store_true",
@@ -84,15 +82,15 @@ def peak_record(device: str, size: int, threads: int) -> dict[str, Any]:
     record["source"] = "measured in this stage (child process), best of the rates"
     stage_file = paths.matmul_peak()
     try:
-        stage = json.loads(stage_file.read_text())
-        record["peak_stage"] = {"path": str(stage_file), "peak_flops_per_s": stage.get("peak_flops_per_s")}
-    except (OSError, ValueError):
+        stage = PeakResult.read(stage_file)
+        record["peak_stage"] = {"path": str(stage_file), "peak_flops_per_s": stage.peak_flops_per_s}
+    except RecordError:
         record["peak_stage"] = None
     return record
 
 
 # --- the job ----------------------------------------------------------------------------
-def breakdown_job(params: Params, job: Job, synthetic: bool, peak_size: int = PEAK_SIZE) -> dict[str, Any]:
+def breakdown_job(params: Params, job: Job, synthetic: bool, peak_size: int = PEAK_SIZE) -> BreakdownResult:
     """Measure one job (see the module docstring) and return its result."""
     from deeppose.environment import describe as describe_environment
     from deeppose.harness import measure
@@ -134,42 +132,41 @@ def breakdown_job(params: Params, job: Job, synthetic: bool, peak_size: int = PE
     summary = layer_groups.summarize(
         events, core_samples, profiled_samples, batch_size, peak["peak_flops_per_s"], config.n_joints
     )
-    return {
+    return BreakdownResult.create(
         **job_header(params, job, synthetic, warmup, repeats),
-        "model": {"dropout": config.dropout, "lrn": config.lrn},
-        "tool": tool,
-        "time_basis": time_basis,
-        "core_samples_s": core_samples,
-        "profiled_core_samples_s": profiled_samples,
+        model={"dropout": config.dropout, "lrn": config.lrn},
+        tool=tool,
+        time_basis=time_basis,
+        core_samples_s=core_samples,
+        profiled_core_samples_s=profiled_samples,
         **summary,
-        "peak_flops_per_s": peak["peak_flops_per_s"],
-        "peak": peak,
-        "threads": threads_info,
-        "load_average": {"before": list(load_before), "after": list(load_after)},  # 1, 5, 15 min
-        "versions": versions,
-        "environment": describe_environment(),
-    }
+        peak_flops_per_s=peak["peak_flops_per_s"],
+        peak=peak,
+        threads=threads_info,
+        load_average={"before": list(load_before), "after": list(load_after)},  # 1, 5, 15 min
+        versions=versions,
+        environment=describe_environment(),
+        provenance=provenance.record("breakdown", params, job),
+    )
 
 
 def check_job(args: argparse.Namespace) -> Job:
-    from deeppose.timing import check_job as check_timing_job
-
     if args.peak_size < 64:
         raise DeepPoseError(f"--peak-size: {args.peak_size} is too small; use at least 64 (default {PEAK_SIZE})")
-    return check_timing_job(args.framework, args.loss, args.device, args.batch_exp)
+    return job_from_args(args)
 
 
-def summary_lines(result: dict[str, Any]) -> list[str]:
-    rule = result["sum_rule"]
-    top = sorted(result["layers"], key=lambda row: row["time_s"], reverse=True)[:4]
+def summary_lines(result: BreakdownResult) -> list[str]:
+    rule = result.sum_rule
+    top = sorted(result.layers, key=lambda row: row["time_s"], reverse=True)[:4]
     lines = [
-        f"{result['framework']}/{result['loss']}/{result['device']} batch {result['batch_size']}: "
-        f"core {result['core_time_s']:.4f} s, layers {result['layers_time_s']:.4f} s, "
-        f"overhead {result['overhead_s']:+.4f} s ({rule['relative_gap']:+.1%}, tolerance ±{rule['tolerance']:.0%}: "
+        f"{result.job.framework}/{result.job.loss}/{result.job.device} batch {result.batch_size}: "
+        f"core {result.core_time_s:.4f} s, layers {result.layers_time_s:.4f} s, "
+        f"overhead {result.overhead_s:+.4f} s ({rule['relative_gap']:+.1%}, tolerance ±{rule['tolerance']:.0%}: "
         f"{'ok' if rule['ok'] else 'NOT MET'}); largest: "
         + ", ".join(f"{row['layer']} {row['phase']} {row['time_s']:.4f} s" for row in top)
     ]
-    lines += [f"grouping: {note}" for note in result["grouping_notes"]]
+    lines += [f"grouping: {note}" for note in result.grouping_notes]
     return lines
 
 
@@ -178,15 +175,15 @@ def run(args: argparse.Namespace) -> None:
     job = check_job(args)
     result = breakdown_job(params, job, synthetic=args.synthetic_input, peak_size=args.peak_size)
     out = paths.breakdown_result(job)
-    write_json(out, result)
+    result.write(out)
     lines = summary_lines(result)
     print(f"{lines[0]} -> {out}")
     for line in lines[1:]:
         print(line)
-    if not result["sum_rule"]["ok"]:
+    if not result.sum_rule["ok"]:
         print(
             f"deeppose breakdown: warning: the layers do not add up to the core time within "
-            f"±{result['sum_rule']['tolerance']:.0%} (gap {result['sum_rule']['relative_gap']:+.1%}); "
+            f"±{result.sum_rule['tolerance']:.0%} (gap {result.sum_rule['relative_gap']:+.1%}); "
             "recorded as sum_rule.ok = false",
             file=sys.stderr,
         )

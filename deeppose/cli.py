@@ -9,6 +9,8 @@ Errors the user can fix (`DeepPoseError`) print one line and exit with status 2.
     python -m deeppose train --framework pytorch --loss autograd --device cpu
     python -m deeppose time --framework chainer --loss explicit --device cpu --batch-exp 3
     python -m deeppose report
+    python -m deeppose status          # stale results, without running anything
+    python -m deeppose dvc-yaml        # regenerate dvc.yaml from the stage table
 """
 
 from __future__ import annotations
@@ -20,23 +22,24 @@ from collections.abc import Sequence
 
 from deeppose.errors import DeepPoseError
 
-# stage name -> (module, one-line help)
-STAGES: dict[str, tuple[str, str]] = {
-    "synthesize": ("deeppose.data.synthetic", "write the embedded synthetic dataset in LSP format"),
-    "prepare": ("deeppose.data.prepare", "crop and normalise the sources into train/test arrays"),
-    "train": ("deeppose.train", "train one framework x loss mode x device"),
-    "time": ("deeppose.timing", "time forward+loss+backward of the core process"),
-    "peak": ("deeppose.peak", "measure the machine's fp32 matrix-multiply throughput"),
-    "breakdown": ("deeppose.breakdown", "time each layer's forward and backward"),
-    "report": ("deeppose.report", "write reports/report.md and its figures"),
+# Tools beside the pipeline's stages (deeppose.stages): command -> (module, one-line help)
+TOOLS: dict[str, tuple[str, str]] = {
+    "status": ("deeppose.status", "list results that no longer match the code or parameters"),
+    "dvc-yaml": ("deeppose.dvc_yaml", "write dvc.yaml from the stage table"),
 }
+
+
+def commands() -> dict[str, tuple[str, str]]:
+    from deeppose.stages import STAGES
+
+    return {name: (stage.module, stage.help) for name, stage in STAGES.items()} | TOOLS
 
 
 def build_parser(stage: str | None = None) -> argparse.ArgumentParser:
     """The full parser; only `stage`'s module is imported to add its options."""
     parser = argparse.ArgumentParser(prog="python -m deeppose", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
-    for name, (module, help_text) in STAGES.items():
+    for name, (module, help_text) in commands().items():
         stage_parser = sub.add_parser(name, help=help_text)
         stage_parser.add_argument(
             "--params", default="params.yaml", help="parameter file (default: params.yaml)"

@@ -8,7 +8,6 @@ once. The Snakefile and every `python -m deeppose` stage call `load_params`.
 
 from __future__ import annotations
 
-import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,22 +16,13 @@ from typing import Any
 import jsonschema
 import yaml
 
-from deeppose.backends import FRAMEWORKS
-from deeppose.backends.base import OptimizerConfig
+from deeppose import grid
 from deeppose.errors import DeepPoseError
+from deeppose.grid import FRAMEWORKS, Job
 from deeppose.model import ModelConfig
+from deeppose.optimizer import OptimizerConfig
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "params.schema.yaml"
-
-
-@dataclass(frozen=True)
-class Job:
-    """One cell of the grid: a training job, or a timing/breakdown job when batch_exp is set."""
-
-    framework: str
-    loss: str
-    device: str
-    batch_exp: int | None = None
 
 
 @dataclass(frozen=True)
@@ -59,22 +49,13 @@ class Params:
         return OptimizerConfig(name=train["optimizer"], lr=float(train["lr"]), momentum=float(train["momentum"]))
 
     def train_jobs(self) -> list[Job]:
-        grid = self.raw["grid"]
-        return [Job(*cell) for cell in itertools.product(grid["frameworks"], grid["loss_modes"], grid["devices"])]
+        return grid.train_jobs(self.raw["grid"])
 
     def timing_jobs(self) -> list[Job]:
-        return [
-            Job(job.framework, job.loss, job.device, exp)
-            for job in self.train_jobs()
-            for exp in self.raw["grid"]["batch_exponents"]
-        ]
+        return grid.batch_jobs(self.raw["grid"], self.raw["grid"]["batch_exponents"])
 
     def breakdown_jobs(self) -> list[Job]:
-        return [
-            Job(job.framework, job.loss, job.device, exp)
-            for job in self.train_jobs()
-            for exp in self.raw["breakdown"]["batch_exponents"]
-        ]
+        return grid.batch_jobs(self.raw["grid"], self.raw["breakdown"]["batch_exponents"])
 
 
 def _where(error: jsonschema.ValidationError) -> str:

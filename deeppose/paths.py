@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deeppose.config import Job
+from deeppose.grid import Job
 
 DATA = Path("data")
 SYNTHETIC = DATA / "synthetic"  # the embedded dataset, in LSP's on-disk format

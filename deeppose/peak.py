@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from deeppose import paths
-from deeppose.atomic import write_json
+from deeppose import paths, provenance
 from deeppose.config import load_params
 from deeppose.environment import describe as describe_environment
 from deeppose.errors import DeepPoseError
 from deeppose.harness import measure
+from deeppose.results import PeakResult
 from deeppose.stats import describe
 
 DEFAULT_SIZE = 2048  # ~17 GFLOP a product: ~0.1 s at 150 GFLOP/s, big enough to reach the BLAS peak
@@ -55,8 +55,7 @@ def measure_rates(
     device: str, size: int, threads: int, warmup: int = 2, repeats: int = 5, seed: int = 0
 ) -> dict[str, Any]:
     """Set threads, time every kernel on `device`, return the rates and the best one."""
-    from deeppose.backends.base import resolve_threads
-    from deeppose.threads import limit_native_threads, native_thread_info
+    from deeppose.threads import limit_native_threads, native_thread_info, resolve_threads
 
     n_threads = resolve_threads(threads)
     try:
@@ -122,13 +121,15 @@ def run(args: argparse.Namespace) -> None:
     if args.repeats < 2:
         raise DeepPoseError(f"--repeats: {args.repeats} must be >= 2 (a spread needs two samples)")
     threads = int(params.section("timing")["threads"])
-    result = measure_rates("cpu", args.size, threads, args.warmup, args.repeats, params.seed)
-    result["environment"] = describe_environment()
+    rates = measure_rates("cpu", args.size, threads, args.warmup, args.repeats, params.seed)
+    result = PeakResult.create(
+        **rates, environment=describe_environment(), provenance=provenance.record("peak", params)
+    )
     out = paths.matmul_peak()
-    write_json(out, result)
-    parts = [f"{name} {rate / 1e9:.1f} GFLOP/s" for name, rate in result["rates_flops_per_s"].items() if rate]
-    peak = result["peak_flops_per_s"]
+    result.write(out)
+    parts = [f"{name} {rate / 1e9:.1f} GFLOP/s" for name, rate in result.rates_flops_per_s.items() if rate]
+    peak = result.peak_flops_per_s
     print(
-        f"fp32 kernels (n = {args.size}) with {result['threads']['requested']} thread(s): {', '.join(parts)}; "
-        f"peak {peak / 1e9 if peak else float('nan'):.1f} GFLOP/s ({result['best']}) -> {out}"
+        f"fp32 kernels (n = {args.size}) with {result.threads['requested']} thread(s): {', '.join(parts)}; "
+        f"peak {peak / 1e9 if peak else float('nan'):.1f} GFLOP/s ({result.best}) -> {out}"
     )

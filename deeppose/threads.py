@@ -9,9 +9,12 @@ and records what is actually in force.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import threadpoolctl
+
+from deeppose.errors import DeepPoseError
 
 # Kept alive so that the limits stay in force for the life of the process.
 _LIMITS: list[threadpoolctl.threadpool_limits] = []
@@ -34,3 +37,10 @@ def native_thread_info() -> list[dict[str, Any]]:
         }
         for info in threadpoolctl.threadpool_info()
     ]
+
+
+def resolve_threads(threads: int) -> int:
+    """0 means every core this process may use."""
+    if threads < 0:
+        raise DeepPoseError(f"threads must be >= 0 (0 = all cores), got {threads}")
+    return threads or len(os.sched_getaffinity(0))

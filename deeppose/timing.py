@@ -20,44 +20,25 @@ from typing import Any
 
 import numpy as np
 
-from deeppose import paths
-from deeppose.atomic import write_json
-from deeppose.backends import DEVICES, FRAMEWORKS, LOSS_MODES
-from deeppose.config import Job, Params, load_params
+from deeppose import paths, provenance
+from deeppose.config import Params, load_params
 from deeppose.errors import DeepPoseError
+from deeppose.grid import Job, add_job_arguments, job_from_args
 from deeppose.harness import Measurement, measure
+from deeppose.results import TimingResult, job_id
 from deeppose.stats import describe
 
-MAX_BATCH_EXP = 12  # the schema's bound on grid.batch_exponents
 CORE_WHAT = "forward + loss + backward"
 OPTIMIZER_WHAT = "optimizer update"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--framework", required=True, help="framework backend, e.g. pytorch or chainer")
-    parser.add_argument("--loss", required=True, help="loss mode: autograd or explicit")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    parser.add_argument(
-        "--batch-exp", type=int, required=True, help=f"batch size 2^N, N in 0..{MAX_BATCH_EXP}"
-    )
+    add_job_arguments(parser, batch_exp=True)
     parser.add_argument(
         "--synthetic-input",
         action="store_true",
         help="time on seeded random tensors instead of the prepared test set (needs no data)",
     )
-
-
-def check_job(framework: str, loss: str, device: str, batch_exp: int) -> Job:
-    """The job, or a one-line DeepPoseError naming the bad value and what is allowed."""
-    if framework not in FRAMEWORKS:
-        raise DeepPoseError(f"--framework: unknown framework {framework!r}; allowed: {', '.join(FRAMEWORKS)}")
-    if loss not in LOSS_MODES:
-        raise DeepPoseError(f"--loss: unknown loss mode {loss!r}; allowed: {', '.join(LOSS_MODES)}")
-    if device not in DEVICES:
-        raise DeepPoseError(f"--device: unknown device {device!r}; allowed: {', '.join(DEVICES)}")
-    if not 0 <= batch_exp <= MAX_BATCH_EXP:
-        raise DeepPoseError(f"--batch-exp: {batch_exp} is out of range; allowed: 0..{MAX_BATCH_EXP}")
-    return Job(framework, loss, device, batch_exp)
 
 
 # --- input ------------------------------------------------------------------------------
@@ -122,10 +103,7 @@ def core_inputs(params: Params, job: Job, synthetic: bool) -> tuple[Any, tuple[A
 def job_header(params: Params, job: Job, synthetic: bool, warmup: int, repeats: int) -> dict[str, Any]:
     """The fields that say what was measured, shared by the `time` and `breakdown` results."""
     return {
-        "framework": job.framework,
-        "loss": job.loss,
-        "device": job.device,
-        "batch_exp": int(job.batch_exp),
+        "job": job_id(job),
         "batch_size": 2 ** int(job.batch_exp),
         "warmup": warmup,
         "repeats": repeats,
@@ -134,7 +112,7 @@ def job_header(params: Params, job: Job, synthetic: bool, warmup: int, repeats: 
     }
 
 
-def time_job(params: Params, job: Job, synthetic: bool) -> dict[str, Any]:
+def time_job(params: Params, job: Job, synthetic: bool) -> TimingResult:
     """Run the measurements of one job and return the result (see the module docstring)."""
     from deeppose.environment import describe as describe_environment
     from deeppose.model import total_flops
@@ -168,40 +146,41 @@ def time_job(params: Params, job: Job, synthetic: bool) -> dict[str, Any]:
 
     flops = int(total_flops(batch_size, config.n_joints))
     median = measurements["core"]["stats"]["median"]
-    return {
+    return TimingResult.create(
         **job_header(params, job, synthetic, warmup, repeats),
-        "measurements": measurements,
-        "flops": flops,
-        "flops_per_s": flops / median if median > 0 else None,
+        measurements=measurements,
+        flops=flops,
+        flops_per_s=flops / median if median > 0 else None,
         # Read after the runs: a library loaded lazily by the first run shows here too.
-        "threads": backend.thread_info(),
-        "versions": backend.versions(),
-        "environment": describe_environment(),
-    }
+        threads=backend.thread_info(),
+        versions=backend.versions(),
+        environment=describe_environment(),
+        provenance=provenance.record("time", params, job),
+    )
 
 
-def summary_line(result: dict[str, Any]) -> str:
-    core = result["measurements"]["core"]["stats"]
+def summary_line(result: TimingResult) -> str:
+    core = result.measurements["core"].stats
     std = core["std"] if core["std"] is not None else float("nan")
-    rate = result["flops_per_s"]
+    rate = result.flops_per_s
     line = (
-        f"{result['framework']}/{result['loss']}/{result['device']} batch 2^{result['batch_exp']}="
-        f"{result['batch_size']} ({result['input']}): core median {core['median']:.4f} s, "
+        f"{result.job.framework}/{result.job.loss}/{result.job.device} batch 2^{result.job.batch_exp}="
+        f"{result.batch_size} ({result.input}): core median {core['median']:.4f} s, "
         f"mean {core['mean']:.4f} ± {std:.4f} s (n={core['n']}), "
         f"{rate / 1e9 if rate else float('nan'):.1f} GFLOP/s"
     )
     if core["noisy"]:
         line += f" [noisy: IQR/median {core['iqr_over_median']:.2f}]"
-    step = result["measurements"].get("optimizer_step")
+    step = result.measurements.get("optimizer_step")
     if step:
-        line += f"; optimizer step median {step['stats']['median']:.4f} s"
+        line += f"; optimizer step median {step.stats['median']:.4f} s"
     return line
 
 
 def run(args: argparse.Namespace) -> None:
     params = load_params(args.params)
-    job = check_job(args.framework, args.loss, args.device, args.batch_exp)
+    job = job_from_args(args)
     result = time_job(params, job, synthetic=args.synthetic_input)
     out = paths.timing_result(job)
-    write_json(out, result)
+    result.write(out)
     print(f"{summary_line(result)} -> {out}")

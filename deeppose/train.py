@@ -28,24 +28,24 @@ from typing import Any, TextIO
 import numpy as np
 
 from deeppose import checkpoint as ckpt
-from deeppose import environment, metrics, paths
-from deeppose.atomic import write_json, write_text
-from deeppose.backends import DEVICES, LOSS_MODES, Backend, create_backend
-from deeppose.config import Job, Params, load_params
+from deeppose import environment, metrics, paths, provenance
+from deeppose.atomic import write_text
+from deeppose.backends import Backend, create_backend
+from deeppose.config import Params, load_params
 from deeppose.errors import DeepPoseError
+from deeppose.grid import Job, add_job_arguments, check_job, job_from_args
 from deeppose.model import N_JOINTS, init_weights
+from deeppose.results import TrainMetrics, job_id
 from deeppose.stats import describe as describe_samples
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--framework", required=True, help="a registered framework (see params.yaml grid)")
-    parser.add_argument("--loss", required=True, help=f"loss mode: {', '.join(LOSS_MODES)}")
-    parser.add_argument("--device", required=True, help=f"device: {', '.join(DEVICES)}")
+    add_job_arguments(parser, batch_exp=False)
 
 
 def run(args: argparse.Namespace) -> None:
     params = load_params(args.params)
-    result = train(params, Job(args.framework, args.loss, args.device))
+    result = train(params, job_from_args(args))
     final = result["final_test"]
     print(
         f"{args.framework}/{args.loss}/{args.device}: {result['iterations']} iterations in "
@@ -136,14 +136,14 @@ def _prepared_fingerprint() -> str:
 
 
 def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, Any]:
-    """Train one grid cell; resume from its checkpoint when one matches. Returns metrics.json."""
+    """Train one grid cell; resume from its checkpoint when one matches. Returns metrics.json's
+    content (a `TrainMetrics` record as a dict)."""
     from deeppose.data.batches import batch_rng, epoch_order, iterations_per_epoch, make_batch
     from deeppose.data.dataset import load_prepared
 
     settings = params.section("train")
+    check_job(job.framework, job.loss, job.device)
     backend = create_backend(job.framework, job.device, threads=int(settings["threads"]))
-    if job.loss not in LOSS_MODES:
-        raise DeepPoseError(f"unknown loss mode {job.loss!r}; allowed: {', '.join(LOSS_MODES)}")
     train_set, test_set = load_prepared(split="train"), load_prepared(split="test")
     batch_size, epochs = int(settings["batch_size"]), int(settings["epochs"])
     crop = "random" if settings["augment"] else "center"
@@ -231,21 +231,22 @@ def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, A
     last_epoch = [e["loss"] for e in iterations if e["epoch"] == epochs]
     true, visible = _targets(test_set)
     baseline = mean_pose(*_targets(train_set))
-    result = {
-        "framework": job.framework, "loss": job.loss, "device": job.device, "seed": params.seed,
-        "params": {"train": settings, "model": params.section("model")},
-        "epochs": epochs, "iterations": len(iterations), "batch_size": batch_size,
-        "train_samples": len(train_set), "test_samples": len(test_set),
-        "resumed_from_epoch": start_epoch,
-        "train_time_s": iterations[-1]["elapsed_s"],
-        "eval_time_s": eval_time,
-        "iteration_time_s": describe_samples([e["compute_s"] for e in iterations]),
-        "final_train_loss": float(np.mean(last_epoch)),
-        "final_test": {k: evals[-1][k] for k in ("pcp", "pdj", "pck")} | {"loss": evals[-1]["test_loss"]},
-        "baseline_test": metrics.evaluate(np.broadcast_to(baseline, true.shape), true, visible),
-        "threads": backend.thread_info(), "versions": backend.versions(),
-        "environment": environment.describe(),
-    }
+    record = TrainMetrics.create(
+        job=job_id(job), seed=params.seed,
+        params={"train": settings, "model": params.section("model")},
+        epochs=epochs, iterations=len(iterations), batch_size=batch_size,
+        train_samples=len(train_set), test_samples=len(test_set),
+        resumed_from_epoch=start_epoch,
+        train_time_s=iterations[-1]["elapsed_s"],
+        eval_time_s=eval_time,
+        iteration_time_s=describe_samples([e["compute_s"] for e in iterations]),
+        final_train_loss=float(np.mean(last_epoch)),
+        final_test={k: evals[-1][k] for k in ("pcp", "pdj", "pck")} | {"loss": evals[-1]["test_loss"]},
+        baseline_test=metrics.evaluate(np.broadcast_to(baseline, true.shape), true, visible),
+        threads=backend.thread_info(), versions=backend.versions(),
+        environment=environment.describe(),
+        provenance=provenance.record("train", params, job),
+    )
     write_curve(paths.train_curve(job), iterations)
-    write_json(paths.train_metrics(job), result)
-    return result
+    record.write(paths.train_metrics(job))
+    return record.to_dict()

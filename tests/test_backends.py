@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from deeppose import model as spec
-from deeppose.backends import FRAMEWORKS, LOSS_MODES, create_backend
-from deeppose.backends.base import OptimizerConfig
+from deeppose.backends import create_backend
+from deeppose.grid import FRAMEWORKS, LOSS_MODES
+from deeppose.optimizer import OptimizerConfig
 from deeppose.errors import DeepPoseError
 
 NO_DROPOUT = spec.ModelConfig(dropout=0.0)

@@ -15,13 +15,14 @@ import yaml
 
 from deeppose import cli, layer_groups, paths
 from deeppose import model as spec
-from deeppose.config import Job, Params, load_params
+from deeppose.config import Params, load_params
+from deeppose.grid import Job
 from deeppose.layer_groups import CONV_LAYERS, FC_LAYERS, classify, resolve, sum_rule, summarize
 
 REPO = Path(__file__).resolve().parents[1]
 NETWORK_LAYERS = (*CONV_LAYERS, *FC_LAYERS)
 RESULT_KEYS = {
-    "framework", "loss", "device", "batch_exp", "batch_size", "repeats", "warmup", "seed", "input",
+    "kind", "schema_version", "job", "provenance", "batch_size", "repeats", "warmup", "seed", "input",
     "model", "tool", "time_basis", "core_time_s", "core_samples_s", "profiled_core_time_s",
     "profiled_core_samples_s", "layers", "layers_time_s", "phase_time_s", "overhead_s",
     "profiled_overhead_s", "profiler_slowdown", "sum_rule", "events", "grouping_notes",
@@ -230,8 +231,8 @@ def test_stage_writes_the_documented_result(framework: str, tmp_path: Path, monk
     assert str(out) in capsys.readouterr().out
     result = json.loads(out.read_text())
     assert set(result) == RESULT_KEYS
-    assert (result["framework"], result["loss"], result["device"], result["batch_exp"], result["batch_size"]) == (
-        framework, "autograd", "cpu", 0, 1)
+    assert result["job"] == {"framework": framework, "loss": "autograd", "device": "cpu", "batch_exp": 0}
+    assert result["batch_size"] == 1
     assert result["repeats"] == 1 and len(result["core_samples_s"]) == 1 and result["input"] == "synthetic"
     assert all(set(row) == LAYER_KEYS for row in result["layers"])
     assert {row["layer"] for row in result["layers"]} >= set(NETWORK_LAYERS)

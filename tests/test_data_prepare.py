@@ -8,6 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from deeppose.results import SCHEMA_VERSION, PrepareSummary
 from deeppose import cli, paths
 from deeppose.data.dataset import load_prepared
 from deeppose.data.prepare import content_hash, crop_image, crop_origin
@@ -130,7 +131,9 @@ def test_prepare_lsp_and_lspet(tmp_path, sources, monkeypatch, capsys):
             marks_at(np.asarray(data.images[i]), data.joints[i], data.visible[i])
 
     summary = json.loads((paths.PREPARED / "summary.json").read_text())
-    assert json.loads(paths.prepared_summary().read_text()) == summary
+    record = PrepareSummary.read(paths.prepared_summary()).to_dict()
+    assert record.pop("kind") == "prepare" and record.pop("provenance")["stage"] == "prepare"
+    assert record.pop("schema_version") == SCHEMA_VERSION and record == summary
     assert summary["source"] == "lsp" and summary["kept"] == {"train": 4, "test": 2}
     assert [(d["input"], d["index"], d["split"], d["reason"]) for d in summary["dropped"]["samples"]] == [
         ("lsp", 2, "train", "no visible joint"),

@@ -36,7 +36,10 @@ def test_peak_result_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caps
     assert cli.main(["peak", "--params", str(params), "--size", "256", "--warmup", "1", "--repeats", "3"]) == 0
     assert "GFLOP/s" in capsys.readouterr().out
     result = json.loads(paths.matmul_peak().read_text())
-    assert set(result) == {"device", "n", "kernels", "rates_flops_per_s", "best", "peak_flops_per_s", "threads", "environment"}
+    assert set(result) == {
+        "kind", "schema_version", "device", "n", "kernels", "rates_flops_per_s", "best", "peak_flops_per_s",
+        "threads", "environment", "provenance",
+    }
     assert result["device"] == "cpu" and result["n"] == 256
     assert set(result["kernels"]) == set(KERNELS)
     for name, record in result["kernels"].items():

@@ -27,7 +27,8 @@ import pytest
 import yaml
 
 from deeppose import paths
-from deeppose.config import Job, load_params
+from deeppose.config import load_params
+from deeppose.grid import Job
 from deeppose.layer_groups import CONV_LAYERS, FC_LAYERS, PHASES, summarize
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from deeppose import cli, harness, paths, timing
-from deeppose.config import Job
+from deeppose.grid import Job
 from deeppose.harness import measure
 from deeppose.model import total_flops
 
@@ -27,8 +27,8 @@ STAT_KEYS = {
     "ci95_low", "ci95_high", "ci_method", "iqr_over_median", "noisy",
 }
 RESULT_KEYS = {
-    "framework", "loss", "device", "batch_exp", "batch_size", "warmup", "repeats", "seed", "input",
-    "measurements", "flops", "flops_per_s", "threads", "versions", "environment",
+    "kind", "schema_version", "job", "batch_size", "warmup", "repeats", "seed", "input",
+    "measurements", "flops", "flops_per_s", "threads", "versions", "environment", "provenance",
 }
 
 
@@ -391,7 +391,7 @@ def test_end_to_end(
         assert "GFLOP/s" in out and "core median" in out
         result = json.loads(paths.timing_result(Job(framework, loss, "cpu", batch_exp)).read_text())
         assert set(result) == RESULT_KEYS
-        assert (result["framework"], result["loss"], result["device"]) == (framework, loss, "cpu")
+        assert result["job"] == {"framework": framework, "loss": loss, "device": "cpu", "batch_exp": batch_exp}
         assert result["batch_size"] == 2**batch_exp and result["repeats"] == 3
         assert result["warmup"] == timing_values["warmup"] and result["input"] == "synthetic"
         expected = {"core", "optimizer_step"} if timing_values["optimizer_step"] else {"core"}

@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from deeppose import checkpoint, paths
-from deeppose.config import Job, load_params
+from deeppose.config import load_params
+from deeppose.grid import Job
 from deeppose.data.testing import write_tiny_prepared
 from deeppose.errors import DeepPoseError
 from deeppose.train import mean_pose, train

@@ -19,50 +19,27 @@ with a hand-written backward: the study's experiment.
 from __future__ import annotations
 
 import abc
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from deeppose.errors import DeepPoseError
+from deeppose.grid import DEVICES, LOSS_MODES
 from deeppose.model import ModelConfig
+from deeppose.optimizer import OptimizerConfig
+from deeppose.threads import resolve_threads
 
-LOSS_MODES: tuple[str, ...] = ("autograd", "explicit")
-DEVICES: tuple[str, ...] = ("cpu", "cuda")
-OPTIMIZERS: tuple[str, ...] = ("momentum_sgd", "adam")
+__all__ = ["Backend", "OptimizerConfig", "check_loss_mode", "DTYPES"]
+
 # float32 is what is trained and timed; float64 is for numerical tests, where rounding cannot flip a
 # ReLU or a max-pool choice, so frameworks can be compared exactly whatever kernels a CPU runs.
 DTYPES: tuple[str, ...] = ("float32", "float64")
 
 
-@dataclass(frozen=True)
-class OptimizerConfig:
-    """MomentumSGD (the study's) or Adam, with the same meaning in every framework."""
-
-    name: str = "momentum_sgd"
-    lr: float = 0.01
-    momentum: float = 0.9  # MomentumSGD only
-    beta1: float = 0.9  # Adam only
-    beta2: float = 0.999  # Adam only
-    eps: float = 1e-8  # Adam only
-
-    def __post_init__(self) -> None:
-        if self.name not in OPTIMIZERS:
-            raise DeepPoseError(f"unknown optimizer {self.name!r}; allowed: {', '.join(OPTIMIZERS)}")
-
-
 def check_loss_mode(mode: str) -> None:
     if mode not in LOSS_MODES:
         raise DeepPoseError(f"unknown loss mode {mode!r}; allowed: {', '.join(LOSS_MODES)}")
-
-
-def resolve_threads(threads: int) -> int:
-    """0 means every core this process may use."""
-    if threads < 0:
-        raise DeepPoseError(f"threads must be >= 0 (0 = all cores), got {threads}")
-    return threads or len(os.sched_getaffinity(0))
 
 
 class Backend(abc.ABC):

@@ -5,17 +5,28 @@
 warnings about the environment. Registering a stand-in module with a no-op `check()` before the
 first import skips that check and nothing else: no other part of Chainer's runtime imports them.
 Doing it here, in code, means no user has to export a variable, whoever starts the process
-(a shell, pytest, snakemake or dvc). Chainer also needs NumPy < 2 (`np.sctypes`): pinned in
+(a shell, pytest, snakemake or dvc). For code outside deeppose (a notebook, `python -c "import
+chainer"`), `make setup` installs the same stand-in as a startup hook of the project's environment:
+a `.pth` line (`install_startup_hook`) that registers it when the interpreter starts, importing
+nothing but `sys` and `types`. Chainer also needs NumPy < 2 (`np.sctypes`): pinned in
 requirements/lock.txt.
 """
 
 from __future__ import annotations
 
 import sys
+import sysconfig
 import types
+from pathlib import Path
 from typing import Any
 
 _CHECK_MODULE = "chainer._environment_check"
+HOOK_FILE = "deeppose_chainer_compat.pth"
+# One line, as site.py runs `import` lines of .pth files: the stand-in, unless Chainer is loaded.
+STARTUP_LINE = (
+    "import sys, types; sys.modules.setdefault("
+    f"{_CHECK_MODULE!r}, types.SimpleNamespace(check=lambda: None))\n"
+)
 
 
 def import_chainer() -> Any:
@@ -27,3 +38,10 @@ def import_chainer() -> Any:
     import chainer
 
     return chainer
+
+
+def install_startup_hook(site_packages: str | None = None) -> Path:
+    """Write the .pth startup hook into the environment's site-packages; returns its path."""
+    path = Path(site_packages or sysconfig.get_paths()["purelib"]) / HOOK_FILE
+    path.write_text(STARTUP_LINE, encoding="utf-8")
+    return path

@@ -37,11 +37,12 @@ from typing import Any
 
 import numpy as np
 
-from deeppose import paths
+from deeppose import paths, provenance
 from deeppose.atomic import atomic_dir, atomic_path, write_json
 from deeppose.config import Params, load_params
 from deeppose.data.lsp import N_JOINTS, PoseDataset, read_lsp, read_lspet
 from deeppose.errors import DeepPoseError
+from deeppose.results import PrepareSummary, Provenance
 
 SIZE = 256  # padded image minimum and crop size (the study's)
 MAX_SPAN = 227  # visible joints must span less than the network's input
@@ -127,12 +128,14 @@ def prepare(
     seed: int,
     out: Path = paths.PREPARED,
     summary_path: Path | None = None,
+    summary_provenance: Provenance | None = None,
     preview_path: Path | None = None,
 ) -> dict[str, Any]:
     """Crop every sample of `sources`, write `out` (atomically), return the summary.
 
-    `summary_path` and `preview_path`, when given, receive a copy of the summary and the preview
-    figure, written only after everything else has succeeded.
+    `summary_path` (with `summary_provenance`) and `preview_path`, when given, receive the summary
+    as a `PrepareSummary` record and the preview figure, written only after everything else has
+    succeeded.
     """
     # pass 1: decide from the labels and the image headers; no pixels decoded
     kept: dict[str, list[tuple[PoseDataset, int, np.ndarray]]] = {split: [] for split in SPLITS}
@@ -198,8 +201,8 @@ def prepare(
 
             preview = preview_png(arrays)
         del arrays, images
-    if summary_path is not None:
-        write_json(summary_path, summary)
+    if summary_path is not None and summary_provenance is not None:
+        PrepareSummary.create(**summary, provenance=summary_provenance).write(summary_path)
     if preview is not None and preview_path is not None:
         with atomic_path(preview_path) as tmp_png:
             tmp_png.write_bytes(preview)
@@ -270,6 +273,7 @@ def run(args: argparse.Namespace) -> None:
             params.seed,
             out=paths.PREPARED,
             summary_path=paths.prepared_summary(),
+            summary_provenance=provenance.record("prepare", params),
             preview_path=paths.preview_image(),
         )
     finally:

@@ -18,11 +18,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deeppose import atomic, paths
+from deeppose import atomic, paths, provenance
 from deeppose.config import Params, load_params
-from deeppose.report.load import load_results
+from deeppose.report.load import Results, load_results
 from deeppose.report.markdown import Context, render_document
 from deeppose.report.sections import SECTIONS
+from deeppose.results import ReportSummary
 
 TITLE = "DeepPose across frameworks: why does PyTorch train faster than Chainer?"
 
@@ -48,6 +49,21 @@ def _intro(ctx: Context) -> str:
     )
 
 
+def _staleness(results: Results) -> str:
+    """A warning, above everything else, for every result that the current tree would not produce."""
+    stale = results.stale
+    if not stale:
+        return ""
+    lines = [
+        f"> **{len(stale)} result(s) below are stale**: they were produced by other code or parameters than "
+        "this tree's, so their numbers may not describe it. Rerun the pipeline (`make run`) to refresh them; "
+        "`python -m deeppose status` lists them.",
+        ">",
+    ]
+    lines += [f"> - `{path}`: {'; '.join(reasons)}" for path, reasons in sorted(stale.items())]
+    return "\n".join(lines) + "\n\n"
+
+
 def render(params: Params, draw: bool = True) -> tuple[Context, str]:
     """The report's Context and Markdown; draw=False computes everything but writes no figure."""
     ctx = Context(
@@ -56,14 +72,17 @@ def render(params: Params, draw: bool = True) -> tuple[Context, str]:
         figures_dir=paths.report_figures(),
         draw=draw,
     )
-    return ctx, render_document(ctx, TITLE, _intro(ctx), SECTIONS)
+    return ctx, render_document(ctx, TITLE, _staleness(ctx.results) + _intro(ctx), SECTIONS)
 
 
 def build(params: Params) -> Context:
     """Write report.md, summary.json and the figures; returns the Context."""
     ctx, text = render(params)
+    summary = ReportSummary.create(
+        headlines=ctx.summary, stale=ctx.results.stale, provenance=provenance.record("report", params)
+    )
     atomic.write_text(paths.report_markdown(), text)
-    atomic.write_json(paths.report_summary(), ctx.summary)
+    summary.write(paths.report_summary())
     return ctx
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from scipy import stats as scipy_stats
 
-from deeppose.config import Job
+from deeppose.grid import Job
 from deeppose.stats import NOISY_IQR_OVER_MEDIAN, describe
 from deeppose.report.fmt import framework_name
 from deeppose.report.load import Results

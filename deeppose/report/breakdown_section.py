@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from deeppose import layer_groups
-from deeppose.config import Job
+from deeppose.grid import Job
 from deeppose.report import fmt
 from deeppose.report.analysis import REFERENCE
 from deeppose.report.figures import colour, new_figure

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
 
 from deeppose.atomic import atomic_path
-from deeppose.config import Job
+from deeppose.grid import Job
 from deeppose.report.analysis import REFERENCE, Analysis
 from deeppose.report.fmt import flops, framework_name
 

@@ -1,8 +1,9 @@
-"""Read every result of the grid, tolerating missing, unreadable and partial files.
+"""Read every result of the grid through its typed record (deeppose.results).
 
-Nothing here raises for a bad result: a job whose file is absent or unusable is loaded as
-"not run" with a reason a reader can act on, and smaller defects (a truncated log line, a log
-missing beside its metrics) are kept as `problems` for the report to show.
+Nothing here raises for a bad result: a job whose file is absent, damaged, of another schema
+version or written for another job is loaded as "not run" with the reader's one-line reason. A
+result that reads cleanly but was produced by other code or parameters than the tree's is loaded
+and marked stale (deeppose.provenance), so the report can say so instead of presenting it as current.
 """
 
 from __future__ import annotations
@@ -12,25 +13,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deeppose import paths
-from deeppose.backends.base import DEVICES
-from deeppose.config import Job, Params
+from deeppose import paths, provenance
+from deeppose.config import Params
+from deeppose.grid import DEVICES, Job
+from deeppose.results import (
+    BreakdownResult, PeakResult, PrepareSummary, Record, RecordError, TimingResult, TrainMetrics, job_id, log_line,
+)
 
 NO_FILE = "no result file (the job failed or was not run)"
 
 
 @dataclass
 class Loaded:
-    """One JSON result: `data` when usable, otherwise `missing` says why not."""
+    """One result: `record` (and `data`, its content as a dict with the job's fields at the top
+    level) when usable, otherwise `missing` says why not; `stale` says why it is not current."""
 
     path: Path
-    data: dict[str, Any] | None = None
+    record: Record | None = None
     missing: str | None = None
     problems: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.data is not None
+        return self.record is not None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        assert self.record is not None
+        body = self.record.to_dict()
+        job = body.get("job")
+        return {**body, **job} if isinstance(job, dict) else body
 
 
 @dataclass
@@ -67,31 +80,29 @@ class Results:
     def batch_exponents(self) -> list[int]:
         return sorted(self.params.raw["grid"]["batch_exponents"])
 
+    def everything(self) -> list[Loaded]:
+        return [self.prepared, self.peak, *self.train.values(), *self.timing.values(), *self.breakdown.values()]
 
-def read_json(path: Path, required: tuple[str, ...] = ()) -> Loaded:
-    """A JSON object from `path`, or the reason it cannot be used."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    @property
+    def stale(self) -> dict[str, list[str]]:
+        """Result file -> why it does not match the current code or parameters."""
+        return {loaded.path.as_posix(): loaded.stale for loaded in self.everything() if loaded.ok and loaded.stale}
+
+
+def read(kind: type[Record], path: Path, params: Params, job: Job | None = None) -> Loaded:
+    """The record in `path` for `job`, or why it cannot be used; marked stale when its provenance
+    differs from what the tree would record now."""
+    if not path.exists():
         return Loaded(path, missing=NO_FILE)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        return Loaded(path, missing=f"result file unreadable ({type(error).__name__}: {error})")
-    if not isinstance(data, dict):
-        return Loaded(path, missing="result file is not a JSON object")
-    absent = [key for key in required if data.get(key) is None]
-    if absent:
-        return Loaded(path, missing=f"result file lacks {', '.join(absent)}")
-    return Loaded(path, data=data)
-
-
-def _check_identity(loaded: Loaded, job: Job) -> None:
-    """Note when a file's own framework/loss/device fields disagree with where it lies."""
-    if not loaded.ok:
-        return
-    for key in ("framework", "loss", "device"):
-        value = loaded.data.get(key)
-        if value is not None and value != getattr(job, key):
-            loaded.problems.append(f"{loaded.path}: says {key} {value!r}, expected {getattr(job, key)!r}")
+    try:
+        record = kind.read(path)
+    except RecordError as error:
+        return Loaded(path, missing=f"unusable: {str(error).removeprefix(f'{path}: ')}")
+    recorded = getattr(record, "job", None)
+    if job is not None and recorded != job_id(job):
+        return Loaded(path, missing=f"unusable: it holds the result of {recorded.framework}/{recorded.loss}/"
+                      f"{recorded.device} b{recorded.batch_exp}, not of this job")
+    return Loaded(path, record, stale=provenance.stale_reasons(record.provenance, params, job))
 
 
 def read_log(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
@@ -102,76 +113,27 @@ def read_log(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], li
         return [], [], [f"{path}: missing (no learning curve; per-iteration times from metrics.json)"]
     except (OSError, UnicodeDecodeError) as error:
         return [], [], [f"{path}: unreadable ({type(error).__name__})"]
-    iterations, evals, bad = [], [], 0
-    for line in lines:
+    iterations, evals, bad = [], [], []
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            bad += 1
+            entry = log_line(json.loads(line), f"{path} line {number}").to_dict()
+        except (ValueError, RecordError) as error:
+            bad.append(str(error))
             continue
-        if not isinstance(record, dict):
-            bad += 1
-        elif record.get("kind") == "iteration" and _numbers(record, "loss", "elapsed_s"):
-            iterations.append(record)
-        elif record.get("kind") == "eval" and _numbers(record, "elapsed_s"):
-            evals.append(record)
-    problems = [f"{path}: {bad} unreadable line(s) skipped"] if bad else []
+        (iterations if entry["kind"] == "iteration" else evals).append(entry)
+    problems = [f"{path}: {len(bad)} unreadable line(s) skipped (first: {bad[0]})"] if bad else []
     return iterations, evals, problems
 
 
-def _numbers(record: dict[str, Any], *keys: str) -> bool:
-    return all(isinstance(record.get(key), (int, float)) and not isinstance(record.get(key), bool) for key in keys)
-
-
-def load_train(job: Job) -> TrainRun:
-    loaded = read_json(paths.train_metrics(job), required=("train_time_s", "iterations"))
-    if loaded.ok and not all(_numbers(loaded.data, key) for key in ("train_time_s", "iterations")):
-        loaded = Loaded(loaded.path, missing="result file has a non-numeric train_time_s or iterations")
-    run = TrainRun(loaded.path, loaded.data, loaded.missing, loaded.problems)
-    _check_identity(run, job)
+def load_train(params: Params, job: Job) -> TrainRun:
+    loaded = read(TrainMetrics, paths.train_metrics(job), params, job)
+    run = TrainRun(loaded.path, loaded.record, loaded.missing, loaded.problems, loaded.stale)
     if run.ok:
         run.iterations, run.evals, problems = read_log(paths.train_log(job))
         run.problems += problems
     return run
-
-
-def load_timing(job: Job) -> Loaded:
-    loaded = read_json(paths.timing_result(job), required=("measurements",))
-    measurements = loaded.data["measurements"] if loaded.ok else None
-    core = measurements.get("core") if isinstance(measurements, dict) else None
-    if loaded.ok and not (isinstance(core, dict) and (core.get("samples_s") or core.get("stats"))):
-        return Loaded(loaded.path, missing="result file lacks measurements.core samples or stats")
-    _check_identity(loaded, job)
-    return loaded
-
-
-BREAKDOWN_FIELDS = ("framework", "loss", "device", "batch_size", "core_time_s", "profiled_core_time_s",
-                    "layers", "layers_time_s", "overhead_s", "sum_rule")
-
-
-def load_breakdown(job: Job) -> Loaded:
-    """A breakdown stage's result, usable only with every field the section reads: a file from a
-    killed stage or an older format is shown as not run instead of breaking the section."""
-    loaded = read_json(paths.breakdown_result(job), required=BREAKDOWN_FIELDS)
-    if not loaded.ok:
-        return loaded
-    layers = loaded.data["layers"]
-    if not isinstance(layers, list) or not all(
-        isinstance(row, dict) and isinstance(row.get("layer"), str) and isinstance(row.get("phase"), str)
-        and _numbers(row, "time_s")
-        for row in layers
-    ):
-        return Loaded(loaded.path, missing="result file has a layer row without layer, phase or a numeric time_s")
-    data = loaded.data
-    times = ("core_time_s", "profiled_core_time_s", "layers_time_s", "overhead_s")
-    if not _numbers(data, *times) or data["core_time_s"] <= 0:
-        return Loaded(loaded.path, missing="result file lacks a positive core_time_s or numeric layer/overhead times")
-    if not isinstance(data["sum_rule"], dict):
-        return Loaded(loaded.path, missing="result file's sum_rule is not an object")
-    _check_identity(loaded, job)
-    return loaded
 
 
 def _explain_missing(results: dict[Job, Loaded]) -> None:
@@ -210,20 +172,17 @@ def _count_off_grid(devices: list[str]) -> dict[str, int]:
 
 def load_results(params: Params) -> Results:
     """Everything the report reads, for every job of `params`' grid (paths relative to the cwd)."""
-    train = {job: load_train(job) for job in params.train_jobs()}
-    timing = {job: load_timing(job) for job in params.timing_jobs()}
-    breakdown = {job: load_breakdown(job) for job in params.breakdown_jobs()}
+    train = {job: load_train(params, job) for job in params.train_jobs()}
+    timing = {job: read(TimingResult, paths.timing_result(job), params, job) for job in params.timing_jobs()}
+    breakdown = {job: read(BreakdownResult, paths.breakdown_result(job), params, job) for job in params.breakdown_jobs()}
     for results in (train, timing, breakdown):
         _explain_missing(results)
-    peak = read_json(paths.matmul_peak())
-    if peak.ok and not isinstance(peak.data.get("peak_flops_per_s"), (int, float)):
-        peak = Loaded(peak.path, missing="peak_flops_per_s absent")
     return Results(
         params=params,
         train=train,
         timing=timing,
         breakdown=breakdown,
-        peak=peak,
-        prepared=read_json(paths.prepared_summary()),
+        peak=read(PeakResult, paths.matmul_peak(), params),
+        prepared=read(PrepareSummary, paths.prepared_summary(), params),
         off_grid=_count_off_grid(list(params.raw["grid"]["devices"])),
     )

@@ -26,7 +26,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from deeppose.config import Job
+from deeppose.grid import Job
 from deeppose.report.analysis import Analysis
 from deeppose.report.figures import draw_placeholder, save_png
 from deeppose.report.load import Loaded, Results

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from deeppose import paths
-from deeppose.backends.base import DEVICES
-from deeppose.config import Job
+from deeppose.grid import DEVICES
+from deeppose.grid import Job
 from deeppose.report import fmt
 from deeppose.report.analysis import (
     ABOUT_ONE,

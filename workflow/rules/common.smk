@@ -1,12 +1,14 @@
-# Included first by the Snakefile: the validated parameters, the grid and the artifact paths, all taken
-# from the deeppose package so that this workflow and dvc.yaml cannot drift apart.
+# Included first by the Snakefile: the validated parameters and the stage table, both taken from the
+# deeppose package (deeppose.stages), which also generates dvc.yaml, so the engines cannot drift apart.
 # The parameter file is params.yaml unless `--config params=FILE` names another; stages read that
 # file themselves, so edit the file (not --config keys) to change a parameter.
 import sys
 
-from deeppose import paths
-from deeppose.config import Job, load_params
+from deeppose import paths, provenance
+from deeppose.config import load_params
 from deeppose.errors import DeepPoseError
+from deeppose.grid import Job
+from deeppose.stages import STAGES, command
 
 PARAMS_FILE = config.get("params", "params.yaml")
 try:
@@ -18,19 +20,49 @@ GRID = PARAMS.raw["grid"]
 # Measuring jobs take every core, so that none ever runs beside another job.
 ALL_CORES = workflow.cores
 
-# One pattern per artifact, built by the same functions the stages use.
-CELL = Job("{framework}", "{loss}", "{device}", "{batch_exp}")
+
+def _cell(stage, framework, loss, device, batch_exp):
+    """The job pattern of a stage (None for a stage that runs once)."""
+    if STAGES[stage].jobs is None:
+        return None
+    return Job(framework, loss, device, batch_exp if STAGES[stage].batch_exponents_key else None)
 
 
-def section(*names):
-    """Parameter sections (or dotted keys) that a job reads; editing one reruns the job."""
-    values = {}
-    for name in names:
-        node = PARAMS.raw
-        for key in name.split("."):
-            node = node[key]
-        values[name] = node
-    return values
+def stage_outputs(stage):
+    """Named outputs, folders marked as such; wildcards where the stage has one job per cell."""
+    cell = _cell(stage, "{framework}", "{loss}", "{device}", "{batch_exp}")
+    outputs = STAGES[stage].outputs(cell)
+    return {
+        name: directory(str(path)) if name in STAGES[stage].directories else str(path)
+        for name, path in outputs.items()
+    }
+
+
+def stage_inputs(stage):
+    """An input function: what the stage reads, and the code its job runs (one backend only)."""
+
+    def inputs(wildcards):
+        job = _cell(stage, wildcards.get("framework"), wildcards.get("loss"), wildcards.get("device"), None)
+        named = {"code": provenance.code_files(STAGES[stage], job)}
+        if STAGES[stage].inputs:
+            named["data"] = [str(path) for path in STAGES[stage].inputs]
+        if STAGES[stage].reads_results:
+            named.update(report_inputs())
+        return named
+
+    return inputs
+
+
+def stage_params(stage):
+    """The parameter values a stage reads; editing one reruns its jobs."""
+    return provenance.params_read(STAGES[stage], PARAMS)
+
+
+def stage_shell(stage):
+    cell = _cell(
+        stage, "{wildcards.framework}", "{wildcards.loss}", "{wildcards.device}", "{wildcards.batch_exp}"
+    )
+    return command(STAGES[stage], "{params.file}", cell) + " > {log} 2>&1"
 
 
 def gpus(wildcards):

@@ -1,30 +1,30 @@
 rule synthesize:
+    input:
+        unpack(stage_inputs("synthesize")),
     output:
-        directory(str(paths.SYNTHETIC)),
+        **stage_outputs("synthesize"),
     params:
         file=PARAMS_FILE,
-        values=section("seed", "data.synthetic"),
+        values=stage_params("synthesize"),
     conda:
         "../envs/deeppose.yaml"
     log:
         "logs/synthesize.log",
     shell:
-        "python -m deeppose synthesize --params {params.file} > {log} 2>&1"
+        stage_shell("synthesize")
 
 
 rule prepare:
     input:
-        str(paths.SYNTHETIC),
+        unpack(stage_inputs("prepare")),
     output:
-        directory(str(paths.PREPARED)),
-        summary=str(paths.prepared_summary()),
-        preview=str(paths.preview_image()),
+        **stage_outputs("prepare"),
     params:
         file=PARAMS_FILE,
-        values=section("seed", "data"),
+        values=stage_params("prepare"),
     conda:
         "../envs/deeppose.yaml"
     log:
         "logs/prepare.log",
     shell:
-        "python -m deeppose prepare --params {params.file} > {log} 2>&1"
+        stage_shell("prepare")

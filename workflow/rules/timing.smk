@@ -1,11 +1,11 @@
 rule time:
     input:
-        str(paths.PREPARED),
+        unpack(stage_inputs("time")),
     output:
-        str(paths.timing_result(CELL)),
+        **stage_outputs("time"),
     params:
         file=PARAMS_FILE,
-        values=section("seed", "model", "timing", "train.optimizer", "train.lr", "train.momentum"),
+        values=stage_params("time"),
     threads: ALL_CORES
     resources:
         gpu=gpus,
@@ -14,35 +14,34 @@ rule time:
     log:
         "logs/time/{framework}/{loss}/{device}/b{batch_exp}.log",
     shell:
-        "python -m deeppose time --params {params.file} --framework {wildcards.framework}"
-        " --loss {wildcards.loss} --device {wildcards.device} --batch-exp {wildcards.batch_exp}"
-        " > {log} 2>&1"
+        stage_shell("time")
 
 
 rule peak:
+    input:
+        unpack(stage_inputs("peak")),
     output:
-        str(paths.matmul_peak()),
+        **stage_outputs("peak"),
     params:
         file=PARAMS_FILE,
-        values=section("timing.threads"),
+        values=stage_params("peak"),
     threads: ALL_CORES
     conda:
         "../envs/deeppose.yaml"
     log:
         "logs/peak.log",
     shell:
-        "python -m deeppose peak --params {params.file} > {log} 2>&1"
+        stage_shell("peak")
 
 
 rule breakdown:
     input:
-        str(paths.PREPARED),
-        str(paths.matmul_peak()),
+        unpack(stage_inputs("breakdown")),
     output:
-        str(paths.breakdown_result(CELL)),
+        **stage_outputs("breakdown"),
     params:
         file=PARAMS_FILE,
-        values=section("seed", "model", "breakdown", "timing.threads", "timing.warmup"),
+        values=stage_params("breakdown"),
     threads: ALL_CORES
     resources:
         gpu=gpus,
@@ -51,6 +50,4 @@ rule breakdown:
     log:
         "logs/breakdown/{framework}/{loss}/{device}/b{batch_exp}.log",
     shell:
-        "python -m deeppose breakdown --params {params.file} --framework {wildcards.framework}"
-        " --loss {wildcards.loss} --device {wildcards.device} --batch-exp {wildcards.batch_exp}"
-        " > {log} 2>&1"
+        stage_shell("breakdown")

@@ -1,13 +1,11 @@
 rule train:
     input:
-        str(paths.PREPARED),
+        unpack(stage_inputs("train")),
     output:
-        log=str(paths.train_log(CELL)),
-        curve=str(paths.train_curve(CELL)),
-        metrics=str(paths.train_metrics(CELL)),
+        **stage_outputs("train"),
     params:
         file=PARAMS_FILE,
-        values=section("seed", "model", "train"),
+        values=stage_params("train"),
     threads: ALL_CORES
     resources:
         gpu=gpus,
@@ -16,5 +14,4 @@ rule train:
     log:
         "logs/train/{framework}/{loss}/{device}.log",
     shell:
-        "python -m deeppose train --params {params.file} --framework {wildcards.framework}"
-        " --loss {wildcards.loss} --device {wildcards.device} > {log} 2>&1"
+        stage_shell("train")

@@ -1,0 +1,351 @@
+"""Typed result records: the one place that knows the shape of every file a stage writes.
+
+Each record is a frozen dataclass. Files carry `kind` and `schema_version`; reading checks both,
+every field's presence and type, and rejects unknown fields and non-finite numbers, each with one
+line naming the file and the field. A reader therefore never guesses at a format: a file from
+another version or a damaged one is a clear error, and the report needs no defensive re-checks.
+
+Nested parts that describe rather than measure (environment, versions, threads, per-kernel
+statistics) are typed as JSON objects; every number a report computes from is a typed field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from deeppose.atomic import write_json
+from deeppose.errors import DeepPoseError
+
+SCHEMA_VERSION = 1
+
+R = TypeVar("R", bound="Record")
+
+
+class RecordError(DeepPoseError):
+    """A result file that cannot be read as its record: one line, naming the file and field."""
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"non-finite number {name}")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    """`value` checked against annotation `tp` (records built, lists and dicts walked)."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _convert(value, option, where)
+            except RecordError as error:
+                errors.append(str(error))
+        raise RecordError(errors[0] if len(errors) == 1 else f"{where}: {value!r:.60} is not {_type_name(tp)}")
+    if isinstance(tp, type) and issubclass(tp, Record):
+        return tp.from_dict(value, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise RecordError(f"{where}: expected a list, found {type(value).__name__}")
+        (item,) = typing.get_args(tp)
+        return [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise RecordError(f"{where}: expected an object, found {type(value).__name__}")
+        _, item = typing.get_args(tp)
+        return {k: _convert(v, item, f"{where}.{k}") for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise RecordError(f"{where}: expected a number, found {value!r:.60}")
+        if not math.isfinite(value):
+            raise RecordError(f"{where}: {value} is not a finite number")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise RecordError(f"{where}: expected an integer, found {value!r:.60}")
+        return value
+    if tp in (str, bool):
+        if not isinstance(value, tp):
+            raise RecordError(f"{where}: expected {tp.__name__}, found {value!r:.60}")
+        return value
+    raise TypeError(f"unsupported annotation {tp!r} at {where}")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Record):
+        return value.to_dict()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    """Base of every record; a subclass with `KIND` is a whole file, one without is a part."""
+
+    KIND: ClassVar[str | None] = None
+
+    @classmethod
+    def from_dict(cls: type[R], data: Any, where: str) -> R:
+        if not isinstance(data, dict):
+            raise RecordError(f"{where}: expected an object, found {type(data).__name__}")
+        hints = typing.get_type_hints(cls)
+        names = [f.name for f in dataclasses.fields(cls)]
+        if cls.KIND is not None:
+            data = dict(data)
+            kind, version = data.pop("kind", None), data.pop("schema_version", None)
+            if kind != cls.KIND:
+                raise RecordError(f"{where}: kind is {kind!r}, expected {cls.KIND!r}")
+            if version != SCHEMA_VERSION:
+                raise RecordError(
+                    f"{where}: schema_version {version!r}, this code reads {SCHEMA_VERSION}; rerun the stage that wrote it"
+                )
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise RecordError(f"{where}: unknown field {unknown[0]!r} ({cls.__name__} has no such field)")
+        missing = [n for n in names if n not in data]
+        if missing:
+            raise RecordError(f"{where}: missing field {missing[0]!r}")
+        return cls(**{n: _convert(data[n], hints[n], f"{where}: {n}" if ":" not in where else f"{where}.{n}") for n in names})
+
+    @classmethod
+    def create(cls: type[R], **fields: Any) -> R:
+        """A record from plain values and records, checked as a reader would check it, so that a
+        stage cannot write what a reader would refuse."""
+        data = {k: _plain(v) for k, v in fields.items()}
+        if cls.KIND is not None:
+            data.update(kind=cls.KIND, schema_version=SCHEMA_VERSION)
+        return cls.from_dict(data, f"{cls.__name__} being written")
+
+    def to_dict(self) -> dict[str, Any]:
+        body = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        if self.KIND is not None:
+            body = {"kind": self.KIND, "schema_version": SCHEMA_VERSION, **body}
+        return body
+
+    @classmethod
+    def read(cls: type[R], path: str | Path) -> R:
+        """The record in `path`; RecordError (one line) when absent, damaged or of another shape."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
+        except FileNotFoundError:
+            raise RecordError(f"{path}: not found") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise RecordError(f"{path}: unreadable ({type(error).__name__}: {error})") from None
+        except ValueError as error:
+            raise RecordError(f"{path}: not valid JSON ({error})") from None
+        return cls.from_dict(data, str(path))
+
+    def write(self, path: str | Path) -> None:
+        """Atomically, with sorted keys: equal records give equal bytes."""
+        write_json(path, self.to_dict())
+
+
+# --- parts ----------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Provenance(Record):
+    """What produced a result: the content hash of every file of code it ran, and the values of
+    the parameters it read (see deeppose.provenance)."""
+
+    stage: str
+    code: dict[str, str]  # project-relative path -> sha256 of its content
+    params: dict[str, Any]  # dotted parameter key -> value read
+    params_file: str
+
+
+@dataclasses.dataclass(frozen=True)
+class JobId(Record):
+    """Which grid cell a result belongs to, checked against the place it is read for."""
+
+    framework: str
+    loss: str
+    device: str
+    batch_exp: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement(Record):
+    what: str
+    samples_s: list[float]
+    stats: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Scores(Record):
+    loss: float
+    pcp: float | None
+    pdj: float | None
+    pck: float | None
+
+
+@dataclasses.dataclass(frozen=True)
+class IterationLine(Record):
+    """One training iteration in log.jsonl."""
+
+    kind: str
+    epoch: int
+    iteration: int
+    loss: float
+    elapsed_s: float
+    compute_s: float
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalLine(Record):
+    """One test-set evaluation in log.jsonl."""
+
+    kind: str
+    epoch: int
+    iteration: int
+    elapsed_s: float
+    test_loss: float
+    pcp: float | None
+    pdj: float | None
+    pck: float | None
+
+
+def log_line(data: Any, where: str) -> IterationLine | EvalLine:
+    """One parsed log.jsonl line as its record."""
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if kind == "iteration":
+        return IterationLine.from_dict(data, where)
+    if kind == "eval":
+        return EvalLine.from_dict(data, where)
+    raise RecordError(f"{where}: kind is {kind!r}, expected 'iteration' or 'eval'")
+
+
+# --- whole files ------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class PrepareSummary(Record):
+    KIND: ClassVar[str] = "prepare"
+    source: str
+    seed: int
+    inputs: list[dict[str, Any]]
+    crop: dict[str, int]
+    kept: dict[str, int]
+    dropped: dict[str, Any]
+    arrays: dict[str, dict[str, Any]]
+    sha256: str
+    provenance: Provenance
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainMetrics(Record):
+    KIND: ClassVar[str] = "train"
+    job: JobId
+    seed: int
+    params: dict[str, Any]
+    epochs: int
+    iterations: int
+    batch_size: int
+    train_samples: int
+    test_samples: int
+    resumed_from_epoch: int
+    train_time_s: float
+    eval_time_s: float
+    iteration_time_s: dict[str, Any]
+    final_train_loss: float
+    final_test: Scores
+    baseline_test: Scores
+    threads: dict[str, Any]
+    versions: dict[str, str]
+    environment: dict[str, Any]
+    provenance: Provenance
+
+
+@dataclasses.dataclass(frozen=True)
+class TimingResult(Record):
+    KIND: ClassVar[str] = "time"
+    job: JobId
+    batch_size: int
+    warmup: int
+    repeats: int
+    seed: int
+    input: str
+    measurements: dict[str, Measurement]
+    flops: int
+    flops_per_s: float | None
+    threads: dict[str, Any]
+    versions: dict[str, str]
+    environment: dict[str, Any]
+    provenance: Provenance
+
+
+@dataclasses.dataclass(frozen=True)
+class BreakdownResult(Record):
+    KIND: ClassVar[str] = "breakdown"
+    job: JobId
+    batch_size: int
+    warmup: int
+    repeats: int
+    seed: int
+    input: str
+    model: dict[str, Any]
+    tool: str
+    time_basis: str
+    core_samples_s: list[float]
+    profiled_core_samples_s: list[float]
+    core_time_s: float
+    profiled_core_time_s: float
+    layers: list[dict[str, Any]]
+    layers_time_s: float
+    phase_time_s: dict[str, float]
+    overhead_s: float
+    profiled_overhead_s: float
+    profiler_slowdown: float
+    sum_rule: dict[str, Any]
+    events: list[dict[str, Any]]
+    grouping_notes: list[str]
+    peak_flops_per_s: float | None
+    peak: dict[str, Any]
+    threads: dict[str, Any]
+    load_average: dict[str, list[float]]
+    versions: dict[str, str]
+    environment: dict[str, Any]
+    provenance: Provenance
+
+
+@dataclasses.dataclass(frozen=True)
+class PeakResult(Record):
+    KIND: ClassVar[str] = "peak"
+    device: str
+    n: int
+    kernels: dict[str, dict[str, Any] | None]
+    rates_flops_per_s: dict[str, float | None]
+    best: str | None
+    peak_flops_per_s: float | None
+    threads: dict[str, Any]
+    environment: dict[str, Any]
+    provenance: Provenance
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportSummary(Record):
+    """summary.json: the report's headline numbers, and which results were stale when it ran."""
+
+    KIND: ClassVar[str] = "report"
+    headlines: dict[str, Any]
+    stale: dict[str, list[str]]  # result file -> why it no longer matches the code or parameters
+    provenance: Provenance
+
+
+def job_id(job: Any) -> JobId:
+    return JobId(job.framework, job.loss, job.device, None if job.batch_exp is None else int(job.batch_exp))

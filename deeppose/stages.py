@@ -1,0 +1,111 @@
+"""The stage table: every pipeline stage described once.
+
+A stage's command, the parameter keys it reads, the jobs it expands to, its inputs and outputs and
+the code it runs are all derived from here: the CLI's subcommands, the Snakemake rules
+(workflow/rules/*.smk), the generated dvc.yaml (`python -m deeppose dvc-yaml`) and the provenance
+recorded in every result. Editing a module a stage imports reruns exactly that stage's jobs in both
+engines; editing one backend reruns only that framework's jobs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deeppose import paths
+from deeppose.grid import FRAMEWORK_MODULES, Job
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # the `python -m deeppose <name>` subcommand and the rule/stage name
+    module: str  # the module whose add_arguments/run implement it
+    help: str
+    params: tuple[str, ...]  # dotted params.yaml keys it reads; editing one reruns it
+    jobs: str | None = None  # None (one job), "train" or "timing"/"breakdown" (one per grid cell)
+    inputs: tuple[Path, ...] = ()  # what it reads that other stages write
+    reads_results: bool = False  # reads every result of the grid (the report)
+    extra_modules: tuple[str, ...] = ()  # modules it runs that no import statement names
+    measures: bool = False  # takes every core: never beside another job
+    outputs: Callable[[Job | None], dict[str, Path]] = field(default=lambda job: {})
+    directories: tuple[str, ...] = ()  # output names that are folders
+    state: Callable[[Job], Path] | None = None  # a job's own resumable state (DVC persists it;
+    # Snakemake is not told of it, since it deletes declared outputs before rerunning a job)
+
+    @property
+    def batch_exponents_key(self) -> str | None:
+        """The params.yaml list its jobs' batch exponents come from."""
+        return {"timing": "grid.batch_exponents", "breakdown": "breakdown.batch_exponents"}.get(self.jobs or "")
+
+
+def _train_outputs(job: Job | None) -> dict[str, Path]:
+    assert job is not None
+    return {"log": paths.train_log(job), "curve": paths.train_curve(job), "metrics": paths.train_metrics(job)}
+
+
+STAGES: dict[str, Stage] = {
+    stage.name: stage
+    for stage in (
+        Stage(
+            "synthesize", "deeppose.data.synthetic", "write the embedded synthetic dataset in LSP format",
+            params=("seed", "data.synthetic"),
+            outputs=lambda job: {"data": paths.SYNTHETIC}, directories=("data",),
+        ),
+        Stage(
+            "prepare", "deeppose.data.prepare", "crop and normalise the sources into train/test arrays",
+            params=("seed", "data"), inputs=(paths.SYNTHETIC,),
+            outputs=lambda job: {
+                "data": paths.PREPARED, "summary": paths.prepared_summary(), "preview": paths.preview_image(),
+            },
+            directories=("data",),
+        ),
+        Stage(
+            "train", "deeppose.train", "train one framework x loss mode x device",
+            params=("seed", "model", "train"), jobs="train", inputs=(paths.PREPARED,), measures=True,
+            outputs=_train_outputs, state=paths.checkpoint_dir,
+        ),
+        Stage(
+            "time", "deeppose.timing", "time forward+loss+backward of the core process",
+            params=("seed", "model", "timing", "train.optimizer", "train.lr", "train.momentum"),
+            jobs="timing", inputs=(paths.PREPARED,), measures=True,
+            outputs=lambda job: {"result": paths.timing_result(job)},
+        ),
+        Stage(
+            "peak", "deeppose.peak", "measure the machine's fp32 matrix-multiply throughput",
+            params=("seed", "timing.threads"), measures=True,
+            outputs=lambda job: {"result": paths.matmul_peak()},
+        ),
+        Stage(
+            "breakdown", "deeppose.breakdown", "time each layer's forward and backward",
+            params=("seed", "model", "breakdown", "timing.threads", "timing.warmup"),
+            jobs="breakdown", inputs=(paths.PREPARED, paths.matmul_peak()), extra_modules=("deeppose.peak",),
+            measures=True,
+            outputs=lambda job: {"result": paths.breakdown_result(job)},
+        ),
+        Stage(
+            "report", "deeppose.report", "write reports/report.md and its figures",
+            params=("grid", "breakdown.batch_exponents"), reads_results=True,
+            outputs=lambda job: {
+                "markdown": paths.report_markdown(), "summary": paths.report_summary(),
+                "figures": paths.report_figures(),
+            },
+            directories=("figures",),
+        ),
+    )
+}
+
+
+def backend_module(job: Job | None) -> tuple[str, ...]:
+    """The one backend module a job runs (none for stages without a framework)."""
+    return (FRAMEWORK_MODULES[job.framework],) if job is not None and job.framework in FRAMEWORK_MODULES else ()
+
+
+def command(stage: Stage, params_file: str, job: Job | None = None) -> str:
+    """The stage's command line; `job` may hold engine placeholders instead of values."""
+    parts = ["python -m deeppose", stage.name, "--params", params_file]
+    if job is not None:
+        parts += ["--framework", job.framework, "--loss", job.loss, "--device", job.device]
+        if job.batch_exp is not None:
+            parts += ["--batch-exp", str(job.batch_exp)]
+    return " ".join(parts)
