@@ -26,10 +26,11 @@ import numpy as np
 import pytest
 import yaml
 
-from deeppose import paths
-from deeppose.config import load_params
+from deeppose import paths, provenance
+from deeppose.config import Params, load_params
 from deeppose.grid import Job
 from deeppose.layer_groups import CONV_LAYERS, FC_LAYERS, PHASES, summarize
+from deeppose.results import BreakdownResult, PeakResult, PrepareSummary, TimingResult, TrainMetrics, job_id
 
 ROOT = Path(__file__).resolve().parent.parent
 FRAMEWORKS, MODES, EXPS = ("pytorch", "chainer"), ("autograd", "explicit"), (0, 1, 5)
@@ -76,7 +77,7 @@ def environment() -> dict:
             "packages": {"numpy": "1.26.4", "torch": "2.13.0"}, "commit": "abc123"}
 
 
-def write_train(job: Job) -> None:
+def write_train(params: Params, job: Job) -> None:
     times = compute_times(job.framework, job.loss)
     elapsed, log = 0.0, []
     for i, t in enumerate(times, 1):
@@ -92,41 +93,40 @@ def write_train(job: Job) -> None:
         text += '{"kind": "iteration", "epo'  # killed mid-write
     paths.train_log(job).parent.mkdir(parents=True, exist_ok=True)
     paths.train_log(job).write_text(text)
-    metrics = {
-        "framework": job.framework, "loss": job.loss, "device": job.device, "seed": 0,
-        "params": {"train": {}, "model": {}}, "epochs": 2, "iterations": ITERATIONS, "batch_size": 16,
-        "train_time_s": elapsed, "eval_time_s": 3.0, "iteration_time_s": stats(times),
-        "final_train_loss": 0.01,
-        "final_test": {"loss": 0.0025, "pcp": 0.4, "pdj": 0.5, "pck": 0.6 if job.framework == "pytorch" else 0.55},
-        "baseline_test": {"loss": 0.02, "pcp": 0.05, "pdj": 0.1, "pck": 0.15},
-        "threads": {"requested": 2, "native": [{"library": "openblas", "num_threads": 2}]},
-        "versions": {job.framework: "1.0"}, "environment": environment(),
-    }
-    paths.train_metrics(job).write_text(json.dumps(metrics))
+    TrainMetrics.create(
+        job=job_id(job), seed=0,
+        params={"train": {}, "model": {}}, epochs=2, iterations=ITERATIONS, batch_size=16,
+        train_samples=320, test_samples=80, resumed_from_epoch=0,
+        train_time_s=elapsed, eval_time_s=3.0, iteration_time_s=stats(times),
+        final_train_loss=0.01,
+        final_test={"loss": 0.0025, "pcp": 0.4, "pdj": 0.5, "pck": 0.6 if job.framework == "pytorch" else 0.55},
+        baseline_test={"loss": 0.02, "pcp": 0.05, "pdj": 0.1, "pck": 0.15},
+        threads={"requested": 2, "native": [{"library": "openblas", "num_threads": 2}]},
+        versions={job.framework: "1.0"}, environment=environment(),
+        provenance=provenance.record("train", params, job),
+    ).write(paths.train_metrics(job))
 
 
 def core_mean(job: Job) -> float:
     return {"pytorch": 0.05, "chainer": 0.1}[job.framework] * 2**job.batch_exp
 
 
-def write_timing(job: Job) -> None:
+def write_timing(params: Params, job: Job) -> None:
     rng = np.random.default_rng(job.batch_exp)
     spread = 0.3 if job == NOISY_TIMING else 0.01
     samples = list(core_mean(job) * (1 + rng.uniform(-spread, spread, 10)))
     samples = [s - np.mean(samples) + core_mean(job) for s in samples]  # exact mean
     flops = 6.58e9 * 2**job.batch_exp
-    result = {
-        "framework": job.framework, "loss": job.loss, "device": job.device, "batch_exp": job.batch_exp,
-        "batch_size": 2**job.batch_exp, "warmup": 2, "repeats": 10, "seed": 0, "input": "random",
-        "measurements": {"core": {"what": "forward + loss + backward", "samples_s": samples, "stats": stats(samples)}},
-        "flops": flops, "flops_per_s": flops / core_mean(job), "threads": {"requested": 2},
-        "versions": {job.framework: "1.0"}, "environment": environment(),
-    }
-    paths.timing_result(job).parent.mkdir(parents=True, exist_ok=True)
-    paths.timing_result(job).write_text(json.dumps(result))
+    TimingResult.create(
+        job=job_id(job), batch_size=2**job.batch_exp, warmup=2, repeats=10, seed=0, input="random",
+        measurements={"core": {"what": "forward + loss + backward", "samples_s": samples, "stats": stats(samples)}},
+        flops=int(flops), flops_per_s=flops / core_mean(job), threads={"requested": 2},
+        versions={job.framework: "1.0"}, environment=environment(),
+        provenance=provenance.record("time", params, job),
+    ).write(paths.timing_result(job))
 
 
-def write_breakdown(job: Job) -> None:
+def write_breakdown(params: Params, job: Job) -> None:
     """A breakdown result as the stage writes it, from events the backend already placed in layers."""
     conv_s, fc_s, core_s = BREAKDOWN[job.framework, job.loss]
     events = []
@@ -136,15 +136,16 @@ def write_breakdown(job: Job) -> None:
         events += [{"repeat": 0, "phase": phase, "name": "linear", "layer": layer, "time_s": fc_s / 6}
                    for layer in FC_LAYERS]
         events.append({"repeat": 0, "phase": phase, "name": "relu", "layer": "relu", "time_s": 0.0005})
-    result = {
-        "framework": job.framework, "loss": job.loss, "device": job.device, "batch_exp": job.batch_exp,
-        "batch_size": 2**job.batch_exp, "repeats": 1, "peak_flops_per_s": PEAK,
-        "peak": {"best": "torch_matmul", "rates_flops_per_s": {"torch_matmul": PEAK}},
+    BreakdownResult.create(
+        job=job_id(job), batch_size=2**job.batch_exp, warmup=1, repeats=1, seed=0, input="random",
+        model={"dropout": 0.0, "lrn": False}, tool="test", time_basis="host wall time",
+        core_samples_s=[core_s], profiled_core_samples_s=[core_s * 1.02], peak_flops_per_s=PEAK,
+        peak={"best": "torch_matmul", "rates_flops_per_s": {"torch_matmul": PEAK}},
         **summarize(events, [core_s], [core_s * 1.02], batch_size=2**job.batch_exp, peak_flops_per_s=PEAK),
-        "environment": environment(),
-    }
-    paths.breakdown_result(job).parent.mkdir(parents=True, exist_ok=True)
-    paths.breakdown_result(job).write_text(json.dumps(result))
+        threads={"requested": 2}, load_average={"before": [0.0, 0.0, 0.0], "after": [0.0, 0.0, 0.0]},
+        versions={job.framework: "1.0"}, environment=environment(),
+        provenance=provenance.record("breakdown", params, job),
+    ).write(paths.breakdown_result(job))
 
 
 def make_project(root: Path, devices: tuple[str, ...] = ("cpu", "cuda")) -> Path:
@@ -162,21 +163,23 @@ def make_project(root: Path, devices: tuple[str, ...] = ("cpu", "cuda")) -> Path
         params = load_params("params.yaml")
         for job in params.train_jobs():
             if job.device == "cpu":
-                write_train(job)
+                write_train(params, job)
         for job in params.timing_jobs():
             if job.device == "cpu" and job != MISSING_TIMING:
-                write_timing(job)
+                write_timing(params, job)
         for job in params.breakdown_jobs():
             if job.device == "cpu" and job != MISSING_BREAKDOWN:
-                write_breakdown(job)
-        paths.matmul_peak().parent.mkdir(parents=True, exist_ok=True)
-        peak = {"device": "cpu", "n": 4096, "peak_flops_per_s": PEAK, "best": "torch_conv3x3",
-                "rates_flops_per_s": {"numpy_matmul": 1.2e11, "torch_conv3x3": PEAK}}
-        paths.matmul_peak().write_text(json.dumps(peak))
-        paths.prepared_summary().parent.mkdir(parents=True, exist_ok=True)
-        prepared = {"source": "synthetic", "seed": 0, "kept": {"train": 290, "test": 95}, "dropped": {"span": 15},
-                    "hash": "sha256:feed"}
-        paths.prepared_summary().write_text(json.dumps(prepared))
+                write_breakdown(params, job)
+        PeakResult.create(
+            device="cpu", n=4096, peak_flops_per_s=PEAK, best="torch_conv3x3", kernels={},
+            rates_flops_per_s={"numpy_matmul": 1.2e11, "torch_conv3x3": PEAK}, threads={"requested": 2},
+            environment=environment(), provenance=provenance.record("peak", params),
+        ).write(paths.matmul_peak())
+        PrepareSummary.create(
+            source="synthetic", seed=0, inputs=[], crop={"size": 256}, kept={"train": 290, "test": 95},
+            dropped={"total": 15, "by_reason": {"span >= 227": 15}, "samples": []}, arrays={}, sha256="feed",
+            provenance=provenance.record("prepare", params),
+        ).write(paths.prepared_summary())
     finally:
         os.chdir(cwd)
     return root
@@ -226,7 +229,7 @@ def built(tmp_path_factory):
 
         ctx = build(load_params("params.yaml"))
     markdown = (root / "reports" / "report.md").read_text()
-    summary = json.loads((root / "reports" / "summary.json").read_text())
+    summary = json.loads((root / "reports" / "summary.json").read_text())["headlines"]
     return root, ctx, markdown, summary
 
 
@@ -253,7 +256,7 @@ def test_setup_shows_parameters_data_and_environment(built):
     section = markdown.split("## 1.")[1].split("## 2.")[0]
     assert "Training: 3 epochs at batch 16, momentum_sgd (lr 0.01, momentum 0.9)" in section
     assert "best of standard kernels: 150 GFLOP/s (numpy matmul 120 GFLOP/s, torch conv3x3 150 GFLOP/s)" in section
-    assert "Prepared data: source synthetic; kept train 290, test 95; dropped 15 (span: 15)" in section
+    assert "Prepared data: source synthetic; kept train 290, test 95; dropped 15 (span >= 227: 15)" in section
     params = {r["parameter"]: r["value"] for r in tables_under(section, "### Parameters")[0]}
     assert params["`grid.devices`"] == '["cpu", "cuda"]' and params["`train.lr`"] == "0.01"
     env = tables_under(section, "### Environment")[0]
@@ -466,7 +469,8 @@ def test_cli_regenerates_identical_bytes(built, monkeypatch):
 
 def test_partial_and_broken_results(tmp_path, monkeypatch):
     """Unreadable metrics, a log missing beside its metrics, a timing file without its core
-    measurement, no peak and no data summary: the report still builds and says what is missing."""
+    measurement's statistics, a result of another job, no peak and no data summary: the report still
+    builds and says, with the reader's one line, what is missing."""
     root = make_project(tmp_path, devices=("cpu",))
     monkeypatch.chdir(root)
     paths.train_metrics(Job("chainer", "autograd", "cpu")).write_text("{not json")
@@ -478,10 +482,11 @@ def test_partial_and_broken_results(tmp_path, monkeypatch):
     result = json.loads(paths.breakdown_result(no_layers).read_text())
     del result["layers"]
     paths.breakdown_result(no_layers).write_text(json.dumps(result))
-    no_stats = Job("pytorch", "autograd", "cpu", 5)  # samples only: the report computes the stats
+    no_stats = Job("pytorch", "autograd", "cpu", 5)
     result = json.loads(paths.timing_result(no_stats).read_text())
     del result["measurements"]["core"]["stats"]
     paths.timing_result(no_stats).write_text(json.dumps(result))
+    shutil.copy(paths.timing_result(Job("chainer", "autograd", "cpu", 1)), paths.timing_result(Job("chainer", "autograd", "cpu", 0)))
     from deeppose.report import render
 
     ctx, markdown = render(load_params("params.yaml"), draw=False)
@@ -490,16 +495,17 @@ def test_partial_and_broken_results(tmp_path, monkeypatch):
     assert rows["Chainer", "autograd"]["iterations"] == "not run"
     assert rows["PyTorch", "explicit"]["samples (source)"] == f"{ITERATIONS} (metrics.json iteration_time_s)"
     reasons = {r["job"]: r["reason"] for r in tables_under(markdown, "### Jobs without results")[0]}
-    assert reasons["training Chainer autograd cpu"].startswith("result file unreadable (JSONDecodeError")
-    assert reasons["timing PyTorch explicit cpu"] == "result file lacks measurements.core samples or stats"
-    assert reasons["per-layer breakdown PyTorch explicit cpu"] == "result file lacks layers"
+    assert reasons["training Chainer autograd cpu"].startswith("unusable: not valid JSON")
+    assert reasons["timing PyTorch explicit cpu"] == "unusable: kind is None, expected 'time'"
+    assert reasons["per-layer breakdown PyTorch explicit cpu"] == "unusable: missing field 'layers'"
+    assert reasons["timing PyTorch autograd cpu"] == "unusable: measurements.core: missing field 'stats'"
+    assert reasons["timing Chainer autograd cpu"] == (
+        "unusable: it holds the result of chainer/autograd/cpu b1, not of this job")
     assert "PyTorch explicit and Chainer explicit not run" in markdown
     assert "On cpu at batch 2 (autograd loss)" in markdown
     assert "Chainer on cpu: no comparison, autograd not run." in markdown
     assert "No measured peak" in markdown and "No data summary" in markdown
-    core, _, flops = tables_under(markdown, "## 3. Impact of the network implementation")
-    row = next(r for r in core if (r["batch"], r["framework"], r["loss"]) == ("32", "PyTorch", "autograd"))
-    assert close(row["mean"], core_mean(no_stats)) and row["n"] == "10"
+    _, _, flops = tables_under(markdown, "## 3. Impact of the network implementation")
     assert flops and all(row["fraction of peak"] == "—" for row in flops)
     assert "explicit_over_autograd_train_time" in ctx.summary["cpu"]
     assert "chainer" not in ctx.summary["cpu"]["explicit_over_autograd_train_time"]

@@ -78,6 +78,20 @@ def test_both_engines_define_the_same_jobs():
     assert len(snake) == 1 + 1 + 1 + 4 + 24 + 4 + 1  # with params.yaml's grid
 
 
+def test_committed_dvc_yaml_is_generated_from_the_stage_table():
+    result = run([sys.executable, "-m", "deeppose", "dvc-yaml", "--check"], ROOT, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_chainer_imports_from_a_bare_environment():
+    """`make setup`'s startup hook: no variable, no deeppose import, no warning."""
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", "import chainer, sys; print('deeppose' in sys.modules)"],
+        env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr
+
+
 def test_snakemake_lint_is_clean():
     result = snakemake(ROOT, "--lint", check=False)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -152,6 +166,19 @@ def snakemake_planned(project: Path) -> list[str]:
     return sorted(re.findall(r"^rule (\w+):", out, flags=re.M))
 
 
+def touch_code(project: Path, relative: str) -> None:
+    """An edit that changes the file's content (and so its hash) but not what it does."""
+    with open(project / relative, "a", encoding="utf-8") as handle:
+        handle.write("\n# edited\n")
+
+
+def status(project: Path) -> str:
+    return run([sys.executable, "-m", "deeppose", "status"], project).stdout
+
+
+CHAINER_JOBS = {"train": 2, "time": 4, "breakdown": 2}  # 2 loss modes; exponents 0, 1; breakdown at 0
+
+
 @pytest.mark.slow
 def test_snakemake_runs_everything_then_nothing_then_only_what_changed(tmp_path):
     project = copy_project(tmp_path / "project")
@@ -159,6 +186,24 @@ def test_snakemake_runs_everything_then_nothing_then_only_what_changed(tmp_path)
     missing = [out for out in expected_outputs(project) if not (project / out).exists()]
     assert not missing
     assert "Nothing to be done" in snakemake(project, "--cores", "all").stdout + snakemake(project, "--cores", "all").stderr
+    assert status(project).strip() == "every result of params.yaml is current"
+
+    # Code is a dependency: one backend reruns its framework's jobs and the report, nothing else.
+    touch_code(project, "deeppose/backends/chainer.py")
+    planned = snakemake_planned(project)
+    assert {rule: planned.count(rule) for rule in set(planned)} == {**CHAINER_JOBS, "report": 1, "all": 1}
+    stale = [line for line in status(project).splitlines() if line.startswith("stale ")]
+    assert len(stale) == sum(CHAINER_JOBS.values()) and all("/chainer/" in line for line in stale)
+    assert all("code changed: deeppose/backends/chainer.py" in line for line in stale)
+    # The report, rebuilt from these results, says which are stale, above everything else.
+    run([sys.executable, "-m", "deeppose", "report"], project)
+    head = (project / "reports" / "report.md").read_text().split("## 1.")[0]
+    assert f"**{sum(CHAINER_JOBS.values())} result(s) below are stale**" in head
+    assert "`results/time/chainer/explicit/cpu/b1.json`: code changed: deeppose/backends/chainer.py" in head
+    snakemake(project, "--cores", "all")
+    touch_code(project, "deeppose/report/fmt.py")
+    assert snakemake_planned(project) == ["all", "report"]
+    snakemake(project, "--cores", "all")
 
     edit_params(project, {"timing": {"repeats": 4}})
     planned = snakemake_planned(project)
@@ -177,19 +222,28 @@ def test_dvc_repro_produces_the_same_outputs_and_reruns_only_what_changed(tmp_pa
     missing = [out for out in expected_outputs(project) if not (project / out).exists()]
     assert not missing
     assert "Data and pipelines are up to date" in dvc(project, "status").stdout
+    assert status(project).strip() == "every result of params.yaml is current"
+
+    touch_code(project, "deeppose/backends/chainer.py")
+    changed = set(re.findall(r"^(\S+):", dvc(project, "status").stdout, flags=re.M))
+    assert {stage.split("@")[0] for stage in changed} == {f"{stage}-chainer" for stage in CHAINER_JOBS}
+    assert len(changed) == sum(CHAINER_JOBS.values())
+    out = dvc(project, "repro").stdout
+    ran = set(re.findall(r"^Running stage '(\S+)'", out, flags=re.M))
+    assert ran == changed | {"report"}, out
 
     edit_params(project, {"timing": {"repeats": 4}})
     changed = dvc(project, "status").stdout
     stale = set(re.findall(r"^(\S+):", changed, flags=re.M))
-    assert stale and all(s.startswith("time@") for s in stale), changed
+    assert stale and all(s.startswith("time-") for s in stale), changed
     assert len(stale) == 8
 
     out = dvc(project, "repro").stdout
-    assert "train@" not in re.sub(r"Stage 'train@\S+' didn't change, skipping", "", out)
+    assert "train-" not in re.sub(r"Stage 'train-\S+' didn't change, skipping", "", out)
     assert dvc(project, "metrics", "show").returncode == 0
 
     edit_params(project, {"grid": {"batch_exponents": [0, 1, 2]}})
     out = dvc(project, "repro").stdout
     ran = set(re.findall(r"^Running stage '(\S+)'", out, flags=re.M))
-    new_jobs = {f"time@{fw}-{loss}-cpu-2" for fw in ("pytorch", "chainer") for loss in ("autograd", "explicit")}
+    new_jobs = {f"time-{fw}@{loss}-cpu-2" for fw in ("pytorch", "chainer") for loss in ("autograd", "explicit")}
     assert ran - {"report"} == new_jobs, out

@@ -14,6 +14,7 @@ from typing import Any
 
 from scipy import stats as scipy_stats
 
+from deeppose.results import Scores, TimingResult, TrainMetrics
 from deeppose.grid import Job
 from deeppose.stats import NOISY_IQR_OVER_MEDIAN, describe
 from deeppose.report.fmt import framework_name
@@ -48,24 +49,12 @@ class Sample:
         return cls.from_stats(describe(values, ci="t"), source) if values else None
 
     @classmethod
-    def from_stats(cls, stats: Any, source: str) -> Sample | None:
-        """From a stats object as the stages write them (deeppose.stats.describe); None without
-        "n" and "mean". Missing fields are derived where they can be, else NaN or None."""
-        if not isinstance(stats, dict) or not _is_number(stats.get("mean")) or not _is_number(stats.get("n")):
-            return None
-        if _is_number(stats.get("variance")):
-            var = float(stats["variance"])
-        elif _is_number(stats.get("std")):
-            var = float(stats["std"]) ** 2
-        else:
-            var = float("nan")
-        spread = float(stats["iqr_over_median"]) if _is_number(stats.get("iqr_over_median")) else None
-        if isinstance(stats.get("noisy"), bool):
-            noisy = stats["noisy"]
-        else:
-            noisy = spread is not None and spread > NOISY_IQR_OVER_MEDIAN
-        median = float(stats["median"]) if _is_number(stats.get("median")) else None
-        return cls(int(stats["n"]), float(stats["mean"]), var, median, spread, noisy, source)
+    def from_stats(cls, stats: dict[str, Any], source: str) -> Sample:
+        """From the statistics the stages write (deeppose.stats.describe); the variance of a single
+        sample is undefined (NaN)."""
+        var = float("nan") if stats["variance"] is None else float(stats["variance"])
+        return cls(int(stats["n"]), float(stats["mean"]), var, float(stats["median"]), stats["iqr_over_median"],
+                   bool(stats["noisy"]), source)
 
 
 @dataclass(frozen=True)
@@ -129,29 +118,25 @@ class TrainSummary:
         return self.total_s / self.iterations if self.iterations > 0 else None
 
 
-def summarize_train(job: Job, data: dict[str, Any], iterations: list[dict[str, Any]]) -> TrainSummary:
-    compute_s = [r.get("compute_s") for r in iterations]
-    compute = Sample.of(compute_s, "log.jsonl compute_s") or Sample.from_stats(
-        data.get("iteration_time_s"), "metrics.json iteration_time_s"
+def summarize_train(job: Job, metrics: TrainMetrics, iterations: list[dict[str, Any]]) -> TrainSummary:
+    """Per-iteration times from the log when it is there, else from metrics.json's statistics."""
+    compute = Sample.of([r["compute_s"] for r in iterations], "log.jsonl compute_s") or Sample.from_stats(
+        metrics.iteration_time_s, "metrics.json iteration_time_s"
     )
 
-    def scores(key: str) -> dict[str, float]:
-        value = data.get(key)
-        return {k: float(v) for k, v in value.items() if _is_number(v)} if isinstance(value, dict) else {}
-
-    def integer(key: str) -> int | None:
-        return int(data[key]) if _is_number(data.get(key)) else None
+    def scores(value: Scores) -> dict[str, float]:
+        return {k: v for k, v in value.to_dict().items() if v is not None}
 
     return TrainSummary(
         job=job,
-        total_s=float(data["train_time_s"]),
-        iterations=int(data["iterations"]),
-        epochs=integer("epochs"),
-        batch_size=integer("batch_size"),
+        total_s=metrics.train_time_s,
+        iterations=metrics.iterations,
+        epochs=metrics.epochs,
+        batch_size=metrics.batch_size,
         compute=compute,
-        final_train_loss=float(data["final_train_loss"]) if _is_number(data.get("final_train_loss")) else None,
-        final_test=scores("final_test"),
-        baseline_test=scores("baseline_test"),
+        final_train_loss=metrics.final_train_loss,
+        final_test=scores(metrics.final_test),
+        baseline_test=scores(metrics.baseline_test),
     )
 
 
@@ -192,28 +177,14 @@ class TimingCell:
     optimizer_step: Sample | None
 
 
-def _measurement(measurement: Any) -> Sample | None:
-    """A measurement's stats as the timing stage wrote them, or computed from its samples."""
-    if not isinstance(measurement, dict):
-        return None
-    samples = measurement.get("samples_s") if isinstance(measurement.get("samples_s"), list) else []
-    return Sample.from_stats(measurement.get("stats"), "stats") or Sample.of(samples, "samples_s")
-
-
-def summarize_timing(job: Job, data: dict[str, Any]) -> TimingCell | None:
-    measurements = data["measurements"]
-    core = _measurement(measurements.get("core"))
-    if core is None:
-        return None
-    flops_per_s = data.get("flops_per_s") if _is_number(data.get("flops_per_s")) else None
-    if flops_per_s is None and _is_number(data.get("flops")):
-        flops_per_s = _ratio(float(data["flops"]), core.mean)
+def summarize_timing(job: Job, result: TimingResult) -> TimingCell:
+    step = result.measurements.get("optimizer_step")
     return TimingCell(
         job=job,
-        batch_size=int(data["batch_size"]) if _is_number(data.get("batch_size")) else 2**job.batch_exp,
-        core=core,
-        flops_per_s=flops_per_s,
-        optimizer_step=_measurement(measurements.get("optimizer_step")),
+        batch_size=result.batch_size,
+        core=Sample.from_stats(result.measurements["core"].stats, "stats"),
+        flops_per_s=result.flops_per_s,
+        optimizer_step=Sample.from_stats(step.stats, "stats") if step is not None else None,
     )
 
 
@@ -260,7 +231,7 @@ class Analysis:
     @cached_property
     def train(self) -> dict[Job, TrainSummary]:
         return {
-            job: summarize_train(job, run.data, run.iterations)
+            job: summarize_train(job, run.record, run.iterations)
             for job, run in self.results.train.items()
             if run.ok
         }
@@ -269,15 +240,14 @@ class Analysis:
     def timing(self) -> dict[Job, TimingCell]:
         cells = {}
         for job, loaded in self.results.timing.items():
-            cell = summarize_timing(job, loaded.data) if loaded.ok else None
-            if cell is not None:
-                cells[job] = cell
+            if loaded.ok:
+                cells[job] = summarize_timing(job, loaded.record)
         return cells
 
     @property
     def peak_flops_per_s(self) -> float | None:
         peak = self.results.peak
-        return float(peak.data["peak_flops_per_s"]) if peak.ok else None
+        return peak.record.peak_flops_per_s if peak.ok else None
 
     def peak_for(self, device: str) -> float | None:
         """The measured peak that applies to `device`: the file's own (CPU) one on cpu; on cuda only

@@ -30,6 +30,7 @@ from deeppose.report.breakdown_section import render_breakdown
 from deeppose.report.figures import draw_core_times, draw_flops, draw_learning_curves
 from deeppose.report.fmt import MISSING, framework_name, join_words
 from deeppose.report.load import Loaded
+from deeppose.results import PrepareSummary
 from deeppose.report.markdown import Context, Section, jobs_on, missing_note, show_figure
 
 CI = f"{round(LEVEL * 100)} % CI"
@@ -76,8 +77,9 @@ def render_setup(ctx: Context) -> str:
     parts.append("### Data")
     prepared = results.prepared
     if prepared.ok:
-        parts.append(_data_line(prepared.data))
-        rows = [(f"`{k}`", v) for k, v in flatten(prepared.data)]
+        parts.append(_data_line(prepared.record))
+        fields = {k: v for k, v in prepared.data.items() if k not in ("provenance", "kind", "schema_version")}
+        rows = [(f"`{k}`", v) for k, v in flatten(fields)]
         parts.append(_details(f"Every field of `{prepared.path.as_posix()}`", fmt.table(["field", "value"], rows)))
     else:
         parts.append(f"No data summary: `{prepared.path.as_posix()}`: {prepared.missing}.")
@@ -113,25 +115,13 @@ def _parameters_line(raw: dict[str, Any]) -> str:
     )
 
 
-def _data_line(data: dict[str, Any]) -> str:
-    """Source, kept and dropped counts from the prepare stage's summary, whatever of them it has."""
-    facts = []
-    if data.get("source") is not None:
-        facts.append(f"source {data['source']}")
-    kept = data.get("kept")
-    if isinstance(kept, dict):
-        facts.append("kept " + ", ".join(f"{split} {n}" for split, n in kept.items()))
-    dropped = data.get("dropped")
-    if isinstance(dropped, dict):
-        reasons = dropped.get("by_reason") if isinstance(dropped.get("by_reason"), dict) else dropped
-        counts = {k: v for k, v in reasons.items() if isinstance(v, int) and not isinstance(v, bool) and k != "total"}
-        total = dropped.get("total", sum(counts.values()))
-        detail = ", ".join(f"{reason}: {n}" for reason, n in counts.items() if n)
-        facts.append(f"dropped {total}" + (f" ({detail})" if detail else ""))
-    digest = data.get("sha256") or data.get("hash")
-    if digest:
-        facts.append(f"content hash `{str(digest)[:16]}…`")
-    return fmt.escape(f"Prepared data: {'; '.join(facts)}.") if facts else "The data summary holds no counts."
+def _data_line(summary: PrepareSummary) -> str:
+    """Source, kept and dropped counts from the prepare stage's summary."""
+    kept = ", ".join(f"{split} {summary.kept[split]}" for split in ("train", "test"))
+    detail = ", ".join(f"{reason}: {n}" for reason, n in summary.dropped["by_reason"].items() if n)
+    dropped = f"dropped {summary.dropped['total']}" + (f" ({detail})" if detail else "")
+    facts = [f"source {summary.source}", f"kept {kept}", dropped, f"content hash `{summary.sha256[:16]}…`"]
+    return fmt.escape(f"Prepared data: {'; '.join(facts)}.")
 
 
 def _environment_table(ctx: Context) -> str:

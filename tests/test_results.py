@@ -1,0 +1,136 @@
+"""Typed result records: round trips, one-line errors naming file and field, provenance and
+staleness, the stage table's code dependencies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deeppose import provenance, results
+from deeppose.config import load_params
+from deeppose.grid import DEVICES, LOSS_MODES, MAX_BATCH_EXP, OPTIMIZERS, Job
+from deeppose.stages import STAGES
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {"cpu": "Test CPU", "cores": 2}
+STATS = {"n": 2, "mean": 1.0, "median": 1.0, "variance": 0.0, "iqr_over_median": 0.0, "noisy": False}
+
+
+def params():
+    return load_params(ROOT / "params.yaml")
+
+
+def examples() -> dict[type, results.Record]:
+    """One record of every file kind, built the way the stages build them."""
+    p = params()
+    job, cell = Job("chainer", "explicit", "cpu"), Job("pytorch", "autograd", "cpu", 3)
+    scores = {"loss": 0.1, "pcp": 0.5, "pdj": None, "pck": 0.25}
+    common = dict(threads={"requested": 2}, environment=ENV)
+    return {
+        results.PrepareSummary: results.PrepareSummary.create(
+            source="synthetic", seed=0, inputs=[{"name": "synthetic"}], crop={"size": 256}, kept={"train": 3, "test": 1},
+            dropped={"total": 0, "by_reason": {}, "samples": []}, arrays={}, sha256="ab",
+            provenance=provenance.record("prepare", p)),
+        results.TrainMetrics: results.TrainMetrics.create(
+            job=results.job_id(job), seed=0, params={}, epochs=1, iterations=2, batch_size=2, train_samples=4,
+            test_samples=1, resumed_from_epoch=0, train_time_s=1.5, eval_time_s=0.1, iteration_time_s=STATS,
+            final_train_loss=0.2, final_test=scores, baseline_test=scores, versions={"chainer": "7.8.1"},
+            provenance=provenance.record("train", p, job), **common),
+        results.TimingResult: results.TimingResult.create(
+            job=results.job_id(cell), batch_size=8, warmup=1, repeats=2, seed=0, input="synthetic",
+            measurements={"core": {"what": "core", "samples_s": [1.0, 1.0], "stats": STATS}}, flops=10,
+            flops_per_s=None, versions={}, provenance=provenance.record("time", p, cell), **common),
+        results.PeakResult: results.PeakResult.create(
+            device="cpu", n=64, kernels={"numpy_matmul": None}, rates_flops_per_s={"numpy_matmul": None}, best=None,
+            peak_flops_per_s=None, provenance=provenance.record("peak", p), **common),
+        results.ReportSummary: results.ReportSummary.create(
+            headlines={"cpu": {"ratio": 1.5}}, stale={}, provenance=provenance.record("report", p)),
+    }
+
+
+@pytest.mark.parametrize("kind", list(examples()), ids=lambda k: k.__name__)
+def test_every_record_round_trips_through_its_file(tmp_path, kind):
+    record = examples()[kind]
+    record.write(tmp_path / "r.json")
+    assert kind.read(tmp_path / "r.json") == record
+    assert json.loads((tmp_path / "r.json").read_text())["schema_version"] == results.SCHEMA_VERSION
+
+
+def test_log_lines_are_records():
+    line = {"kind": "iteration", "epoch": 1, "iteration": 1, "loss": 0.5, "elapsed_s": 1.0, "compute_s": 0.9}
+    assert results.log_line(line, "log.jsonl line 1") == results.IterationLine(**line)
+    with pytest.raises(results.RecordError, match=r"^log.jsonl line 2: missing field 'compute_s'$"):
+        results.log_line({k: v for k, v in line.items() if k != "compute_s"}, "log.jsonl line 2")
+
+
+def _damage(tmp_path: Path, change) -> Path:
+    data = examples()[results.TimingResult].to_dict()
+    change(data)
+    path = tmp_path / "b3.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d.update(extra=1), "unknown field 'extra'"),
+        (lambda d: d.pop("flops"), "missing field 'flops'"),
+        (lambda d: d.update(schema_version=0), "schema_version 0, this code reads 1"),
+        (lambda d: d.update(kind="train"), "kind is 'train', expected 'time'"),
+        (lambda d: d.update(batch_size="8"), "batch_size: expected an integer"),
+        (lambda d: d["measurements"]["core"].pop("stats"), "measurements.core: missing field 'stats'"),
+        (lambda d: d["measurements"]["core"]["samples_s"].append(float("nan")), "non-finite number NaN"),
+    ],
+)
+def test_a_damaged_or_foreign_file_is_one_line_naming_the_file_and_field(tmp_path, change, message):
+    path = _damage(tmp_path, change)
+    with pytest.raises(results.RecordError) as error:
+        results.TimingResult.read(path)
+    assert str(error.value).startswith(f"{path}: ") and message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_a_stage_cannot_write_what_a_reader_would_refuse():
+    with pytest.raises(results.RecordError, match="PeakResult being written: n: expected an integer"):
+        results.PeakResult.create(**{**examples()[results.PeakResult].to_dict(), "n": 1.5})
+
+
+def test_code_dependencies_follow_imports_and_only_the_jobs_backend():
+    train = STAGES["train"]
+    chainer = provenance.code_files(train, Job("chainer", "autograd", "cpu"))
+    pytorch = provenance.code_files(train, Job("pytorch", "autograd", "cpu"))
+    assert "deeppose/backends/chainer.py" in chainer and "deeppose/backends/chainer.py" not in pytorch
+    assert "deeppose/backends/pytorch.py" in pytorch and "deeppose/backends/chainer_import.py" not in pytorch
+    assert {"deeppose/train.py", "deeppose/data/batches.py", "requirements/lock.txt"} <= set(pytorch)
+    report = provenance.code_files(STAGES["report"])
+    assert "deeppose/report/sections.py" in report and not any("backends/pytorch" in f for f in report)
+    assert not any(f.startswith("deeppose/report/") for f in pytorch)
+    assert "deeppose/peak.py" in provenance.code_files(STAGES["breakdown"], Job("pytorch", "autograd", "cpu", 0))
+
+
+def test_stale_reasons_name_the_changed_file_and_parameter(tmp_path, monkeypatch):
+    p = params()
+    job = Job("chainer", "autograd", "cpu", 1)
+    recorded = provenance.record("time", p, job)
+    assert provenance.stale_reasons(recorded, p, job) == []
+    older = results.Provenance(
+        stage="time", code={**recorded.code, "deeppose/backends/chainer.py": "0" * 64},
+        params={**recorded.params, "timing": {**recorded.params["timing"], "repeats": 99}}, params_file="params.yaml",
+    )
+    assert provenance.stale_reasons(older, p, job) == [
+        "code changed: deeppose/backends/chainer.py", "parameters changed: timing",
+    ]
+
+
+def test_the_schema_speaks_the_grid_vocabulary():
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "params.schema.yaml").read_text())["properties"]
+    grid = schema["grid"]["properties"]
+    assert grid["loss_modes"]["items"]["enum"] == list(LOSS_MODES)
+    assert grid["devices"]["items"]["enum"] == list(DEVICES)
+    assert schema["train"]["properties"]["optimizer"]["enum"] == list(OPTIMIZERS)
+    assert grid["batch_exponents"]["items"]["maximum"] == MAX_BATCH_EXP
+    assert schema["breakdown"]["properties"]["batch_exponents"]["items"]["maximum"] == MAX_BATCH_EXP
