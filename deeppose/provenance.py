@@ -80,8 +80,8 @@ def code_files(stage: Stage, job: Job | None = None) -> list[str]:
     return sorted(files)
 
 
-def file_hash(relative: str) -> str:
-    return hashlib.sha256((ROOT / relative).read_bytes()).hexdigest()
+def file_hash(relative: str | Path, root: Path = ROOT) -> str:
+    return hashlib.sha256((root / relative).read_bytes()).hexdigest()
 
 
 def params_read(stage: Stage, params: Params) -> dict[str, Any]:

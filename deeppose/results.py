@@ -344,6 +344,7 @@ class ReportSummary(Record):
     KIND: ClassVar[str] = "report"
     headlines: dict[str, Any]
     stale: dict[str, list[str]]  # result file -> why it no longer matches the code or parameters
+    inputs: dict[str, str]  # every result file read -> sha256 of its content
     provenance: Provenance
 
 

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> None:
     try:
         summary = ReportSummary.read(paths.report_summary())
         reasons = provenance.stale_reasons(summary.provenance, params)
-        if summary.stale != results.stale:
+        if summary.inputs != results.input_hashes():
             reasons.append("the results it was built from changed")
         lines += [f"stale {paths.report_summary()}: {'; '.join(reasons)}"] if reasons else []
     except RecordError as error:

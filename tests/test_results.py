@@ -47,7 +47,8 @@ def examples() -> dict[type, results.Record]:
             device="cpu", n=64, kernels={"numpy_matmul": None}, rates_flops_per_s={"numpy_matmul": None}, best=None,
             peak_flops_per_s=None, provenance=provenance.record("peak", p), **common),
         results.ReportSummary: results.ReportSummary.create(
-            headlines={"cpu": {"ratio": 1.5}}, stale={}, provenance=provenance.record("report", p)),
+            headlines={"cpu": {"ratio": 1.5}}, stale={}, inputs={"results/machine/matmul_peak.json": "ab"},
+            provenance=provenance.record("report", p)),
     }
 
 

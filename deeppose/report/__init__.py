@@ -79,7 +79,8 @@ def build(params: Params) -> Context:
     """Write report.md, summary.json and the figures; returns the Context."""
     ctx, text = render(params)
     summary = ReportSummary.create(
-        headlines=ctx.summary, stale=ctx.results.stale, provenance=provenance.record("report", params)
+        headlines=ctx.summary, stale=ctx.results.stale, inputs=ctx.results.input_hashes(),
+        provenance=provenance.record("report", params),
     )
     atomic.write_text(paths.report_markdown(), text)
     summary.write(paths.report_summary())

@@ -83,6 +83,11 @@ class Results:
     def everything(self) -> list[Loaded]:
         return [self.prepared, self.peak, *self.train.values(), *self.timing.values(), *self.breakdown.values()]
 
+    def input_hashes(self) -> dict[str, str]:
+        """Content hash of every result file there is to read (relative to the working folder)."""
+        files = [loaded.path for loaded in self.everything()] + [paths.train_log(job) for job in self.train]
+        return {path.as_posix(): provenance.file_hash(path, Path.cwd()) for path in files if path.exists()}
+
     @property
     def stale(self) -> dict[str, list[str]]:
         """Result file -> why it does not match the current code or parameters."""
