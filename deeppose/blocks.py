@@ -70,6 +70,11 @@ class Slot:
     arm: Arm
 
 
+def twin(cell: str) -> str:
+    """The name of a cell's A/A twin arm."""
+    return Arm(cell, 1).name
+
+
 def arms_with_control(cells: Sequence[str], control: str) -> tuple[Arm, ...]:
     """One arm per cell plus the A/A twin of `control` (itself one of `cells`)."""
     if len(set(cells)) != len(cells):
@@ -123,6 +128,10 @@ class Interference:
 def machine_busy_s(stat_text: str, ticks_per_s: float) -> float:
     """Busy seconds of all CPUs from the `cpu` line of /proc/stat.
 
+    /proc/stat and os.times() count in clock ticks (10 ms at the usual USER_HZ of 100), so the
+    figure is good to a few hundredths of a CPU second: ample for blocks that last seconds, too
+    coarse for blocks of a few tens of milliseconds.
+
     Steal (time a hypervisor gave another guest) counts as busy: it is time this machine's work
     could not run. guest/guest_nice are already inside user/nice, so they are not added again.
     """
@@ -158,9 +167,10 @@ def interference(
     busy = after.machine_busy_s - before.machine_busy_s
     own = after.own_s - before.own_s
     other = max(busy - own, 0.0)
+    one, five, fifteen = (float(v) for v in load_before)
     return Interference(
         wall_s=wall, machine_busy_s=busy, own_s=own, other_cpu_s=other, other_cores=other / wall,
-        load_before=tuple(float(v) for v in load_before), cores=cores,  # type: ignore[arg-type]
+        load_before=(one, five, fifteen), cores=cores,
     )
 
 

@@ -48,7 +48,7 @@ from enum import Enum
 import numpy as np
 from scipy import stats as scipy_stats
 
-from deeppose.blocks import Block, final
+from deeppose.blocks import Block, final, twin
 
 LEVEL = 0.95  # intervals of a cell's time
 COMPARE_LEVEL = 0.90  # intervals of comparisons, the ones verdicts read (see the module docstring)
@@ -270,6 +270,47 @@ def block_agreement(blocks: Sequence[Block], alpha: float = DISAGREEMENT_ALPHA) 
             p = float(scipy_stats.kruskal(*samples).pvalue)
         found.append(Agreement(cell, p, p is not None and p < alpha / len(cells)))
     return tuple(found)
+
+
+# --- one group, start to finish -----------------------------------------------------------
+@dataclass(frozen=True)
+class GroupAnalysis:
+    """Everything the report needs from one group's blocks (one device and batch size)."""
+
+    cells: dict[str, Interval]  # cell -> its time, from its own arm's undisturbed final blocks
+    comparisons: tuple[Comparison, ...]
+    control: Comparison  # the control cell's twin arm against its own arm
+    agreement: tuple[Agreement, ...]
+    disagree: bool  # some cell's blocks disagree beyond their within-block spread
+    blocks_run: int  # every attempt, reruns included
+    blocks_disturbed: int  # attempts flagged disturbed (most were rerun)
+
+
+def analyse_group(
+    blocks: Sequence[Block],
+    pairs: Sequence[tuple[str, str]],
+    control: str,
+    threshold: float = THRESHOLD,
+    level: float = COMPARE_LEVEL,
+) -> GroupAnalysis:
+    """Cell times, the comparisons `pairs` (a, b: time a / time b), the A/A control of `control`
+    and the between-block agreement of one group's blocks, all by the rules of this module."""
+    kept = final(blocks)
+    cells = {}
+    for cell in sorted({block.cell for block in kept}):
+        medians = [block.median_s for block in kept if block.arm == cell and not block.disturbed]
+        if medians:
+            cells[cell] = cell_estimate(medians)
+    agreement = block_agreement(blocks)
+    return GroupAnalysis(
+        cells=cells,
+        comparisons=tuple(compare(blocks, a, b, threshold, level) for a, b in pairs),
+        control=compare(blocks, twin(control), control, threshold, level),
+        agreement=agreement,
+        disagree=any(found.disagree for found in agreement),
+        blocks_run=len(blocks),
+        blocks_disturbed=sum(block.disturbed for block in blocks),
+    )
 
 
 # --- printing precision -------------------------------------------------------------------

@@ -355,6 +355,22 @@ def test_between_block_disagreement_is_flagged() -> None:
     assert found["b"].disagree and found["b"].p_value < 0.001
 
 
+def test_analyse_group_on_the_fake_machine() -> None:
+    cells = {"pytorch/autograd": 0.20, "pytorch/explicit": 0.20, "chainer/autograd": 0.40, "chainer/explicit": 0.40}
+    blocks = run_group(cells, rounds=S.ROUNDS, seed=11)
+    pairs = [("chainer/autograd", "pytorch/autograd"), ("pytorch/explicit", "pytorch/autograd")]
+    analysis = S.analyse_group(blocks, pairs, control="pytorch/autograd")
+    assert set(analysis.cells) == set(cells)
+    for cell, base in cells.items():  # the machine drifts slower by up to ~20 % over the run
+        assert base <= analysis.cells[cell].estimate <= 1.2 * base
+    framework, loss = analysis.comparisons
+    assert framework.verdict is S.Verdict.SLOWER and framework.ratio.low < 2.0 < framework.ratio.high
+    assert loss.verdict is S.Verdict.NO_DIFFERENCE and analysis.control.verdict is S.Verdict.NO_DIFFERENCE
+    assert analysis.disagree  # the fake's 3 % per-process effect exceeds its 2 % within-block noise
+    assert analysis.control.a == B.twin("pytorch/autograd") == "pytorch/autograd#1"
+    assert analysis.blocks_run >= 5 * S.ROUNDS and len(analysis.agreement) == 4
+
+
 # --- printing precision -------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("value", "half_width", "text"),
