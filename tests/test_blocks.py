@@ -361,8 +361,8 @@ def test_analyse_group_on_the_fake_machine() -> None:
     pairs = [("chainer/autograd", "pytorch/autograd"), ("pytorch/explicit", "pytorch/autograd")]
     analysis = S.analyse_group(blocks, pairs, control="pytorch/autograd")
     assert set(analysis.cells) == set(cells)
-    for cell, base in cells.items():  # the machine drifts slower by up to ~20 % over the run
-        assert base <= analysis.cells[cell].estimate <= 1.2 * base
+    for cell, base in cells.items():  # the fake machine drifts (mostly slower) over the run
+        assert 0.9 * base <= analysis.cells[cell].estimate <= 1.2 * base
     framework, loss = analysis.comparisons
     assert framework.verdict is S.Verdict.SLOWER and framework.ratio.low < 2.0 < framework.ratio.high
     assert loss.verdict is S.Verdict.NO_DIFFERENCE and analysis.control.verdict is S.Verdict.NO_DIFFERENCE
