@@ -71,9 +71,10 @@ class Verdict(str, Enum):
 
 @dataclass(frozen=True)
 class Interval:
-    """An estimate with its interval (None when one block cannot give one) and how it was made."""
+    """An estimate with its interval (None when one block cannot give one) and how it was made.
+    Never NaN, so that `dataclasses.asdict` of any result here is strict JSON."""
 
-    estimate: float
+    estimate: float | None  # None only when no block at all was usable
     low: float | None
     high: float | None
     n: int  # blocks (cell) or rounds (comparison) it rests on
@@ -179,7 +180,7 @@ def paired_difference(a: Mapping[int, float], b: Mapping[int, float], level: flo
 def verdict(ratio: Interval, threshold: float = THRESHOLD) -> Verdict:
     """faster/slower when the ratio's interval excludes 1 and the ratio is beyond 1 +- threshold
     (multiplicatively: below 1 / (1 + threshold) or above 1 + threshold)."""
-    if ratio.low is None:
+    if ratio.low is None or ratio.estimate is None:
         return Verdict.TOO_FEW_BLOCKS
     if ratio.excludes(1.0) and ratio.estimate > 1 + threshold:
         return Verdict.SLOWER
@@ -218,7 +219,7 @@ def compare(
     used = tuple(r for r in shared if r not in disturbed)
     dropped = tuple(r for r in shared if r in disturbed)
     if not used:
-        nothing = Interval(math.nan, None, None, 0, level, "no usable round")
+        nothing = Interval(None, None, None, 0, level, "no usable round")
         return Comparison(a, b, nothing, nothing, Verdict.TOO_FEW_BLOCKS, used, dropped)
     ma, mb = {r: ma[r] for r in used}, {r: mb[r] for r in used}
     ratio = paired_ratio(ma, mb, level)
@@ -358,6 +359,8 @@ def format_interval(interval: Interval, scale: float = 1.0, unit: str = "") -> s
     """'estimate [low, high] unit' to the precision of the interval (times `scale`, e.g. 1e3 for
     ms); an interval-less estimate keeps 2 significant digits and says so."""
     suffix = f" {unit}" if unit else ""
+    if interval.estimate is None:
+        return "n/a (no usable block)"
     if interval.half_width is None or interval.low is None or interval.high is None:
         return f"{interval.estimate * scale:.2g}{suffix} (no interval)"
     rounded = round_to_interval(interval.estimate * scale, interval.half_width * scale)

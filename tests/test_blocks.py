@@ -4,6 +4,7 @@ the whole rule (A/A false-positive rate and power) on a drifting machine with ou
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -212,6 +213,9 @@ def test_a_disturbed_round_is_left_out_of_both_arms() -> None:
     assert result.rounds_used == (0, 1, 3) and result.rounds_dropped == (2,)
     assert result.verdict is S.Verdict.SLOWER and result.ratio.n == 3
     assert S.compare(blocks[:1] + blocks[4:5], "b", "a").verdict is S.Verdict.TOO_FEW_BLOCKS
+    nothing = S.compare(blocks[2:3] + blocks[6:7], "b", "a")  # the one shared round is disturbed
+    assert nothing.verdict is S.Verdict.TOO_FEW_BLOCKS and nothing.ratio.estimate is None
+    assert S.format_interval(nothing.ratio) == "n/a (no usable block)"
 
 
 # --- the block process protocol -----------------------------------------------------------
@@ -244,8 +248,6 @@ def test_subprocess_launch_runs_a_fresh_process_per_block() -> None:
 
 
 def test_blocks_serialise_to_json() -> None:
-    import dataclasses
-
     blocks = run_group({"a": 0.25, "b": 0.3}, rounds=2, seed=0)
     record = json.loads(json.dumps([dataclasses.asdict(b) for b in blocks], allow_nan=False))
     assert {r["arm"] for r in record} == {"a", "b", "a#1"}
@@ -369,6 +371,7 @@ def test_analyse_group_on_the_fake_machine() -> None:
     assert analysis.disagree  # the fake's 3 % per-process effect exceeds its 2 % within-block noise
     assert analysis.control.a == B.twin("pytorch/autograd") == "pytorch/autograd#1"
     assert analysis.blocks_run >= 5 * S.ROUNDS and len(analysis.agreement) == 4
+    json.dumps(dataclasses.asdict(analysis), allow_nan=False)  # strict JSON, verdicts as strings
 
 
 # --- printing precision -------------------------------------------------------------------
