@@ -7,8 +7,10 @@ and any first-or-second effect fall equally on both):
 
 * harness: `deeppose.harness.measure(step, setup=zero_grad, sync=synchronize)`, exactly as the
   `time` stage calls it;
-* bare:    a hand-written loop: zero_grad(); synchronize(); t0 = perf_counter_ns(); step();
-           synchronize(); t1 = perf_counter_ns().
+* bare:    a hand-written loop with the harness's rules (collector off, a collection before the
+           step, the step's result released after the clock stops): zero_grad(); gc.collect();
+           synchronize(); t0 = perf_counter_ns(); result = step(); synchronize();
+           t1 = perf_counter_ns(); del result.
 
 The step is the core process (forward + loss + backward) at batch 2^N, the smallest being the
 hardest case for the harness. It prints both medians, their ratio, and the median of the paired
@@ -25,6 +27,7 @@ interval <= 1 + max-overhead). A script, not a test.
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import sys
 import time
@@ -38,12 +41,19 @@ from deeppose.timing import synthetic_batch
 
 
 def bare_sample(step, setup, sync) -> int:
+    was_enabled = gc.isenabled()
+    gc.disable()
     setup()
+    gc.collect()
     sync()
     start = time.perf_counter_ns()
-    step()
+    result = step()
     sync()
-    return time.perf_counter_ns() - start
+    end = time.perf_counter_ns()
+    del result
+    if was_enabled:
+        gc.enable()
+    return end - start
 
 
 def harness_sample(step, setup, sync) -> int:

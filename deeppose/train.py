@@ -195,6 +195,9 @@ def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, A
                 value = backend.scalar(loss)
                 backend.synchronize()
                 compute = time.perf_counter() - tic
+                # A Chainer loss holds the iteration's whole graph: free it here, not when `loss`
+                # is rebound inside the next iteration's timed region.
+                del loss
                 iteration += 1
                 log.add({
                     "kind": "iteration", "epoch": epoch, "iteration": iteration, "loss": value,

@@ -172,6 +172,35 @@ def test_chainer_explicit_loss_passes_check_backward():
     gradient_check.check_backward(loss, (pred, target), grad_out, dtype=np.float64, atol=1e-7, rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_chainer_loss_counts_visible_joints_on_the_device(dtype, monkeypatch):
+    """No host read of the count (a cuda sync in the timed region); the same bits as dividing
+    by it as a Python float, loss and gradient, in both modes."""
+    from deeppose.backends import chainer as chainer_backend
+
+    chainer = chainer_backend.chainer
+    rng = np.random.default_rng(11)
+    pred = rng.normal(size=(5, 28)).astype(dtype)
+    target = rng.normal(size=(5, 28)).astype(dtype)
+    visible = (rng.random((5, 14)) > 0.4).astype(dtype)
+
+    def run(mode: str) -> tuple[np.ndarray, np.ndarray]:
+        var = chainer.Variable(pred.copy())
+        value = chainer_backend.LOSSES[mode](var, target, visible)
+        value.backward()
+        return value.array, var.grad
+
+    n = chainer_backend._n_visible(visible)  # numpy gives a 0-d scalar, CuPy a 0-d device array
+    assert type(n) is not float and n.dtype == visible.dtype and n.shape == () and n == visible.sum()
+    device_side = {mode: run(mode) for mode in LOSS_MODES}
+    monkeypatch.setattr(chainer_backend, "_n_visible", lambda v: max(float(v.sum()), 1.0))
+    monkeypatch.setattr(chainer_backend, "_inverse_n_visible", lambda v: 1.0 / max(float(v.sum()), 1.0))
+    for mode in LOSS_MODES:
+        host_side = run(mode)
+        for got, expected in zip(device_side[mode], host_side):
+            assert got.dtype == expected.dtype and np.array_equal(got, expected), mode
+
+
 def test_gradcheck_catches_a_wrong_backward():
     """The checks above can fail: a backward off by a factor of 2 does not pass."""
     import torch

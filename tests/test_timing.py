@@ -4,6 +4,7 @@ thread limits (subprocesses), device errors and real end-to-end runs of both fra
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import os
 import subprocess
@@ -87,6 +88,43 @@ def test_harness_syncs_before_every_clock_read_and_setup_is_untimed() -> None:
     result = measure(run, repeats=4, warmup=2, setup=setup, sync=lambda: events.append("sync"), clock=clock)
     assert events == ["setup", "sync", "clock", "run", "sync", "clock"] * 6
     assert result.samples_ns == (5, 5, 5, 5)
+
+
+def test_harness_collects_garbage_outside_the_timed_region_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[str] = []
+    clock = FakeClock(events)
+    monkeypatch.setattr(harness.gc, "collect", lambda: events.append("collect"))
+
+    def run() -> None:
+        events.append(f"run gc={'on' if gc.isenabled() else 'off'}")
+
+    assert gc.isenabled()
+    measure(run, repeats=2, warmup=1, setup=lambda: events.append("setup"), clock=clock)
+    assert events == ["setup", "collect", "clock", "run gc=off", "clock"] * 3
+    assert gc.isenabled()  # restored
+    gc.disable()
+    try:
+        measure(lambda: None, repeats=1, clock=clock)
+        assert not gc.isenabled()  # a disabled collector stays disabled
+    finally:
+        gc.enable()
+
+
+def test_harness_releases_the_result_after_the_clock_stops() -> None:
+    """A Chainer loss holds the iteration's graph: freeing it must not be timed."""
+    events: list[str] = []
+    clock = FakeClock(events)
+
+    class Graph:
+        def __del__(self) -> None:
+            events.append("freed")
+
+    def run() -> Graph:
+        events.append("run")
+        return Graph()
+
+    measure(run, repeats=2, clock=clock)
+    assert events == ["clock", "run", "clock", "freed"] * 2
 
 
 @pytest.mark.parametrize("kwargs", [{"repeats": 0}, {"repeats": 2, "warmup": -1}])

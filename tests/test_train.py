@@ -178,3 +178,32 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, framework, optimizer):
         finals[name]["losses"] = np.array([json.loads(l).get("loss", np.nan) for l in lines])
     for key, value in finals["clean"].items():
         np.testing.assert_array_equal(finals["killed"][key], value, err_msg=key)
+
+
+def test_previous_graph_is_freed_before_the_timed_region(project, monkeypatch):
+    """A Chainer loss holds its iteration's graph; the previous one must be gone before the next
+    forward_backward starts (inside compute_s), not freed when `loss` is rebound there."""
+    import weakref
+
+    import deeppose.train as train_module
+
+    losses_made: list[weakref.ref] = []
+    alive_at_call: list[int] = []
+    real_create = train_module.create_backend
+
+    def create_backend(*args, **kwargs):
+        backend = real_create(*args, **kwargs)
+        forward_backward = backend.forward_backward
+
+        def tracked(*a, **k):
+            alive_at_call.append(sum(ref() is not None for ref in losses_made))
+            loss = forward_backward(*a, **k)
+            losses_made.append(weakref.ref(loss))
+            return loss
+
+        backend.forward_backward = tracked
+        return backend
+
+    monkeypatch.setattr(train_module, "create_backend", create_backend)
+    train(load_params(project), Job("chainer", "autograd", "cpu"), progress=False)
+    assert alive_at_call == [0, 0, 0, 0]

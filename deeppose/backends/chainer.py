@@ -68,8 +68,18 @@ def _neutral_name(chainer_path: str) -> str:
 
 
 # --- losses -----------------------------------------------------------------------------
-def _n_visible(visible: Any) -> float:
-    return max(float(visible.sum()), 1.0)
+def _n_visible(visible: Any) -> Any:
+    """max(sum(visible), 1) as a 0-d array on visible's device: reading it as a Python float
+    would force a host synchronisation inside the timed region on cuda."""
+    xp = chainer.backend.get_array_module(visible)
+    return xp.maximum(visible.sum(), visible.dtype.type(1))
+
+
+def _inverse_n_visible(visible: Any) -> Any:
+    """1 / n_visible, on the device, rounded to visible's dtype from float64 as Chainer rounds
+    `x / float(n)` (a multiplication by the constant 1 / n): the loss keeps its exact bits."""
+    xp = chainer.backend.get_array_module(visible)
+    return (1.0 / _n_visible(visible).astype(xp.float64)).astype(visible.dtype)
 
 
 def masked_mse_autograd(pred: Any, target: Any, visible: Any) -> Any:
@@ -78,7 +88,7 @@ def masked_mse_autograd(pred: Any, target: Any, visible: Any) -> Any:
     n_samples, n_joints = visible.shape
     mask = xp.broadcast_to(visible[:, :, None], (n_samples, n_joints, 2))
     diff = F.reshape(pred - target, (n_samples, n_joints, 2)) * mask
-    return F.sum(diff * diff) / _n_visible(visible)
+    return F.sum(diff * diff) * _inverse_n_visible(visible)
 
 
 class MaskedMSE(chainer.function_node.FunctionNode):

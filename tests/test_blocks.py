@@ -1,0 +1,410 @@
+"""deeppose.blocks and deeppose.compare_stats: the schedule, the block runner with a fake machine,
+the disturbed-block detector, intervals against scipy, the precision helper, and a simulation of
+the whole rule (A/A false-positive rate and power) on a drifting machine with outlier blocks."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import os
+import sys
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from deeppose import blocks as B
+from deeppose import compare_stats as S
+
+
+# --- a fake machine: drift, a random walk of speed, per-process effects, outlier blocks ---------
+@dataclass
+class FakeMachine:
+    """Runs blocks of cells whose true times are `base_s`, on a machine whose speed drifts.
+
+    Per block: a slow linear trend (the machine +15 % slower by the last block), a random walk
+    of log speed (1.5 % per block), a per-process effect (lognormal, 3 %: memory layout, library
+    choices), and with probability `outlier_p` another process running beside it (samples x 1.1
+    to 1.6) that /proc/stat shows two times in three. Per sample: 2 % lognormal noise and a rare
+    spike. Warm-up runs are 3x slower. The fake clock advances by every run's duration.
+    """
+
+    base_s: dict[str, float]
+    total_blocks: int
+    rng: np.random.Generator
+    warmup: int = 2
+    repeats: int = S.REPEATS
+    outlier_p: float = 0.05
+    now: float = 0.0
+    busy: float = 0.0
+    own: float = 0.0
+    walk: float = 0.0
+    blocks_run: int = 0
+
+    def launch(self, cell: str) -> B.BlockOutput:
+        rng = self.rng
+        trend = 1 + 0.15 * self.blocks_run / max(self.total_blocks - 1, 1)
+        self.walk += rng.normal(0, 0.015)
+        speed = trend * math.exp(self.walk) * rng.lognormal(0, 0.03)
+        other_cores = 0.0
+        if rng.random() < self.outlier_p:
+            speed *= rng.uniform(1.1, 1.6)
+            other_cores = 0.8 if rng.random() < 2 / 3 else 0.0
+        samples = self.base_s[cell] * speed * rng.lognormal(0, 0.02, self.repeats)
+        samples *= np.where(rng.random(self.repeats) < 0.02, 1.5, 1.0)
+        warmup = self.base_s[cell] * speed * 3 * np.ones(self.warmup)
+        wall = float(samples.sum() + warmup.sum())
+        self.now += wall
+        self.own += wall
+        self.busy += wall * (1 + other_cores)
+        self.blocks_run += 1
+        return B.BlockOutput(tuple(samples.tolist()), tuple(warmup.tolist()))
+
+    def probe(self) -> B.CpuReading:
+        return B.CpuReading(monotonic_s=self.now, machine_busy_s=self.busy, own_s=self.own)
+
+
+def run_group(base_s: dict[str, float], rounds: int, seed: int, repeats: int = S.REPEATS) -> tuple[B.Block, ...]:
+    """One group on the fake machine: its cells plus the A/A twin of the first, interleaved."""
+    cells = list(base_s)
+    arms = B.arms_with_control(cells, control=cells[0])
+    machine = FakeMachine(base_s, len(arms) * rounds, np.random.default_rng(seed), repeats=repeats)
+    return B.run_blocks(
+        B.schedule(arms, rounds, seed), machine.launch, probe=machine.probe,
+        load=lambda: (0.0, 0.0, 0.0), cores=2, wall_clock=lambda: machine.now,
+    )
+
+
+def rule_rates(effect: float, trials: int, rounds: int = S.ROUNDS, repeats: int = S.REPEATS,
+               threshold: float = S.THRESHOLD, seed: int = 0) -> tuple[float, float]:
+    """The rule over `trials` simulated groups of cells a (0.25 s) and b (a x (1 + effect)):
+    (rate of any verdict on the A/A pair, rate of 'b slower than a')."""
+    false_positives = detected = 0
+    for trial in range(trials):
+        blocks = run_group({"a": 0.25, "b": 0.25 * (1 + effect)}, rounds, seed * 100_000 + trial, repeats)
+        aa = S.compare(blocks, "a#1", "a", threshold)
+        false_positives += aa.verdict in (S.Verdict.FASTER, S.Verdict.SLOWER)
+        detected += S.compare(blocks, "b", "a", threshold).verdict is S.Verdict.SLOWER
+    return false_positives / trials, detected / trials
+
+
+# --- the schedule -------------------------------------------------------------------------
+def test_schedule_interleaves_every_arm_once_per_round_in_seeded_random_orders() -> None:
+    arms = B.arms_with_control(["pytorch/autograd", "pytorch/explicit", "chainer/autograd", "chainer/explicit"],
+                               control="chainer/explicit")
+    assert [a.name for a in arms][-1] == "chainer/explicit#1" and arms[-1].cell == "chainer/explicit"
+    slots = B.schedule(arms, rounds=20, seed=3)
+    assert slots == B.schedule(arms, rounds=20, seed=3)
+    assert slots != B.schedule(arms, rounds=20, seed=4)
+    for round_ in range(20):
+        in_round = [s for s in slots if s.round == round_]
+        assert sorted(a.name for a in (s.arm for s in in_round)) == sorted(a.name for a in arms)
+        assert [s.position for s in in_round] == list(range(len(arms)))
+    # rounds are contiguous (interleaved, not one arm after another) and orders vary
+    assert [s.round for s in slots] == sorted(s.round for s in slots)
+    orders = {tuple(s.arm.name for s in slots if s.round == r) for r in range(20)}
+    assert len(orders) > 10
+    firsts = Counter(s.arm.name for s in slots if s.position == 0)
+    assert len(firsts) == len(arms)  # every arm leads some round
+
+
+def test_schedule_and_arms_reject_bad_input() -> None:
+    with pytest.raises(ValueError):
+        B.schedule([B.Arm("a")], rounds=0, seed=0)
+    with pytest.raises(ValueError):
+        B.schedule([B.Arm("a"), B.Arm("a")], rounds=1, seed=0)
+    with pytest.raises(ValueError):
+        B.arms_with_control(["a", "b"], control="c")
+
+
+# --- interference and disturbed blocks ----------------------------------------------------
+STAT = """cpu  {user} 5 {system} 9000 40 0 {softirq} {steal} 77 0
+cpu0 1 0 1 1 0 0 0 0 0 0
+cpu1 1 0 1 1 0 0 0 0 0 0
+intr 1 2 3
+"""
+
+
+def test_machine_busy_time_from_proc_stat() -> None:
+    text = STAT.format(user=1000, system=300, softirq=20, steal=80)
+    # user + nice + system + irq + softirq + steal; guest (77) is inside user already
+    assert B.machine_busy_s(text, ticks_per_s=100) == pytest.approx((1000 + 5 + 300 + 0 + 20 + 80) / 100)
+    assert B.count_cpus(text) == 2
+    with pytest.raises(ValueError):
+        B.machine_busy_s("intr 1\n", 100)
+
+
+def test_real_readings_are_sane() -> None:
+    before = B.read_cpu()
+    sum(i * i for i in range(200_000))
+    after = B.read_cpu()
+    figures = B.interference(before, after, os.getloadavg(), os.cpu_count() or 1)
+    assert after.machine_busy_s >= before.machine_busy_s and figures.own_s > 0
+    assert figures.other_cpu_s >= 0 and figures.wall_s > 0
+
+
+def _figures(other_cores: float = 0.0, load: float = 0.0) -> B.Interference:
+    return B.Interference(10.0, 10.0 * (1 + other_cores), 10.0, 10.0 * other_cores, other_cores, (load, 0, 0), 2)
+
+
+def test_disturbed_block_detector_on_one_contaminated_block() -> None:
+    """Five quiet blocks and one that another process shared: only that one is flagged."""
+    rng = np.random.default_rng(5)
+    quiet = [0.25 * rng.lognormal(0, 0.01, 6) for _ in range(5)]
+    contaminated = 0.25 * rng.lognormal(0, 0.01, 6) * np.array([1, 1, 1.4, 1.5, 1, 1.05])
+    outputs = [B.BlockOutput(tuple(s)) for s in quiet[:3]] + [B.BlockOutput(tuple(contaminated))] + \
+              [B.BlockOutput(tuple(s)) for s in quiet[3:]]
+    readings = iter(
+        [B.CpuReading(0, 0, 0), B.CpuReading(10, 10, 10)] * 3
+        + [B.CpuReading(10, 10, 10), B.CpuReading(20, 28, 20)]  # others used 8 CPU s in 10 s
+        + [B.CpuReading(0, 0, 0), B.CpuReading(10, 10.5, 10)] * 2  # half a CPU s: below 0.1 cores
+    )
+    launched = iter(outputs)
+    slots = B.schedule([B.Arm("x")], rounds=6, seed=0)
+    blocks = B.run_blocks(slots, lambda cell: next(launched), retries=0, probe=lambda: next(readings),
+                          load=lambda: (0.3, 0.2, 0.1), cores=2, wall_clock=lambda: 0.0)
+    assert [b.disturbed for b in blocks] == [False, False, False, True, False, False]
+    reasons = " ".join(blocks[3].reasons)
+    assert "IQR/median" in reasons and "max/median" in reasons and "other processes" in reasons
+    assert blocks[3].interference.other_cores == pytest.approx(0.8)
+    assert blocks[4].interference.other_cpu_s == pytest.approx(0.5)
+
+
+def test_a_disturbed_block_is_rerun_and_the_last_attempt_counts() -> None:
+    spiky, calm = B.BlockOutput((1.0, 1.0, 2.0)), B.BlockOutput((1.1, 1.1, 1.1))
+    outputs = iter([spiky, spiky, calm, spiky, spiky, spiky])
+    slots = [B.Slot(0, 0, B.Arm("x")), B.Slot(0, 1, B.Arm("y"))]
+    blocks = B.run_blocks(slots, lambda cell: next(outputs), retries=2, probe=lambda: B.CpuReading(0, 0, 0),
+                          load=lambda: (0.0, 0.0, 0.0), cores=2)
+    assert [(b.arm, b.attempt, b.disturbed) for b in blocks] == [
+        ("x", 0, True), ("x", 1, True), ("x", 2, False), ("y", 0, True), ("y", 1, True), ("y", 2, True),
+    ]
+    kept = {b.arm: b for b in B.final(blocks)}
+    assert kept["x"].samples_s == calm.samples_s and kept["x"].attempt == 2
+    assert kept["y"].disturbed and kept["y"].attempt == 2  # every retry disturbed: left to the analysis
+
+
+@pytest.mark.parametrize(
+    ("samples", "figures", "expected"),
+    [
+        ([1.0, 1.0, 1.0, 1.0], _figures(), ()),
+        ([1.0, 1.0, 1.0, 1.3], _figures(), ("outlier",)),
+        ([0.8, 0.9, 1.1, 1.2], _figures(), ("spread",)),
+        ([1.0, 1.0, 1.0, 1.0], _figures(other_cores=0.5), ("other processes",)),
+        ([1.0, 1.0, 1.0, 1.0], _figures(load=1.9), ()),  # our previous block's load: below the cores
+        ([1.0, 1.0, 1.0, 1.0], _figures(load=3.5), ("load",)),
+    ],
+)
+def test_disturbance_reasons(samples: list[float], figures: B.Interference, expected: tuple[str, ...]) -> None:
+    assert tuple(r.split(":")[0] for r in B.disturbance_reasons(samples, figures)) == expected
+
+
+def test_a_disturbed_round_is_left_out_of_both_arms() -> None:
+    def block(arm: str, round_: int, median: float, disturbed: bool = False) -> B.Block:
+        return B.Block(round_, 0, arm, arm.split("#")[0], 0, (median,), (), 0.0, 1.0, _figures(), disturbed, ())
+
+    blocks = [block("a", r, 1.0 + 0.01 * r) for r in range(4)] + [block("b", r, 1.2 + 0.01 * r) for r in range(4)]
+    blocks[6] = block("b", 2, 5.0, disturbed=True)
+    result = S.compare(blocks, "b", "a")
+    assert result.rounds_used == (0, 1, 3) and result.rounds_dropped == (2,)
+    assert result.verdict is S.Verdict.SLOWER and result.ratio.n == 3
+    assert S.compare(blocks[:1] + blocks[4:5], "b", "a").verdict is S.Verdict.TOO_FEW_BLOCKS
+    nothing = S.compare(blocks[2:3] + blocks[6:7], "b", "a")  # the one shared round is disturbed
+    assert nothing.verdict is S.Verdict.TOO_FEW_BLOCKS and nothing.ratio.estimate is None
+    assert S.format_interval(nothing.ratio) == "n/a (no usable block)"
+
+
+# --- the block process protocol -----------------------------------------------------------
+def test_block_output_round_trips_through_stdout() -> None:
+    stream = io.StringIO()
+    print("framework chatter", file=stream)
+    B.emit_block(B.BlockOutput((0.25, 0.26), (0.9,), {"threads": 2}), stream)
+    parsed = B.parse_block(stream.getvalue())
+    assert parsed == B.BlockOutput((0.25, 0.26), (0.9,), {"threads": 2})
+    with pytest.raises(ValueError):
+        B.parse_block("nothing here\n")
+
+
+def test_subprocess_launch_runs_a_fresh_process_per_block() -> None:
+    code = (
+        "import os, sys; from deeppose.blocks import BlockOutput, emit_block; "
+        "emit_block(BlockOutput((0.001 * len(sys.argv[1]),), (), {'pid': os.getpid()}))"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    launch = B.subprocess_launch(lambda cell: [sys.executable, "-c", code, cell], env=env, timeout_s=60)
+    # retries=0: on a shared machine other processes may well disturb these tiny blocks
+    blocks = B.run_blocks(B.schedule([B.Arm("ab"), B.Arm("abcd")], rounds=2, seed=1), launch, retries=0)
+    assert len({b.extra["pid"] for b in blocks}) == 4 and os.getpid() not in {b.extra["pid"] for b in blocks}
+    assert {b.cell: b.samples_s for b in blocks} == {"ab": (0.002,), "abcd": (0.004,)}
+    # the children's own CPU time is ours, not "other processes'"
+    assert all(b.interference.own_s > 0 and b.ended_at >= b.started_at for b in blocks)
+    failing = B.subprocess_launch(lambda cell: [sys.executable, "-c", "import sys; sys.exit('boom')"], env=env)
+    with pytest.raises(RuntimeError, match="boom"):
+        failing("x")
+
+
+def test_blocks_serialise_to_json() -> None:
+    blocks = run_group({"a": 0.25, "b": 0.3}, rounds=2, seed=0)
+    record = json.loads(json.dumps([dataclasses.asdict(b) for b in blocks], allow_nan=False))
+    assert {r["arm"] for r in record} == {"a", "b", "a#1"}
+    assert all(len(r["warmup_s"]) == 2 and len(r["samples_s"]) == S.REPEATS for r in record)
+
+
+# --- intervals against scipy --------------------------------------------------------------
+KNOWN_A = {0: 0.251, 1: 0.262, 2: 0.248, 3: 0.270, 4: 0.255, 5: 0.259}
+KNOWN_B = {0: 0.240, 1: 0.244, 2: 0.239, 3: 0.251, 4: 0.246, 5: 0.241}
+
+
+def test_paired_ratio_matches_scipy_ttest_rel() -> None:
+    la, lb = np.log(list(KNOWN_A.values())), np.log(list(KNOWN_B.values()))
+    expected = scipy_stats.ttest_rel(la, lb).confidence_interval(0.95)
+    got = S.paired_ratio(KNOWN_A, KNOWN_B)
+    assert math.log(got.low) == pytest.approx(expected.low, rel=1e-12)
+    assert math.log(got.high) == pytest.approx(expected.high, rel=1e-12)
+    assert got.estimate == pytest.approx(math.exp(np.mean(la - lb)), rel=1e-12) and got.n == 6
+
+
+def test_paired_ratio_pairs_by_round_not_by_position() -> None:
+    shuffled = {r: KNOWN_B[r] for r in (3, 0, 5, 1, 4, 2)}
+    extra = {**KNOWN_A, 9: 10.0}  # a round b lacks is ignored
+    assert S.paired_ratio(extra, shuffled) == S.paired_ratio(KNOWN_A, KNOWN_B)
+
+
+def test_welch_ratio_and_cell_interval_match_scipy() -> None:
+    la, lb = np.log(list(KNOWN_A.values())), np.log(list(KNOWN_B.values()))[:4]
+    expected = scipy_stats.ttest_ind(la, lb, equal_var=False).confidence_interval(0.95)
+    got = S.welch_ratio(list(KNOWN_A.values()), list(KNOWN_B.values())[:4])
+    assert (math.log(got.low), math.log(got.high)) == pytest.approx((expected.low, expected.high), rel=1e-10)
+    cell = S.cell_estimate(list(KNOWN_A.values()))
+    low, high = scipy_stats.t.interval(0.95, la.size - 1, loc=la.mean(), scale=scipy_stats.sem(la))
+    assert (math.log(cell.low), math.log(cell.high)) == pytest.approx((low, high), rel=1e-12)
+    assert cell.estimate == pytest.approx(np.median(list(KNOWN_A.values())))
+
+
+def test_paired_difference_matches_scipy() -> None:
+    a, b = np.array(list(KNOWN_A.values())), np.array(list(KNOWN_B.values()))
+    expected = scipy_stats.ttest_rel(a, b).confidence_interval(0.95)
+    got = S.paired_difference(KNOWN_A, KNOWN_B)
+    assert (got.low, got.high) == pytest.approx((expected.low, expected.high), rel=1e-12)
+
+
+def test_bca_interval_is_scipys_and_close_to_t_on_many_rounds() -> None:
+    rng = np.random.default_rng(2)
+    a = {r: float(v) for r, v in enumerate(0.25 * rng.lognormal(0.05, 0.03, 40))}
+    b = {r: float(v) for r, v in enumerate(0.25 * rng.lognormal(0.0, 0.03, 40))}
+    d = np.log(list(a.values())) - np.log(list(b.values()))
+    direct = scipy_stats.bootstrap((d,), np.mean, n_resamples=S.BOOTSTRAP_RESAMPLES, method="BCa",
+                                   rng=np.random.default_rng(0)).confidence_interval
+    bca = S.paired_ratio(a, b, method="bca")
+    assert (math.log(bca.low), math.log(bca.high)) == pytest.approx((direct.low, direct.high), rel=1e-12)
+    t = S.paired_ratio(a, b)
+    assert bca.low == pytest.approx(t.low, rel=0.01) and bca.high == pytest.approx(t.high, rel=0.01)
+    with pytest.raises(ValueError, match="allowed"):
+        S.paired_ratio(a, b, method="percentile")
+
+
+def test_one_block_gives_no_interval() -> None:
+    assert S.cell_estimate([0.3]).low is None
+    assert S.verdict(S.paired_ratio({0: 0.3}, {0: 0.2})) is S.Verdict.TOO_FEW_BLOCKS
+    with pytest.raises(ValueError):
+        S.paired_ratio({0: 0.3}, {1: 0.2})
+    with pytest.raises(ValueError):
+        S.cell_estimate([0.3, -1.0])
+
+
+# --- the verdict rule and the A/A summary --------------------------------------------------
+@pytest.mark.parametrize(
+    ("estimate", "low", "high", "expected"),
+    [
+        (1.20, 1.10, 1.30, S.Verdict.SLOWER),
+        (0.80, 0.70, 0.90, S.Verdict.FASTER),
+        (1.03, 1.01, 1.05, S.Verdict.NO_DIFFERENCE),  # excludes 1 but within the threshold
+        (1.20, 0.95, 1.45, S.Verdict.NO_DIFFERENCE),  # beyond the threshold but includes 1
+        (0.96, 0.94, 0.98, S.Verdict.NO_DIFFERENCE),  # 1 / 0.96 = 1.042 < 1.05
+    ],
+)
+def test_verdict_needs_both_the_interval_and_the_threshold(estimate, low, high, expected) -> None:
+    assert S.verdict(S.Interval(estimate, low, high, 6, 0.95, "t"), threshold=0.05) is expected
+
+
+def test_control_summary_counts_false_positives() -> None:
+    def comparison(verdict: S.Verdict) -> S.Comparison:
+        interval = S.Interval(1.0, 0.9, 1.1, 6, 0.95, "t")
+        return S.Comparison("a#1", "a", interval, interval, verdict, (0, 1), ())
+
+    summary = S.control_summary([comparison(S.Verdict.NO_DIFFERENCE), comparison(S.Verdict.SLOWER),
+                                 comparison(S.Verdict.NO_DIFFERENCE), comparison(S.Verdict.TOO_FEW_BLOCKS)])
+    assert summary.significant == (False, True, False, False)
+    assert summary.false_positives == 1 and summary.false_positive_rate == pytest.approx(1 / 3)
+    assert S.control_summary([]).false_positive_rate is None
+
+
+def test_between_block_disagreement_is_flagged() -> None:
+    rng = np.random.default_rng(1)
+
+    def block(cell: str, round_: int, level: float) -> B.Block:
+        samples = tuple((level * rng.lognormal(0, 0.01, 6)).tolist())
+        return B.Block(round_, 0, cell, cell, 0, samples, (), 0.0, 1.0, _figures(), False, ())
+
+    steady = [block("a", r, 0.25) for r in range(4)]
+    shifting = [block("b", r, 0.25 * (1 + 0.1 * r)) for r in range(4)]
+    found = {agreement.cell: agreement for agreement in S.block_agreement(steady + shifting)}
+    assert not found["a"].disagree and found["a"].p_value > 0.05
+    assert found["b"].disagree and found["b"].p_value < 0.001
+
+
+def test_analyse_group_on_the_fake_machine() -> None:
+    cells = {"pytorch/autograd": 0.20, "pytorch/explicit": 0.20, "chainer/autograd": 0.40, "chainer/explicit": 0.40}
+    blocks = run_group(cells, rounds=S.ROUNDS, seed=11)
+    pairs = [("chainer/autograd", "pytorch/autograd"), ("pytorch/explicit", "pytorch/autograd")]
+    analysis = S.analyse_group(blocks, pairs, control="pytorch/autograd")
+    assert set(analysis.cells) == set(cells)
+    for cell, base in cells.items():  # the fake machine drifts (mostly slower) over the run
+        assert 0.9 * base <= analysis.cells[cell].estimate <= 1.2 * base
+    framework, loss = analysis.comparisons
+    assert framework.verdict is S.Verdict.SLOWER and framework.ratio.low < 2.0 < framework.ratio.high
+    assert loss.verdict is S.Verdict.NO_DIFFERENCE and analysis.control.verdict is S.Verdict.NO_DIFFERENCE
+    assert analysis.disagree  # the fake's 3 % per-process effect exceeds its 2 % within-block noise
+    assert analysis.control.a == B.twin("pytorch/autograd") == "pytorch/autograd#1"
+    assert analysis.blocks_run >= 5 * S.ROUNDS and len(analysis.agreement) == 4
+    json.dumps(dataclasses.asdict(analysis), allow_nan=False)  # strict JSON, verdicts as strings
+
+
+# --- printing precision -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("value", "half_width", "text"),
+    [
+        (0.253456, 0.0123, "0.253 ± 0.012"),
+        (0.253456, 0.0996, "0.25 ± 0.10"),  # 0.0996 rounds up to 0.10: one decimal fewer
+        (12345.6, 234.0, "12350 ± 230"),
+        (1.23456, 0.5, "1.23 ± 0.50"),
+        (-0.01234, 0.0041, "-0.0123 ± 0.0041"),
+        (0.25, 0.0, "0.250 ± 0.000"),  # no spread at all: three significant digits of the value
+    ],
+)
+def test_round_to_interval(value: float, half_width: float, text: str) -> None:
+    assert str(S.round_to_interval(value, half_width)) == text
+
+
+def test_format_interval_uses_the_intervals_precision() -> None:
+    assert S.format_interval(S.Interval(0.2534, 0.2411, 0.2662, 6, 0.95, "t"), 1e3, "ms") == "253 [241, 266] ms"
+    assert S.format_interval(S.Interval(1.0132, 0.9981, 1.0285, 6, 0.95, "t")) == "1.013 [0.998, 1.028]"
+    assert S.format_interval(S.Interval(0.25, None, None, 1, 0.95, "one")) == "0.25 (no interval)"
+    with pytest.raises(ValueError):
+        S.round_to_interval(1.0, -0.1)
+
+
+# --- the whole rule on the fake machine ------------------------------------------------------
+def test_rule_false_positive_rate_and_power_on_a_drifting_machine() -> None:
+    """1,000 simulated groups with no difference and 1,000 with b 10 % slower, each run through
+    the schedule, the runner, the disturbed-block filter and the verdict at the defaults."""
+    false_positive_rate, _ = rule_rates(effect=0.0, trials=1000, seed=1)
+    _, power = rule_rates(effect=0.10, trials=1000, seed=2)
+    print(f"rounds {S.ROUNDS}, repeats {S.REPEATS}, threshold {S.THRESHOLD}: "
+          f"A/A false-positive rate {false_positive_rate:.3f}, power at 10 % {power:.3f}")
+    assert false_positive_rate <= 0.05
+    assert power >= 0.90
