@@ -37,7 +37,7 @@ import numpy as np
 from deeppose.backends import create_backend
 from deeppose.harness import measure
 from deeppose.model import ModelConfig, init_weights
-from deeppose.timing import synthetic_batch
+from deeppose.core import synthetic_batch
 
 
 def bare_sample(step, setup, sync) -> int:

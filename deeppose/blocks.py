@@ -216,8 +216,9 @@ class BlockOutput:
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. threads, versions, a manifest
 
 
-def emit_block(output: BlockOutput, stream: TextIO = sys.stdout) -> None:
+def emit_block(output: BlockOutput, stream: TextIO | None = None) -> None:
     """Write the block's result as the last line of stdout (the block process side)."""
+    stream = stream or sys.stdout  # looked up now: a redirected stdout (pytest's capsys) counts
     record = {"samples_s": list(output.samples_s), "warmup_s": list(output.warmup_s), "extra": output.extra}
     stream.write(json.dumps({BLOCK_TAG: record}) + "\n")
     stream.flush()

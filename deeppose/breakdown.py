@@ -94,7 +94,7 @@ def breakdown_job(params: Params, job: Job, synthetic: bool, peak_size: int = PE
     """Measure one job (see the module docstring) and return its result."""
     from deeppose.environment import describe as describe_environment
     from deeppose.harness import measure
-    from deeppose.timing import core_inputs, job_header
+    from deeppose.core import core_inputs, job_header
 
     timing = params.section("timing")
     warmup, threads = int(timing["warmup"]), int(timing["threads"])

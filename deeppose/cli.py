@@ -26,6 +26,7 @@ from deeppose.errors import DeepPoseError
 TOOLS: dict[str, tuple[str, str]] = {
     "status": ("deeppose.status", "list results that no longer match the code or parameters"),
     "dvc-yaml": ("deeppose.dvc_yaml", "write dvc.yaml from the stage table"),
+    "time-block": ("deeppose.timing_block", "one timing block (the `time` stage's child process)"),
 }
 
 

@@ -3,10 +3,13 @@
     python -m deeppose dvc-yaml            # rewrite dvc.yaml for params.yaml's frameworks
     python -m deeppose dvc-yaml --check    # fail (one line) when the committed file is not current
 
-Jobs of a framework-specific stage form one matrix stage per framework (`time-chainer@autograd-cpu-3`):
-its loss modes, devices and batch exponents come from params.yaml at `dvc repro` time, while its
-code dependencies are that framework's own (its backend module and what it imports), so editing one
-backend reruns only that framework's jobs. Changing `grid.frameworks` needs this command again.
+Jobs of a framework-specific stage form one matrix stage per framework
+(`breakdown-chainer@autograd-cpu-3`): its loss modes, devices and batch exponents come from
+params.yaml at `dvc repro` time, while its code dependencies are that framework's own (its backend
+module and what it imports), so editing one backend reruns only that framework's jobs. A timing
+group measures every framework x loss mode together, so `time` is one matrix stage over devices and
+batch exponents whose outputs name every cell. Changing `grid.frameworks` or `grid.loss_modes`
+needs this command again.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from deeppose import paths
 from deeppose.atomic import write_text
 from deeppose.config import Params, load_params
 from deeppose.errors import DeepPoseError
-from deeppose.grid import Job
+from deeppose.grid import Group, Job
 from deeppose.provenance import code_files
 from deeppose.stages import STAGES, Stage, command
 
@@ -39,7 +42,7 @@ def _in_git(path: Path) -> bool:
     return any(path.is_relative_to(root) for root in GIT_TRACKED)
 
 
-def _outs(stage: Stage, job: Job | None) -> dict[str, list[Any]]:
+def _outs(stage: Stage, job: Job | Group | None) -> dict[str, list[Any]]:
     """outs / metrics / plots entries of one stage (or matrix stage)."""
     sections: dict[str, list[Any]] = {"outs": [], "metrics": [], "plots": []}
     for name, path in stage.outputs(job).items():
@@ -50,12 +53,12 @@ def _outs(stage: Stage, job: Job | None) -> dict[str, list[Any]]:
             sections["plots"].append({text: {"cache": False, "x": "elapsed_s", "y": "loss"}})
         else:
             sections["outs"].append({text: {"cache": False}} if _in_git(path) else text)
-    if stage.state is not None and job is not None:
+    if stage.state is not None and isinstance(job, Job):
         sections["outs"].append({stage.state(job).as_posix(): {"persist": True}})
     return {key: value for key, value in sections.items() if value}
 
 
-def _entry(stage: Stage, job: Job | None, code_job: Job | None) -> dict[str, Any]:
+def _entry(stage: Stage, job: Job | Group | None, code_job: Job | Group | None) -> dict[str, Any]:
     deps = [p.as_posix() for p in stage.inputs] + code_files(stage, code_job)
     if stage.reads_results:
         deps.insert(0, paths.RESULTS.as_posix())
@@ -65,9 +68,15 @@ def _entry(stage: Stage, job: Job | None, code_job: Job | None) -> dict[str, Any
 def generate(params: Params) -> dict[str, Any]:
     """dvc.yaml's content for `params`' frameworks."""
     stages: dict[str, Any] = {}
+    grid = params.raw["grid"]
     for stage in STAGES.values():
         if stage.jobs is None:
             stages[stage.name] = _entry(stage, None, None)
+            continue
+        if stage.jobs == "group":
+            group = Group("${item.device}", "${item.batch_exp}", tuple(grid["frameworks"]), tuple(grid["loss_modes"]))  # type: ignore[arg-type]
+            matrix = {"device": "${grid.devices}", "batch_exp": "${" + str(stage.batch_exponents_key) + "}"}
+            stages[stage.name] = {"matrix": matrix, **_entry(stage, group, group)}
             continue
         for framework in params.raw["grid"]["frameworks"]:
             matrix = {"loss": "${grid.loss_modes}", "device": "${grid.devices}"}

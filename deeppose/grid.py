@@ -81,3 +81,29 @@ def train_jobs(grid: dict) -> list[Job]:
 def batch_jobs(grid: dict, exponents: Iterable[int]) -> list[Job]:
     """Every training cell at each batch exponent: the timing or breakdown jobs."""
     return [Job(job.framework, job.loss, job.device, int(exp)) for job in train_jobs(grid) for exp in exponents]
+
+
+@dataclass(frozen=True)
+class Group:
+    """One timing group: every framework x loss mode of the grid at one device and batch size,
+    measured interleaved so that they can be compared (deeppose.timing)."""
+
+    device: str
+    batch_exp: int
+    frameworks: tuple[str, ...]
+    loss_modes: tuple[str, ...]
+
+    @classmethod
+    def of(cls, grid: dict, device: str, batch_exp: int) -> Group:
+        return cls(device, batch_exp, tuple(grid["frameworks"]), tuple(grid["loss_modes"]))
+
+    @property
+    def label(self) -> str:
+        return f"{self.device}/b{self.batch_exp}"
+
+    def jobs(self) -> list[Job]:
+        return [Job(fw, loss, self.device, self.batch_exp) for fw in self.frameworks for loss in self.loss_modes]
+
+
+def timing_groups(grid: dict) -> list[Group]:
+    return [Group.of(grid, device, int(exp)) for device in grid["devices"] for exp in grid["batch_exponents"]]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from deeppose.config import Params
-from deeppose.grid import Job
+from deeppose.grid import Group, Job
 from deeppose.results import Provenance
 from deeppose.stages import STAGES, Stage, backend_module
 
@@ -71,7 +71,7 @@ def module_closure(roots: tuple[str, ...]) -> list[str]:
     return sorted(seen)
 
 
-def code_files(stage: Stage, job: Job | None = None) -> list[str]:
+def code_files(stage: Stage, job: Job | Group | None = None) -> list[str]:
     """Project-relative paths of the code a job of `stage` runs, the lock file included."""
     modules = module_closure((stage.module, *stage.extra_modules, *backend_module(job)))
     files = {_module_file(m).relative_to(ROOT).as_posix() for m in modules}  # type: ignore[union-attr]
@@ -95,7 +95,7 @@ def params_read(stage: Stage, params: Params) -> dict[str, Any]:
     return values
 
 
-def record(stage_name: str, params: Params, job: Job | None = None) -> Provenance:
+def record(stage_name: str, params: Params, job: Job | Group | None = None) -> Provenance:
     """The provenance a result of `stage_name` for `job` carries."""
     stage = STAGES[stage_name]
     return Provenance(
@@ -107,8 +107,12 @@ def record(stage_name: str, params: Params, job: Job | None = None) -> Provenanc
 
 
 def stale_reasons(provenance: Provenance, params: Params, job: Job | None = None) -> list[str]:
-    """Why a result no longer matches the current code and parameters (empty when current)."""
-    current = record(provenance.stage, params, job)
+    """Why a result no longer matches the current code and parameters (empty when current); a
+    timing cell is judged by its group's code (every framework of the grid ran in it)."""
+    if STAGES[provenance.stage].jobs == "group" and job is not None and job.batch_exp is not None:
+        current = record(provenance.stage, params, Group.of(params.raw["grid"], job.device, job.batch_exp))
+    else:
+        current = record(provenance.stage, params, job)
     changed = sorted(
         path for path in set(current.code) | set(provenance.code)
         if current.code.get(path) != provenance.code.get(path)

@@ -272,20 +272,73 @@ class TrainMetrics(Record):
 
 
 @dataclasses.dataclass(frozen=True)
+class BlockInterference(Record):
+    """What other processes did to the machine during one block (deeppose.blocks.Interference)."""
+
+    wall_s: float
+    machine_busy_s: float
+    own_s: float
+    other_cpu_s: float
+    other_cores: float
+    load_before: list[float]  # 1, 5, 15 min, read just before the block
+    cores: int
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockRecord(Record):
+    """One block (a fresh process) of one arm: every raw sample, warm-ups kept apart."""
+
+    round: int
+    position: int  # its place in the round's seeded order
+    arm: str  # the cell, or the cell's A/A twin (`cell#1`)
+    attempt: int  # 0, or the how-many-th rerun of a disturbed block
+    samples_s: list[float]  # the core process (forward + loss + backward)
+    warmup_s: list[float]
+    optimizer_step_s: list[float]  # the optimiser update, timed the same way (empty when off)
+    loss_s: list[float]  # the loss alone, forward + backward into the predictions
+    started_at: float  # Unix time
+    ended_at: float
+    interference: BlockInterference
+    disturbed: bool
+    reasons: list[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class IntervalRecord(Record):
+    """An estimate and its interval (deeppose.compare_stats.Interval); None where none exists."""
+
+    estimate: float | None
+    low: float | None
+    high: float | None
+    n: int
+    level: float
+    method: str
+
+
+@dataclasses.dataclass(frozen=True)
 class TimingResult(Record):
+    """One cell of a timing group: every block of its arm (and of its A/A twin when it is the
+    group's control), and its time from the blocks."""
+
     KIND: ClassVar[str] = "time"
     job: JobId
     batch_size: int
     warmup: int
-    repeats: int
+    repeats: int  # samples per block
+    rounds: int  # blocks per arm (timing.blocks)
     seed: int
+    schedule_seed: int  # the group's block order
     input: str
-    measurements: dict[str, Measurement]
+    group: list[str]  # the cells measured interleaved with this one, `framework/loss`
+    control: str  # the group's A/A cell
+    blocks: list[BlockRecord]
+    control_blocks: list[BlockRecord]  # the A/A twin's blocks, in the control cell's file only
+    time_s: IntervalRecord  # the core process: median of block medians, t-interval on logs
     flops: int
-    flops_per_s: float | None
+    flops_per_s: float | None  # flops / time_s.estimate
     threads: dict[str, Any]
     versions: dict[str, str]
-    environment: dict[str, Any]
+    environment: dict[str, Any]  # includes `fairness`, the manifest of the process that timed
     provenance: Provenance
 
 

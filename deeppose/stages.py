@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from deeppose import paths
-from deeppose.grid import FRAMEWORK_MODULES, Job
+from deeppose.grid import FRAMEWORK_MODULES, Group, Job
 
 
 @dataclass(frozen=True)
@@ -23,12 +24,14 @@ class Stage:
     module: str  # the module whose add_arguments/run implement it
     help: str
     params: tuple[str, ...]  # dotted params.yaml keys it reads; editing one reruns it
-    jobs: str | None = None  # None (one job), "train" or "timing"/"breakdown" (one per grid cell)
+    # None (one job), "train" or "breakdown" (one per grid cell), "group" (one per device and
+    # batch size: every framework x loss mode measured together, deeppose.timing)
+    jobs: str | None = None
     inputs: tuple[Path, ...] = ()  # what it reads that other stages write
     reads_results: bool = False  # reads every result of the grid (the report)
     extra_modules: tuple[str, ...] = ()  # modules it runs that no import statement names
     measures: bool = False  # takes every core: never beside another job
-    outputs: Callable[[Job | None], dict[str, Path]] = field(default=lambda job: {})
+    outputs: Callable[[Any], dict[str, Path]] = field(default=lambda job: {})
     directories: tuple[str, ...] = ()  # output names that are folders
     state: Callable[[Job], Path] | None = None  # a job's own resumable state (DVC persists it;
     # Snakemake is not told of it, since it deletes declared outputs before rerunning a job)
@@ -36,7 +39,11 @@ class Stage:
     @property
     def batch_exponents_key(self) -> str | None:
         """The params.yaml list its jobs' batch exponents come from."""
-        return {"timing": "grid.batch_exponents", "breakdown": "breakdown.batch_exponents"}.get(self.jobs or "")
+        return {"group": "grid.batch_exponents", "breakdown": "breakdown.batch_exponents"}.get(self.jobs or "")
+
+
+def _group_outputs(group: Group) -> dict[str, Path]:
+    return {f"{job.framework}_{job.loss}": paths.timing_result(job) for job in group.jobs()}
 
 
 def _train_outputs(job: Job | None) -> dict[str, Path]:
@@ -66,10 +73,11 @@ STAGES: dict[str, Stage] = {
             outputs=_train_outputs, state=paths.checkpoint_dir,
         ),
         Stage(
-            "time", "deeppose.timing", "time forward+loss+backward of the core process",
-            params=("seed", "model", "timing", "train.optimizer", "train.lr", "train.momentum"),
-            jobs="timing", inputs=(paths.PREPARED,), measures=True,
-            outputs=lambda job: {"result": paths.timing_result(job)},
+            "time", "deeppose.timing", "time the core process of every framework x loss mode in interleaved blocks",
+            params=("seed", "model", "timing", "train.optimizer", "train.lr", "train.momentum",
+                    "grid.frameworks", "grid.loss_modes"),
+            jobs="group", inputs=(paths.PREPARED,), extra_modules=("deeppose.timing_block",), measures=True,
+            outputs=_group_outputs,
         ),
         Stage(
             "peak", "deeppose.peak", "measure the machine's fp32 matrix-multiply throughput",
@@ -96,15 +104,20 @@ STAGES: dict[str, Stage] = {
 }
 
 
-def backend_module(job: Job | None) -> tuple[str, ...]:
-    """The one backend module a job runs (none for stages without a framework)."""
+def backend_module(job: Job | Group | None) -> tuple[str, ...]:
+    """The backend modules a job runs: its framework's, every framework's of a timing group,
+    none for stages without a framework."""
+    if isinstance(job, Group):
+        return tuple(FRAMEWORK_MODULES[f] for f in job.frameworks if f in FRAMEWORK_MODULES)
     return (FRAMEWORK_MODULES[job.framework],) if job is not None and job.framework in FRAMEWORK_MODULES else ()
 
 
-def command(stage: Stage, params_file: str, job: Job | None = None) -> str:
+def command(stage: Stage, params_file: str, job: Job | Group | None = None) -> str:
     """The stage's command line; `job` may hold engine placeholders instead of values."""
     parts = ["python -m deeppose", stage.name, "--params", params_file]
-    if job is not None:
+    if isinstance(job, Group):
+        parts += ["--device", job.device, "--batch-exp", str(job.batch_exp)]
+    elif job is not None:
         parts += ["--framework", job.framework, "--loss", job.loss, "--device", job.device]
         if job.batch_exp is not None:
             parts += ["--batch-exp", str(job.batch_exp)]

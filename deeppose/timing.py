@@ -1,186 +1,144 @@
-"""Stage `time`: time the study's core process, forward (train mode) + loss + backward.
+"""Stage `time`: one group of interleaved timing blocks, every framework x loss mode of the grid at
+one device and batch size.
 
-    python -m deeppose time --framework pytorch --loss autograd --device cpu --batch-exp 3
+    python -m deeppose time --device cpu --batch-exp 3
 
-For one job (framework x loss mode x device x batch size 2^N) this builds the network from the
-seeded neutral weights, puts a batch of 2^N prepared test samples (centre crops; indices cycle
-when the batch is larger than the test set) or, with `--synthetic-input`, seeded random tensors on
-the device, and times the core process with `deeppose.harness.measure`: gradients cleared outside
-the timed region, the device synchronised before every clock read, `timing.warmup` runs dropped,
-`timing.repeats` runs kept one by one. With `timing.optimizer_step` the optimiser update is timed
-the same way, as a separate measurement with its own warm-up. The result, with statistics of the
-kept samples, FLOP rate, threads, versions and machine, goes to
-`results/time/<framework>/<loss>/<device>/b<N>.json`; nothing is written when the job fails.
+The cells the report compares with each other are measured together (deeppose.blocks): in each of
+`timing.blocks` rounds every arm runs one block, a fresh `python -m deeppose time-block` process,
+in an order drawn from a generator seeded by (seed, device, batch exponent), so drift and
+interference fall on every arm alike and two arms pair by round. One cell, the group's first, is
+measured twice as two arms: the A/A control, whose comparison shows what noise alone does. Each
+block records every raw sample, its warm-ups apart, and what else used the machine meanwhile; a
+disturbed block is rerun at once and every attempt kept.
+
+One result per cell goes to `results/time/<framework>/<loss>/<device>/b<N>.json` (a
+`TimingResult`): its blocks, the A/A twin's blocks in the control cell's file, and its time (the
+median of its block medians with a t-interval on their logarithms). Nothing is written unless
+every block of the group ran.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 import numpy as np
 
 from deeppose import paths, provenance
+from deeppose.blocks import Block, Launch, arms_with_control, run_blocks, schedule, subprocess_launch, twin
+from deeppose.compare_stats import LEVEL, cell_estimate
 from deeppose.config import Params, load_params
+from deeppose.core import job_header
+from deeppose.environment import describe as describe_environment
 from deeppose.errors import DeepPoseError
-from deeppose.grid import Job, add_job_arguments, job_from_args
-from deeppose.harness import Measurement, measure
-from deeppose.results import TimingResult, job_id
-from deeppose.stats import describe
+from deeppose.grid import DEVICES, Group, Job, check_job
+from deeppose.model import total_flops
+from deeppose.results import BlockRecord, IntervalRecord, TimingResult
 
-CORE_WHAT = "forward + loss + backward"
-OPTIMIZER_WHAT = "optimizer update"
+BLOCK_TIMEOUT_S = 1800  # a block of AlexNet at batch 4096 on a slow CPU; beyond it, something hangs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_job_arguments(parser, batch_exp=True)
-    parser.add_argument(
-        "--synthetic-input",
-        action="store_true",
-        help="time on seeded random tensors instead of the prepared test set (needs no data)",
+    parser.add_argument("--device", default="cpu", help=f"device: {', '.join(DEVICES)} (default: cpu)")
+    parser.add_argument("--batch-exp", type=int, required=True, help="batch size 2^N")
+    parser.add_argument("--synthetic-input", action="store_true", help="seeded random tensors, not the test set")
+
+
+def schedule_seed(params: Params, group: Group) -> int:
+    return int(np.random.SeedSequence([params.seed, DEVICES.index(group.device), group.batch_exp]).generate_state(1)[0])
+
+
+def block_command(params: Params, group: Group, synthetic: bool) -> Any:
+    def command(cell: str) -> list[str]:
+        framework, loss = cell.split("/")
+        argv = [sys.executable, "-m", "deeppose", "time-block", "--params", str(params.path), "--framework",
+                framework, "--loss", loss, "--device", group.device, "--batch-exp", str(group.batch_exp)]
+        return argv + (["--synthetic-input"] if synthetic else [])
+
+    return command
+
+
+def _record(block: Block) -> BlockRecord:
+    figures = block.interference
+    return BlockRecord.create(
+        round=block.round, position=block.position, arm=block.arm, attempt=block.attempt,
+        samples_s=list(block.samples_s), warmup_s=list(block.warmup_s),
+        optimizer_step_s=block.extra["optimizer_step_s"], loss_s=block.extra["loss_s"],
+        started_at=block.started_at, ended_at=block.ended_at,
+        interference={
+            "wall_s": figures.wall_s, "machine_busy_s": figures.machine_busy_s, "own_s": figures.own_s,
+            "other_cpu_s": figures.other_cpu_s, "other_cores": figures.other_cores,
+            "load_before": list(figures.load_before), "cores": figures.cores,
+        },
+        disturbed=block.disturbed, reasons=list(block.reasons),
     )
 
 
-# --- input ------------------------------------------------------------------------------
-def synthetic_batch(batch_size: int, seed: int, n_joints: int = 14) -> tuple[np.ndarray, ...]:
-    """Seeded random images in [0, 1), targets in [0, 1) and ~80% visible joints."""
-    from deeppose.model import INPUT_SIZE
-
-    rng = np.random.Generator(np.random.PCG64(seed))
-    images = rng.random((batch_size, 3, INPUT_SIZE, INPUT_SIZE), dtype=np.float32)
-    targets = rng.random((batch_size, 2 * n_joints), dtype=np.float32)
-    visible = (rng.random((batch_size, n_joints)) < 0.8).astype(np.float32)
-    return images, targets, visible
-
-
-def prepared_batch(batch_size: int) -> tuple[np.ndarray, ...]:
-    """The first `batch_size` prepared test samples (cycled), centre-cropped, as float32 arrays."""
-    from deeppose.data.batches import make_batch
-    from deeppose.data.dataset import load_prepared
-
-    try:
-        data = load_prepared(folder=paths.PREPARED, split="test")
-    except FileNotFoundError as error:
-        raise DeepPoseError(
-            f"prepared test set not found under {paths.PREPARED}/ ({error.filename or error}); run "
-            "`python -m deeppose prepare` first, or pass --synthetic-input"
-        ) from None
-    if len(data) == 0:
-        raise DeepPoseError(f"the prepared test set under {paths.PREPARED}/ is empty; rerun `python -m deeppose prepare`")
-    batch = make_batch(data, np.arange(batch_size) % len(data), crop="center")
-    return tuple(
-        np.ascontiguousarray(array, dtype=np.float32) for array in (batch.images, batch.targets, batch.visible)
-    )
+def cell_time(blocks: list[BlockRecord]) -> IntervalRecord:
+    """The median of the final, undisturbed block medians, with its t-interval on logarithms."""
+    last: dict[int, BlockRecord] = {}
+    for block in blocks:
+        if block.round not in last or block.attempt > last[block.round].attempt:
+            last[block.round] = block
+    medians = [float(np.median(b.samples_s)) for b in last.values() if not b.disturbed]
+    if not medians:
+        return IntervalRecord(None, None, None, 0, LEVEL, "every block disturbed")
+    interval = cell_estimate(medians)
+    return IntervalRecord(interval.estimate, interval.low, interval.high, interval.n, interval.level, interval.method)
 
 
-# --- the measurement --------------------------------------------------------------------
-def measurement_record(what: str, measurement: Measurement) -> dict[str, Any]:
-    samples = measurement.samples_s
-    return {"what": what, "samples_s": samples, "stats": describe(samples)}
-
-
-def core_inputs(params: Params, job: Job, synthetic: bool) -> tuple[Any, tuple[Any, Any, Any]]:
-    """The backend with the seeded neutral weights and one batch of 2^N samples on the device:
-    what the core process runs on, the same in the `time` and `breakdown` stages. The backend
-    comes first, so that an unusable device fails before any data is read or written."""
-    from deeppose.backends import create_backend
-    from deeppose.model import init_weights
-
-    config = params.model
-    batch_size = 2 ** int(job.batch_exp)
-    backend = create_backend(job.framework, job.device, int(params.section("timing")["threads"]))
-    if synthetic:
-        arrays = synthetic_batch(batch_size, params.seed, config.n_joints)
-    else:
-        arrays = prepared_batch(batch_size)
-    backend.seed(params.seed)
-    backend.load_weights(init_weights(params.seed, config.n_joints), config)
-    on_device = tuple(backend.to_device(array) for array in arrays)
-    backend.synchronize()
-    return backend, on_device
-
-
-def job_header(params: Params, job: Job, synthetic: bool, warmup: int, repeats: int) -> dict[str, Any]:
-    """The fields that say what was measured, shared by the `time` and `breakdown` results."""
-    return {
-        "job": job_id(job),
-        "batch_size": 2 ** int(job.batch_exp),
-        "warmup": warmup,
-        "repeats": repeats,
-        "seed": params.seed,
-        "input": "synthetic" if synthetic else "prepared-test",
-    }
-
-
-def time_job(params: Params, job: Job, synthetic: bool) -> TimingResult:
-    """Run the measurements of one job and return the result (see the module docstring)."""
-    from deeppose.environment import describe as describe_environment
-    from deeppose.model import total_flops
-
+def time_group(
+    params: Params, group: Group, synthetic: bool, launch: Launch | None = None, **watch: Any
+) -> dict[Job, TimingResult]:
+    """Run the group's blocks and build one result per cell (see the module docstring). `launch`
+    runs one block, by default a fresh `python -m deeppose time-block` process; `watch` replaces
+    run_blocks' machine readings (probe, load, cores), for tests."""
     timing = params.section("timing")
-    warmup, repeats = int(timing["warmup"]), int(timing["repeats"])
-    batch_size = 2 ** int(job.batch_exp)
-    config = params.model
-    backend, (images, targets, visible) = core_inputs(params, job, synthetic)
-
-    def core() -> Any:
-        return backend.forward_backward(images, targets, visible, job.loss)
-
-    measurements = {
-        "core": measurement_record(
-            CORE_WHAT,
-            measure(core, repeats=repeats, warmup=warmup, setup=backend.zero_grad, sync=backend.synchronize),
+    cells = [f"{job.framework}/{job.loss}" for job in group.jobs()]
+    control = cells[0]
+    seed = schedule_seed(params, group)
+    slots = schedule(arms_with_control(cells, control), int(timing["blocks"]), seed)
+    launch = launch or subprocess_launch(block_command(params, group, synthetic), timeout_s=BLOCK_TIMEOUT_S)
+    try:
+        blocks = run_blocks(slots, launch, **watch)
+    except RuntimeError as error:
+        raise DeepPoseError(f"time {group.label}: {error}") from None
+    environment = describe_environment()
+    results = {}
+    for job, cell in zip(group.jobs(), cells):
+        own = [_record(b) for b in blocks if b.arm == cell]
+        twins = [_record(b) for b in blocks if b.arm == twin(cell)]
+        time_s = cell_time(own)
+        flops = int(total_flops(2**group.batch_exp, params.model.n_joints))
+        extra = next(b.extra for b in reversed(blocks) if b.arm == cell)
+        results[job] = TimingResult.create(
+            **job_header(params, job, synthetic, int(timing["warmup"]), int(timing["repeats"])),
+            rounds=int(timing["blocks"]), schedule_seed=seed, group=cells, control=control,
+            blocks=own, control_blocks=twins, time_s=time_s, flops=flops,
+            flops_per_s=flops / time_s.estimate if time_s.estimate else None,
+            threads=extra["threads"], versions=extra["versions"],
+            environment={**environment, "fairness": extra["fairness"]},
+            provenance=provenance.record("time", params, group),
         )
-    }
-    if timing["optimizer_step"]:
-        # Gradients from one untimed core run; each timed update then applies them again (the cost
-        # of an update does not depend on the gradients' values).
-        backend.set_optimizer(params.optimizer)
-        backend.zero_grad()
-        core()
-        backend.synchronize()
-        measurements["optimizer_step"] = measurement_record(
-            OPTIMIZER_WHAT,
-            measure(backend.optimizer_step, repeats=repeats, warmup=warmup, sync=backend.synchronize),
-        )
-
-    flops = int(total_flops(batch_size, config.n_joints))
-    median = measurements["core"]["stats"]["median"]
-    return TimingResult.create(
-        **job_header(params, job, synthetic, warmup, repeats),
-        measurements=measurements,
-        flops=flops,
-        flops_per_s=flops / median if median > 0 else None,
-        # Read after the runs: a library loaded lazily by the first run shows here too.
-        threads=backend.thread_info(),
-        versions=backend.versions(),
-        environment=describe_environment(),
-        provenance=provenance.record("time", params, job),
-    )
+    return results
 
 
 def summary_line(result: TimingResult) -> str:
-    core = result.measurements["core"].stats
-    std = core["std"] if core["std"] is not None else float("nan")
-    rate = result.flops_per_s
-    line = (
-        f"{result.job.framework}/{result.job.loss}/{result.job.device} batch 2^{result.job.batch_exp}="
-        f"{result.batch_size} ({result.input}): core median {core['median']:.4f} s, "
-        f"mean {core['mean']:.4f} ± {std:.4f} s (n={core['n']}), "
-        f"{rate / 1e9 if rate else float('nan'):.1f} GFLOP/s"
+    t = result.time_s
+    spread = f" [{t.low * 1e3:.4g}, {t.high * 1e3:.4g}]" if t.low is not None and t.high is not None else ""
+    disturbed = sum(b.disturbed for b in result.blocks)
+    return (
+        f"{result.job.framework}/{result.job.loss}: {t.estimate * 1e3 if t.estimate else float('nan'):.4g}{spread} ms "
+        f"over {len({b.round for b in result.blocks})} blocks ({disturbed} disturbed attempts)"
     )
-    if core["noisy"]:
-        line += f" [noisy: IQR/median {core['iqr_over_median']:.2f}]"
-    step = result.measurements.get("optimizer_step")
-    if step:
-        line += f"; optimizer step median {step.stats['median']:.4f} s"
-    return line
 
 
 def run(args: argparse.Namespace) -> None:
     params = load_params(args.params)
-    job = job_from_args(args)
-    result = time_job(params, job, synthetic=args.synthetic_input)
-    out = paths.timing_result(job)
-    result.write(out)
-    print(f"{summary_line(result)} -> {out}")
+    check_job(params.raw["grid"]["frameworks"][0], params.raw["grid"]["loss_modes"][0], args.device, args.batch_exp)
+    group = Group.of(params.raw["grid"], args.device, args.batch_exp)
+    results = time_group(params, group, synthetic=args.synthetic_input)
+    for job, result in results.items():
+        result.write(paths.timing_result(job))
+    print(f"time {group.label}: " + "; ".join(summary_line(r) for r in results.values()))

@@ -180,7 +180,7 @@ def test_summarize_medians_flops_and_overhead() -> None:
 @pytest.mark.parametrize(("framework", "mode"), [("pytorch", "autograd"), ("chainer", "explicit")])
 def test_profile_core_attributes_every_layer_in_both_phases(framework: str, mode: str) -> None:
     from deeppose.backends import create_backend
-    from deeppose.timing import synthetic_batch
+    from deeppose.core import synthetic_batch
 
     backend = create_backend(framework, "cpu", threads=1)
     backend.seed(0)

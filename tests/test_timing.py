@@ -1,5 +1,6 @@
-"""The timing harness (fake clock, no framework), the `time` stage (fake backend, stand-in data),
-thread limits (subprocesses), device errors and real end-to-end runs of both frameworks."""
+"""The timing harness (fake clock, no framework), one block (`time-block`, fake backend, stand-in
+data), a group of interleaved blocks (`time`, fake launch), thread limits (subprocesses), device
+errors and a real group of both frameworks."""
 
 from __future__ import annotations
 
@@ -17,22 +18,16 @@ import numpy as np
 import pytest
 import yaml
 
-from deeppose import cli, harness, paths, timing
-from deeppose.grid import Job
+from deeppose import cli, harness, paths, timing, timing_block
+from deeppose.blocks import BlockOutput, CpuReading, parse_block
+from deeppose.config import load_params
+from deeppose.grid import Group, Job
 from deeppose.harness import measure
 from deeppose.model import total_flops
+from deeppose.results import TimingResult
+from deeppose.stages import STAGES
 
 REPO = Path(__file__).resolve().parents[1]
-STAT_KEYS = {
-    "n", "mean", "variance", "std", "median", "q1", "q3", "iqr", "min", "max",
-    "ci95_low", "ci95_high", "ci_method", "iqr_over_median", "noisy",
-}
-RESULT_KEYS = {
-    "kind", "schema_version", "job", "batch_size", "warmup", "repeats", "seed", "input",
-    "measurements", "flops", "flops_per_s", "threads", "versions", "environment", "provenance",
-}
-
-
 def write_params(folder: Path, **timing_values: Any) -> Path:
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["timing"].update(timing_values)
@@ -133,21 +128,21 @@ def test_harness_rejects_bad_counts(kwargs: dict[str, int]) -> None:
         measure(lambda: None, **kwargs)
 
 
-# --- the stage with a fake backend and stand-in data ------------------------------------
+# --- one block with a fake backend and stand-in data -------------------------------------
 class FakeBackend:
-    """Records every call; forward_backward and optimizer_step move the fake clock."""
+    """Records every call; forward_backward, optimizer_step and the loss move the fake clock."""
 
     def __init__(self, device: str, threads: int, events: list[str], clock: FakeClock, warmup: int) -> None:
-        self.device, self.threads = device, threads
+        self.device, self.threads, self.dtype = device, threads, np.dtype("float32")
         self.events, self.clock, self.warmup = events, clock, warmup
-        self.calls = {"forward_backward": 0, "optimizer_step": 0}
+        self.calls = {"forward_backward": 0, "optimizer_step": 0, "loss": 0}
         self.inputs: list[np.ndarray] = []
 
-    def _timed(self, name: str, warmup_ns: int, base_ns: int) -> None:
+    def _timed(self, name: str, warmup_ns: int, base_ns: int, warmup: int | None = None) -> None:
         self.events.append(name)
         self.calls[name] += 1
-        count = self.calls[name]
-        self.clock.now += warmup_ns if count <= self.warmup else base_ns * (count - self.warmup)
+        count, warmup = self.calls[name], self.warmup if warmup is None else warmup
+        self.clock.now += warmup_ns if count <= warmup else base_ns * (count - warmup)
 
     def seed(self, seed: int) -> None:
         self.events.append("seed")
@@ -159,15 +154,29 @@ class FakeBackend:
         self.inputs.append(array)
         return array
 
+    def to_numpy(self, array: np.ndarray) -> np.ndarray:
+        return np.asarray(array)
+
     def synchronize(self) -> None:
         self.events.append("sync")
 
     def zero_grad(self) -> None:
         self.events.append("zero_grad")
 
+    def forward(self, images: Any, train: bool) -> np.ndarray:
+        self.events.append("forward")
+        return np.zeros((len(images), 28), np.float32)
+
     def forward_backward(self, images: Any, targets: Any, visible: Any, mode: str) -> float:
         self._timed("forward_backward", 777 * 10**9, 10**6)
         return 0.0
+
+    def loss_probe(self, pred: Any, target: Any, visible: Any, mode: str) -> tuple[Any, Any]:
+        def run() -> float:
+            self._timed("loss", 333 * 10**9, 10, warmup=timing_block.LOSS_WARMUP)
+            return 0.0
+
+        return run, lambda: self.events.append("clear_pred_grad")
 
     def set_optimizer(self, config: Any) -> None:
         self.events.append("set_optimizer")
@@ -184,7 +193,7 @@ class FakeBackend:
 
 @pytest.fixture
 def fake_stage(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
-    """Route `deeppose.timing` to a fake backend and a fake clock, in a temporary folder."""
+    """Route `deeppose.timing_block` to a fake backend and a fake clock, in a temporary folder."""
     monkeypatch.chdir(tmp_path)
     events: list[str] = []
     clock = FakeClock(events)
@@ -195,7 +204,8 @@ def fake_stage(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any
         return state["backend"]
 
     monkeypatch.setattr("deeppose.backends.create_backend", create_backend)
-    monkeypatch.setattr(timing, "measure", functools.partial(harness.measure, clock=clock))
+    monkeypatch.setattr(timing_block, "measure", functools.partial(harness.measure, clock=clock))
+    monkeypatch.setattr(timing_block.fairness, "collect", lambda *a: {"framework": a[0], "fake": True})
     return state
 
 
@@ -206,58 +216,56 @@ def _timed_regions(events: list[str]) -> list[list[str]]:
     return [events[a + 1 : b] for a, b in zip(reads[::2], reads[1::2])]
 
 
-def test_stage_method_with_fake_backend(fake_stage: dict[str, Any], tmp_path: Path) -> None:
+def run_block(argv: list[str], capsys: pytest.CaptureFixture[str]) -> BlockOutput:
+    assert cli.main(["time-block", *argv]) == 0
+    return parse_block(capsys.readouterr().out)
+
+
+def test_block_method_with_fake_backend(
+    fake_stage: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     warmup, repeats = 2, 4
     fake_stage["warmup"] = warmup
     params = write_params(tmp_path, warmup=warmup, repeats=repeats, threads=3, optimizer_step=True)
-    argv = ["time", "--params", str(params), "--framework", "pytorch", "--loss", "explicit",
-            "--device", "cpu", "--batch-exp", "2", "--synthetic-input"]
-    assert cli.main(argv) == 0
+    output = run_block(["--params", str(params), "--framework", "pytorch", "--loss", "explicit",
+                        "--device", "cpu", "--batch-exp", "2", "--synthetic-input"], capsys)
     events = fake_stage["events"]
 
     # every clock read comes right after a synchronisation
     assert all(events[i - 1] == "sync" for i, e in enumerate(events) if e == "clock")
     # the timed regions hold exactly the timed step; zero_grad is never inside one
     regions = _timed_regions(events)
-    n = warmup + repeats
-    assert regions == [["forward_backward", "sync"]] * n + [["optimizer_step", "sync"]] * n
-    # each core run: zero_grad, then the synchronised clock start
+    n, n_loss = warmup + repeats, timing_block.LOSS_WARMUP + timing_block.LOSS_REPEATS
+    assert regions == ([["forward_backward", "sync"]] * n + [["optimizer_step", "sync"]] * n
+                       + [["loss", "sync"]] * n_loss)
+    # each core run: zero_grad, then the synchronised clock start; each loss run clears its gradient
     first_core = events.index("clock")
     assert events[first_core - 2 : first_core] == ["zero_grad", "sync"]
     assert events.count("zero_grad") == n + 1  # + the one before the optimiser's gradients
-    # weights are loaded before anything is timed
-    assert events.index("load_weights") < first_core
+    assert events.count("clear_pred_grad") == n_loss
+    assert events.index("load_weights") < first_core  # weights are loaded before anything is timed
 
-    result = json.loads(paths.timing_result(Job("pytorch", "explicit", "cpu", 2)).read_text())
-    assert set(result) == RESULT_KEYS
-    assert (result["batch_size"], result["warmup"], result["repeats"], result["input"]) == (4, 2, 4, "synthetic")
-    core = result["measurements"]["core"]
-    assert core["what"] == "forward + loss + backward"
-    # warm-up runs (777 s each) are gone; timed run i took i ms
-    assert core["samples_s"] == pytest.approx([0.001, 0.002, 0.003, 0.004])
-    assert set(core["stats"]) == STAT_KEYS and core["stats"]["n"] == repeats
-    assert core["stats"]["median"] == pytest.approx(0.0025)
-    step = result["measurements"]["optimizer_step"]
-    assert step["what"] == "optimizer update"
-    assert step["samples_s"] == pytest.approx([1e-6, 2e-6, 3e-6, 4e-6])
-    assert result["flops"] == total_flops(4)
-    assert result["flops_per_s"] == pytest.approx(total_flops(4) / 0.0025)
-    assert result["threads"] == {"requested": 3, "native": []}
-    assert result["versions"] == {"fake": "1.0"}
-    images, targets, visible = fake_stage["backend"].inputs
+    # warm-up runs (777 s each) are kept apart; timed run i took i ms
+    assert output.samples_s == pytest.approx([0.001, 0.002, 0.003, 0.004])
+    assert output.warmup_s == pytest.approx([777.0, 777.0])
+    assert output.extra["optimizer_step_s"] == pytest.approx([1e-6, 2e-6, 3e-6, 4e-6])
+    assert output.extra["loss_s"] == pytest.approx([1e-8 * (i + 1) for i in range(timing_block.LOSS_REPEATS)])
+    assert output.extra["threads"] == {"requested": 3, "native": []} and output.extra["versions"] == {"fake": "1.0"}
+    assert output.extra["fairness"] == {"framework": "pytorch", "fake": True}
+    images, targets, visible = fake_stage["backend"].inputs[:3]
     assert images.shape == (4, 3, 227, 227) and targets.shape == (4, 28) and visible.shape == (4, 14)
     assert images.dtype == targets.dtype == visible.dtype == np.float32
 
 
-def test_stage_without_optimizer_step(fake_stage: dict[str, Any], tmp_path: Path) -> None:
+def test_block_without_optimizer_step(
+    fake_stage: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     fake_stage["warmup"] = 0
     params = write_params(tmp_path, warmup=0, repeats=2, optimizer_step=False)
-    argv = ["time", "--params", str(params), "--framework", "chainer", "--loss", "autograd",
-            "--batch-exp", "0", "--synthetic-input"]
-    assert cli.main(argv) == 0
-    result = json.loads(paths.timing_result(Job("chainer", "autograd", "cpu", 0)).read_text())
-    assert list(result["measurements"]) == ["core"]
-    assert "set_optimizer" not in fake_stage["events"]
+    output = run_block(["--params", str(params), "--framework", "chainer", "--loss", "autograd",
+                        "--batch-exp", "0", "--synthetic-input"], capsys)
+    assert output.extra["optimizer_step_s"] == [] and "set_optimizer" not in fake_stage["events"]
+    assert not (tmp_path / "results").exists()  # a block writes no file
 
 
 def _stand_in_data(monkeypatch: pytest.MonkeyPatch, n: int, calls: list[dict[str, Any]]) -> None:
@@ -290,20 +298,17 @@ def _stand_in_data(monkeypatch: pytest.MonkeyPatch, n: int, calls: list[dict[str
 
 
 def test_prepared_input_cycles_the_test_set(
-    fake_stage: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fake_stage: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake_stage["warmup"] = 0
     calls: list[dict[str, Any]] = []
     _stand_in_data(monkeypatch, n=3, calls=calls)
     params = write_params(tmp_path, warmup=0, repeats=2, optimizer_step=False)
-    argv = ["time", "--params", str(params), "--framework", "pytorch", "--loss", "autograd", "--batch-exp", "3"]
-    assert cli.main(argv) == 0
+    run_block(["--params", str(params), "--framework", "pytorch", "--loss", "autograd", "--batch-exp", "3"], capsys)
     assert calls == [
         {"folder": paths.PREPARED, "split": "test"},
         {"indices": [0, 1, 2, 0, 1, 2, 0, 1], "crop": "center"},
     ]
-    result = json.loads(paths.timing_result(Job("pytorch", "autograd", "cpu", 3)).read_text())
-    assert result["input"] == "prepared-test" and result["batch_size"] == 8
 
 
 def test_missing_prepared_data_is_a_one_line_error(
@@ -317,33 +322,89 @@ def test_missing_prepared_data_is_a_one_line_error(
     monkeypatch.setitem(sys.modules, "deeppose.data.dataset", types.SimpleNamespace(load_prepared=load_prepared))
     monkeypatch.setitem(sys.modules, "deeppose.data.batches", types.SimpleNamespace(make_batch=None))
     params = write_params(tmp_path, warmup=0, repeats=2)
-    argv = ["time", "--params", str(params), "--framework", "pytorch", "--loss", "autograd", "--batch-exp", "0"]
+    argv = ["time-block", "--params", str(params), "--framework", "pytorch", "--loss", "autograd", "--batch-exp", "0"]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
     assert "deeppose prepare" in err and "--synthetic-input" in err
-    assert not (tmp_path / "results").exists()
+
+
+# --- a group of interleaved blocks, through a fake launch -----------------------------------
+QUIET = {"probe": lambda: CpuReading(0.0, 0.0, 0.0), "load": lambda: (0.0, 0.0, 0.0), "cores": 2}  # a machine at rest
+
+
+def fake_launch(calls: list[str], slow: dict[str, float]) -> Any:
+    """Each cell's block: three samples of its base time (slower cells as given) drifting 0.2 % a
+    block, and a warm-up."""
+
+    def launch(cell: str) -> BlockOutput:
+        calls.append(cell)
+        base = 0.1 * slow.get(cell, 1.0) * (1 + 0.002 * len(calls))
+        return BlockOutput((base, base * 1.01, base * 0.99), (base * 5,), {
+            "optimizer_step_s": [0.01], "loss_s": [2e-4 if cell.endswith("explicit") else 1e-4] * 3,
+            "threads": {"requested": 2}, "versions": {cell: "1"}, "fairness": {"framework": cell.split("/")[0]},
+        })
+
+    return launch
+
+
+def test_group_interleaves_every_cell_and_keeps_every_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    params = load_params(write_params(tmp_path, blocks=3, repeats=3))
+    group = Group.of(params.raw["grid"], "cpu", 2)
+    calls: list[str] = []
+    results = timing.time_group(params, group, synthetic=True, launch=fake_launch(calls, {"chainer/autograd": 2.0}),
+                                **QUIET)
+    cells = ["pytorch/autograd", "pytorch/explicit", "chainer/autograd", "chainer/explicit"]
+    # 3 rounds, each running every cell once plus the A/A twin, in a seeded order that differs by round
+    assert len(calls) == 15 and all(sorted(calls[5 * r:5 * r + 5]) == sorted(cells + ["pytorch/autograd"])
+                                    for r in range(3))
+    assert len({tuple(calls[5 * r:5 * r + 5]) for r in range(3)}) > 1
+    again: list[str] = []
+    timing.time_group(params, group, synthetic=True, launch=fake_launch(again, {}), **QUIET)
+    assert again == calls  # seeded
+    assert [f"{job.framework}/{job.loss}" for job in results] == cells
+    control = results[Job("pytorch", "autograd", "cpu", 2)]
+    assert len(control.blocks) == 3 and len(control.control_blocks) == 3
+    assert {b.arm for b in control.control_blocks} == {"pytorch/autograd#1"} and control.control == "pytorch/autograd"
+    slow = results[Job("chainer", "autograd", "cpu", 2)]
+    assert slow.control_blocks == [] and slow.group == cells and slow.rounds == 3
+    assert slow.time_s.estimate == pytest.approx(0.2, rel=0.03)
+    assert slow.time_s.low < slow.time_s.estimate < slow.time_s.high and slow.time_s.n == 3
+    assert slow.flops_per_s == pytest.approx(total_flops(4) / slow.time_s.estimate)
+    assert all(b.warmup_s == pytest.approx([b.samples_s[0] * 5]) and b.loss_s == [1e-4] * 3 for b in slow.blocks)
+    assert slow.environment["fairness"] == {"framework": "chainer"} and slow.provenance.stage == "time"
+    assert set(STAGES["time"].outputs(group).values()) == {paths.timing_result(job) for job in results}
+
+
+def test_a_failing_block_is_a_one_line_error_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A real block process that fails (no prepared data): the group stops with its last line."""
+    monkeypatch.chdir(tmp_path)
+    params = write_params(tmp_path, blocks=2, repeats=2)
+    assert cli.main(["time", "--params", str(params), "--device", "cpu", "--batch-exp", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("deeppose time: error: time cpu/b0: block of ")
+    assert "deeppose prepare" in err[0] and not (tmp_path / "results").exists()
 
 
 # --- user errors: one line, exit 2, nothing written --------------------------------------
 @pytest.mark.parametrize(
-    ("option", "value", "expected"),
+    ("argv", "expected"),
     [
-        ("--framework", "tensorflow", "unknown framework 'tensorflow'; allowed: pytorch, chainer"),
-        ("--loss", "manual", "unknown loss mode 'manual'; allowed: autograd, explicit"),
-        ("--device", "tpu", "unknown device 'tpu'; allowed: cpu, cuda"),
-        ("--batch-exp", "13", "--batch-exp: 13 is out of range; allowed: 0..12"),
+        (["time-block", "--framework", "tensorflow", "--loss", "autograd"], "unknown framework 'tensorflow'; allowed: pytorch, chainer"),
+        (["time-block", "--framework", "pytorch", "--loss", "manual"], "unknown loss mode 'manual'; allowed: autograd, explicit"),
+        (["time", "--device", "tpu"], "unknown device 'tpu'; allowed: cpu, cuda"),
+        (["time", "--batch-exp", "13"], "--batch-exp: 13 is out of range; allowed: 0..12"),
     ],
 )
 def test_bad_job_is_a_one_line_error(
-    option: str, value: str, expected: str, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    argv: list[str], expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    args = {"--framework": "pytorch", "--loss": "autograd", "--device": "cpu", "--batch-exp": "0", option: value}
-    argv = ["time", "--params", str(REPO / "params.yaml"), "--synthetic-input"]
-    argv += [item for pair in args.items() for item in pair]
-    assert cli.main(argv) == 2
+    args = {"--device": "cpu", "--batch-exp": "0"} | dict(zip(argv[1::2], argv[2::2]))
+    full = [argv[0], "--params", str(REPO / "params.yaml"), "--synthetic-input", *[x for kv in args.items() for x in kv]]
+    assert cli.main(full) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expected in err[0]
     assert not (tmp_path / "results").exists()
@@ -378,12 +439,11 @@ def test_cuda_without_gpu(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    argv = ["time", "--params", str(REPO / "params.yaml"), "--framework", framework, "--loss", "autograd",
+    argv = ["time-block", "--params", str(REPO / "params.yaml"), "--framework", framework, "--loss", "autograd",
             "--device", "cuda", "--batch-exp", "0", "--synthetic-input"]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and expected in err[0] and err[0].startswith("deeppose time: error:")
-    assert not (tmp_path / "results").exists()
+    assert len(err) == 1 and expected in err[0] and err[0].startswith("deeppose time-block: error:")
 
 
 # --- threads reach the frameworks (subprocesses: the limits must not leak into pytest) ----
@@ -392,16 +452,16 @@ def test_threads_setting_reaches_both_frameworks(tmp_path: Path) -> None:
     env = dict(os.environ, OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2", PYTHONPATH=str(REPO))
     procs = {
         framework: subprocess.Popen(
-            [sys.executable, "-m", "deeppose", "time", "--params", str(params), "--framework", framework,
+            [sys.executable, "-m", "deeppose", "time-block", "--params", str(params), "--framework", framework,
              "--loss", "autograd", "--device", "cpu", "--batch-exp", "0", "--synthetic-input"],
             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         for framework in ("pytorch", "chainer")
     }
     for framework, proc in procs.items():
-        out, err = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
-        threads = json.loads((tmp_path / paths.timing_result(Job(framework, "autograd", "cpu", 0))).read_text())["threads"]
+        threads = parse_block(out).extra["threads"]
         assert threads["requested"] == 1
         if framework == "pytorch":
             assert threads["torch_intra_op"] == 1
@@ -410,65 +470,34 @@ def test_threads_setting_reaches_both_frameworks(tmp_path: Path) -> None:
         assert all(pool["num_threads"] == 1 for pool in threads["native"]), threads
 
 
-# --- real end-to-end runs -----------------------------------------------------------------
-@pytest.mark.parametrize("framework", ["pytorch", "chainer"])
-def test_end_to_end(
-    framework: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+# --- a real group: both frameworks, both loss modes, fresh processes --------------------------
+def test_real_group_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
-    # b0 with a warm-up and the optimiser step; b1 (the other loss mode) without either, to stay fast
-    jobs = [(0, "autograd", {"warmup": 1, "optimizer_step": True}), (1, "explicit", {"warmup": 0, "optimizer_step": False})]
-    for batch_exp, loss, timing_values in jobs:
-        folder = tmp_path / f"b{batch_exp}"
-        folder.mkdir()
-        params = write_params(folder, repeats=3, threads=0, **timing_values)
-        argv = ["time", "--params", str(params), "--framework", framework, "--loss", loss,
-                "--device", "cpu", "--batch-exp", str(batch_exp), "--synthetic-input"]
-        assert cli.main(argv) == 0
-        out = capsys.readouterr().out
-        assert "GFLOP/s" in out and "core median" in out
-        result = json.loads(paths.timing_result(Job(framework, loss, "cpu", batch_exp)).read_text())
-        assert set(result) == RESULT_KEYS
-        assert result["job"] == {"framework": framework, "loss": loss, "device": "cpu", "batch_exp": batch_exp}
-        assert result["batch_size"] == 2**batch_exp and result["repeats"] == 3
-        assert result["warmup"] == timing_values["warmup"] and result["input"] == "synthetic"
-        expected = {"core", "optimizer_step"} if timing_values["optimizer_step"] else {"core"}
-        assert set(result["measurements"]) == expected
-        for measurement in result["measurements"].values():
-            assert len(measurement["samples_s"]) == 3 and all(s > 0 for s in measurement["samples_s"])
-            assert set(measurement["stats"]) == STAT_KEYS and measurement["stats"]["n"] == 3
-            assert measurement["stats"]["mean"] == pytest.approx(np.mean(measurement["samples_s"]))
-        median = result["measurements"]["core"]["stats"]["median"]
-        assert result["flops"] == total_flops(2**batch_exp)
-        assert result["flops_per_s"] == pytest.approx(result["flops"] / median)
-        assert {"pytorch": "torch", "chainer": "chainer"}[framework] in result["versions"]
-        assert result["environment"]["cores"] >= 1
+    params = write_params(tmp_path, warmup=1, repeats=2, blocks=2, threads=0, optimizer_step=True)
+    assert cli.main(["time", "--params", str(params), "--device", "cpu", "--batch-exp", "0", "--synthetic-input"]) == 0
+    assert "time cpu/b0:" in capsys.readouterr().out
+    for framework in ("pytorch", "chainer"):
+        for loss in ("autograd", "explicit"):
+            result = TimingResult.read(paths.timing_result(Job(framework, loss, "cpu", 0)))
+            assert result.batch_size == 1 and result.repeats == 2 and result.input == "synthetic"
+            finals = {b.round for b in result.blocks}
+            assert finals == {0, 1} and all(len(b.samples_s) == 2 and len(b.warmup_s) == 1 for b in result.blocks)
+            assert all(len(b.optimizer_step_s) == 2 and len(b.loss_s) == timing_block.LOSS_REPEATS for b in result.blocks)
+            assert all(s > 0 for b in result.blocks for s in b.samples_s + b.loss_s)
+            assert result.time_s.estimate is None or result.time_s.estimate > 0
+            assert {"pytorch": "torch", "chainer": "chainer"}[framework] in result.versions
+            assert result.environment["fairness"]["framework"] == framework
+            assert result.flops == total_flops(1)
 
 
-def test_end_to_end_on_prepared_data(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_real_block_on_prepared_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
     """The real data modules: a tiny prepared test set of 3 samples, cycled into a batch of 4."""
     from deeppose.data.testing import write_tiny_prepared
 
     monkeypatch.chdir(tmp_path)
     write_tiny_prepared(paths.PREPARED, n_train=2, n_test=3, seed=0)
     params = write_params(tmp_path, warmup=0, repeats=2, threads=0, optimizer_step=False)
-    argv = ["time", "--params", str(params), "--framework", "pytorch", "--loss", "autograd",
-            "--device", "cpu", "--batch-exp", "2"]
-    assert cli.main(argv) == 0, capsys.readouterr().err
-    result = json.loads(paths.timing_result(Job("pytorch", "autograd", "cpu", 2)).read_text())
-    assert result["input"] == "prepared-test" and result["batch_size"] == 4
-    assert len(result["measurements"]["core"]["samples_s"]) == 2
-
-
-def test_missing_real_prepared_data_is_a_one_line_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    argv = ["time", "--params", str(REPO / "params.yaml"), "--framework", "pytorch", "--loss", "autograd",
-            "--device", "cpu", "--batch-exp", "0"]
-    assert cli.main(argv) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "deeppose prepare" in err[0]
-    assert not (tmp_path / "results").exists()
+    output = run_block(["--params", str(params), "--framework", "pytorch", "--loss", "autograd",
+                        "--device", "cpu", "--batch-exp", "2"], capsys)
+    assert len(output.samples_s) == 2 and output.extra["optimizer_step_s"] == []

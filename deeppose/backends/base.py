@@ -19,7 +19,7 @@ with a hand-written backward: the study's experiment.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -119,6 +119,15 @@ class Backend(abc.ABC):
         self, pred: np.ndarray, target: np.ndarray, visible: np.ndarray, mode: str
     ) -> tuple[float, np.ndarray]:
         """The loss and its gradient with respect to `pred`, for checks against other modes."""
+
+    @abc.abstractmethod
+    def loss_probe(
+        self, pred: np.ndarray, target: np.ndarray, visible: np.ndarray, mode: str
+    ) -> tuple[Callable[[], Any], Callable[[], None]]:
+        """(run, setup) for timing the loss alone: `run` computes the loss of device predictions
+        and its backward into them and returns the loss unsynchronised; `setup` clears that
+        gradient. The loss is about 0.1 % of the core process, so only a direct measurement can
+        show what an explicit backward changes (the study's question)."""
 
     # --- training step --------------------------------------------------------------------
     @abc.abstractmethod

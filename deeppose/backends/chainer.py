@@ -3,7 +3,7 @@ optimiser, device. Chainer is imported through `chainer_import`, the one compati
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -206,6 +206,20 @@ class Backend(base.Backend):
         value = self.loss(pred_var, self.to_device(target), self.to_device(visible), mode)
         value.backward()
         return float(value.array), self.to_numpy(pred_var.grad)
+
+    def loss_probe(
+        self, pred: np.ndarray, target: np.ndarray, visible: np.ndarray, mode: str
+    ) -> tuple[Callable[[], Any], Callable[[], None]]:
+        base.check_loss_mode(mode)
+        leaf = chainer.Variable(self.to_device(pred))
+        target_d, visible_d = self.to_device(target), self.to_device(visible)
+
+        def run() -> Any:
+            value = LOSSES[mode](leaf, target_d, visible_d)
+            value.backward()
+            return value
+
+        return run, leaf.cleargrad
 
     # --- step ---------------------------------------------------------------------------
     def zero_grad(self) -> None:

@@ -3,7 +3,7 @@ optimiser, device."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -202,6 +202,23 @@ class Backend(base.Backend):
         value = self.loss(pred_t, self.to_device(target), self.to_device(visible), mode)
         value.backward()
         return float(value.detach()), self.to_numpy(pred_t.grad)
+
+    def loss_probe(
+        self, pred: np.ndarray, target: np.ndarray, visible: np.ndarray, mode: str
+    ) -> tuple[Callable[[], Any], Callable[[], None]]:
+        base.check_loss_mode(mode)
+        leaf = self.to_device(pred).requires_grad_(True)
+        target_t, visible_t = self.to_device(target), self.to_device(visible)
+
+        def run() -> torch.Tensor:
+            value = LOSSES[mode](leaf, target_t, visible_t)
+            value.backward()
+            return value
+
+        def setup() -> None:
+            leaf.grad = None
+
+        return run, setup
 
     # --- step ---------------------------------------------------------------------------
     def zero_grad(self) -> None:

@@ -12,13 +12,16 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from scipy import stats as scipy_stats
 
-from deeppose.results import Scores, TimingResult, TrainMetrics
+from deeppose.blocks import Block, Interference
+from deeppose.compare_stats import (
+    Comparison, ControlSummary, GroupAnalysis, Interval, analyse_group, compare, control_summary,
+)
 from deeppose.grid import Job
-from deeppose.stats import NOISY_IQR_OVER_MEDIAN, describe
 from deeppose.report.fmt import framework_name
 from deeppose.report.load import Results
+from deeppose.results import BlockRecord, Scores, TimingResult, TrainMetrics
+from deeppose.stats import NOISY_IQR_OVER_MEDIAN, describe
 
 LEVEL = 0.95  # confidence level of every interval in the report
 REFERENCE = "pytorch"  # framework ratios are <framework> / PyTorch, as in the study
@@ -55,36 +58,6 @@ class Sample:
         var = float("nan") if stats["variance"] is None else float(stats["variance"])
         return cls(int(stats["n"]), float(stats["mean"]), var, float(stats["median"]), stats["iqr_over_median"],
                    bool(stats["noisy"]), source)
-
-
-@dataclass(frozen=True)
-class Interval:
-    """A confidence interval for a difference of means (b - a)."""
-
-    diff: float
-    low: float
-    high: float
-    df: float
-    method: str
-
-    @property
-    def significant(self) -> bool:
-        """The interval excludes 0."""
-        return self.low > 0 or self.high < 0
-
-
-def welch_interval(a: Sample, b: Sample, level: float = LEVEL) -> Interval | None:
-    """Welch's t-interval for mean(b) - mean(a); None without two samples of each."""
-    if a.n < 2 or b.n < 2 or not (math.isfinite(a.variance) and math.isfinite(b.variance)):
-        return None
-    diff = b.mean - a.mean
-    va, vb = a.variance / a.n, b.variance / b.n
-    se = math.sqrt(va + vb)
-    if se == 0:
-        return Interval(diff, diff, diff, float("inf"), "Welch's t-interval")
-    df = (va + vb) ** 2 / (va**2 / (a.n - 1) + vb**2 / (b.n - 1))
-    half = float(scipy_stats.t.ppf(0.5 + level / 2, df)) * se
-    return Interval(diff, diff - half, diff + half, df, "Welch's t-interval")
 
 
 def _is_number(x: Any) -> bool:
@@ -150,15 +123,6 @@ class AutodiffEffect:
     explicit: TrainSummary | None
 
     @property
-    def interval(self) -> Interval | None:
-        """explicit - autograd of the mean per-iteration compute time."""
-        if self.autograd is None or self.explicit is None:
-            return None
-        if self.autograd.compute is None or self.explicit.compute is None:
-            return None
-        return welch_interval(self.autograd.compute, self.explicit.compute)
-
-    @property
     def train_time_ratio(self) -> float | None:
         """explicit / autograd of the total training time (the study's comparison)."""
         if self.autograd is None or self.explicit is None:
@@ -168,24 +132,67 @@ class AutodiffEffect:
 
 @dataclass(frozen=True)
 class TimingCell:
-    """One core-process timing job: forward + loss + backward at one batch size."""
+    """One core-process timing cell: forward + loss + backward at one batch size, over blocks.
+
+    `time` (median of block medians, interval from the blocks) is the figure comparisons use;
+    `core` pools the final undisturbed blocks' samples to describe the spread as the study did."""
 
     job: Job
     batch_size: int
+    time: Interval
     core: Sample
     flops_per_s: float | None
     optimizer_step: Sample | None
+    loss: Sample | None  # the loss alone, forward + backward into the predictions
+    blocks: int  # rounds with a usable block
+    disturbed: int  # attempts flagged disturbed, reruns included
+
+
+def final_blocks(records: list[BlockRecord]) -> list[BlockRecord]:
+    """The last attempt of each round (what the statistics use), in round order."""
+    last: dict[int, BlockRecord] = {}
+    for block in records:
+        if block.round not in last or block.attempt > last[block.round].attempt:
+            last[block.round] = block
+    return [last[r] for r in sorted(last)]
 
 
 def summarize_timing(job: Job, result: TimingResult) -> TimingCell:
-    step = result.measurements.get("optimizer_step")
+    usable = [b for b in final_blocks(result.blocks) if not b.disturbed] or final_blocks(result.blocks)
     return TimingCell(
         job=job,
         batch_size=result.batch_size,
-        core=Sample.from_stats(result.measurements["core"].stats, "stats"),
+        time=Interval(**result.time_s.to_dict()),
+        core=Sample.of([s for b in usable for s in b.samples_s], "blocks"),
         flops_per_s=result.flops_per_s,
-        optimizer_step=Sample.from_stats(step.stats, "stats") if step is not None else None,
+        optimizer_step=Sample.of([s for b in usable for s in b.optimizer_step_s], "blocks"),
+        loss=Sample.of([s for b in usable for s in b.loss_s], "blocks"),
+        blocks=len([b for b in final_blocks(result.blocks) if not b.disturbed]),
+        disturbed=sum(b.disturbed for b in result.blocks),
     )
+
+
+def as_blocks(records: list[BlockRecord], cell: str, series: str = "samples_s") -> list[Block]:
+    """Records back as deeppose.blocks.Block, with `series` (core, loss or update times) as samples,
+    so that deeppose.compare_stats applies its rules to what was stored."""
+    return [
+        Block(round=r.round, position=r.position, arm=r.arm, cell=cell, attempt=r.attempt,
+              samples_s=tuple(getattr(r, series)), warmup_s=tuple(r.warmup_s), started_at=r.started_at,
+              ended_at=r.ended_at, interference=Interference(**{**r.interference.to_dict(),
+                                                                 "load_before": tuple(r.interference.load_before)}),
+              disturbed=r.disturbed, reasons=tuple(r.reasons))
+        for r in records if getattr(r, series)
+    ]
+
+
+@dataclass(frozen=True)
+class GroupFindings:
+    """One timing group's comparisons, by deeppose.compare_stats' rules."""
+
+    device: str
+    batch_exp: int
+    analysis: GroupAnalysis  # core process: cell times, comparisons, the A/A control
+    loss: dict[str, Comparison]  # framework -> explicit vs autograd of the loss alone
 
 
 # The study's published figures (DESIGN.md section 1), per device.
@@ -291,10 +298,70 @@ class Analysis:
         return _ratio(ours and ours.per_iteration_s, ref and ref.per_iteration_s)
 
     def core_ratio(self, framework: str, loss: str, device: str, batch_exp: int) -> float | None:
-        """<framework> / PyTorch of the mean core-process time at batch 2^batch_exp."""
+        """<framework> / PyTorch of the core-process time (median of block medians) at 2^batch_exp."""
         ours = self.timing_cell(framework, loss, device, batch_exp)
         ref = self.timing_cell(REFERENCE, loss, device, batch_exp)
-        return _ratio(ours and ours.core.mean, ref and ref.core.mean)
+        return _ratio(ours and ours.time.estimate, ref and ref.time.estimate)
+
+    @cached_property
+    def groups(self) -> dict[tuple[str, int], GroupFindings]:
+        """Every timing group with a result for each of its cells: its blocks, compared."""
+        found = {}
+        for device in self.results.devices:
+            for exp in self.results.batch_exponents:
+                loaded = {job: self.results.timing[job] for job in self.results.timing
+                          if job.device == device and job.batch_exp == exp}
+                if not loaded or not all(r.ok for r in loaded.values()):
+                    continue
+                found[device, exp] = self._group(device, exp, {j: r.record for j, r in loaded.items()})
+        return found
+
+    def _group(self, device: str, exp: int, records: dict[Job, TimingResult]) -> GroupFindings:
+        blocks, loss_blocks = [], {}
+        control = next(iter(records.values())).control
+        for job, result in records.items():
+            cell = f"{job.framework}/{job.loss}"
+            blocks += as_blocks(result.blocks, cell) + as_blocks(result.control_blocks, cell)
+            loss_blocks[cell] = as_blocks(result.blocks, cell, "loss_s")
+        loss_modes, frameworks = self.results.loss_modes, self.results.frameworks
+        pairs = [(f"{fw}/{loss}", f"{REFERENCE}/{loss}") for fw in self.compared_frameworks for loss in loss_modes]
+        if {"autograd", "explicit"} <= set(loss_modes):
+            pairs += [(f"{fw}/explicit", f"{fw}/autograd") for fw in frameworks]
+        loss = {}
+        if {"autograd", "explicit"} <= set(loss_modes):
+            for fw in frameworks:
+                both = loss_blocks[f"{fw}/explicit"] + loss_blocks[f"{fw}/autograd"]
+                loss[fw] = compare(both, f"{fw}/explicit", f"{fw}/autograd")
+        return GroupFindings(device, exp, analyse_group(blocks, pairs, control), loss)
+
+    def comparison(self, device: str, exp: int, a: str, b: str) -> Comparison | None:
+        group = self.groups.get((device, exp))
+        if group is None:
+            return None
+        return next((c for c in group.analysis.comparisons if (c.a, c.b) == (a, b)), None)
+
+    def loss_effect(self, framework: str, device: str) -> tuple[int, Comparison] | None:
+        """(batch exponent, explicit vs autograd of the loss alone) at the training batch size's
+        group, else the largest batch measured: the loss's own cost, paired by round."""
+        size = int(self.results.params.raw["train"]["batch_size"])
+        exps = [e for (d, e) in self.groups if d == device]
+        if not exps:
+            return None
+        exp = size.bit_length() - 1 if size & (size - 1) == 0 and size.bit_length() - 1 in exps else max(exps)
+        found = self.groups[device, exp].loss.get(framework)
+        return (exp, found) if found is not None else None
+
+    def noise_floor(self, device: str) -> float | None:
+        """How far from 1 the A/A controls' ratio intervals on `device` reach: what noise alone can do
+        to the ratio of two identical arms measured by these rules."""
+        reach = [max(abs(c.ratio.high - 1), abs(1 - c.ratio.low)) for (d, _), g in self.groups.items()
+                 if d == device and (c := g.analysis.control).ratio.low is not None and c.ratio.high is not None]
+        return max(reach) if reach else None
+
+    @cached_property
+    def control(self) -> ControlSummary:
+        """The A/A comparisons of every group, and how often the verdict rule fired on them."""
+        return control_summary([g.analysis.control for g in self.groups.values()])
 
     def study_ratios(self, device: str) -> list[tuple[str, float | None, float | None]]:
         """(quantity, study's value, this run's value) for each ratio compared with the study."""

@@ -165,7 +165,8 @@ def draw_learning_curves(analysis: Analysis, device: str) -> Figure:
 
 
 def draw_core_times(analysis: Analysis, device: str) -> Figure:
-    """Left: mean core-process time (± std) against batch size, log-log. Right: ratio to PyTorch."""
+    """Left: core-process time (median of block medians, with its interval from the blocks)
+    against batch size, log-log. Right: ratio to PyTorch."""
     results = analysis.results
     frameworks, modes, exps = results.frameworks, results.loss_modes, results.batch_exponents
     batch_sizes = [2**e for e in exps]
@@ -173,22 +174,24 @@ def draw_core_times(analysis: Analysis, device: str) -> Figure:
     figure = new_figure(11, 4.4)
     left, right = figure.subplots(1, 2)
     for index, (fw, loss) in enumerate(series):
-        cells = [c for e in exps if (c := analysis.timing_cell(fw, loss, device, e)) is not None]
+        cells = [c for e in exps if (c := analysis.timing_cell(fw, loss, device, e)) is not None
+                 and c.time.estimate is not None]
         if not cells:
             continue
         # a small horizontal offset per series keeps the error bars apart
         shift = 2 ** (0.04 * (index - (len(series) - 1) / 2))
         line, marker = mode_style(loss)
         left.errorbar(
-            [c.batch_size * shift for c in cells], [c.core.mean for c in cells],
-            yerr=[0.0 if math.isnan(c.core.std) else c.core.std for c in cells],
+            [c.batch_size * shift for c in cells], [c.time.estimate for c in cells],
+            yerr=[[c.time.estimate - (c.time.low or c.time.estimate) for c in cells],
+                  [(c.time.high or c.time.estimate) - c.time.estimate for c in cells]],
             color=colour(fw, frameworks), linestyle=line, marker=marker, markersize=5,
             label=f"{framework_name(fw)}, {loss}",
         )
     _seconds_axis(left, "y")
     _batch_axis(left, batch_sizes)
     left.set_ylabel("time of forward + loss + backward (log scale)")
-    left.set_title("Core-process time (mean ± std)")
+    left.set_title("Core-process time (median of blocks, 95 % CI)")
     if left.has_data():
         left.legend(loc="upper left")
     for fw in analysis.compared_frameworks:

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from deeppose import paths
-from deeppose.grid import DEVICES
-from deeppose.grid import Job
+from deeppose.compare_stats import COMPARE_LEVEL, THRESHOLD, format_interval, round_to_interval
+from deeppose.grid import DEVICES, Job
 from deeppose.report import fmt
 from deeppose.report.analysis import (
     ABOUT_ONE,
@@ -30,10 +30,12 @@ from deeppose.report.breakdown_section import render_breakdown
 from deeppose.report.figures import draw_core_times, draw_flops, draw_learning_curves
 from deeppose.report.fmt import MISSING, framework_name, join_words
 from deeppose.report.load import Loaded
-from deeppose.results import PrepareSummary
 from deeppose.report.markdown import Context, Section, jobs_on, missing_note, show_figure
+from deeppose.results import PrepareSummary
+from deeppose.timing_block import LOSS_REPEATS
 
 CI = f"{round(LEVEL * 100)} % CI"
+COMPARE_CI = f"{round(COMPARE_LEVEL * 100)} % CI"
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -202,48 +204,49 @@ def _distinct(values: Iterable[Any]) -> str:
 # --- 2. automatic differentiation ---------------------------------------------------------------
 AUTODIFF_METHOD = f"""\
 The study's first question: does writing the loss's backward by hand (*explicit*) instead of
-composing it from differentiable operations (*autograd*) change the training time? For every
-framework and device the table gives the training loop's wall time (evaluations excluded), that
-time per iteration (data fetching included: the study's measure), and the per-iteration compute
-time (forward + loss + backward + update) as mean ± standard deviation. The difference
-explicit − autograd of the mean compute time comes with a {CI}: Welch's t-interval over the
-per-iteration compute times of the two runs (from `log.jsonl`, or from the summary in
-`metrics.json` when the log is missing). Consecutive iterations are not independent (caches,
-frequency scaling), so read the interval as approximate. "Significant" means that the interval
-excludes 0; a significant difference can still be small in practice, hence the ratio beside it.
-The figure plots training loss against elapsed time on a log time axis, as the study did: both
-modes start from the same weights and see the same batches, so their curves should lie on top of
-each other, shifted only along the time axis by any difference in speed."""
+composing it from differentiable operations (*autograd*) change the training time? The loss is a
+tiny part of an iteration, so it is measured where it can be seen: inside every timing block the
+loss alone (forward, then backward into the network's predictions) runs
+{LOSS_REPEATS} times, and explicit − autograd is a {COMPARE_CI} paired by round over the blocks'
+medians (deeppose.compare_stats), in microseconds and as a share of a training iteration.
+The table gives each training run's wall time (evaluations excluded), that time per iteration
+(data fetching included: the study's measure) and the per-iteration compute time (forward + loss +
+backward + update). Each training run is one process at one time, so two runs differ by the
+machine's drift as much as by their code: their ratio is shown for the record, beside the noise
+floor that the timing's A/A control measured (how far apart two identical arms came), and no verdict
+is drawn from it. The figure plots training loss against elapsed time on a log time axis, as the
+study did: both modes start from the same weights and see the same batches, so their curves lie on
+top of each other, shifted only along the time axis by any difference in speed."""
 
 
-def autodiff_sentence(effect: AutodiffEffect) -> str:
-    """The code-written verdict for one framework on one device."""
+def autodiff_sentence(effect: AutodiffEffect, analysis: Analysis) -> str:
+    """The code-written finding for one framework on one device."""
     name = f"{framework_name(effect.framework)} on {effect.device}"
-    missing = [loss for loss in ("autograd", "explicit") if getattr(effect, loss) is None]
-    if missing:
-        return f"{name}: no comparison, {join_words(missing)} not run."
-    ratio = f"training time explicit / autograd = {fmt.ratio(effect.train_time_ratio)}"
-    interval = effect.interval
-    if interval is None:
-        return f"{name}: too few per-iteration times for an interval; {ratio}."
-    a, e = effect.autograd.compute, effect.explicit.compute
-    if interval.significant:
-        share = fmt.sig(100 * abs(interval.diff) / a.mean) if a.mean > 0 else MISSING
-        finding = (
-            f"explicit is significantly {'slower' if interval.diff > 0 else 'faster'} per iteration "
-            f"(by {share} % of autograd's mean; the interval excludes 0)"
+    parts = []
+    found = analysis.loss_effect(effect.framework, effect.device)
+    if found is not None:
+        exp, c = found
+        share = ""
+        train = effect.autograd
+        if c.difference.estimate is not None and train is not None and train.compute is not None:
+            share = f", {fmt.percent(c.difference.estimate / train.compute.mean)} of a training iteration"
+        parts.append(
+            f"the explicit backward changes the loss's own forward + backward by "
+            f"{format_interval(c.difference, 1e6, 'µs')} at batch {2**exp}{share} "
+            f"({c.verdict.value.replace('_', ' ')}, {len(c.rounds_used)} rounds)"
         )
     else:
-        finding = "no significant difference (the interval contains 0)"
-    noisy = [loss for loss, sample in (("autograd", a), ("explicit", e)) if sample.noisy]
-    if noisy:
-        finding += (f"; the {join_words(noisy)} run{'s are' if len(noisy) > 1 else ' is'} noisy "
-                    "(IQR / median > 0.1: the machine was not quiet; read the interval with care)")
-    return (
-        f"{name}: explicit − autograd = {fmt.seconds(interval.diff, signed=True)} per iteration "
-        f"({CI} {fmt.seconds(interval.low, signed=True)} to {fmt.seconds(interval.high, signed=True)}; "
-        f"{interval.method} over {a.n} and {e.n} iterations): {finding}; {ratio}."
-    )
+        parts.append("no timing group measured the loss alone")
+    if effect.train_time_ratio is not None:
+        floor = analysis.noise_floor(effect.device)
+        floor_text = (f"; identical arms in the timing's A/A control came up to {fmt.percent(floor)} apart"
+                      if floor is not None else "")
+        parts.append(f"whole training runs: explicit / autograd = {fmt.ratio(effect.train_time_ratio)} "
+                     f"(one run each, no verdict{floor_text})")
+    else:
+        missing = [loss for loss in ("autograd", "explicit") if getattr(effect, loss) is None]
+        parts.append(f"no training comparison, {join_words(missing)} not run")
+    return f"{name}: " + "; ".join(parts) + "."
 
 
 def render_autodiff(ctx: Context) -> str:
@@ -270,7 +273,7 @@ def render_autodiff(ctx: Context) -> str:
             parts.append(f"No training log on {device}: no learning curves.")
         sentences = []
         for effect in analysis.autodiff(device):
-            sentences.append(autodiff_sentence(effect))
+            sentences.append(autodiff_sentence(effect, analysis))
             ctx.conclude(device, sentences[-1])
             _autodiff_headlines(ctx, effect)
         parts.append("\n".join(f"- {s}" for s in sentences))
@@ -302,26 +305,43 @@ def _training_table(ctx: Context, device: str) -> str:
 def _autodiff_headlines(ctx: Context, effect: AutodiffEffect) -> None:
     device, fw = effect.device, effect.framework
     ctx.headline(device, "explicit_over_autograd_train_time", fw, value=effect.train_time_ratio)
-    interval = effect.interval
-    if interval is not None:
-        key = "explicit_minus_autograd_per_iteration_s"
-        ctx.headline(device, key, fw, "mean", value=interval.diff)
-        ctx.headline(device, key, fw, "ci95_low", value=interval.low)
-        ctx.headline(device, key, fw, "ci95_high", value=interval.high)
-        ctx.headline(device, key, fw, "significant", value=interval.significant)
+    found = ctx.analysis.loss_effect(fw, device)
+    if found is not None:
+        exp, c = found
+        ctx.headline(device, "explicit_minus_autograd_loss_s", fw, value=interval_summary(c.difference, c.verdict))
+        ctx.headline(device, "explicit_minus_autograd_loss_s", fw, "batch", value=2**exp)
 
 
 # --- 3. network implementation ------------------------------------------------------------------
 NETWORK_METHOD = f"""\
 The study's second question: how much of the difference comes from the network's own
-implementation? Each timing job runs forward + loss + backward (the *core process*) on a batch
-already on the device, with the device synchronised before the clock is read and gradients
-cleared outside the timed region; warm-up runs are dropped. Batch sizes are 2^n. The table gives
-the mean, variance (n − 1) and standard deviation over the timed runs, and flags a job *noisy*
-when its interquartile range exceeds 10 % of its median. Ratios are
-*framework* / {framework_name(REFERENCE)} of the mean times: above 1, slower than
-{framework_name(REFERENCE)}. Achieved FLOP/s counts the forward and backward FLOPs of the batch
-over the mean time; it is set against the machine's measured fp32 peak (the best rate of standard matrix-product and convolution kernels)."""
+implementation? The *core process* is forward + loss + backward on a batch already on the device,
+with the device synchronised before the clock is read, gradients cleared and garbage collected
+outside the timed region, warm-up runs dropped. Batch sizes are 2^n. All cells of one device and
+batch size form a group measured together: `timing.blocks` rounds in which every cell runs one
+block (a fresh process, `timing.repeats` samples) in a seeded random order, so drift hits all alike
+and cells pair by round; a block that another process disturbed (IQR/median > 10 %, max/median >
+1.25, other processes' CPU time, or a load above the core count) is rerun and every attempt kept.
+A cell's time is the median of its block medians with a {CI} from the blocks (t on logarithms);
+ratios come with a {COMPARE_CI} paired by round, and a verdict needs the interval to exclude 1 *and*
+the ratio to be beyond 1 ± {fmt.sig(100 * THRESHOLD)} %. One cell per group is measured twice as two
+arms: the *A/A control*, which shows what noise alone does to the same rule. Figures are printed to
+the precision their interval supports. Achieved FLOP/s divides the batch's forward and backward FLOPs
+by the cell's time (median of block medians) and is set against the machine's measured fp32 peak."""
+
+
+def interval_summary(interval: Any, verdict: Any | None = None) -> dict[str, Any]:
+    """An interval for summary.json, rounded as the report prints it."""
+    summary: dict[str, Any] = {"n": interval.n, "level": interval.level}
+    if interval.estimate is not None and interval.low is not None and interval.high is not None:
+        half = (interval.high - interval.low) / 2
+        summary.update(estimate=round_to_interval(interval.estimate, half).value,
+                       low=round_to_interval(interval.low, half).value, high=round_to_interval(interval.high, half).value)
+    elif interval.estimate is not None:
+        summary["estimate"] = float(f"{interval.estimate:.2g}")
+    if verdict is not None:
+        summary["verdict"] = verdict.value
+    return summary
 
 
 def render_network(ctx: Context) -> str:
@@ -341,9 +361,13 @@ def render_network(ctx: Context) -> str:
         parts.append(show_figure(ctx, core_name, core_alt, lambda device=device: draw_core_times(analysis, device)))
         parts.append(_core_table(ctx, device))
         parts.append(missing_note(results.timing, device, "timing"))
-        if analysis.compared_frameworks:
-            parts.append(f"Ratio of mean core-process times on {device}:")
-            parts.append(_ratio_table(ctx, device))
+        parts.append(f"Ratios of core-process times on {device}, paired by round, with verdicts:")
+        parts.append(_ratio_table(ctx, device))
+        control = _control_table(ctx, device)
+        if control:
+            parts += [f"A/A control on {device}: one cell measured as two arms under the same rules "
+                      "(a verdict here is a false alarm; *blocks disagree*: a cell's blocks differ more than "
+                      "their samples' spread explains, so its interval carries drift):", control]
         flops_table = _flops_table(ctx, device)
         if flops_table:
             parts.append(show_figure(ctx, flops_name, flops_alt, lambda device=device: draw_flops(analysis, device)))
@@ -367,37 +391,64 @@ def _core_table(ctx: Context, device: str) -> str:
             for loss in results.loss_modes:
                 c = analysis.timing_cell(fw, loss, device, e)
                 if c is None:
-                    rows.append([str(2**e), framework_name(fw), loss, "not run", *[MISSING] * (5 + has_step)])
+                    rows.append([str(2**e), framework_name(fw), loss, "not run", *[MISSING] * (4 + has_step)])
                     continue
                 row = [
-                    str(c.batch_size), framework_name(fw), loss, str(c.core.n), fmt.seconds(c.core.mean),
-                    fmt.variance(c.core.variance), fmt.seconds(c.core.std), fmt.seconds(c.core.median),
-                    _spread(c.core),
+                    str(c.batch_size), framework_name(fw), loss, str(c.blocks), format_interval(c.time, 1e3, "ms"),
+                    fmt.mean_std(c.core.mean, c.core.std) if c.core else MISSING, str(c.disturbed),
+                    fmt.seconds(c.loss.median) if c.loss else MISSING,
                 ]
                 if has_step:
-                    row.append(fmt.seconds(c.optimizer_step.mean) if c.optimizer_step else MISSING)
+                    row.append(fmt.seconds(c.optimizer_step.median) if c.optimizer_step else MISSING)
                 rows.append(row)
                 if e == results.batch_exponents[-1]:  # summary.json keeps the largest batch only
-                    ctx.headline(device, "core_time_s", fw, loss, f"b{c.batch_size}", value=c.core.mean)
-    headers = ["batch", "framework", "loss", "n", "mean", "variance", "std", "median", "IQR / median"]
+                    ctx.headline(device, "core_time_s", fw, loss, f"b{c.batch_size}", value=interval_summary(c.time))
+    headers = ["batch", "framework", "loss", "blocks", f"time ({CI})", "mean ± std of samples",
+               "disturbed attempts", "loss alone (median)"]
     if has_step:
-        headers.append("update step (mean, not in core)")
+        headers.append("update step (median, not in core)")
     return fmt.table(headers, rows, right=tuple(range(3, len(headers))))
 
 
+def _comparison_cell(c: Any) -> str:
+    if c is None:
+        return MISSING
+    return f"{format_interval(c.ratio)} {c.verdict.value.replace('_', ' ')}"
+
+
 def _ratio_table(ctx: Context, device: str) -> str:
+    """framework / PyTorch per loss mode, and explicit / autograd per framework (in effect an A/A
+    pair: the loss is a fraction of a percent of the core process), with verdicts."""
     results, analysis = ctx.results, ctx.analysis
-    columns = [(fw, loss) for fw in analysis.compared_frameworks for loss in results.loss_modes]
+    columns = [(f"{fw}/{loss}", f"{REFERENCE}/{loss}", f"{framework_name(fw)} / {framework_name(REFERENCE)}, {loss}")
+               for fw in analysis.compared_frameworks for loss in results.loss_modes]
+    if {"autograd", "explicit"} <= set(results.loss_modes):
+        columns += [(f"{fw}/explicit", f"{fw}/autograd", f"{framework_name(fw)} explicit / autograd")
+                    for fw in results.frameworks]
     rows = []
     for e in results.batch_exponents:
         row = [str(2**e)]
-        for fw, loss in columns:
-            ratio = analysis.core_ratio(fw, loss, device, e)
-            row.append(fmt.ratio(ratio))
-            ctx.headline(device, f"{fw}_over_{REFERENCE}_core", loss, f"b{2**e}", value=ratio)
+        for a, b, _ in columns:
+            c = analysis.comparison(device, e, a, b)
+            row.append(_comparison_cell(c))
+            if c is not None:
+                ctx.headline(device, "comparisons", f"{a} over {b}", f"b{2**e}", value=interval_summary(c.ratio, c.verdict))
         rows.append(row)
-    headers = ["batch"] + [f"{framework_name(fw)} / {framework_name(REFERENCE)}, {loss}" for fw, loss in columns]
-    return fmt.table(headers, rows, right=tuple(range(1, len(headers))))
+    return fmt.table(["batch"] + [title for _, _, title in columns], rows, right=tuple(range(1, len(columns) + 1)))
+
+
+def _control_table(ctx: Context, device: str) -> str:
+    rows = []
+    for (d, e), group in sorted(ctx.analysis.groups.items()):
+        if d != device:
+            continue
+        c = group.analysis.control
+        rows.append([str(2**e), c.b, _comparison_cell(c), str(len(c.rounds_used)),
+                     "yes" if group.analysis.disagree else "no"])
+    if not rows:
+        return ""
+    return fmt.table(["batch", "A/A cell", f"twin / cell ({COMPARE_CI})", "rounds", "blocks disagree"], rows,
+                     right=(0, 2, 3))
 
 
 def _flops_table(ctx: Context, device: str) -> str:
@@ -430,12 +481,10 @@ def _network_conclusions(ctx: Context, device: str, cells: list) -> list[str]:
             if sentence:
                 sentences.append(sentence)
     sentences += _core_share_sentences(analysis, device)
-    noisy = [c for c in cells if c.core.noisy]
-    if noisy:
-        which = ", ".join(f"{_label(c.job)} batch {c.batch_size}" for c in noisy)
-        sentences.append(
-            f"Noisy timing results on {device} (IQR / median > 0.1): {len(noisy)} of {len(cells)}, {which}."
-        )
+    disturbed = [c for c in cells if c.disturbed]
+    if disturbed:
+        which = ", ".join(f"{_label(c.job)} batch {c.batch_size} ({c.disturbed})" for c in disturbed)
+        sentences.append(f"Disturbed block attempts on {device} (rerun, all kept): {which}.")
     return sentences
 
 
@@ -470,7 +519,7 @@ def _core_share_sentences(analysis: Analysis, device: str) -> list[str]:
         if cell is not None:
             sentences.append(
                 f"{_label(job)} on {device}: the core process at the training batch size ({size}) takes "
-                f"{fmt.seconds(cell.core.mean)}, {fmt.percent(cell.core.mean / s.per_iteration_s)} of a training "
+                f"{fmt.seconds(cell.time.estimate)}, {fmt.percent(cell.time.estimate / s.per_iteration_s)} of a training "
                 f"iteration ({fmt.seconds(s.per_iteration_s)})."
             )
     return sentences
@@ -625,7 +674,7 @@ def _absolute_table(ctx: Context) -> str:
             if train is not None:
                 ours.append(f"{fmt.seconds(train.per_iteration_s)} training (batch {train.batch_size})")
             if cell is not None:
-                ours.append(f"{fmt.seconds(cell.core.mean)} core process (batch 32)")
+                ours.append(f"{fmt.seconds(cell.time.estimate)} core process (batch 32)")
             rows.append([device, quantity, study, "; ".join(ours) or "not run"])
         for loss in ("autograd", "explicit"):
             study = f"{fmt.sig(STUDY['hours_100_epochs'][device][loss])} h (100 epochs of 343 iterations)"

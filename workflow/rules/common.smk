@@ -7,7 +7,7 @@ import sys
 from deeppose import paths, provenance
 from deeppose.config import load_params
 from deeppose.errors import DeepPoseError
-from deeppose.grid import Job
+from deeppose.grid import Group, Job
 from deeppose.stages import STAGES, command
 
 PARAMS_FILE = config.get("params", "params.yaml")
@@ -23,8 +23,11 @@ ALL_CORES = workflow.cores
 
 def _cell(stage, framework, loss, device, batch_exp):
     """The job pattern of a stage (None for a stage that runs once)."""
-    if STAGES[stage].jobs is None:
+    kind = STAGES[stage].jobs
+    if kind is None:
         return None
+    if kind == "group":
+        return Group(device, batch_exp, tuple(GRID["frameworks"]), tuple(GRID["loss_modes"]))
     return Job(framework, loss, device, batch_exp if STAGES[stage].batch_exponents_key else None)
 
 
@@ -42,7 +45,9 @@ def stage_inputs(stage):
     """An input function: what the stage reads, and the code its job runs (one backend only)."""
 
     def inputs(wildcards):
-        job = _cell(stage, wildcards.get("framework"), wildcards.get("loss"), wildcards.get("device"), None)
+        job = _cell(
+            stage, wildcards.get("framework"), wildcards.get("loss"), wildcards.get("device"), wildcards.get("batch_exp")
+        )
         named = {"code": provenance.code_files(STAGES[stage], job)}
         if STAGES[stage].inputs:
             named["data"] = [str(path) for path in STAGES[stage].inputs]

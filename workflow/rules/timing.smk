@@ -12,7 +12,7 @@ rule time:
     conda:
         "../envs/deeppose.yaml"
     log:
-        "logs/time/{framework}/{loss}/{device}/b{batch_exp}.log",
+        "logs/time/{device}/b{batch_exp}.log",
     shell:
         stage_shell("time")
 

@@ -1,0 +1,70 @@
+"""`python -m deeppose time-block`: one timing block, the child process of the `time` stage.
+
+    python -m deeppose time-block --framework chainer --loss explicit --device cpu --batch-exp 3
+
+A block is one fresh process that loads one framework and times one cell (deeppose.blocks): the
+core process (forward in train mode + loss + backward) `timing.warmup` + `timing.repeats` times
+through `deeppose.harness.measure` (gradients cleared outside the timed region, the device
+synchronised before every clock read, no garbage collection inside it); the optimiser update the
+same way when `timing.optimizer_step` is on; and the loss alone, forward + backward into the
+network's predictions, `LOSS_REPEATS` times, because at about 0.1 % of the core process only a
+direct measurement can show what the explicit backward changes. It writes no file: its result is
+the last line of its stdout (`blocks.emit_block`), with the threads, versions and fairness
+manifest of the process that timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from deeppose import fairness
+from deeppose.blocks import BlockOutput, emit_block
+from deeppose.config import Params, load_params
+from deeppose.core import core_inputs
+from deeppose.grid import Job, add_job_arguments, job_from_args
+from deeppose.harness import measure
+
+LOSS_WARMUP, LOSS_REPEATS = 20, 200  # the loss takes ~0.1-0.3 ms: many runs for microseconds
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_job_arguments(parser, batch_exp=True)
+    parser.add_argument("--synthetic-input", action="store_true", help="seeded random tensors, not the test set")
+
+
+def measure_block(params: Params, job: Job, synthetic: bool) -> BlockOutput:
+    """Every measurement of one block of `job` (see the module docstring)."""
+    timing = params.section("timing")
+    warmup, repeats = int(timing["warmup"]), int(timing["repeats"])
+    backend, (images, targets, visible) = core_inputs(params, job, synthetic)
+
+    def core() -> Any:
+        return backend.forward_backward(images, targets, visible, job.loss)
+
+    core_run = measure(core, repeats=repeats, warmup=warmup, setup=backend.zero_grad, sync=backend.synchronize)
+    step_s: list[float] = []
+    if timing["optimizer_step"]:
+        # Gradients from one untimed core run; each timed update applies them again (an update's
+        # cost does not depend on the gradients' values).
+        backend.set_optimizer(params.optimizer)
+        backend.zero_grad()
+        core()
+        backend.synchronize()
+        step_s = measure(backend.optimizer_step, repeats=repeats, warmup=warmup, sync=backend.synchronize).samples_s
+    pred = backend.to_numpy(backend.forward(images, train=True))
+    run, setup = backend.loss_probe(pred, backend.to_numpy(targets), backend.to_numpy(visible), job.loss)
+    loss_s = measure(run, repeats=LOSS_REPEATS, warmup=LOSS_WARMUP, setup=setup, sync=backend.synchronize).samples_s
+    extra = {
+        "optimizer_step_s": step_s,
+        "loss_s": loss_s,
+        # Read after the runs: a library loaded lazily by the first run shows here too.
+        "threads": backend.thread_info(),
+        "versions": backend.versions(),
+        "fairness": fairness.collect(job.framework, job.device, str(backend.dtype)),
+    }
+    return BlockOutput(tuple(core_run.samples_s), tuple(w / 1e9 for w in core_run.warmup_ns), extra)
+
+
+def run(args: argparse.Namespace) -> None:
+    emit_block(measure_block(load_params(args.params), job_from_args(args), args.synthetic_input))
