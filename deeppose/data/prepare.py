@@ -28,6 +28,7 @@ and the same summary to `results/data/prepare.json` (committed to git; the array
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import math
 from collections.abc import Sequence
@@ -38,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from deeppose import paths
-from deeppose.atomic import atomic_dir, atomic_path, write_json
+from deeppose.atomic import atomic_dir, atomic_path, json_text, write_json
 from deeppose.config import Params, load_params
 from deeppose.data.lsp import N_JOINTS, PoseDataset, read_lsp, read_lspet
 from deeppose.errors import DeepPoseError
@@ -132,7 +133,7 @@ def prepare(
     """Crop every sample of `sources`, write `out` (atomically), return the summary.
 
     `summary_path` and `preview_path`, when given, receive a copy of the summary and the preview
-    figure, written only after everything else has succeeded.
+    figure; the three change together or not at all.
     """
     # pass 1: decide from the labels and the image headers; no pixels decoded
     kept: dict[str, list[tuple[PoseDataset, int, np.ndarray]]] = {split: [] for split in SPLITS}
@@ -153,8 +154,13 @@ def prepare(
             where = ", ".join(s.path for s in sources)
             raise DeepPoseError(f"{where}: no {split} sample is left after cropping ({len(dropped)} dropped)")
 
-    # pass 2: decode and crop the kept samples straight into the output files
-    with atomic_dir(out) as tmp:
+    # pass 2: decode and crop the kept samples straight into the output files. The summary's and
+    # the preview's temporaries are made first and all three are renamed together at the end, so
+    # a folder or disk that refuses a write leaves data/prepared/ and its summary in step.
+    with contextlib.ExitStack() as commit:
+        summary_tmp = commit.enter_context(atomic_path(summary_path)) if summary_path is not None else None
+        preview_tmp = commit.enter_context(atomic_path(preview_path)) if preview_path is not None else None
+        tmp = commit.enter_context(atomic_dir(out))
         arrays: dict[str, np.ndarray] = {}
         for split in SPLITS:
             n = len(kept[split])
@@ -192,17 +198,13 @@ def prepare(
             "sha256": content_hash(arrays),
         }
         write_json(tmp / "summary.json", summary)
-        preview = None
-        if preview_path is not None:
+        if preview_tmp is not None:
             from deeppose.data.preview import preview_png
 
-            preview = preview_png(arrays)
+            preview_tmp.write_bytes(preview_png(arrays))
         del arrays, images
-    if summary_path is not None:
-        write_json(summary_path, summary)
-    if preview is not None and preview_path is not None:
-        with atomic_path(preview_path) as tmp_png:
-            tmp_png.write_bytes(preview)
+        if summary_tmp is not None:
+            summary_tmp.write_text(json_text(summary), encoding="utf-8")
     return summary
 
 
