@@ -38,6 +38,8 @@ from deeppose import layer_groups, paths
 from deeppose.atomic import write_json
 from deeppose.config import Job, Params, load_params
 from deeppose.errors import DeepPoseError
+from deeppose.lock import measurement_lock
+from deeppose.timing import check_memory
 
 PEAK_SIZE = 2048  # ~17 GFLOP per product: ~0.1 s here, big enough for the BLAS to reach its best
 PEAK_REPEATS = 5
@@ -176,7 +178,9 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
 def run(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     job = check_job(args)
-    result = breakdown_job(params, job, synthetic=args.synthetic_input, peak_size=args.peak_size)
+    with measurement_lock(f"breakdown {job.framework}/{job.loss}/{job.device} b{job.batch_exp}"):
+        check_memory(params, job)
+        result = breakdown_job(params, job, synthetic=args.synthetic_input, peak_size=args.peak_size)
     out = paths.breakdown_result(job)
     write_json(out, result)
     lines = summary_lines(result)

@@ -27,6 +27,7 @@ from deeppose.config import load_params
 from deeppose.environment import describe as describe_environment
 from deeppose.errors import DeepPoseError
 from deeppose.harness import measure
+from deeppose.lock import measurement_lock
 from deeppose.stats import describe
 
 DEFAULT_SIZE = 2048  # ~17 GFLOP a product: ~0.1 s at 150 GFLOP/s, big enough to reach the BLAS peak
@@ -122,7 +123,8 @@ def run(args: argparse.Namespace) -> None:
     if args.repeats < 2:
         raise DeepPoseError(f"--repeats: {args.repeats} must be >= 2 (a spread needs two samples)")
     threads = int(params.section("timing")["threads"])
-    result = measure_rates("cpu", args.size, threads, args.warmup, args.repeats, params.seed)
+    with measurement_lock("peak"):
+        result = measure_rates("cpu", args.size, threads, args.warmup, args.repeats, params.seed)
     result["environment"] = describe_environment()
     out = paths.matmul_peak()
     write_json(out, result)

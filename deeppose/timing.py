@@ -20,12 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from deeppose import paths
+from deeppose import memory, paths
 from deeppose.atomic import write_json
 from deeppose.backends import DEVICES, FRAMEWORKS, LOSS_MODES
 from deeppose.config import Job, Params, load_params
 from deeppose.errors import DeepPoseError
 from deeppose.harness import Measurement, measure
+from deeppose.lock import measurement_lock
 from deeppose.stats import describe
 
 MAX_BATCH_EXP = 12  # the schema's bound on grid.batch_exponents
@@ -198,10 +199,22 @@ def summary_line(result: dict[str, Any]) -> str:
     return line
 
 
+def check_memory(params: Params, job: Job) -> None:
+    """Refuse a batch that this machine's free memory cannot hold (deeppose.memory), before any
+    allocation: an out-of-memory kill would take the whole machine's jobs with it."""
+    if job.device == "cpu":
+        memory.check_fits(
+            2 ** int(job.batch_exp), job.framework, params.optimizer.name, params.model.lrn,
+            f"--batch-exp {job.batch_exp}", key="MemAvailable",
+        )
+
+
 def run(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     job = check_job(args.framework, args.loss, args.device, args.batch_exp)
-    result = time_job(params, job, synthetic=args.synthetic_input)
+    with measurement_lock(f"time {job.framework}/{job.loss}/{job.device} b{job.batch_exp}"):
+        check_memory(params, job)
+        result = time_job(params, job, synthetic=args.synthetic_input)
     out = paths.timing_result(job)
     write_json(out, result)
     print(f"{summary_line(result)} -> {out}")
