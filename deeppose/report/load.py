@@ -1,13 +1,16 @@
 """Read every result of the grid, tolerating missing, unreadable and partial files.
 
-Nothing here raises for a bad result: a job whose file is absent or unusable is loaded as
-"not run" with a reason a reader can act on, and smaller defects (a truncated log line, a log
-missing beside its metrics) are kept as `problems` for the report to show.
+A job whose file is absent or unusable is loaded as "not run" with a reason a reader can act on,
+and smaller defects (a truncated log line, a log missing beside its metrics, a non-finite raw
+timing sample, left out) are kept as `problems` for the report to show. The one thing that stops
+the report is a non-finite number (NaN, Infinity) where a value belongs: no stage writes one, so
+it is damage, and a report built around it would mislead; the error names the file and field.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ from typing import Any
 from deeppose import paths
 from deeppose.backends.base import DEVICES
 from deeppose.config import Job, Params
+from deeppose.errors import DeepPoseError
 
 NO_FILE = "no result file (the job failed or was not run)"
 
@@ -78,10 +82,34 @@ def read_json(path: Path, required: tuple[str, ...] = ()) -> Loaded:
         return Loaded(path, missing=f"result file unreadable ({type(error).__name__}: {error})")
     if not isinstance(data, dict):
         return Loaded(path, missing="result file is not a JSON object")
+    problems = _drop_non_finite_samples(data, path)
     absent = [key for key in required if data.get(key) is None]
     if absent:
         return Loaded(path, missing=f"result file lacks {', '.join(absent)}")
-    return Loaded(path, data=data)
+    return Loaded(path, data=data, problems=problems)
+
+
+def _is_bad(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def _drop_non_finite_samples(node: Any, path: Path, where: str = "") -> list[str]:
+    """Leave non-finite raw samples (lists under a `*samples_s` key) out of `node`, with a note
+    each; raise DeepPoseError at any other non-finite number (see the module docstring)."""
+    notes = []
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in list(items):
+        at = f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}".lstrip(".")
+        if isinstance(key, str) and key.endswith("samples_s") and isinstance(value, list):
+            kept = [v for v in value if not _is_bad(v)]
+            if len(kept) < len(value):
+                node[key] = kept
+                notes.append(f"{path}: {at}: {len(value) - len(kept)} of {len(value)} samples not finite, left out")
+        elif _is_bad(value):
+            raise DeepPoseError(f"{path}: {at} is {value}; a result holds finite numbers only: rerun its stage")
+        else:
+            notes += _drop_non_finite_samples(value, path, at)
+    return notes
 
 
 def _check_identity(loaded: Loaded, job: Job) -> None:
@@ -103,7 +131,8 @@ def read_log(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], li
     except (OSError, UnicodeDecodeError) as error:
         return [], [], [f"{path}: unreadable ({type(error).__name__})"]
     iterations, evals, bad = [], [], 0
-    for line in lines:
+    problems = []
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
@@ -113,11 +142,15 @@ def read_log(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], li
             continue
         if not isinstance(record, dict):
             bad += 1
+        elif any(_is_bad(value) for value in record.values()):
+            fields = ", ".join(sorted(key for key, value in record.items() if _is_bad(value)))
+            problems.append(f"{path}: line {number}: {fields} not finite, line left out")
         elif record.get("kind") == "iteration" and _numbers(record, "loss", "elapsed_s"):
             iterations.append(record)
         elif record.get("kind") == "eval" and _numbers(record, "elapsed_s"):
             evals.append(record)
-    problems = [f"{path}: {bad} unreadable line(s) skipped"] if bad else []
+    if bad:
+        problems.append(f"{path}: {bad} unreadable line(s) skipped")
     return iterations, evals, problems
 
 
