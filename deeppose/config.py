@@ -129,16 +129,17 @@ def _machine_problems(raw: dict[str, Any]) -> list[str]:
     ]
     if "cpu" not in raw["grid"]["devices"]:
         return problems
-    frameworks = [name for name in raw["grid"]["frameworks"] if name in FRAMEWORKS]
     optimizer, lrn = raw["train"]["optimizer"], raw["model"]["lrn"]
+    known = [name for name in raw["grid"]["frameworks"] if name in FRAMEWORKS]
+    if not known:
+        return problems
+    hungriest = max(known, key=lambda name: memory.per_image_bytes(name, lrn))
     batches = {"train.batch_size": raw["train"]["batch_size"], "grid.batch_exponents": 2 ** max(raw["grid"]["batch_exponents"])}
     for where, batch in batches.items():
-        for framework in frameworks:
-            try:
-                memory.check_fits(batch, framework, optimizer, lrn, where)
-            except DeepPoseError as error:
-                problems.append(str(error))
-                break
+        try:
+            memory.check_fits(batch, hungriest, optimizer, lrn, where)
+        except DeepPoseError as error:
+            problems.append(str(error))
     return problems
 
 
