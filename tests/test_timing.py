@@ -171,7 +171,7 @@ def _timed_regions(events: list[str]) -> list[list[str]]:
 def test_stage_method_with_fake_backend(fake_stage: dict[str, Any], tmp_path: Path) -> None:
     warmup, repeats = 2, 4
     fake_stage["warmup"] = warmup
-    params = write_params(tmp_path, warmup=warmup, repeats=repeats, threads=3, optimizer_step=True)
+    params = write_params(tmp_path, warmup=warmup, repeats=repeats, threads=1, optimizer_step=True)
     argv = ["time", "--params", str(params), "--framework", "pytorch", "--loss", "explicit",
             "--device", "cpu", "--batch-exp", "2", "--synthetic-input"]
     assert cli.main(argv) == 0
@@ -204,7 +204,7 @@ def test_stage_method_with_fake_backend(fake_stage: dict[str, Any], tmp_path: Pa
     assert step["samples_s"] == pytest.approx([1e-6, 2e-6, 3e-6, 4e-6])
     assert result["flops"] == total_flops(4)
     assert result["flops_per_s"] == pytest.approx(total_flops(4) / 0.0025)
-    assert result["threads"] == {"requested": 3, "native": []}
+    assert result["threads"] == {"requested": 1, "native": []}
     assert result["versions"] == {"fake": "1.0"}
     images, targets, visible = fake_stage["backend"].inputs
     assert images.shape == (4, 3, 227, 227) and targets.shape == (4, 28) and visible.shape == (4, 14)

@@ -155,11 +155,9 @@ def prepare(
             raise DeepPoseError(f"{where}: no {split} sample is left after cropping ({len(dropped)} dropped)")
 
     # pass 2: decode and crop the kept samples straight into the output files. The summary's and
-    # the preview's temporaries are made first and all three are renamed together at the end, so
-    # a folder or disk that refuses a write leaves data/prepared/ and its summary in step.
+    # the preview's temporaries join the same commit: the three are renamed only once all are
+    # written, so a folder or disk that refuses a write leaves data/prepared/ and its summary in step.
     with contextlib.ExitStack() as commit:
-        summary_tmp = commit.enter_context(atomic_path(summary_path)) if summary_path is not None else None
-        preview_tmp = commit.enter_context(atomic_path(preview_path)) if preview_path is not None else None
         tmp = commit.enter_context(atomic_dir(out))
         arrays: dict[str, np.ndarray] = {}
         for split in SPLITS:
@@ -198,13 +196,13 @@ def prepare(
             "sha256": content_hash(arrays),
         }
         write_json(tmp / "summary.json", summary)
-        if preview_tmp is not None:
+        if summary_path is not None:
+            commit.enter_context(atomic_path(summary_path)).write_text(json_text(summary), encoding="utf-8")
+        if preview_path is not None:
             from deeppose.data.preview import preview_png
 
-            preview_tmp.write_bytes(preview_png(arrays))
+            commit.enter_context(atomic_path(preview_path)).write_bytes(preview_png(arrays))
         del arrays, images
-        if summary_tmp is not None:
-            summary_tmp.write_text(json_text(summary), encoding="utf-8")
     return summary
 
 
