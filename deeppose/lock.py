@@ -32,13 +32,15 @@ def _open(path: Path) -> tuple[int, bool]:
     """A descriptor of the lock file and whether it is writable (another user's file in /tmp may
     only be readable; flock works on it all the same)."""
     while True:
-        for flags, writable in ((os.O_RDWR, True), (os.O_RDONLY, False)):
+        try:
+            return os.open(path, os.O_RDWR | os.O_CLOEXEC), True
+        except PermissionError:
             try:
-                return os.open(path, flags | os.O_CLOEXEC), writable
-            except PermissionError:
-                continue
-            except FileNotFoundError:
-                break
+                return os.open(path, os.O_RDONLY | os.O_CLOEXEC), False
+            except OSError as error:
+                raise cannot(path, "open the measurement lock", error) from None
+        except FileNotFoundError:
+            pass
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         except FileExistsError:
