@@ -229,7 +229,8 @@ def train_outputs(project: Path, job) -> tuple[dict, list[list[str]], dict]:
 
     metrics = json.loads((project / paths.train_metrics(job)).read_text())
     curve = [row.split(",") for row in (project / paths.train_curve(job)).read_text().splitlines()[1:]]
-    weights = checkpoint.read(project / paths.checkpoint_dir(job) / checkpoint.FILE_NAME).weights
+    with np.load(project / paths.checkpoint_dir(job) / checkpoint.FILE_NAME, allow_pickle=False) as data:
+        weights = {name: data[name] for name in data.files if name.startswith("weight/")}
     return metrics, curve, weights
 
 
