@@ -21,9 +21,9 @@ from typing import Any
 import jsonschema
 import yaml
 
+from deeppose import memory
 from deeppose.backends import FRAMEWORKS
 from deeppose.backends.base import OptimizerConfig
-from deeppose import memory
 from deeppose.errors import DeepPoseError
 from deeppose.model import ModelConfig
 

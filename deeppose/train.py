@@ -51,9 +51,8 @@ def run(args: argparse.Namespace) -> None:
     job = Job(args.framework, args.loss, args.device)
     with measurement_lock(f"train {args.framework}/{args.loss}/{args.device}"):
         if job.device == "cpu":
-            model = params.model
             memory.check_fits(
-                int(params.section("train")["batch_size"]), job.framework, params.optimizer.name, model.lrn,
+                int(params.section("train")["batch_size"]), job.framework, params.optimizer.name, params.model.lrn,
                 f"{params.path}: train.batch_size", key="MemAvailable",
             )
         result = train(params, job)

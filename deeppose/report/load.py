@@ -82,7 +82,7 @@ def read_json(path: Path, required: tuple[str, ...] = ()) -> Loaded:
         return Loaded(path, missing=f"result file unreadable ({type(error).__name__}: {error})")
     if not isinstance(data, dict):
         return Loaded(path, missing="result file is not a JSON object")
-    problems = _drop_non_finite_samples(data, path)
+    problems = _check_finite(data, path)
     absent = [key for key in required if data.get(key) is None]
     if absent:
         return Loaded(path, missing=f"result file lacks {', '.join(absent)}")
@@ -93,7 +93,7 @@ def _is_bad(value: Any) -> bool:
     return isinstance(value, float) and not math.isfinite(value)
 
 
-def _drop_non_finite_samples(node: Any, path: Path, where: str = "") -> list[str]:
+def _check_finite(node: Any, path: Path, where: str = "") -> list[str]:
     """Leave non-finite raw samples (lists under a `*samples_s` key) out of `node`, with a note
     each; raise DeepPoseError at any other non-finite number (see the module docstring)."""
     notes = []
@@ -108,7 +108,7 @@ def _drop_non_finite_samples(node: Any, path: Path, where: str = "") -> list[str
         elif _is_bad(value):
             raise DeepPoseError(f"{path}: {at} is {value}; a result holds finite numbers only: rerun its stage")
         else:
-            notes += _drop_non_finite_samples(value, path, at)
+            notes += _check_finite(value, path, at)
     return notes
 
 
