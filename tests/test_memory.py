@@ -78,3 +78,22 @@ def test_a_batch_beyond_the_machine_is_refused_with_the_figures():
     assert message.startswith("train.batch_size: batch 1048576 needs about ")
     assert f"{memory.gib(need)} of memory with chainer" in message and f"this machine's {memory.gib(have)}" in message
     memory.check_fits(1, "chainer", "adam", False, "train.batch_size")  # a batch of one fits anywhere
+
+
+@pytest.mark.parametrize("stage", ["time", "breakdown"])
+def test_a_measuring_stage_refuses_a_batch_beyond_the_free_memory_before_allocating(tmp_path, stage):
+    """`--batch-exp 12` ran into the out-of-memory killer; it is now one line with the figures."""
+    need = memory.estimate_bytes(2**12, "chainer", "adam")
+    if need <= memory.meminfo("MemAvailable"):
+        pytest.skip(f"this machine has {memory.gib(memory.meminfo('MemAvailable'))} free for batch 4096")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), DEEPPOSE_MEASURE_LOCK=str(tmp_path / "lock"))
+    done = subprocess.run(
+        [sys.executable, "-m", "deeppose", stage, "--framework", "chainer", "--loss", "autograd", "--device", "cpu",
+         "--batch-exp", "12", "--synthetic-input"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 2
+    line = done.stderr.strip()
+    assert "\n" not in line and line.startswith(
+        f"deeppose {stage}: error: --batch-exp 12: batch 4096 needs about {memory.gib(need)} of memory with chainer"
+    ) and "(MemAvailable); use a smaller batch" in line, done.stderr
