@@ -39,6 +39,8 @@ from deeppose.config import Params, load_params
 from deeppose.errors import DeepPoseError
 from deeppose.grid import Job, add_job_arguments, job_from_args
 from deeppose.results import BreakdownResult, PeakResult, RecordError
+from deeppose.core import check_memory
+from deeppose.lock import measurement_lock
 
 PEAK_SIZE = 2048  # ~17 GFLOP per product: ~0.1 s here, big enough for the BLAS to reach its best
 PEAK_REPEATS = 5
@@ -173,7 +175,9 @@ def summary_lines(result: BreakdownResult) -> list[str]:
 def run(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     job = check_job(args)
-    result = breakdown_job(params, job, synthetic=args.synthetic_input, peak_size=args.peak_size)
+    with measurement_lock(f"breakdown {job.framework}/{job.loss}/{job.device} b{job.batch_exp}"):
+        check_memory(params, job)
+        result = breakdown_job(params, job, synthetic=args.synthetic_input, peak_size=args.peak_size)
     out = paths.breakdown_result(job)
     result.write(out)
     lines = summary_lines(result)

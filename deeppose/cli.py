@@ -2,7 +2,8 @@
 
 Each stage lives in its own module, which provides `add_arguments(parser)` and `run(args)`; the
 module is imported only when its stage runs, so `--help` and unrelated stages load no framework.
-Errors the user can fix (`DeepPoseError`) print one line and exit with status 2.
+Errors the user can fix (`DeepPoseError`) print one line and exit with status 2; so does a file the
+machine refuses to read or write (permissions, a full or read-only disk), naming the file.
 
     python -m deeppose synthesize --params params.yaml
     python -m deeppose prepare --params params.yaml
@@ -20,6 +21,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from deeppose.atomic import MACHINE_ERRNOS
 from deeppose.errors import DeepPoseError
 
 # Tools beside the pipeline's stages (deeppose.stages): command -> (module, one-line help)
@@ -60,6 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DeepPoseError as error:
         for line in str(error).splitlines():  # one line per problem
             print(f"deeppose {args.stage}: error: {line}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        if error.errno not in MACHINE_ERRNOS or not error.filename:
+            raise
+        print(f"deeppose {args.stage}: error: {error.filename}: cannot access: {error.strerror}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"deeppose {args.stage}: interrupted", file=sys.stderr)

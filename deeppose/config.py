@@ -1,13 +1,17 @@
 """Load and validate `params.yaml`; build the parameter grid. One source for both engines.
 
-The file is checked against `workflow/schemas/params.schema.yaml` (JSON Schema) and then against
-what the code knows (registered frameworks, breakdown exponents within the grid). Every problem
-becomes one line naming the file, the parameter and what is allowed, so a user sees them all at
-once. The Snakefile and every `python -m deeppose` stage call `load_params`.
+The file is read by a YAML loader that refuses duplicate keys (PyYAML keeps the last silently),
+checked for non-finite numbers (`.nan`, `.inf`: JSON Schema's bounds let them through), against
+`workflow/schemas/params.schema.yaml` (JSON Schema), then against what the code knows (registered
+frameworks, breakdown exponents within the grid) and what this machine can do (thread counts within
+its usable cores, batches within its memory, deeppose.memory). Every problem becomes one line naming
+the file, the parameter and what is allowed, so a user sees them all at once. The Snakefile and
+every `python -m deeppose` stage call `load_params`.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +20,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from deeppose import grid
+from deeppose import grid, memory
 from deeppose.errors import DeepPoseError
 from deeppose.grid import FRAMEWORKS, Job
 from deeppose.model import ModelConfig
@@ -63,10 +67,24 @@ def _where(error: jsonschema.ValidationError) -> str:
     return "".join(parts).lstrip(".") or "(top level)"
 
 
+def _non_finite(node: Any, where: str = "") -> dict[str, float]:
+    """Dotted path -> value of every NaN or infinite number in the parsed file."""
+    if isinstance(node, float) and not math.isfinite(node):
+        return {where or "(top level)": node}
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    found: dict[str, float] = {}
+    for key, value in items:
+        found.update(_non_finite(value, f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}".lstrip(".")))
+    return found
+
+
 def _schema_problems(raw: Any, schema: dict[str, Any]) -> list[str]:
+    non_finite = _non_finite(raw)
+    problems = [f"{where}: {value} is not allowed; allowed: a finite number" for where, value in non_finite.items()]
     validator = jsonschema.Draft202012Validator(schema)
-    problems = []
     for error in sorted(validator.iter_errors(raw), key=lambda e: list(map(str, e.absolute_path))):
+        if _where(error) in non_finite:
+            continue
         if error.validator == "additionalProperties":
             allowed = ", ".join(sorted(error.schema.get("properties", {})))
             unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
@@ -76,6 +94,32 @@ def _schema_problems(raw: Any, schema: dict[str, Any]) -> list[str]:
             problems.append(f"{_where(error)}: {error.instance!r} is not allowed; allowed: {allowed}")
         else:
             problems.append(f"{_where(error)}: {error.message}")
+    return problems
+
+
+def _machine_problems(raw: dict[str, Any]) -> list[str]:
+    """Thread counts beyond the usable cores (one segfaults in the BLAS) and batches beyond the
+    machine's memory (MemTotal: a batch that can never fit here; the stages check MemAvailable)."""
+    cores = len(os.sched_getaffinity(0))
+    problems = [
+        f"{section}.threads: {raw[section]['threads']} is more than the {cores} cores this process may use; "
+        f"allowed: 0 (all) to {cores}"
+        for section in ("train", "timing")
+        if raw[section]["threads"] > cores
+    ]
+    if "cpu" not in raw["grid"]["devices"]:
+        return problems
+    optimizer, lrn = raw["train"]["optimizer"], raw["model"]["lrn"]
+    known = [name for name in raw["grid"]["frameworks"] if name in FRAMEWORKS]
+    if not known:
+        return problems
+    hungriest = max(known, key=lambda name: memory.per_image_bytes(name, lrn))
+    batches = {"train.batch_size": raw["train"]["batch_size"], "grid.batch_exponents": 2 ** max(raw["grid"]["batch_exponents"])}
+    for where, batch in batches.items():
+        try:
+            memory.check_fits(batch, hungriest, optimizer, lrn, where)
+        except DeepPoseError as error:
+            problems.append(str(error))
     return problems
 
 
@@ -94,7 +138,7 @@ def _semantic_problems(raw: dict[str, Any]) -> list[str]:
         problems.append("data.synthetic.test: must be smaller than data.synthetic.images")
     if raw["data"]["source"] == "lsp" and not raw["data"]["lsp"]["lsp"]:
         problems.append("data.lsp.lsp: source is 'lsp' but no LSP folder or zip is given")
-    return problems
+    return problems + _machine_problems(raw)
 
 
 def validate(raw: Any, where: str = "params.yaml") -> None:
@@ -107,11 +151,29 @@ def validate(raw: Any, where: str = "params.yaml") -> None:
         raise DeepPoseError("\n".join(f"{where}: {problem}" for problem in problems))
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping, naming both lines."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, (str, int, float, bool)) or key is None:
+                continue  # an unhashable or odd key: SafeLoader's own message follows
+            if key in first:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first on line {first[key]}); give each key once",
+                    key_node.start_mark,
+                )
+            first[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_params(path: str | os.PathLike[str] = "params.yaml") -> Params:
     """Read and validate a parameter file."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise DeepPoseError(f"{path}: parameter file not found") from None
     except yaml.YAMLError as error:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from deeppose import paths
+from deeppose import memory, paths
 from deeppose.config import Params
 from deeppose.errors import DeepPoseError
 from deeppose.grid import Job
@@ -81,3 +81,13 @@ def job_header(params: Params, job: Job, synthetic: bool, warmup: int, repeats: 
         "seed": params.seed,
         "input": "synthetic" if synthetic else "prepared-test",
     }
+
+
+def check_memory(params: Params, job: Job) -> None:
+    """Refuse a batch that this machine's free memory cannot hold (deeppose.memory), before any
+    allocation: an out-of-memory kill would take the whole machine's jobs with it."""
+    if job.device == "cpu":
+        memory.check_fits(
+            2 ** int(job.batch_exp), job.framework, params.optimizer.name, params.model.lrn,
+            f"--batch-exp {job.batch_exp}", key="MemAvailable",
+        )

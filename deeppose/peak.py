@@ -26,6 +26,7 @@ from deeppose.config import load_params
 from deeppose.environment import describe as describe_environment
 from deeppose.errors import DeepPoseError
 from deeppose.harness import measure
+from deeppose.lock import measurement_lock
 from deeppose.results import PeakResult
 from deeppose.stats import describe
 
@@ -121,7 +122,8 @@ def run(args: argparse.Namespace) -> None:
     if args.repeats < 2:
         raise DeepPoseError(f"--repeats: {args.repeats} must be >= 2 (a spread needs two samples)")
     threads = int(params.section("timing")["threads"])
-    rates = measure_rates("cpu", args.size, threads, args.warmup, args.repeats, params.seed)
+    with measurement_lock("peak"):
+        rates = measure_rates("cpu", args.size, threads, args.warmup, args.repeats, params.seed)
     result = PeakResult.create(
         **rates, environment=describe_environment(), provenance=provenance.record("peak", params)
     )

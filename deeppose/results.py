@@ -31,19 +31,29 @@ class RecordError(DeepPoseError):
     """A result file that cannot be read as its record: one line, naming the file and field."""
 
 
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"non-finite number {name}")
-
-
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _finite(value: Any, where: str) -> Any:
+    """`value` (any JSON) unchanged, or RecordError naming the first non-finite number in it: no
+    stage writes one, so it is damage, and a report built on it would mislead."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise RecordError(f"{where}: {value} is not a finite number")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _finite(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _finite(item, f"{where}[{index}]")
+    return value
 
 
 def _convert(value: Any, tp: Any, where: str) -> Any:
     """`value` checked against annotation `tp` (records built, lists and dicts walked)."""
     origin = typing.get_origin(tp)
     if tp is Any:
-        return value
+        return _finite(value, where)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(tp)
         if value is None and type(None) in options:
@@ -145,7 +155,7 @@ class Record:
         """The record in `path`; RecordError (one line) when absent, damaged or of another shape."""
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
+            data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise RecordError(f"{path}: not found") from None
         except (OSError, UnicodeDecodeError) as error:

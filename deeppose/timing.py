@@ -26,13 +26,15 @@ from typing import Any
 import numpy as np
 
 from deeppose import paths, provenance
+from deeppose.atomic import json_text, write_together
 from deeppose.blocks import Block, Launch, arms_with_control, run_blocks, schedule, subprocess_launch, twin
 from deeppose.compare_stats import LEVEL, cell_estimate
 from deeppose.config import Params, load_params
-from deeppose.core import job_header
+from deeppose.core import check_memory, job_header
 from deeppose.environment import describe as describe_environment
 from deeppose.errors import DeepPoseError
 from deeppose.grid import DEVICES, Group, Job, check_job
+from deeppose.lock import measurement_lock
 from deeppose.model import total_flops
 from deeppose.results import BlockRecord, IntervalRecord, TimingResult
 
@@ -138,7 +140,9 @@ def run(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     check_job(params.raw["grid"]["frameworks"][0], params.raw["grid"]["loss_modes"][0], args.device, args.batch_exp)
     group = Group.of(params.raw["grid"], args.device, args.batch_exp)
-    results = time_group(params, group, synthetic=args.synthetic_input)
-    for job, result in results.items():
-        result.write(paths.timing_result(job))
+    with measurement_lock(f"time {group.label}"):
+        for job in group.jobs():
+            check_memory(params, job)
+        results = time_group(params, group, synthetic=args.synthetic_input)
+    write_together({paths.timing_result(job): json_text(r.to_dict()).encode() for job, r in results.items()})
     print(f"time {group.label}: " + "; ".join(summary_line(r) for r in results.values()))

@@ -9,7 +9,9 @@ framework's random streams from (seed, epoch), so a run resumed from an epoch-en
 continues exactly as an uninterrupted one (on CPU).
 
 Outputs: results/train/<framework>/<loss>/<device>/log.jsonl (one line per iteration and per
-evaluation) and metrics.json (totals), and a checkpoint under checkpoints/ at every epoch end.
+evaluation), curve.csv and metrics.json (totals), and a checkpoint under checkpoints/ at every
+epoch end that holds the log so far. An interrupted job resumes from it whoever reruns it; a
+finished, foreign or damaged checkpoint means a fresh start, said in one line (deeppose.resume).
 Clocks: `elapsed_s` is the training wall time since the start, excluding evaluations and
 checkpoint writes; `compute_s` is one iteration's forward + loss + backward + update, synchronised.
 """
@@ -28,12 +30,13 @@ from typing import Any, TextIO
 import numpy as np
 
 from deeppose import checkpoint as ckpt
-from deeppose import environment, metrics, paths, provenance
-from deeppose.atomic import write_text
+from deeppose import environment, memory, metrics, paths, provenance, resume
+from deeppose.atomic import remove_stale, write_text
 from deeppose.backends import Backend, create_backend
 from deeppose.config import Params, load_params
 from deeppose.errors import DeepPoseError
 from deeppose.grid import Job, add_job_arguments, check_job, job_from_args
+from deeppose.lock import measurement_lock
 from deeppose.model import N_JOINTS, init_weights
 from deeppose.results import TrainMetrics, job_id
 from deeppose.stats import describe as describe_samples
@@ -45,7 +48,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     params = load_params(args.params)
-    result = train(params, job_from_args(args))
+    job = job_from_args(args)
+    with measurement_lock(f"train {job.label}"):
+        if job.device == "cpu":
+            memory.check_fits(
+                int(params.section("train")["batch_size"]), job.framework, params.optimizer.name, params.model.lrn,
+                f"{params.path}: train.batch_size", key="MemAvailable",
+            )
+        result = train(params, job)
     final = result["final_test"]
     print(
         f"{args.framework}/{args.loss}/{args.device}: {result['iterations']} iterations in "
@@ -71,16 +81,10 @@ class TrainLog:
     handle: TextIO | None = None
     lines: list[dict[str, Any]] = field(default_factory=list)
 
-    def open(self, keep_until_epoch: int) -> None:
-        """Start the log, keeping the entries of epochs already in a checkpoint."""
-        kept: list[dict[str, Any]] = []
-        if keep_until_epoch > 0 and self.path.exists():
-            for line in self.path.read_text().splitlines():
-                entry = json.loads(line)
-                if entry["epoch"] <= keep_until_epoch:
-                    kept.append(entry)
+    def open(self, kept: list[dict[str, Any]]) -> None:
+        """Start the log afresh with `kept`, the entries of the epochs a resumed checkpoint holds."""
         write_text(self.path, "".join(json.dumps(e, sort_keys=True) + "\n" for e in kept))
-        self.lines = kept
+        self.lines = list(kept)
         self.handle = open(self.path, "a", encoding="utf-8")
 
     def add(self, entry: dict[str, Any]) -> None:
@@ -159,21 +163,25 @@ def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, A
     backend.load_weights(init_weights(params.seed), params.model)
     backend.set_optimizer(params.optimizer)
     folder = paths.checkpoint_dir(job)
-    resumed = ckpt.load(folder, identity_hash)
-    start_epoch, clock_offset = 0, 0.0
-    if resumed is not None:
+    remove_stale(folder / ckpt.FILE_NAME)
+    batches_per_epoch = iterations_per_epoch(len(train_set), batch_size)
+    decision = resume.decide(
+        folder, identity_hash, epochs, batches_per_epoch, params.optimizer.name, params.model.n_joints
+    )
+    if decision.note:
+        print(f"{job.framework}/{job.loss}/{job.device}: {decision.note}", file=sys.stderr)
+    start_epoch, clock_offset, eval_time, kept = 0, 0.0, 0.0, []
+    if decision.checkpoint is not None:
+        resumed = decision.checkpoint
         backend.load_weights(resumed.weights, params.model)
         backend.set_optimizer(params.optimizer)
         backend.load_optimizer_state(resumed.optimizer)
-        start_epoch, clock_offset = resumed.epoch, resumed.elapsed_s
-        print(f"resuming {job.framework}/{job.loss}/{job.device} after epoch {start_epoch}", file=sys.stderr)
+        start_epoch, clock_offset, eval_time, kept = resumed.epoch, resumed.elapsed_s, resumed.eval_time_s, resumed.log
 
     log = TrainLog(paths.train_log(job))
-    log.open(keep_until_epoch=start_epoch)
+    log.open(kept)
     iteration = sum(1 for e in log.lines if e["kind"] == "iteration")
-    batches_per_epoch = iterations_per_epoch(len(train_set), batch_size)
     show = sys.stderr.isatty() if progress is None else progress
-    eval_time = 0.0
     try:
         from tqdm import tqdm
 
@@ -219,8 +227,8 @@ def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, A
                     "pcp": scores["pcp"], "pdj": scores["pdj"], "pck": scores["pck"],
                 })
             ckpt.save(folder, ckpt.Checkpoint(
-                epoch, paused - started, backend.export_weights(), backend.optimizer_state(),
-                {"fingerprint": identity_hash},
+                epoch, paused - started, eval_time + (time.perf_counter() - paused), backend.export_weights(),
+                backend.optimizer_state(), {"fingerprint": identity_hash}, log.lines,
             ))
             resumed_at = time.perf_counter()
             eval_time += resumed_at - paused

@@ -333,13 +333,14 @@ def test_report_section_renders_from_hand_made_results(report_params: Params, tm
     headlines = ctx.summary["cpu"]["breakdown"]
     assert headlines["chainer_over_pytorch_core"]["autograd"]["b16"] == pytest.approx(1.7 / 0.35)
     assert headlines["conv_share_of_extra"]["chainer"]["autograd"]["b16"] == pytest.approx(1.3 / 1.35)
-    pngs = sorted((tmp_path / "reports" / "figures").glob("*.png"))
-    assert [p.name for p in pngs] == ["breakdown_cpu_b16.png", "breakdown_peak_cpu_b16.png"] == sorted(
+    # figures are drawn into memory; deeppose.report.build writes them with report.md
+    assert sorted(p.name for p in ctx.pngs) == ["breakdown_cpu_b16.png", "breakdown_peak_cpu_b16.png"] == sorted(
         p.name for p in ctx.figures)
-    first = [p.read_bytes() for p in pngs]
+    first = [ctx.pngs[p] for p in sorted(ctx.pngs)]
     assert all(b.startswith(b"\x89PNG") for b in first)
-    assert render_breakdown(section_context(report_params, tmp_path)) == markdown
-    assert [p.read_bytes() for p in pngs] == first  # deterministic bytes
+    again = section_context(report_params, tmp_path)
+    assert render_breakdown(again) == markdown
+    assert [again.pngs[p] for p in sorted(again.pngs)] == first  # deterministic bytes
 
 
 def test_report_section_without_results(report_params: Params, tmp_path: Path, monkeypatch) -> None:

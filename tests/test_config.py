@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
 import yaml
 
-from deeppose import cli
+from deeppose import cli, memory
 from deeppose.config import load_params, validate
 from deeppose.errors import DeepPoseError
 
@@ -89,3 +90,63 @@ def test_missing_and_malformed_files(tmp_path):
     broken.write_text("seed: [1, 2\n")
     with pytest.raises(DeepPoseError, match=r"broken.yaml: line \d+ not valid YAML"):
         load_params(broken)
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (lambda r: r["train"].update(lr=float("nan")), "train.lr: nan is not allowed; allowed: a finite number"),
+        (lambda r: r["train"].update(lr=float("inf")), "train.lr: inf is not allowed; allowed: a finite number"),
+        (lambda r: r["model"].update(dropout=float("nan")), "model.dropout: nan is not allowed; allowed: a finite number"),
+        (lambda r: r.update(seed=2**70), "seed: 1180591620717411303424 is greater than the maximum of 4294967295"),
+        (lambda r: r.update(seed=2**32), "seed: 4294967296 is greater than the maximum of 4294967295"),
+        (lambda r: r["timing"].update(threads=100000),
+         f"timing.threads: 100000 is more than the {len(os.sched_getaffinity(0))} cores this process may use; "
+         f"allowed: 0 (all) to {len(os.sched_getaffinity(0))}"),
+        (lambda r: r["train"].update(batch_size=2**20),
+         f"train.batch_size: batch 1048576 needs about {memory.gib(memory.estimate_bytes(2**20, 'chainer', 'adam'))} "
+         "of memory with chainer (estimated from the layer shapes), more than this machine's"),
+    ],
+)
+def test_numbers_out_of_range_for_the_code_or_the_machine_are_one_line(raw, edit, expected):
+    """Each of these gave a traceback, a segfault, an out-of-memory kill or (inf) was accepted."""
+    edit(raw)
+    lines = problems(raw)
+    assert len(lines) == 1 and expected in lines[0], lines
+
+
+def test_the_largest_seed_numpy_takes_is_allowed(raw):
+    raw["seed"] = 2**32 - 1
+    validate(raw)
+
+
+def test_a_batch_exponent_beyond_the_machines_memory_is_refused_with_the_figure(raw):
+    need = memory.estimate_bytes(2**12, "chainer", raw["train"]["optimizer"])
+    if need <= memory.meminfo("MemTotal"):
+        pytest.skip(f"this machine holds batch 4096 ({memory.gib(need)})")
+    raw["grid"]["batch_exponents"] = [3, 12]
+    lines = problems(raw)
+    assert len(lines) == 1 and lines[0].startswith(
+        f"params.yaml: grid.batch_exponents: batch 4096 needs about {memory.gib(need)} of memory with chainer"
+    ), lines
+
+
+def test_a_duplicate_key_is_an_error_naming_both_lines(tmp_path):
+    text = (ROOT / "params.yaml").read_text()
+    first = next(i for i, line in enumerate(text.splitlines(), 1) if line.startswith("  lr:"))
+    duplicated = text.replace("\n  lr:", "\n  lr: 0.5\n  lr:", 1)
+    path = tmp_path / "dup.yaml"
+    path.write_text(duplicated)
+    with pytest.raises(DeepPoseError) as error:
+        load_params(path)
+    assert str(error.value) == (
+        f"{path}: line {first + 1} not valid YAML: duplicate key 'lr' (first on line {first}); give each key once"
+    )
+
+
+def test_a_nan_reaches_the_cli_as_one_line(tmp_path, raw, capsys):
+    raw["train"]["lr"] = float("nan")
+    path = tmp_path / "nan.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert cli.main(["train", "--params", str(path), "--framework", "pytorch", "--loss", "autograd", "--device", "cpu"]) == 2
+    assert capsys.readouterr().err == f"deeppose train: error: {path}: train.lr: nan is not allowed; allowed: a finite number\n"

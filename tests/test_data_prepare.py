@@ -243,3 +243,19 @@ def test_lsp_train_must_leave_a_test_image(tmp_path, sources, monkeypatch, capsy
     params = write_params(tmp_path / "p.yaml", {"source": "lsp", "lsp": {"lsp": str(lsp), "lsp_train": 7}})
     assert cli.main(["prepare", "--params", str(params)]) == 2
     assert "data.lsp.lsp_train: 7 leaves no test image" in capsys.readouterr().err
+
+
+def test_a_summary_that_cannot_be_written_leaves_the_prepared_data_as_it_was(tmp_path):
+    """results/ not writable: one line naming the file, and data/prepared/ untouched, so the data
+    and its summary never get out of step (before: data/prepared/ replaced, then a traceback)."""
+    from test_atomic import as_a_user_who_cannot_write, deeppose
+
+    write_params(tmp_path / "params.yaml", {"source": "synthetic", "synthetic": {"images": 24, "test": 8}})
+    assert deeppose(tmp_path, [], "synthesize").returncode == 0
+    (tmp_path / "results" / "data").mkdir(parents=True)
+    prefix = as_a_user_who_cannot_write(tmp_path / "results" / "data")
+    done = deeppose(tmp_path, prefix, "prepare")
+    assert done.returncode == 2
+    assert done.stderr == "deeppose prepare: error: results/data/prepare.json: cannot write: Permission denied\n"
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["synthetic"]
+    assert not (tmp_path / "reports").exists() or not list((tmp_path / "reports").rglob("*"))

@@ -564,3 +564,52 @@ def test_formatting(function, value, text):
     from deeppose.report import fmt
 
     assert getattr(fmt, function)(value) == text
+
+
+def report_files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted((root / "reports").rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    "result, field",
+    [(lambda: paths.train_metrics(Job("pytorch", "autograd", "cpu")), "train_time_s"),
+     (paths.matmul_peak, "peak_flops_per_s")],
+)
+def test_a_nan_in_a_result_stops_the_report_before_any_file_changes(tmp_path, monkeypatch, capsys, result, field):
+    """Before: a traceback after report.md was rewritten, with summary.json left stale."""
+    from deeppose import cli
+
+    root = make_project(tmp_path)
+    monkeypatch.chdir(root)
+    assert cli.main(["report"]) == 0
+    before = report_files(root)
+    path = result()
+    data = json.loads(path.read_text())
+    data[field] = float("nan")
+    path.write_text(json.dumps(data))
+    capsys.readouterr()
+    assert cli.main(["report"]) == 2
+    assert capsys.readouterr().err == (
+        f"deeppose report: error: {path}: {field} is nan; a result holds finite numbers only: rerun its stage\n"
+    )
+    assert report_files(root) == before
+
+
+def test_a_nan_timing_sample_is_left_out_with_a_note(tmp_path, monkeypatch):
+    """A timing file with raw samples only, one of them NaN: the statistics come from the other
+    nine and the report says one was left out (before: dropped without a word)."""
+    root = make_project(tmp_path)
+    monkeypatch.chdir(root)
+    job = Job("pytorch", "explicit", "cpu", 0)
+    data = json.loads(paths.timing_result(job).read_text())
+    core = data["measurements"]["core"]
+    del core["stats"]
+    core["samples_s"][3] = float("nan")
+    paths.timing_result(job).write_text(json.dumps(data))
+    from deeppose.report import build
+
+    ctx = build(load_params("params.yaml"))
+    note = f"{paths.timing_result(job)}: measurements.core.samples_s: 1 of 10 samples not finite, left out"
+    assert ctx.results.timing[job].problems == [note]
+    assert ctx.analysis.timing[job].core.n == 9
+    assert f"- {note}" in (root / "reports" / "report.md").read_text()

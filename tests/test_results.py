@@ -11,11 +11,17 @@ import yaml
 
 from deeppose import provenance, results
 from deeppose.config import load_params
-from deeppose.grid import DEVICES, LOSS_MODES, MAX_BATCH_EXP, OPTIMIZERS, Job
+from deeppose.grid import DEVICES, LOSS_MODES, MAX_BATCH_EXP, OPTIMIZERS, Group, Job
 from deeppose.stages import STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {"cpu": "Test CPU", "cores": 2}
+BLOCK = {
+    "round": 0, "position": 1, "arm": "pytorch/autograd", "attempt": 0, "samples_s": [1.0, 1.0], "warmup_s": [2.0],
+    "optimizer_step_s": [], "loss_s": [1e-4], "started_at": 1.0, "ended_at": 3.0, "disturbed": False, "reasons": [],
+    "interference": {"wall_s": 2.0, "machine_busy_s": 2.0, "own_s": 2.0, "other_cpu_s": 0.0, "other_cores": 0.0,
+                     "load_before": [0.0, 0.0, 0.0], "cores": 2},
+}
 STATS = {"n": 2, "mean": 1.0, "median": 1.0, "variance": 0.0, "iqr_over_median": 0.0, "noisy": False}
 
 
@@ -40,9 +46,11 @@ def examples() -> dict[type, results.Record]:
             final_train_loss=0.2, final_test=scores, baseline_test=scores, versions={"chainer": "7.8.1"},
             provenance=provenance.record("train", p, job), **common),
         results.TimingResult: results.TimingResult.create(
-            job=results.job_id(cell), batch_size=8, warmup=1, repeats=2, seed=0, input="synthetic",
-            measurements={"core": {"what": "core", "samples_s": [1.0, 1.0], "stats": STATS}}, flops=10,
-            flops_per_s=None, versions={}, provenance=provenance.record("time", p, cell), **common),
+            job=results.job_id(cell), batch_size=8, warmup=1, repeats=2, rounds=1, seed=0, schedule_seed=3,
+            input="synthetic", group=["pytorch/autograd"], control="pytorch/autograd", blocks=[BLOCK],
+            control_blocks=[{**BLOCK, "arm": "pytorch/autograd#1"}],
+            time_s={"estimate": 1.0, "low": None, "high": None, "n": 1, "level": 0.95, "method": "one block"},
+            flops=10, flops_per_s=None, versions={}, provenance=provenance.record("time", p, cell), **common),
         results.PeakResult: results.PeakResult.create(
             device="cpu", n=64, kernels={"numpy_matmul": None}, rates_flops_per_s={"numpy_matmul": None}, best=None,
             peak_flops_per_s=None, provenance=provenance.record("peak", p), **common),
@@ -83,8 +91,9 @@ def _damage(tmp_path: Path, change) -> Path:
         (lambda d: d.update(schema_version=0), "schema_version 0, this code reads 1"),
         (lambda d: d.update(kind="train"), "kind is 'train', expected 'time'"),
         (lambda d: d.update(batch_size="8"), "batch_size: expected an integer"),
-        (lambda d: d["measurements"]["core"].pop("stats"), "measurements.core: missing field 'stats'"),
-        (lambda d: d["measurements"]["core"]["samples_s"].append(float("nan")), "non-finite number NaN"),
+        (lambda d: d["blocks"][0].pop("loss_s"), "blocks[0]: missing field 'loss_s'"),
+        (lambda d: d["blocks"][0]["samples_s"].append(float("nan")), "blocks[0].samples_s[2]: nan is not a finite"),
+        (lambda d: d["environment"].update(load=float("inf")), "environment.load: inf is not a finite number"),
     ],
 )
 def test_a_damaged_or_foreign_file_is_one_line_naming_the_file_and_field(tmp_path, change, message):
@@ -113,18 +122,33 @@ def test_code_dependencies_follow_imports_and_only_the_jobs_backend():
     assert "deeppose/peak.py" in provenance.code_files(STAGES["breakdown"], Job("pytorch", "autograd", "cpu", 0))
 
 
-def test_stale_reasons_name_the_changed_file_and_parameter(tmp_path, monkeypatch):
+def test_stale_reasons_name_the_changed_file_and_parameter():
     p = params()
     job = Job("chainer", "autograd", "cpu", 1)
-    recorded = provenance.record("time", p, job)
+    recorded = provenance.record("breakdown", p, job)
     assert provenance.stale_reasons(recorded, p, job) == []
     older = results.Provenance(
-        stage="time", code={**recorded.code, "deeppose/backends/chainer.py": "0" * 64},
-        params={**recorded.params, "timing": {**recorded.params["timing"], "repeats": 99}}, params_file="params.yaml",
+        stage="breakdown", code={**recorded.code, "deeppose/backends/chainer.py": "0" * 64},
+        params={**recorded.params, "breakdown": {**recorded.params["breakdown"], "repeats": 99}},
+        params_file="params.yaml",
     )
     assert provenance.stale_reasons(older, p, job) == [
-        "code changed: deeppose/backends/chainer.py", "parameters changed: timing",
+        "code changed: deeppose/backends/chainer.py", "parameters changed: breakdown",
     ]
+
+
+def test_a_timing_cell_is_judged_by_its_groups_code():
+    """A group ran every framework: editing either backend makes every cell of it stale."""
+    p = params()
+    group = Group.of(p.raw["grid"], "cpu", 1)
+    recorded = provenance.record("time", p, group)
+    assert {"deeppose/backends/chainer.py", "deeppose/backends/pytorch.py"} <= set(recorded.code)
+    for job in group.jobs():
+        assert provenance.stale_reasons(recorded, p, job) == []
+    older = results.Provenance(stage="time", code={**recorded.code, "deeppose/backends/pytorch.py": "0" * 64},
+                               params=recorded.params, params_file="params.yaml")
+    assert provenance.stale_reasons(older, p, Job("chainer", "explicit", "cpu", 1)) == [
+        "code changed: deeppose/backends/pytorch.py"]
 
 
 def test_the_schema_speaks_the_grid_vocabulary():

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import gc
-import json
 import os
 import subprocess
 import sys
@@ -226,7 +225,7 @@ def test_block_method_with_fake_backend(
 ) -> None:
     warmup, repeats = 2, 4
     fake_stage["warmup"] = warmup
-    params = write_params(tmp_path, warmup=warmup, repeats=repeats, threads=3, optimizer_step=True)
+    params = write_params(tmp_path, warmup=warmup, repeats=repeats, threads=1, optimizer_step=True)
     output = run_block(["--params", str(params), "--framework", "pytorch", "--loss", "explicit",
                         "--device", "cpu", "--batch-exp", "2", "--synthetic-input"], capsys)
     events = fake_stage["events"]
@@ -250,7 +249,7 @@ def test_block_method_with_fake_backend(
     assert output.warmup_s == pytest.approx([777.0, 777.0])
     assert output.extra["optimizer_step_s"] == pytest.approx([1e-6, 2e-6, 3e-6, 4e-6])
     assert output.extra["loss_s"] == pytest.approx([1e-8 * (i + 1) for i in range(timing_block.LOSS_REPEATS)])
-    assert output.extra["threads"] == {"requested": 3, "native": []} and output.extra["versions"] == {"fake": "1.0"}
+    assert output.extra["threads"] == {"requested": 1, "native": []} and output.extra["versions"] == {"fake": "1.0"}
     assert output.extra["fairness"] == {"framework": "pytorch", "fake": True}
     images, targets, visible = fake_stage["backend"].inputs[:3]
     assert images.shape == (4, 3, 227, 227) and targets.shape == (4, 28) and visible.shape == (4, 14)

@@ -1,7 +1,7 @@
 """The two workflow engines: the same jobs, a clean lint, a cluster profile, and real runs.
 
 The end-to-end tests run the real pipeline in a temporary copy of the project on tiny parameters
-(a few images, one epoch, exponents 0..1, 3 repeats), with each engine.
+(a few images, one epoch, exponents 0..1, 2 blocks of 2 repeats), with each engine.
 """
 
 from __future__ import annotations
@@ -13,8 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+
+from deeppose.grid import Job
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -75,7 +78,7 @@ def dvc_jobs(cwd: Path) -> set[tuple[str, frozenset[str]]]:
 def test_both_engines_define_the_same_jobs():
     snake, dvc_ = snakemake_jobs(ROOT), dvc_jobs(ROOT)
     assert snake == dvc_, (sorted(snake - dvc_)[:3], sorted(dvc_ - snake)[:3])
-    assert len(snake) == 1 + 1 + 1 + 4 + 24 + 4 + 1  # with params.yaml's grid
+    assert len(snake) == 1 + 1 + 1 + 4 + 6 + 4 + 1  # with params.yaml's grid: 6 timing groups
 
 
 def test_committed_dvc_yaml_is_generated_from_the_stage_table():
@@ -119,7 +122,7 @@ TINY = {
     "data": {"synthetic": {"images": 40, "test": 12}},
     "train": {"batch_size": 4, "epochs": 1, "threads": 1},
     "grid": {"batch_exponents": [0, 1], "devices": ["cpu"]},
-    "timing": {"warmup": 1, "repeats": 3, "threads": 1},
+    "timing": {"warmup": 0, "repeats": 2, "blocks": 2, "threads": 1, "optimizer_step": False},
     "breakdown": {"batch_exponents": [0], "repeats": 1},
 }
 
@@ -176,7 +179,15 @@ def status(project: Path) -> str:
     return run([sys.executable, "-m", "deeppose", "status"], project).stdout
 
 
-CHAINER_JOBS = {"train": 2, "time": 4, "breakdown": 2}  # 2 loss modes; exponents 0, 1; breakdown at 0
+# What an edit of chainer.py reruns: Chainer's training (2 loss modes) and breakdown (batch 1) jobs,
+# and both timing groups (batch 1 and 2: every framework is measured together in a group).
+CHAINER_JOBS = {"train": 2, "time": 2, "breakdown": 2}
+STALE_AFTER_CHAINER_EDIT = {
+    *(f"results/train/chainer/{loss}/cpu/metrics.json" for loss in ("autograd", "explicit")),
+    *(f"results/breakdown/chainer/{loss}/cpu/b0.json" for loss in ("autograd", "explicit")),
+    *(f"results/time/{fw}/{loss}/cpu/b{exp}.json"
+      for fw in ("pytorch", "chainer") for loss in ("autograd", "explicit") for exp in (0, 1)),
+}
 
 
 @pytest.mark.slow
@@ -195,26 +206,26 @@ def test_snakemake_runs_everything_then_nothing_then_only_what_changed(tmp_path)
     stale = [line for line in status(project).splitlines() if line.startswith("stale ")]
     assert "stale reports/summary.json: the results it was built from changed" in stale
     stale.remove("stale reports/summary.json: the results it was built from changed")
-    assert len(stale) == sum(CHAINER_JOBS.values()) and all("/chainer/" in line for line in stale)
-    assert all("code changed: deeppose/backends/chainer.py" in line for line in stale)
+    assert {line.split()[1].rstrip(":") for line in stale} == STALE_AFTER_CHAINER_EDIT
+    assert all(line.endswith(": code changed: deeppose/backends/chainer.py") for line in stale)
     # The report, rebuilt from these results, says which are stale, above everything else.
     run([sys.executable, "-m", "deeppose", "report"], project)
     head = (project / "reports" / "report.md").read_text().split("## 1.")[0]
-    assert f"**{sum(CHAINER_JOBS.values())} result(s) below are stale**" in head
+    assert f"**{len(STALE_AFTER_CHAINER_EDIT)} result(s) below are stale**" in head
     assert "`results/time/chainer/explicit/cpu/b1.json`: code changed: deeppose/backends/chainer.py" in head
     snakemake(project, "--cores", "all")
     touch_code(project, "deeppose/report/fmt.py")
     assert snakemake_planned(project) == ["all", "report"]
     snakemake(project, "--cores", "all")
 
-    edit_params(project, {"timing": {"repeats": 4}})
+    edit_params(project, {"timing": {"repeats": 3}})
     planned = snakemake_planned(project)
-    assert set(planned) == {"time", "report", "all"} and planned.count("time") == 8
+    assert set(planned) == {"time", "report", "all"} and planned.count("time") == 2  # one per group
 
     # Back to the repeats that ran (nothing to redo for them), plus one new batch exponent.
-    edit_params(project, {"timing": {"repeats": 3}, "grid": {"batch_exponents": [0, 1, 2]}})
+    edit_params(project, {"timing": {"repeats": 2}, "grid": {"batch_exponents": [0, 1, 2]}})
     planned = snakemake_planned(project)
-    assert set(planned) == {"time", "report", "all"} and planned.count("time") == 4
+    assert set(planned) == {"time", "report", "all"} and planned.count("time") == 1
 
 
 @pytest.mark.slow
@@ -228,17 +239,16 @@ def test_dvc_repro_produces_the_same_outputs_and_reruns_only_what_changed(tmp_pa
 
     touch_code(project, "deeppose/backends/chainer.py")
     changed = set(re.findall(r"^(\S+):", dvc(project, "status").stdout, flags=re.M))
-    assert {stage.split("@")[0] for stage in changed} == {f"{stage}-chainer" for stage in CHAINER_JOBS}
-    assert len(changed) == sum(CHAINER_JOBS.values())
+    assert changed == {"train-chainer@autograd-cpu", "train-chainer@explicit-cpu", "time@cpu-0", "time@cpu-1",
+                       "breakdown-chainer@autograd-cpu-0", "breakdown-chainer@explicit-cpu-0"}
     out = dvc(project, "repro").stdout
     ran = set(re.findall(r"^Running stage '(\S+)'", out, flags=re.M))
     assert ran == changed | {"report"}, out
 
-    edit_params(project, {"timing": {"repeats": 4}})
+    edit_params(project, {"timing": {"repeats": 3}})
     changed = dvc(project, "status").stdout
     stale = set(re.findall(r"^(\S+):", changed, flags=re.M))
-    assert stale and all(s.startswith("time-") for s in stale), changed
-    assert len(stale) == 8
+    assert stale == {"time@cpu-0", "time@cpu-1"}, changed
 
     out = dvc(project, "repro").stdout
     assert "train-" not in re.sub(r"Stage 'train-\S+' didn't change, skipping", "", out)
@@ -247,5 +257,142 @@ def test_dvc_repro_produces_the_same_outputs_and_reruns_only_what_changed(tmp_pa
     edit_params(project, {"grid": {"batch_exponents": [0, 1, 2]}})
     out = dvc(project, "repro").stdout
     ran = set(re.findall(r"^Running stage '(\S+)'", out, flags=re.M))
-    new_jobs = {f"time-{fw}@{loss}-cpu-2" for fw in ("pytorch", "chainer") for loss in ("autograd", "explicit")}
-    assert ran - {"report"} == new_jobs, out
+    assert ran - {"report"} == {"time@cpu-2"}, out
+
+
+# --- reruns and resumes under the engines ----------------------------------------------------
+def train_project(tmp_path: Path, framework: str, epochs: int) -> tuple[Path, Job]:
+    """A tiny project whose grid is one training job (24 images, batch 4, one thread)."""
+
+    project = copy_project(tmp_path / "project")
+    edit_params(project, {
+        "data": {"synthetic": {"images": 24, "test": 8}},
+        "train": {"epochs": epochs, "batch_size": 4, "threads": 1},
+        "grid": {"frameworks": [framework], "loss_modes": ["autograd"], "batch_exponents": [0]},
+        "breakdown": {"batch_exponents": [0]},
+    })
+    return project, Job(framework, "autograd", "cpu")
+
+
+def engine_command(engine: str, job) -> list[str]:
+    """The command that brings one training job up to date, as a user would type it."""
+    from deeppose import paths
+
+    if engine == "snakemake":
+        return [str(BIN / "snakemake"), str(paths.train_metrics(job)), "--profile", "workflow/profiles/default",
+                "--cores", "2"]
+    return [str(BIN / "dvc"), "repro", f"train@{job.framework}-{job.loss}-{job.device}"]
+
+
+def train_outputs(project: Path, job) -> tuple[dict, list[list[str]], dict]:
+    """metrics.json, curve.csv's rows and the checkpoint's weights."""
+    import json
+
+    from deeppose import checkpoint, paths
+
+    metrics = json.loads((project / paths.train_metrics(job)).read_text())
+    curve = [row.split(",") for row in (project / paths.train_curve(job)).read_text().splitlines()[1:]]
+    with np.load(project / paths.checkpoint_dir(job) / checkpoint.FILE_NAME, allow_pickle=False) as data:
+        weights = {name: data[name] for name in data.files if name.startswith("weight/")}
+    return metrics, curve, weights
+
+
+def assert_whole(metrics: dict, curve: list[list[str]], epochs: int) -> None:
+    """A run's outputs cover every epoch with iterations numbered 1..n, and its clock is the curve's."""
+    assert [int(row[0]) for row in curve] == list(range(1, len(curve) + 1))
+    assert sorted({int(row[1]) for row in curve}) == list(range(1, epochs + 1))
+    assert metrics["iterations"] == len(curve) and metrics["epochs"] == epochs
+    assert metrics["train_time_s"] == float(curve[-1][2])
+
+
+@pytest.mark.slow
+def test_forced_reruns_under_either_engine_train_afresh(tmp_path):
+    """`snakemake --forceall` and `dvc repro --force`, and a first `dvc repro` after Snakemake ran the
+    job, delete the declared outputs but find the finished run's checkpoint: each trains afresh
+    (before: an IndexError, and metrics.json gone)."""
+    project, job = train_project(tmp_path, "pytorch", epochs=2)
+    snakemake_run, dvc_run = engine_command("snakemake", job), engine_command("dvc", job)
+    run(snakemake_run, project)
+    first, first_curve, _ = train_outputs(project, job)
+    assert_whole(first, first_curve, 2)
+    for command in (snakemake_run + ["--forceall"], dvc_run, dvc_run + ["--force"]):
+        run(command, project)
+        metrics, curve, _ = train_outputs(project, job)
+        assert metrics["resumed_from_epoch"] == 0, command
+        assert_whole(metrics, curve, 2)
+        assert [row[3] for row in curve] == [row[3] for row in first_curve], command  # same losses
+
+
+def _train_pid(project: Path) -> int | None:
+    """The `python -m deeppose train` process working in `project`, if one runs."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if b"-m" in args and b"deeppose" in args and b"train" in args and cwd == str(project):
+            return int(entry.name)
+    return None
+
+
+def kill_after_first_epoch_2_line(command: list[str], project: Path, job) -> None:
+    """Start an engine on the training job and SIGKILL its python child once the log has a line of
+    epoch 2 (the checkpoint of epoch 1 is written just before)."""
+    import signal
+    import time
+
+    from deeppose import paths
+
+    log = project / paths.train_log(job)
+    engine = subprocess.Popen(command, cwd=project, env=engine_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and engine.poll() is None:
+        if log.exists() and '"epoch": 2' in log.read_text():
+            pid = _train_pid(project)
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+                break
+        time.sleep(0.02)
+    output = engine.communicate()[0]
+    assert engine.returncode != 0, f"the engine finished before the kill:\n{output[-3000:]}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["snakemake", "dvc"])
+@pytest.mark.parametrize("framework", ["pytorch", "chainer"])
+def test_an_engine_resumes_a_killed_job_to_the_uninterrupted_result(tmp_path, engine, framework):
+    """Kill the training job mid-epoch 2, rerun the same engine command: the job resumes from epoch
+    1 and ends with the metrics, curve and weights of an uninterrupted run (the CLI's, run after it
+    in the same project, which trains afresh since the checkpoint is then of a finished run).
+    Before: metrics counted only the resumed epochs and the curve lacked epoch 1."""
+    epochs = 3
+    project, job = train_project(tmp_path, framework, epochs)
+    command = engine_command(engine, job)
+    kill_after_first_epoch_2_line(command, project, job)
+    run(command, project)
+    resumed, resumed_curve, resumed_weights = train_outputs(project, job)
+    assert resumed["resumed_from_epoch"] == 1
+    assert_whole(resumed, resumed_curve, epochs)
+
+    run([str(BIN / "python"), "-m", "deeppose", "train", "--framework", framework, "--loss", "autograd",
+         "--device", "cpu"], project)
+    clean, clean_curve, clean_weights = train_outputs(project, job)
+    assert clean["resumed_from_epoch"] == 0
+    assert [(r[0], r[1], r[3]) for r in resumed_curve] == [(r[0], r[1], r[3]) for r in clean_curve]
+    for key in ("iterations", "epochs", "final_train_loss", "final_test", "baseline_test"):
+        assert resumed[key] == clean[key], key
+    for name, value in clean_weights.items():
+        np.testing.assert_array_equal(resumed_weights[name], value, err_msg=name)
+
+
+def test_dvc_ignores_the_temporaries_of_interrupted_writes():
+    """A checkpoint write killed midway leaves `.last.npz.<random>.tmp` in the checkpoint folder,
+    a DVC output: it must never reach DVC's cache (the next write also removes it)."""
+    result = dvc(ROOT, "check-ignore", "checkpoints/pytorch/autograd/cpu/.last.npz.x7f3k2.tmp",
+                 "results/time/pytorch/autograd/cpu/.b3.json.q1w2e3.tmp")
+    assert result.stdout.split() == ["checkpoints/pytorch/autograd/cpu/.last.npz.x7f3k2.tmp",
+                                     "results/time/pytorch/autograd/cpu/.b3.json.q1w2e3.tmp"]

@@ -28,6 +28,7 @@ and the same summary to `results/data/prepare.json` (committed to git; the array
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import math
 from collections.abc import Sequence
@@ -38,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from deeppose import paths, provenance
-from deeppose.atomic import atomic_dir, atomic_path, write_json
+from deeppose.atomic import atomic_dir, atomic_path, json_text, write_json
 from deeppose.config import Params, load_params
 from deeppose.data.lsp import N_JOINTS, PoseDataset, read_lsp, read_lspet
 from deeppose.errors import DeepPoseError
@@ -134,8 +135,7 @@ def prepare(
     """Crop every sample of `sources`, write `out` (atomically), return the summary.
 
     `summary_path` (with `summary_provenance`) and `preview_path`, when given, receive the summary
-    as a `PrepareSummary` record and the preview figure, written only after everything else has
-    succeeded.
+    as a `PrepareSummary` record and the preview figure; the three change together or not at all.
     """
     # pass 1: decide from the labels and the image headers; no pixels decoded
     kept: dict[str, list[tuple[PoseDataset, int, np.ndarray]]] = {split: [] for split in SPLITS}
@@ -156,8 +156,11 @@ def prepare(
             where = ", ".join(s.path for s in sources)
             raise DeepPoseError(f"{where}: no {split} sample is left after cropping ({len(dropped)} dropped)")
 
-    # pass 2: decode and crop the kept samples straight into the output files
-    with atomic_dir(out) as tmp:
+    # pass 2: decode and crop the kept samples straight into the output files. The summary's and
+    # the preview's temporaries join the same commit: the three are renamed only once all are
+    # written, so a folder or disk that refuses a write leaves data/prepared/ and its summary in step.
+    with contextlib.ExitStack() as commit:
+        tmp = commit.enter_context(atomic_dir(out))
         arrays: dict[str, np.ndarray] = {}
         for split in SPLITS:
             n = len(kept[split])
@@ -195,17 +198,14 @@ def prepare(
             "sha256": content_hash(arrays),
         }
         write_json(tmp / "summary.json", summary)
-        preview = None
+        if summary_path is not None and summary_provenance is not None:
+            record = PrepareSummary.create(**summary, provenance=summary_provenance)
+            commit.enter_context(atomic_path(summary_path)).write_text(json_text(record.to_dict()), encoding="utf-8")
         if preview_path is not None:
             from deeppose.data.preview import preview_png
 
-            preview = preview_png(arrays)
+            commit.enter_context(atomic_path(preview_path)).write_bytes(preview_png(arrays))
         del arrays, images
-    if summary_path is not None and summary_provenance is not None:
-        PrepareSummary.create(**summary, provenance=summary_provenance).write(summary_path)
-    if preview is not None and preview_path is not None:
-        with atomic_path(preview_path) as tmp_png:
-            tmp_png.write_bytes(preview)
     return summary
 
 

@@ -6,7 +6,9 @@
 The report follows the study: set-up, effect of automatic differentiation, impact of the network
 implementation, its per-layer breakdown, accuracy, comparison with the study's published figures, and a summary whose
 conclusions are written by code from the numbers. Missing or partial results never stop it: a job
-without a result is shown as not run, with the reason. Same results, same bytes (figures too).
+without a result is shown as not run, with the reason. A non-finite number in a result does stop
+it, in one line naming the file and field, before any file is written; report.md, summary.json and
+the figures change together. Same results, same bytes (figures too).
 It imports no deep-learning framework.
 
 Sections are listed in `deeppose.report.sections.SECTIONS`; see `deeppose.report.markdown` for how
@@ -76,14 +78,19 @@ def render(params: Params, draw: bool = True) -> tuple[Context, str]:
 
 
 def build(params: Params) -> Context:
-    """Write report.md, summary.json and the figures; returns the Context."""
+    """Write report.md, summary.json and the figures; returns the Context. Everything is computed
+    and rendered first, so a result that stops the report (a NaN) leaves every file as it was."""
     ctx, text = render(params)
     summary = ReportSummary.create(
         headlines=ctx.summary, stale=ctx.results.stale, inputs=ctx.results.input_hashes(),
         provenance=provenance.record("report", params),
     )
-    atomic.write_text(paths.report_markdown(), text)
-    summary.write(paths.report_summary())
+    files = {
+        paths.report_markdown(): text.encode(),
+        paths.report_summary(): atomic.json_text(summary.to_dict()).encode(),
+        **ctx.pngs,
+    }
+    atomic.write_together(files)
     return ctx
 
 

@@ -21,7 +21,7 @@ from deeppose.grid import Job
 from deeppose.report.fmt import framework_name
 from deeppose.report.load import Results
 from deeppose.results import BlockRecord, Scores, TimingResult, TrainMetrics
-from deeppose.stats import NOISY_IQR_OVER_MEDIAN, describe
+from deeppose.stats import describe
 
 LEVEL = 0.95  # confidence level of every interval in the report
 REFERENCE = "pytorch"  # framework ratios are <framework> / PyTorch, as in the study

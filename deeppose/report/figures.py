@@ -2,15 +2,14 @@
 PNGs whose bytes depend only on the data: fixed rcParams, no Software/date metadata.
 
 Colour tells the framework apart (Okabe-Ito, safe for colour-blind readers), line style and
-marker the loss mode. Each `draw_*` function returns a Figure; `save_png` writes one atomically.
+marker the loss mode. Each `draw_*` function returns a Figure; `png_bytes` renders one.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
+import io
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import matplotlib
 import matplotlib.style
@@ -18,7 +17,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
 
-from deeppose.atomic import atomic_path
 from deeppose.grid import Job
 from deeppose.report.analysis import REFERENCE, Analysis
 from deeppose.report.fmt import flops, framework_name
@@ -70,12 +68,14 @@ def new_figure(width: float, height: float) -> Figure:
     return figure
 
 
-def save_png(draw: Callable[[], Figure], path: Path) -> None:
-    """Draw and write one PNG atomically; byte-identical for identical data."""
+def png_bytes(draw: Callable[[], Figure]) -> bytes:
+    """Draw one figure and render it as PNG; byte-identical for identical data. The report writes
+    the bytes with every other file of the report at once (deeppose.atomic.write_together)."""
     with style():
         figure = draw()
-        with atomic_path(path) as tmp:
-            figure.savefig(tmp, format="png", metadata={"Software": None})
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
 
 
 def draw_placeholder(title: str, message: str) -> Figure:

@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 
 from deeppose.grid import Job
 from deeppose.report.analysis import Analysis
-from deeppose.report.figures import draw_placeholder, save_png
+from deeppose.report.figures import draw_placeholder, png_bytes
 from deeppose.report.load import Loaded, Results
 
 SEE_SUMMARY = "see *Jobs without results* in the Summary"
@@ -41,6 +41,7 @@ class Context:
     figures_dir: Path
     draw: bool = True  # False: only record which figures would be written
     figures: list[Path] = field(default_factory=list)
+    pngs: dict[Path, bytes] = field(default_factory=dict)  # drawn figures, written with the report
     summary: dict[str, Any] = field(default_factory=dict)
     conclusions: list[tuple[str, str]] = field(default_factory=list)  # (scope, sentence)
 
@@ -49,13 +50,13 @@ class Context:
         return Analysis(self.results)
 
     def figure(self, name: str, draw: Callable[[], Figure]) -> str:
-        """Write figure `name` (a .png file name) from `draw()`; return its link for the Markdown."""
+        """Draw figure `name` (a .png file name) from `draw()`; return its link for the Markdown."""
         path = self.figures_dir / name
         if path in self.figures:
             raise ValueError(f"figure {name} written twice")
         self.figures.append(path)
         if self.draw:
-            save_png(draw, path)
+            self.pngs[path] = png_bytes(draw)
         return Path(os.path.relpath(path, self.markdown_path.parent)).as_posix()
 
     def headline(self, *keys: str, value: Any) -> None:

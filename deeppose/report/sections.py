@@ -746,7 +746,7 @@ def render_summary(ctx: Context) -> str:
     ctx.headline("jobs", "breakdown", "expected", value=len(results.breakdown))
     ctx.headline("jobs", "breakdown", "present", value=sum(loaded.ok for loaded in results.breakdown.values()))
 
-    everything = [*results.train.values(), *results.timing.values(), *results.breakdown.values()]
+    everything = [*results.train.values(), *results.timing.values(), *results.breakdown.values(), results.peak]
     problems = [p for run in everything for p in run.problems]
     if problems:
         parts += ["### Problems noticed in the results", "\n".join(f"- {fmt.escape(p)}" for p in problems)]

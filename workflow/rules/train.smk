@@ -1,3 +1,7 @@
+# The checkpoint (checkpoints/<framework>/<loss>/<device>/last.npz, holding the log of its epochs) is
+# deliberately no output: Snakemake deletes outputs before a job runs, so a killed job could not
+# resume. deeppose/resume.py resumes only an unfinished checkpoint of the same parameters, so a
+# forced rerun (--forceall) trains afresh.
 rule train:
     input:
         unpack(stage_inputs("train")),
