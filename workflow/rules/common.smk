@@ -7,6 +7,7 @@ import sys
 from deeppose import paths
 from deeppose.config import Job, load_params
 from deeppose.errors import DeepPoseError
+from snakemake.exceptions import WorkflowError
 
 PARAMS_FILE = config.get("params", "params.yaml")
 try:
@@ -15,8 +16,12 @@ except DeepPoseError as error:
     sys.exit(str(error))
 
 GRID = PARAMS.raw["grid"]
-# Measuring jobs take every core, so that none ever runs beside another job.
-ALL_CORES = workflow.cores
+# Measuring jobs take every core, so that none ever runs beside another job. A cluster run has
+# no total core count (--cores): there the profile sets these rules' threads to a node's cores.
+try:
+    ALL_CORES = workflow.cores
+except WorkflowError:
+    ALL_CORES = 1
 
 # One pattern per artifact, built by the same functions the stages use.
 CELL = Job("{framework}", "{loss}", "{device}", "{batch_exp}")
