@@ -145,8 +145,9 @@ SlurmctldDebug=info
 NodeName=$node NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$memory State=UNKNOWN
 PartitionName=debug Nodes=$node Default=YES MaxTime=INFINITE State=UP
 EOF
-    # No plugin above uses cgroups, and on this machine (cgroup v1) slurmd starts without this
-    # file. On a cgroup v2 host without systemd, 22.05's cgroup/v2 needs IgnoreSystemd=yes.
+    # No plugin above uses cgroups, and on this machine (cgroup v1 under a tmpfs) slurmd starts with
+    # or without this file. It is for cgroup v2 hosts without systemd, where 22.05's cgroup/v2
+    # would ask systemd for its scope (IgnoreSystemd=yes; not tried here: no such host).
     cat > "$dir/etc/cgroup.conf" <<EOF
 CgroupPlugin=autodetect
 IgnoreSystemd=yes
