@@ -9,6 +9,7 @@ from deeppose.config import load_params
 from deeppose.errors import DeepPoseError
 from deeppose.grid import Group, Job
 from deeppose.stages import STAGES, command
+from snakemake.exceptions import WorkflowError
 
 PARAMS_FILE = config.get("params", "params.yaml")
 try:
@@ -17,8 +18,12 @@ except DeepPoseError as error:
     sys.exit(str(error))
 
 GRID = PARAMS.raw["grid"]
-# Measuring jobs take every core, so that none ever runs beside another job.
-ALL_CORES = workflow.cores
+# Measuring jobs take every core, so that none ever runs beside another job. A cluster run has
+# no total core count (--cores): there the profile sets these rules' threads to a node's cores.
+try:
+    ALL_CORES = workflow.cores
+except WorkflowError:
+    ALL_CORES = 1
 
 
 def _cell(stage, framework, loss, device, batch_exp):
