@@ -136,6 +136,17 @@ def block(job: Job, round_: int, arm: str, attempt: int = 0, disturbed: bool = F
     }
 
 
+def manifest(framework: str) -> dict:
+    """A fairness manifest: Chainer's OpenBLAS held to AVX2 by an environment pin, PyTorch on AVX-512."""
+    chainer = framework == "chainer"
+    return {
+        "framework": framework, "device": "cpu", "cpu": {"model": "Test CPU 9000", "isa_flags": ["avx2", "avx512f"]},
+        "env": {"OPENBLAS_CORETYPE": "Haswell"}, "native": {},
+        "common": {"dtype": "float32", "threads": 2, "kernel_library": "numpy + openblas" if chainer else "onednn",
+                   "kernel_isa": "Haswell" if chainer else "AVX512", "fp32_math": "ieee", "runtime_checks": chainer},
+    }
+
+
 def write_timing(params: Params, job: Job) -> None:
     cell = f"{job.framework}/{job.loss}"
     blocks = [block(job, r, cell) for r in range(ROUNDS)]
@@ -152,7 +163,7 @@ def write_timing(params: Params, job: Job) -> None:
         time_s={"estimate": float(np.median(medians)), "low": min(medians), "high": max(medians), "n": ROUNDS,
                 "level": 0.95, "method": "test"},
         flops=int(flops), flops_per_s=flops / float(np.median(medians)), threads={"requested": 2},
-        versions={job.framework: "1.0"}, environment=environment(),
+        versions={job.framework: "1.0"}, environment={**environment(), "fairness": manifest(job.framework)},
         provenance=provenance.record("time", params, Group.of(params.raw["grid"], job.device, job.batch_exp)),
     ).write(paths.timing_result(job))
 
@@ -290,6 +301,11 @@ def test_setup_shows_parameters_data_and_environment(built):
     assert "Prepared data: source synthetic; kept train 290, test 95; dropped 15 (span >= 227: 15)" in section
     params = {r["parameter"]: r["value"] for r in tables_under(section, "### Parameters")[0]}
     assert params["`grid.devices`"] == '["cpu", "cuda"]' and params["`train.lr`"] == "0.01"
+    fairness = tables_under(section, "#### What the timing processes ran with on cpu")[0]
+    assert [r["framework"] for r in fairness] == ["PyTorch", "Chainer"]
+    assert fairness[1]["kernel_isa"] == "Haswell" and fairness[1]["steering variables"] == "OPENBLAS_CORETYPE Haswell"
+    assert "3 asymmetries between the frameworks' processes:" in section
+    assert "- `common.kernel_isa`: PyTorch AVX512; Chainer Haswell (may bias:" in section
     env = tables_under(section, "### Environment")[0]
     assert env[0]["CPU"] == "Test CPU 9000" and env[0]["cores (usable of all)"] == "2 of 2"
     assert "`abc123`" in section and "150 GFLOP/s" in section
@@ -571,45 +587,40 @@ def report_files(root: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize(
-    "result, field",
-    [(lambda: paths.train_metrics(Job("pytorch", "autograd", "cpu")), "train_time_s"),
-     (paths.matmul_peak, "peak_flops_per_s")],
+    "result, field, where",
+    [(lambda: paths.train_metrics(Job("pytorch", "autograd", "cpu")), "train_time_s", "training PyTorch autograd cpu"),
+     (lambda: paths.timing_result(Job("pytorch", "explicit", "cpu", 0)), "flops_per_s", "timing PyTorch explicit cpu")],
 )
-def test_a_nan_in_a_result_stops_the_report_before_any_file_changes(tmp_path, monkeypatch, capsys, result, field):
-    """Before: a traceback after report.md was rewritten, with summary.json left stale."""
+def test_a_nan_in_a_result_is_named_and_that_result_set_aside(tmp_path, monkeypatch, result, field, where):
+    """Before: a traceback after report.md was rewritten, with summary.json left stale. Now the reader
+    refuses the file with one line naming it and the field, the report shows the job without a
+    usable result with that reason, and report.md, summary.json and the figures change together."""
     from deeppose import cli
 
-    root = make_project(tmp_path)
+    root = make_project(tmp_path, devices=("cpu",))
     monkeypatch.chdir(root)
-    assert cli.main(["report"]) == 0
-    before = report_files(root)
     path = result()
     data = json.loads(path.read_text())
     data[field] = float("nan")
     path.write_text(json.dumps(data))
-    capsys.readouterr()
-    assert cli.main(["report"]) == 2
-    assert capsys.readouterr().err == (
-        f"deeppose report: error: {path}: {field} is nan; a result holds finite numbers only: rerun its stage\n"
-    )
-    assert report_files(root) == before
+    assert cli.main(["report"]) == 0
+    markdown = (root / "reports" / "report.md").read_text()
+    reasons = {r["job"]: r["reason"] for r in tables_under(markdown, "### Jobs without results")[0]}
+    assert reasons[where] == f"unusable: {field}: nan is not a finite number"
+    summary = json.loads((root / "reports" / "summary.json").read_text())
+    assert summary["inputs"][path.as_posix()] == provenance.file_hash(path, root)  # built from this very file
 
 
-def test_a_nan_timing_sample_is_left_out_with_a_note(tmp_path, monkeypatch):
-    """A timing file with raw samples only, one of them NaN: the statistics come from the other
-    nine and the report says one was left out (before: dropped without a word)."""
+def test_a_nan_timing_sample_sets_its_result_aside_with_the_sample_named(tmp_path, monkeypatch):
+    """Before: a NaN sample was dropped without a word. A stage never writes one, so the file is damaged."""
     root = make_project(tmp_path)
     monkeypatch.chdir(root)
     job = Job("pytorch", "explicit", "cpu", 0)
     data = json.loads(paths.timing_result(job).read_text())
-    core = data["measurements"]["core"]
-    del core["stats"]
-    core["samples_s"][3] = float("nan")
+    data["blocks"][2]["samples_s"][1] = float("nan")
     paths.timing_result(job).write_text(json.dumps(data))
     from deeppose.report import build
 
     ctx = build(load_params("params.yaml"))
-    note = f"{paths.timing_result(job)}: measurements.core.samples_s: 1 of 10 samples not finite, left out"
-    assert ctx.results.timing[job].problems == [note]
-    assert ctx.analysis.timing[job].core.n == 9
-    assert f"- {note}" in (root / "reports" / "report.md").read_text()
+    assert ctx.results.timing[job].missing == "unusable: blocks[2].samples_s[1]: nan is not a finite number"
+    assert job not in ctx.analysis.timing

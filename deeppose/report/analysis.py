@@ -358,6 +358,16 @@ class Analysis:
                  if d == device and (c := g.analysis.control).ratio.low is not None and c.ratio.high is not None]
         return max(reach) if reach else None
 
+    def manifests(self, device: str) -> dict[str, dict[str, Any]]:
+        """Framework -> the fairness manifest of its blocks on `device` (from its largest batch's
+        first cell), for deeppose.fairness.asymmetries."""
+        found: dict[str, dict[str, Any]] = {}
+        for job, loaded in sorted(self.results.timing.items(), key=lambda item: -(item[0].batch_exp or 0)):
+            manifest = loaded.record.environment.get("fairness") if loaded.ok else None
+            if job.device == device and manifest and job.framework not in found:
+                found[job.framework] = manifest
+        return found
+
     @cached_property
     def control(self) -> ControlSummary:
         """The A/A comparisons of every group, and how often the verdict rule fired on them."""

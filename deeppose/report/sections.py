@@ -12,6 +12,7 @@ from typing import Any
 
 from deeppose import paths
 from deeppose.compare_stats import COMPARE_LEVEL, THRESHOLD, format_interval, round_to_interval
+from deeppose.fairness import asymmetries
 from deeppose.grid import DEVICES, Job
 from deeppose.report import fmt
 from deeppose.report.analysis import (
@@ -94,8 +95,37 @@ def render_setup(ctx: Context) -> str:
     parts.append("As recorded in each result file; values that differ between the results of one row are all shown.")
     parts.append(_environment_table(ctx))
     parts.append(_environment_lines(ctx))
+    for device in results.devices:
+        parts.append(_fairness(ctx, device))
     ctx.headline("peak_flops_per_s", value=ctx.analysis.peak_flops_per_s)
     return "\n\n".join(parts)
+
+
+FAIRNESS_FIELDS = ("dtype", "threads", "kernel_library", "kernel_isa", "fp32_math", "runtime_checks")
+
+
+def _fairness(ctx: Context, device: str) -> str:
+    """What each framework's timing processes ran with, side by side, and every difference."""
+    manifests = ctx.analysis.manifests(device)
+    if not manifests:
+        return ""
+    names = list(manifests)
+    rows = [[framework_name(n), *(_scalar(manifests[n]["common"].get(f)) for f in FAIRNESS_FIELDS),
+             _pairs(manifests[n]["env"]) if manifests[n]["env"] else "none"] for n in names]
+    table = fmt.table(["framework", *FAIRNESS_FIELDS, "steering variables"], rows)
+    found = asymmetries({framework_name(n): manifests[n] for n in names})
+    ctx.headline(device, "fairness_asymmetries", value=[a.field for a in found])
+    lines = [f"- `{a.field}`: " + "; ".join(f"{n} {_scalar(v)}" for n, v in a.values.items())
+             + f" (may bias: {a.may_bias})" for a in found]
+    cpu = next(iter(manifests.values()))["cpu"]
+    return "\n\n".join([
+        f"#### What the timing processes ran with on {device}",
+        f"CPU: {fmt.escape(cpu.get('model'))}; ISA flags: {fmt.escape(', '.join(cpu.get('isa_flags', [])) or MISSING)}.",
+        table,
+        f"{len(found)} asymmetr{'y' if len(found) == 1 else 'ies'} between the frameworks' processes:" if found
+        else "No asymmetry between the frameworks' processes.",
+        "\n".join(lines),
+    ])
 
 
 def _details(summary: str, body: str) -> str:
