@@ -343,7 +343,10 @@ def test_autodiff_conclusions(built):
 
 
 def test_core_time_tables(built):
-    _, _, markdown, _ = built
+    _, _, markdown, summary = built
+    assert [(p["batch_size"], p["framework"], p["loss"], p["significant"]) for p in summary["aa_control"]] == [
+        (1, "pytorch", "autograd", False), (2, "pytorch", "autograd", False)]
+    assert summary["aa_false_positive_rate"] == 0.0
     section = markdown.split("## 3.")[1].split("## 4.")[0]
     cpu = section.split("### cpu")[1].split("### cuda")[0]
     core, ratios, control, flops = tables_under("### cpu" + cpu, "### cpu")

@@ -374,9 +374,28 @@ def interval_summary(interval: Any, verdict: Any | None = None) -> dict[str, Any
     return summary
 
 
+def _control_headlines(ctx: Context) -> str:
+    """summary.json's A/A control: every pair, and how often the rule called identical arms different."""
+    pairs = []
+    for (device, exp), group in sorted(ctx.analysis.groups.items()):
+        c = group.analysis.control
+        framework, loss = c.b.split("/")
+        pairs.append({"framework": framework, "loss": loss, "device": device, "batch_size": 2**exp,
+                      "ratio": interval_summary(c.ratio), "difference_s": interval_summary(c.difference),
+                      "significant": c.verdict.value in ("faster", "slower"), "blocks_disagree": group.analysis.disagree})
+    ctx.headline("aa_control", value=pairs)
+    rate = ctx.analysis.control.false_positive_rate
+    ctx.headline("aa_false_positive_rate", value=rate)
+    if rate is None:
+        return ""
+    return (f"Over the run's {len(pairs)} A/A pairs the rule called {ctx.analysis.control.false_positives} "
+            f"different: a false-positive rate of {fmt.percent(rate)} (the rule's simulated rate at "
+            f"{ctx.results.params.raw['timing']['blocks']} blocks is in deeppose/compare_stats.py).")
+
+
 def render_network(ctx: Context) -> str:
     results, analysis = ctx.results, ctx.analysis
-    parts = [NETWORK_METHOD]
+    parts = [NETWORK_METHOD, _control_headlines(ctx)]
     for device in results.devices:
         parts.append(f"### {device}")
         core_name, core_alt = f"core_time_{device}.png", f"Core-process time against batch size on {device}"
