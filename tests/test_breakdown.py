@@ -270,6 +270,21 @@ def hand_made_result(framework: str, loss: str, conv_s: float, fc_s: float, core
     }
 
 
+def write_record(params: Params, job: Job, result: dict[str, Any]) -> None:
+    """`result` (hand_made_result's fields) as the stage writes it: a typed, current record."""
+    from deeppose import provenance
+    from deeppose.results import BreakdownResult, job_id
+
+    fields = {k: v for k, v in result.items() if k not in ("framework", "loss", "device", "batch_exp")}
+    BreakdownResult.create(
+        job=job_id(job), warmup=1, seed=0, input="synthetic", model={"dropout": 0.0, "lrn": False}, tool="test",
+        time_basis="host wall time", core_samples_s=[result["core_time_s"]],
+        profiled_core_samples_s=[result["profiled_core_time_s"]], threads={}, versions={}, environment={},
+        load_average={"before": [0.0] * 3, "after": [0.0] * 3}, provenance=provenance.record("breakdown", params, job),
+        **fields,
+    ).write(paths.breakdown_result(job))
+
+
 @pytest.fixture()
 def report_params() -> Params:
     params = load_params(REPO / "params.yaml")
@@ -315,9 +330,7 @@ def test_report_section_renders_from_hand_made_results(report_params: Params, tm
         # chainer/explicit missing: shown as not run
     }
     for (framework, loss), result in results.items():
-        out = paths.breakdown_result(Job(framework, loss, "cpu", 4))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result))
+        write_record(report_params, Job(framework, loss, "cpu", 4), result)
     ctx = section_context(report_params, tmp_path)
     markdown = render_breakdown(ctx)
     assert "## Per-layer breakdown" not in markdown  # render_document writes the section's title
