@@ -78,16 +78,16 @@ def _record(block: Block) -> BlockRecord:
 
 
 def cell_time(blocks: list[BlockRecord]) -> IntervalRecord:
-    """The median of the final, undisturbed block medians, with its t-interval on logarithms."""
+    """The median of the final, undisturbed block medians, with its t-interval on logarithms; when
+    every final block stayed disturbed through its retries, of all of them, and the method says so."""
     last: dict[int, BlockRecord] = {}
     for block in blocks:
         if block.round not in last or block.attempt > last[block.round].attempt:
             last[block.round] = block
-    medians = [float(np.median(b.samples_s)) for b in last.values() if not b.disturbed]
-    if not medians:
-        return IntervalRecord(None, None, None, 0, LEVEL, "every block disturbed")
-    interval = cell_estimate(medians)
-    return IntervalRecord(interval.estimate, interval.low, interval.high, interval.n, interval.level, interval.method)
+    usable = [b for b in last.values() if not b.disturbed]
+    interval = cell_estimate([float(np.median(b.samples_s)) for b in usable or last.values()])
+    method = interval.method if usable else f"{interval.method}, every block disturbed"
+    return IntervalRecord(interval.estimate, interval.low, interval.high, interval.n, interval.level, method)
 
 
 def time_group(

@@ -351,7 +351,7 @@ outside the timed region, warm-up runs dropped. Batch sizes are 2^n. All cells o
 batch size form a group measured together: `timing.blocks` rounds in which every cell runs one
 block (a fresh process, `timing.repeats` samples) in a seeded random order, so drift hits all alike
 and cells pair by round; a block that another process disturbed (IQR/median > 10 %, max/median >
-1.25, other processes' CPU time, or a load above the core count) is rerun and every attempt kept.
+1.25, or other processes' CPU time above a tenth of a core) is rerun and every attempt kept.
 A cell's time is the median of its block medians with a {CI} from the blocks (t on logarithms);
 ratios come with a {COMPARE_CI} paired by round, and a verdict needs the interval to exclude 1 *and*
 the ratio to be beyond 1 ± {fmt.sig(100 * THRESHOLD)} %. One cell per group is measured twice as two
