@@ -7,8 +7,8 @@ and any first-or-second effect fall equally on both):
 
 * harness: `deeppose.harness.measure(step, setup=zero_grad, sync=synchronize)`, exactly as the
   `time` stage calls it;
-* bare:    a hand-written loop with the harness's rules (collector off, a collection before the
-           step, the step's result released after the clock stops): zero_grad(); gc.collect();
+* bare:    a hand-written loop with the harness's rules (collector off, a collection of the young
+           generation before the step, the step's result released after the clock stops): zero_grad(); gc.collect(0);
            synchronize(); t0 = perf_counter_ns(); result = step(); synchronize();
            t1 = perf_counter_ns(); del result.
 
@@ -44,7 +44,7 @@ def bare_sample(step, setup, sync) -> int:
     was_enabled = gc.isenabled()
     gc.disable()
     setup()
-    gc.collect()
+    gc.collect(0)
     sync()
     start = time.perf_counter_ns()
     result = step()

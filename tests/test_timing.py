@@ -87,14 +87,14 @@ def test_harness_syncs_before_every_clock_read_and_setup_is_untimed() -> None:
 def test_harness_collects_garbage_outside_the_timed_region_only(monkeypatch: pytest.MonkeyPatch) -> None:
     events: list[str] = []
     clock = FakeClock(events)
-    monkeypatch.setattr(harness.gc, "collect", lambda: events.append("collect"))
+    monkeypatch.setattr(harness.gc, "collect", lambda generation=2: events.append(f"collect {generation}"))
 
     def run() -> None:
         events.append(f"run gc={'on' if gc.isenabled() else 'off'}")
 
     assert gc.isenabled()
     measure(run, repeats=2, warmup=1, setup=lambda: events.append("setup"), clock=clock)
-    assert events == ["setup", "collect", "clock", "run gc=off", "clock"] * 3
+    assert events == ["collect 2"] + ["setup", "collect 0", "clock", "run gc=off", "clock"] * 3
     assert gc.isenabled()  # restored
     gc.disable()
     try:
