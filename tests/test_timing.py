@@ -291,7 +291,7 @@ def test_missing_prepared_data_is_a_one_line_error(
 @pytest.mark.parametrize(
     ("option", "value", "expected"),
     [
-        ("--framework", "tensorflow", "unknown framework 'tensorflow'; allowed: pytorch, chainer"),
+        ("--framework", "tensorflow", "unknown framework 'tensorflow'; allowed: pytorch, chainer, jax, pytorch_compile"),
         ("--loss", "manual", "unknown loss mode 'manual'; allowed: autograd, explicit"),
         ("--device", "tpu", "unknown device 'tpu'; allowed: cpu, cuda"),
         ("--batch-exp", "13", "--batch-exp: 13 is out of range; allowed: 0..12"),
