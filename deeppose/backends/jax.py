@@ -186,31 +186,30 @@ def _backends_initialised() -> bool:
 
 
 def _configure_xla(threads: int) -> dict[str, Any]:
-    """Set XLA_FLAGS for `threads` if JAX has not initialised yet; say what is in force."""
-    cpus = len(os.sched_getaffinity(0))
+    """Set XLA_FLAGS for `threads` if JAX has not initialised yet (the variable stays set, so
+    child processes inherit it); say what is in force."""
     already = _backends_initialised()
-    if not already and threads == 1 and SINGLE_THREAD_FLAG not in os.environ.get("XLA_FLAGS", ""):
-        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {SINGLE_THREAD_FLAG}".strip()
-    flags = os.environ.get("XLA_FLAGS", "")
     if not already:
-        _STATE["flags_at_init"] = flags
-        _STATE["cpus_at_init"] = cpus
+        if threads == 1 and SINGLE_THREAD_FLAG not in os.environ.get("XLA_FLAGS", ""):
+            os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {SINGLE_THREAD_FLAG}".strip()
+        _STATE.update(flags=os.environ.get("XLA_FLAGS", ""), cpus=len(os.sched_getaffinity(0)))
         jax.devices()  # initialise now, under these flags
-    flags_at_init = _STATE.get("flags_at_init", flags)
-    xla_threads = 1 if SINGLE_THREAD_FLAG in flags_at_init else _STATE.get("cpus_at_init", cpus)
+    if not _STATE:  # JAX started before any deeppose backend: what it read then is unknown
+        return {"xla_flags": None, "xla_threads": None, "honoured": False, "jax_initialised_before": True,
+                "xla_threads_basis": "unknown: JAX was initialised before the first deeppose backend"}
+    single = SINGLE_THREAD_FLAG in _STATE["flags"]
+    xla_threads = 1 if single else _STATE["cpus"]
     return {
-        "xla_flags": flags_at_init,
+        "xla_flags": _STATE["flags"],
         "xla_threads": xla_threads,
-        "xla_threads_basis": (
-            f"{SINGLE_THREAD_FLAG} in XLA_FLAGS" if xla_threads == 1 and SINGLE_THREAD_FLAG in flags_at_init
-            else "XLA's CPU pool: the CPUs this process could use when JAX initialised"
-        ),
+        "xla_threads_basis": f"{SINGLE_THREAD_FLAG} in XLA_FLAGS" if single
+        else "XLA's CPU pool: the CPUs this process could use when JAX initialised",
         "honoured": xla_threads == threads,
-        "initialised_by_earlier_backend": already,
+        "jax_initialised_before": already,  # by an earlier backend: its flags hold for this one
     }
 
 
-_STATE: dict[str, Any] = {}  # XLA_FLAGS and CPU count when this module initialised JAX
+_STATE: dict[str, Any] = {}  # XLA_FLAGS and CPU count when a backend initialised JAX
 
 
 class Backend(base.Backend):
@@ -260,7 +259,7 @@ class Backend(base.Backend):
             "platform_version": str(self._device.client.platform_version),
             "device_kind": str(self._device.device_kind),
             "x64": str(bool(jax.config.jax_enable_x64)),
-            "xla_flags": self._xla["xla_flags"],
+            "xla_flags": str(self._xla["xla_flags"]),
         }
         if self.device == "cuda":
             info["gpu"] = str(self._device.device_kind)
