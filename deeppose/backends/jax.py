@@ -301,6 +301,7 @@ class Backend(base.Backend):
         return {name: self.to_numpy(value) for name, value in self._params.items()}
 
     def forward(self, images: jax.Array, train: bool) -> jax.Array:
+        self._forget_finished()
         if train:
             out, self._key = self._forward_train(self._params, self._key, images)
         else:
@@ -331,6 +332,15 @@ class Backend(base.Backend):
 
     def zero_grad(self) -> None:
         self.grads = None
+        self._forget_finished()
+
+    def _forget_finished(self) -> None:
+        """Drop finished arrays from the outstanding list (outside the timed region), so that
+        calls without a synchronize between them do not keep old gradients alive."""
+        self._outstanding = [
+            tree for tree in self._outstanding
+            if not all(leaf.is_ready() for leaf in jax.tree.leaves(tree) if isinstance(leaf, jax.Array))
+        ]
 
     def forward_backward(self, images: jax.Array, target: jax.Array, visible: jax.Array, mode: str) -> jax.Array:
         base.check_loss_mode(mode)
