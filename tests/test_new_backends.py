@@ -138,27 +138,31 @@ def test_jax_optimizer_steps_agree_with_pytorch_and_state_round_trips(optimizer,
     already equal to PyTorch's to 1e-10), in float64: the update rules, momentum, Adam's bias
     correction and eps placement are compared, not gradients."""
     config = OptimizerConfig(name=optimizer, lr=1e-3)
-    jax_backend = create_backend("jax", "cpu", threads=2, dtype="float64")
+    after, states = {}, {}
+    # one float64 backend at a time (each holds about 1.8 GB with Adam's state)
     torch_backend = create_backend("pytorch", "cpu", threads=2, dtype="float64")
-    grads = jax64["jax", "explicit"][2]
-    jax_backend.load_weights(weights, NO_DROPOUT)
-    jax_backend.set_optimizer(config)
-    jax_backend.grads = {name: jax_backend.to_device(value) for name, value in grads.items()}
     torch_backend.load_weights(weights, NO_DROPOUT)
     torch_backend.set_optimizer(config)
     torch_backend.zero_grad()
     torch_backend.forward_backward(*(torch_backend.to_device(a) for a in batch), "explicit")
-    for backend in (jax_backend, torch_backend):
-        for _ in range(2):
-            backend.optimizer_step()
-        backend.synchronize()
-    after = {name: b.export_weights() for name, b in (("jax", jax_backend), ("pytorch", torch_backend))}
-    states = {name: b.optimizer_state() for name, b in (("jax", jax_backend), ("pytorch", torch_backend))}
+    for _ in range(2):
+        torch_backend.optimizer_step()
+    after["pytorch"], states["pytorch"] = torch_backend.export_weights(), torch_backend.optimizer_state()
+    del torch_backend
+    jax_backend = create_backend("jax", "cpu", threads=2, dtype="float64")
+    jax_backend.load_weights(weights, NO_DROPOUT)
+    jax_backend.set_optimizer(config)
+    jax_backend.grads = {name: jax_backend.to_device(value) for name, value in jax64["jax", "explicit"][2].items()}
+    for _ in range(2):
+        jax_backend.optimizer_step()
+    jax_backend.synchronize()
+    after["jax"], states["jax"] = jax_backend.export_weights(), jax_backend.optimizer_state()
     for key in weights:
         assert rel_err(after["jax"][key] - weights[key], after["pytorch"][key] - weights[key]) <= 1e-9, key
     assert set(states["jax"]) == set(states["pytorch"])
     for key in states["pytorch"]:
         assert rel_err(states["jax"][key], states["pytorch"][key]) <= 1e-9, key
+    del after["pytorch"], states["pytorch"]
     jax_backend.load_weights(after["jax"], NO_DROPOUT)
     jax_backend.set_optimizer(config)
     jax_backend.load_optimizer_state(states["jax"])
