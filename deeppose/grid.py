@@ -19,6 +19,8 @@ from deeppose.errors import DeepPoseError
 FRAMEWORK_MODULES: dict[str, str] = {
     "pytorch": "deeppose.backends.pytorch",
     "chainer": "deeppose.backends.chainer",
+    "jax": "deeppose.backends.jax",
+    "pytorch_compile": "deeppose.backends.pytorch_compile",
 }
 FRAMEWORKS: tuple[str, ...] = tuple(FRAMEWORK_MODULES)
 LOSS_MODES: tuple[str, ...] = ("autograd", "explicit")

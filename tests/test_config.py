@@ -46,7 +46,7 @@ def test_grid_expands_to_every_combination(raw):
     "edit, expected",
     [
         (lambda r: r["grid"].update(frameworks=["pytorch", "tensorflow"]),
-         "grid.frameworks[1]: unknown framework 'tensorflow'; allowed: pytorch, chainer"),
+         "grid.frameworks[1]: unknown framework 'tensorflow'; allowed: pytorch, chainer, jax, pytorch_compile"),
         (lambda r: r["grid"].update(batch_exponents=[0, -1]),
          "grid.batch_exponents[1]: -1 is less than the minimum of 0"),
         (lambda r: r["grid"].update(loss_modes=[]), "grid.loss_modes: [] should be non-empty"),

@@ -391,7 +391,7 @@ def test_a_failing_block_is_a_one_line_error_and_writes_nothing(tmp_path: Path, 
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["time-block", "--framework", "tensorflow", "--loss", "autograd"], "unknown framework 'tensorflow'; allowed: pytorch, chainer"),
+        (["time-block", "--framework", "tensorflow", "--loss", "autograd"], "unknown framework 'tensorflow'; allowed: pytorch, chainer, jax, pytorch_compile"),
         (["time-block", "--framework", "pytorch", "--loss", "manual"], "unknown loss mode 'manual'; allowed: autograd, explicit"),
         (["time", "--device", "tpu"], "unknown device 'tpu'; allowed: cpu, cuda"),
         (["time", "--batch-exp", "13"], "--batch-exp: 13 is out of range; allowed: 0..12"),

@@ -113,7 +113,7 @@ def test_a_bad_parameter_file_stops_snakemake_with_one_line(tmp_path):
     bad.write_text(yaml.safe_dump(raw))
     result = snakemake(ROOT, "--dry-run", "--config", f"params={bad}", check=False)
     assert result.returncode != 0
-    assert "grid.frameworks[0]: unknown framework 'mxnet'; allowed: pytorch, chainer" in result.stderr
+    assert "grid.frameworks[0]: unknown framework 'mxnet'; allowed: pytorch, chainer, jax, pytorch_compile" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -163,6 +163,27 @@ class Backend(abc.ABC):
     def load_optimizer_state(self, state: Mapping[str, np.ndarray]) -> None:
         """Restore what `optimizer_state` returned."""
 
+    # --- compile time and device memory ----------------------------------------------------
+    def compile_core(self, images: Any, target: Any, visible: Any, mode: str) -> float | None:
+        """For a backend that compiles on first call: make the core step cold, run it once
+        (clearing gradients first, outside the clock) and return that first call's wall time in
+        seconds, device synchronised (trace + compile + one run). Steady-state timing comes
+        after it, so warm-up no longer hides the compile. Eager frameworks compile nothing: they
+        run nothing here and return None."""
+        check_loss_mode(mode)
+        return None
+
+    def compile_info(self) -> dict[str, Any]:
+        """What the compiler did and which caches were in play (graph breaks, recompiles, cache
+        hits and misses, cache settings); empty for eager frameworks."""
+        return {}
+
+    def device_memory_peak(self, run: Callable[[], Any]) -> tuple[int, int] | None:
+        """(bytes in use before, peak bytes in use during) `run` on the accelerator, from the
+        framework's allocator, synchronised; None on cpu (see deeppose.memory_probe for host
+        memory) or where the allocator keeps no resettable peak."""
+        return None
+
     # --- profiling ----------------------------------------------------------------------
     @abc.abstractmethod
     def profile_core(self, images: Any, target: Any, visible: Any, mode: str, repeats: int) -> dict[str, Any]:

@@ -227,9 +227,17 @@ class Backend(base.Backend):
     def forward_backward(
         self, images: torch.Tensor, target: torch.Tensor, visible: torch.Tensor, mode: str
     ) -> torch.Tensor:
-        value = self.loss(self.forward(images, train=True), target, visible, mode)
+        base.check_loss_mode(mode)
+        self._net.train(True)
+        with torch.enable_grad():
+            value = self._train_loss(images, target, visible, mode)
         value.backward()
         return value
+
+    def _train_loss(self, images: torch.Tensor, target: torch.Tensor, visible: torch.Tensor, mode: str) -> torch.Tensor:
+        """Forward (the network already in train mode) and the loss: the region that the
+        pytorch_compile backend hands to torch.compile; backward stays outside it."""
+        return LOSSES[mode](self._net(images), target, visible)
 
     def gradients(self) -> dict[str, np.ndarray]:
         params = dict(self._net.named_parameters())
@@ -285,6 +293,18 @@ class Backend(base.Backend):
                 entry["step"] = torch.tensor(float(state["step"]))
             if entry:
                 self.optimizer.state[param] = entry
+
+    # --- device memory ------------------------------------------------------------------
+    def device_memory_peak(self, run: Callable[[], Any]) -> tuple[int, int] | None:
+        """The CUDA caching allocator's bytes before and its peak during `run` (reset first)."""
+        if self.device != "cuda":
+            return None
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        run()
+        torch.cuda.synchronize()
+        return before, torch.cuda.max_memory_allocated()
 
     # --- profiling ----------------------------------------------------------------------
     def profile_core(
