@@ -59,7 +59,7 @@ class Params:
         return grid.batch_jobs(self.raw["grid"], self.raw["grid"]["batch_exponents"])
 
     def breakdown_jobs(self) -> list[Job]:
-        return grid.batch_jobs(self.raw["grid"], self.raw["breakdown"]["batch_exponents"])
+        return grid.batch_jobs(self.raw["grid"], self.raw["breakdown"]["batch_exponents"], breakdown=True)
 
 
 def _where(error: jsonschema.ValidationError) -> str:

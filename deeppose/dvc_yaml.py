@@ -24,7 +24,7 @@ from deeppose import paths
 from deeppose.atomic import write_text
 from deeppose.config import Params, load_params
 from deeppose.errors import DeepPoseError
-from deeppose.grid import Group, Job
+from deeppose.grid import NO_BREAKDOWN, Group, Job
 from deeppose.provenance import code_files
 from deeppose.stages import STAGES, Stage, command
 
@@ -79,6 +79,8 @@ def generate(params: Params) -> dict[str, Any]:
             stages[stage.name] = {"matrix": matrix, **_entry(stage, group, group)}
             continue
         for framework in params.raw["grid"]["frameworks"]:
+            if stage.name == "breakdown" and framework in NO_BREAKDOWN:
+                continue
             matrix = {"loss": "${grid.loss_modes}", "device": "${grid.devices}"}
             batch_exp = None
             if stage.batch_exponents_key:

@@ -35,7 +35,8 @@ from typing import Any
 
 import threadpoolctl
 
-ENV_PREFIXES = ("OPENBLAS_", "GOTO_", "MKL_", "OMP_", "GOMP_", "KMP_", "ONEDNN_", "DNNL_",
+FRAMEWORKS = ("numpy", "pytorch", "pytorch_compile", "chainer", "jax")
+ENV_PREFIXES = ("OPENBLAS_", "GOTO_", "MKL_", "OMP_", "GOMP_", "KMP_", "ONEDNN_", "DNNL_", "XLA_", "TORCHINDUCTOR_",
                 "CHAINER_", "CUPY_", "NVIDIA_TF32_OVERRIDE", "TORCH_ALLOW_TF32", "CUBLAS_")
 ISA_FLAG = re.compile(r"^(sse\w*|ssse3|avx\w*|fma\w*|f16c|amx\w*|bmi\d|adx|sha_ni|gfni|vaes|vpclmulqdq|vnni\w*)$")
 # OpenBLAS's `architecture` (threadpoolctl) -> the widest vector ISA that kernel family uses.
@@ -208,9 +209,10 @@ def _json(value: Any) -> Any:
 
 def collect(framework: str = "numpy", device: str = "cpu", dtype: str = "float32") -> dict[str, Any]:
     """The manifest of this process for `framework` ("numpy": the machine, environment and BLAS
-    only; "pytorch" adds torch's switches if torch imports; "chainer" adds Chainer's config)."""
-    if framework not in ("numpy", "pytorch", "chainer"):
-        raise ValueError(f"unknown framework {framework!r}; allowed: numpy, pytorch, chainer")
+    only; "pytorch" and "pytorch_compile" add torch's switches if torch imports; "chainer" adds
+    Chainer's config; "jax" the XLA settings in force)."""
+    if framework not in FRAMEWORKS:
+        raise ValueError(f"unknown framework {framework!r}; allowed: {', '.join(FRAMEWORKS)}")
     import numpy
 
     native = native_libraries()
@@ -229,7 +231,7 @@ def collect(framework: str = "numpy", device: str = "cpu", dtype: str = "float32
             "kernel_isa": openblas_isa(native), "fp32_math": "ieee", "runtime_checks": False,
         },
     }
-    if framework == "pytorch":
+    if framework in ("pytorch", "pytorch_compile"):
         try:
             section, common = _pytorch(device)
         except ImportError as error:
@@ -237,6 +239,14 @@ def collect(framework: str = "numpy", device: str = "cpu", dtype: str = "float32
         else:
             manifest["pytorch"] = section
             manifest["common"].update(common)
+            if framework == "pytorch_compile":
+                manifest["common"]["kernel_library"] = "inductor (generated C++) + " + common["kernel_library"]
+    elif framework == "jax":
+        import jax
+
+        manifest["jax"] = {"version": jax.__version__, "x64": bool(jax.config.jax_enable_x64),
+                           "platform": jax.default_backend(), "xla_flags": os.environ.get("XLA_FLAGS")}
+        manifest["common"].update(kernel_library="XLA CPU (Eigen, generated code)", kernel_isa=None)
     elif framework == "chainer":
         section, common = _chainer(device, native, env)
         manifest["chainer"] = section

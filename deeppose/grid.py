@@ -23,6 +23,11 @@ FRAMEWORK_MODULES: dict[str, str] = {
     "pytorch_compile": "deeppose.backends.pytorch_compile",
 }
 FRAMEWORKS: tuple[str, ...] = tuple(FRAMEWORK_MODULES)
+# frameworks whose kernels span layers, so that no per-layer breakdown exists -> why (the report says it)
+NO_BREAKDOWN: dict[str, str] = {
+    "jax": "XLA fuses operations across layers, so no time belongs to one layer",
+    "pytorch_compile": "Inductor fuses operations across layers, so no time belongs to one layer",
+}
 LOSS_MODES: tuple[str, ...] = ("autograd", "explicit")
 DEVICES: tuple[str, ...] = ("cpu", "cuda")
 OPTIMIZERS: tuple[str, ...] = ("momentum_sgd", "adam")
@@ -80,9 +85,11 @@ def train_jobs(grid: dict) -> list[Job]:
     return [Job(*cell) for cell in cells]
 
 
-def batch_jobs(grid: dict, exponents: Iterable[int]) -> list[Job]:
-    """Every training cell at each batch exponent: the timing or breakdown jobs."""
-    return [Job(job.framework, job.loss, job.device, int(exp)) for job in train_jobs(grid) for exp in exponents]
+def batch_jobs(grid: dict, exponents: Iterable[int], breakdown: bool = False) -> list[Job]:
+    """Every training cell at each batch exponent: the timing or (`breakdown`, leaving out the
+    frameworks in NO_BREAKDOWN) the breakdown jobs."""
+    return [Job(job.framework, job.loss, job.device, int(exp)) for job in train_jobs(grid) for exp in exponents
+            if not (breakdown and job.framework in NO_BREAKDOWN)]
 
 
 @dataclass(frozen=True)

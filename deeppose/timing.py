@@ -28,7 +28,7 @@ import numpy as np
 from deeppose import paths, provenance
 from deeppose.atomic import json_text, write_together
 from deeppose.blocks import Block, Launch, arms_with_control, run_blocks, schedule, subprocess_launch, twin
-from deeppose.compare_stats import LEVEL, cell_estimate
+from deeppose.compare_stats import cell_estimate
 from deeppose.config import Params, load_params
 from deeppose.core import check_memory, job_header
 from deeppose.environment import describe as describe_environment

@@ -108,4 +108,4 @@ def test_real_collection_of_both_frameworks() -> None:
     assert "common.runtime_checks" in found  # Chainer type-checks every call by default; PyTorch does not
     assert not any(field.startswith(("cpu.", "device")) for field in found)  # one machine, one device
     with pytest.raises(ValueError, match="allowed"):
-        fairness.collect("jax")
+        fairness.collect("tensorflow")

@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from deeppose import layer_groups
-from deeppose.grid import Job
+from deeppose.grid import NO_BREAKDOWN, Job
 from deeppose.report import fmt
 from deeppose.report.analysis import REFERENCE
 from deeppose.report.figures import colour, new_figure
@@ -363,6 +363,8 @@ def render_breakdown(ctx: Context) -> str:
     results = ctx.results
     exps = sorted(results.params.raw["breakdown"]["batch_exponents"])
     parts = [BREAKDOWN_METHOD]
+    parts += [f"No breakdown for {framework_name(fw)}: {NO_BREAKDOWN[fw]}; its core process is timed whole."
+              for fw in results.frameworks if fw in NO_BREAKDOWN]
     if not exps:
         parts.append("Not run: `breakdown.batch_exponents` is empty in this run's parameters.")
         return "\n\n".join(parts)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 MISSING = "—"
 DIGITS = 3
 
-FRAMEWORK_NAMES = {"pytorch": "PyTorch", "chainer": "Chainer"}
+FRAMEWORK_NAMES = {"pytorch": "PyTorch", "chainer": "Chainer", "jax": "JAX", "pytorch_compile": "PyTorch compiled"}
 
 
 def framework_name(framework: str) -> str:
