@@ -31,6 +31,8 @@ def run(args: argparse.Namespace) -> None:
         reasons = provenance.stale_reasons(summary.provenance, params)
         if summary.inputs != results.input_hashes():
             reasons.append("the results it was built from changed")
+        elif results.stale:
+            reasons.append("results it was built from are stale")
         lines += [f"stale {paths.report_summary()}: {'; '.join(reasons)}"] if reasons else []
     except RecordError as error:
         lines.append(f"missing {paths.report_summary()}: {error}")
