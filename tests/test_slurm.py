@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import sys
 import threading
 import time
 from datetime import datetime
@@ -116,8 +117,11 @@ def run_id_of(output: str) -> str:
 
 
 def tiny_project(dest: Path) -> Path:
+    """The tiny project with its grid cut to one cell, and dvc.yaml regenerated for that grid (the
+    timing group's outputs name every cell of the grid)."""
     project = copy_project(dest)
     edit_params(project, TINY_SLURM)
+    subprocess.run([sys.executable, "-m", "deeppose", "dvc-yaml"], cwd=project, check=True, capture_output=True)
     return project
 
 
