@@ -26,15 +26,6 @@ def rel_err(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def batch() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(7)
-    images = rng.random((2, 3, 227, 227), dtype=np.float32)
-    targets = rng.random((2, 28), dtype=np.float32)
-    visible = (rng.random((2, 14)) > 0.3).astype(np.float32)
-    return images, targets, visible
-
-
-@pytest.fixture(scope="module")
 def backends() -> dict:
     return {name: create_backend(name, "cpu", threads=2) for name in FRAMEWORKS}
 
@@ -43,11 +34,6 @@ def backends() -> dict:
 def backends64() -> dict:
     """Float64 backends: where framework results are compared exactly (see `relu_and_pool_margins`)."""
     return {name: create_backend(name, "cpu", threads=2, dtype="float64") for name in FRAMEWORKS}
-
-
-@pytest.fixture(scope="module")
-def weights() -> dict[str, np.ndarray]:
-    return spec.init_weights(seed=3)
 
 
 def run_core(backends: dict, weights, batch) -> dict:

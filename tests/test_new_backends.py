@@ -29,21 +29,6 @@ from test_train import losses, make_project
 COMPILED = ("jax", "pytorch_compile")
 
 
-@pytest.fixture(scope="module")
-def batch() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """test_backends.py's batch (seed 7): its float64 ReLU and pooling margins are checked there."""
-    rng = np.random.default_rng(7)
-    images = rng.random((2, 3, 227, 227), dtype=np.float32)
-    targets = rng.random((2, 28), dtype=np.float32)
-    visible = (rng.random((2, 14)) > 0.3).astype(np.float32)
-    return images, targets, visible
-
-
-@pytest.fixture(scope="module")
-def weights() -> dict[str, np.ndarray]:
-    return spec.init_weights(seed=3)
-
-
 # Module fixtures keep results, not backends: a float64 AlexNet with gradients and Adam state
 # holds about 1.8 GB, and the whole suite runs in one process.
 @pytest.fixture(scope="module")
