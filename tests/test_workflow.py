@@ -271,6 +271,7 @@ def train_project(tmp_path: Path, framework: str, epochs: int) -> tuple[Path, Jo
         "grid": {"frameworks": [framework], "loss_modes": ["autograd"], "batch_exponents": [0]},
         "breakdown": {"batch_exponents": [0]},
     })
+    run([sys.executable, "-m", "deeppose", "dvc-yaml"], project)  # dvc.yaml for this grid's frameworks
     return project, Job(framework, "autograd", "cpu")
 
 
@@ -281,7 +282,7 @@ def engine_command(engine: str, job) -> list[str]:
     if engine == "snakemake":
         return [str(BIN / "snakemake"), str(paths.train_metrics(job)), "--profile", "workflow/profiles/default",
                 "--cores", "2"]
-    return [str(BIN / "dvc"), "repro", f"train@{job.framework}-{job.loss}-{job.device}"]
+    return [str(BIN / "dvc"), "repro", f"train-{job.framework}@{job.loss}-{job.device}"]
 
 
 def train_outputs(project: Path, job) -> tuple[dict, list[list[str]], dict]:
