@@ -81,7 +81,16 @@ def code_files(stage: Stage, job: Job | Group | None = None) -> list[str]:
 
 
 def file_hash(relative: str | Path, root: Path = ROOT) -> str:
-    return hashlib.sha256((root / relative).read_bytes()).hexdigest()
+    """sha256 of a file's content, read once per version of the file: the report checks every
+    result's provenance, and the results share most of their code files."""
+    path = root / relative
+    stat = path.stat()
+    return _content_hash(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=None)
+def _content_hash(path: str, mtime_ns: int, size: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def params_read(stage: Stage, params: Params) -> dict[str, Any]:

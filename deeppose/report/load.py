@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ class Loaded:
     def ok(self) -> bool:
         return self.record is not None
 
-    @property
+    @cached_property
     def data(self) -> dict[str, Any]:
         assert self.record is not None
         body = self.record.to_dict()
