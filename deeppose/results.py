@@ -192,13 +192,6 @@ class JobId(Record):
 
 
 @dataclasses.dataclass(frozen=True)
-class Measurement(Record):
-    what: str
-    samples_s: list[float]
-    stats: dict[str, Any]
-
-
-@dataclasses.dataclass(frozen=True)
 class Scores(Record):
     loss: float
     pcp: float | None
