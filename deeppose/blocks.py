@@ -17,8 +17,9 @@ at one time measures the machine's drift as much as the cell (DESIGN.md section 
   last attempt of each round and arm for the statistics.
 
 `run_blocks` runs a schedule through a `Launch` callable (cell -> `BlockOutput`); the real one,
-`subprocess_launch`, starts a command per block and reads the last line of its stdout, which the
-block process writes with `emit_block`. Tests pass a fake launch and fake CPU readings.
+`deeppose.block_server.server_launch`, forks each block from a process per framework that has
+loaded it, and reads the line the block writes with `emit_block`. Tests pass a fake launch and
+fake CPU readings.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -160,12 +160,14 @@ def read_cpu(stat_path: str | os.PathLike[str] = "/proc/stat") -> CpuReading:
 
 
 def interference(
-    before: CpuReading, after: CpuReading, load_before: tuple[float, float, float], cores: int
+    before: CpuReading, after: CpuReading, load_before: tuple[float, float, float], cores: int,
+    unreaped_cpu_s: float = 0.0,
 ) -> Interference:
-    """Other processes' CPU time between two readings that bracket one block."""
+    """Other processes' CPU time between two readings that bracket one block; `unreaped_cpu_s` is
+    our block's CPU time that the readings' os.times() could not see."""
     wall = max(after.monotonic_s - before.monotonic_s, 1e-9)
     busy = after.machine_busy_s - before.machine_busy_s
-    own = after.own_s - before.own_s
+    own = after.own_s - before.own_s + unreaped_cpu_s
     other = max(busy - own, 0.0)
     one, five, fifteen = (float(v) for v in load_before)
     return Interference(
@@ -214,6 +216,9 @@ class BlockOutput:
     samples_s: tuple[float, ...]
     warmup_s: tuple[float, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. threads, versions, a manifest
+    # CPU seconds of the block's process that the caller's os.times() cannot see (it is not the
+    # caller's child: deeppose.block_server), added to the caller's own in `interference`
+    unreaped_cpu_s: float = 0.0
 
 
 def emit_block(output: BlockOutput, stream: TextIO | None = None) -> None:
@@ -240,27 +245,6 @@ def parse_block(stdout: str) -> BlockOutput:
 
 
 Launch = Callable[[str], BlockOutput]  # runs one block of a cell in a fresh process
-
-
-def subprocess_launch(
-    command: Callable[[str], Sequence[str]], env: dict[str, str] | None = None, timeout_s: float | None = None
-) -> Launch:
-    """A Launch that runs `command(cell)` as a child process and parses its stdout.
-
-    The child is waited for before the caller's after-reading, so its CPU time is in os.times()'s
-    children_* fields and `interference` subtracts it from the machine's busy time.
-    """
-
-    def launch(cell: str) -> BlockOutput:
-        done = subprocess.run(
-            list(command(cell)), env=env, capture_output=True, text=True, timeout=timeout_s, check=False
-        )
-        if done.returncode != 0:
-            tail = done.stderr.strip().splitlines()[-1:] or ["(no stderr)"]
-            raise RuntimeError(f"block of {cell} exited with status {done.returncode}: {tail[0]}")
-        return parse_block(done.stdout)
-
-    return launch
 
 
 # --- running a schedule -------------------------------------------------------------------
@@ -314,7 +298,7 @@ def run_blocks(
             output = launch(slot.arm.cell)
             after = probe()
             ended = wall_clock()
-            figures = interference(before, after, load_before, cores)
+            figures = interference(before, after, load_before, cores, output.unreaped_cpu_s)
             reasons = disturbance_reasons(output.samples_s, figures)
             blocks.append(Block(
                 round=slot.round, position=slot.position, arm=slot.arm.name, cell=slot.arm.cell,

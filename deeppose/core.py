@@ -7,6 +7,7 @@ the test set) or, with `--synthetic-input`, seeded random tensors.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -50,23 +51,39 @@ def prepared_batch(batch_size: int) -> tuple[np.ndarray, ...]:
     )
 
 
-def core_inputs(params: Params, job: Job, synthetic: bool) -> tuple[Any, tuple[Any, Any, Any]]:
-    """The backend with the seeded neutral weights and one batch of 2^N samples on the device:
-    what the core process runs on, the same in the `time` and `breakdown` stages. The backend
-    comes first, so that an unusable device fails before any data is read or written."""
-    from deeppose.backends import create_backend
+@dataclass(frozen=True)
+class CoreData:
+    """The framework-free inputs of the core process: one batch and the neutral weights, as numpy
+    arrays. A timing block's parent process builds them once and its forked blocks share them."""
+
+    arrays: tuple[np.ndarray, ...]  # images, targets, visible
+    weights: dict[str, np.ndarray]
+
+
+def core_data(params: Params, batch_exp: int, synthetic: bool) -> CoreData:
+    """The batch of 2^N samples and the seeded neutral weights."""
     from deeppose.model import init_weights
 
+    batch_size = 2 ** int(batch_exp)
     config = params.model
-    batch_size = 2 ** int(job.batch_exp)
+    arrays = synthetic_batch(batch_size, params.seed, config.n_joints) if synthetic else prepared_batch(batch_size)
+    return CoreData(arrays, init_weights(params.seed, config.n_joints))
+
+
+def core_inputs(
+    params: Params, job: Job, synthetic: bool, data: CoreData | None = None
+) -> tuple[Any, tuple[Any, Any, Any]]:
+    """The backend with the seeded neutral weights and one batch of 2^N samples on the device:
+    what the core process runs on, the same in the `time` and `breakdown` stages. The backend
+    comes first, so that an unusable device fails before any data is read or written; `data`,
+    when given, is `core_data`'s for this job."""
+    from deeppose.backends import create_backend
+
     backend = create_backend(job.framework, job.device, int(params.section("timing")["threads"]))
-    if synthetic:
-        arrays = synthetic_batch(batch_size, params.seed, config.n_joints)
-    else:
-        arrays = prepared_batch(batch_size)
+    data = data or core_data(params, int(job.batch_exp), synthetic)
     backend.seed(params.seed)
-    backend.load_weights(init_weights(params.seed, config.n_joints), config)
-    on_device = tuple(backend.to_device(array) for array in arrays)
+    backend.load_weights(data.weights, params.model)
+    on_device = tuple(backend.to_device(array) for array in data.arrays)
     backend.synchronize()
     return backend, on_device
 

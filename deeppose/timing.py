@@ -4,9 +4,10 @@ one device and batch size.
     python -m deeppose time --device cpu --batch-exp 3
 
 The cells the report compares with each other are measured together (deeppose.blocks): in each of
-`timing.blocks` rounds every arm runs one block, a fresh `python -m deeppose time-block` process,
-in an order drawn from a generator seeded by (seed, device, batch exponent), so drift and
-interference fall on every arm alike and two arms pair by round. One cell, the group's first, is
+`timing.blocks` rounds every arm runs one block, a fresh process forked by its framework's block
+server (`python -m deeppose time-block --serve`, deeppose.block_server), in an order drawn from a
+generator seeded by (seed, device, batch exponent), so drift and interference fall on every arm
+alike and two arms pair by round. One cell, the group's first, is
 measured twice as two arms: the A/A control, whose comparison shows what noise alone does. Each
 block records every raw sample, its warm-ups apart, and what else used the machine meanwhile; a
 disturbed block is rerun at once and every attempt kept.
@@ -20,6 +21,7 @@ every block of the group ran.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from typing import Any
 
@@ -27,7 +29,8 @@ import numpy as np
 
 from deeppose import paths, provenance
 from deeppose.atomic import json_text, write_together
-from deeppose.blocks import Block, Launch, arms_with_control, run_blocks, schedule, subprocess_launch, twin
+from deeppose.block_server import server_launch
+from deeppose.blocks import Block, Launch, arms_with_control, run_blocks, schedule, twin
 from deeppose.compare_stats import cell_estimate
 from deeppose.config import Params, load_params
 from deeppose.core import check_memory, job_header
@@ -51,14 +54,15 @@ def schedule_seed(params: Params, group: Group) -> int:
     return int(np.random.SeedSequence([params.seed, DEVICES.index(group.device), group.batch_exp]).generate_state(1)[0])
 
 
-def block_command(params: Params, group: Group, synthetic: bool) -> Any:
-    def command(cell: str) -> list[str]:
-        framework, loss = cell.split("/")
-        argv = [sys.executable, "-m", "deeppose", "time-block", "--params", str(params.path), "--framework",
-                framework, "--loss", loss, "--device", group.device, "--batch-exp", str(group.batch_exp)]
-        return argv + (["--synthetic-input"] if synthetic else [])
-
-    return command
+def server_commands(params: Params, group: Group, synthetic: bool) -> dict[str, list[str]]:
+    """One block server per framework of the group (deeppose.block_server)."""
+    commands = {}
+    for framework in group.frameworks:
+        argv = [sys.executable, "-m", "deeppose", "time-block", "--serve", "--params", str(params.path),
+                "--framework", framework, "--loss", group.loss_modes[0], "--device", group.device,
+                "--batch-exp", str(group.batch_exp)]
+        commands[framework] = argv + (["--synthetic-input"] if synthetic else [])
+    return commands
 
 
 def _record(block: Block) -> BlockRecord:
@@ -94,16 +98,19 @@ def time_group(
     params: Params, group: Group, synthetic: bool, launch: Launch | None = None, **watch: Any
 ) -> dict[Job, TimingResult]:
     """Run the group's blocks and build one result per cell (see the module docstring). `launch`
-    runs one block, by default a fresh `python -m deeppose time-block` process; `watch` replaces
+    runs one block, by default forked by the framework's block server; `watch` replaces
     run_blocks' machine readings (probe, load, cores), for tests."""
     timing = params.section("timing")
     cells = [f"{job.framework}/{job.loss}" for job in group.jobs()]
     control = cells[0]
     seed = schedule_seed(params, group)
     slots = schedule(arms_with_control(cells, control), int(timing["blocks"]), seed)
-    launch = launch or subprocess_launch(block_command(params, group, synthetic), timeout_s=BLOCK_TIMEOUT_S)
     try:
-        blocks = run_blocks(slots, launch, **watch)
+        with contextlib.ExitStack() as stack:
+            if launch is None:
+                commands = server_commands(params, group, synthetic)
+                launch = stack.enter_context(server_launch(commands, timeout_s=BLOCK_TIMEOUT_S))
+            blocks = run_blocks(slots, launch, **watch)
     except RuntimeError as error:
         raise DeepPoseError(f"time {group.label}: {error}") from None
     environment = describe_environment()

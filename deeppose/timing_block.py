@@ -1,6 +1,10 @@
-"""`python -m deeppose time-block`: one timing block, the child process of the `time` stage.
+"""`python -m deeppose time-block`: timing blocks, the child processes of the `time` stage.
 
     python -m deeppose time-block --framework chainer --loss explicit --device cpu --batch-exp 3
+    python -m deeppose time-block --serve --framework chainer --device cpu --batch-exp 3
+
+With `--serve` it is the framework's block server of one group (deeppose.block_server): it loads
+the framework, the batch and the weights once, then forks one block per loss mode read from stdin.
 
 A block is one fresh process that loads one framework and times one cell (deeppose.blocks): the
 core process (forward in train mode + loss + backward) `timing.warmup` + `timing.repeats` times
@@ -16,12 +20,15 @@ manifest of the process that timed.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import Any
 
 from deeppose import fairness
 from deeppose.blocks import BlockOutput, emit_block
 from deeppose.config import Params, load_params
-from deeppose.core import core_inputs
+from deeppose.backends import backend_class
+from deeppose.block_server import serve
+from deeppose.core import CoreData, core_data, core_inputs
 from deeppose.grid import Job, add_job_arguments, job_from_args
 from deeppose.harness import measure
 
@@ -31,13 +38,16 @@ LOSS_WARMUP, LOSS_REPEATS = 20, 200  # the loss takes ~0.1-0.3 ms: many runs for
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_job_arguments(parser, batch_exp=True)
     parser.add_argument("--synthetic-input", action="store_true", help="seeded random tensors, not the test set")
+    parser.add_argument(
+        "--serve", action="store_true", help="fork one block per `framework/loss` line on stdin (--loss is ignored)"
+    )
 
 
-def measure_block(params: Params, job: Job, synthetic: bool) -> BlockOutput:
+def measure_block(params: Params, job: Job, synthetic: bool, data: CoreData | None = None) -> BlockOutput:
     """Every measurement of one block of `job` (see the module docstring)."""
     timing = params.section("timing")
     warmup, repeats = int(timing["warmup"]), int(timing["repeats"])
-    backend, (images, targets, visible) = core_inputs(params, job, synthetic)
+    backend, (images, targets, visible) = core_inputs(params, job, synthetic, data)
 
     def core() -> Any:
         return backend.forward_backward(images, targets, visible, job.loss)
@@ -67,4 +77,15 @@ def measure_block(params: Params, job: Job, synthetic: bool) -> BlockOutput:
 
 
 def run(args: argparse.Namespace) -> None:
-    emit_block(measure_block(load_params(args.params), job_from_args(args), args.synthetic_input))
+    params, job = load_params(args.params), job_from_args(args)
+    if not args.serve:
+        emit_block(measure_block(params, job, args.synthetic_input))
+        return
+    backend_class(job.framework)  # imports the framework before any fork
+    data = core_data(params, int(job.batch_exp), args.synthetic_input)
+
+    def run_block(cell: str) -> BlockOutput:
+        framework, loss = cell.split("/")
+        return measure_block(params, replace(job, framework=framework, loss=loss), args.synthetic_input, data)
+
+    serve(run_block)

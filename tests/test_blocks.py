@@ -19,6 +19,7 @@ from scipy import stats as scipy_stats
 
 from deeppose import blocks as B
 from deeppose import compare_stats as S
+from deeppose.block_server import server_launch
 
 
 # --- a fake machine: drift, a random walk of speed, per-process effects, outlier blocks ---------
@@ -228,22 +229,47 @@ def test_block_output_round_trips_through_stdout() -> None:
         B.parse_block("nothing here\n")
 
 
-def test_subprocess_launch_runs_a_fresh_process_per_block() -> None:
-    code = (
-        "import os, sys; from deeppose.blocks import BlockOutput, emit_block; "
-        "emit_block(BlockOutput((0.001 * len(sys.argv[1]),), (), {'pid': os.getpid()}))"
-    )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    launch = B.subprocess_launch(lambda cell: [sys.executable, "-c", code, cell], env=env, timeout_s=60)
-    # retries=0: on a shared machine other processes may well disturb these tiny blocks
-    blocks = B.run_blocks(B.schedule([B.Arm("ab"), B.Arm("abcd")], rounds=2, seed=1), launch, retries=0)
-    assert len({b.extra["pid"] for b in blocks}) == 4 and os.getpid() not in {b.extra["pid"] for b in blocks}
-    assert {b.cell: b.samples_s for b in blocks} == {"ab": (0.002,), "abcd": (0.004,)}
-    # the children's own CPU time is ours, not "other processes'"
-    assert all(b.interference.own_s > 0 and b.ended_at >= b.started_at for b in blocks)
-    failing = B.subprocess_launch(lambda cell: [sys.executable, "-c", "import sys; sys.exit('boom')"], env=env)
-    with pytest.raises(RuntimeError, match="boom"):
-        failing("x")
+SERVER = """
+import os, sys, time
+from deeppose.blocks import BlockOutput
+from deeppose.block_server import serve
+
+def run_block(cell):
+    if cell.endswith("boom"):
+        raise ValueError("boom in " + cell)
+    t = time.process_time()
+    while time.process_time() - t < 0.1:  # CPU work the caller cannot reap
+        pass
+    return BlockOutput((0.001 * len(cell),), (), {"pid": os.getpid(), "server": os.getppid()})
+
+serve(run_block)
+"""
+
+
+def server_command(code: str = SERVER) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def test_server_launch_forks_a_fresh_process_per_block_and_counts_its_cpu() -> None:
+    commands = {"a": server_command(), "b": server_command()}
+    with server_launch(commands, timeout_s=60) as launch:
+        # retries=0: on a shared machine other processes may well disturb these tiny blocks
+        blocks = B.run_blocks(B.schedule([B.Arm("a/x"), B.Arm("b/xyz")], rounds=2, seed=1), launch, retries=0)
+        with pytest.raises(RuntimeError, match="status 1: ValueError: boom in a/boom"):
+            launch("a/boom")
+        assert launch("a/x").samples_s == (0.003,)  # a failed block leaves its server serving
+    pids = {b.extra["pid"] for b in blocks}
+    assert len(pids) == 4 and os.getpid() not in pids
+    assert len({b.extra["server"] for b in blocks if b.cell == "a/x"}) == 1  # one server per framework
+    assert {b.cell: b.samples_s for b in blocks} == {"a/x": (0.003,), "b/xyz": (0.005,)}
+    # the forked children's CPU time is ours, not "other processes'"
+    assert all(b.interference.own_s >= 0.05 and b.ended_at >= b.started_at for b in blocks)
+
+
+def test_a_server_that_cannot_start_is_a_one_line_error() -> None:
+    with pytest.raises(RuntimeError, match=r"a block server exited with status 1, starting: SystemExit: no framework"):
+        with server_launch({"a": server_command("raise SystemExit('SystemExit: no framework')")}, timeout_s=60):
+            pass
 
 
 def test_blocks_serialise_to_json() -> None:

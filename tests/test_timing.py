@@ -378,12 +378,12 @@ def test_group_interleaves_every_cell_and_keeps_every_block(tmp_path: Path, monk
 
 def test_a_failing_block_is_a_one_line_error_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    """A real block process that fails (no prepared data): the group stops with its last line."""
+    """A real block server that fails (no prepared data): the group stops with its last line."""
     monkeypatch.chdir(tmp_path)
     params = write_params(tmp_path, blocks=2, repeats=2)
     assert cli.main(["time", "--params", str(params), "--device", "cpu", "--batch-exp", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("deeppose time: error: time cpu/b0: block of ")
+    assert len(err) == 1 and err[0].startswith("deeppose time: error: time cpu/b0: pytorch block server exited with status 2")
     assert "deeppose prepare" in err[0] and not (tmp_path / "results").exists()
 
 
