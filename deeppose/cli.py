@@ -17,6 +17,7 @@ machine refuses to read or write (permissions, a full or read-only disk), naming
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 from collections.abc import Sequence
@@ -53,12 +54,24 @@ def build_parser(stage: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _cost_record(args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
+    """A pipeline stage records what its job cost (deeppose.cost); the tools beside it do not."""
+    from deeppose.stages import STAGES, job_label
+
+    if args.stage not in STAGES:
+        return contextlib.nullcontext()
+    from deeppose.cost import recorded
+
+    return recorded(args.stage, job_label(STAGES[args.stage], args))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     stage = next((arg for arg in argv if not arg.startswith("-")), None)
     args = build_parser(stage).parse_args(argv)
     try:
-        importlib.import_module(args._module).run(args)
+        with _cost_record(args):
+            importlib.import_module(args._module).run(args)
     except DeepPoseError as error:
         for line in str(error).splitlines():  # one line per problem
             print(f"deeppose {args.stage}: error: {line}", file=sys.stderr)

@@ -65,6 +65,11 @@ def matmul_peak() -> Path:
     return RESULTS / "machine" / "matmul_peak.json"
 
 
+def stage_cost(stage: str, job_label: str | None) -> Path:
+    """The wall time, CPU time and memory of one job of a stage (a `StageCost`)."""
+    return RESULTS / "cost" / stage / f"{job_label or stage}.json"
+
+
 def report_markdown() -> Path:
     return REPORTS / "report.md"
 

@@ -404,5 +404,20 @@ class ReportSummary(Record):
     provenance: Provenance
 
 
+@dataclasses.dataclass(frozen=True)
+class StageCost(Record):
+    """What one job of a stage cost this machine, written by the CLI after the stage succeeds: the
+    price of each parameter choice, for the report's cost table, under either engine."""
+
+    KIND: ClassVar[str] = "cost"
+    stage: str
+    job: str | None  # the job's label (`pytorch/autograd/cpu`, `cpu/b3`); None for a one-job stage
+    started_at: float  # Unix time when the stage's code began (after the interpreter started)
+    startup_s: float  # from process creation to that point: interpreter and CLI imports
+    wall_s: float  # from that point to the end of the stage, its output written
+    cpu_s: float  # user + system, the process and its waited-for children
+    max_rss_mb: float  # the larger of the process's and its largest child's peak resident memory
+
+
 def job_id(job: Any) -> JobId:
     return JobId(job.framework, job.loss, job.device, None if job.batch_exp is None else int(job.batch_exp))

@@ -9,6 +9,7 @@ engines; editing one backend reruns only that framework's jobs.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +111,15 @@ def backend_module(job: Job | Group | None) -> tuple[str, ...]:
     if isinstance(job, Group):
         return tuple(FRAMEWORK_MODULES[f] for f in job.frameworks if f in FRAMEWORK_MODULES)
     return (FRAMEWORK_MODULES[job.framework],) if job is not None and job.framework in FRAMEWORK_MODULES else ()
+
+
+def job_label(stage: Stage, args: argparse.Namespace) -> str | None:
+    """The label of the job a parsed command line of `stage` runs; None for a one-job stage."""
+    if stage.jobs is None:
+        return None
+    if stage.jobs == "group":
+        return Group(args.device, args.batch_exp, (), ()).label
+    return Job(args.framework, args.loss, args.device, getattr(args, "batch_exp", None)).label
 
 
 def command(stage: Stage, params_file: str, job: Job | Group | None = None) -> str:

@@ -16,9 +16,10 @@ from typing import Any
 
 from deeppose import paths, provenance
 from deeppose.config import Params
-from deeppose.grid import DEVICES, Job
+from deeppose.grid import DEVICES, Job, timing_groups
 from deeppose.results import (
-    BreakdownResult, PeakResult, PrepareSummary, Record, RecordError, TimingResult, TrainMetrics, job_id, log_line,
+    BreakdownResult, PeakResult, PrepareSummary, Record, RecordError, StageCost, TimingResult, TrainMetrics, job_id,
+    log_line,
 )
 
 NO_FILE = "no result file (the job failed or was not run)"
@@ -64,6 +65,7 @@ class Results:
     peak: Loaded
     prepared: Loaded
     off_grid: dict[str, int]  # device outside the grid -> result files found for it (not read)
+    costs: dict[str, list[StageCost | None]] = field(default_factory=dict)  # stage -> per job; None: no record
 
     @property
     def devices(self) -> list[str]:
@@ -176,6 +178,28 @@ def _count_off_grid(devices: list[str]) -> dict[str, int]:
     return counts
 
 
+def _cost(stage: str, label: str | None) -> StageCost | None:
+    try:
+        return StageCost.read(paths.stage_cost(stage, label))
+    except (FileNotFoundError, RecordError):
+        return None
+
+
+def load_costs(params: Params) -> dict[str, list[StageCost | None]]:
+    """What each job of this grid's stages cost (deeppose.cost), in pipeline order; the report's
+    own record is not there yet when it runs."""
+    labels: dict[str, list[str | None]] = {
+        "prepare": [None],
+        "train": [job.label for job in params.train_jobs()],
+        "time": [group.label for group in timing_groups(params.raw["grid"])],
+        "peak": [None],
+        "breakdown": [job.label for job in params.breakdown_jobs()],
+    }
+    if params.raw["data"]["source"] == "synthetic":
+        labels = {"synthesize": [None], **labels}
+    return {stage: [_cost(stage, label) for label in jobs] for stage, jobs in labels.items()}
+
+
 def load_results(params: Params) -> Results:
     """Everything the report reads, for every job of `params`' grid (paths relative to the cwd)."""
     train = {job: load_train(params, job) for job in params.train_jobs()}
@@ -191,4 +215,5 @@ def load_results(params: Params) -> Results:
         peak=read(PeakResult, paths.matmul_peak(), params),
         prepared=read(PrepareSummary, paths.prepared_summary(), params),
         off_grid=_count_off_grid(list(params.raw["grid"]["devices"])),
+        costs=load_costs(params),
     )

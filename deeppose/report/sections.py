@@ -98,7 +98,32 @@ def render_setup(ctx: Context) -> str:
     for device in results.devices:
         parts.append(_fairness(ctx, device))
     ctx.headline("peak_flops_per_s", value=ctx.analysis.peak_flops_per_s)
+    parts += ["### What this run cost", _cost_table(ctx)]
     return "\n\n".join(parts)
+
+
+def _cost_table(ctx: Context) -> str:
+    """Wall time per stage from the jobs' cost records: the price of each parameter choice."""
+    rows, total, recorded = [], 0.0, 0
+    for stage, costs in ctx.results.costs.items():
+        done = [c for c in costs if c is not None]
+        wall = sum(c.wall_s + c.startup_s for c in done)
+        total += wall
+        recorded += len(done)
+        rows.append([
+            f"`{stage}`", f"{len(done)} of {len(costs)}", f"{wall:.0f} s" if done else "—",
+            f"{sum(c.startup_s for c in done):.1f} s" if done else "—",
+            f"{max(c.max_rss_mb for c in done) / 1024:.1f} GiB" if done else "—",
+        ])
+    rows.append(["all of the above", str(recorded), f"**{total:.0f} s**", "", ""])
+    ctx.headline("pipeline_wall_s", value=round(total))
+    return (
+        fmt.table(["stage", "jobs recorded", "wall time", "of which process start-up", "peak memory"], rows)
+        + "\n\nEach job's own record (`results/cost/`), written by `python -m deeppose` when the job "
+        "succeeds: the wall time from process start to its output, and its peak resident memory. Not "
+        "included: installing the environment (`make setup`), the workflow engine's own time and "
+        "this report. Jobs that another run measured keep that run's figures."
+    )
 
 
 FAIRNESS_FIELDS = ("dtype", "threads", "kernel_library", "kernel_isa", "fp32_math", "runtime_checks")

@@ -10,6 +10,8 @@ rule synthesize:
         "../envs/deeppose.yaml"
     log:
         "logs/synthesize.log",
+    benchmark:
+        "logs/benchmarks/synthesize.tsv",
     shell:
         stage_shell("synthesize")
 
@@ -26,5 +28,7 @@ rule prepare:
         "../envs/deeppose.yaml"
     log:
         "logs/prepare.log",
+    benchmark:
+        "logs/benchmarks/prepare.tsv",
     shell:
         stage_shell("prepare")

@@ -12,5 +12,7 @@ rule report:
         "../envs/deeppose.yaml"
     log:
         "logs/report.log",
+    benchmark:
+        "logs/benchmarks/report.tsv",
     shell:
         stage_shell("report")

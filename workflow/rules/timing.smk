@@ -13,6 +13,8 @@ rule time:
         "../envs/deeppose.yaml"
     log:
         "logs/time/{device}/b{batch_exp}.log",
+    benchmark:
+        "logs/benchmarks/time/{device}/b{batch_exp}.tsv",
     shell:
         stage_shell("time")
 
@@ -30,6 +32,8 @@ rule peak:
         "../envs/deeppose.yaml"
     log:
         "logs/peak.log",
+    benchmark:
+        "logs/benchmarks/peak.tsv",
     shell:
         stage_shell("peak")
 
@@ -49,5 +53,7 @@ rule breakdown:
         "../envs/deeppose.yaml"
     log:
         "logs/breakdown/{framework}/{loss}/{device}/b{batch_exp}.log",
+    benchmark:
+        "logs/benchmarks/breakdown/{framework}/{loss}/{device}/b{batch_exp}.tsv",
     shell:
         stage_shell("breakdown")

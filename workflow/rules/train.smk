@@ -17,5 +17,7 @@ rule train:
         "../envs/deeppose.yaml"
     log:
         "logs/train/{framework}/{loss}/{device}.log",
+    benchmark:
+        "logs/benchmarks/train/{framework}/{loss}/{device}.tsv",
     shell:
         stage_shell("train")
