@@ -284,6 +284,46 @@ def test_welch_ratio_and_cell_interval_match_scipy() -> None:
     assert cell.estimate == pytest.approx(np.median(list(KNOWN_A.values())))
 
 
+def test_hodges_lehmann_interval_inverts_scipys_mann_whitney_test() -> None:
+    """Shifts just inside the interval are not rejected by scipy's exact two-sided test at 5 %,
+    shifts just outside are; the estimate is the median pairwise log ratio."""
+    a, b = list(KNOWN_A.values()) + [0.31], list(KNOWN_B.values())
+    found = S.hodges_lehmann_ratio(a, b)
+    la, lb = np.log(a), np.log(b)
+    assert math.log(found.estimate) == pytest.approx(np.median(np.subtract.outer(la, lb)))
+    for end in (math.log(found.low), math.log(found.high)):
+        for step, rejected in ((-1e-9, end == math.log(found.low)), (1e-9, end == math.log(found.high))):
+            p = scipy_stats.mannwhitneyu(la - (end + step), lb, method="exact").pvalue
+            assert bool(p <= 0.05) is rejected, (end, step, p)
+    large = np.random.default_rng(0).lognormal(0, 0.1, (2, 80))  # 6,400 pairs: the normal quantile
+    wide = S.hodges_lehmann_ratio(large[0], large[1])
+    for end, sign in ((wide.low, -1), (wide.high, 1)):
+        p = scipy_stats.mannwhitneyu(np.log(large[0]) - math.log(end) - sign * 1e-9, np.log(large[1]),
+                                     method="asymptotic", use_continuity=False).pvalue
+        assert p == pytest.approx(0.05, abs=0.004)
+    assert S.hodges_lehmann_ratio([1.0, 1.1], [1.0, 1.2]).low is None  # 2 x 2 blocks: no 95 % interval
+
+
+def test_an_outlier_block_moves_the_rank_interval_less_than_welchs() -> None:
+    base = [1.00, 1.02, 0.99, 1.01, 1.03, 0.98, 1.00, 1.01]
+    head = [1.20, 1.22, 1.19, 1.21, 1.23, 1.18, 1.20, 1.95]  # one silent outlier block
+    ranks, welch = S.hodges_lehmann_ratio(head, base), S.welch_ratio(head, base)
+    assert ranks.low > 1.15 and welch.low < ranks.low and ranks.estimate == pytest.approx(1.2, abs=0.01)
+
+
+@pytest.mark.parametrize("k, n", [(0, 10), (3, 10), (56, 70), (80, 80), (412, 1000)])
+def test_wilson_interval_is_scipys(k: int, n: int) -> None:
+    found = S.wilson_interval(k / n, n)
+    expected = scipy_stats.binomtest(k, n).proportion_ci(0.95, method="wilson")
+    assert (found.low, found.high) == pytest.approx((expected.low, expected.high), abs=1e-9)
+
+
+def test_newcombe_difference_matches_the_papers_example() -> None:
+    """Newcombe (1998), Statistics in Medicine 17:873, example (a): 56/70 - 48/80, method 10."""
+    found = S.newcombe_difference(S.wilson_interval(56 / 70, 70), S.wilson_interval(48 / 80, 80))
+    assert (found.estimate, found.low, found.high) == pytest.approx((0.2, 0.0524, 0.3339), abs=1e-4)
+
+
 def test_paired_difference_matches_scipy() -> None:
     a, b = np.array(list(KNOWN_A.values())), np.array(list(KNOWN_B.values()))
     expected = scipy_stats.ttest_rel(a, b).confidence_interval(0.95)
