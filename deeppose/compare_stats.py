@@ -70,7 +70,6 @@ class Verdict(str, Enum):
     SLOWER = "slower"
     NO_DIFFERENCE = "no_difference"
     TOO_FEW_BLOCKS = "too_few_blocks"  # fewer than two usable rounds: no interval at all
-    NOT_COMPARABLE = "not_comparable"  # measured on unlike machines (deeppose.compare)
 
 
 @dataclass(frozen=True)
@@ -214,6 +213,13 @@ def hodges_lehmann_ratio(a: Sequence[float], b: Sequence[float], level: float = 
         return Interval(estimate, None, None, n, level, "too few blocks for a rank interval")
     return Interval(estimate, math.exp(float(pairs[k - 1])), math.exp(float(pairs[pairs.size - k])), n, level,
                     "hodges-lehmann shift of log block medians, mann-whitney interval")
+
+
+def unpaired_ratio(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> Interval:
+    """Ratio a / b of two runs' block medians: the rank interval when there are blocks enough for
+    one at `level` (4 a side at 95 %), else Welch's interval on logs (3 blocks a side: wide)."""
+    ranks = hodges_lehmann_ratio(a, b, level)
+    return ranks if ranks.low is not None else welch_ratio(a, b, level)
 
 
 def wilson_interval(fraction: float, n: int, level: float = LEVEL) -> Interval:
