@@ -221,3 +221,26 @@ def test_dvc_metrics_and_plots_diff_show_the_planted_change(repository):
     assert curves, plots.stdout[:500]
     html = _run(repository, sys.executable, "-m", "dvc", "plots", "diff", "HEAD~1", "-o", str(out))
     assert (out / "index.html").exists(), html.stdout
+
+
+# --- the pull-request workflow (it cannot run here: its schema and its commands are checked) ---
+WORKFLOW = ROOT / ".github" / "workflows" / "benchmark.yml"
+CHECK = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows"]
+
+
+def test_the_pull_request_workflow_is_a_valid_github_workflow(tmp_path):
+    done = subprocess.run(CHECK + [str(WORKFLOW)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    broken = tmp_path / "broken.yml"
+    broken.write_text(WORKFLOW.read_text().replace("runs-on:", "runs_on:"))
+    assert subprocess.run(CHECK + [str(broken)], capture_output=True, check=False).returncode == 1
+
+
+def test_the_workflow_runs_both_sides_on_the_small_parameters_and_posts_compare():
+    text = WORKFLOW.read_text()
+    assert text.count('--config params="$PARAMS"') == 2 and "PARAMS: params-pr.yaml" in text
+    assert '-m deeppose compare "$RUNNER_TEMP/base/results" results --fail-on-regression' in text
+    assert "gh pr comment" in text and "--body-file compare.md" in text
+    small = load_params(ROOT / "params-pr.yaml")
+    assert small.raw["timing"]["blocks"] >= 4  # a rank interval needs 4 blocks a side at 95 %
+    assert S.hodges_lehmann_ratio([1.0, 1.1, 1.2, 1.3], [1.0, 1.1, 1.2, 1.3]).low is not None
