@@ -1,15 +1,7 @@
 """`python -m deeppose report` on small hand-made results: tables against inputs, conclusions on
 known cases, missing jobs, byte-identical regeneration, summary.json.
 
-The fixture project (tests/report_project.py) has a grid of 2 frameworks x 2 loss modes x {cpu, cuda}, timing batch sizes
-1, 2, 32 and the per-layer breakdown at batch 2. Nothing ran on cuda. On cpu:
-- PyTorch autograd and explicit have the *same* per-iteration compute times: no significant
-  difference; Chainer explicit is 20 % slower than Chainer autograd: significant.
-- Chainer is 1.6x slower than PyTorch per iteration (the study's ratio).
-- The timing job chainer/explicit/cpu/b32 is missing; pytorch/autograd/cpu/b2 is noisy.
-- Chainer explicit's log ends with a truncated line (a killed job).
-- Chainer's per-layer breakdown (autograd) spends almost all its extra time over PyTorch in
-  convolutions: it confirms the study's conclusion. The breakdown job chainer/explicit/cpu/b1 is missing.
+The fixture project and what its results hold by design are described in tests/report_project.py.
 """
 
 from __future__ import annotations
