@@ -285,6 +285,11 @@ def _detrended(results: list[TimingResult]) -> list[list[float]]:
     return [[math.exp(y - slope * (t - centre)) for t, y in cell] for cell in blocks]
 
 
+def _cell_time(result: TimingResult) -> float:
+    """The median of the cell's block medians, from its blocks (what time_s records when written)."""
+    return statistics.median(statistics.median(block.samples_s) for block in usable_blocks(result.blocks))
+
+
 def _timing(base: Side, head: Side, threshold: float, comparable: bool) -> tuple[list[Row], list[Shift]]:
     groups: dict[tuple[str, int | None], list[Job]] = {}
     for job in sorted(set(base.timing) & set(head.timing), key=_label):
@@ -294,9 +299,8 @@ def _timing(base: Side, head: Side, threshold: float, comparable: bool) -> tuple
         steady = [_detrended([side.timing[job] for job in jobs]) for side in (base, head)]
         cells = []
         for job, b, h in zip(jobs, *steady):
-            times = [statistics.median(statistics.median(block.samples_s) for block in usable_blocks(side.timing[job].blocks))
-                     for side in (base, head)]
-            cells.append(("core time", _label(job), times[0], times[1], unpaired_ratio(h, b)))
+            cells.append(("core time", _label(job), _cell_time(base.timing[job]), _cell_time(head.timing[job]),
+                          unpaired_ratio(h, b)))
         judged, shift = _judge(cells, f"{device} b{exp}", threshold, comparable)
         rows += judged
         shifts.append(shift)
@@ -571,7 +575,8 @@ def render_markdown(changes: Changes) -> str:
     if changes.machines:
         rows = [[f"`{m.field}`", fmt.escape(m.base), fmt.escape(m.head)] for m in changes.machines[:MAX_FIELDS]]
         more = len(changes.machines) - MAX_FIELDS
-        parts.append(fmt.table(["field", "BASE", "HEAD"], rows) + (f"\n\n...and {more} more (`--json`)." if more > 0 else ""))
+        more_text = f"\n\n...and {more} more (`--json`)." if more > 0 else ""
+        parts.append(fmt.table(["field", "BASE", "HEAD"], rows) + more_text)
         parts.append("Machine-independent figures (fraction of each machine's own peak, framework ratios) "
                      + ("are compared below instead." if changes.across_machines else "are compared with "
                         "`--across-machines`."))
