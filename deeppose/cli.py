@@ -2,6 +2,7 @@
 
 Each stage lives in its own module, which provides `add_arguments(parser)` and `run(args)`; the
 module is imported only when its stage runs, so `--help` and unrelated stages load no framework.
+`run` may return an exit status (compare's `--fail-on-regression`); None means 0.
 Errors the user can fix (`DeepPoseError`) print one line and exit with status 2; so does a file the
 machine refuses to read or write (permissions, a full or read-only disk), naming the file.
 
@@ -12,6 +13,7 @@ machine refuses to read or write (permissions, a full or read-only disk), naming
     python -m deeppose report
     python -m deeppose status          # stale results, without running anything
     python -m deeppose dvc-yaml        # regenerate dvc.yaml from the stage table
+    python -m deeppose compare main HEAD   # what a change did to the results (exit 1 on request)
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "status": ("deeppose.status", "list results that no longer match the code or parameters"),
     "dvc-yaml": ("deeppose.dvc_yaml", "write dvc.yaml from the stage table"),
     "time-block": ("deeppose.timing_block", "one timing block (the `time` stage's child process)"),
+    "compare": ("deeppose.compare", "which changes between two revisions' results are real"),
 }
 
 
@@ -71,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(stage).parse_args(argv)
     try:
         with _cost_record(args):
-            importlib.import_module(args._module).run(args)
+            status = importlib.import_module(args._module).run(args)
     except DeepPoseError as error:
         for line in str(error).splitlines():  # one line per problem
             print(f"deeppose {args.stage}: error: {line}", file=sys.stderr)
@@ -84,4 +87,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"deeppose {args.stage}: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return int(status or 0)

@@ -13,6 +13,9 @@ section 8). Here every interval is computed from one number per block, its media
   (drift common to a round cancels), or, unpaired, by Welch's t-interval on logs; with enough
   rounds a BCa bootstrap (`scipy.stats.bootstrap`) of the mean log ratio is available too. A
   percentile bootstrap is not offered: at 3 to 10 blocks it undercovers badly;
+* two *runs* of a cell (deeppose.compare: BASE and HEAD) share no rounds: their block medians
+  are compared unpaired by `hodges_lehmann_ratio`, a rank interval that one silent outlier block
+  does not widen; accuracies (proportions of test images) by Wilson and Newcombe intervals;
 * `verdict` says faster/slower only when the interval excludes 1 *and* the estimated ratio is
   beyond `THRESHOLD`: with many rounds a real but tiny difference is not worth a verdict;
 * the A/A control (one cell measured as two arms) goes through the very same rule, and
@@ -161,6 +164,84 @@ def welch_ratio(a: Sequence[float], b: Sequence[float], level: float = LEVEL) ->
     centre = float(la.mean() - lb.mean())
     return Interval(estimate, math.exp(centre - half), math.exp(centre + half), int(min(la.size, lb.size)),
                     level, "welch t on log block medians")
+
+
+def _u_null_counts(m: int, n: int) -> np.ndarray:
+    """How many of the C(m+n, m) orderings of two untied samples give each Mann-Whitney U (0..mn):
+    the coefficients of the Gaussian binomial, by the recurrence over the largest value's owner."""
+    previous = [np.ones(1) for _ in range(n + 1)]  # row i - 1 of the table, one array per j
+    for i in range(1, m + 1):
+        row = [np.ones(1)]
+        for j in range(1, n + 1):
+            counts = np.zeros(i * j + 1)
+            counts[j:j + previous[j].size] += previous[j]  # the largest value is from a: beats all j
+            counts[:row[j - 1].size] += row[j - 1]  # ... from b
+            row.append(counts)
+        previous = row
+    return previous[n]
+
+
+EXACT_RANKS = 2500  # exact Mann-Whitney quantiles up to this many pairs (m x n), normal beyond
+
+
+def _rank_depth(m: int, n: int, level: float) -> int:
+    """k such that the k-th smallest and k-th largest of the m x n pairwise differences bound a
+    `level` interval of the shift (Bauer 1972): the largest k with P(U <= k - 1) <= (1 - level) / 2
+    under no shift. 0: too few values for any interval at this level."""
+    alpha = (1 - level) / 2
+    if m * n <= EXACT_RANKS:
+        cdf = np.cumsum(_u_null_counts(m, n))
+        return int(np.searchsorted(cdf / cdf[-1], alpha * (1 + 1e-12), side="right"))
+    z = float(scipy_stats.norm.ppf(1 - alpha))
+    return max(int(math.floor(m * n / 2 - z * math.sqrt(m * n * (m + n + 1) / 12))), 0)
+
+
+def hodges_lehmann_ratio(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> Interval:
+    """Ratio a / b of two unpaired sets of block medians (two runs of a cell): exp of the
+    Hodges-Lehmann shift of their logarithms (the median of every pairwise log ratio), with the
+    interval that inverts the two-sided Mann-Whitney test (exact up to EXACT_RANKS pairs).
+
+    Rank-based, so one silent outlier block (a disturbance /proc/stat did not see) moves neither the
+    estimate nor the interval much; Welch's interval on logs widens and centres on it (asv compares
+    runs with Mann-Whitney for the same reason)."""
+    la, lb = np.log(_positive(a, "a")), np.log(_positive(b, "b"))
+    pairs = np.sort((la[:, None] - lb[None, :]).ravel())
+    estimate = math.exp(float(np.median(pairs)))
+    n = int(min(la.size, lb.size))
+    k = _rank_depth(la.size, lb.size, level)
+    if k == 0:
+        return Interval(estimate, None, None, n, level, "too few blocks for a rank interval")
+    return Interval(estimate, math.exp(float(pairs[k - 1])), math.exp(float(pairs[pairs.size - k])), n, level,
+                    "hodges-lehmann shift of log block medians, mann-whitney interval")
+
+
+def unpaired_ratio(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> Interval:
+    """Ratio a / b of two runs' block medians: the rank interval when there are blocks enough for
+    one at `level` (4 a side at 95 %), else Welch's interval on logs (3 blocks a side: wide)."""
+    ranks = hodges_lehmann_ratio(a, b, level)
+    return ranks if ranks.low is not None else welch_ratio(a, b, level)
+
+
+def wilson_interval(fraction: float, n: int, level: float = LEVEL) -> Interval:
+    """A proportion (a PCK over `n` test images) with Wilson's score interval, which stays inside
+    [0, 1] and keeps its coverage near 0 and 1 where the normal interval does not."""
+    if not 0 <= fraction <= 1 or n < 1:
+        raise ValueError(f"need a fraction in [0, 1] and n >= 1, got {fraction}, {n}")
+    z = float(scipy_stats.norm.ppf(0.5 + level / 2))
+    centre = (fraction + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(fraction * (1 - fraction) / n + z * z / (4 * n * n))
+    return Interval(fraction, max(centre - half, 0.0), min(centre + half, 1.0), n, level, "wilson score")
+
+
+def newcombe_difference(a: Interval, b: Interval) -> Interval:
+    """Difference a - b of two independent proportions from their Wilson intervals (Newcombe 1998,
+    method 10): the interval a reviewer needs to see whether an accuracy moved."""
+    if None in (a.estimate, a.low, a.high, b.estimate, b.low, b.high):
+        raise ValueError("both proportions need an interval")
+    pa, la, ha, pb, lb, hb = a.estimate, a.low, a.high, b.estimate, b.low, b.high  # type: ignore[misc]
+    d = pa - pb
+    return Interval(d, d - math.sqrt((pa - la) ** 2 + (hb - pb) ** 2), d + math.sqrt((ha - pa) ** 2 + (pb - lb) ** 2),
+                    min(a.n, b.n), a.level, "newcombe hybrid score")
 
 
 def paired_difference(a: Mapping[int, float], b: Mapping[int, float], level: float = LEVEL) -> Interval:

@@ -9,7 +9,8 @@ params.yaml at `dvc repro` time, while its code dependencies are that framework'
 module and what it imports), so editing one backend reruns only that framework's jobs. A timing
 group measures every framework x loss mode together, so `time` is one matrix stage over devices and
 batch exponents whose outputs name every cell. Changing `grid.frameworks` or `grid.loss_modes`
-needs this command again.
+needs this command again, and so does changing `grid.devices` (the columns of the learning-curve
+plot, the one top-level `plots:` entry).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from deeppose.config import Params, load_params
 from deeppose.errors import DeepPoseError
 from deeppose.grid import NO_BREAKDOWN, Group, Job
 from deeppose.provenance import code_files
+from deeppose.report import dvc_files
 from deeppose.stages import STAGES, Stage, command
 
 DVC_YAML = Path("dvc.yaml")
@@ -43,14 +45,13 @@ def _in_git(path: Path) -> bool:
 
 
 def _outs(stage: Stage, job: Job | Group | None) -> dict[str, list[Any]]:
-    """outs / metrics / plots entries of one stage (or matrix stage)."""
-    sections: dict[str, list[Any]] = {"outs": [], "metrics": [], "plots": []}
-    for name, path in stage.outputs(job).items():
+    """outs and metrics entries of one stage (or matrix stage). The only metrics are the report's
+    flat headlines, so that `dvc metrics show` fits a terminal (deeppose.report.dvc_files)."""
+    sections: dict[str, list[Any]] = {"outs": [], "metrics": []}
+    for path in stage.outputs(job).values():
         text = path.as_posix()
-        if path == paths.report_summary() or name == "metrics":
+        if path == paths.report_headlines():
             sections["metrics"].append({text: {"cache": False}})
-        elif name == "curve":
-            sections["plots"].append({text: {"cache": False, "x": "elapsed_s", "y": "loss"}})
         else:
             sections["outs"].append({text: {"cache": False}} if _in_git(path) else text)
     if stage.state is not None and isinstance(job, Job):
@@ -90,7 +91,16 @@ def generate(params: Params) -> dict[str, Any]:
             stages[f"{stage.name}-{framework}"] = {
                 "matrix": matrix, **_entry(stage, job, Job(framework, "", "")),
             }
-    return {"stages": stages}
+    return {"stages": stages, "plots": [_learning_curves(params)]}
+
+
+def _learning_curves(params: Params) -> dict[str, Any]:
+    """The top-level plot of every training run's loss by iteration, overlaid (`dvc plots diff`);
+    its columns are the grid's runs, so changing the grid needs this command again."""
+    return {paths.report_curves().as_posix(): {
+        "x": dvc_files.CURVE_X, "y": dvc_files.curve_columns(params), "title": "Training loss by iteration",
+        "x_label": "iteration", "y_label": "training loss",
+    }}
 
 
 def render(params: Params) -> str:

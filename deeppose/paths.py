@@ -80,3 +80,13 @@ def report_figures() -> Path:
 
 def report_summary() -> Path:
     return REPORTS / "summary.json"
+
+
+def report_headlines() -> Path:
+    """A few headline numbers in one flat file: the pipeline's DVC metrics (`dvc metrics diff`)."""
+    return REPORTS / "headlines.json"
+
+
+def report_curves() -> Path:
+    """Every training run's loss by iteration, one column per run: the overlaid plot of `dvc plots`."""
+    return REPORTS / "learning_curves.csv"

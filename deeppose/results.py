@@ -12,6 +12,7 @@ statistics) are typed as JSON objects; every number a report computes from is a 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import types
@@ -96,6 +97,12 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     raise TypeError(f"unsupported annotation {tp!r} at {where}")
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """A record class's resolved annotations: resolving them costs more than checking a record."""
+    return typing.get_type_hints(cls)
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, Record):
         return value.to_dict()
@@ -116,7 +123,7 @@ class Record:
     def from_dict(cls: type[R], data: Any, where: str) -> R:
         if not isinstance(data, dict):
             raise RecordError(f"{where}: expected an object, found {type(data).__name__}")
-        hints = typing.get_type_hints(cls)
+        hints = _hints(cls)
         names = [f.name for f in dataclasses.fields(cls)]
         if cls.KIND is not None:
             data = dict(data)

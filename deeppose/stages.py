@@ -97,6 +97,7 @@ STAGES: dict[str, Stage] = {
             params=("grid", "breakdown.batch_exponents"), reads_results=True,
             outputs=lambda job: {
                 "markdown": paths.report_markdown(), "summary": paths.report_summary(),
+                "headlines": paths.report_headlines(), "curves": paths.report_curves(),
                 "figures": paths.report_figures(),
             },
             directories=("figures",),

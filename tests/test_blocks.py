@@ -11,7 +11,6 @@ import math
 import os
 import sys
 from collections import Counter
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -20,66 +19,10 @@ from scipy import stats as scipy_stats
 from deeppose import blocks as B
 from deeppose import compare_stats as S
 from deeppose.block_server import server_launch
+from simulated_machine import run_group
 
 
-# --- a fake machine: drift, a random walk of speed, per-process effects, outlier blocks ---------
-@dataclass
-class FakeMachine:
-    """Runs blocks of cells whose true times are `base_s`, on a machine whose speed drifts.
-
-    Per block: a slow linear trend (the machine +15 % slower by the last block), a random walk
-    of log speed (1.5 % per block), a per-process effect (lognormal, 3 %: memory layout, library
-    choices), and with probability `outlier_p` another process running beside it (samples x 1.1
-    to 1.6) that /proc/stat shows two times in three. Per sample: 2 % lognormal noise and a rare
-    spike. Warm-up runs are 3x slower. The fake clock advances by every run's duration.
-    """
-
-    base_s: dict[str, float]
-    total_blocks: int
-    rng: np.random.Generator
-    warmup: int = 2
-    repeats: int = S.REPEATS
-    outlier_p: float = 0.05
-    now: float = 0.0
-    busy: float = 0.0
-    own: float = 0.0
-    walk: float = 0.0
-    blocks_run: int = 0
-
-    def launch(self, cell: str) -> B.BlockOutput:
-        rng = self.rng
-        trend = 1 + 0.15 * self.blocks_run / max(self.total_blocks - 1, 1)
-        self.walk += rng.normal(0, 0.015)
-        speed = trend * math.exp(self.walk) * rng.lognormal(0, 0.03)
-        other_cores = 0.0
-        if rng.random() < self.outlier_p:
-            speed *= rng.uniform(1.1, 1.6)
-            other_cores = 0.8 if rng.random() < 2 / 3 else 0.0
-        samples = self.base_s[cell] * speed * rng.lognormal(0, 0.02, self.repeats)
-        samples *= np.where(rng.random(self.repeats) < 0.02, 1.5, 1.0)
-        warmup = self.base_s[cell] * speed * 3 * np.ones(self.warmup)
-        wall = float(samples.sum() + warmup.sum())
-        self.now += wall
-        self.own += wall
-        self.busy += wall * (1 + other_cores)
-        self.blocks_run += 1
-        return B.BlockOutput(tuple(samples.tolist()), tuple(warmup.tolist()))
-
-    def probe(self) -> B.CpuReading:
-        return B.CpuReading(monotonic_s=self.now, machine_busy_s=self.busy, own_s=self.own)
-
-
-def run_group(base_s: dict[str, float], rounds: int, seed: int, repeats: int = S.REPEATS) -> tuple[B.Block, ...]:
-    """One group on the fake machine: its cells plus the A/A twin of the first, interleaved."""
-    cells = list(base_s)
-    arms = B.arms_with_control(cells, control=cells[0])
-    machine = FakeMachine(base_s, len(arms) * rounds, np.random.default_rng(seed), repeats=repeats)
-    return B.run_blocks(
-        B.schedule(arms, rounds, seed), machine.launch, probe=machine.probe,
-        load=lambda: (0.0, 0.0, 0.0), cores=2, wall_clock=lambda: machine.now,
-    )
-
-
+# --- the rule on the simulated machine ----------------------------------------------------
 def rule_rates(effect: float, trials: int, rounds: int = S.ROUNDS, repeats: int = S.REPEATS,
                threshold: float = S.THRESHOLD, seed: int = 0) -> tuple[float, float]:
     """The rule over `trials` simulated groups of cells a (0.25 s) and b (a x (1 + effect)):
@@ -308,6 +251,46 @@ def test_welch_ratio_and_cell_interval_match_scipy() -> None:
     low, high = scipy_stats.t.interval(0.95, la.size - 1, loc=la.mean(), scale=scipy_stats.sem(la))
     assert (math.log(cell.low), math.log(cell.high)) == pytest.approx((low, high), rel=1e-12)
     assert cell.estimate == pytest.approx(np.median(list(KNOWN_A.values())))
+
+
+def test_hodges_lehmann_interval_inverts_scipys_mann_whitney_test() -> None:
+    """Shifts just inside the interval are not rejected by scipy's exact two-sided test at 5 %,
+    shifts just outside are; the estimate is the median pairwise log ratio."""
+    a, b = list(KNOWN_A.values()) + [0.31], list(KNOWN_B.values())
+    found = S.hodges_lehmann_ratio(a, b)
+    la, lb = np.log(a), np.log(b)
+    assert math.log(found.estimate) == pytest.approx(np.median(np.subtract.outer(la, lb)))
+    for end in (math.log(found.low), math.log(found.high)):
+        for step, rejected in ((-1e-9, end == math.log(found.low)), (1e-9, end == math.log(found.high))):
+            p = scipy_stats.mannwhitneyu(la - (end + step), lb, method="exact").pvalue
+            assert bool(p <= 0.05) is rejected, (end, step, p)
+    large = np.random.default_rng(0).lognormal(0, 0.1, (2, 80))  # 6,400 pairs: the normal quantile
+    wide = S.hodges_lehmann_ratio(large[0], large[1])
+    for end, sign in ((wide.low, -1), (wide.high, 1)):
+        p = scipy_stats.mannwhitneyu(np.log(large[0]) - math.log(end) - sign * 1e-9, np.log(large[1]),
+                                     method="asymptotic", use_continuity=False).pvalue
+        assert p == pytest.approx(0.05, abs=0.004)
+    assert S.hodges_lehmann_ratio([1.0, 1.1], [1.0, 1.2]).low is None  # 2 x 2 blocks: no 95 % interval
+
+
+def test_an_outlier_block_moves_the_rank_interval_less_than_welchs() -> None:
+    base = [1.00, 1.02, 0.99, 1.01, 1.03, 0.98, 1.00, 1.01]
+    head = [1.20, 1.22, 1.19, 1.21, 1.23, 1.18, 1.20, 1.95]  # one silent outlier block
+    ranks, welch = S.hodges_lehmann_ratio(head, base), S.welch_ratio(head, base)
+    assert ranks.low > 1.15 and welch.low < ranks.low and ranks.estimate == pytest.approx(1.2, abs=0.01)
+
+
+@pytest.mark.parametrize("k, n", [(0, 10), (3, 10), (56, 70), (80, 80), (412, 1000)])
+def test_wilson_interval_is_scipys(k: int, n: int) -> None:
+    found = S.wilson_interval(k / n, n)
+    expected = scipy_stats.binomtest(k, n).proportion_ci(0.95, method="wilson")
+    assert (found.low, found.high) == pytest.approx((expected.low, expected.high), abs=1e-9)
+
+
+def test_newcombe_difference_matches_the_papers_example() -> None:
+    """Newcombe (1998), Statistics in Medicine 17:873, example (a): 56/70 - 48/80, method 10."""
+    found = S.newcombe_difference(S.wilson_interval(56 / 70, 70), S.wilson_interval(48 / 80, 80))
+    assert (found.estimate, found.low, found.high) == pytest.approx((0.2, 0.0524, 0.3339), abs=1e-4)
 
 
 def test_paired_difference_matches_scipy() -> None:

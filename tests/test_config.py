@@ -27,7 +27,7 @@ def problems(raw: dict) -> list[str]:
     return str(error.value).splitlines()
 
 
-@pytest.mark.parametrize("name", ["params.yaml", "params-study.yaml"])
+@pytest.mark.parametrize("name", ["params.yaml", "params-study.yaml", "params-pr.yaml"])
 def test_shipped_parameter_files_are_valid(name):
     params = load_params(ROOT / name)
     assert params.train_jobs() and params.timing_jobs()

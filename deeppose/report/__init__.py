@@ -2,6 +2,7 @@
 
     python -m deeppose report                          # reports/report.md, figures/*.png, summary.json
     python -m deeppose report --params params-study.yaml
+    python -m deeppose report --baseline main          # adds "Changes since main" (deeppose.compare)
 
 The report follows the study: set-up, effect of automatic differentiation, impact of the network
 implementation, its per-layer breakdown, accuracy, comparison with the study's published figures, and a summary whose
@@ -9,7 +10,8 @@ conclusions are written by code from the numbers. Missing or partial results nev
 without a result is shown as not run, with the reason. A non-finite number in a result does stop
 it, in one line naming the file and field, before any file is written; report.md, summary.json and
 the figures change together. Same results, same bytes (figures too).
-It imports no deep-learning framework.
+It imports no deep-learning framework. Beside them it writes the two small files DVC reads
+(`deeppose.report.dvc_files`): headlines.json (metrics) and learning_curves.csv (plots).
 
 Sections are listed in `deeppose.report.sections.SECTIONS`; see `deeppose.report.markdown` for how
 to add one.
@@ -20,10 +22,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deeppose import atomic, paths, provenance
+from deeppose import atomic, compare, paths, provenance
 from deeppose.config import Params, load_params
+from deeppose.report import dvc_files
 from deeppose.report.load import Results, load_results
-from deeppose.report.markdown import Context, render_document
+from deeppose.report.markdown import Context, Section, render_document
 from deeppose.report.sections import SECTIONS
 from deeppose.results import ReportSummary
 
@@ -31,7 +34,9 @@ TITLE = "DeepPose across frameworks: why does PyTorch train faster than Chainer?
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """No options beyond --params: inputs and outputs come from deeppose.paths."""
+    """Inputs and outputs come from deeppose.paths; --baseline names what to compare them with."""
+    parser.add_argument("--baseline", metavar="REV", default=None,
+                        help="add a section on what changed since this git revision (or results folder)")
 
 
 def _intro(ctx: Context) -> str:
@@ -66,21 +71,32 @@ def _staleness(results: Results) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-def render(params: Params, draw: bool = True) -> tuple[Context, str]:
-    """The report's Context and Markdown; draw=False computes everything but writes no figure."""
+def changes_section(baseline: str) -> Section:
+    """"Changes since REV": deeppose.compare of REV's results against the working tree's, read
+    before anything is rendered so that a bad revision stops the report in one line."""
+    changes = compare.compare_sides(compare.load_side(baseline, "--baseline"),
+                                    compare.read_side(paths.RESULTS, "working tree"))
+    return Section(f"Changes since {baseline}", lambda ctx: compare.render_markdown(changes))
+
+
+def render(params: Params, draw: bool = True, baseline: str | None = None) -> tuple[Context, str]:
+    """The report's Context and Markdown; draw=False computes everything but writes no figure;
+    with `baseline`, a first section says what changed since it."""
+    sections = ([changes_section(baseline)] if baseline else []) + SECTIONS
     ctx = Context(
         results=load_results(params),
         markdown_path=paths.report_markdown(),
         figures_dir=paths.report_figures(),
         draw=draw,
     )
-    return ctx, render_document(ctx, TITLE, _staleness(ctx.results) + _intro(ctx), SECTIONS)
+    return ctx, render_document(ctx, TITLE, _staleness(ctx.results) + _intro(ctx), sections)
 
 
-def build(params: Params) -> Context:
-    """Write report.md, summary.json and the figures; returns the Context. Everything is computed
-    and rendered first, so a result that stops the report (a NaN) leaves every file as it was."""
-    ctx, text = render(params)
+def build(params: Params, baseline: str | None = None) -> Context:
+    """Write report.md, summary.json, the DVC files and the figures; returns the Context. Everything
+    is computed and rendered first, so a result that stops the report (a NaN) leaves every file as
+    it was."""
+    ctx, text = render(params, baseline=baseline)
     summary = ReportSummary.create(
         headlines=ctx.summary, stale=ctx.results.stale, inputs=ctx.results.input_hashes(),
         provenance=provenance.record("report", params),
@@ -88,6 +104,8 @@ def build(params: Params) -> Context:
     files = {
         paths.report_markdown(): text.encode(),
         paths.report_summary(): atomic.json_text(summary.to_dict()).encode(),
+        paths.report_headlines(): atomic.json_text(dvc_files.headlines(ctx.summary)).encode(),
+        paths.report_curves(): dvc_files.learning_curves(ctx.results).encode(),
         **ctx.pngs,
     }
     atomic.write_together(files)
@@ -101,6 +119,6 @@ def figure_paths(params: Params) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> None:
-    ctx = build(load_params(args.params))
+    ctx = build(load_params(args.params), args.baseline)
     figures = len(ctx.figures)
     print(f"deeppose report: wrote {paths.report_markdown()}, {paths.report_summary()} and {figures} figures")

@@ -157,8 +157,14 @@ def final_blocks(records: list[BlockRecord]) -> list[BlockRecord]:
     return [last[r] for r in sorted(last)]
 
 
+def usable_blocks(records: list[BlockRecord]) -> list[BlockRecord]:
+    """The final attempts that were not disturbed, or all final attempts when every one was: the
+    blocks a cell's figures come from."""
+    return [b for b in final_blocks(records) if not b.disturbed] or final_blocks(records)
+
+
 def summarize_timing(job: Job, result: TimingResult) -> TimingCell:
-    usable = [b for b in final_blocks(result.blocks) if not b.disturbed] or final_blocks(result.blocks)
+    usable = usable_blocks(result.blocks)
     return TimingCell(
         job=job,
         batch_size=result.batch_size,

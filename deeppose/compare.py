@@ -1,0 +1,616 @@
+"""`python -m deeppose compare BASE HEAD`: which differences between two sets of results are real.
+
+    python -m deeppose compare main HEAD                       # two git revisions of this repository
+    python -m deeppose compare ../before/results results       # two results folders
+    python -m deeppose compare main HEAD --json                # every figure, for programs
+    python -m deeppose compare main HEAD --fail-on-regression  # exit status 1 when a cell got slower
+    python -m deeppose compare their/results results --across-machines
+
+Each side is read through the result records (deeppose.results), from a results folder or from
+`git archive REV results` (the working tree is never touched). Cells present on both sides are
+compared; those on one side only are counted.
+
+* Core-process time: per cell, HEAD/BASE of its block medians with a 95 % interval. The two runs
+  share no rounds, so the interval is unpaired and rank-based (`unpaired_ratio`: Hodges-Lehmann
+  with the Mann-Whitney interval from 4 blocks a side, Welch on logs below), so that one silent
+  outlier block does not decide it; the run's drift over time, common to its cells, is divided out
+  first (`_detrended`). A rerun also moves every cell of a timing group together (the machine's
+  state that hour: DESIGN.md section 8 saw 12-62 % between jobs), and nothing in one pair of runs
+  tells that apart from a change that slows every cell alike. So a group's *shift* is reported on
+  its own, and a cell's verdict reads its ratio over its group's shift (`_judge`): faster or slower
+  needs that interval to exclude 1 *and* the ratio beyond the threshold, by default the larger of
+  5 % and the A/A spread of the two runs (how far apart each run's A/A control measured two
+  identical arms, the two added in quadrature).
+  Measured on the simulated machine of tests/test_compare.py (a 15 % trend, a random walk of
+  speed, per-process effects, outlier blocks, disturbed blocks rerun; 8 blocks a cell, 4 cells):
+  over 1,000 pairs of runs a change is called in 0.8 % of unchanged cells, and one cell slowed by
+  20 % is found, and no other cell called, in 99 % of draws. Welch's interval on the raw ratios,
+  without the shift, calls about a third of unchanged cells changed.
+* Training compute per iteration: the same rule; a run's iterations cut into TRAIN_BLOCKS
+  consecutive blocks stand for blocks, and a device's training runs for a group.
+* Accuracy: the final training loss (the last epoch's iterations, Welch on logs) and the test
+  scores (Wilson intervals over the test images, Newcombe's difference); test loss as values only.
+* Per-layer breakdown: each layer and phase against the median of its job's layers (which moved).
+
+Sides from unlike machines (environment records or fairness manifests that differ in CPU, core
+count, library versions, kernel families, threads or environment pins) get no faster/slower verdict
+on any time: the differing fields are named. `--across-machines` then compares what a machine does
+not set: each cell's fraction of its own machine's measured peak, and framework ratios (X / PyTorch
+per round, paired within each run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import json
+import math
+import statistics
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deeppose import compare_stats, paths
+from deeppose.blocks import twin
+from deeppose.compare_stats import (
+    LEVEL, THRESHOLD, Interval, Verdict, format_interval, newcombe_difference, unpaired_ratio, welch_ratio,
+    wilson_interval,
+)
+from deeppose.errors import DeepPoseError
+from deeppose.fairness import asymmetries
+from deeppose.grid import Job
+from deeppose.report import fmt
+from deeppose.report.analysis import REFERENCE, as_blocks, usable_blocks
+from deeppose.report.load import read_log
+from deeppose.results import BreakdownResult, PeakResult, Record, RecordError, TimingResult, TrainMetrics
+
+MIN_GROUP = 3  # cells a group needs before the median of their ratios can stand for the machine's shift
+TRAIN_BLOCKS = 8  # a training run's iterations, cut into this many consecutive blocks
+SCORES = {"pcp": "PCP@0.5", "pdj": "PDJ@0.2", "pck": "PCK@0.2"}
+RESULT_FOLDERS = ("train", "time", "breakdown", "machine")
+MAX_FIELDS = 12  # differing machine fields listed in the markdown; the JSON has all
+NO_CHANGE, TOO_FEW, NOT_COMPARABLE, NO_INTERVAL = "no change", "too few blocks", "not comparable", "no interval"
+WORDS = {Verdict.FASTER: "faster", Verdict.SLOWER: "slower", Verdict.NO_DIFFERENCE: NO_CHANGE,
+         Verdict.TOO_FEW_BLOCKS: TOO_FEW}
+UNCHANGED = (NO_CHANGE, TOO_FEW, NOT_COMPARABLE, NO_INTERVAL)
+ANY = Job("*", "*", "*", "*")  # type: ignore[arg-type]  # glob patterns from deeppose.paths
+
+
+# --- reading a side -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Side:
+    """One side's results, read through their records."""
+
+    label: str  # what the user named: a revision or a folder
+    timing: dict[Job, TimingResult]
+    train: dict[Job, TrainMetrics]
+    logs: dict[Job, list[dict[str, Any]]]  # a training job's iteration lines (empty without log.jsonl)
+    breakdown: dict[Job, BreakdownResult]
+    peak: PeakResult | None
+
+
+def _pattern(path: Path) -> str:
+    return path.relative_to(paths.RESULTS).as_posix()
+
+
+def _job(record: TimingResult | TrainMetrics | BreakdownResult) -> Job:
+    job = record.job
+    return Job(job.framework, job.loss, job.device, job.batch_exp)
+
+
+def read_side(root: Path, label: str) -> Side:
+    """Every result record under `root` (a folder laid out as results/ is)."""
+    def each(kind: type[Record], path: Path) -> list[Any]:
+        return [kind.read(found) for found in sorted(root.glob(_pattern(path)))]
+
+    timing = {_job(r): r for r in each(TimingResult, paths.timing_result(ANY))}
+    train = {_job(r): r for r in each(TrainMetrics, paths.train_metrics(ANY))}
+    logs = {job: read_log(root / _pattern(paths.train_log(job)))[0] for job in train}
+    breakdown = {_job(r): r for r in each(BreakdownResult, paths.breakdown_result(ANY))}
+    peak_file = root / _pattern(paths.matmul_peak())
+    return Side(label, timing, train, logs, breakdown, PeakResult.read(peak_file) if peak_file.exists() else None)
+
+
+def _holds_results(path: Path) -> bool:
+    return any((path / name).is_dir() for name in RESULT_FOLDERS)
+
+
+def _git(*args: str) -> subprocess.CompletedProcess[bytes]:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, check=False)
+    except FileNotFoundError:
+        raise DeepPoseError("git is not installed: give results folders instead of revisions") from None
+
+
+def load_side(spec: str, role: str) -> Side:
+    """The results of `spec`: a results folder (or a project folder holding results/), else a git
+    revision of the repository in the working directory, read with `git archive`."""
+    path = Path(spec)
+    if path.is_dir():
+        root = path if _holds_results(path) else path / paths.RESULTS
+        if not _holds_results(root):
+            raise DeepPoseError(f"{role} {spec}: a folder without results; give a results folder (holding "
+                                f"{', '.join(f'{n}/' for n in RESULT_FOLDERS)} as results/ does) or a git revision")
+        return read_side(root, spec)
+    commit = _git("rev-parse", "--verify", "--quiet", f"{spec}^{{commit}}")
+    if commit.returncode != 0:
+        raise DeepPoseError(f"{role} {spec!r}: neither a folder nor a git revision of the repository in "
+                            f"{Path.cwd()}; give a revision (main, HEAD~1, a commit) or a results folder")
+    sha = commit.stdout.decode().strip()
+    archive = _git("archive", "--format=tar", sha, "--", paths.RESULTS.as_posix())
+    if archive.returncode != 0:
+        raise DeepPoseError(f"{role} {spec}: revision {sha[:12]} has no {paths.RESULTS}/ folder to compare")
+    with tempfile.TemporaryDirectory(prefix="deeppose-compare-") as tmp:
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            tar.extractall(tmp, filter="data")
+        try:
+            return read_side(Path(tmp) / paths.RESULTS, spec)
+        except RecordError as error:
+            raise DeepPoseError(f"{role} {spec}: {str(error).replace(tmp + '/', '')}") from None
+
+
+# --- what is compared -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Row:
+    """One figure of one cell on both sides."""
+
+    what: str  # "core time", "training compute per iteration", "test PCK@0.2", ...
+    cell: str  # pytorch/autograd/cpu/b5, or a layer: chainer/autograd/cpu/b3 conv1 backward
+    base: float | None
+    head: float | None
+    unit: str  # "s" (times), "%" (scores), "" (losses, ratios)
+    change: Interval  # HEAD/BASE; for scores HEAD - BASE
+    judged: Interval  # what the verdict reads: `change` over the group's shift
+    verdict: str  # faster/slower, lower/higher, better/worse, or one of UNCHANGED
+
+    @property
+    def changed(self) -> bool:
+        return self.verdict not in UNCHANGED
+
+    @property
+    def effect(self) -> float:
+        """How far the judged figure moved: |log ratio|, or |difference| for scores."""
+        value = self.judged.estimate
+        if value is None:
+            return 0.0
+        return abs(value) if self.unit == "%" else abs(math.log(value))
+
+
+@dataclass(frozen=True)
+class Shift:
+    """How far a group's cells moved together: the machine between the runs, or a change to all."""
+
+    group: str  # "cpu b5", "cpu training", or a breakdown job
+    ratio: float | None  # median HEAD/BASE of its cells; None below MIN_GROUP cells (not removed)
+    cells: int
+
+
+@dataclass(frozen=True)
+class MachineField:
+    field: str  # dotted, e.g. environment.cpu or fairness.common.kernel_isa
+    base: Any
+    head: Any
+
+
+@dataclass(frozen=True)
+class Changes:
+    """Everything `compare` found; the markdown and the JSON are renderings of this value."""
+
+    base: str
+    head: str
+    level: float
+    threshold: float
+    threshold_source: str
+    machines: tuple[MachineField, ...]  # fields in which the sides' machines differ; empty: alike
+    across_machines: bool
+    timing: tuple[Row, ...]
+    shifts: tuple[Shift, ...]
+    training: tuple[Row, ...]
+    accuracy: tuple[Row, ...]
+    breakdown: tuple[Row, ...]
+    across: tuple[Row, ...]  # machine-independent figures (--across-machines)
+    unmatched: dict[str, int]  # "timing cells only in BASE" -> how many
+
+    @property
+    def regressions(self) -> list[Row]:
+        """Cells whose time got slower (core process or training)."""
+        return [row for row in self.timing + self.training if row.verdict == "slower"]
+
+
+def _label(job: Job) -> str:
+    return job.label
+
+
+def _divide(interval: Interval, by: float) -> Interval:
+    def scaled(x: float | None) -> float | None:
+        return None if x is None else x / by
+
+    return dataclasses.replace(interval, estimate=scaled(interval.estimate), low=scaled(interval.low),
+                               high=scaled(interval.high))
+
+
+def _verdicts(rows: list[tuple[str, str, float | None, float | None, Interval]], shift: float, threshold: float,
+              comparable: bool) -> list[Row]:
+    judged = []
+    for what, cell, base, head, change in rows:
+        relative = _divide(change, shift)
+        word = WORDS[compare_stats.verdict(relative, threshold)] if comparable else NOT_COMPARABLE
+        judged.append(Row(what, cell, base, head, "s", change, relative, word))
+    return judged
+
+
+def _judge(rows: list[tuple[str, str, float | None, float | None, Interval]], group: str, threshold: float,
+           comparable: bool) -> tuple[list[Row], Shift]:
+    """Time rows (what, cell, base, head, HEAD/BASE) of one group, judged against its shift.
+
+    The shift is the median of the cells' log ratios. One changed cell of four still pulls that
+    median halfway to itself and makes an unchanged cell look changed, so when a cell moved and the
+    group has more than MIN_GROUP cells, the shift is taken again without the cell that moved most
+    (the mean of the rest) and every cell judged again."""
+    logs = {cell: math.log(change.estimate) for _, cell, _, _, change in rows if change.estimate is not None}
+    if len(logs) < MIN_GROUP:
+        return _verdicts(rows, 1.0, threshold, comparable), Shift(group, None, len(rows))
+    shift = math.exp(statistics.median(logs.values()))
+    judged = _verdicts(rows, shift, threshold, comparable)
+    moved = [row for row in judged if row.verdict in ("faster", "slower")]
+    if moved and len(logs) > MIN_GROUP:
+        most = max(moved, key=lambda row: row.effect).cell
+        shift = math.exp(statistics.mean(value for cell, value in logs.items() if cell != most))
+        judged = _verdicts(rows, shift, threshold, comparable)
+    return judged, Shift(group, shift, len(rows))
+
+
+def _detrended(results: list[TimingResult]) -> list[list[float]]:
+    """Each cell's undisturbed block medians with the run's drift divided out.
+
+    A machine drifts over a run (the simulated one by 15 %), and a cell's blocks are spread over
+    it, so the drift widens every cell's interval though it is common to all of them. It is taken
+    as one slope of log block median on the block's start time per run: the median of the slopes
+    between every two blocks of one cell (Theil-Sen within cells: a changed cell moves its level,
+    not the slope, and a silent outlier block moves the median little). One figure per run, so the
+    intervals keep the between-block spread that is not drift."""
+    blocks = [[(b.started_at, math.log(statistics.median(b.samples_s))) for b in usable_blocks(r.blocks)]
+              for r in results]
+    slopes = [(y2 - y1) / (t2 - t1) for cell in blocks for i, (t1, y1) in enumerate(cell)
+              for t2, y2 in cell[i + 1:] if t2 != t1]
+    slope = statistics.median(slopes) if slopes else 0.0
+    centre = statistics.mean(t for cell in blocks for t, _ in cell) if any(blocks) else 0.0
+    return [[math.exp(y - slope * (t - centre)) for t, y in cell] for cell in blocks]
+
+
+def _cell_time(result: TimingResult) -> float:
+    """The median of the cell's block medians, from its blocks (what time_s records when written)."""
+    return statistics.median(statistics.median(block.samples_s) for block in usable_blocks(result.blocks))
+
+
+def _timing(base: Side, head: Side, threshold: float, comparable: bool) -> tuple[list[Row], list[Shift]]:
+    groups: dict[tuple[str, int | None], list[Job]] = {}
+    for job in sorted(set(base.timing) & set(head.timing), key=_label):
+        groups.setdefault((job.device, job.batch_exp), []).append(job)
+    rows, shifts = [], []
+    for (device, exp), jobs in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] or 0)):
+        steady = [_detrended([side.timing[job] for job in jobs]) for side in (base, head)]
+        cells = []
+        for job, b, h in zip(jobs, *steady):
+            cells.append(("core time", _label(job), _cell_time(base.timing[job]), _cell_time(head.timing[job]),
+                          unpaired_ratio(h, b)))
+        judged, shift = _judge(cells, f"{device} b{exp}", threshold, comparable)
+        rows += judged
+        shifts.append(shift)
+    return rows, shifts
+
+
+def _iteration_blocks(metrics: TrainMetrics, log: list[dict[str, Any]]) -> list[float]:
+    """Medians of TRAIN_BLOCKS consecutive runs of iterations (compute time), or the run's mean."""
+    times = [line["compute_s"] for line in log if line["compute_s"] > 0]
+    if len(times) < TRAIN_BLOCKS:
+        return [metrics.train_time_s / metrics.iterations] if metrics.iterations > 0 else []
+    return [float(np.median(chunk)) for chunk in np.array_split(np.asarray(times), TRAIN_BLOCKS)]
+
+
+def _training(base: Side, head: Side, threshold: float, comparable: bool) -> tuple[list[Row], list[Shift]]:
+    by_device: dict[str, list[Job]] = {}
+    for job in sorted(set(base.train) & set(head.train), key=_label):
+        by_device.setdefault(job.device, []).append(job)
+    rows, shifts = [], []
+    for device, jobs in sorted(by_device.items()):
+        cells = []
+        for job in jobs:
+            b = _iteration_blocks(base.train[job], base.logs[job])
+            h = _iteration_blocks(head.train[job], head.logs[job])
+            if b and h:
+                cells.append(("training compute per iteration", _label(job), statistics.median(b),
+                              statistics.median(h), unpaired_ratio(h, b)))
+        judged, shift = _judge(cells, f"{device} training", threshold, comparable)
+        rows += judged
+        shifts.append(shift)
+    return rows, shifts
+
+
+def _last_epoch_losses(log: list[dict[str, Any]]) -> list[float]:
+    last = max((line["epoch"] for line in log), default=None)
+    return [line["loss"] for line in log if line["epoch"] == last and line["loss"] > 0]
+
+
+def _accuracy(base: Side, head: Side, threshold: float) -> list[Row]:
+    """Final training loss and test scores of every training job on both sides. Training is seeded,
+    so on one machine these move only when the code or parameters do: no group shift."""
+    rows = []
+    for job in sorted(set(base.train) & set(head.train), key=_label):
+        b, h = base.train[job], head.train[job]
+        lb, lh = _last_epoch_losses(base.logs[job]), _last_epoch_losses(head.logs[job])
+        if lb and lh:
+            ratio = welch_ratio(lh, lb)
+            word = WORDS[compare_stats.verdict(ratio, threshold)]
+            word = {"faster": "lower", "slower": "higher"}.get(word, word)
+            rows.append(Row("final training loss", _label(job), float(np.mean(lb)), float(np.mean(lh)), "",
+                            ratio, ratio, word))
+        rows.append(Row("test loss", _label(job), b.final_test.loss, h.final_test.loss, "",
+                        Interval(h.final_test.loss - b.final_test.loss, None, None, 1, LEVEL, "values only"),
+                        Interval(None, None, None, 0, LEVEL, "no per-image record"), NO_INTERVAL))
+        for key, name in SCORES.items():
+            vb, vh = getattr(b.final_test, key), getattr(h.final_test, key)
+            if vb is None or vh is None:
+                continue
+            difference = newcombe_difference(wilson_interval(vh, h.test_samples), wilson_interval(vb, b.test_samples))
+            word = NO_CHANGE if not difference.excludes(0.0) else ("better" if difference.estimate > 0 else "worse")
+            rows.append(Row(f"test {name}", _label(job), vb, vh, "%", difference, difference, word))
+    return rows
+
+
+def _breakdown(base: Side, head: Side, threshold: float, comparable: bool) -> tuple[list[Row], list[Shift]]:
+    rows, shifts = [], []
+    for job in sorted(set(base.breakdown) & set(head.breakdown), key=_label):
+        layers = {(r["layer"], r["phase"]): r["samples_s"] for r in base.breakdown[job].layers}
+        cells = []
+        for layer in head.breakdown[job].layers:
+            b, h = layers.get((layer["layer"], layer["phase"])), layer["samples_s"]
+            if b and h and min(b) > 0 and min(h) > 0:
+                cells.append(("layer time", f"{_label(job)} {layer['layer']} {layer['phase']}",
+                              statistics.median(b), statistics.median(h), unpaired_ratio(h, b)))
+        judged, shift = _judge(cells, _label(job), threshold, comparable)
+        rows += judged
+        shifts.append(shift)
+    return rows, shifts
+
+
+def _framework_ratio_blocks(side: Side, job: Job) -> list[float] | None:
+    """Per round: the block median of `job` over that of PyTorch's same cell, paired in the run."""
+    reference = Job(REFERENCE, job.loss, job.device, job.batch_exp)
+    if reference not in side.timing:
+        return None
+
+    def by_round(result: TimingResult) -> dict[int, float]:
+        return {b.round: statistics.median(b.samples_s) for b in usable_blocks(result.blocks)}
+
+    ours, theirs = by_round(side.timing[job]), by_round(side.timing[reference])
+    return [ours[r] / theirs[r] for r in sorted(set(ours) & set(theirs))] or None
+
+
+def _across(base: Side, head: Side, threshold: float) -> list[Row]:
+    """What a machine does not set: fraction of each side's own peak, and framework ratios."""
+    rows = []
+    peaks = [side.peak.peak_flops_per_s if side.peak else None for side in (base, head)]
+    for job in sorted(set(base.timing) & set(head.timing), key=_label):
+        rates = [side.timing[job].flops_per_s for side in (base, head)]
+        if job.device == "cpu" and None not in rates and all(peaks):
+            fb, fh = rates[0] / peaks[0], rates[1] / peaks[1]  # type: ignore[operator]
+            rows.append(Row("fraction of peak", _label(job), fb, fh, "", Interval(fh / fb, None, None, 1, LEVEL,
+                            "values only"), Interval(fh / fb, None, None, 1, LEVEL, "values only"), NO_INTERVAL))
+        if job.framework != REFERENCE:
+            b, h = _framework_ratio_blocks(base, job), _framework_ratio_blocks(head, job)
+            if b and h:
+                ratio = unpaired_ratio(h, b)
+                word = WORDS[compare_stats.verdict(ratio, threshold)]
+                rows.append(Row(f"{fmt.framework_name(job.framework)} / {fmt.framework_name(REFERENCE)} core time",
+                                _label(job), statistics.median(b), statistics.median(h), "", ratio, ratio, word))
+    return rows
+
+
+def _description(record: TimingResult | TrainMetrics | BreakdownResult) -> dict[str, Any]:
+    """What the machine and libraries were, for comparing sides: the environment record (less the
+    commit, which differs by design), the fairness manifest, threads and versions."""
+    environment = {k: v for k, v in record.environment.items() if k not in ("commit", "fairness")}
+    return {"environment": environment, "fairness": record.environment.get("fairness", {}),
+            "threads": record.threads, "versions": record.versions}
+
+
+def machine_differences(base: Side, head: Side) -> tuple[MachineField, ...]:
+    """Every field in which a matched result's machine description differs between the sides."""
+    found: dict[str, MachineField] = {}
+    for kind in ("timing", "train", "breakdown"):
+        ours, theirs = getattr(base, kind), getattr(head, kind)
+        for job in sorted(set(ours) & set(theirs), key=_label):
+            pair = {"BASE": _description(ours[job]), "HEAD": _description(theirs[job])}
+            for difference in asymmetries(pair):
+                found.setdefault(difference.field, MachineField(difference.field, difference.values.get("BASE"),
+                                                                difference.values.get("HEAD")))
+    return tuple(found[name] for name in sorted(found))
+
+
+def aa_spread(side: Side) -> tuple[float, str] | None:
+    """How far apart this run's A/A controls measured two identical arms: the largest |ratio - 1|
+    of twin / cell (paired by round, deeppose.compare_stats.compare, as the report's A/A control)
+    over the run's timing groups, and which group that was."""
+    worst: tuple[float, str] | None = None
+    for job, result in sorted(side.timing.items(), key=lambda item: _label(item[0])):
+        if not result.control_blocks:
+            continue
+        cell = f"{job.framework}/{job.loss}"
+        ratio = compare_stats.compare(as_blocks(result.blocks, cell) + as_blocks(result.control_blocks, cell),
+                                      twin(cell), cell).ratio.estimate
+        if ratio is not None and (worst is None or abs(ratio - 1) > worst[0]):
+            worst = (abs(ratio - 1), f"{job.device} b{job.batch_exp}")
+    return worst
+
+
+def _threshold(base: Side, head: Side, given: float | None) -> tuple[float, str]:
+    """--threshold, or the larger of THRESHOLD and the A/A spread of the two runs: a comparison of
+    two runs carries the noise of both, so their A/A spreads add in quadrature."""
+    if given is not None:
+        if not 0 < given < 1:
+            raise DeepPoseError(f"--threshold {given}: give a fraction between 0 and 1 (0.07 for 7 %)")
+        return given, "--threshold"
+    spreads = {side.label: found for side in (base, head) if (found := aa_spread(side)) is not None}
+    if not spreads:
+        return THRESHOLD, "neither run has an A/A control"
+    measured = math.sqrt(sum(spread**2 for spread, _ in spreads.values()))
+    parts = ", ".join(f"{label} {_percent(spread)} at {where}" for label, (spread, where) in spreads.items())
+    return max(THRESHOLD, measured), (f"the larger of {_percent(THRESHOLD)} and the two runs' A/A spread, "
+                                      f"{_percent(measured)} ({parts})")
+
+
+def _unmatched(base: Side, head: Side) -> dict[str, int]:
+    counts = {}
+    for kind, name in (("timing", "timing cells"), ("train", "training runs"), ("breakdown", "breakdown jobs")):
+        ours, theirs = set(getattr(base, kind)), set(getattr(head, kind))
+        for side, jobs in (("BASE", ours - theirs), ("HEAD", theirs - ours)):
+            if jobs:
+                counts[f"{name} only in {side}"] = len(jobs)
+    return counts
+
+
+def compare_sides(base: Side, head: Side, threshold: float | None = None, across_machines: bool = False) -> Changes:
+    """Match the two sides' cells and judge each (see the module docstring)."""
+    if not (set(base.timing) & set(head.timing) or set(base.train) & set(head.train)):
+        def has(side: Side) -> str:
+            return f"{len(side.timing)} timing cells, {len(side.train)} training runs"
+
+        raise DeepPoseError(f"BASE ({base.label}: {has(base)}) and HEAD ({head.label}: {has(head)}) share no "
+                            "timing cell or training run; compare needs results of the same grid cells")
+    level_threshold, source = _threshold(base, head, threshold)
+    machines = machine_differences(base, head)
+    comparable = not machines
+    timing, shifts = _timing(base, head, level_threshold, comparable)
+    training, train_shifts = _training(base, head, level_threshold, comparable)
+    breakdown, _ = _breakdown(base, head, level_threshold, comparable)
+    return Changes(
+        base=base.label, head=head.label, level=LEVEL, threshold=level_threshold, threshold_source=source,
+        machines=machines, across_machines=across_machines, timing=tuple(timing),
+        shifts=tuple(shifts + train_shifts), training=tuple(training),
+        accuracy=tuple(_accuracy(base, head, level_threshold)), breakdown=tuple(breakdown),
+        across=tuple(_across(base, head, level_threshold)) if across_machines else (),
+        unmatched=_unmatched(base, head),
+    )
+
+
+# --- rendering ------------------------------------------------------------------------------
+def _percent(x: float) -> str:
+    return f"{100 * x:.2g} %" if x < 0.01 else f"{100 * x:.1f} %".replace(".0 %", " %")
+
+
+def _value(value: float | None, unit: str) -> str:
+    if unit == "s":
+        return fmt.seconds(value)
+    return fmt.percent(value) if unit == "%" else fmt.sig(value)
+
+
+def _change(row: Row) -> str:
+    if row.unit == "%":
+        return format_interval(row.change, 100, "points")
+    return format_interval(row.change)
+
+
+def _counts(rows: Iterable[Row]) -> str:
+    tally: dict[str, int] = {}
+    for row in rows:
+        tally[row.verdict] = tally.get(row.verdict, 0) + 1
+    return ", ".join(f"{n} {word}" for word, n in sorted(tally.items(), key=lambda item: -item[1]))
+
+
+def _table(title: str, rows: tuple[Row, ...], judged_column: bool) -> str:
+    """Only the rows that changed, largest effect first; the rest counted."""
+    if not rows:
+        return ""
+    changed = sorted((r for r in rows if r.changed), key=lambda r: (-r.effect, r.cell))
+    if not changed:
+        return f"**{title}**: {_counts(rows)}."
+    rest = [r for r in rows if not r.changed]
+    text = f"**{title}**: {len(changed)} of {len(rows)} changed" + (f"; the rest {_counts(rest)}." if rest else ".")
+    headers = ["cell", "figure", "BASE", "HEAD", f"HEAD vs BASE [{_percent(LEVEL)}]"]
+    headers += ["over group shift"] if judged_column else []
+    body = []
+    for r in changed:
+        cells = [r.cell, r.what, _value(r.base, r.unit), _value(r.head, r.unit), _change(r)]
+        cells += [fmt.sig(r.judged.estimate)] if judged_column else []
+        body.append(cells + [f"**{r.verdict}**"])
+    return text + "\n\n" + fmt.table(headers + ["verdict"], body, right=(2, 3))
+
+
+def _shift_line(shifts: tuple[Shift, ...]) -> str:
+    measured = [s for s in shifts if s.ratio is not None and "training" not in s.group]
+    if not measured:
+        return ""
+    most = max(measured, key=lambda s: abs(math.log(s.ratio or 1.0)))
+    text = (f"Whole timing groups moved by up to x{fmt.sig(most.ratio)} ({most.group}): the machine between the "
+            "runs, or a change that moves every cell alike (compare cannot tell which); each cell is judged "
+            "over its group's shift.")
+    small = [s.group for s in shifts if s.ratio is None and s.cells]
+    if small:
+        text += f" Groups of fewer than {MIN_GROUP} cells are judged unshifted: {', '.join(small)}."
+    return text
+
+
+def render_markdown(changes: Changes) -> str:
+    """A pull-request comment: a summary line, then only what changed, the rest counted. Titles are
+    bold lines, not headings, so the text nests under any heading (the report's section)."""
+    slower = sum(r.verdict == "slower" for r in changes.timing)
+    faster = sum(r.verdict == "faster" for r in changes.timing)
+    head = f"**deeppose compare** `{changes.base}` → `{changes.head}`: "
+    if changes.machines:
+        head += (f"**no time verdict**: the two sides ran on unlike machines ({len(changes.machines)} fields "
+                 "differ, below).")
+    else:
+        head += (f"{slower} of {len(changes.timing)} timing cells slower, {faster} faster "
+                 f"(threshold {_percent(changes.threshold)}: {changes.threshold_source}; "
+                 f"{_percent(changes.level)} intervals).")
+    parts = [head]
+    if changes.machines:
+        rows = [[f"`{m.field}`", fmt.escape(m.base), fmt.escape(m.head)] for m in changes.machines[:MAX_FIELDS]]
+        more = len(changes.machines) - MAX_FIELDS
+        more_text = f"\n\n...and {more} more (`--json`)." if more > 0 else ""
+        parts.append(fmt.table(["field", "BASE", "HEAD"], rows) + more_text)
+        parts.append("Machine-independent figures (fraction of each machine's own peak, framework ratios) "
+                     + ("are compared below instead." if changes.across_machines else "are compared with "
+                        "`--across-machines`."))
+    sections = [("Core-process time", changes.timing, True), ("Training compute per iteration", changes.training, True),
+                ("Accuracy", changes.accuracy, False), ("Per-layer breakdown", changes.breakdown, True)]
+    if changes.across_machines:
+        sections.append(("Across machines (fraction of own peak, framework ratios)", changes.across, False))
+    parts += [text for title, rows, judged in sections if (text := _table(title, rows, judged))]
+    if not changes.machines and (line := _shift_line(changes.shifts)):
+        parts.append(line)
+    if changes.unmatched:
+        parts.append("Not compared: " + ", ".join(f"{n} {what}" for what, n in changes.unmatched.items()) + ".")
+    return "\n\n".join(parts) + "\n"
+
+
+def to_json(changes: Changes) -> str:
+    return json.dumps(dataclasses.asdict(changes), indent=2, sort_keys=True, default=str) + "\n"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("base", metavar="BASE", help="git revision or results folder")
+    parser.add_argument("head", metavar="HEAD", help="git revision or results folder")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="smallest change worth a verdict, as a fraction (default: the larger of 0.05 and the "
+                             "runs' A/A spread)")
+    parser.add_argument("--json", action="store_true", help="print every figure as JSON instead of markdown")
+    parser.add_argument("--fail-on-regression", action="store_true", help="exit with status 1 when a cell got slower")
+    parser.add_argument("--across-machines", action="store_true",
+                        help="compare machine-independent figures (fraction of peak, framework ratios)")
+
+
+def run(args: argparse.Namespace) -> int:
+    changes = compare_sides(load_side(args.base, "BASE"), load_side(args.head, "HEAD"), args.threshold,
+                            args.across_machines)
+    print(to_json(changes) if args.json else render_markdown(changes), end="")
+    return 1 if args.fail_on_regression and changes.regressions else 0
+

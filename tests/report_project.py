@@ -1,0 +1,222 @@
+"""A small hand-made project with results written through deeppose.results, for the report's and
+compare's tests.
+
+The project has a grid of 2 frameworks x 2 loss modes x {cpu, cuda}, timing batch sizes
+1, 2, 32 and the per-layer breakdown at batch 2. Nothing ran on cuda. On cpu:
+- PyTorch autograd and explicit have the *same* per-iteration compute times: no significant
+  difference; Chainer explicit is 20 % slower than Chainer autograd: significant.
+- Chainer is 1.6x slower than PyTorch per iteration (the study's ratio).
+- The timing job chainer/explicit/cpu/b32 is missing; pytorch/autograd/cpu/b2 is noisy.
+- Chainer explicit's log ends with a truncated line (a killed job).
+- Chainer's per-layer breakdown (autograd) spends almost all its extra time over PyTorch in
+  convolutions: it confirms the study's conclusion. The breakdown job chainer/explicit/cpu/b1 is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from deeppose import paths, provenance
+from deeppose.config import Params, load_params
+from deeppose.grid import Group, Job
+from deeppose.layer_groups import CONV_LAYERS, FC_LAYERS, PHASES, summarize
+from deeppose.results import BreakdownResult, PeakResult, PrepareSummary, TimingResult, TrainMetrics, job_id
+
+ROOT = Path(__file__).resolve().parent.parent
+FRAMEWORKS, MODES, EXPS = ("pytorch", "chainer"), ("autograd", "explicit"), (0, 1, 5)
+ITERATIONS = 40
+# mean per-iteration compute time (s); pytorch's two modes share one sample (see `compute_times`)
+COMPUTE_MEAN = {
+    ("pytorch", "autograd"): 1.0, ("pytorch", "explicit"): 1.0,
+    ("chainer", "autograd"): 1.6, ("chainer", "explicit"): 1.92,
+}
+PEAK = 150e9
+MISSING_TIMING = Job("chainer", "explicit", "cpu", 5)
+NOISY_TIMING = Job("pytorch", "autograd", "cpu", 1)
+BREAKDOWN_EXP = 1
+# (total conv time, total fc time, core time) in seconds of each breakdown job on cpu
+BREAKDOWN = {
+    ("pytorch", "autograd"): (0.02, 0.01, 0.035),
+    ("pytorch", "explicit"): (0.02, 0.01, 0.036),
+    ("chainer", "autograd"): (0.15, 0.012, 0.17),
+}
+MISSING_BREAKDOWN = Job("chainer", "explicit", "cpu", BREAKDOWN_EXP)
+
+
+def stats(samples: list[float], noisy: bool | None = None) -> dict:
+    a = np.asarray(samples)
+    q1, median, q3 = np.percentile(a, [25, 50, 75])
+    iqr_over_median = float((q3 - q1) / median)
+    return {
+        "n": int(a.size), "mean": float(a.mean()), "variance": float(a.var(ddof=1)), "std": float(a.std(ddof=1)),
+        "median": float(median), "q1": float(q1), "q3": float(q3), "iqr": float(q3 - q1), "min": float(a.min()),
+        "max": float(a.max()), "ci95_low": 0.0, "ci95_high": 0.0, "ci_method": "t",
+        "iqr_over_median": iqr_over_median, "noisy": iqr_over_median > 0.1 if noisy is None else noisy,
+    }
+
+
+def compute_times(framework: str, loss: str) -> list[float]:
+    """Per-iteration compute times; PyTorch's two modes get the identical sample."""
+    seed = {"pytorch": 1, "chainer": 2}[framework] * 10 + (loss == "explicit" and framework != "pytorch")
+    rng = np.random.default_rng(seed)
+    return list(COMPUTE_MEAN[framework, loss] + rng.normal(0.0, 0.01, ITERATIONS))
+
+
+def environment() -> dict:
+    return {"cpu": "Test CPU 9000", "cores": 2, "usable_cores": 2, "python": "3.11.9",
+            "packages": {"numpy": "1.26.4", "torch": "2.13.0"}, "commit": "abc123"}
+
+
+def write_train(params: Params, job: Job) -> None:
+    times = compute_times(job.framework, job.loss)
+    elapsed, log = 0.0, []
+    for i, t in enumerate(times, 1):
+        elapsed += t + 0.05
+        epoch = (i - 1) // 20 + 1
+        log.append({"kind": "iteration", "epoch": epoch, "iteration": i, "loss": 0.2 / i, "elapsed_s": elapsed,
+                    "compute_s": t})
+        if i % 20 == 0:
+            log.append({"kind": "eval", "epoch": i // 20, "iteration": i, "elapsed_s": elapsed, "test_loss": 0.1 / i,
+                        "pcp": 0.1, "pdj": 0.2, "pck": 0.3})
+    text = "".join(json.dumps(r) + "\n" for r in log)
+    if job == Job("chainer", "explicit", "cpu"):
+        text += '{"kind": "iteration", "epo'  # killed mid-write
+    paths.train_log(job).parent.mkdir(parents=True, exist_ok=True)
+    paths.train_log(job).write_text(text)
+    TrainMetrics.create(
+        job=job_id(job), seed=0,
+        params={"train": {}, "model": {}}, epochs=2, iterations=ITERATIONS, batch_size=16,
+        train_samples=320, test_samples=80, resumed_from_epoch=0,
+        train_time_s=elapsed, eval_time_s=3.0, iteration_time_s=stats(times),
+        final_train_loss=0.01,
+        final_test={"loss": 0.0025, "pcp": 0.4, "pdj": 0.5, "pck": 0.6 if job.framework == "pytorch" else 0.55},
+        baseline_test={"loss": 0.02, "pcp": 0.05, "pdj": 0.1, "pck": 0.15},
+        threads={"requested": 2, "native": [{"library": "openblas", "num_threads": 2}]},
+        versions={job.framework: "1.0"}, environment=environment(),
+        provenance=provenance.record("train", params, job),
+    ).write(paths.train_metrics(job))
+
+
+def core_mean(job: Job) -> float:
+    return {"pytorch": 0.05, "chainer": 0.1}[job.framework] * 2**job.batch_exp
+
+
+ROUNDS = 4
+CONTROL = "pytorch/autograd"
+
+
+def loss_mean(job: Job) -> float:
+    """The loss alone: Chainer's explicit backward is 50 µs slower than its autograd; PyTorch's two
+    modes cost the same."""
+    return 100e-6 + (50e-6 if (job.framework, job.loss) == ("chainer", "explicit") else 0.0)
+
+
+def block(job: Job, round_: int, arm: str, attempt: int = 0, disturbed: bool = False) -> dict:
+    rng = np.random.default_rng([job.batch_exp, round_, attempt, len(arm), job.loss == "explicit"])
+    drift = 1 + 0.01 * (round_ - 1.5)  # the machine slows a little every round, for every arm alike
+    return {
+        "round": round_, "position": 0, "arm": arm, "attempt": attempt,
+        "samples_s": list(core_mean(job) * drift * (1 + rng.uniform(-0.002, 0.002, 3))),
+        "warmup_s": [core_mean(job) * 3], "optimizer_step_s": [],
+        "loss_s": list(loss_mean(job) * drift * (1 + rng.uniform(-0.002, 0.002, 5))),
+        "started_at": 1000.0 + round_, "ended_at": 1000.5 + round_,
+        "interference": {"wall_s": 0.5, "machine_busy_s": 0.5, "own_s": 0.5, "other_cpu_s": 0.0,
+                         "other_cores": 0.0, "load_before": [0.1, 0.1, 0.1], "cores": 2},
+        "disturbed": disturbed, "reasons": ["outlier: max/median 1.40 > 1.25"] if disturbed else [],
+    }
+
+
+def manifest(framework: str) -> dict:
+    """A fairness manifest: Chainer's OpenBLAS held to AVX2 by an environment pin, PyTorch on AVX-512."""
+    chainer = framework == "chainer"
+    return {
+        "framework": framework, "device": "cpu", "cpu": {"model": "Test CPU 9000", "isa_flags": ["avx2", "avx512f"]},
+        "env": {"OPENBLAS_CORETYPE": "Haswell"}, "native": {},
+        "common": {"dtype": "float32", "threads": 2, "kernel_library": "numpy + openblas" if chainer else "onednn",
+                   "kernel_isa": "Haswell" if chainer else "AVX512", "fp32_math": "ieee", "runtime_checks": chainer},
+    }
+
+
+def write_timing(params: Params, job: Job) -> None:
+    cell = f"{job.framework}/{job.loss}"
+    blocks = [block(job, r, cell) for r in range(ROUNDS)]
+    if job == NOISY_TIMING:  # a disturbed first attempt, rerun
+        blocks.insert(0, {**block(job, 0, cell), "disturbed": True, "reasons": ["outlier: max/median 1.40 > 1.25"]})
+        blocks[1]["attempt"] = 1
+    flops = 6.58e9 * 2**job.batch_exp
+    medians = [float(np.median(b["samples_s"])) for b in blocks if not b["disturbed"]]
+    TimingResult.create(
+        job=job_id(job), batch_size=2**job.batch_exp, warmup=1, repeats=3, rounds=ROUNDS, seed=0,
+        schedule_seed=7, input="random", group=[f"{fw}/{loss}" for fw in FRAMEWORKS for loss in MODES],
+        control=CONTROL, blocks=blocks,
+        control_blocks=[block(job, r, CONTROL + "#1") for r in range(ROUNDS)] if cell == CONTROL else [],
+        time_s={"estimate": float(np.median(medians)), "low": min(medians), "high": max(medians), "n": ROUNDS,
+                "level": 0.95, "method": "test"},
+        flops=int(flops), flops_per_s=flops / float(np.median(medians)), threads={"requested": 2},
+        versions={job.framework: "1.0"}, environment={**environment(), "fairness": manifest(job.framework)},
+        provenance=provenance.record("time", params, Group.of(params.raw["grid"], job.device, job.batch_exp)),
+    ).write(paths.timing_result(job))
+
+
+def write_breakdown(params: Params, job: Job) -> None:
+    """A breakdown result as the stage writes it, from events the backend already placed in layers."""
+    conv_s, fc_s, core_s = BREAKDOWN[job.framework, job.loss]
+    events = []
+    for phase in PHASES:
+        events += [{"repeat": 0, "phase": phase, "name": "conv", "layer": layer, "time_s": conv_s / 10}
+                   for layer in CONV_LAYERS]
+        events += [{"repeat": 0, "phase": phase, "name": "linear", "layer": layer, "time_s": fc_s / 6}
+                   for layer in FC_LAYERS]
+        events.append({"repeat": 0, "phase": phase, "name": "relu", "layer": "relu", "time_s": 0.0005})
+    BreakdownResult.create(
+        job=job_id(job), batch_size=2**job.batch_exp, warmup=1, repeats=1, seed=0, input="random",
+        model={"dropout": 0.0, "lrn": False}, tool="test", time_basis="host wall time",
+        core_samples_s=[core_s], profiled_core_samples_s=[core_s * 1.02], peak_flops_per_s=PEAK,
+        peak={"best": "torch_matmul", "rates_flops_per_s": {"torch_matmul": PEAK}},
+        **summarize(events, [core_s], [core_s * 1.02], batch_size=2**job.batch_exp, peak_flops_per_s=PEAK),
+        threads={"requested": 2}, load_average={"before": [0.0, 0.0, 0.0], "after": [0.0, 0.0, 0.0]},
+        versions={job.framework: "1.0"}, environment=environment(),
+        provenance=provenance.record("breakdown", params, job),
+    ).write(paths.breakdown_result(job))
+
+
+def make_project(root: Path, devices: tuple[str, ...] = ("cpu", "cuda")) -> Path:
+    """params.yaml with a small grid plus results for every cpu job but one timing job."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["train"].update(optimizer="momentum_sgd", lr=0.01, momentum=0.9, batch_size=16, epochs=3)
+    raw["grid"].update(
+        frameworks=list(FRAMEWORKS), loss_modes=list(MODES), devices=list(devices), batch_exponents=list(EXPS)
+    )
+    raw["breakdown"]["batch_exponents"] = [BREAKDOWN_EXP]
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    cwd = Path.cwd()
+    os.chdir(root)
+    try:
+        params = load_params("params.yaml")
+        for job in params.train_jobs():
+            if job.device == "cpu":
+                write_train(params, job)
+        for job in params.timing_jobs():
+            if job.device == "cpu" and job != MISSING_TIMING:
+                write_timing(params, job)
+        for job in params.breakdown_jobs():
+            if job.device == "cpu" and job != MISSING_BREAKDOWN:
+                write_breakdown(params, job)
+        PeakResult.create(
+            device="cpu", n=4096, peak_flops_per_s=PEAK, best="torch_conv3x3", kernels={},
+            rates_flops_per_s={"numpy_matmul": 1.2e11, "torch_conv3x3": PEAK}, threads={"requested": 2},
+            environment=environment(), provenance=provenance.record("peak", params),
+        ).write(paths.matmul_peak())
+        PrepareSummary.create(
+            source="synthetic", seed=0, inputs=[], crop={"size": 256}, kept={"train": 290, "test": 95},
+            dropped={"total": 15, "by_reason": {"span >= 227": 15}, "samples": []}, arrays={}, sha256="feed",
+            provenance=provenance.record("prepare", params),
+        ).write(paths.prepared_summary())
+    finally:
+        os.chdir(cwd)
+    return root

@@ -1,0 +1,246 @@
+"""`python -m deeppose compare`: false alarms and power on a simulated machine, unlike machines,
+bad input, and a temporary git repository with two commits of results (compare, report --baseline,
+dvc metrics diff, dvc plots diff)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deeppose import compare as C
+from deeppose import compare_stats as S
+from deeppose import paths, timing
+from deeppose.config import load_params
+from deeppose.errors import DeepPoseError
+from deeppose.grid import Group, Job
+from deeppose.results import TimingResult, TrainMetrics
+from report_project import ROOT, make_project
+from simulated_machine import FakeMachine
+
+CELLS = {"pytorch/autograd": 0.05, "pytorch/explicit": 0.05, "chainer/autograd": 0.1, "chainer/explicit": 0.1}
+SLOWED = "chainer/explicit"
+EXP = 3
+DRAWS = 1000
+
+
+def manifest(cpu: str) -> dict:
+    return {"framework": "pytorch", "device": "cpu", "cpu": {"model": cpu, "isa_flags": ["avx2"]}, "env": {},
+            "native": {}, "common": {"dtype": "float32", "threads": 2, "kernel_library": "onednn",
+                                     "kernel_isa": "AVX2", "fp32_math": "ieee", "runtime_checks": False}}
+
+
+def environment(cpu: str) -> dict:
+    return {"cpu": cpu, "cores": 2, "usable_cores": 2, "os": "Linux", "python": "3.11.9",
+            "packages": {"numpy": "1.26.4"}, "commit": "abc"}
+
+
+@pytest.fixture(scope="module")
+def params():
+    """params.yaml's grid (2 frameworks x 2 loss modes) with compare_stats.ROUNDS blocks per cell."""
+    loaded = load_params(ROOT / "params.yaml")
+    loaded.raw["timing"]["blocks"] = S.ROUNDS
+    return loaded
+
+
+def simulated_side(params, label: str, base_s: dict[str, float], seed: int, cpu: str = "Sim CPU") -> C.Side:
+    """One timing group run by the real timing stage (deeppose.timing.time_group) on the simulated
+    machine: drift, a random walk of speed, per-process effects, outlier blocks, disturbed blocks rerun."""
+    group = Group.of(params.raw["grid"], "cpu", EXP)
+    machine = FakeMachine(base_s, (len(base_s) + 1) * S.ROUNDS, np.random.default_rng(seed))
+    extra = {"optimizer_step_s": [], "loss_s": [], "threads": {"requested": 2}, "versions": {"numpy": "1.26.4"},
+             "fairness": manifest(cpu)}
+
+    def launch(cell: str):
+        return dataclasses.replace(machine.launch(cell), extra=extra)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(timing, "describe_environment", lambda: environment(cpu))
+        results = timing.time_group(params, group, True, launch, probe=machine.probe, load=lambda: (0.0, 0.0, 0.0),
+                                    cores=2, wall_clock=lambda: machine.now)
+    return C.Side(label, results, {}, {}, {}, None)
+
+
+def called(changes: C.Changes) -> dict[str, str]:
+    return {row.cell.rsplit("/", 2)[0]: row.verdict for row in changes.timing if row.changed}
+
+
+def test_false_alarms_and_power_on_the_simulated_machine(params):
+    """1,000 draws of three runs of one timing group: BASE, and against it a HEAD with A/A noise
+    only and a HEAD where one cell is 20 % slower (each a fresh run of the simulated machine)."""
+    false_calls = found_alone = other_calls = 0
+    for draw in range(DRAWS):
+        base = simulated_side(params, "base", CELLS, 3 * draw)
+        same = simulated_side(params, "head", CELLS, 3 * draw + 1)
+        slowed = simulated_side(params, "head", {**CELLS, SLOWED: CELLS[SLOWED] * 1.2}, 3 * draw + 2)
+        false_calls += len(called(C.compare_sides(base, same)))
+        calls = called(C.compare_sides(base, slowed))
+        found_alone += calls == {SLOWED: "slower"}
+        other_calls += len(set(calls) - {SLOWED})
+    false_rate, power = false_calls / (DRAWS * len(CELLS)), found_alone / DRAWS
+    print(f"A/A: a change called in {false_rate:.2%} of {DRAWS * len(CELLS)} cells; one cell 20 % slower: found "
+          f"alone in {power:.1%} of {DRAWS} draws, another cell called in {other_calls / (DRAWS * 3):.2%}")
+    assert false_rate <= 0.01
+    assert power >= 0.95
+
+
+def test_unlike_machines_are_named_and_get_no_time_verdict(params):
+    base = simulated_side(params, "base", CELLS, 1, cpu="Intel Xeon 8480")
+    head = simulated_side(params, "head", {**CELLS, SLOWED: 0.2}, 2, cpu="AMD EPYC 9654")
+    changes = C.compare_sides(base, head)
+    fields = {m.field: (m.base, m.head) for m in changes.machines}
+    assert fields["environment.cpu"] == ("Intel Xeon 8480", "AMD EPYC 9654")
+    assert fields["fairness.cpu.model"] == ("Intel Xeon 8480", "AMD EPYC 9654")
+    assert {row.verdict for row in changes.timing} == {"not comparable"} and not changes.regressions
+    text = C.render_markdown(changes)
+    assert "no time verdict" in text and "`environment.cpu`" in text and "Intel Xeon 8480" in text
+    assert "slower" not in text and "--across-machines" in text
+    across = C.compare_sides(base, head, across_machines=True)
+    ratios = [row for row in across.across if row.what.startswith("Chainer / PyTorch")]
+    assert len(ratios) == 2 and "compared below instead" in C.render_markdown(across)
+
+
+def test_bad_input_is_one_line_naming_it(tmp_path, params, capsys):
+    from deeppose.cli import main
+
+    (tmp_path / "empty").mkdir()
+    for argv, named in ((["compare", str(tmp_path / "empty"), "HEAD"], "a folder without results"),
+                        (["compare", "no-such-revision-xyz", "HEAD"], "neither a folder nor a git revision")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and named in err
+    other = C.Side("other", {}, {}, {}, {}, None)
+    with pytest.raises(DeepPoseError, match="share no timing cell or training run"):
+        C.compare_sides(simulated_side(params, "base", CELLS, 0), other)
+    with pytest.raises(DeepPoseError, match="--threshold 5"):
+        side = simulated_side(params, "base", CELLS, 0)
+        C.compare_sides(side, side, threshold=5)
+
+
+# --- two commits of results in a temporary git repository -----------------------------------
+def _run(cwd: Path, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t",
+           "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    done = subprocess.run(list(argv), cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    assert not check or done.returncode == 0, done.stderr
+    return done
+
+
+def _deeppose(cwd: Path, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return _run(cwd, sys.executable, "-m", "deeppose", *argv, check=check)
+
+
+def _plant_changes(root: Path) -> None:
+    """HEAD: chainer/autograd/cpu/b0 30 % slower; PyTorch autograd's test PCK 0.60 -> 0.80 and its
+    training loss curve halved."""
+    cwd = Path.cwd()
+    os.chdir(root)
+    try:
+        job = Job("chainer", "autograd", "cpu", 0)
+        result = TimingResult.read(paths.timing_result(job))
+        blocks = [{**b.to_dict(), "samples_s": [s * 1.3 for s in b.samples_s]} for b in result.blocks]
+        fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+        TimingResult.create(**{**fields, "blocks": blocks}).write(paths.timing_result(job))
+        run = Job("pytorch", "autograd", "cpu")
+        metrics = TrainMetrics.read(paths.train_metrics(run))
+        fields = {f.name: getattr(metrics, f.name) for f in dataclasses.fields(metrics)}
+        TrainMetrics.create(**{**fields, "final_test": {**metrics.final_test.to_dict(), "pck": 0.8}}).write(
+            paths.train_metrics(run))
+        lines = [json.loads(line) for line in paths.train_log(run).read_text().splitlines()]
+        paths.train_log(run).write_text("".join(
+            json.dumps({**line, "loss": line["loss"] / 2} if line["kind"] == "iteration" else line) + "\n"
+            for line in lines))
+    finally:
+        os.chdir(cwd)
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory):
+    """A project with results and its report in two commits, the second with planted changes."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    root = make_project(tmp_path_factory.mktemp("repo"), devices=("cpu",))
+    _run(root, "git", "init", "-q", "-b", "main")
+    _run(root, sys.executable, "-m", "dvc", "init", "-q")
+    _deeppose(root, "dvc-yaml")
+    _deeppose(root, "report")
+    _run(root, "git", "add", "-A")
+    _run(root, "git", "commit", "-qm", "base")
+    _plant_changes(root)
+    _deeppose(root, "report")
+    _run(root, "git", "add", "-A")
+    _run(root, "git", "commit", "-qm", "head")
+    return root
+
+
+def test_compare_two_revisions_finds_the_planted_change(repository):
+    done = _deeppose(repository, "compare", "HEAD~1", "HEAD")
+    text = done.stdout
+    assert text.startswith("**deeppose compare** `HEAD~1` → `HEAD`: 1 of 11 timing cells slower, 0 faster")
+    slower = [line for line in text.splitlines() if "**slower**" in line]
+    assert len(slower) == 1 and "chainer/autograd/cpu/b0" in slower[0] and "1.3" in slower[0]
+    assert "pytorch/autograd/cpu" in text and "PCK@0.2" in text and "**better**" in text
+    assert "**lower**" in text  # the halved training loss
+    failing = _deeppose(repository, "compare", "HEAD~1", "HEAD", "--fail-on-regression", check=False)
+    assert failing.returncode == 1 and failing.stdout == text
+    assert _deeppose(repository, "compare", "HEAD~1", "HEAD~1", "--fail-on-regression").returncode == 0
+    found = json.loads(_deeppose(repository, "compare", "HEAD~1", "HEAD", "--json").stdout)
+    rows = {row["cell"]: row for row in found["timing"]}
+    assert rows["chainer/autograd/cpu/b0"]["verdict"] == "slower"
+    assert rows["chainer/autograd/cpu/b0"]["change"]["estimate"] == pytest.approx(1.3, rel=0.01)
+    assert sum(row["verdict"] == "no change" for row in found["timing"]) == 10
+    folders = _deeppose(repository.parent, "compare", str(repository / "results"), str(repository / "results"))
+    assert "0 of 11 timing cells slower" in folders.stdout
+
+
+def test_report_baseline_adds_the_changes_section(repository):
+    _deeppose(repository, "report", "--baseline", "HEAD~1")
+    report = (repository / "reports" / "report.md").read_text()
+    section = report.split("## 1. Changes since HEAD~1\n", 1)[1].split("\n## ", 1)[0]
+    assert "chainer/autograd/cpu/b0" in section and "**slower**" in section
+    _run(repository, "git", "checkout", "-q", "--", "reports")
+
+
+def test_dvc_metrics_and_plots_diff_show_the_planted_change(repository):
+    show = _run(repository, sys.executable, "-m", "dvc", "metrics", "show").stdout
+    assert "reports/headlines.json" in show and max(len(line) for line in show.splitlines()) <= 120
+    diff = _run(repository, sys.executable, "-m", "dvc", "metrics", "diff", "HEAD~1").stdout
+    pck = [line for line in diff.splitlines() if "pck" in line and "pytorch" in line]
+    assert len(pck) == 1 and "0.6" in pck[0] and "0.8" in pck[0], diff
+    out = repository / "plots"
+    plots = _run(repository, sys.executable, "-m", "dvc", "plots", "diff", "HEAD~1", "--json", "-o", str(out))
+    data = json.loads(plots.stdout)
+    curves = [name for name in data.get("data", data) if "learning_curves" in name]
+    assert curves, plots.stdout[:500]
+    html = _run(repository, sys.executable, "-m", "dvc", "plots", "diff", "HEAD~1", "-o", str(out))
+    assert (out / "index.html").exists(), html.stdout
+
+
+# --- the pull-request workflow (it cannot run here: its schema and its commands are checked) ---
+WORKFLOW = ROOT / ".github" / "workflows" / "benchmark.yml"
+CHECK = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows"]
+
+
+def test_the_pull_request_workflow_is_a_valid_github_workflow(tmp_path):
+    done = subprocess.run(CHECK + [str(WORKFLOW)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    broken = tmp_path / "broken.yml"
+    broken.write_text(WORKFLOW.read_text().replace("runs-on:", "runs_on:"))
+    assert subprocess.run(CHECK + [str(broken)], capture_output=True, check=False).returncode == 1
+
+
+def test_the_workflow_runs_both_sides_on_the_small_parameters_and_posts_compare():
+    text = WORKFLOW.read_text()
+    assert text.count('--config params="$PARAMS"') == 2 and "PARAMS: params-pr.yaml" in text
+    assert '-m deeppose compare "$RUNNER_TEMP/base/results" results --fail-on-regression' in text
+    assert "gh pr comment" in text and "--body-file compare.md" in text
+    small = load_params(ROOT / "params-pr.yaml")
+    assert small.raw["timing"]["blocks"] >= 4  # a rank interval needs 4 blocks a side at 95 %
+    assert S.hodges_lehmann_ratio([1.0, 1.1, 1.2, 1.3], [1.0, 1.1, 1.2, 1.3]).low is not None
