@@ -275,6 +275,9 @@ class TrainMetrics(Record):
     final_train_loss: float
     final_test: Scores
     baseline_test: Scores
+    # per test image, from deeppose.metrics.per_image: the final network's and the mean pose's
+    # (`baseline_*`), for intervals by resampling images
+    test_per_image: dict[str, list[float]]
     threads: dict[str, Any]
     versions: dict[str, str]
     environment: dict[str, Any]
@@ -306,6 +309,9 @@ class BlockRecord(Record):
     warmup_s: list[float]
     optimizer_step_s: list[float]  # the optimiser update, timed the same way (empty when off)
     loss_s: list[float]  # the loss alone, forward + backward into the predictions
+    compile_s: float | None  # a compiling framework's first call (trace + compile + run); None: eager
+    memory_bytes: int | None  # peak resident (cpu) or allocator (cuda) memory of one core process
+    # above the block's baseline after set-up, in its own untimed pass; None where none is kept
     started_at: float  # Unix time
     ended_at: float
     interference: BlockInterference
@@ -348,6 +354,8 @@ class TimingResult(Record):
     flops_per_s: float | None  # flops / time_s.estimate
     threads: dict[str, Any]
     versions: dict[str, str]
+    compile: dict[str, Any]  # what the compiler did and which caches were warm; empty when eager
+    memory_source: str | None  # what `memory_bytes` counts
     environment: dict[str, Any]  # includes `fairness`, the manifest of the process that timed
     provenance: Provenance
 

@@ -71,6 +71,7 @@ def _record(block: Block) -> BlockRecord:
         round=block.round, position=block.position, arm=block.arm, attempt=block.attempt,
         samples_s=list(block.samples_s), warmup_s=list(block.warmup_s),
         optimizer_step_s=block.extra["optimizer_step_s"], loss_s=block.extra["loss_s"],
+        compile_s=block.extra["compile_s"], memory_bytes=block.extra["memory_bytes"],
         started_at=block.started_at, ended_at=block.ended_at,
         interference={
             "wall_s": figures.wall_s, "machine_busy_s": figures.machine_busy_s, "own_s": figures.own_s,
@@ -126,8 +127,8 @@ def time_group(
             rounds=int(timing["blocks"]), schedule_seed=seed, group=cells, control=control,
             blocks=own, control_blocks=twins, time_s=time_s, flops=flops,
             flops_per_s=flops / time_s.estimate if time_s.estimate else None,
-            threads=extra["threads"], versions=extra["versions"],
-            environment={**environment, "fairness": extra["fairness"]},
+            threads=extra["threads"], versions=extra["versions"], compile=extra["compile"],
+            memory_source=extra["memory_source"], environment={**environment, "fairness": extra["fairness"]},
             provenance=provenance.record("time", params, group),
         )
     return results

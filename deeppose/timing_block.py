@@ -31,6 +31,8 @@ from deeppose.block_server import serve
 from deeppose.core import CoreData, core_data, core_inputs
 from deeppose.grid import Job, add_job_arguments, job_from_args
 from deeppose.harness import measure
+from deeppose.errors import DeepPoseError
+from deeppose.memory_probe import peak_memory
 
 LOSS_WARMUP, LOSS_REPEATS = 20, 200  # the loss takes ~0.1-0.3 ms: many runs for microseconds
 
@@ -52,6 +54,14 @@ def measure_block(params: Params, job: Job, synthetic: bool, data: CoreData | No
     def core() -> Any:
         return backend.forward_backward(images, targets, visible, job.loss)
 
+    # A compiling framework's first call (trace + compile + one run), before anything else runs
+    # the step; None for eager frameworks, which run nothing here.
+    compile_s = backend.compile_core(images, targets, visible, job.loss)
+    backend.zero_grad()
+    try:
+        memory = peak_memory(backend, core)  # its own untimed pass: the first steady call
+    except DeepPoseError:  # a kernel that refuses /proc/self/clear_refs: no figure, not a failed block
+        memory = None
     core_run = measure(core, repeats=repeats, warmup=warmup, setup=backend.zero_grad, sync=backend.synchronize)
     step_s: list[float] = []
     if timing["optimizer_step"]:
@@ -68,6 +78,10 @@ def measure_block(params: Params, job: Job, synthetic: bool, data: CoreData | No
     extra = {
         "optimizer_step_s": step_s,
         "loss_s": loss_s,
+        "compile_s": compile_s,
+        "memory_bytes": memory.above_baseline_bytes if memory else None,
+        "memory_source": memory.source if memory else None,
+        "compile": backend.compile_info(),
         # Read after the runs: a library loaded lazily by the first run shows here too.
         "threads": backend.thread_info(),
         "versions": backend.versions(),

@@ -96,6 +96,7 @@ def write_train(params: Params, job: Job) -> None:
         final_train_loss=0.01,
         final_test={"loss": 0.0025, "pcp": 0.4, "pdj": 0.5, "pck": 0.6 if job.framework == "pytorch" else 0.55},
         baseline_test={"loss": 0.02, "pcp": 0.05, "pdj": 0.1, "pck": 0.15},
+        test_per_image=per_image(80),
         threads={"requested": 2, "native": [{"library": "openblas", "num_threads": 2}]},
         versions={job.framework: "1.0"}, environment=environment(),
         provenance=provenance.record("train", params, job),
@@ -124,10 +125,22 @@ def block(job: Job, round_: int, arm: str, attempt: int = 0, disturbed: bool = F
         "samples_s": list(core_mean(job) * drift * (1 + rng.uniform(-0.002, 0.002, 3))),
         "warmup_s": [core_mean(job) * 3], "optimizer_step_s": [],
         "loss_s": list(loss_mean(job) * drift * (1 + rng.uniform(-0.002, 0.002, 5))),
+        "compile_s": None, "memory_bytes": int(2.5e8 * 2**job.batch_exp**0.5),
         "started_at": 1000.0 + round_, "ended_at": 1000.5 + round_,
         "interference": {"wall_s": 0.5, "machine_busy_s": 0.5, "own_s": 0.5, "other_cpu_s": 0.0,
                          "other_cores": 0.0, "load_before": [0.1, 0.1, 0.1], "cores": 2},
         "disturbed": disturbed, "reasons": ["outlier: max/median 1.40 > 1.25"] if disturbed else [],
+    }
+
+
+def per_image(n: int) -> dict[str, list[float]]:
+    """Per-image test scores of a network well ahead of the mean pose (deeppose.metrics.per_image)."""
+    rng = np.random.default_rng(n)
+    return {
+        "sq_error": list(14 * 0.0025 * rng.uniform(0.5, 1.5, n)), "visible": [14.0] * n,
+        "pcp_hits": list(rng.binomial(9, 0.4, n).astype(float)), "pcp_counted": [9.0] * n,
+        "baseline_sq_error": list(14 * 0.02 * rng.uniform(0.5, 1.5, n)),
+        "baseline_pcp_hits": list(rng.binomial(9, 0.05, n).astype(float)),
     }
 
 
@@ -158,7 +171,8 @@ def write_timing(params: Params, job: Job) -> None:
         time_s={"estimate": float(np.median(medians)), "low": min(medians), "high": max(medians), "n": ROUNDS,
                 "level": 0.95, "method": "test"},
         flops=int(flops), flops_per_s=flops / float(np.median(medians)), threads={"requested": 2},
-        versions={job.framework: "1.0"}, environment={**environment(), "fairness": manifest(job.framework)},
+        versions={job.framework: "1.0"}, compile={}, memory_source="host resident set",
+        environment={**environment(), "fairness": manifest(job.framework)},
         provenance=provenance.record("time", params, Group.of(params.raw["grid"], job.device, job.batch_exp)),
     ).write(paths.timing_result(job))
 

@@ -240,10 +240,34 @@ def test_accuracy_table(built):
     rows = tables_under(markdown, "## 5. Accuracy")[0]
     cpu = [r for r in rows if r["device"] == "cpu"]
     assert [r["framework"] for r in cpu] == ["PyTorch", "PyTorch", "Chainer", "Chainer", "mean pose (baseline)"]
-    assert close(cpu[0]["PCK@0.2"], 0.6) and close(cpu[2]["PCK@0.2"], 0.55) and close(cpu[-1]["test loss"], 0.02)
+    assert close(cpu[0]["PCK@0.2"], 0.6) and close(cpu[2]["PCK@0.2"], 0.55)
+    assert close(cpu[-1]["test loss (95 % CI)"], 0.02)
+    assert all(r["test loss − mean pose (95 % CI)"].endswith(": beats it") for r in cpu[:4])
+    assert all(r["PCP@0.5 − mean pose (95 % CI)"].endswith(": beats it") for r in cpu[:4])
     assert all(r["final training loss"] == "not run" for r in rows if r["device"] == "cuda")
     assert summary["cpu"]["test"]["baseline"]["pck"] == 0.15
-    assert "all 4 runs beat it" in markdown
+    assert "all 4 runs beat it on test loss and PCP@0.5, with 95 % intervals that exclude it" in markdown
+
+
+def test_accuracy_gaps_resample_images_and_need_an_interval_clear_of_zero():
+    from deeppose.report.analysis import accuracy_gaps
+
+    rng = np.random.default_rng(1)
+    n = 99
+    sq, base_sq, visible = rng.uniform(0, 1, n), rng.uniform(0.2, 1.2, n), rng.integers(5, 15, n).astype(float)
+    hits, counted = rng.binomial(9, 0.5, n).astype(float), np.full(n, 9.0)
+    gaps = accuracy_gaps({"sq_error": sq, "visible": visible, "pcp_hits": hits, "pcp_counted": counted,
+                          "baseline_sq_error": base_sq, "baseline_pcp_hits": hits})
+    loss, pcp = gaps["loss"], gaps["pcp"]
+    assert loss.trained.estimate == pytest.approx(sq.sum() / visible.sum())
+    assert loss.difference.estimate == pytest.approx((sq.sum() - base_sq.sum()) / visible.sum())
+    assert loss.difference.low < loss.difference.estimate < loss.difference.high < 0 and loss.beats_baseline
+    # the same hits as the baseline: a difference of exactly zero, which beats nothing
+    assert pcp.difference.estimate == 0 and not pcp.beats_baseline
+    # a worse network: its loss interval lies above zero
+    worse = accuracy_gaps({"sq_error": base_sq * 1.5, "visible": visible, "baseline_sq_error": base_sq,
+                           "pcp_hits": hits, "pcp_counted": counted, "baseline_pcp_hits": hits})
+    assert worse["loss"].difference.low > 0 and not worse["loss"].beats_baseline
 
 
 def test_study_comparison(built):
@@ -287,7 +311,7 @@ def test_device_not_in_grid(tmp_path, monkeypatch):
     markdown = (root / "reports" / "report.md").read_text()
     assert "**cuda**: not in this run's grid" in markdown
     assert [p.name for p in ctx.figures] == [
-        "learning_curves_cpu.png", "core_time_cpu.png", "flops_cpu.png",
+        "learning_curves_cpu.png", "core_time_cpu.png", "memory_cpu.png", "flops_cpu.png",
         "breakdown_cpu_b2.png", "breakdown_peak_cpu_b2.png",
     ]
 
@@ -310,7 +334,7 @@ def test_empty_results_still_build(tmp_path, monkeypatch):
 def test_cli_regenerates_identical_bytes(built, monkeypatch):
     root, ctx, _, summary = built
     before = {p: p.read_bytes() for p in sorted((root / "reports").rglob("*")) if p.is_file()}
-    assert len([p for p in before if p.suffix == ".png"]) == len(ctx.figures) == 10
+    assert len([p for p in before if p.suffix == ".png"]) == len(ctx.figures) == 11
     monkeypatch.chdir(root)
     from deeppose.cli import main
 

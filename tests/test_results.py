@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ENV = {"cpu": "Test CPU", "cores": 2}
 BLOCK = {
     "round": 0, "position": 1, "arm": "pytorch/autograd", "attempt": 0, "samples_s": [1.0, 1.0], "warmup_s": [2.0],
-    "optimizer_step_s": [], "loss_s": [1e-4], "started_at": 1.0, "ended_at": 3.0, "disturbed": False, "reasons": [],
+    "optimizer_step_s": [], "loss_s": [1e-4], "compile_s": None, "memory_bytes": 2**20, "started_at": 1.0, "ended_at": 3.0, "disturbed": False, "reasons": [],
     "interference": {"wall_s": 2.0, "machine_busy_s": 2.0, "own_s": 2.0, "other_cpu_s": 0.0, "other_cores": 0.0,
                      "load_before": [0.0, 0.0, 0.0], "cores": 2},
 }
@@ -43,14 +43,15 @@ def examples() -> dict[type, results.Record]:
         results.TrainMetrics: results.TrainMetrics.create(
             job=results.job_id(job), seed=0, params={}, epochs=1, iterations=2, batch_size=2, train_samples=4,
             test_samples=1, resumed_from_epoch=0, train_time_s=1.5, eval_time_s=0.1, iteration_time_s=STATS,
-            final_train_loss=0.2, final_test=scores, baseline_test=scores, versions={"chainer": "7.8.1"},
+            final_train_loss=0.2, final_test=scores, baseline_test=scores, test_per_image={}, versions={"chainer": "7.8.1"},
             provenance=provenance.record("train", p, job), **common),
         results.TimingResult: results.TimingResult.create(
             job=results.job_id(cell), batch_size=8, warmup=1, repeats=2, rounds=1, seed=0, schedule_seed=3,
             input="synthetic", group=["pytorch/autograd"], control="pytorch/autograd", blocks=[BLOCK],
             control_blocks=[{**BLOCK, "arm": "pytorch/autograd#1"}],
             time_s={"estimate": 1.0, "low": None, "high": None, "n": 1, "level": 0.95, "method": "one block"},
-            flops=10, flops_per_s=None, versions={}, provenance=provenance.record("time", p, cell), **common),
+            flops=10, flops_per_s=None, versions={}, compile={}, memory_source="host",
+            provenance=provenance.record("time", p, cell), **common),
         results.PeakResult: results.PeakResult.create(
             device="cpu", n=64, kernels={"numpy_matmul": None}, rates_flops_per_s={"numpy_matmul": None}, best=None,
             peak_flops_per_s=None, provenance=provenance.record("peak", p), **common),

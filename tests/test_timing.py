@@ -167,8 +167,14 @@ class FakeBackend:
         return np.zeros((len(images), 28), np.float32)
 
     def forward_backward(self, images: Any, targets: Any, visible: Any, mode: str) -> float:
-        self._timed("forward_backward", 777 * 10**9, 10**6)
+        self._timed("forward_backward", 777 * 10**9, 10**6, warmup=self.warmup + 1)  # + the memory pass
         return 0.0
+
+    def compile_core(self, images: Any, targets: Any, visible: Any, mode: str) -> None:
+        self.events.append("compile_core")  # an eager framework compiles nothing
+
+    def compile_info(self) -> dict[str, Any]:
+        return {}
 
     def loss_probe(self, pred: Any, target: Any, visible: Any, mode: str) -> tuple[Any, Any]:
         def run() -> float:
@@ -235,12 +241,14 @@ def test_block_method_with_fake_backend(
     # the timed regions hold exactly the timed step; zero_grad is never inside one
     regions = _timed_regions(events)
     n, n_loss = warmup + repeats, timing_block.LOSS_WARMUP + timing_block.LOSS_REPEATS
+    # compile first (nothing, for an eager framework), then the memory pass, then the timed runs
+    assert events.index("compile_core") < events.index("forward_backward") < events.index("clock")
     assert regions == ([["forward_backward", "sync"]] * n + [["optimizer_step", "sync"]] * n
                        + [["loss", "sync"]] * n_loss)
     # each core run: zero_grad, then the synchronised clock start; each loss run clears its gradient
     first_core = events.index("clock")
     assert events[first_core - 2 : first_core] == ["zero_grad", "sync"]
-    assert events.count("zero_grad") == n + 1  # + the one before the optimiser's gradients
+    assert events.count("zero_grad") == n + 2  # + before the memory pass and the optimiser's gradients
     assert events.count("clear_pred_grad") == n_loss
     assert events.index("load_weights") < first_core  # weights are loaded before anything is timed
 
@@ -251,6 +259,8 @@ def test_block_method_with_fake_backend(
     assert output.extra["loss_s"] == pytest.approx([1e-8 * (i + 1) for i in range(timing_block.LOSS_REPEATS)])
     assert output.extra["threads"] == {"requested": 1, "native": []} and output.extra["versions"] == {"fake": "1.0"}
     assert output.extra["fairness"] == {"framework": "pytorch", "fake": True}
+    assert output.extra["compile_s"] is None and output.extra["compile"] == {}
+    assert output.extra["memory_bytes"] >= 0 and output.extra["memory_source"].startswith("host resident set")
     images, targets, visible = fake_stage["backend"].inputs[:3]
     assert images.shape == (4, 3, 227, 227) and targets.shape == (4, 28) and visible.shape == (4, 14)
     assert images.dtype == targets.dtype == visible.dtype == np.float32
@@ -341,6 +351,7 @@ def fake_launch(calls: list[str], slow: dict[str, float]) -> Any:
         base = 0.1 * slow.get(cell, 1.0) * (1 + 0.002 * len(calls))
         return BlockOutput((base, base * 1.01, base * 0.99), (base * 5,), {
             "optimizer_step_s": [0.01], "loss_s": [2e-4 if cell.endswith("explicit") else 1e-4] * 3,
+            "compile_s": None, "memory_bytes": 10**8, "compile": {}, "memory_source": "test",
             "threads": {"requested": 2}, "versions": {cell: "1"}, "fairness": {"framework": cell.split("/")[0]},
         })
 

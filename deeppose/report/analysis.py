@@ -8,9 +8,14 @@ cannot be computed (a job not run, a mode not in the grid) is None, never an exc
 from __future__ import annotations
 
 import math
+import statistics
+import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
+
+import numpy as np
+from scipy import stats as scipy_stats
 
 
 from deeppose.blocks import Block, Interference
@@ -84,11 +89,79 @@ class TrainSummary:
     final_train_loss: float | None
     final_test: dict[str, float]
     baseline_test: dict[str, float]
+    gaps: dict[str, AccuracyGap]  # "loss", "pcp": the final network against the mean pose
 
     @property
     def per_iteration_s(self) -> float | None:
         """Wall time per iteration (data fetching included), the study's "time of 1 epoch"."""
         return self.total_s / self.iterations if self.iterations > 0 else None
+
+
+ACCURACY_LEVEL = 0.95
+ACCURACY_RESAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class AccuracyGap:
+    """A trained network against the mean-pose baseline on one test metric, with BCa intervals
+    from resampling test images (paired: both predict the same images)."""
+
+    metric: str  # "loss" (lower is better) or "pcp" (higher is better)
+    trained: Interval
+    baseline: float
+    difference: Interval  # trained - baseline
+
+    @property
+    def beats_baseline(self) -> bool:
+        d = self.difference
+        if d.low is None or d.high is None:
+            return False
+        return d.high < 0 if self.metric == "loss" else d.low > 0
+
+
+def _ratio_interval(numerators: list[np.ndarray], denominator: np.ndarray, seed: int) -> Interval:
+    """sum(numerators[0]) / sum(denominator), minus the same of numerators[1] when given, with a
+    paired BCa bootstrap over images."""
+    def statistic(*arrays: np.ndarray, axis: int = -1) -> np.ndarray:
+        *nums, den = arrays
+        value = nums[0].sum(axis=axis) / den.sum(axis=axis)
+        return value - nums[1].sum(axis=axis) / den.sum(axis=axis) if len(nums) > 1 else value
+
+    data = (*numerators, denominator)
+    estimate = float(statistic(*data))
+    method = f"BCa bootstrap over {len(denominator)} test images, {ACCURACY_RESAMPLES} resamples"
+    if len(denominator) < 2:
+        return Interval(estimate, None, None, len(denominator), ACCURACY_LEVEL, method)
+    with warnings.catch_warnings():  # a degenerate distribution gives NaN bounds, handled below
+        warnings.simplefilter("ignore", scipy_stats.DegenerateDataWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = scipy_stats.bootstrap(
+            data, statistic, paired=True, vectorized=True, n_resamples=ACCURACY_RESAMPLES,
+            confidence_level=ACCURACY_LEVEL, method="BCa", random_state=np.random.default_rng(seed),
+        )
+    low, high = (float(v) for v in (result.confidence_interval.low, result.confidence_interval.high))
+    if not (math.isfinite(low) and math.isfinite(high)):  # a degenerate resample distribution
+        return Interval(estimate, None, None, len(denominator), ACCURACY_LEVEL, method)
+    return Interval(estimate, low, high, len(denominator), ACCURACY_LEVEL, method)
+
+
+def accuracy_gaps(per_image: dict[str, list[float]], seed: int = 0) -> dict[str, AccuracyGap]:
+    """Test loss and PCP@0.5 of the trained network and of the mean pose, and their difference."""
+    a = {k: np.asarray(v, dtype=float) for k, v in per_image.items()}
+    gaps = {}
+    for metric, (trained, baseline, counted) in {
+        "loss": ("sq_error", "baseline_sq_error", "visible"),
+        "pcp": ("pcp_hits", "baseline_pcp_hits", "pcp_counted"),
+    }.items():
+        if not {trained, baseline, counted} <= a.keys() or a[counted].sum() == 0:
+            continue
+        gaps[metric] = AccuracyGap(
+            metric,
+            _ratio_interval([a[trained]], a[counted], seed),
+            float(a[baseline].sum() / a[counted].sum()),
+            _ratio_interval([a[trained], a[baseline]], a[counted], seed),
+        )
+    return gaps
 
 
 def summarize_train(job: Job, metrics: TrainMetrics, iterations: list[dict[str, Any]]) -> TrainSummary:
@@ -110,6 +183,7 @@ def summarize_train(job: Job, metrics: TrainMetrics, iterations: list[dict[str, 
         final_train_loss=metrics.final_train_loss,
         final_test=scores(metrics.final_test),
         baseline_test=scores(metrics.baseline_test),
+        gaps=accuracy_gaps(metrics.test_per_image, seed=metrics.seed),
     )
 
 
@@ -146,6 +220,8 @@ class TimingCell:
     loss: Sample | None  # the loss alone, forward + backward into the predictions
     blocks: int  # rounds with a usable block
     disturbed: int  # attempts flagged disturbed, reruns included
+    compile: Sample | None  # a compiling framework's first call per block; None when eager
+    memory_bytes: float | None  # median over blocks of the core process's peak above set-up
 
 
 def final_blocks(records: list[BlockRecord]) -> list[BlockRecord]:
@@ -175,7 +251,13 @@ def summarize_timing(job: Job, result: TimingResult) -> TimingCell:
         loss=Sample.of([s for b in usable for s in b.loss_s], "blocks"),
         blocks=len([b for b in final_blocks(result.blocks) if not b.disturbed]),
         disturbed=sum(b.disturbed for b in result.blocks),
+        compile=Sample.of([b.compile_s for b in usable if b.compile_s is not None], "blocks"),
+        memory_bytes=_median([b.memory_bytes for b in usable if b.memory_bytes is not None]),
     )
+
+
+def _median(values: list[int]) -> float | None:
+    return float(statistics.median(values)) if values else None
 
 
 def as_blocks(records: list[BlockRecord], cell: str, series: str = "samples_s") -> list[Block]:

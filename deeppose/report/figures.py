@@ -217,6 +217,31 @@ def draw_core_times(analysis: Analysis, device: str) -> Figure:
     return figure
 
 
+def draw_memory(analysis: Analysis, device: str) -> Figure:
+    """Peak memory of one core process above the block's set-up, against batch size."""
+    results = analysis.results
+    frameworks, exps = results.frameworks, results.batch_exponents
+    figure = new_figure(7.5, 4.4)
+    ax = figure.add_subplot()
+    for fw in frameworks:
+        for loss in results.loss_modes:
+            points = [(c.batch_size, c.memory_bytes / 2**20) for e in exps
+                      if (c := analysis.timing_cell(fw, loss, device, e)) is not None and c.memory_bytes is not None]
+            if not points:
+                continue
+            line, marker = mode_style(loss)
+            x, y = zip(*points)
+            ax.plot(x, y, color=colour(fw, frameworks), linestyle=line, marker=marker, markersize=5,
+                    label=f"{framework_name(fw)}, {loss}")
+    _batch_axis(ax, [2**e for e in exps])
+    ax.set_yscale("log", base=2)
+    ax.set_ylabel("peak memory above set-up (MiB, log scale)")
+    ax.set_title(f"Memory of one core process on {device} (median of blocks)")
+    if ax.has_data():
+        ax.legend(loc="upper left")
+    return figure
+
+
 def draw_flops(analysis: Analysis, device: str) -> Figure:
     """Achieved FLOP/s of the core process against batch size, with the measured fp32 peak."""
     results = analysis.results

@@ -7,6 +7,7 @@ Every sentence that states a result is written here by code from the numbers in
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -18,6 +19,7 @@ from deeppose.report import fmt
 from deeppose.report.analysis import (
     ABOUT_ONE,
     AGREE_WITHIN,
+    AccuracyGap,
     LEVEL,
     REFERENCE,
     STUDY,
@@ -28,7 +30,7 @@ from deeppose.report.analysis import (
     verdict,
 )
 from deeppose.report.breakdown_section import render_breakdown
-from deeppose.report.figures import draw_core_times, draw_flops, draw_learning_curves
+from deeppose.report.figures import draw_core_times, draw_flops, draw_learning_curves, draw_memory
 from deeppose.report.fmt import MISSING, framework_name, join_words
 from deeppose.report.load import Loaded
 from deeppose.report.markdown import Context, Section, jobs_on, missing_note, show_figure
@@ -126,7 +128,8 @@ def _cost_table(ctx: Context) -> str:
     )
 
 
-FAIRNESS_FIELDS = ("dtype", "threads", "kernel_library", "kernel_isa", "fp32_math", "runtime_checks")
+FAIRNESS_FIELDS = ("dtype", "threads", "kernel_library", "kernel_isa", "fp32_math", "runtime_checks",
+                   "optimizer_kernel")
 
 
 def _fairness(ctx: Context, device: str) -> str:
@@ -433,7 +436,13 @@ def render_network(ctx: Context) -> str:
             ctx.conclude(device, f"No timing result on {device}: the core processes are not compared there.")
             continue
         parts.append(show_figure(ctx, core_name, core_alt, lambda device=device: draw_core_times(analysis, device)))
+        memory_name, memory_alt = f"memory_{device}.png", f"Peak memory of the core process against batch size on {device}"
+        if any(c.memory_bytes is not None for c in cells):
+            parts.append(show_figure(ctx, memory_name, memory_alt, lambda device=device: draw_memory(analysis, device)))
+        else:
+            show_figure(ctx, memory_name, memory_alt, None, f"no memory figure on {device}")
         parts.append(_core_table(ctx, device))
+        parts += _compile_sentences(ctx, device)
         parts.append(missing_note(results.timing, device, "timing"))
         parts.append(f"Ratios of core-process times on {device}, paired by round, with verdicts:")
         parts.append(_ratio_table(ctx, device))
@@ -465,12 +474,13 @@ def _core_table(ctx: Context, device: str) -> str:
             for loss in results.loss_modes:
                 c = analysis.timing_cell(fw, loss, device, e)
                 if c is None:
-                    rows.append([str(2**e), framework_name(fw), loss, "not run", *[MISSING] * (4 + has_step)])
+                    rows.append([str(2**e), framework_name(fw), loss, "not run", *[MISSING] * (5 + has_step)])
                     continue
                 row = [
                     str(c.batch_size), framework_name(fw), loss, str(c.blocks), format_interval(c.time, 1e3, "ms"),
                     fmt.mean_std(c.core.mean, c.core.std) if c.core else MISSING, str(c.disturbed),
                     fmt.seconds(c.loss.median) if c.loss else MISSING,
+                    f"{c.memory_bytes / 2**20:.0f} MiB" if c.memory_bytes is not None else MISSING,
                 ]
                 if has_step:
                     row.append(fmt.seconds(c.optimizer_step.median) if c.optimizer_step else MISSING)
@@ -478,10 +488,43 @@ def _core_table(ctx: Context, device: str) -> str:
                 if e == results.batch_exponents[-1]:  # summary.json keeps the largest batch only
                     ctx.headline(device, "core_time_s", fw, loss, f"b{c.batch_size}", value=interval_summary(c.time))
     headers = ["batch", "framework", "loss", "blocks", f"time ({CI})", "mean ± std of samples",
-               "disturbed attempts", "loss alone (median)"]
+               "disturbed attempts", "loss alone (median)", "peak memory (median)"]
     if has_step:
         headers.append("update step (median, not in core)")
     return fmt.table(headers, rows, right=tuple(range(3, len(headers))))
+
+
+def _compile_sentences(ctx: Context, device: str) -> list[str]:
+    """For each compiling framework: its first call, its steady step, and after how many steps the
+    compile has paid for itself against eager PyTorch at the same batch size and loss mode."""
+    analysis, results = ctx.analysis, ctx.results
+    sentences = []
+    for fw in results.frameworks:
+        for loss in results.loss_modes:
+            for e in results.batch_exponents:
+                c = analysis.timing_cell(fw, loss, device, e)
+                eager = analysis.timing_cell(REFERENCE, loss, device, e)
+                if c is None or c.compile is None or c.time.estimate is None:
+                    continue
+                step, first = c.time.estimate, c.compile.median
+                text = (f"{framework_name(fw)} ({loss}, batch {c.batch_size}): {fmt.seconds(first)} to compile "
+                        f"(first call, median of {c.compile.n} blocks), then {fmt.seconds(step)} per step")
+                if eager is not None and eager.time.estimate is not None:
+                    saved = eager.time.estimate - step
+                    text += (f"; break-even with eager {framework_name(REFERENCE)} after {math.ceil(first / saved)} steps"
+                             if saved > 0 else f"; never ahead of eager {framework_name(REFERENCE)} "
+                             f"({fmt.seconds(eager.time.estimate)} per step)")
+                ctx.headline(device, "compile_s", fw, loss, f"b{c.batch_size}", value=first)
+                sentences.append(text + ".")
+    if not sentences:
+        return []
+    caches = {fw: info for job, loaded in results.timing.items()
+              if loaded.ok and job.device == device and (info := loaded.record.compile)
+              for fw in [job.framework]}
+    notes = [f"{framework_name(fw)}: " + (", ".join(f"{k} {v}" for k, v in info.items() if "cache" in k)
+                                          or "no cache setting recorded") for fw, info in caches.items()]
+    return ["Compile time, measured in every block before its steady-state runs:\n\n"
+            + "\n".join(f"- {s}" for s in sentences) + ("\n\nCaches: " + "; ".join(notes) + "." if notes else "")]
 
 
 def _comparison_cell(c: Any) -> str:
@@ -603,9 +646,12 @@ def _core_share_sentences(analysis: Analysis, device: str) -> list[str]:
 ACCURACY_METHOD = """\
 The study reported only the loss. Here every run is also scored on the test split with PCP@0.5,
 PDJ@0.2 and PCK@0.2 (higher is better), next to a baseline that always predicts the mean
-training pose: a network that has learnt something beats it."""
+training pose: a network that has learnt something beats it. Test loss and PCP@0.5 carry 95 %
+intervals from resampling the test images (BCa bootstrap), and so does their difference from the
+baseline, paired by image: "beats it" means that interval excludes zero on the better side."""
 
 SCORES = ("loss", "pcp", "pdj", "pck")
+GAP_SCORES = ("loss", "pcp")  # with per-image intervals against the mean pose
 HEADLINE_SCORES = ("loss", "pck")  # the ones summary.json keeps
 
 
@@ -620,15 +666,17 @@ def render_accuracy(ctx: Context) -> str:
         for job in jobs_on(results.train, device):
             s = analysis.train.get(job)
             if s is None:
-                rows.append([framework_name(job.framework), job.loss, device, "not run", *[MISSING] * 4])
+                rows.append([framework_name(job.framework), job.loss, device, "not run", *[MISSING] * 6])
                 continue
             rows.append([framework_name(job.framework), job.loss, device, fmt.sig(s.final_train_loss),
-                         *[_score(s.final_test, key) for key in SCORES]])
+                         *[_score(s.final_test, key, s.gaps.get(key)) for key in SCORES],
+                         *[_gap(s.gaps.get(key)) for key in GAP_SCORES]])
             for key in HEADLINE_SCORES:
                 ctx.headline(device, "test", job.framework, job.loss, key, value=s.final_test.get(key))
         baseline = next((s.baseline_test for s in runs if s.baseline_test), None)
         if baseline:
-            rows.append(["mean pose (baseline)", MISSING, device, MISSING, *[_score(baseline, key) for key in SCORES]])
+            rows.append(["mean pose (baseline)", MISSING, device, MISSING, *[_score(baseline, key) for key in SCORES],
+                         MISSING, MISSING])
             for key in HEADLINE_SCORES:
                 ctx.headline(device, "test", "baseline", key, value=baseline.get(key))
             differing = [s for s in runs if s.baseline_test and s.baseline_test != baseline]
@@ -638,16 +686,26 @@ def render_accuracy(ctx: Context) -> str:
         ctx.conclude(device, _accuracy_sentence(runs, baseline, device))
     parts = [ACCURACY_METHOD]
     if rows:
-        headers = ["framework", "loss", "device", "final training loss", "test loss", "PCP@0.5", "PDJ@0.2", "PCK@0.2"]
-        parts.append(fmt.table(headers, rows, right=(3, 4, 5, 6, 7)))
+        headers = ["framework", "loss", "device", "final training loss", f"test loss ({CI})", f"PCP@0.5 ({CI})",
+                   "PDJ@0.2", "PCK@0.2", f"test loss − mean pose ({CI})", f"PCP@0.5 − mean pose ({CI})"]
+        parts.append(fmt.table(headers, rows, right=tuple(range(3, 10))))
     if absent:
         parts.append(f"No training result on {join_words(absent)}.")
     return "\n\n".join(parts)
 
 
-def _score(scores: dict[str, float], key: str) -> str:
+def _score(scores: dict[str, float], key: str, gap: AccuracyGap | None = None) -> str:
+    if gap is not None:
+        return format_interval(gap.trained) if key == "loss" else format_interval(gap.trained, 100, "%")
     value = scores.get(key)
     return fmt.sig(value) if key == "loss" else fmt.percent(value)
+
+
+def _gap(gap: AccuracyGap | None) -> str:
+    if gap is None:
+        return MISSING
+    shown = format_interval(gap.difference) if gap.metric == "loss" else format_interval(gap.difference, 100, "points")
+    return f"{shown}: {'beats it' if gap.beats_baseline else 'does not beat it'}"
 
 
 def _accuracy_sentence(runs: list[TrainSummary], baseline: dict[str, float] | None, device: str) -> str:
@@ -656,12 +714,13 @@ def _accuracy_sentence(runs: list[TrainSummary], baseline: dict[str, float] | No
         return f"No test scores on {device}."
     text = f"Test loss on {device} {_span([v for _, v in losses], fmt.sig)}"
     if baseline and "loss" in baseline:
-        worse = [s for s, v in losses if v >= baseline["loss"]]
+        worse = [s for s, _ in losses if not all(g.beats_baseline for g in s.gaps.values()) or not s.gaps]
         text += f" against the mean-pose baseline's {fmt.sig(baseline['loss'])}: "
         if worse:
-            text += f"{len(worse)} of {len(losses)} runs do not beat it ({join_words([_label(s.job) for s in worse])})"
+            text += (f"{len(worse)} of {len(losses)} runs do not beat it on both test loss and PCP@0.5 with 95 % "
+                     f"intervals that exclude it ({join_words([_label(s.job) for s in worse])})")
         else:
-            text += f"all {len(losses)} runs beat it"
+            text += f"all {len(losses)} runs beat it on test loss and PCP@0.5, with 95 % intervals that exclude it"
     pck = [s.final_test["pck"] for s in runs if "pck" in s.final_test]
     if pck:
         text += f"; PCK@0.2 {_span(pck, fmt.percent)}"
