@@ -16,7 +16,8 @@ A manifest is a plain dict of JSON values:
     native               threadpoolctl's view per "<package>/<library>": version, threads, OpenBLAS
                          architecture
     common               the same questions answered for every framework, so they compare:
-                         dtype, threads, kernel_library, kernel_isa, fp32_math, runtime_checks
+                         dtype, threads, kernel_library, kernel_isa, fp32_math, runtime_checks,
+                         optimizer_kernel
     pytorch / chainer    the framework's own switches, when asked for
 
 Collect it in the process that timed, after the timing: threadpoolctl sees only libraries
@@ -66,6 +67,8 @@ EFFECTS = (
                          "only; faster and less accurate"),
     ("common.runtime_checks", "framework time ratios, most at small batches: per-call checking "
                               "overhead on one side only (Chainer's type_check)"),
+    ("common.optimizer_kernel", "the update step's times and training time per iteration (not the core "
+                                "process): different optimiser implementations"),
     ("device", "everything: these manifests describe different devices"),
 )
 
@@ -178,7 +181,8 @@ def _pytorch(device: str) -> tuple[dict[str, Any], dict[str, Any]]:
             "fp32_math": "ieee" if precision["mkldnn_fp32_precision"] in ("none", "ieee")
             else f"mkldnn {precision['mkldnn_fp32_precision']}",
         }
-    common.update(threads=section["intra_op_threads"], runtime_checks=section["anomaly_detection"])
+    common.update(threads=section["intra_op_threads"], runtime_checks=section["anomaly_detection"],
+                  optimizer_kernel="torch.optim, fused")  # as deeppose/backends/pytorch.py builds it
     return section, common
 
 
@@ -199,7 +203,8 @@ def _chainer(device: str, native: Mapping[str, Mapping[str, Any]], env: Mapping[
         common = {"kernel_library": "iDeep (oneDNN)", "kernel_isa": None}
     else:
         common = {}  # numpy's BLAS: the machine-wide answers of `collect` stand
-    common.update(threads=blas[1]["num_threads"] if blas else None, runtime_checks=bool(section["type_check"]))
+    common.update(threads=blas[1]["num_threads"] if blas else None, runtime_checks=bool(section["type_check"]),
+                  optimizer_kernel="chainer.optimizers, one array update per parameter")
     return section, common
 
 
@@ -229,6 +234,7 @@ def collect(framework: str = "numpy", device: str = "cpu", dtype: str = "float32
             "dtype": dtype, "threads": blas[1]["num_threads"] if blas else None,
             "kernel_library": "numpy + " + (blas[0] if blas else "no BLAS loaded"),
             "kernel_isa": openblas_isa(native), "fp32_math": "ieee", "runtime_checks": False,
+            "optimizer_kernel": None,
         },
     }
     if framework in ("pytorch", "pytorch_compile"):
@@ -246,7 +252,8 @@ def collect(framework: str = "numpy", device: str = "cpu", dtype: str = "float32
 
         manifest["jax"] = {"version": jax.__version__, "x64": bool(jax.config.jax_enable_x64),
                            "platform": jax.default_backend(), "xla_flags": os.environ.get("XLA_FLAGS")}
-        manifest["common"].update(kernel_library="XLA CPU (Eigen, generated code)", kernel_isa=None)
+        manifest["common"].update(kernel_library="XLA CPU (Eigen, generated code)", kernel_isa=None,
+                                  optimizer_kernel="optax")
     elif framework == "chainer":
         section, common = _chainer(device, native, env)
         manifest["chainer"] = section

@@ -38,8 +38,8 @@ def _fraction(hits: np.ndarray, counted: np.ndarray) -> float | None:
     return float((hits & counted).sum() / total) if total else None
 
 
-def pcp(pred: np.ndarray, true: np.ndarray, visible: np.ndarray, threshold: float = 0.5) -> float | None:
-    """Fraction of correct limbs (see module docstring); visible is (N, 14), nonzero = visible."""
+def _limbs(pred: np.ndarray, true: np.ndarray, visible: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Correct and counted limbs, (len(LIMBS), N) booleans each."""
     visible = visible.astype(bool)
     hits, counted = [], []
     for a, b in LIMBS.values():
@@ -48,7 +48,12 @@ def pcp(pred: np.ndarray, true: np.ndarray, visible: np.ndarray, threshold: floa
         err_b = np.linalg.norm(pred[:, b] - true[:, b], axis=-1)
         hits.append((err_a <= threshold * length) & (err_b <= threshold * length))
         counted.append(visible[:, a] & visible[:, b] & (length > 0))
-    return _fraction(np.stack(hits), np.stack(counted))
+    return np.stack(hits), np.stack(counted)
+
+
+def pcp(pred: np.ndarray, true: np.ndarray, visible: np.ndarray, threshold: float = 0.5) -> float | None:
+    """Fraction of correct limbs (see module docstring); visible is (N, 14), nonzero = visible."""
+    return _fraction(*_limbs(pred, true, visible, threshold))
 
 
 def _within(pred: np.ndarray, true: np.ndarray, visible: np.ndarray, reference: np.ndarray, ok: np.ndarray, threshold: float) -> float | None:
@@ -80,6 +85,20 @@ def masked_mse(pred: np.ndarray, true: np.ndarray, visible: np.ndarray) -> float
     """The training loss (deeppose.backends.base) in numpy, for the whole test set at once."""
     diff = (pred - true) * visible[..., None]
     return float((diff**2).sum() / max(float(visible.sum()), 1.0))
+
+
+def per_image(pred: np.ndarray, true: np.ndarray, visible: np.ndarray) -> dict[str, list[float]]:
+    """Each test image's share of the test loss and of PCP@0.5 (numerators and denominators):
+    the test loss is sum(sq_error) / sum(visible) and PCP sum(pcp_hits) / sum(pcp_counted), so
+    resampling images gives their intervals (deeppose.report.analysis.accuracy_difference)."""
+    diff = (pred - true) * visible[..., None]
+    hits, counted = _limbs(pred, true, visible, 0.5)
+    return {
+        "sq_error": (diff**2).sum(axis=(1, 2)).tolist(),
+        "visible": visible.sum(axis=1).astype(float).tolist(),
+        "pcp_hits": (hits & counted).sum(axis=0).astype(float).tolist(),
+        "pcp_counted": counted.sum(axis=0).astype(float).tolist(),
+    }
 
 
 def evaluate(pred: np.ndarray, true: np.ndarray, visible: np.ndarray) -> dict[str, float | None]:

@@ -180,6 +180,7 @@ def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, A
 
     log = TrainLog(paths.train_log(job))
     log.open(kept)
+    final_images: dict[str, list[float]] = {}
     iteration = sum(1 for e in log.lines if e["kind"] == "iteration")
     show = sys.stderr.isatty() if progress is None else progress
     try:
@@ -220,7 +221,9 @@ def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, A
                 bar.set_postfix(loss=f"{value:.4g}", epoch=epoch)
             paused = time.perf_counter()
             if epoch % int(settings["eval_every"]) == 0 or epoch == epochs:
-                scores = metrics.evaluate(*predict(backend, test_set, batch_size))
+                evaluated = predict(backend, test_set, batch_size)
+                scores = metrics.evaluate(*evaluated)
+                final_images = metrics.per_image(*evaluated)  # the last evaluation's is kept
                 log.add({
                     "kind": "eval", "epoch": epoch, "iteration": iteration,
                     "elapsed_s": paused - started, "test_loss": scores["loss"],
@@ -241,7 +244,8 @@ def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, A
     evals = [e for e in log.lines if e["kind"] == "eval"]
     last_epoch = [e["loss"] for e in iterations if e["epoch"] == epochs]
     true, visible = _targets(test_set)
-    baseline = mean_pose(*_targets(train_set))
+    baseline = np.broadcast_to(mean_pose(*_targets(train_set)), true.shape)
+    baseline_images = metrics.per_image(baseline, true, visible)
     record = TrainMetrics.create(
         job=job_id(job), seed=params.seed,
         params={"train": settings, "model": params.section("model")},
@@ -253,7 +257,8 @@ def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, A
         iteration_time_s=describe_samples([e["compute_s"] for e in iterations]),
         final_train_loss=float(np.mean(last_epoch)),
         final_test={k: evals[-1][k] for k in ("pcp", "pdj", "pck")} | {"loss": evals[-1]["test_loss"]},
-        baseline_test=metrics.evaluate(np.broadcast_to(baseline, true.shape), true, visible),
+        baseline_test=metrics.evaluate(baseline, true, visible),
+        test_per_image=final_images | {f"baseline_{k}": baseline_images[k] for k in ("sq_error", "pcp_hits")},
         threads=backend.thread_info(), versions=backend.versions(),
         environment=environment.describe(),
         provenance=provenance.record("train", params, job),

@@ -249,12 +249,15 @@ class Backend(base.Backend):
 
     # --- optimiser ----------------------------------------------------------------------
     def set_optimizer(self, config: base.OptimizerConfig) -> None:
+        # fused=True: PyTorch's fastest standard implementation, one kernel per step (an Adam
+        # update of AlexNet takes 0.03 s on 2 cores, 0.11 s with the default for-each one); the
+        # fairness manifest records it (common.optimizer_kernel).
         params = self._net.parameters()
         if config.name == "momentum_sgd":
-            self.optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum)
+            self.optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, fused=True)
         else:
             self.optimizer = torch.optim.Adam(
-                params, lr=config.lr, betas=(config.beta1, config.beta2), eps=config.eps
+                params, lr=config.lr, betas=(config.beta1, config.beta2), eps=config.eps, fused=True
             )
 
     def optimizer_step(self) -> None:
