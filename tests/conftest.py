@@ -1,12 +1,27 @@
-"""Fixtures shared by the backend tests: one batch and one set of weights, whose float64 ReLU and
-pooling margins tests/test_backends.py checks."""
+"""Fixtures shared by the tests: the session's own measurement lock; for the backend tests, one
+batch and one set of weights, whose float64 ReLU and pooling margins tests/test_backends.py checks."""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
 from deeppose import model as spec
+from deeppose.lock import ENV as LOCK_ENV
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_measurement_lock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The tests' measuring stages (and the engines and cluster jobs they start, which inherit the
+    environment) take a lock of their own: a pipeline run on this machine, or a job another session
+    left behind, must not make them wait (deeppose.lock). A lock set by the caller is kept."""
+    with pytest.MonkeyPatch.context() as patch:
+        if not os.environ.get(LOCK_ENV):
+            patch.setenv(LOCK_ENV, str(tmp_path_factory.mktemp("lock") / "measure.lock"))
+        yield
 
 
 @pytest.fixture(scope="module")
