@@ -51,7 +51,7 @@ from enum import Enum
 import numpy as np
 from scipy import stats as scipy_stats
 
-from deeppose.blocks import Block, final, twin
+from deeppose.blocks import Block, final, interfered, twin
 
 LEVEL = 0.95  # intervals of a cell's time
 COMPARE_LEVEL = 0.90  # intervals of comparisons, the ones verdicts read (see the module docstring)
@@ -292,10 +292,11 @@ def compare(
     blocks: Sequence[Block], a: str, b: str, threshold: float = THRESHOLD, level: float = COMPARE_LEVEL
 ) -> Comparison:
     """Compare arms a and b of one group's blocks (final attempts); a round where either block is
-    still disturbed after its retries is left out of both arms (pairing needs both)."""
+    still disturbed by other processes after its retries is left out of both arms (pairing needs
+    both); a block only noisy on its own counts."""
     blocks = final(blocks)
     ma, mb = block_medians(blocks, a), block_medians(blocks, b)
-    disturbed = {block.round for block in blocks if block.arm in (a, b) and block.disturbed}
+    disturbed = {block.round for block in blocks if block.arm in (a, b) and interfered(block.reasons)}
     shared = sorted(set(ma) & set(mb))
     used = tuple(r for r in shared if r not in disturbed)
     dropped = tuple(r for r in shared if r in disturbed)
@@ -380,7 +381,7 @@ def analyse_group(
     kept = final(blocks)
     cells = {}
     for cell in sorted({block.cell for block in kept}):
-        medians = [block.median_s for block in kept if block.arm == cell and not block.disturbed]
+        medians = [block.median_s for block in kept if block.arm == cell and not interfered(block.reasons)]
         if medians:
             cells[cell] = cell_estimate(medians)
     agreement = block_agreement(blocks)

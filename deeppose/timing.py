@@ -10,7 +10,7 @@ generator seeded by (seed, device, batch exponent), so drift and interference fa
 alike and two arms pair by round. One cell, the group's first, is
 measured twice as two arms: the A/A control, whose comparison shows what noise alone does. Each
 block records every raw sample, its warm-ups apart, and what else used the machine meanwhile; a
-disturbed block is rerun at once and every attempt kept.
+block that other processes disturbed is rerun at once and every attempt kept.
 
 One result per cell goes to `results/time/<framework>/<loss>/<device>/b<N>.json` (a
 `TimingResult`): its blocks, the A/A twin's blocks in the control cell's file, and its time (the
@@ -30,7 +30,7 @@ import numpy as np
 from deeppose import paths, provenance
 from deeppose.atomic import json_text, write_together
 from deeppose.block_server import server_launch
-from deeppose.blocks import Block, Launch, arms_with_control, run_blocks, schedule, twin
+from deeppose.blocks import Block, Launch, arms_with_control, interfered, run_blocks, schedule, twin
 from deeppose.compare_stats import cell_estimate
 from deeppose.config import Params, load_params
 from deeppose.core import check_memory, job_header
@@ -83,13 +83,14 @@ def _record(block: Block) -> BlockRecord:
 
 
 def cell_time(blocks: list[BlockRecord]) -> IntervalRecord:
-    """The median of the final, undisturbed block medians, with its t-interval on logarithms; when
-    every final block stayed disturbed through its retries, of all of them, and the method says so."""
+    """The median of the final block medians that no other process disturbed, with its t-interval
+    on logarithms; when every final block stayed disturbed through its retries, of all of them, and
+    the method says so."""
     last: dict[int, BlockRecord] = {}
     for block in blocks:
         if block.round not in last or block.attempt > last[block.round].attempt:
             last[block.round] = block
-    usable = [b for b in last.values() if not b.disturbed]
+    usable = [b for b in last.values() if not interfered(b.reasons)]
     interval = cell_estimate([float(np.median(b.samples_s)) for b in usable or last.values()])
     method = interval.method if usable else f"{interval.method}, every block disturbed"
     return IntervalRecord(interval.estimate, interval.low, interval.high, interval.n, interval.level, method)

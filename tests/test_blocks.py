@@ -118,18 +118,34 @@ def test_disturbed_block_detector_on_one_contaminated_block() -> None:
     assert blocks[4].interference.other_cpu_s == pytest.approx(0.5)
 
 
-def test_a_disturbed_block_is_rerun_and_the_last_attempt_counts() -> None:
-    spiky, calm = B.BlockOutput((1.0, 1.0, 2.0)), B.BlockOutput((1.1, 1.1, 1.1))
-    outputs = iter([spiky, spiky, calm, spiky, spiky, spiky])
-    slots = [B.Slot(0, 0, B.Arm("x")), B.Slot(0, 1, B.Arm("y"))]
-    blocks = B.run_blocks(slots, lambda cell: next(outputs), retries=2, probe=lambda: B.CpuReading(0, 0, 0),
-                          load=lambda: (0.0, 0.0, 0.0), cores=2)
-    assert [(b.arm, b.attempt, b.disturbed) for b in blocks] == [
-        ("x", 0, True), ("x", 1, True), ("x", 2, False), ("y", 0, True), ("y", 1, True), ("y", 2, True),
+def test_a_block_other_processes_disturbed_is_rerun_and_a_noisy_one_is_kept() -> None:
+    calm, spiky = B.BlockOutput((1.1, 1.1, 1.1)), B.BlockOutput((1.0, 1.0, 2.0))
+    # x: other processes busy during two attempts, quiet on the third; y: quiet but noisy on its own;
+    # z: other processes busy every time
+    runs = iter([(calm, 1.5), (calm, 1.5), (calm, 0.0), (spiky, 0.0), (calm, 1.5), (calm, 1.5), (calm, 1.5)])
+    readings: list[B.CpuReading] = []
+
+    def launch(cell: str) -> B.BlockOutput:
+        output, others = next(runs)
+        start = readings[-1]
+        readings.append(B.CpuReading(start.monotonic_s + 1, start.machine_busy_s + others, start.own_s))
+        return output
+
+    def probe() -> B.CpuReading:
+        if not readings:
+            readings.append(B.CpuReading(0.0, 0.0, 0.0))
+        return readings[-1]
+
+    slots = [B.Slot(0, 0, B.Arm("x")), B.Slot(0, 1, B.Arm("y")), B.Slot(0, 2, B.Arm("z"))]
+    blocks = B.run_blocks(slots, launch, retries=2, probe=probe, load=lambda: (0.0, 0.0, 0.0), cores=2)
+    assert [(b.arm, b.attempt, b.disturbed, B.interfered(b.reasons)) for b in blocks] == [
+        ("x", 0, True, True), ("x", 1, True, True), ("x", 2, False, False),
+        ("y", 0, True, False),  # flagged (an outlier sample), not rerun: its spread is the cell's own
+        ("z", 0, True, True), ("z", 1, True, True), ("z", 2, True, True),
     ]
     kept = {b.arm: b for b in B.final(blocks)}
-    assert kept["x"].samples_s == calm.samples_s and kept["x"].attempt == 2
-    assert kept["y"].disturbed and kept["y"].attempt == 2  # every retry disturbed: left to the analysis
+    assert kept["x"].attempt == 2 and kept["y"].samples_s == spiky.samples_s
+    assert kept["z"].disturbed and kept["z"].attempt == 2  # every retry disturbed: left to the analysis
 
 
 @pytest.mark.parametrize(
@@ -147,11 +163,13 @@ def test_disturbance_reasons(samples: list[float], figures: B.Interference, expe
 
 
 def test_a_disturbed_round_is_left_out_of_both_arms() -> None:
-    def block(arm: str, round_: int, median: float, disturbed: bool = False) -> B.Block:
-        return B.Block(round_, 0, arm, arm.split("#")[0], 0, (median,), (), 0.0, 1.0, _figures(), disturbed, ())
+    def block(arm: str, round_: int, median: float, reasons: tuple[str, ...] = ()) -> B.Block:
+        return B.Block(round_, 0, arm, arm.split("#")[0], 0, (median,), (), 0.0, 1.0, _figures(), bool(reasons),
+                       reasons)
 
     blocks = [block("a", r, 1.0 + 0.01 * r) for r in range(4)] + [block("b", r, 1.2 + 0.01 * r) for r in range(4)]
-    blocks[6] = block("b", 2, 5.0, disturbed=True)
+    blocks[6] = block("b", 2, 5.0, reasons=("other processes: 0.90 CPU s in 1.00 s (0.90 cores > 0.1)",))
+    blocks[1] = block("a", 1, 1.01, reasons=("spread: IQR/median 0.20 > 0.1",))  # noisy on its own: counts
     result = S.compare(blocks, "b", "a")
     assert result.rounds_used == (0, 1, 3) and result.rounds_dropped == (2,)
     assert result.verdict is S.Verdict.SLOWER and result.ratio.n == 3

@@ -18,7 +18,7 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 
-from deeppose.blocks import Block, Interference
+from deeppose.blocks import Block, Interference, interfered
 from deeppose.compare_stats import (
     Comparison, ControlSummary, GroupAnalysis, Interval, analyse_group, compare, control_summary,
 )
@@ -209,7 +209,7 @@ class TimingCell:
     """One core-process timing cell: forward + loss + backward at one batch size, over blocks.
 
     `time` (median of block medians, interval from the blocks) is the figure comparisons use;
-    `core` pools the final undisturbed blocks' samples to describe the spread as the study did."""
+    `core` pools the usable blocks' samples to describe the spread as the study did."""
 
     job: Job
     batch_size: int
@@ -234,9 +234,9 @@ def final_blocks(records: list[BlockRecord]) -> list[BlockRecord]:
 
 
 def usable_blocks(records: list[BlockRecord]) -> list[BlockRecord]:
-    """The final attempts that were not disturbed, or all final attempts when every one was: the
-    blocks a cell's figures come from."""
-    return [b for b in final_blocks(records) if not b.disturbed] or final_blocks(records)
+    """The final attempts that no other process disturbed, or all final attempts when every one
+    was: the blocks a cell's figures come from."""
+    return [b for b in final_blocks(records) if not interfered(b.reasons)] or final_blocks(records)
 
 
 def summarize_timing(job: Job, result: TimingResult) -> TimingCell:
@@ -249,7 +249,7 @@ def summarize_timing(job: Job, result: TimingResult) -> TimingCell:
         flops_per_s=result.flops_per_s,
         optimizer_step=Sample.of([s for b in usable for s in b.optimizer_step_s], "blocks"),
         loss=Sample.of([s for b in usable for s in b.loss_s], "blocks"),
-        blocks=len([b for b in final_blocks(result.blocks) if not b.disturbed]),
+        blocks=len([b for b in final_blocks(result.blocks) if not interfered(b.reasons)]),
         disturbed=sum(b.disturbed for b in result.blocks),
         compile=Sample.of([b.compile_s for b in usable if b.compile_s is not None], "blocks"),
         memory_bytes=_median([b.memory_bytes for b in usable if b.memory_bytes is not None]),

@@ -378,8 +378,10 @@ with the device synchronised before the clock is read, gradients cleared and gar
 outside the timed region, warm-up runs dropped. Batch sizes are 2^n. All cells of one device and
 batch size form a group measured together: `timing.blocks` rounds in which every cell runs one
 block (a fresh process, `timing.repeats` samples) in a seeded random order, so drift hits all alike
-and cells pair by round; a block that another process disturbed (IQR/median > 10 %, max/median >
-1.25, or other processes' CPU time above a tenth of a core) is rerun and every attempt kept.
+and cells pair by round. A block is flagged *disturbed* when its samples spread (IQR/median > 10 %),
+hold an outlier (max/median > 1.25) or other processes used more than a tenth of a core meanwhile;
+only the last, which a rerun can cure, is rerun (every attempt kept) and left out of the statistics;
+a block noisy on its own is the cell's own behaviour, and counts.
 A cell's time is the median of its block medians with a {CI} from the blocks (t on logarithms);
 ratios come with a {COMPARE_CI} paired by round, and a verdict needs the interval to exclude 1 *and*
 the ratio to be beyond 1 ± {fmt.sig(100 * THRESHOLD)} %. One cell per group is measured twice as two
@@ -601,7 +603,8 @@ def _network_conclusions(ctx: Context, device: str, cells: list) -> list[str]:
     disturbed = [c for c in cells if c.disturbed]
     if disturbed:
         which = ", ".join(f"{_label(c.job)} batch {c.batch_size} ({c.disturbed})" for c in disturbed)
-        sentences.append(f"Disturbed block attempts on {device} (rerun, all kept): {which}.")
+        sentences.append(f"Block attempts flagged disturbed on {device} (those other processes disturbed were "
+                         f"rerun; all are kept): {which}.")
     return sentences
 
 
