@@ -414,12 +414,27 @@ def _across(base: Side, head: Side, threshold: float) -> list[Row]:
     return rows
 
 
+# Environment fields that describe a moment, not the machine: the commit differs by design, the load
+# average with whatever ran a minute before.
+TRANSIENT = ("commit", "fairness", "load_average_1m")
+
+
+def _unordered(value: Any) -> Any:
+    """Lists of records (the native libraries a process loaded) in a canonical order: the order
+    libraries were loaded in is not a property of the machine."""
+    if isinstance(value, dict):
+        return {k: _unordered(v) for k, v in value.items()}
+    if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+        return sorted((_unordered(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True))
+    return value
+
+
 def _description(record: TimingResult | TrainMetrics | BreakdownResult) -> dict[str, Any]:
-    """What the machine and libraries were, for comparing sides: the environment record (less the
-    commit, which differs by design), the fairness manifest, threads and versions."""
-    environment = {k: v for k, v in record.environment.items() if k not in ("commit", "fairness")}
-    return {"environment": environment, "fairness": record.environment.get("fairness", {}),
-            "threads": record.threads, "versions": record.versions}
+    """What the machine and libraries were, for comparing sides: the environment record (less
+    TRANSIENT fields), the fairness manifest, threads and versions."""
+    environment = {k: v for k, v in record.environment.items() if k not in TRANSIENT}
+    return _unordered({"environment": environment, "fairness": record.environment.get("fairness", {}),
+                       "threads": record.threads, "versions": record.versions})
 
 
 def machine_differences(base: Side, head: Side) -> tuple[MachineField, ...]:

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,20 @@ def test_unlike_machines_are_named_and_get_no_time_verdict(params):
     across = C.compare_sides(base, head, across_machines=True)
     ratios = [row for row in across.across if row.what.startswith("Chainer / PyTorch")]
     assert len(ratios) == 2 and "compared below instead" in C.render_markdown(across)
+
+
+def test_the_same_machine_is_like_itself_whatever_its_load_and_library_order():
+    """Two runs on one machine: the load average before each job and the order in which a process
+    loaded its libraries differ, and neither makes the machines unlike (seen on two real runs)."""
+    libraries = [{"library": "openblas", "architecture": "SkylakeX"}, {"library": "openblas", "architecture": "Haswell"}]
+
+    def described(load: float, native: list) -> dict:
+        record = types.SimpleNamespace(environment={"cpu": "Sim CPU", "load_average_1m": load, "commit": "x"},
+                                       threads={"native": native}, versions={})
+        return C._description(record)
+
+    assert described(0.3, libraries) == described(1.7, libraries[::-1])
+    assert described(0.3, libraries) != described(0.3, libraries[:1])
 
 
 def test_bad_input_is_one_line_naming_it(tmp_path, params, capsys):
