@@ -203,8 +203,10 @@ def test_the_slurm_profile_runs_the_pipeline_on_the_cluster(runs):
         assert paths, out
         for path in (p for p in paths if not p.name.startswith(".")):
             check_parses(path)
-    results = sorted((project / "results").rglob("*.json"))
+    results = sorted(path for path in (project / "results").rglob("*.json") if "cost" not in path.parts)
     assert len(results) == 1 + 1 + 1 + 2 + 1  # prepare, peak, train metrics, time, breakdown
+    # and every job, run on the cluster, recorded what it cost there
+    assert len(list((project / "results" / "cost").rglob("*.json"))) == len(jobs)
 
     # Every job of the DAG was a Slurm job that completed, measuring jobs with the node to themselves.
     rules = [re.match(r"rule_([a-z]+)", job["comment"]).group(1) for job in jobs]
