@@ -24,17 +24,18 @@ section 8). Here every interval is computed from one number per block, its media
 The defaults (`ROUNDS`, `REPEATS`, `COMPARE_LEVEL`, `THRESHOLD`) come from the simulation in
 tests/test_blocks.py: a machine with a slow trend, a random walk of speed, a 3 % per-process
 effect, outlier blocks (5 %, a third of them invisible in /proc/stat) and sample spikes, run
-through the schedule, the runner (disturbed blocks rerun), the round filter and the verdict.
+through the schedule, the runner (blocks other processes disturbed rerun), the round filter and
+the verdict.
 Over 1,000 A/A and 1,000 "10 % slower" groups, at 6 samples per block, a 90 % interval and a 5 %
 threshold:
 
     rounds                      3      4      5      6      7      8
-    A/A false-positive rate   3.4 %  3.9 %  1.9 %  1.3 %  1.2 %  0.7 %
-    power at a 10 % effect     52 %   76 %   88 %   91 %   92 %   93 %
+    A/A false-positive rate   3.4 %  2.7 %  3.0 %  2.3 %  1.9 %  1.7 %
+    power at a 10 % effect     54 %   76 %   86 %   90 %   90 %   91 %
 
 Three rounds (t quantile 2.92 on 2 degrees of freedom, and one silent outlier block ruins the
-interval) cannot reach 90 %; six just do; eight keep a margin over the simulation's own
-uncertainty (+- 1.7 % at 1,000 trials), hence `ROUNDS = 8`. More samples per block do not help:
+interval) cannot reach 90 %; six just do; eight add a little (the simulation's own uncertainty is
++- 1.7 % at 1,000 trials), hence `ROUNDS = 8`. More samples per block do not help:
 the variance that matters is between processes (4 samples: 91 %, 10: 89 % at 8 rounds). The 90 %
 interval is not what keeps false positives rare: the threshold is (a 95 % interval with a 3 %
 threshold gives 3.0 % false positives and 90 % power at 8 rounds: worse on both counts).
