@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
 
 from deeppose.grid import Job
-from deeppose.report.analysis import REFERENCE, Analysis
+from deeppose.report.analysis import REFERENCE, Analysis, TimingCell
 from deeppose.report.fmt import flops, framework_name
 
 # Okabe & Ito (2008) colours, by framework; further frameworks take the next unused one.
@@ -217,23 +217,27 @@ def draw_core_times(analysis: Analysis, device: str) -> Figure:
     return figure
 
 
-def draw_memory(analysis: Analysis, device: str) -> Figure:
-    """Peak memory of one core process above the block's set-up, against batch size."""
+def _plot_cells(ax, analysis: Analysis, device: str, value: Callable[[TimingCell], float | None]) -> None:
+    """One line per framework x loss mode: `value` of each timing cell that has one, against batch size."""
     results = analysis.results
-    frameworks, exps = results.frameworks, results.batch_exponents
-    figure = new_figure(7.5, 4.4)
-    ax = figure.add_subplot()
-    for fw in frameworks:
+    for fw in results.frameworks:
         for loss in results.loss_modes:
-            points = [(c.batch_size, c.memory_bytes / 2**20) for e in exps
-                      if (c := analysis.timing_cell(fw, loss, device, e)) is not None and c.memory_bytes is not None]
+            points = [(c.batch_size, v) for e in results.batch_exponents
+                      if (c := analysis.timing_cell(fw, loss, device, e)) is not None and (v := value(c))]
             if not points:
                 continue
             line, marker = mode_style(loss)
             x, y = zip(*points)
-            ax.plot(x, y, color=colour(fw, frameworks), linestyle=line, marker=marker, markersize=5,
+            ax.plot(x, y, color=colour(fw, results.frameworks), linestyle=line, marker=marker, markersize=5,
                     label=f"{framework_name(fw)}, {loss}")
-    _batch_axis(ax, [2**e for e in exps])
+
+
+def draw_memory(analysis: Analysis, device: str) -> Figure:
+    """Peak memory of one core process above the block's set-up, against batch size."""
+    figure = new_figure(7.5, 4.4)
+    ax = figure.add_subplot()
+    _plot_cells(ax, analysis, device, lambda c: None if c.memory_bytes is None else c.memory_bytes / 2**20)
+    _batch_axis(ax, [2**e for e in analysis.results.batch_exponents])
     ax.set_yscale("log", base=2)
     ax.set_ylabel("peak memory above set-up (MiB, log scale)")
     ax.set_title(f"Memory of one core process on {device} (median of blocks)")
@@ -244,21 +248,10 @@ def draw_memory(analysis: Analysis, device: str) -> Figure:
 
 def draw_flops(analysis: Analysis, device: str) -> Figure:
     """Achieved FLOP/s of the core process against batch size, with the measured fp32 peak."""
-    results = analysis.results
-    frameworks, exps = results.frameworks, results.batch_exponents
+    exps = analysis.results.batch_exponents
     figure = new_figure(7.5, 4.4)
     ax = figure.add_subplot()
-    for fw in frameworks:
-        for loss in results.loss_modes:
-            cells = [c for e in exps if (c := analysis.timing_cell(fw, loss, device, e)) and c.flops_per_s]
-            if not cells:
-                continue
-            line, marker = mode_style(loss)
-            ax.plot(
-                [c.batch_size for c in cells], [c.flops_per_s / 1e9 for c in cells],
-                color=colour(fw, frameworks), linestyle=line, marker=marker, markersize=5,
-                label=f"{framework_name(fw)}, {loss}",
-            )
+    _plot_cells(ax, analysis, device, lambda c: c.flops_per_s and c.flops_per_s / 1e9)
     peak = analysis.peak_for(device)
     if peak:
         label = f"measured fp32 peak ({flops(peak)})"
