@@ -123,7 +123,7 @@ def block(job: Job, round_: int, arm: str, attempt: int = 0, disturbed: bool = F
     return {
         "round": round_, "position": 0, "arm": arm, "attempt": attempt,
         "samples_s": list(core_mean(job) * drift * (1 + rng.uniform(-0.002, 0.002, 3))),
-        "warmup_s": [core_mean(job) * 3], "optimizer_step_s": [],
+        "warmup_s": [core_mean(job) * 3], "optimizer_steps_s": {},
         "loss_s": list(loss_mean(job) * drift * (1 + rng.uniform(-0.002, 0.002, 5))),
         "compile_s": None, "memory_bytes": int(2.5e8 * 2**job.batch_exp**0.5),
         "started_at": 1000.0 + round_, "ended_at": 1000.5 + round_,
@@ -138,9 +138,11 @@ def per_image(n: int) -> dict[str, list[float]]:
     rng = np.random.default_rng(n)
     return {
         "sq_error": list(14 * 0.0025 * rng.uniform(0.5, 1.5, n)), "visible": [14.0] * n,
-        "pcp_hits": list(rng.binomial(9, 0.4, n).astype(float)), "pcp_counted": [9.0] * n,
         "baseline_sq_error": list(14 * 0.02 * rng.uniform(0.5, 1.5, n)),
-        "baseline_pcp_hits": list(rng.binomial(9, 0.05, n).astype(float)),
+        **{key: list(rng.binomial(size, p, n).astype(float)) for key, size, p in (
+            ("pcp_hits", 10, 0.4), ("baseline_pcp_hits", 10, 0.05), ("pdj_hits", 14, 0.5),
+            ("baseline_pdj_hits", 14, 0.1), ("pck_hits", 14, 0.45), ("baseline_pck_hits", 14, 0.08))},
+        "pcp_counted": [10.0] * n, "pdj_counted": [14.0] * n, "pck_counted": [14.0] * n,
     }
 
 
@@ -224,6 +226,10 @@ def make_project(root: Path, devices: tuple[str, ...] = ("cpu", "cuda")) -> Path
         PeakResult.create(
             device="cpu", n=4096, peak_flops_per_s=PEAK, best="torch_conv3x3", kernels={},
             rates_flops_per_s={"numpy_matmul": 1.2e11, "torch_conv3x3": PEAK}, threads={"requested": 2},
+            bandwidth={"n": 2**26, "bytes": 12 * 2**26, "samples_s": [0.02] * 3}, bandwidth_bytes_per_s=12 * 2**26 / 0.02,
+            theoretical={"microarchitecture": "Zen 4", "cores": 2, "clock_hz": 2.6e9, "flops_per_cycle_per_core": 32,
+                         "flops_per_s": 2 * 2.6e9 * 32, "how": "2 cores x 2.60 GHz x 32 fp32 FLOPs per cycle (Zen 4)"},
+            theoretical_flops_per_s=2 * 2.6e9 * 32,
             environment=environment(), provenance=provenance.record("peak", params),
         ).write(paths.matmul_peak())
         PrepareSummary.create(

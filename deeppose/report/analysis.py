@@ -146,12 +146,12 @@ def _ratio_interval(numerators: list[np.ndarray], denominator: np.ndarray, seed:
 
 
 def accuracy_gaps(per_image: dict[str, list[float]], seed: int = 0) -> dict[str, AccuracyGap]:
-    """Test loss and PCP@0.5 of the trained network and of the mean pose, and their difference."""
+    """Test loss and each accuracy of the trained network and of the mean pose, and their difference."""
     a = {k: np.asarray(v, dtype=float) for k, v in per_image.items()}
     gaps = {}
     for metric, (trained, baseline, counted) in {
         "loss": ("sq_error", "baseline_sq_error", "visible"),
-        "pcp": ("pcp_hits", "baseline_pcp_hits", "pcp_counted"),
+        **{name: (f"{name}_hits", f"baseline_{name}_hits", f"{name}_counted") for name in ("pcp", "pdj", "pck")},
     }.items():
         if not {trained, baseline, counted} <= a.keys() or a[counted].sum() == 0:
             continue
@@ -216,7 +216,7 @@ class TimingCell:
     time: Interval
     core: Sample
     flops_per_s: float | None
-    optimizer_step: Sample | None
+    optimizer_steps: dict[str, Sample | None]  # optimiser -> its update's samples
     loss: Sample | None  # the loss alone, forward + backward into the predictions
     blocks: int  # rounds with a usable block
     disturbed: int  # attempts flagged disturbed, reruns included
@@ -247,7 +247,10 @@ def summarize_timing(job: Job, result: TimingResult) -> TimingCell:
         time=Interval(**result.time_s.to_dict()),
         core=Sample.of([s for b in usable for s in b.samples_s], "blocks"),
         flops_per_s=result.flops_per_s,
-        optimizer_step=Sample.of([s for b in usable for s in b.optimizer_step_s], "blocks"),
+        optimizer_steps={
+            name: Sample.of([s for b in usable for s in b.optimizer_steps_s.get(name, [])], "blocks")
+            for name in dict.fromkeys(name for b in usable for name in b.optimizer_steps_s)
+        },
         loss=Sample.of([s for b in usable for s in b.loss_s], "blocks"),
         blocks=len([b for b in final_blocks(result.blocks) if not interfered(b.reasons)]),
         disturbed=sum(b.disturbed for b in result.blocks),

@@ -469,14 +469,14 @@ def render_network(ctx: Context) -> str:
 def _core_table(ctx: Context, device: str) -> str:
     results, analysis = ctx.results, ctx.analysis
     cells = [c for job in jobs_on(results.timing, device) if (c := analysis.timing.get(job))]
-    has_step = any(c.optimizer_step for c in cells)
+    steps = list(dict.fromkeys(name for c in cells for name in c.optimizer_steps))
     rows = []
     for e in results.batch_exponents:
         for fw in results.frameworks:
             for loss in results.loss_modes:
                 c = analysis.timing_cell(fw, loss, device, e)
                 if c is None:
-                    rows.append([str(2**e), framework_name(fw), loss, "not run", *[MISSING] * (5 + has_step)])
+                    rows.append([str(2**e), framework_name(fw), loss, "not run", *[MISSING] * (5 + len(steps))])
                     continue
                 row = [
                     str(c.batch_size), framework_name(fw), loss, str(c.blocks), format_interval(c.time, 1e3, "ms"),
@@ -484,15 +484,13 @@ def _core_table(ctx: Context, device: str) -> str:
                     fmt.seconds(c.loss.median) if c.loss else MISSING,
                     f"{c.memory_bytes / 2**20:.0f} MiB" if c.memory_bytes is not None else MISSING,
                 ]
-                if has_step:
-                    row.append(fmt.seconds(c.optimizer_step.median) if c.optimizer_step else MISSING)
+                row += [fmt.seconds(s.median) if (s := c.optimizer_steps.get(name)) else MISSING for name in steps]
                 rows.append(row)
                 if e == results.batch_exponents[-1]:  # summary.json keeps the largest batch only
                     ctx.headline(device, "core_time_s", fw, loss, f"b{c.batch_size}", value=interval_summary(c.time))
     headers = ["batch", "framework", "loss", "blocks", f"time ({CI})", "mean ± std of samples",
                "disturbed attempts", "loss alone (median)", "peak memory (median)"]
-    if has_step:
-        headers.append("update step (median, not in core)")
+    headers += [f"{name} update (median, not in core)" for name in steps]
     return fmt.table(headers, rows, right=tuple(range(3, len(headers))))
 
 
