@@ -90,7 +90,7 @@ def write_train(params: Params, job: Job) -> None:
     paths.train_log(job).write_text(text)
     TrainMetrics.create(
         job=job_id(job), seed=0,
-        params={"train": {}, "model": {}}, epochs=2, iterations=ITERATIONS, batch_size=16,
+        params={"train": {"optimizer": params.raw["train"]["optimizer"], "batch_size": 16}, "model": {}}, epochs=2, iterations=ITERATIONS, batch_size=16,
         train_samples=320, test_samples=80, resumed_from_epoch=0,
         train_time_s=elapsed, eval_time_s=3.0, iteration_time_s=stats(times),
         final_train_loss=0.01,
@@ -123,7 +123,7 @@ def block(job: Job, round_: int, arm: str, attempt: int = 0, disturbed: bool = F
     return {
         "round": round_, "position": 0, "arm": arm, "attempt": attempt,
         "samples_s": list(core_mean(job) * drift * (1 + rng.uniform(-0.002, 0.002, 3))),
-        "warmup_s": [core_mean(job) * 3], "optimizer_step_s": [],
+        "warmup_s": [core_mean(job) * 3], "optimizer_step_s": [0.01 * core_mean(job) / 2**job.batch_exp] * 3,
         "loss_s": list(loss_mean(job) * drift * (1 + rng.uniform(-0.002, 0.002, 5))),
         "compile_s": None, "memory_bytes": int(2.5e8 * 2**job.batch_exp**0.5),
         "started_at": 1000.0 + round_, "ended_at": 1000.5 + round_,
@@ -199,10 +199,10 @@ def write_breakdown(params: Params, job: Job) -> None:
     ).write(paths.breakdown_result(job))
 
 
-def make_project(root: Path, devices: tuple[str, ...] = ("cpu", "cuda")) -> Path:
+def make_project(root: Path, devices: tuple[str, ...] = ("cpu", "cuda"), optimizer: str = "momentum_sgd") -> Path:
     """params.yaml with a small grid plus results for every cpu job but one timing job."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["train"].update(optimizer="momentum_sgd", lr=0.01, momentum=0.9, batch_size=16, epochs=3)
+    raw["train"].update(optimizer=optimizer, lr=0.01, momentum=0.9, batch_size=16, epochs=3)
     raw["grid"].update(
         frameworks=list(FRAMEWORKS), loss_modes=list(MODES), devices=list(devices), batch_exponents=list(EXPS)
     )
