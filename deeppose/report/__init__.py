@@ -56,6 +56,8 @@ def build(params: Params, baseline: str | None = None) -> Findings:
         paths.report_curves(): dvc_files.learning_curves(results).encode(),
         **{paths.report_figures() / file: data for file, data in pngs.items()},
     })
+    for old in set(paths.report_figures().glob("*.png")) - {paths.report_figures() / file for file in pngs}:
+        old.unlink()  # a figure the findings no longer support (its results are gone) must not linger
     return findings
 
 
