@@ -33,18 +33,13 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import IO
 
-from deeppose.blocks import BlockOutput, Launch, emit_block, parse_block
+from deeppose.blocks import BlockOutput, Launch, emit_block, parse_block, process_cpu_s
 
 READY_TAG = "deeppose_server_ready"
 EXIT_TAG = "deeppose_block_exit"
 
 
 # --- the server side -----------------------------------------------------------------------
-def _cpu_s() -> float:
-    times = os.times()
-    return times.user + times.system + times.children_user + times.children_system
-
-
 def serve(run_block: Callable[[str], BlockOutput], requests: IO[str] | None = None) -> None:
     """Answer each request line (a cell) by forking a child that runs `run_block(cell)` and writes
     its result; report the child's exit status and CPU time after it. Returns at end of input."""
@@ -55,7 +50,7 @@ def serve(run_block: Callable[[str], BlockOutput], requests: IO[str] | None = No
         cell = line.strip()
         if not cell:
             continue
-        before = _cpu_s()
+        before = process_cpu_s()
         pid = os.fork()
         if pid == 0:
             status = 0
@@ -69,7 +64,7 @@ def serve(run_block: Callable[[str], BlockOutput], requests: IO[str] | None = No
                 os._exit(status)
         _, wait_status = os.waitpid(pid, 0)
         code = os.waitstatus_to_exitcode(wait_status)
-        print(json.dumps({EXIT_TAG: code, "cpu_s": _cpu_s() - before}), file=out, flush=True)
+        print(json.dumps({EXIT_TAG: code, "cpu_s": process_cpu_s() - before}), file=out, flush=True)
 
 
 # --- the caller side -----------------------------------------------------------------------

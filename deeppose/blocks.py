@@ -151,15 +151,21 @@ def count_cpus(stat_text: str) -> int:
     return sum(1 for line in stat_text.splitlines() if line.startswith("cpu") and not line.startswith("cpu "))
 
 
-def read_cpu(stat_path: str | os.PathLike[str] = "/proc/stat") -> CpuReading:
-    """Now: machine busy time from /proc/stat and this process's own CPU time from os.times()
-    (children_* holds each block process once it has been waited for)."""
+def process_cpu_s() -> float:
+    """User + system CPU seconds of this process and of the children it has waited for."""
     own = os.times()
+    return own.user + own.system + own.children_user + own.children_system
+
+
+def read_cpu(stat_path: str | os.PathLike[str] = "/proc/stat") -> CpuReading:
+    """Now: machine busy time from /proc/stat and this process's own CPU time (children count
+    once they have been waited for)."""
+    own = process_cpu_s()
     text = Path(stat_path).read_text()
     return CpuReading(
         monotonic_s=time.monotonic(),
         machine_busy_s=machine_busy_s(text, os.sysconf("SC_CLK_TCK")),
-        own_s=own.user + own.system + own.children_user + own.children_system,
+        own_s=own,
     )
 
 

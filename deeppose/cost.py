@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from deeppose import paths
+from deeppose.blocks import process_cpu_s
 from deeppose.results import StageCost
 
 
@@ -29,21 +30,16 @@ def startup_s() -> float:
     return max(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 0.0)
 
 
-def _cpu_s() -> float:
-    times = os.times()
-    return times.user + times.system + times.children_user + times.children_system
-
-
 @contextlib.contextmanager
 def recorded(stage: str, job_label: str | None) -> Iterator[None]:
     """Run the stage's body; when it succeeds, write its `StageCost` (deeppose.paths.stage_cost)."""
     started_at, startup = time.time(), startup_s()
-    tic, cpu = time.perf_counter(), _cpu_s()
+    tic, cpu = time.perf_counter(), process_cpu_s()
     yield
     wall = time.perf_counter() - tic
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     StageCost.create(
         stage=stage, job=job_label, started_at=started_at, startup_s=startup, wall_s=wall,
-        cpu_s=_cpu_s() - cpu, max_rss_mb=max(own, children) / 1024,
+        cpu_s=process_cpu_s() - cpu, max_rss_mb=max(own, children) / 1024,
     ).write(paths.stage_cost(stage, job_label))

@@ -74,22 +74,39 @@ EFFECTS = (
 
 
 # --- collection ---------------------------------------------------------------------------
-def cpu_description(cpuinfo: str | None = None) -> dict[str, Any]:
-    """Model string and the vector/crypto ISA flags of the first CPU in /proc/cpuinfo."""
+def first_cpu(cpuinfo: str | None = None) -> dict[str, str]:
+    """The fields of the first processor in /proc/cpuinfo (empty when it cannot be read)."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
         except OSError:
-            return {"model": None, "isa_flags": []}
-    model, flags = None, []
+            return {}
+    fields: dict[str, str] = {}
     for line in cpuinfo.splitlines():
+        if not line.strip() and fields:
+            break
         key, _, value = line.partition(":")
-        key = key.strip()
-        if key == "model name" and model is None:
-            model = value.strip()
-        elif key == "flags" and not flags:
-            flags = sorted(f for f in value.split() if ISA_FLAG.match(f))
-    return {"model": model, "isa_flags": flags}
+        fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def _int(text: str | None) -> int | None:
+    return int(text) if text and text.isdigit() else None
+
+
+def cpu_description(cpuinfo: str | None = None) -> dict[str, Any]:
+    """Model string, vendor, family/model/stepping numbers (the model string under a hypervisor is
+    often just "AMD EPYC", which does not tell Zen 4 from Zen 5) and the vector/crypto ISA flags of
+    the first CPU. Only what is constant: the clock varies between reads on bare metal."""
+    fields = first_cpu(cpuinfo)
+    return {
+        "model": fields.get("model name"),
+        "vendor": fields.get("vendor_id"),
+        "family": _int(fields.get("cpu family")),
+        "model_number": _int(fields.get("model")),
+        "stepping": _int(fields.get("stepping")),
+        "isa_flags": sorted(f for f in fields.get("flags", "").split() if ISA_FLAG.match(f)),
+    }
 
 
 def steering_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:

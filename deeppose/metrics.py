@@ -1,11 +1,14 @@
 """Pose accuracy: PCP@0.5, PDJ@0.2 and PCK@0.2 for LSP's 14 joints.
 
 All three compare predicted and true joints of shape (N, 14, 2) in the same units (any: they are
-scale-free) and count only what the annotation allows: a joint must be visible, a limb needs both
-ends visible, a reference length needs its joints visible. A metric with nothing to count is None.
+scale-free) and count only what the annotation allows: a joint must be visible, a stick needs every
+joint it is built from visible, a reference length needs its joints visible. (The prepared data keep
+LSP's visibility flag only, so occluded joints are not scored.) A metric with nothing to count is None.
 
-- PCP@0.5 (Ferrari et al. 2008; strict form as in Toshev & Szegedy 2014): a limb is correct when
-  both predicted ends lie within 0.5 x the limb's true length of their true positions.
+- PCP@0.5 (Ferrari et al. 2008; strict form as in Toshev & Szegedy 2014) over the 10 standard sticks
+  (`STICKS`: torso, head, upper and lower arms and legs): a stick is correct when both predicted ends
+  lie within 0.5 x its true length of their true positions. LSP has no pelvis or thorax joint, so the
+  torso runs from the shoulders' midpoint to the hips' midpoint.
 - PDJ@0.2 (Toshev & Szegedy 2014): a joint is detected when within 0.2 x the torso diameter,
   taken here as the longer torso diagonal (left shoulder-right hip, right shoulder-left hip), so
   that a side view does not shrink the reference.
@@ -20,16 +23,18 @@ import numpy as np
 R_ANKLE, R_KNEE, R_HIP, L_HIP, L_KNEE, L_ANKLE = range(6)
 R_WRIST, R_ELBOW, R_SHOULDER, L_SHOULDER, L_ELBOW, L_WRIST, NECK, HEAD = range(6, 14)
 
-LIMBS: dict[str, tuple[int, int]] = {
-    "right lower leg": (R_ANKLE, R_KNEE),
-    "right upper leg": (R_KNEE, R_HIP),
-    "left upper leg": (L_HIP, L_KNEE),
-    "left lower leg": (L_KNEE, L_ANKLE),
-    "right lower arm": (R_WRIST, R_ELBOW),
-    "right upper arm": (R_ELBOW, R_SHOULDER),
-    "left upper arm": (L_SHOULDER, L_ELBOW),
-    "left lower arm": (L_ELBOW, L_WRIST),
-    "head": (NECK, HEAD),
+# stick -> its two ends, each the mean of the joints named
+STICKS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    "torso": ((R_SHOULDER, L_SHOULDER), (R_HIP, L_HIP)),
+    "head": ((NECK,), (HEAD,)),
+    "right upper arm": ((R_SHOULDER,), (R_ELBOW,)),
+    "right lower arm": ((R_ELBOW,), (R_WRIST,)),
+    "left upper arm": ((L_SHOULDER,), (L_ELBOW,)),
+    "left lower arm": ((L_ELBOW,), (L_WRIST,)),
+    "right upper leg": ((R_HIP,), (R_KNEE,)),
+    "right lower leg": ((R_KNEE,), (R_ANKLE,)),
+    "left upper leg": ((L_HIP,), (L_KNEE,)),
+    "left lower leg": ((L_KNEE,), (L_ANKLE,)),
 }
 
 
@@ -38,33 +43,34 @@ def _fraction(hits: np.ndarray, counted: np.ndarray) -> float | None:
     return float((hits & counted).sum() / total) if total else None
 
 
-def _limbs(pred: np.ndarray, true: np.ndarray, visible: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """Correct and counted limbs, (len(LIMBS), N) booleans each."""
+def _sticks(pred: np.ndarray, true: np.ndarray, visible: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Correct and counted sticks, (len(STICKS), N) booleans each."""
     visible = visible.astype(bool)
     hits, counted = [], []
-    for a, b in LIMBS.values():
-        length = np.linalg.norm(true[:, a] - true[:, b], axis=-1)
-        err_a = np.linalg.norm(pred[:, a] - true[:, a], axis=-1)
-        err_b = np.linalg.norm(pred[:, b] - true[:, b], axis=-1)
+    for a, b in STICKS.values():
+        true_a, true_b = true[:, a].mean(axis=1), true[:, b].mean(axis=1)
+        length = np.linalg.norm(true_a - true_b, axis=-1)
+        err_a = np.linalg.norm(pred[:, a].mean(axis=1) - true_a, axis=-1)
+        err_b = np.linalg.norm(pred[:, b].mean(axis=1) - true_b, axis=-1)
         hits.append((err_a <= threshold * length) & (err_b <= threshold * length))
-        counted.append(visible[:, a] & visible[:, b] & (length > 0))
+        counted.append(visible[:, a + b].all(axis=1) & (length > 0))
     return np.stack(hits), np.stack(counted)
 
 
 def pcp(pred: np.ndarray, true: np.ndarray, visible: np.ndarray, threshold: float = 0.5) -> float | None:
-    """Fraction of correct limbs (see module docstring); visible is (N, 14), nonzero = visible."""
-    return _fraction(*_limbs(pred, true, visible, threshold))
+    """Fraction of correct sticks (see module docstring); visible is (N, 14), nonzero = visible."""
+    return _fraction(*_sticks(pred, true, visible, threshold))
 
 
-def _within(pred: np.ndarray, true: np.ndarray, visible: np.ndarray, reference: np.ndarray, ok: np.ndarray, threshold: float) -> float | None:
+def _within(pred: np.ndarray, true: np.ndarray, visible: np.ndarray, reference: np.ndarray, ok: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Joints within `threshold` x the image's reference length, and joints counted: (N, 14) each."""
     error = np.linalg.norm(pred - true, axis=-1)
     hits = error <= threshold * reference[:, None]
     counted = visible.astype(bool) & (ok & (reference > 0))[:, None]
-    return _fraction(hits, counted)
+    return hits, counted
 
 
-def pdj(pred: np.ndarray, true: np.ndarray, visible: np.ndarray, threshold: float = 0.2) -> float | None:
-    """Fraction of detected joints within threshold x torso diameter."""
+def _pdj(pred: np.ndarray, true: np.ndarray, visible: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     v = visible.astype(bool)
     diag1 = np.linalg.norm(true[:, L_SHOULDER] - true[:, R_HIP], axis=-1)
     diag2 = np.linalg.norm(true[:, R_SHOULDER] - true[:, L_HIP], axis=-1)
@@ -74,11 +80,20 @@ def pdj(pred: np.ndarray, true: np.ndarray, visible: np.ndarray, threshold: floa
     return _within(pred, true, visible, diameter, ok1 | ok2, threshold)
 
 
+def _pck(pred: np.ndarray, true: np.ndarray, visible: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    reference = np.linalg.norm(true[:, L_SHOULDER] - true[:, R_HIP], axis=-1)
+    v = visible.astype(bool)
+    return _within(pred, true, visible, reference, v[:, L_SHOULDER] & v[:, R_HIP], threshold)
+
+
+def pdj(pred: np.ndarray, true: np.ndarray, visible: np.ndarray, threshold: float = 0.2) -> float | None:
+    """Fraction of detected joints within threshold x torso diameter."""
+    return _fraction(*_pdj(pred, true, visible, threshold))
+
+
 def pck(pred: np.ndarray, true: np.ndarray, visible: np.ndarray, threshold: float = 0.2) -> float | None:
     """Fraction of joints within threshold x |left shoulder - right hip|."""
-    v = visible.astype(bool)
-    reference = np.linalg.norm(true[:, L_SHOULDER] - true[:, R_HIP], axis=-1)
-    return _within(pred, true, visible, reference, v[:, L_SHOULDER] & v[:, R_HIP], threshold)
+    return _fraction(*_pck(pred, true, visible, threshold))
 
 
 def masked_mse(pred: np.ndarray, true: np.ndarray, visible: np.ndarray) -> float:
@@ -88,17 +103,22 @@ def masked_mse(pred: np.ndarray, true: np.ndarray, visible: np.ndarray) -> float
 
 
 def per_image(pred: np.ndarray, true: np.ndarray, visible: np.ndarray) -> dict[str, list[float]]:
-    """Each test image's share of the test loss and of PCP@0.5 (numerators and denominators):
-    the test loss is sum(sq_error) / sum(visible) and PCP sum(pcp_hits) / sum(pcp_counted), so
-    resampling images gives their intervals (deeppose.report.analysis.accuracy_difference)."""
+    """Each test image's share of the test loss and of each accuracy (numerators and denominators):
+    the test loss is sum(sq_error) / sum(visible) and PCP sum(pcp_hits) / sum(pcp_counted) (PDJ and
+    PCK alike), so resampling images gives their intervals (deeppose.report.analysis)."""
     diff = (pred - true) * visible[..., None]
-    hits, counted = _limbs(pred, true, visible, 0.5)
-    return {
+    shares = {
         "sq_error": (diff**2).sum(axis=(1, 2)).tolist(),
         "visible": visible.sum(axis=1).astype(float).tolist(),
-        "pcp_hits": (hits & counted).sum(axis=0).astype(float).tolist(),
-        "pcp_counted": counted.sum(axis=0).astype(float).tolist(),
     }
+    for name, (hits, counted), axis in (
+        ("pcp", _sticks(pred, true, visible, 0.5), 0),
+        ("pdj", _pdj(pred, true, visible, 0.2), 1),
+        ("pck", _pck(pred, true, visible, 0.2), 1),
+    ):
+        shares[f"{name}_hits"] = (hits & counted).sum(axis=axis).astype(float).tolist()
+        shares[f"{name}_counted"] = counted.sum(axis=axis).astype(float).tolist()
+    return shares
 
 
 def evaluate(pred: np.ndarray, true: np.ndarray, visible: np.ndarray) -> dict[str, float | None]:

@@ -1,4 +1,5 @@
-"""Stage `peak`: the machine's fp32 throughput ceiling, for the report's achieved-FLOP/s figures.
+"""Stage `peak`: the machine's fp32 throughput and memory-bandwidth ceilings, for the report's
+achieved-FLOP/s figures and its roofline.
 
     python -m deeppose peak [--size 2048] [--warmup 2] [--repeats 5]
 
@@ -12,11 +13,19 @@ median, and `peak_flops_per_s` is the best rate. A matrix product alone is no ce
 CPUs MKL runs far below oneDNN, and the network's convolutions would exceed "the peak". The
 `breakdown` stage measures the same kernels (`measure_rates`) beside its layers. The result goes to
 `results/machine/matmul_peak.json`; a library that cannot be imported leaves its kernels null.
+
+Beside the best observed rate the stage records two more ceilings. The memory bandwidth is a
+STREAM triad (McCalpin), a = b + s c through one fused `torch.add`, on arrays at least four times
+the last-level cache, counting 3 x 4 bytes per element as STREAM does (no write-allocate traffic).
+The theoretical fp32 peak is cores x clock x FLOPs per cycle, where the microarchitecture is known
+from /proc/cpuinfo's vendor, family and model (`FLOPS_PER_CYCLE`); the clock is the one the kernel
+reports, which under a hypervisor is usually the nominal one, so boosting cores can exceed it.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +33,7 @@ import numpy as np
 from deeppose import paths, provenance
 from deeppose.config import load_params
 from deeppose.environment import describe as describe_environment
+from deeppose.fairness import cpu_description, first_cpu
 from deeppose.errors import DeepPoseError
 from deeppose.harness import measure
 from deeppose.lock import measurement_lock
@@ -31,6 +41,23 @@ from deeppose.results import PeakResult
 from deeppose.stats import describe
 
 DEFAULT_SIZE = 2048  # ~17 GFLOP a product: ~0.1 s at 150 GFLOP/s, big enough to reach the BLAS peak
+TRIAD_MIN_ELEMENTS = 2**26  # 256 MiB a float32 array: beyond any last-level cache seen on these machines
+TRIAD_BYTES_PER_ELEMENT = 3 * 4  # read b and c, write a (STREAM's count)
+
+# fp32 FLOPs per cycle per core (FMA pipes x lanes x 2) by (vendor, family, models): the
+# microarchitectures seen on these machines and their neighbours. Intel's Xeon Silver and Bronze
+# parts have one 512-bit FMA unit, not two; their model numbers do not tell them apart.
+FLOPS_PER_CYCLE: tuple[tuple[str, int, range, str, int], ...] = (
+    ("AuthenticAMD", 0x19, range(0x00, 0x10), "Zen 3", 32),  # 2 x 256-bit FMA
+    ("AuthenticAMD", 0x19, range(0x10, 0x20), "Zen 4", 32),  # AVX-512 on 2 x 256-bit FMA pipes
+    ("AuthenticAMD", 0x19, range(0xA0, 0xB0), "Zen 4c", 32),
+    ("AuthenticAMD", 0x1A, range(0x00, 0x20), "Zen 5", 64),  # 2 x 512-bit FMA (server parts)
+    ("GenuineIntel", 6, range(0x55, 0x56), "Skylake/Cascade Lake-SP", 64),  # 2 x 512-bit FMA (Gold, Platinum)
+    ("GenuineIntel", 6, range(0x6A, 0x6D), "Ice Lake-SP", 64),
+    ("GenuineIntel", 6, range(0x8F, 0x90), "Sapphire Rapids", 64),
+    ("GenuineIntel", 6, range(0xCF, 0xD0), "Emerald Rapids", 64),
+    ("GenuineIntel", 6, range(0xAD, 0xAF), "Granite Rapids", 64),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -113,6 +140,89 @@ def measure_rates(
     }
 
 
+def theoretical_peak(cores: int, cpuinfo: str | None = None) -> dict[str, Any]:
+    """cores x clock x FLOPs per cycle, with what it assumed; `flops_per_s` None when the
+    microarchitecture or the clock is unknown. `cpuinfo`: /proc/cpuinfo's text (read when None)."""
+    cpu = cpu_description(cpuinfo)
+    try:
+        mhz: float | None = float(first_cpu(cpuinfo)["cpu MHz"])
+    except (KeyError, ValueError):
+        mhz = None
+    known = next(
+        (
+            (name, per_cycle)
+            for vendor, family, models, name, per_cycle in FLOPS_PER_CYCLE
+            if cpu.get("vendor") == vendor and cpu.get("family") == family and cpu.get("model_number") in models
+        ),
+        None,
+    )
+    clock_hz = mhz * 1e6 if mhz else None
+    record: dict[str, Any] = {
+        "cpu_model": cpu.get("model"),
+        "microarchitecture": known[0] if known else None,
+        "cores": cores,
+        "clock_hz": clock_hz,
+        "flops_per_cycle_per_core": known[1] if known else None,
+        "flops_per_s": cores * clock_hz * known[1] if known and clock_hz else None,
+    }
+    if not known:
+        record["how"] = (
+            f"unknown microarchitecture ({cpu.get('vendor')}, family {cpu.get('family')}, model "
+            f"{cpu.get('model_number')}): no theoretical peak"
+        )
+    else:
+        record["how"] = (
+            f"{cores} cores x {clock_hz / 1e9 if clock_hz else float('nan'):.2f} GHz (the clock the kernel "
+            f"reports; boost may exceed it) x {known[1]} fp32 FLOPs per cycle ({known[0]})"
+        )
+    return record
+
+
+def last_level_cache_bytes() -> int | None:
+    """The largest cache of CPU 0 as sysfs gives it (e.g. "32768K"), None when unreadable."""
+    sizes = []
+    for size in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+        try:
+            text = size.read_text().strip()
+        except OSError:
+            continue
+        scale = {"K": 1024, "M": 1024**2}.get(text[-1:], 1)
+        digits = text.rstrip("KM")
+        if digits.isdigit():
+            sizes.append(int(digits) * scale)
+    return max(sizes, default=None)
+
+
+def measure_bandwidth(device: str, threads: int, warmup: int = 2, repeats: int = 5) -> dict[str, Any] | None:
+    """A STREAM triad on `device` (see the module docstring); None without torch."""
+    from deeppose.threads import limit_native_threads, resolve_threads
+
+    try:
+        import torch
+    except ImportError:
+        return None
+    n_threads = resolve_threads(threads)
+    torch.set_num_threads(n_threads)
+    limit_native_threads(n_threads)
+    llc = last_level_cache_bytes() if device == "cpu" else None
+    n = max(TRIAD_MIN_ELEMENTS, 4 * (llc or 0) // 4)  # every array at least 4x the cache (STREAM's rule)
+    dev = torch.device(device)
+    b, c = torch.ones(n, device=dev), torch.full((n,), 2.0, device=dev)
+    a = torch.empty(n, device=dev)
+    sync = torch.cuda.synchronize if device == "cuda" else None
+    samples = measure(lambda: torch.add(b, c, alpha=3.0, out=a), repeats=repeats, warmup=warmup, sync=sync).samples_s
+    stats = describe(samples)
+    moved = TRIAD_BYTES_PER_ELEMENT * n
+    return {
+        "n": n,
+        "last_level_cache_bytes": llc,
+        "bytes": moved,
+        "samples_s": samples,
+        "stats": stats,
+        "bytes_per_s": moved / stats["median"] if stats["median"] > 0 else None,
+    }
+
+
 def run(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     if args.size < 1:
@@ -124,14 +234,24 @@ def run(args: argparse.Namespace) -> None:
     threads = int(params.section("timing")["threads"])
     with measurement_lock("peak"):
         rates = measure_rates("cpu", args.size, threads, args.warmup, args.repeats, params.seed)
+        bandwidth = measure_bandwidth("cpu", threads, args.warmup, args.repeats)
+    theoretical = theoretical_peak(rates["threads"]["requested"])
     result = PeakResult.create(
-        **rates, environment=describe_environment(), provenance=provenance.record("peak", params)
+        **rates,
+        bandwidth=bandwidth,
+        bandwidth_bytes_per_s=bandwidth["bytes_per_s"] if bandwidth else None,
+        theoretical=theoretical,
+        theoretical_flops_per_s=theoretical["flops_per_s"],
+        environment=describe_environment(),
+        provenance=provenance.record("peak", params),
     )
     out = paths.matmul_peak()
     result.write(out)
     parts = [f"{name} {rate / 1e9:.1f} GFLOP/s" for name, rate in result.rates_flops_per_s.items() if rate]
     peak = result.peak_flops_per_s
+    triad = result.bandwidth_bytes_per_s
     print(
         f"fp32 kernels (n = {args.size}) with {result.threads['requested']} thread(s): {', '.join(parts)}; "
-        f"peak {peak / 1e9 if peak else float('nan'):.1f} GFLOP/s ({result.best}) -> {out}"
+        f"peak {peak / 1e9 if peak else float('nan'):.1f} GFLOP/s ({result.best}); "
+        f"triad {triad / 1e9 if triad else float('nan'):.1f} GB/s -> {out}"
     )

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, TypeVar
 from deeppose.atomic import write_json
 from deeppose.errors import DeepPoseError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: peak ceilings, per-optimiser update times, per-image PDJ/PCK
 
 R = TypeVar("R", bound="Record")
 
@@ -307,7 +307,7 @@ class BlockRecord(Record):
     attempt: int  # 0, or the how-many-th rerun of a disturbed block
     samples_s: list[float]  # the core process (forward + loss + backward)
     warmup_s: list[float]
-    optimizer_step_s: list[float]  # the optimiser update, timed the same way (empty when off)
+    optimizer_steps_s: dict[str, list[float]]  # each optimiser's update (timing.optimizers), timed the same way
     loss_s: list[float]  # the loss alone, forward + backward into the predictions
     compile_s: float | None  # a compiling framework's first call (trace + compile + run); None: eager
     memory_bytes: int | None  # peak resident (cpu) or allocator (cuda) memory of one core process
@@ -402,7 +402,11 @@ class PeakResult(Record):
     kernels: dict[str, dict[str, Any] | None]
     rates_flops_per_s: dict[str, float | None]
     best: str | None
-    peak_flops_per_s: float | None
+    peak_flops_per_s: float | None  # the best observed kernel rate
+    bandwidth: dict[str, Any] | None  # the STREAM triad's samples; None without torch
+    bandwidth_bytes_per_s: float | None
+    theoretical: dict[str, Any]  # cores x clock x FLOPs per cycle, and what it assumed
+    theoretical_flops_per_s: float | None  # None where the microarchitecture is not known
     threads: dict[str, Any]
     environment: dict[str, Any]
     provenance: Provenance

@@ -70,7 +70,7 @@ def _record(block: Block) -> BlockRecord:
     return BlockRecord.create(
         round=block.round, position=block.position, arm=block.arm, attempt=block.attempt,
         samples_s=list(block.samples_s), warmup_s=list(block.warmup_s),
-        optimizer_step_s=block.extra["optimizer_step_s"], loss_s=block.extra["loss_s"],
+        optimizer_steps_s=block.extra["optimizer_steps_s"], loss_s=block.extra["loss_s"],
         compile_s=block.extra["compile_s"], memory_bytes=block.extra["memory_bytes"],
         started_at=block.started_at, ended_at=block.ended_at,
         interference={

@@ -9,8 +9,9 @@ the framework, the batch and the weights once, then forks one block per loss mod
 A block is one fresh process that loads one framework and times one cell (deeppose.blocks): the
 core process (forward in train mode + loss + backward) `timing.warmup` + `timing.repeats` times
 through `deeppose.harness.measure` (gradients cleared outside the timed region, the device
-synchronised before every clock read, no garbage collection inside it); the optimiser update the
-same way when `timing.optimizer_step` is on; and the loss alone, forward + backward into the
+synchronised before every clock read, no garbage collection inside it); the update of each
+optimiser in `timing.optimizers` the same way (the study's MomentumSGD beside the default
+training's Adam, so that both set-ups' iterations can be built from timing results); and the loss alone, forward + backward into the
 network's predictions, `LOSS_REPEATS` times, because at about 0.1 % of the core process only a
 direct measurement can show what the explicit backward changes. It writes no file: its result is
 the last line of its stdout (`blocks.emit_block`), with the threads, versions and fairness
@@ -63,20 +64,22 @@ def measure_block(params: Params, job: Job, synthetic: bool, data: CoreData | No
     except DeepPoseError:  # a kernel that refuses /proc/self/clear_refs: no figure, not a failed block
         memory = None
     core_run = measure(core, repeats=repeats, warmup=warmup, setup=backend.zero_grad, sync=backend.synchronize)
-    step_s: list[float] = []
-    if timing["optimizer_step"]:
+    steps_s: dict[str, list[float]] = {}
+    for name in timing["optimizers"]:
         # Gradients from one untimed core run; each timed update applies them again (an update's
         # cost does not depend on the gradients' values).
-        backend.set_optimizer(params.optimizer)
+        backend.set_optimizer(replace(params.optimizer, name=name))
         backend.zero_grad()
         core()
         backend.synchronize()
-        step_s = measure(backend.optimizer_step, repeats=repeats, warmup=warmup, sync=backend.synchronize).samples_s
+        # At least one untimed update: the first allocates the optimiser's state (Adam's moments).
+        step_run = measure(backend.optimizer_step, repeats=repeats, warmup=max(warmup, 1), sync=backend.synchronize)
+        steps_s[name] = step_run.samples_s
     pred = backend.to_numpy(backend.forward(images, train=True))
     run, setup = backend.loss_probe(pred, backend.to_numpy(targets), backend.to_numpy(visible), job.loss)
     loss_s = measure(run, repeats=LOSS_REPEATS, warmup=LOSS_WARMUP, setup=setup, sync=backend.synchronize).samples_s
     extra = {
-        "optimizer_step_s": step_s,
+        "optimizer_steps_s": steps_s,
         "loss_s": loss_s,
         "compile_s": compile_s,
         "memory_bytes": memory.above_baseline_bytes if memory else None,

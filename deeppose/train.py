@@ -223,7 +223,8 @@ def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, A
             if epoch % int(settings["eval_every"]) == 0 or epoch == epochs:
                 evaluated = predict(backend, test_set, batch_size)
                 scores = metrics.evaluate(*evaluated)
-                final_images = metrics.per_image(*evaluated)  # the last evaluation's is kept
+                if epoch == epochs:  # the report's intervals are of the final network
+                    final_images = metrics.per_image(*evaluated)
                 log.add({
                     "kind": "eval", "epoch": epoch, "iteration": iteration,
                     "elapsed_s": paused - started, "test_loss": scores["loss"],
@@ -258,7 +259,7 @@ def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, A
         final_train_loss=float(np.mean(last_epoch)),
         final_test={k: evals[-1][k] for k in ("pcp", "pdj", "pck")} | {"loss": evals[-1]["test_loss"]},
         baseline_test=metrics.evaluate(baseline, true, visible),
-        test_per_image=final_images | {f"baseline_{k}": baseline_images[k] for k in ("sq_error", "pcp_hits")},
+        test_per_image=final_images | {f"baseline_{k}": baseline_images[k] for k in ("sq_error", "pcp_hits", "pdj_hits", "pck_hits")},
         threads=backend.thread_info(), versions=backend.versions(),
         environment=environment.describe(),
         provenance=provenance.record("train", params, job),

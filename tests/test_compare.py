@@ -56,7 +56,7 @@ def simulated_side(params, label: str, base_s: dict[str, float], seed: int, cpu:
     machine: drift, a random walk of speed, per-process effects, outlier blocks, disturbed blocks rerun."""
     group = Group.of(params.raw["grid"], "cpu", EXP)
     machine = FakeMachine(base_s, (len(base_s) + 1) * S.ROUNDS, np.random.default_rng(seed))
-    extra = {"optimizer_step_s": [], "loss_s": [], "compile_s": None, "memory_bytes": None, "compile": {},
+    extra = {"optimizer_steps_s": {}, "loss_s": [], "compile_s": None, "memory_bytes": None, "compile": {},
              "memory_source": None, "threads": {"requested": 2}, "versions": {"numpy": "1.26.4"},
              "fairness": manifest(cpu)}
 

@@ -10,7 +10,11 @@ import pytest
 from deeppose import fairness
 
 CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 26
+model\t\t: 2
 model name\t: AMD EPYC 9R45 (Zen 5)
+stepping\t: 1
 flags\t\t: fpu vme sse sse2 ssse3 fma sse4_1 sse4_2 popcnt avx f16c avx2 bmi2 avx512f avx512_vnni amx_tile lm
 processor\t: 1
 model name\t: other
@@ -37,6 +41,8 @@ def manifest(framework: str, **common: object) -> dict:
 def test_cpu_description_reads_model_and_isa_flags() -> None:
     described = fairness.cpu_description(CPUINFO)
     assert described["model"] == "AMD EPYC 9R45 (Zen 5)"
+    assert (described["vendor"], described["family"], described["model_number"], described["stepping"]) == (
+        "AuthenticAMD", 26, 2, 1)
     assert described["isa_flags"] == sorted(
         ["sse", "sse2", "ssse3", "fma", "sse4_1", "sse4_2", "avx", "f16c", "avx2", "bmi2", "avx512f",
          "avx512_vnni", "amx_tile"])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from deeppose import metrics
-from deeppose.metrics import HEAD, L_HIP, L_SHOULDER, LIMBS, NECK, R_HIP, R_SHOULDER
+from deeppose.metrics import HEAD, L_HIP, L_SHOULDER, NECK, R_ELBOW, R_HIP, R_SHOULDER, STICKS
 
 
 def upright_person() -> np.ndarray:
@@ -34,7 +34,32 @@ def test_pcp_counts_a_limb_only_when_both_ends_are_close():
     pred = true.copy()
     pred[0, HEAD] += (0, 11)  # head limb is 20 long: 11 > 0.5 * 20, so the head fails
     pred[0, 6] += (14, 0)  # right wrist: lower arm 30 long, 14 <= 15, still correct
-    assert metrics.pcp(pred, true, np.ones((1, 14))) == pytest.approx(8 / 9)
+    assert metrics.pcp(pred, true, np.ones((1, 14))) == pytest.approx(9 / 10)
+
+
+def test_ten_stick_pcp_scores_the_torso_by_its_midpoints_and_skips_occluded_joints():
+    true, visible = upright_person(), np.ones((1, 14))
+    pred = true.copy()
+    pred[0, [R_SHOULDER, L_SHOULDER]] += (0, 25)  # torso (60 long): midpoint 25 off, <= 30: correct
+    assert metrics.pcp(pred, true, visible) == pytest.approx(8 / 10)  # both upper arms (30 long) fail
+    visible[0, R_ELBOW] = 0  # occluded: both right-arm sticks are not scored
+    assert metrics.pcp(pred, true, visible) == pytest.approx(7 / 8)
+    pred = true.copy()
+    pred[0, [R_HIP, L_HIP]] += (0, 31)  # the hips' midpoint 31 off: torso and both upper legs fail
+    assert metrics.pcp(pred, true, np.ones((1, 14))) == pytest.approx(7 / 10)
+
+
+def test_per_image_shares_add_up_to_the_metrics():
+    rng = np.random.default_rng(0)
+    true = upright_person().repeat(5, axis=0) + rng.normal(0, 3, (5, 14, 2))
+    pred = true + rng.normal(0, 8, true.shape)
+    visible = (rng.random((5, 14)) > 0.2).astype(float)
+    shares = {k: np.asarray(v) for k, v in metrics.per_image(pred, true, visible).items()}
+    scores = metrics.evaluate(pred, true, visible)
+    assert shares["sq_error"].sum() / shares["visible"].sum() == pytest.approx(scores["loss"])
+    for name in ("pcp", "pdj", "pck"):
+        assert len(shares[f"{name}_hits"]) == 5
+        assert shares[f"{name}_hits"].sum() / shares[f"{name}_counted"].sum() == pytest.approx(scores[name])
 
 
 def test_pdj_and_pck_thresholds():
@@ -78,7 +103,7 @@ def test_pdj_uses_the_longer_diagonal_in_a_side_view():
     assert metrics.pck(pred, true, visible) == pytest.approx(13 / 14)
 
 
-def test_limbs_use_lsp_joint_indices():
-    assert len(LIMBS) == 9 and LIMBS["head"] == (NECK, HEAD)
-    assert all(0 <= a < 14 and 0 <= b < 14 for a, b in LIMBS.values())
+def test_sticks_use_lsp_joint_indices():
+    assert len(STICKS) == 10 and STICKS["head"] == ((NECK,), (HEAD,))
+    assert all(0 <= j < 14 for ends in STICKS.values() for end in ends for j in end)
     assert (L_HIP, R_HIP) == (3, 2)

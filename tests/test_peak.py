@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from deeppose import cli, paths
+from deeppose import cli, paths, peak
 from deeppose.peak import KERNELS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,6 +38,7 @@ def test_peak_result_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caps
     result = json.loads(paths.matmul_peak().read_text())
     assert set(result) == {
         "kind", "schema_version", "device", "n", "kernels", "rates_flops_per_s", "best", "peak_flops_per_s",
+        "bandwidth", "bandwidth_bytes_per_s", "theoretical", "theoretical_flops_per_s",
         "threads", "environment", "provenance",
     }
     assert result["device"] == "cpu" and result["n"] == 256
@@ -53,6 +54,39 @@ def test_peak_result_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caps
     assert result["peak_flops_per_s"] == max(result["rates_flops_per_s"].values())
     assert result["rates_flops_per_s"][result["best"]] == result["peak_flops_per_s"]
     assert result["threads"]["requested"] == len(os.sched_getaffinity(0))
+    triad = result["bandwidth"]
+    assert triad["n"] >= peak.TRIAD_MIN_ELEMENTS and triad["bytes"] == 12 * triad["n"]
+    assert result["bandwidth_bytes_per_s"] == pytest.approx(triad["bytes"] / np.median(triad["samples_s"]))
+    assert result["theoretical_flops_per_s"] == result["theoretical"]["flops_per_s"]
+
+
+ZEN4 = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
+model name\t: AMD EPYC
+stepping\t: 1
+cpu MHz\t\t: 2596.146
+flags\t\t: fpu avx2 avx512f fma
+
+processor\t: 1
+cpu MHz\t\t: 3700.000
+"""
+
+
+def test_theoretical_peak_is_cores_times_clock_times_flops_per_cycle() -> None:
+    zen4 = peak.theoretical_peak(2, ZEN4)
+    assert zen4["microarchitecture"] == "Zen 4" and zen4["flops_per_cycle_per_core"] == 32  # 2 x 256-bit FMA
+    assert zen4["clock_hz"] == pytest.approx(2.596146e9)  # the first CPU's clock, not the second's
+    assert zen4["flops_per_s"] == pytest.approx(2 * 2.596146e9 * 32)
+    zen5 = peak.theoretical_peak(4, ZEN4.replace("cpu family\t: 25", "cpu family\t: 26").replace(": 17", ": 2"))
+    assert zen5["microarchitecture"] == "Zen 5" and zen5["flops_per_s"] == pytest.approx(4 * 2.596146e9 * 64)
+
+
+@pytest.mark.parametrize("change", [("cpu family\t: 25", "cpu family\t: 23"), ("cpu MHz\t\t: 2596.146", "")])
+def test_unknown_microarchitecture_or_clock_gives_no_theoretical_peak(change: tuple[str, str]) -> None:
+    unknown = peak.theoretical_peak(2, ZEN4.replace(*change))
+    assert unknown["flops_per_s"] is None
 
 
 @pytest.mark.parametrize(("option", "value"), [("--size", "0"), ("--repeats", "1"), ("--warmup", "-1")])

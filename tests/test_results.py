@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ENV = {"cpu": "Test CPU", "cores": 2}
 BLOCK = {
     "round": 0, "position": 1, "arm": "pytorch/autograd", "attempt": 0, "samples_s": [1.0, 1.0], "warmup_s": [2.0],
-    "optimizer_step_s": [], "loss_s": [1e-4], "compile_s": None, "memory_bytes": 2**20, "started_at": 1.0, "ended_at": 3.0, "disturbed": False, "reasons": [],
+    "optimizer_steps_s": {}, "loss_s": [1e-4], "compile_s": None, "memory_bytes": 2**20, "started_at": 1.0, "ended_at": 3.0, "disturbed": False, "reasons": [],
     "interference": {"wall_s": 2.0, "machine_busy_s": 2.0, "own_s": 2.0, "other_cpu_s": 0.0, "other_cores": 0.0,
                      "load_before": [0.0, 0.0, 0.0], "cores": 2},
 }
@@ -54,7 +54,8 @@ def examples() -> dict[type, results.Record]:
             provenance=provenance.record("time", p, cell), **common),
         results.PeakResult: results.PeakResult.create(
             device="cpu", n=64, kernels={"numpy_matmul": None}, rates_flops_per_s={"numpy_matmul": None}, best=None,
-            peak_flops_per_s=None, provenance=provenance.record("peak", p), **common),
+            peak_flops_per_s=None, bandwidth=None, bandwidth_bytes_per_s=None, theoretical={"flops_per_s": None},
+            theoretical_flops_per_s=None, provenance=provenance.record("peak", p), **common),
         results.ReportSummary: results.ReportSummary.create(
             headlines={"cpu": {"ratio": 1.5}}, stale={}, inputs={"results/machine/matmul_peak.json": "ab"},
             provenance=provenance.record("report", p)),
@@ -89,7 +90,7 @@ def _damage(tmp_path: Path, change) -> Path:
     [
         (lambda d: d.update(extra=1), "unknown field 'extra'"),
         (lambda d: d.pop("flops"), "missing field 'flops'"),
-        (lambda d: d.update(schema_version=0), "schema_version 0, this code reads 1"),
+        (lambda d: d.update(schema_version=0), "schema_version 0, this code reads 2"),
         (lambda d: d.update(kind="train"), "kind is 'train', expected 'time'"),
         (lambda d: d.update(batch_size="8"), "batch_size: expected an integer"),
         (lambda d: d["blocks"][0].pop("loss_s"), "blocks[0]: missing field 'loss_s'"),
