@@ -35,7 +35,11 @@ COMPUTE_MEAN = {
     ("pytorch", "autograd"): 1.0, ("pytorch", "explicit"): 1.0,
     ("chainer", "autograd"): 1.6, ("chainer", "explicit"): 1.92,
 }
-PEAK = 150e9
+PEAK = 150e9  # the best observed kernel rate: above THEORETICAL's, as on a machine whose cores boost
+BANDWIDTH = 12 * 2**26 / 0.02  # bytes/s, the triad: about 40 GB/s
+THEORETICAL = {"cpu_model": "AMD EPYC", "microarchitecture": "Zen 4", "cores": 2, "clock_hz": 2.0e9,
+               "flops_per_cycle_per_core": 32, "flops_per_s": 2 * 2.0e9 * 32,
+               "how": "2 cores x 2.00 GHz (the clock the kernel reports; boost may exceed it) x 32 fp32 FLOPs per cycle"}
 MISSING_TIMING = Job("chainer", "explicit", "cpu", 5)
 NOISY_TIMING = Job("pytorch", "autograd", "cpu", 1)
 BREAKDOWN_EXP = 1
@@ -108,6 +112,7 @@ def core_mean(job: Job) -> float:
 
 
 ROUNDS = 4
+OPTIMIZERS = ("momentum_sgd", "adam")  # timing.optimizers
 CONTROL = "pytorch/autograd"
 
 
@@ -117,13 +122,15 @@ def loss_mean(job: Job) -> float:
     return 100e-6 + (50e-6 if (job.framework, job.loss) == ("chainer", "explicit") else 0.0)
 
 
-def block(job: Job, round_: int, arm: str, attempt: int = 0, disturbed: bool = False) -> dict:
+def block(job: Job, round_: int, arm: str, attempt: int = 0, disturbed: bool = False,
+          optimizers: tuple[str, ...] = OPTIMIZERS) -> dict:
     rng = np.random.default_rng([job.batch_exp, round_, attempt, len(arm), job.loss == "explicit"])
     drift = 1 + 0.01 * (round_ - 1.5)  # the machine slows a little every round, for every arm alike
     return {
         "round": round_, "position": 0, "arm": arm, "attempt": attempt,
         "samples_s": list(core_mean(job) * drift * (1 + rng.uniform(-0.002, 0.002, 3))),
-        "warmup_s": [core_mean(job) * 3], "optimizer_steps_s": {name: [0.01 * core_mean(job) / 2**job.batch_exp] * 3 for name in ("momentum_sgd", "adam")},
+        "warmup_s": [core_mean(job) * 3],
+        "optimizer_steps_s": {name: [0.01 * core_mean(job) / 2**job.batch_exp] * 3 for name in optimizers},
         "loss_s": list(loss_mean(job) * drift * (1 + rng.uniform(-0.002, 0.002, 5))),
         "compile_s": None, "memory_bytes": int(2.5e8 * 2**job.batch_exp**0.5),
         "started_at": 1000.0 + round_, "ended_at": 1000.5 + round_,
@@ -138,9 +145,11 @@ def per_image(n: int) -> dict[str, list[float]]:
     rng = np.random.default_rng(n)
     return {
         "sq_error": list(14 * 0.0025 * rng.uniform(0.5, 1.5, n)), "visible": [14.0] * n,
-        "pcp_hits": list(rng.binomial(9, 0.4, n).astype(float)), "pcp_counted": [9.0] * n,
         "baseline_sq_error": list(14 * 0.02 * rng.uniform(0.5, 1.5, n)),
-        "baseline_pcp_hits": list(rng.binomial(9, 0.05, n).astype(float)),
+        **{key: list(rng.binomial(size, p, n).astype(float)) for key, size, p in (
+            ("pcp_hits", 10, 0.4), ("baseline_pcp_hits", 10, 0.05), ("pdj_hits", 14, 0.5),
+            ("baseline_pdj_hits", 14, 0.1), ("pck_hits", 14, 0.45), ("baseline_pck_hits", 14, 0.08))},
+        "pcp_counted": [10.0] * n, "pdj_counted": [14.0] * n, "pck_counted": [14.0] * n,
     }
 
 
@@ -148,7 +157,8 @@ def manifest(framework: str) -> dict:
     """A fairness manifest: Chainer's OpenBLAS held to AVX2 by an environment pin, PyTorch on AVX-512."""
     chainer = framework == "chainer"
     return {
-        "framework": framework, "device": "cpu", "cpu": {"model": "Test CPU 9000", "isa_flags": ["avx2", "avx512f"]},
+        "framework": framework, "device": "cpu", "cpu": {"model": "Test CPU 9000", "vendor": "AuthenticAMD", "family": 25,
+                                                     "model_number": 17, "stepping": 1, "isa_flags": ["avx2", "avx512f"]},
         "env": {"OPENBLAS_CORETYPE": "Haswell"}, "native": {},
         "common": {"dtype": "float32", "threads": 2, "kernel_library": "numpy + openblas" if chainer else "onednn",
                    "kernel_isa": "Haswell" if chainer else "AVX512", "fp32_math": "ieee", "runtime_checks": chainer},
@@ -156,10 +166,11 @@ def manifest(framework: str) -> dict:
 
 
 def write_timing(params: Params, job: Job) -> None:
-    cell = f"{job.framework}/{job.loss}"
-    blocks = [block(job, r, cell) for r in range(ROUNDS)]
+    cell, optimizers = f"{job.framework}/{job.loss}", tuple(params.raw["timing"]["optimizers"])
+    blocks = [block(job, r, cell, optimizers=optimizers) for r in range(ROUNDS)]
     if job == NOISY_TIMING:  # a disturbed first attempt, rerun
-        blocks.insert(0, {**block(job, 0, cell), "disturbed": True, "reasons": ["outlier: max/median 1.40 > 1.25"]})
+        first = block(job, 0, cell, optimizers=optimizers)
+        blocks.insert(0, {**first, "disturbed": True, "reasons": ["outlier: max/median 1.40 > 1.25"]})
         blocks[1]["attempt"] = 1
     flops = 6.58e9 * 2**job.batch_exp
     medians = [float(np.median(b["samples_s"])) for b in blocks if not b["disturbed"]]
@@ -167,7 +178,8 @@ def write_timing(params: Params, job: Job) -> None:
         job=job_id(job), batch_size=2**job.batch_exp, warmup=1, repeats=3, rounds=ROUNDS, seed=0,
         schedule_seed=7, input="random", group=[f"{fw}/{loss}" for fw in FRAMEWORKS for loss in MODES],
         control=CONTROL, blocks=blocks,
-        control_blocks=[block(job, r, CONTROL + "#1") for r in range(ROUNDS)] if cell == CONTROL else [],
+        control_blocks=[block(job, r, CONTROL + "#1", optimizers=optimizers) for r in range(ROUNDS)]
+        if cell == CONTROL else [],
         time_s={"estimate": float(np.median(medians)), "low": min(medians), "high": max(medians), "n": ROUNDS,
                 "level": 0.95, "method": "test"},
         flops=int(flops), flops_per_s=flops / float(np.median(medians)), threads={"requested": 2},
@@ -199,10 +211,13 @@ def write_breakdown(params: Params, job: Job) -> None:
     ).write(paths.breakdown_result(job))
 
 
-def make_project(root: Path, devices: tuple[str, ...] = ("cpu", "cuda"), optimizer: str = "momentum_sgd") -> Path:
-    """params.yaml with a small grid plus results for every cpu job but one timing job."""
+def make_project(root: Path, devices: tuple[str, ...] = ("cpu", "cuda"), optimizer: str = "momentum_sgd",
+                 optimizers: tuple[str, ...] = OPTIMIZERS) -> Path:
+    """params.yaml with a small grid plus results for every cpu job but one timing job; `optimizer`
+    trains, `optimizers` are timed (timing.optimizers)."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["train"].update(optimizer=optimizer, lr=0.01, momentum=0.9, batch_size=16, epochs=3)
+    raw["timing"]["optimizers"] = list(optimizers)
     raw["grid"].update(
         frameworks=list(FRAMEWORKS), loss_modes=list(MODES), devices=list(devices), batch_exponents=list(EXPS)
     )
@@ -224,6 +239,9 @@ def make_project(root: Path, devices: tuple[str, ...] = ("cpu", "cuda"), optimiz
         PeakResult.create(
             device="cpu", n=4096, peak_flops_per_s=PEAK, best="torch_conv3x3", kernels={},
             rates_flops_per_s={"numpy_matmul": 1.2e11, "torch_conv3x3": PEAK}, threads={"requested": 2},
+            bandwidth={"n": 2**26, "last_level_cache_bytes": 2**25, "bytes": 12 * 2**26, "samples_s": [0.02] * 3,
+                       "bytes_per_s": BANDWIDTH}, bandwidth_bytes_per_s=BANDWIDTH,
+            theoretical=THEORETICAL, theoretical_flops_per_s=THEORETICAL["flops_per_s"],
             environment=environment(), provenance=provenance.record("peak", params),
         ).write(paths.matmul_peak())
         PrepareSummary.create(

@@ -104,6 +104,7 @@ class Peak:
     kernels: dict[str, float | None]
     theoretical: float | None  # cores x clock x FLOPs per cycle and core, where CPU model and clock are known
     theoretical_how: dict[str, Any] | None
+    implied_clock_hz: float | None  # where the best observed rate exceeds the theoretical peak: the clock it needs
     bandwidth: float | None  # bytes/s, STREAM triad
     bandwidth_detail: dict[str, Any] | None
     device: str | None
@@ -120,6 +121,7 @@ class Environment:
     framework: str
     device: str
     cpu: str | None
+    cpu_id: dict[str, Any]  # vendor, family, model_number, stepping (the fairness manifest's)
     usable_cores: int | None
     cores: int | None
     gpu: str | None
@@ -216,8 +218,7 @@ class Cell:
     disturbed: int
     loss_alone_s: float | None
     memory_bytes: float | None
-    step_s: float | None  # the update of `optimizer` (the training optimiser), median
-    optimizer: str
+    steps_s: dict[str, float]  # each timed optimiser's update (timing.optimizers), median
     flops_per_s: float | None
     fraction_of_peak: float | None
     compile_s: float | None
@@ -363,7 +364,6 @@ class Absolute:
     framework: str
     study_s: float
     iteration_s: float | None  # core + update at batch 32 (timing)
-    timing_optimizer: str | None
     training_s: float | None  # wall per training iteration
     training_setup: str | None
 
@@ -429,11 +429,12 @@ def to_json(value: Any) -> Any:
 def _peak(loaded: Loaded) -> Peak:
     r = loaded.record
     if r is None:
-        return Peak(None, None, None, {}, None, None, None, None, None, loaded.missing)
-    extra = {name: getattr(r, name, None) for name in
-             ("theoretical_flops_per_s", "theoretical", "bandwidth_bytes_per_s", "bandwidth")}
-    return Peak(r.peak_flops_per_s, r.best, r.n, dict(r.rates_flops_per_s), extra["theoretical_flops_per_s"],
-                extra["theoretical"], extra["bandwidth_bytes_per_s"], extra["bandwidth"], r.device, None)
+        return Peak(None, None, None, {}, None, None, None, None, None, None, loaded.missing)
+    how, implied = r.theoretical, None
+    if r.theoretical_flops_per_s and r.peak_flops_per_s and r.peak_flops_per_s > r.theoretical_flops_per_s:
+        implied = r.peak_flops_per_s / (how["cores"] * how["flops_per_cycle_per_core"])  # the cores boost
+    return Peak(r.peak_flops_per_s, r.best, r.n, dict(r.rates_flops_per_s), r.theoretical_flops_per_s, how,
+                implied, r.bandwidth_bytes_per_s, r.bandwidth, r.device, None)
 
 
 def _threads(threads: dict[str, Any]) -> dict[str, int]:
@@ -450,11 +451,13 @@ def _environment(results: Results) -> tuple[Environment, ...]:
                      if r.ok and (job.framework, job.device) == (fw, device)]
             found += [r.record for job, r in results.train.items() if r.ok and (job.framework, job.device) == (fw, device)]
             if not found:
-                rows.append(Environment(fw, device, None, None, None, None, None, None, {}, {}))
+                rows.append(Environment(fw, device, None, {}, None, None, None, None, None, {}, {}))
                 continue
             r, env = found[0], found[0].environment
             versions = {k: v for k, v in r.versions.items() if k != "gpu"}
-            rows.append(Environment(fw, device, env.get("cpu"), env.get("usable_cores"), env.get("cores"),
+            cpu = env.get("fairness", {}).get("cpu", {})
+            cpu_id = {k: cpu[k] for k in ("vendor", "family", "model_number", "stepping") if cpu.get(k) is not None}
+            rows.append(Environment(fw, device, env.get("cpu"), cpu_id, env.get("usable_cores"), env.get("cores"),
                                     r.versions.get("gpu"), env.get("python"), versions.pop(PACKAGE.get(fw, fw), None),
                                     versions, _threads(r.threads)))
     return tuple(rows)
@@ -602,12 +605,14 @@ def as_blocks(records: list[BlockRecord], cell: str, series: str = "samples_s") 
 def _cell(job: Job, r: TimingResult, peak: Peak) -> Cell:
     usable = usable_blocks(r.blocks)
     median = lambda values: float(statistics.median(values)) if values else None  # noqa: E731
-    step, loss = sample([s for b in usable for s in b.optimizer_step_s], ""), sample([s for b in usable for s in b.loss_s], "")
+    loss = sample([s for b in usable for s in b.loss_s], "")
+    steps = {name: median([s for b in usable for s in b.optimizer_steps_s.get(name, [])])
+             for name in dict.fromkeys(name for b in usable for name in b.optimizer_steps_s)}
     return Cell(job.framework, job.loss, r.batch_size, len([b for b in final_blocks(r.blocks) if not interfered(b.reasons)]),
                 Interval(**r.time_s.to_dict()), sample([s for b in usable for s in b.samples_s], "blocks"),
                 sum(b.disturbed for b in r.blocks), loss and loss.median,
-                median([b.memory_bytes for b in usable if b.memory_bytes is not None]), step and step.median,
-                r.provenance.params.get("train.optimizer", "?"), r.flops_per_s,
+                median([b.memory_bytes for b in usable if b.memory_bytes is not None]),
+                {name: step for name, step in steps.items() if step is not None}, r.flops_per_s,
                 _ratio(r.flops_per_s, peak.best_observed) if peak.device == job.device else None,
                 median([b.compile_s for b in usable if b.compile_s is not None]),
                 {k: v for k, v in r.compile.items() if "cache" in k})
@@ -789,10 +794,11 @@ def _study(results: Results, devices: dict[str, Device]) -> tuple[list[StudyRow]
         for fw in [f for f in results.frameworks if f != REFERENCE and REFERENCE in results.frameworks]:
             a, b = cells.get((fw, "autograd", 2**STUDY_BATCH_EXP)), cells.get((REFERENCE, "autograd", 2**STUDY_BATCH_EXP))
             why = ("no timing result at batch 32" if not (a and b) else
-                   f"the timing measured the {a.optimizer} step, not MomentumSGD's" if a.optimizer != STUDY_OPTIMIZER else
-                   "no update step timed" if a.step_s is None or b.step_s is None else None)
-            ratio = None if why else _ratio(a.time.estimate + a.step_s, b.time.estimate + b.step_s)
-            setup = f"core + {a.optimizer} step, batch 32" if a else "batch 32"
+                   f"the timing did not time the MomentumSGD update (timing.optimizers: {', '.join(a.steps_s) or 'none'})"
+                   if STUDY_OPTIMIZER not in a.steps_s or STUDY_OPTIMIZER not in b.steps_s else None)
+            ratio = None if why else _ratio(a.time.estimate + a.steps_s[STUDY_OPTIMIZER],
+                                            b.time.estimate + b.steps_s[STUDY_OPTIMIZER])
+            setup = f"core + {STUDY_OPTIMIZER} update, batch 32"
             rows.append(_study_row(device, "per_iteration", fw, "timing", setup, ratio, why))
             ra, rb = runs.get((fw, "autograd")), runs.get((REFERENCE, "autograd"))
             train_setup = ra.setup if ra else ""
@@ -805,8 +811,9 @@ def _study(results: Results, devices: dict[str, Device]) -> tuple[list[StudyRow]
             rows.append(_study_row(device, "explicit_over_autograd", e.framework, "training", setup, e.train_time_ratio))
         for fw in ("chainer", "pytorch"):
             c, r = cells.get((fw, "autograd", 2**STUDY_BATCH_EXP)), runs.get((fw, "autograd"))
-            absolute.append(Absolute(device, fw, STUDY["seconds_b32"][device][fw], c and c.time.estimate + c.step_s
-                                     if c and c.step_s is not None else None, c and c.optimizer,
+            step = c.steps_s.get(STUDY_OPTIMIZER) if c else None
+            absolute.append(Absolute(device, fw, STUDY["seconds_b32"][device][fw],
+                                     None if step is None else c.time.estimate + step,
                                      r and r.per_iteration_s, r and r.setup))
         framework = [(row.framework, row.ours) for row in rows if row.device == device and row.quantity ==
                      "per_iteration" and row.basis == "training" and row.ours is not None]

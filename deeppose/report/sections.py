@@ -86,12 +86,14 @@ def setup(f: Findings, figures: set[str]) -> str:
         parts.append(f"No data summary: {s.prepared_missing}.")
     parts += [f"![Samples of the prepared training data]({s.preview})" if s.preview else "", "### Environment",
               "As recorded in each framework's largest timing result (else its training result)."]
-    rows = [[name(e.framework), e.device, e.cpu or MISSING, e.usable_cores or MISSING, e.cores or MISSING,
+    rows = [[name(e.framework), e.device, e.cpu or MISSING,
+             " ".join(f"{k.replace('_number', '')} {v}" for k, v in e.cpu_id.items()) or MISSING, e.usable_cores or MISSING, e.cores or MISSING,
              e.gpu or MISSING, e.python or MISSING, e.version or MISSING,
              ", ".join(f"{k} {v}" for k, v in sorted(e.libraries.items())) or MISSING,
              ", ".join(f"{k} {v}" for k, v in e.threads.items()) or MISSING] for e in s.environment]
-    parts.append(fmt.table(["framework", "device", "CPU", "usable cores", "cores", "GPU", "Python", "framework version",
-                            "other libraries", "threads (per pool)"], rows, right=(3, 4)))
+    parts.append(fmt.table(["framework", "device", "CPU", "CPU vendor, family, model, stepping", "usable cores", "cores",
+                            "GPU", "Python", "framework version", "other libraries", "threads (per pool)"], rows,
+                           right=(4, 5)))
     commits = join_words([f"`{c}`" for c in s.commits])
     parts.append(_bullets([f"Packages: {', '.join(f'{k} {v}' for k, v in s.packages.items()) or MISSING}.",
                            f"Project commit of the results: {commits}" + (" (different commits)" if len(s.commits) > 1
@@ -132,20 +134,26 @@ def _ceilings(f: Findings) -> str:
     if p.missing:
         return f"No measured peak: {p.missing}."
     kernels = ", ".join(f"{k.replace('_', ' ')} {fmt.flops(v)}" for k, v in p.kernels.items() if v)
-    how = p.theoretical_how or {}
-    band = p.bandwidth_detail or {}
+    how, band = p.theoretical_how or {}, p.bandwidth_detail or {}
+    llc = band.get("last_level_cache_bytes")
     rows = [["best observed kernel rate (fp32)", fmt.flops(p.best_observed),
              f"the best of standard kernels at n = {p.n} ({kernels}); the denominator of every \"% of peak\""],
             ["theoretical fp32 peak", fmt.flops(p.theoretical) if p.theoretical else NOT_MEASURED,
-             f"{how.get('cores')} cores x {fmt.sig((how.get('clock_hz') or 0) / 1e9)} GHz x "
-             f"{how.get('flops_per_cycle_per_core')} FLOP per cycle and core ({how.get('cpu_model')}; {how.get('how')})"
-             if p.theoretical else "needs the CPU model and clock"],
+             f"{how.get('cpu_model')}: {how.get('how')}"],
             ["memory bandwidth", fmt.flops(p.bandwidth, "B/s") if p.bandwidth else NOT_MEASURED,
-             f"STREAM triad a = b + s·c over {band.get('n')} floats (3 x 4 bytes per element)" if p.bandwidth else
-             "STREAM triad in the `peak` stage"],
+             f"STREAM triad a = b + s·c over arrays of {band.get('n')} floats (3 x 4 bytes moved per element)"
+             + (f", each at least 4x the last-level cache ({llc / 2**20:.0f} MiB)" if llc else "")
+             if p.bandwidth else "STREAM triad in the `peak` stage"],
             ["ridge point (compute / bandwidth)", f"{fmt.sig(p.ridge)} FLOP/byte" if p.ridge else MISSING,
              "layers of lower arithmetic intensity are held back by memory, not arithmetic"]]
-    return fmt.table(["ceiling", "value", "how"], rows, right=(1,))
+    text = fmt.table(["ceiling", "value", "how"], rows, right=(1,))
+    if p.implied_clock_hz:
+        text += (f"\n\nThe best observed kernel rate exceeds the theoretical peak at the reported clock "
+                 f"({fmt.sig(how['clock_hz'] / 1e9)} GHz): the cores run faster than the clock the kernel (here a "
+                 f"hypervisor) reports. The observed rate implies at least {fmt.sig(p.implied_clock_hz / 1e9)} GHz "
+                 f"({fmt.flops(p.best_observed)} / ({how['cores']} cores x {how['flops_per_cycle_per_core']} FLOP "
+                 "per cycle)); no share of the theoretical peak is given.")
+    return text
 
 
 # --- 2. automatic differentiation -----------------------------------------------------------------
@@ -232,17 +240,17 @@ def network(f: Findings, figures: set[str]) -> str:
         parts += [f"### {d.device}", _missing(d, "timing", "timing")]
         if not d.cells:
             continue
-        step = next((c.optimizer for c in d.cells if c.step_s is not None), None)
+        steps = list(dict.fromkeys(name for c in d.cells for name in c.steps_s))
         rows = [[c.batch_size, name(c.framework), c.loss, c.blocks, format_interval(c.time, MS),
                  fmt.scaled(c.samples.mean, MS), fmt.scaled(c.samples.std, MS), c.disturbed,
                  fmt.scaled(c.loss_alone_s, 1e-6), f"{c.memory_bytes / 2**20:.0f}" if c.memory_bytes is not None else MISSING,
-                 *([fmt.scaled(c.step_s, MS)] if step else [])] for c in d.cells]
+                 *(fmt.scaled(c.steps_s.get(name), MS) for name in steps)] for c in d.cells]
         parts += [_figure(figures, f"core_time_{d.device}.png", f"Core-process time against batch size on {d.device}"),
                   _figure(figures, f"memory_{d.device}.png", f"Peak memory of the core process on {d.device}"),
                   fmt.table(["batch", "framework", "loss", "blocks", f"time, {CI} (ms)", "mean of samples (ms)",
                              "std (ms)", "disturbed attempts", "loss alone, median (µs)", "peak memory (MiB)",
-                             *([f"{step} update, median, not in core (ms)"] if step else [])], rows,
-                            right=(0, 3, 4, 5, 6, 7, 8, 9, 10))]
+                             *(f"{name} update, median, not in core (ms)" for name in steps)], rows,
+                            right=(0, *range(3, 10 + len(steps))))]
         compiled = [f"{name(c.framework)} ({c.loss}, batch {c.batch_size}): {fmt.seconds(c.compile_s)} to compile "
                     f"(first call, median of blocks), then {fmt.seconds(c.time.estimate)} per step; caches: "
                     f"{', '.join(f'{k} {v}' for k, v in c.caches.items()) or 'none recorded'}"
@@ -387,14 +395,15 @@ def _roofline_text(f: Findings, b: Any) -> str:
 ACCURACY = """\
 The study reported only the loss. Here every run is also scored on the test split, next to a baseline
 that always predicts the mean training pose: a network that has learnt something beats it. Conventions
-(deeppose.metrics): only joints annotated as visible are scored, and the test images are those the
-prepare stage kept (the crop must hold every visible joint); PCP@0.5 (strict) over 9 sticks (the eight
-limb segments and the head, neck to top: no torso stick); PDJ@0.2 of the torso diameter (the longer
-torso diagonal); PCK@0.2 of |left shoulder − right hip|. These are not the standard LSP conventions
-(every annotated joint, 10 sticks with the torso), so the numbers are not comparable with published
-ones. Intervals are 95 % BCa bootstrap intervals over test images, where the run kept per-image
-numbers; the difference from the baseline and between frameworks is paired by image, and "beats it" or
-"differ" means that interval excludes zero."""
+(deeppose.metrics): PCP@0.5 (strict) over the 10 standard sticks (the eight limb segments, the head from
+neck to top, and the torso from the shoulders' midpoint to the hips' midpoint, as LSP has no pelvis
+joint); PDJ@0.2 of the torso diameter (the longer torso diagonal); PCK@0.2 of |left shoulder − right
+hip|. Filtering: only joints annotated as visible are scored (the prepared data keep LSP's visibility
+flag, not which occluded joints were annotated), and the test images are those the prepare stage kept
+(the crop must hold every visible joint). The standard LSP protocol scores every annotated joint, occluded
+ones too, so the numbers are close to, not the same as, published ones. Intervals are 95 % BCa bootstrap
+intervals over test images; the difference from the baseline and between frameworks is paired by image,
+and "beats it" or "differ" means that interval excludes zero."""
 
 
 def accuracy(f: Findings, figures: set[str]) -> str:
@@ -462,15 +471,15 @@ def dominance_sentence(x: Any) -> str:
 
 def study(f: Findings, figures: set[str]) -> str:
     rows = [[r.device, _quantity(r), r.setup or MISSING, fmt.sig(r.study) if r.study else "not measured",
-             fmt.sig(r.ours) if r.ours is not None and not r.why_not else MISSING,
+             fmt.sig(r.ours),
              f"{r.verdict.value}: {r.why_not}" if r.why_not else r.verdict.value] for r in f.study]
     absolute = [[a.device, name(a.framework), fmt.sig(a.study_s),
-                 f"{fmt.sig(a.iteration_s)} ({a.timing_optimizer})" if a.iteration_s else "not measured",
+                 fmt.sig(a.iteration_s) if a.iteration_s else "not measured",
                  f"{fmt.sig(a.training_s)} ({a.training_setup})" if a.training_s else "not run"] for a in f.absolute]
     return _join([STUDY, fmt.table(["device", "ratio", "set-up here", "study", "this run", "verdict"], rows, right=(3, 4)),
                   "Absolute figures, for scale only (different hardware, data and set-up):",
                   fmt.table(["device", "framework", "study: per iteration at batch 32 (s)",
-                             "core + update at batch 32 (s)", "wall per training iteration (s)"], absolute, right=(2, 3, 4)),
+                             "core + MomentumSGD update at batch 32 (s)", "wall per training iteration (s)"], absolute, right=(2, 3, 4)),
                   *(dominance_sentence(x) for x in f.dominance)])
 
 
