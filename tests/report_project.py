@@ -34,7 +34,12 @@ ITERATIONS = 40
 COMPUTE_MEAN = {
     ("pytorch", "autograd"): 1.0, ("pytorch", "explicit"): 1.0,
     ("chainer", "autograd"): 1.6, ("chainer", "explicit"): 1.92,
+    ("jax", "autograd"): 0.8, ("jax", "explicit"): 0.8,
+    ("pytorch_compile", "autograd"): 1.1, ("pytorch_compile", "explicit"): 1.1,
 }
+ALL_FRAMEWORKS = ("pytorch", "chainer", "jax", "pytorch_compile")  # make_project(frameworks=ALL_FRAMEWORKS)
+# compiling frameworks: first-call seconds; JAX's step beats eager PyTorch's, compiled PyTorch's does not
+COMPILE_S = {"jax": 5.0, "pytorch_compile": 20.0}
 PEAK = 150e9  # the best observed kernel rate: above THEORETICAL's, as on a machine whose cores boost
 BANDWIDTH = 12 * 2**26 / 0.02  # bytes/s, the triad: about 40 GB/s
 THEORETICAL = {"cpu_model": "AMD EPYC", "microarchitecture": "Zen 4", "cores": 2, "clock_hz": 2.0e9,
@@ -66,7 +71,7 @@ def stats(samples: list[float], noisy: bool | None = None) -> dict:
 
 def compute_times(framework: str, loss: str) -> list[float]:
     """Per-iteration compute times; PyTorch's two modes get the identical sample."""
-    seed = {"pytorch": 1, "chainer": 2}[framework] * 10 + (loss == "explicit" and framework != "pytorch")
+    seed = ALL_FRAMEWORKS.index(framework) * 10 + 10 + (loss == "explicit" and framework != "pytorch")
     rng = np.random.default_rng(seed)
     return list(COMPUTE_MEAN[framework, loss] + rng.normal(0.0, 0.01, ITERATIONS))
 
@@ -108,7 +113,7 @@ def write_train(params: Params, job: Job) -> None:
 
 
 def core_mean(job: Job) -> float:
-    return {"pytorch": 0.05, "chainer": 0.1}[job.framework] * 2**job.batch_exp
+    return {"pytorch": 0.05, "chainer": 0.1, "jax": 0.04, "pytorch_compile": 0.06}[job.framework] * 2**job.batch_exp
 
 
 ROUNDS = 4
@@ -132,7 +137,7 @@ def block(job: Job, round_: int, arm: str, attempt: int = 0, disturbed: bool = F
         "warmup_s": [core_mean(job) * 3],
         "optimizer_steps_s": {name: [0.01 * core_mean(job) / 2**job.batch_exp] * 3 for name in optimizers},
         "loss_s": list(loss_mean(job) * drift * (1 + rng.uniform(-0.002, 0.002, 5))),
-        "compile_s": None, "memory_bytes": int(2.5e8 * 2**job.batch_exp**0.5),
+        "compile_s": COMPILE_S.get(job.framework), "memory_bytes": int(2.5e8 * 2**job.batch_exp**0.5),
         "started_at": 1000.0 + round_, "ended_at": 1000.5 + round_,
         "interference": {"wall_s": 0.5, "machine_busy_s": 0.5, "own_s": 0.5, "other_cpu_s": 0.0,
                          "other_cores": 0.0, "load_before": [0.1, 0.1, 0.1], "cores": 2},
@@ -176,14 +181,15 @@ def write_timing(params: Params, job: Job) -> None:
     medians = [float(np.median(b["samples_s"])) for b in blocks if not b["disturbed"]]
     TimingResult.create(
         job=job_id(job), batch_size=2**job.batch_exp, warmup=1, repeats=3, rounds=ROUNDS, seed=0,
-        schedule_seed=7, input="random", group=[f"{fw}/{loss}" for fw in FRAMEWORKS for loss in MODES],
+        schedule_seed=7, input="random", group=[f"{fw}/{loss}" for fw in params.raw["grid"]["frameworks"] for loss in MODES],
         control=CONTROL, blocks=blocks,
         control_blocks=[block(job, r, CONTROL + "#1", optimizers=optimizers) for r in range(ROUNDS)]
         if cell == CONTROL else [],
         time_s={"estimate": float(np.median(medians)), "low": min(medians), "high": max(medians), "n": ROUNDS,
                 "level": 0.95, "method": "test"},
         flops=int(flops), flops_per_s=flops / float(np.median(medians)), threads={"requested": 2},
-        versions={job.framework: "1.0"}, compile={}, memory_source="host resident set",
+        versions={job.framework: "1.0"}, memory_source="host resident set",
+        compile={"compiler": "test", "cache": "no persistent cache"} if job.framework in COMPILE_S else {},
         environment={**environment(), "fairness": manifest(job.framework)},
         provenance=provenance.record("time", params, Group.of(params.raw["grid"], job.device, job.batch_exp)),
     ).write(paths.timing_result(job))
@@ -212,14 +218,14 @@ def write_breakdown(params: Params, job: Job) -> None:
 
 
 def make_project(root: Path, devices: tuple[str, ...] = ("cpu", "cuda"), optimizer: str = "momentum_sgd",
-                 optimizers: tuple[str, ...] = OPTIMIZERS) -> Path:
+                 optimizers: tuple[str, ...] = OPTIMIZERS, frameworks: tuple[str, ...] = FRAMEWORKS) -> Path:
     """params.yaml with a small grid plus results for every cpu job but one timing job; `optimizer`
     trains, `optimizers` are timed (timing.optimizers)."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["train"].update(optimizer=optimizer, lr=0.01, momentum=0.9, batch_size=16, epochs=3)
     raw["timing"]["optimizers"] = list(optimizers)
     raw["grid"].update(
-        frameworks=list(FRAMEWORKS), loss_modes=list(MODES), devices=list(devices), batch_exponents=list(EXPS)
+        frameworks=list(frameworks), loss_modes=list(MODES), devices=list(devices), batch_exponents=list(EXPS)
     )
     raw["breakdown"]["batch_exponents"] = [BREAKDOWN_EXP]
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))

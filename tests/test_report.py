@@ -416,3 +416,40 @@ def test_a_nan_timing_sample_sets_its_result_aside_with_the_sample_named(tmp_pat
     findings = build(load_params("params.yaml"))
     reasons = {(m.kind, m.job): m.reason for m in findings.missing}
     assert reasons["timing", "pytorch/explicit/cpu"] == "unusable: blocks[2].samples_s[1]: nan is not a finite number"
+
+
+def test_four_frameworks_build_with_compile_break_even_and_no_invented_breakdown(tmp_path, monkeypatch):
+    """JAX and compiled PyTorch in every table and figure; their compile time against eager PyTorch;
+    no per-layer breakdown for them (their compilers fuse across layers): said, not invented."""
+    from deeppose.grid import NO_BREAKDOWN
+    from deeppose.report import fmt
+    from deeppose.report.analysis import StudyVerdict
+
+    root = make_project(tmp_path, devices=("cpu",), frameworks=report_project.ALL_FRAMEWORKS)
+    monkeypatch.chdir(root)
+    from deeppose.report import build
+
+    findings = build(load_params("params.yaml"))
+    markdown = (root / "reports" / "report.md").read_text()
+    cpu = findings.devices[0]
+    assert {c.framework for c in cpu.cells} == set(report_project.ALL_FRAMEWORKS)
+    jax = {c.batch_size: c for c in cpu.cells if (c.framework, c.loss) == ("jax", "autograd")}
+    assert jax[1].compile_s == 5.0 and jax[1].eager_s == pytest.approx(0.05, rel=0.02)
+    assert jax[1].break_even == pytest.approx(5.0 / 0.01, rel=0.05) and jax[32].break_even == pytest.approx(16, abs=1)
+    assert all(c.break_even is None and c.eager_s for c in cpu.cells if c.framework == "pytorch_compile")
+    section = markdown.split("## 3.")[1].split("## 4.")[0]
+    assert re.search(r"JAX \(autograd, batch 1\): 5\.00 s to compile, then 40\.\d ms per step; break-even with "
+                     r"eager PyTorch \(50\.\d ms per step\) after \d+ steps\.", section)
+    assert "PyTorch compiled (autograd, batch 1): 20.0 s to compile" in section and "never ahead of eager" in section
+    breakdown = markdown.split("## 4.")[1].split("## 5.")[0]
+    for fw, why in NO_BREAKDOWN.items():
+        assert f"{fmt.FRAMEWORK_NAMES[fw]}: no per-layer breakdown: {why}." in breakdown
+    assert {j.framework for b in cpu.breakdown for j in b.jobs} == {"pytorch", "chainer"}
+    assert findings.no_breakdown == NO_BREAKDOWN
+    study = {(r.quantity, r.basis, r.framework): r for r in findings.study if r.device == "cpu"}
+    assert study["per_iteration", "timing", "jax"].verdict is StudyVerdict.NOT_COMPARABLE
+    assert study["per_iteration", "timing", "jax"].why_not == "not measured by the study"
+    assert study["per_iteration", "timing", "jax"].ours == pytest.approx((1.28 + 0.0004) / (1.6 + 0.0005), rel=0.02)
+    env = tables_under(markdown, "### Environment")[0]
+    assert [r["framework"] for r in env] == ["PyTorch", "Chainer", "JAX", "PyTorch compiled"]
+    assert (root / "reports" / "figures" / "core_time_cpu.png").exists()

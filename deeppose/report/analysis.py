@@ -8,6 +8,7 @@ without a result. Nothing here formats text or draws: sections and figures are f
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import statistics
 import warnings
@@ -22,7 +23,7 @@ from deeppose import layer_groups, paths, roofline
 from deeppose.blocks import Block, Interference, interfered
 from deeppose.compare_stats import Comparison, Interval, Verdict, analyse_group, compare, control_summary, round_to_interval
 from deeppose.fairness import asymmetries
-from deeppose.grid import DEVICES, Job
+from deeppose.grid import DEVICES, NO_BREAKDOWN, Job
 from deeppose.report.load import Loaded, Results
 from deeppose.results import BlockRecord, BreakdownResult, TimingResult, TrainMetrics
 from deeppose.stats import describe
@@ -221,8 +222,17 @@ class Cell:
     steps_s: dict[str, float]  # each timed optimiser's update (timing.optimizers), median
     flops_per_s: float | None
     fraction_of_peak: float | None
-    compile_s: float | None
+    compile_s: float | None  # a compiling framework's first call, median of blocks
     caches: dict[str, Any]
+    eager_s: float | None = None  # compiling frameworks: eager PyTorch's time at the same batch and loss mode
+    break_even: int | None = None  # steps after which the compile has paid for itself; None: never (or no eager)
+
+
+def break_even(compile_s: float, step_s: float, eager_s: float) -> int | None:
+    """Steps after which compiling (compile_s once, then step_s a step) has cost less than eager
+    steps of eager_s; None when the compiled step is not faster: never."""
+    saved = eager_s - step_s
+    return math.ceil(compile_s / saved) if saved > 0 else None
 
 
 @dataclass(frozen=True)
@@ -401,6 +411,7 @@ class Findings:
     absolute: tuple[Absolute, ...]
     dominance: tuple[Dominance, ...]
     jobs: dict[str, dict[str, int]]  # kind -> expected, present
+    no_breakdown: dict[str, str]  # framework -> why it has no per-layer breakdown (deeppose.grid)
     missing: tuple[Missing, ...]
     stale: dict[str, list[str]]
     problems: tuple[str, ...]
@@ -737,6 +748,11 @@ def _device(results: Results, device: str, peak: Peak) -> Device:
     on = {kind: {j: r for j, r in found.items() if j.device == device}
           for kind, found in (("training", results.train), ("timing", results.timing), ("breakdown", results.breakdown))}
     cells = {j: _cell(j, r.record, peak) for j, r in sorted(on["timing"].items(), key=lambda i: i[0].batch_exp) if r.ok}
+    for j, c in cells.items():
+        eager = cells.get(Job(REFERENCE, j.loss, j.device, j.batch_exp))
+        if c.compile_s is not None and eager is not None:
+            cells[j] = dataclasses.replace(c, eager_s=eager.time.estimate,
+                                           break_even=break_even(c.compile_s, c.time.estimate, eager.time.estimate))
     runs = {j: _train_run(j, r.record, r, cells) for j, r in on["training"].items() if r.ok}
     groups = _groups(results, device)
     controls = tuple(Ratio(b, g.control, g.disagree) for b, (g, _) in groups.items())
@@ -773,7 +789,7 @@ def study_verdict(ours: float, study: float) -> StudyVerdict:
 
 def _study_row(device: str, quantity: str, fw: str, basis: str, setup: str, ours: float | None,
                why_not: str | None = None) -> StudyRow:
-    study = STUDY[quantity][device] if quantity == "per_iteration" or fw == REFERENCE else None
+    study = STUDY[quantity][device] if fw == ("chainer" if quantity == "per_iteration" else REFERENCE) else None
     if why_not is None and (ours is None or study is None):
         why_not = "not run here" if ours is None else "not measured by the study"
     verdict = StudyVerdict.NOT_COMPARABLE if why_not else study_verdict(ours, study)
@@ -847,5 +863,7 @@ def analyse(results: Results) -> Findings:
     return Findings(setup, tuple(results.frameworks), tuple(results.loss_modes),
                     tuple(2**e for e in results.batch_exponents), tuple(devices.values()), dict(results.off_grid),
                     len(control.comparisons), control.false_positives, control.false_positive_rate, tuple(study),
-                    tuple(absolute), tuple(dominance), jobs, tuple(_missing(results)), results.stale,
+                    tuple(absolute), tuple(dominance), jobs,
+                    {fw: NO_BREAKDOWN[fw] for fw in results.frameworks if fw in NO_BREAKDOWN},
+                    tuple(_missing(results)), results.stale,
                     tuple(p for r in results.everything() for p in r.problems))

@@ -251,12 +251,7 @@ def network(f: Findings, figures: set[str]) -> str:
                              "std (ms)", "disturbed attempts", "loss alone, median (µs)", "peak memory (MiB)",
                              *(f"{name} update, median, not in core (ms)" for name in steps)], rows,
                             right=(0, *range(3, 10 + len(steps))))]
-        compiled = [f"{name(c.framework)} ({c.loss}, batch {c.batch_size}): {fmt.seconds(c.compile_s)} to compile "
-                    f"(first call, median of blocks), then {fmt.seconds(c.time.estimate)} per step; caches: "
-                    f"{', '.join(f'{k} {v}' for k, v in c.caches.items()) or 'none recorded'}"
-                    for c in d.cells if c.compile_s is not None]
-        parts.append("Compile time, measured in every block before its steady-state runs:\n\n" + _bullets(compiled)
-                     if compiled else "")
+        parts.append(_compile_sentences(d))
         columns = list(dict.fromkeys((r.c.a, r.c.b) for r in d.ratios))
         by = {(r.batch_size, r.c.a, r.c.b): r for r in d.ratios}
         title = {(a, b): f"{name(a.split('/')[0])} / {name(b.split('/')[0])}, {a.split('/')[1]}" if a.split("/")[1] ==
@@ -281,6 +276,28 @@ def network(f: Findings, figures: set[str]) -> str:
                               fmt.sig(100 * c.fraction_of_peak) if c.fraction_of_peak else MISSING] for c in rated],
                             right=(0, 3, 4))] if rated else []
     return _join(parts)
+
+
+def _compile_sentences(d: Device) -> str:
+    """Per compiling framework and cell: "X s to compile, then Y per step; break-even after N steps"."""
+    lines = []
+    for c in d.cells:
+        if c.compile_s is None:
+            continue
+        text = (f"{name(c.framework)} ({c.loss}, batch {c.batch_size}): {fmt.seconds(c.compile_s)} to compile, then "
+                f"{fmt.seconds(c.time.estimate)} per step")
+        if c.eager_s is not None and c.break_even is not None:
+            text += f"; break-even with eager PyTorch ({fmt.seconds(c.eager_s)} per step) after {c.break_even} steps"
+        elif c.eager_s is not None:
+            text += f"; never ahead of eager PyTorch ({fmt.seconds(c.eager_s)} per step)"
+        lines.append(text + ".")
+    caches = {name(c.framework): ", ".join(f"{k} {v}" for k, v in c.caches.items()) or "none recorded"
+              for c in d.cells if c.compile_s is not None}
+    if not lines:
+        return ""
+    return ("Compile time: the first call (trace, compile and one run), measured in every block before its "
+            "steady-state runs (median of blocks), against eager PyTorch at the same batch size and loss mode:\n\n"
+            + _bullets(lines) + "\n\nCaches: " + "; ".join(f"{fw}: {text}" for fw, text in caches.items()) + ".")
 
 
 # --- 4. per-layer breakdown ---------------------------------------------------------------------
@@ -324,7 +341,7 @@ def attribution_sentence(device: str, batch: int, a: Any) -> str:
 
 
 def breakdown(f: Findings, figures: set[str]) -> str:
-    parts = [BREAKDOWN]
+    parts = [BREAKDOWN, _bullets([f"{name(fw)}: no per-layer breakdown: {why}." for fw, why in f.no_breakdown.items()])]
     for d in f.devices:
         parts.append(_missing(d, "breakdown", "per-layer breakdown") if not d.breakdown else "")
         for b in d.breakdown:
