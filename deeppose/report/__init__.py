@@ -14,11 +14,13 @@ same results give the same bytes. It imports no deep-learning framework.
 from __future__ import annotations
 
 import argparse
+import json
+from typing import Any
 
 from deeppose import atomic, compare, paths, provenance
 from deeppose.config import Params, load_params
 from deeppose.report import dvc_files, figures, sections
-from deeppose.report.analysis import Findings, analyse, to_json
+from deeppose.report.analysis import Findings, analyse, curves, to_json
 from deeppose.report.load import Results, load_results
 from deeppose.results import ReportSummary
 
@@ -39,7 +41,7 @@ def render(results: Results, baseline: str | None = None) -> tuple[Findings, dic
                                       compare.read_side(paths.RESULTS, "working tree"))
         changes = f"{baseline}\n{compare.render_markdown(found)}"
     findings = analyse(results)
-    pngs = {file: figures.png(draw) for file, draw in figures.plan(findings).items()}
+    pngs = {file: figures.png(draw) for file, draw in figures.plan(findings, curves(results)).items()}
     return findings, pngs, sections.document(findings, set(pngs), TITLE, changes)
 
 
@@ -51,7 +53,7 @@ def build(params: Params, baseline: str | None = None) -> Findings:
                                    provenance=provenance.record("report", params))
     atomic.write_together({
         paths.report_markdown(): text.encode(),
-        paths.report_summary(): atomic.json_text(summary.to_dict()).encode(),
+        paths.report_summary(): (compact_json(summary.to_dict()) + "\n").encode(),
         paths.report_headlines(): atomic.json_text(dvc_files.headlines(findings)).encode(),
         paths.report_curves(): dvc_files.learning_curves(results).encode(),
         **{paths.report_figures() / file: data for file, data in pngs.items()},
@@ -59,6 +61,19 @@ def build(params: Params, baseline: str | None = None) -> Findings:
     for old in set(paths.report_figures().glob("*.png")) - {paths.report_figures() / file for file in pngs}:
         old.unlink()  # a figure the findings no longer support (its results are gone) must not linger
     return findings
+
+
+def compact_json(value: Any, indent: str = "") -> str:
+    """JSON with sorted keys, an object or list on one line where it fits in 120 characters, so
+    that summary.json stays small and a change shows as one changed line."""
+    flat = json.dumps(value, sort_keys=True, allow_nan=False, ensure_ascii=False)
+    if not isinstance(value, (dict, list)) or not value or len(indent) + len(flat) <= 120:
+        return flat
+    inner = indent + "  "
+    if isinstance(value, dict):
+        items = [f"{inner}{json.dumps(k, ensure_ascii=False)}: {compact_json(v, inner)}" for k, v in sorted(value.items())]
+        return "{\n" + ",\n".join(items) + f"\n{indent}}}"
+    return "[\n" + ",\n".join(f"{inner}{compact_json(v, inner)}" for v in value) + f"\n{indent}]"
 
 
 def run(args: argparse.Namespace) -> None:

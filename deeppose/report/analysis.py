@@ -196,7 +196,6 @@ class TrainRun:
     final_train_loss: float
     scores: dict[str, Interval]  # bootstrap intervals where per-image data exist
     gaps: dict[str, Gap]
-    curve: Curve | None
 
 
 @dataclass(frozen=True)
@@ -215,7 +214,8 @@ class Cell:
     batch_size: int
     blocks: int  # rounds with a usable block
     time: Interval  # median of block medians
-    samples: Sample  # usable blocks' samples pooled: the spread, as the study reported it
+    mean_s: float  # usable blocks' samples pooled: the spread, as the study reported it
+    std_s: float | None
     disturbed: int
     loss_alone_s: float | None
     memory_bytes: float | None
@@ -237,9 +237,20 @@ def break_even(compile_s: float, step_s: float, eager_s: float) -> int | None:
 
 @dataclass(frozen=True)
 class Ratio:
-    batch_size: int
-    c: Comparison
+    """deeppose.compare_stats.Comparison of arm a against arm b, with the rounds counted."""
+    batch_size: int | None
+    a: str
+    b: str
+    ratio: Interval  # time a / time b
+    difference: Interval | None  # time a - time b, seconds: kept where the report states it (the loss alone)
+    verdict: Verdict
+    rounds: int  # undisturbed rounds both arms share
     disagree: bool = False  # (A/A control) a cell's blocks differ more than their spread explains
+
+
+def ratio(batch_size: int | None, c: Comparison, disagree: bool = False, difference: bool = False) -> Ratio:
+    return Ratio(batch_size, c.a, c.b, c.ratio, c.difference if difference else None, c.verdict, len(c.rounds_used),
+                 disagree)
 
 
 @dataclass(frozen=True)
@@ -257,7 +268,7 @@ class RatioTrend:
 class LossEffect:
     framework: str
     batch_size: int | None
-    c: Comparison | None  # explicit vs autograd of the loss alone, paired by round
+    c: Ratio | None  # explicit vs autograd of the loss alone, paired by round
     share_of_iteration: float | None
     train_time_ratio: float | None  # one run each: no verdict
     noise_floor: float | None  # how far apart identical arms came in the A/A control
@@ -318,11 +329,10 @@ class Attribution:
 
 @dataclass(frozen=True)
 class RooflinePoint:
-    framework: str
+    """One conv/fc layer and phase on the roofline; its achieved FLOP/s are the jobs' `Layer`s."""
     layer: str
     phase: str
     intensity: float  # FLOP per byte moved (deeppose.roofline)
-    flops_per_s: float
     bound: Bound
 
 
@@ -419,12 +429,15 @@ class Findings:
 
 def to_json(value: Any) -> Any:
     """`Findings` as summary.json holds it: interval bounds to two significant digits of the
-    half-width (deeppose.compare_stats.round_to_interval), other numbers to four significant digits."""
+    half-width (deeppose.compare_stats.round_to_interval), other numbers to four significant digits;
+    a field that is None or empty is left out."""
     if isinstance(value, Interval) and value.half_width is not None and value.estimate is not None:
-        rounded = {k: round_to_interval(getattr(value, k), value.half_width).value for k in ("estimate", "low", "high")}
+        rounded = {k: float(f"{round_to_interval(getattr(value, k), value.half_width).value:.6g}")
+                   for k in ("estimate", "low", "high")}
         return {**rounded, "n": value.n, "level": value.level}
     if dataclasses.is_dataclass(value):
-        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name != "method"}
+        fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.name != "method"}
+        return {k: to_json(v) for k, v in fields.items() if v is not None and v != {} and v != ()}
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, float):
@@ -544,9 +557,14 @@ def accuracy_gaps(per_image: dict[str, list[float]], seed: int = 0) -> tuple[dic
     return scores, gaps
 
 
-def _curve(iterations: list[dict[str, Any]], evals: list[dict[str, Any]]) -> Curve | None:
-    if not iterations:
-        return None
+def curves(results: Results) -> dict[tuple[str, str, str], Curve]:
+    """(device, framework, loss) -> its learning curve, for the figure only: not part of `Findings`
+    (reports/learning_curves.csv holds the series)."""
+    return {(job.device, job.framework, job.loss): _curve(run.iterations, run.evals)
+            for job, run in results.train.items() if run.ok and run.iterations}
+
+
+def _curve(iterations: list[dict[str, Any]], evals: list[dict[str, Any]]) -> Curve:
     loss = np.array([r["loss"] for r in iterations])
     average, smoothed = 0.0, []
     for i, value in enumerate(loss, 1):
@@ -568,7 +586,7 @@ def _train_run(job: Job, m: TrainMetrics, run: Any, cells: dict[Job, Cell]) -> T
     return TrainRun(job.framework, job.loss, f"{m.params['train']['optimizer']}, batch {m.batch_size}, {m.epochs} epochs",
                     m.iterations, m.epochs, m.train_time_s, m.train_time_s / m.iterations, compute,
                     core.time.estimate if core and core.batch_size == m.batch_size else None,
-                    m.final_train_loss, scores, gaps, _curve(run.iterations, run.evals))
+                    m.final_train_loss, scores, gaps)
 
 
 def _accuracy_differences(results: Results, device: str) -> tuple[AccuracyDifference, ...]:
@@ -613,15 +631,19 @@ def as_blocks(records: list[BlockRecord], cell: str, series: str = "samples_s") 
             for r in records if getattr(r, series)]
 
 
+def _median(values: list[float]) -> float | None:
+    return float(statistics.median(values)) if values else None
+
+
 def _cell(job: Job, r: TimingResult, peak: Peak) -> Cell:
     usable = usable_blocks(r.blocks)
-    median = lambda values: float(statistics.median(values)) if values else None  # noqa: E731
-    loss = sample([s for b in usable for s in b.loss_s], "")
+    median = _median
     steps = {name: median([s for b in usable for s in b.optimizer_steps_s.get(name, [])])
              for name in dict.fromkeys(name for b in usable for name in b.optimizer_steps_s)}
+    pooled = sample([s for b in usable for s in b.samples_s], "blocks")
     return Cell(job.framework, job.loss, r.batch_size, len([b for b in final_blocks(r.blocks) if not interfered(b.reasons)]),
-                Interval(**r.time_s.to_dict()), sample([s for b in usable for s in b.samples_s], "blocks"),
-                sum(b.disturbed for b in r.blocks), loss and loss.median,
+                Interval(**r.time_s.to_dict()), pooled.mean, pooled.std,
+                sum(b.disturbed for b in r.blocks), median([s for b in usable for s in b.loss_s]),
                 median([b.memory_bytes for b in usable if b.memory_bytes is not None]),
                 {name: step for name, step in steps.items() if step is not None}, r.flops_per_s,
                 _ratio(r.flops_per_s, peak.best_observed) if peak.device == job.device else None,
@@ -662,7 +684,8 @@ def _loss_effect(fw: str, runs: dict[str, TrainRun], groups: dict[int, Any], tra
                  floor: float | None) -> LossEffect:
     """At the training batch size's group, else the largest measured."""
     size = train_batch if train_batch in groups else max(groups, default=None)
-    c = groups[size][1].get(fw) if size else None
+    found = groups[size][1].get(fw) if size else None
+    c = ratio(size, found, difference=True) if found else None
     auto, explicit = runs.get("autograd"), runs.get("explicit")
     share = _ratio(c.difference.estimate, auto.compute.mean) if c and auto and c.difference.estimate is not None else None
     return LossEffect(fw, size if c else None, c, share, _ratio(explicit and explicit.train_time_s, auto and auto.train_time_s),
@@ -711,9 +734,9 @@ def _roofline(jobs: list[BreakdownJob], batch: int, peak: Peak) -> tuple[tuple[R
     def bound(intensity: float) -> Bound:
         return Bound.UNKNOWN if ridge is None else Bound.MEMORY if intensity < ridge else Bound.COMPUTE
 
-    points = tuple(RooflinePoint(job.framework, r.layer, r.phase, traffic[r.layer, r.phase].intensity, r.flops_per_s,
-                                 bound(traffic[r.layer, r.phase].intensity))
-                   for job in jobs for r in job.layers if (r.layer, r.phase) in traffic and r.flops_per_s)
+    rated = {(r.layer, r.phase) for job in jobs for r in job.layers if r.flops_per_s}
+    points = tuple(RooflinePoint(layer, phase, t.intensity, bound(t.intensity)) for (layer, phase), t in traffic.items()
+                   if (layer, phase) in rated)
     memory = tuple(layer for layer in (*layer_groups.CONV_LAYERS, *layer_groups.FC_LAYERS)
                    if all(bound(traffic[layer, phase].intensity) is Bound.MEMORY for phase in layer_groups.PHASES))
     return points, memory
@@ -755,8 +778,8 @@ def _device(results: Results, device: str, peak: Peak) -> Device:
                                            break_even=break_even(c.compile_s, c.time.estimate, eager.time.estimate))
     runs = {j: _train_run(j, r.record, r, cells) for j, r in on["training"].items() if r.ok}
     groups = _groups(results, device)
-    controls = tuple(Ratio(b, g.control, g.disagree) for b, (g, _) in groups.items())
-    reach = [max(c.c.ratio.high - 1, 1 - c.c.ratio.low) for c in controls if c.c.ratio.low is not None]
+    controls = tuple(ratio(b, g.control, g.disagree) for b, (g, _) in groups.items())
+    reach = [max(c.ratio.high - 1, 1 - c.ratio.low) for c in controls if c.ratio.low is not None]
     floor = max(reach, default=None)
     effects = ()
     if {"autograd", "explicit"} <= set(results.loss_modes):
@@ -773,7 +796,7 @@ def _device(results: Results, device: str, peak: Peak) -> Device:
     baseline = {k: v for k, v in (baselines or [{}])[0].items() if v is not None}
     return Device(device, tuple(runs.values()), baseline,
                   sum(b != baselines[0] for b in baselines), _accuracy_differences(results, device), effects,
-                  tuple(cells.values()), tuple(Ratio(b, c) for b, (g, _) in groups.items() for c in g.comparisons),
+                  tuple(cells.values()), tuple(ratio(b, c) for b, (g, _) in groups.items() for c in g.comparisons),
                   controls, tuple(trends), _breakdown(results, device, peak),
                   {k: sum(not r.ok for r in v.values()) for k, v in on.items()}, {k: len(v) for k, v in on.items()})
 
@@ -856,13 +879,15 @@ def analyse(results: Results) -> Findings:
     """Every figure of the report from `results`; deterministic (seeded bootstraps)."""
     setup = _setup(results)
     devices = {d: _device(results, d, setup.peak) for d in results.devices}
-    control = control_summary([c.c for d in devices.values() for c in d.controls])
+    controls = [c for d in devices.values() for c in d.controls]
+    judged = [c for c in controls if c.verdict is not Verdict.TOO_FEW_BLOCKS]
+    false = sum(c.verdict in (Verdict.FASTER, Verdict.SLOWER) for c in controls)
     study, absolute, dominance = _study(results, devices)
     jobs = {kind: {"expected": len(found), "present": sum(r.ok for r in found.values())}
             for kind, found in (("train", results.train), ("timing", results.timing), ("breakdown", results.breakdown))}
     return Findings(setup, tuple(results.frameworks), tuple(results.loss_modes),
                     tuple(2**e for e in results.batch_exponents), tuple(devices.values()), dict(results.off_grid),
-                    len(control.comparisons), control.false_positives, control.false_positive_rate, tuple(study),
+                    len(controls), false, false / len(judged) if judged else None, tuple(study),
                     tuple(absolute), tuple(dominance), jobs,
                     {fw: NO_BREAKDOWN[fw] for fw in results.frameworks if fw in NO_BREAKDOWN},
                     tuple(_missing(results)), results.stale,

@@ -20,7 +20,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
 
 from deeppose import layer_groups
-from deeppose.report.analysis import REFERENCE, BreakdownBatch, Device, Findings
+from deeppose.report.analysis import REFERENCE, BreakdownBatch, Curve, Device, Findings
 from deeppose.report.fmt import flops, framework_name as name
 
 OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
@@ -77,18 +77,19 @@ def _outside_legend(figure: Figure, ax) -> None:
     figure.legend(*ax.get_legend_handles_labels(), loc="outside right upper", frameon=False)
 
 
-def learning_curves(f: Findings, d: Device) -> Figure:
+def learning_curves(f: Findings, d: Device, curves: dict[tuple[str, str, str], Curve]) -> Figure:
     """Every run on one elapsed-time axis: the framework gap is the horizontal distance between curves."""
     figure = _figure(10, 4.6)
     ax = figure.add_subplot()
     for r in d.training:
-        if r.curve is None:
+        curve = curves.get((d.device, r.framework, r.loss))
+        if curve is None:
             continue
         c, (line, marker) = colour(r.framework, f.frameworks), MODES.get(r.loss, (":", "^"))
         label = f"{name(r.framework)}, {r.loss}"
-        ax.plot(r.curve.elapsed_s, r.curve.loss, color=c, linewidth=0.6, alpha=0.22)
-        ax.plot(r.curve.elapsed_s, r.curve.smoothed, color=c, linestyle=line, label=f"{label}: training loss (smoothed)")
-        ax.plot(r.curve.eval_s, r.curve.eval_loss, linestyle="none", marker=marker, markersize=8, markerfacecolor="white",
+        ax.plot(curve.elapsed_s, curve.loss, color=c, linewidth=0.6, alpha=0.22)
+        ax.plot(curve.elapsed_s, curve.smoothed, color=c, linestyle=line, label=f"{label}: training loss (smoothed)")
+        ax.plot(curve.eval_s, curve.eval_loss, linestyle="none", marker=marker, markersize=8, markerfacecolor="white",
                 markeredgecolor=c, markeredgewidth=1.8, label=f"{label}: test loss (evaluation)")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -118,11 +119,11 @@ def core_times(f: Findings, d: Device) -> Figure:
     _log_axis(left.yaxis, tick_seconds)
     left.set_ylabel("forward + loss + backward (log scale)")
     left.set_title("Core-process time (median of blocks, 95 % CI)")
-    for (a, b) in dict.fromkeys((r.c.a, r.c.b) for r in d.ratios):
+    for (a, b) in dict.fromkeys((r.a, r.b) for r in d.ratios):
         fw, loss = a.split("/")
         if b != f"{REFERENCE}/{loss}":
             continue
-        points = [(r.batch_size, r.c.ratio) for r in d.ratios if (r.c.a, r.c.b) == (a, b) and r.c.ratio.estimate]
+        points = [(r.batch_size, r.ratio) for r in d.ratios if (r.a, r.b) == (a, b) and r.ratio.estimate]
         est = np.array([i.estimate for _, i in points])
         err = [est - [i.low or i.estimate for _, i in points], [i.high or i.estimate for _, i in points] - est]
         line, marker = MODES.get(loss, (":", "^"))
@@ -248,22 +249,25 @@ def roofline_figure(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
     peak, bandwidth = f.setup.peak.best_observed, f.setup.peak.bandwidth
     figure = _figure(10, 5.2)
     ax = figure.add_subplot()
+    intensity = {(p.layer, p.phase): p.intensity for p in b.roofline}
+    points = [(j.framework, x.phase, intensity[x.layer, x.phase], x.flops_per_s, x.layer)
+              for j in b.jobs if j.loss == b.rate_loss for x in j.layers if (x.layer, x.phase) in intensity]
     for phase, marker in zip(layer_groups.PHASES, ("o", "^")):
-        for fw in dict.fromkeys(p.framework for p in b.roofline):
-            points = [p for p in b.roofline if (p.framework, p.phase) == (fw, phase)]
-            ax.scatter([p.intensity for p in points], [p.flops_per_s / 1e9 for p in points], marker=marker, s=36,
+        for fw in dict.fromkeys(p[0] for p in points):
+            mine = [p for p in points if p[:2] == (fw, phase)]
+            ax.scatter([p[2] for p in mine], [p[3] / 1e9 for p in mine], marker=marker, s=36,
                        color=colour(fw, f.frameworks), label=f"{name(fw)}, {phase}", zorder=3)
     lowest = {}  # one label per layer, under its lowest point, staggered where intensities crowd
-    for p in b.roofline:
-        if p.phase == "forward" and p.flops_per_s < lowest.get(p.layer, (0, float("inf")))[1]:
-            lowest[p.layer] = (p.intensity, p.flops_per_s)
+    for _, phase, x, rate, layer in points:
+        if phase == "forward" and rate < lowest.get(layer, (0, float("inf")))[1]:
+            lowest[layer] = (x, rate)
     for k, (layer, (x, y)) in enumerate(sorted(lowest.items(), key=lambda item: item[1][0])):
         ax.annotate(layer, (x, y / 1e9), xytext=(0, -12 - 9 * (k % 3)), textcoords="offset points", fontsize=8,
                     ha="center", color="0.2")
     ax.set_xscale("log")
     ax.set_yscale("log")
     _log_axis(ax.yaxis, lambda v: f"{v:g}")
-    ax.set_ylim(top=max([peak or 0] + [p.flops_per_s for p in b.roofline]) / 1e9 * 1.6)
+    ax.set_ylim(top=max([peak or 0] + [p[3] for p in points]) / 1e9 * 1.6)
     low, high = ax.get_xlim()
     _peak_line(ax, peak, right=False)
     if bandwidth:
@@ -282,12 +286,12 @@ def roofline_figure(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
     return figure
 
 
-def plan(f: Findings) -> dict[str, Callable[[], Figure]]:
-    """File name -> how to draw it, for every figure the findings support."""
+def plan(f: Findings, curves: dict[tuple[str, str, str], Curve] | None = None) -> dict[str, Callable[[], Figure]]:
+    """File name -> how to draw it, for every figure the findings (and the learning curves) support."""
     found: dict[str, Callable[[], Figure]] = {}
     for d in f.devices:
-        if any(r.curve for r in d.training):
-            found[f"learning_curves_{d.device}.png"] = partial(learning_curves, f, d)
+        if any(key[0] == d.device for key in curves or {}):
+            found[f"learning_curves_{d.device}.png"] = partial(learning_curves, f, d, curves)
         if d.cells:
             found[f"core_time_{d.device}.png"] = partial(core_times, f, d)
         if any(c.memory_bytes for c in d.cells):

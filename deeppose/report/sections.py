@@ -175,7 +175,7 @@ def loss_effect_sentence(d: Device, e: Any) -> str:
     loss = (f"the explicit backward changes the loss's own forward + backward by "
             f"{format_interval(c.difference, 1e6, 'µs')} at batch {e.batch_size}"
             f"{f', {fmt.percent(e.share_of_iteration)} of a training iteration' if e.share_of_iteration is not None else ''}"
-            f" ({c.verdict.value.replace('_', ' ')}, {len(c.rounds_used)} rounds)" if c else
+            f" ({c.verdict.value.replace('_', ' ')}, {c.rounds} rounds)" if c else
             "no timing group measured the loss alone")
     if e.train_time_ratio is None:
         return head + loss + f"; no training comparison, {join_words(e.absent)} not run."
@@ -227,7 +227,7 @@ against the best observed kernel rate (Set-up, *Machine ceilings*)."""
 
 
 def _comparison(r: Any) -> str:
-    return f"{format_interval(r.c.ratio)} {r.c.verdict.value.replace('_', ' ')}" if r else MISSING
+    return f"{format_interval(r.ratio)} {r.verdict.value.replace('_', ' ')}" if r else MISSING
 
 
 def network(f: Findings, figures: set[str]) -> str:
@@ -242,7 +242,7 @@ def network(f: Findings, figures: set[str]) -> str:
             continue
         steps = list(dict.fromkeys(name for c in d.cells for name in c.steps_s))
         rows = [[c.batch_size, name(c.framework), c.loss, c.blocks, format_interval(c.time, MS),
-                 fmt.scaled(c.samples.mean, MS), fmt.scaled(c.samples.std, MS), c.disturbed,
+                 fmt.scaled(c.mean_s, MS), fmt.scaled(c.std_s, MS), c.disturbed,
                  fmt.scaled(c.loss_alone_s, 1e-6), f"{c.memory_bytes / 2**20:.0f}" if c.memory_bytes is not None else MISSING,
                  *(fmt.scaled(c.steps_s.get(name), MS) for name in steps)] for c in d.cells]
         parts += [_figure(figures, f"core_time_{d.device}.png", f"Core-process time against batch size on {d.device}"),
@@ -252,8 +252,8 @@ def network(f: Findings, figures: set[str]) -> str:
                              *(f"{name} update, median, not in core (ms)" for name in steps)], rows,
                             right=(0, *range(3, 10 + len(steps))))]
         parts.append(_compile_sentences(d))
-        columns = list(dict.fromkeys((r.c.a, r.c.b) for r in d.ratios))
-        by = {(r.batch_size, r.c.a, r.c.b): r for r in d.ratios}
+        columns = list(dict.fromkeys((r.a, r.b) for r in d.ratios))
+        by = {(r.batch_size, r.a, r.b): r for r in d.ratios}
         title = {(a, b): f"{name(a.split('/')[0])} / {name(b.split('/')[0])}, {a.split('/')[1]}" if a.split("/")[1] ==
                  b.split("/")[1] else f"{name(a.split('/')[0])} explicit / autograd" for a, b in columns}
         parts += [f"Ratios of core-process times on {d.device}, paired by round, with verdicts:",
@@ -266,7 +266,7 @@ def network(f: Findings, figures: set[str]) -> str:
                       "is a false alarm; *blocks disagree*: a cell's blocks differ more than their samples' spread "
                       "explains, so its interval carries drift):",
                       fmt.table(["batch", "A/A cell", f"twin / cell ({COMPARE_CI})", "rounds", "blocks disagree"],
-                                [[r.batch_size, r.c.b, _comparison(r), len(r.c.rounds_used), "yes" if r.disagree else "no"]
+                                [[r.batch_size, r.b, _comparison(r), r.rounds, "yes" if r.disagree else "no"]
                                  for r in d.controls], right=(0, 2, 3))]
         rated = [c for c in d.cells if c.flops_per_s]
         parts += [_figure(figures, f"flops_{d.device}.png", f"Achieved FLOP/s against batch size on {d.device}"),
