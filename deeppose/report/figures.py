@@ -16,6 +16,7 @@ import matplotlib.style
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
 
@@ -86,18 +87,25 @@ def learning_curves(f: Findings, d: Device, curves: dict[tuple[str, str, str], C
         if curve is None:
             continue
         c, (line, marker) = colour(r.framework, f.frameworks), MODES.get(r.loss, (":", "^"))
-        label = f"{name(r.framework)}, {r.loss}"
         ax.plot(curve.elapsed_s, curve.loss, color=c, linewidth=0.6, alpha=0.22)
-        ax.plot(curve.elapsed_s, curve.smoothed, color=c, linestyle=line, label=f"{label}: training loss (smoothed)")
+        ax.plot(curve.elapsed_s, curve.smoothed, color=c, linestyle=line)
         ax.plot(curve.eval_s, curve.eval_loss, linestyle="none", marker=marker, markersize=8, markerfacecolor="white",
-                markeredgecolor=c, markeredgewidth=1.8, label=f"{label}: test loss (evaluation)")
+                markeredgecolor=c, markeredgewidth=1.8)
     ax.set_xscale("log")
     ax.set_yscale("log")
     _log_axis(ax.xaxis, tick_seconds)
     ax.set_xlabel("elapsed training time (log scale; evaluations excluded)")
     ax.set_ylabel("loss (masked MSE of coordinates / 227, log scale)")
     ax.set_title(f"Training loss against training time on {d.device} (faint: every iteration)")
-    _outside_legend(figure, ax)
+    # one entry per framework (colour) and per loss mode (line and marker), not one per run and series
+    handles = [Line2D([], [], color=colour(fw, f.frameworks), label=name(fw))
+               for fw in dict.fromkeys(r.framework for r in d.training)]
+    for mode in dict.fromkeys(r.loss for r in d.training):
+        line, marker = MODES.get(mode, (":", "^"))
+        handles += [Line2D([], [], color="0.3", linestyle=line, label=f"{mode}: training loss, smoothed"),
+                    Line2D([], [], color="0.3", linestyle="none", marker=marker, markerfacecolor="white",
+                           label=f"{mode}: test loss at an evaluation")]
+    figure.legend(handles=handles, loc="outside right upper", frameon=False)
     return figure
 
 
@@ -272,9 +280,8 @@ def roofline_figure(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
     _peak_line(ax, peak, right=False)
     if bandwidth:
         xs = np.geomspace(low, min(high, peak / bandwidth) if peak else high, 50)
-        ax.plot(xs, bandwidth * xs / 1e9, color="black", linewidth=1.1, linestyle="-.")
-        ax.annotate(f"memory bandwidth {flops(bandwidth, 'B/s')}", (xs[5], bandwidth * xs[5] / 1e9), rotation=30,
-                    fontsize=8, xytext=(0, 6), textcoords="offset points")
+        ax.plot(xs, bandwidth * xs / 1e9, color="black", linewidth=1.1, linestyle="-.",
+                label=f"memory bandwidth ceiling, {flops(bandwidth, 'B/s')}")  # in the legend, clear of the points
     else:
         ax.text(0.99, 0.02, "memory bandwidth not measured by this run: no bandwidth ceiling", transform=ax.transAxes,
                 ha="right", fontsize=8, color="0.3")
