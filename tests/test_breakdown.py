@@ -319,6 +319,9 @@ def test_attribution_adds_up_and_gives_the_verdict() -> None:
     assert attribute(conv_heavy, torch_like).verdict is LayerVerdict.CANNOT_TEST
 
 
+BREAKDOWN = "Per-layer breakdown of the core process"
+
+
 def findings_of(params: Params):
     from deeppose.report.analysis import analyse
     from deeppose.report.load import load_results
@@ -341,7 +344,7 @@ def test_report_section_renders_from_hand_made_results(report_params: Params, tm
     findings = findings_of(report_params)
     drawn = figures.plan(findings)
     assert sorted(drawn) == ["breakdown_cpu_b16.png", "breakdown_peak_cpu_b16.png", "roofline_cpu_b16.png"]
-    markdown = sections.breakdown(findings, set(drawn))
+    markdown = sections.section(BREAKDOWN, findings, set(drawn))
     assert "### cpu, batch 16" in markdown and not re.search(r"^#{1,2} ", markdown, flags=re.M)
     assert "](figures/breakdown_cpu_b16.png)" in markdown and "](figures/roofline_cpu_b16.png)" in markdown
     assert "| Layer | Phase | PyTorch (ms) | Chainer (ms) | Chainer/PyTorch |" in markdown
@@ -353,7 +356,7 @@ def test_report_section_renders_from_hand_made_results(report_params: Params, tm
     first = [figures.png(drawn[name]) for name in sorted(drawn)]
     assert all(b.startswith(b"\x89PNG") for b in first)
     again = findings_of(report_params)
-    assert sections.breakdown(again, set(drawn)) == markdown
+    assert sections.section(BREAKDOWN, again, set(drawn)) == markdown
     assert [figures.png(figures.plan(again)[name]) for name in sorted(drawn)] == first  # deterministic bytes
 
 
@@ -362,6 +365,6 @@ def test_report_section_without_results(report_params: Params, tmp_path: Path, m
 
     monkeypatch.chdir(tmp_path)
     findings = findings_of(report_params)
-    markdown = sections.breakdown(findings, set(figures.plan(findings)))
+    markdown = sections.section(BREAKDOWN, findings, set(figures.plan(findings)))
     assert "No per-layer breakdown result on cpu (4 jobs): see *Jobs without results* in the Summary." in markdown
     assert "![" not in markdown and not figures.plan(findings)

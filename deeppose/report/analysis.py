@@ -346,6 +346,7 @@ class BreakdownBatch:
     rate_loss: str  # the loss mode whose jobs give the FLOP/s (the layers do not depend on it)
     roofline: tuple[RooflinePoint, ...]
     memory_bound: tuple[str, ...]  # layers below the ridge in both phases
+    above_peak: tuple[tuple[str, str, str], ...]  # (framework, layer, phase) faster than the best observed rate
 
 
 @dataclass(frozen=True)
@@ -425,6 +426,7 @@ class Findings:
     missing: tuple[Missing, ...]
     stale: dict[str, list[str]]
     problems: tuple[str, ...]
+    metrics: tuple[str, ...]  # the accuracy metrics some run has
 
 
 def to_json(value: Any) -> Any:
@@ -759,10 +761,13 @@ def _breakdown(results: Results, device: str, peak: Peak) -> tuple[BreakdownBatc
                 else:
                     not_compared.append((fw, loss))
         rate_loss = next(iter(jobs))[1]
-        points, memory = _roofline([j for (_, loss), j in jobs.items() if loss == rate_loss], 2**exp, peak)
+        rated = [j for (_, loss), j in jobs.items() if loss == rate_loss]
+        points, memory = _roofline(rated, 2**exp, peak)
+        above = sorted({(j.framework, x.layer, x.phase) for j in rated for x in j.layers if (x.fraction_of_peak or 0) > 1})
         batches.append(BreakdownBatch(2**exp, tuple(jobs.values()),
                                       tuple((j.framework, j.loss) for j, r in loaded.items() if not r.ok),
-                                      tuple(attributions), tuple(not_compared), rate_loss, points, memory))
+                                      tuple(attributions), tuple(not_compared), rate_loss, points, memory,
+                                      tuple(above)))
     return tuple(batches)
 
 
@@ -891,4 +896,5 @@ def analyse(results: Results) -> Findings:
                     tuple(absolute), tuple(dominance), jobs,
                     {fw: NO_BREAKDOWN[fw] for fw in results.frameworks if fw in NO_BREAKDOWN},
                     tuple(_missing(results)), results.stale,
-                    tuple(p for r in results.everything() for p in r.problems))
+                    tuple(p for r in results.everything() for p in r.problems),
+                    tuple(m for m in ACCURACY if any(m in r.scores for d in devices.values() for r in d.training)))
