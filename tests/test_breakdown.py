@@ -298,7 +298,7 @@ def breakdown_job(result: dict[str, Any]):
     """hand_made_result as the report's analysis holds it."""
     from deeppose.report.analysis import BreakdownJob, Layer
 
-    layers = tuple(Layer(r["layer"], r["phase"], r["time_s"], r.get("flops"), r.get("flops_per_s"), None)
+    layers = tuple(Layer(r["layer"], r["phase"], r["time_s"], r.get("flops_per_s"), None)
                    for r in result["layers"])
     return BreakdownJob(result["framework"], result["loss"], result["core_time_s"], result["profiled_core_time_s"],
                         result["layers_time_s"], result["overhead_s"], 0.0, 0.15, True, layers)

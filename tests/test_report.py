@@ -466,4 +466,4 @@ def test_summary_json_holds_no_raw_series(built):
     text = (root / "reports" / "summary.json").read_text()
     assert "elapsed_s" not in text and "smoothed" not in text and "rounds_used" not in text
     assert max(len(line) for line in text.splitlines()) <= 200
-    assert len(text) < 60_000
+    assert len(text) < 40_000

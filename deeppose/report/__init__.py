@@ -64,12 +64,12 @@ def build(params: Params, baseline: str | None = None) -> Findings:
 
 
 def compact_json(value: Any, indent: str = "") -> str:
-    """JSON with sorted keys, an object or list on one line where it fits in 120 characters, so
-    that summary.json stays small and a change shows as one changed line."""
+    """JSON with sorted keys, an object or list on one line where it fits in 120 characters and one
+    space of indent per level, so that summary.json stays small and a change shows as one changed line."""
     flat = json.dumps(value, sort_keys=True, allow_nan=False, ensure_ascii=False)
     if not isinstance(value, (dict, list)) or not value or len(indent) + len(flat) <= 120:
         return flat
-    inner = indent + "  "
+    inner = indent + " "
     if isinstance(value, dict):
         items = [f"{inner}{json.dumps(k, ensure_ascii=False)}: {compact_json(v, inner)}" for k, v in sorted(value.items())]
         return "{\n" + ",\n".join(items) + f"\n{indent}}}"

@@ -280,8 +280,7 @@ class Layer:
     layer: str
     phase: str
     time_s: float
-    flops: int | None
-    flops_per_s: float | None
+    flops_per_s: float | None  # the layer's FLOPs are its RooflinePoint's, once per batch size
     fraction_of_peak: float | None
 
 
@@ -329,9 +328,11 @@ class Attribution:
 
 @dataclass(frozen=True)
 class RooflinePoint:
-    """One conv/fc layer and phase on the roofline; its achieved FLOP/s are the jobs' `Layer`s."""
+    """One conv/fc layer and phase at a batch size: its work and where it sits on the roofline; its
+    achieved FLOP/s are the jobs' `Layer`s."""
     layer: str
     phase: str
+    flops: int  # forward and backward counted apart (deeppose.model.layer_flops)
     intensity: float  # FLOP per byte moved (deeppose.roofline)
     bound: Bound
 
@@ -431,15 +432,24 @@ class Findings:
 
 def to_json(value: Any) -> Any:
     """`Findings` as summary.json holds it: interval bounds to two significant digits of the
-    half-width (deeppose.compare_stats.round_to_interval), other numbers to four significant digits;
-    a field that is None or empty is left out."""
+    half-width (deeppose.compare_stats.round_to_interval) as [estimate, low, high] (its level is the
+    report's: LEVEL, or COMPARE_LEVEL for a comparison), other numbers to four significant digits;
+    a field that is None or empty is left out. Records of one kind that hold no records themselves
+    (cells, layers, ratios) form a table, {"columns": [...], "rows": [[...], ...]}, so that no key is
+    repeated per record."""
     if isinstance(value, Interval) and value.half_width is not None and value.estimate is not None:
         rounded = {k: float(f"{round_to_interval(getattr(value, k), value.half_width).value:.6g}")
                    for k in ("estimate", "low", "high")}
-        return {**rounded, "n": value.n, "level": value.level}
+        return [rounded["estimate"], rounded["low"], rounded["high"]]
+    if isinstance(value, Interval):
+        return [to_json(value.estimate), None, None]
     if dataclasses.is_dataclass(value):
         fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.name != "method"}
         return {k: to_json(v) for k, v in fields.items() if v is not None and v != {} and v != ()}
+    if isinstance(value, tuple) and len(value) > 1 and _one_kind(value):
+        rows = [to_json(record) for record in value]
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+        return {"columns": columns, "rows": [[r.get(k) for k in columns] for r in rows]}
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, float):
@@ -449,6 +459,15 @@ def to_json(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): to_json(v) for k, v in value.items()}
     return value
+
+
+def _one_kind(records: tuple[Any, ...]) -> bool:
+    """Records of one dataclass, none holding a tuple of records (a Device is no table row)."""
+    kind = type(records[0])
+    if not dataclasses.is_dataclass(kind) or kind is Interval or any(type(r) is not kind for r in records):
+        return False
+    values = [getattr(r, f.name) for r in records for f in dataclasses.fields(kind)]
+    return not any(isinstance(v, tuple) and v and dataclasses.is_dataclass(v[0]) for v in values)
 
 
 # --- set-up ----------------------------------------------------------------------------------
@@ -696,8 +715,9 @@ def _loss_effect(fw: str, runs: dict[str, TrainRun], groups: dict[int, Any], tra
 
 # --- per-layer breakdown ----------------------------------------------------------------------
 def _breakdown_job(job: Job, r: BreakdownResult, peak: Peak) -> BreakdownJob:
-    layers = tuple(Layer(row["layer"], row["phase"], float(row["time_s"]), row.get("flops"), row.get("flops_per_s"),
-                         _ratio(row.get("flops_per_s"), peak.best_observed) if peak.device == job.device else None)
+    on_peak = peak.device == job.device
+    layers = tuple(Layer(row["layer"], row["phase"], float(row["time_s"]), row.get("flops_per_s"),
+                         _ratio(row.get("flops_per_s"), peak.best_observed) if on_peak else None)
                    for row in r.layers)
     return BreakdownJob(job.framework, job.loss, r.core_time_s, r.profiled_core_time_s, r.layers_time_s, r.overhead_s,
                         r.sum_rule.get("relative_gap"), r.sum_rule.get("tolerance"), bool(r.sum_rule.get("ok")), layers)
@@ -736,9 +756,10 @@ def _roofline(jobs: list[BreakdownJob], batch: int, peak: Peak) -> tuple[tuple[R
     def bound(intensity: float) -> Bound:
         return Bound.UNKNOWN if ridge is None else Bound.MEMORY if intensity < ridge else Bound.COMPUTE
 
-    rated = {(r.layer, r.phase) for job in jobs for r in job.layers if r.flops_per_s}
-    points = tuple(RooflinePoint(layer, phase, t.intensity, bound(t.intensity)) for (layer, phase), t in traffic.items()
-                   if (layer, phase) in rated)
+    rated = dict.fromkeys((r.layer, r.phase) for job in jobs for r in job.layers if r.flops_per_s)  # in table order
+    points = tuple(RooflinePoint(layer, phase, traffic[layer, phase].flops, traffic[layer, phase].intensity,
+                                 bound(traffic[layer, phase].intensity))
+                   for layer, phase in rated if (layer, phase) in traffic)
     memory = tuple(layer for layer in (*layer_groups.CONV_LAYERS, *layer_groups.FC_LAYERS)
                    if all(bound(traffic[layer, phase].intensity) is Bound.MEMORY for phase in layer_groups.PHASES))
     return points, memory
