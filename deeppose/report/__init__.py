@@ -71,7 +71,8 @@ def compact_json(value: Any, indent: str = "") -> str:
         return flat
     inner = indent + " "
     if isinstance(value, dict):
-        items = [f"{inner}{json.dumps(k, ensure_ascii=False)}: {compact_json(v, inner)}" for k, v in sorted(value.items())]
+        items = [f"{inner}{json.dumps(k, ensure_ascii=False)}: {compact_json(v, inner)}"
+                 for k, v in sorted(value.items())]
         return "{\n" + ",\n".join(items) + f"\n{indent}}}"
     return "[\n" + ",\n".join(f"{inner}{compact_json(v, inner)}" for v in value) + f"\n{indent}]"
 

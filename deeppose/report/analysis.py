@@ -21,7 +21,7 @@ from scipy import stats as scipy_stats
 
 from deeppose import layer_groups, paths, roofline
 from deeppose.blocks import Block, Interference, interfered
-from deeppose.compare_stats import Comparison, Interval, Verdict, analyse_group, compare, control_summary, round_to_interval
+from deeppose.compare_stats import Comparison, Interval, Verdict, analyse_group, compare, round_to_interval
 from deeppose.fairness import asymmetries
 from deeppose.grid import DEVICES, NO_BREAKDOWN, Job
 from deeppose.report.load import Loaded, Results
@@ -494,7 +494,8 @@ def _environment(results: Results) -> tuple[Environment, ...]:
         for fw in results.frameworks:
             found = [r.record for job, r in sorted(results.timing.items(), key=lambda i: -i[0].batch_exp)
                      if r.ok and (job.framework, job.device) == (fw, device)]
-            found += [r.record for job, r in results.train.items() if r.ok and (job.framework, job.device) == (fw, device)]
+            found += [r.record for job, r in results.train.items()
+                      if r.ok and (job.framework, job.device) == (fw, device)]
             if not found:
                 rows.append(Environment(fw, device, None, {}, None, None, None, None, None, {}, {}))
                 continue
@@ -524,15 +525,19 @@ def _fairness(results: Results, device: str) -> Fairness | None:
 
 def _setup(results: Results) -> Setup:
     loaded = [r for r in [*results.train.values(), *results.timing.values()] if r.ok]
-    costs = tuple(StageCost(stage, len(done := [c for c in jobs if c]), len(jobs), sum(c.wall_s + c.startup_s for c in done),
+    costs = tuple(StageCost(stage, len(done := [c for c in jobs if c]), len(jobs),
+                            sum(c.wall_s + c.startup_s for c in done),
                             sum(c.startup_s for c in done), max((c.max_rss_mb * 2**20 for c in done), default=None))
                   for stage, jobs in results.costs.items())
     prepared = results.prepared
+    preview = None
+    if paths.preview_image().exists():
+        preview = os.path.relpath(paths.preview_image(), paths.report_markdown().parent)
     return Setup(
         results.params.raw, results.params.path.as_posix(),
         {k: v for k, v in prepared.data.items() if k not in ("provenance", "kind", "schema_version")} if prepared.ok
         else None, None if prepared.ok else f"`{prepared.path.as_posix()}`: {prepared.missing}",
-        os.path.relpath(paths.preview_image(), paths.report_markdown().parent) if paths.preview_image().exists() else None,
+        preview,
         _environment(results),
         dict(sorted({k: v for r in loaded for k, v in r.record.environment.get("packages", {}).items()}.items())),
         tuple(sorted({str(r.record.environment.get("commit")) for r in loaded})),
@@ -604,7 +609,8 @@ def _train_run(job: Job, m: TrainMetrics, run: Any, cells: dict[Job, Cell]) -> T
         if metric not in scores and value is not None:
             scores[metric] = Interval(value, None, None, m.test_samples, LEVEL, "no per-image data")
     core = cells.get(Job(job.framework, job.loss, job.device, m.batch_size.bit_length() - 1))
-    return TrainRun(job.framework, job.loss, f"{m.params['train']['optimizer']}, batch {m.batch_size}, {m.epochs} epochs",
+    setup = f"{m.params['train']['optimizer']}, batch {m.batch_size}, {m.epochs} epochs"
+    return TrainRun(job.framework, job.loss, setup,
                     m.iterations, m.epochs, m.train_time_s, m.train_time_s / m.iterations, compute,
                     core.time.estimate if core and core.batch_size == m.batch_size else None,
                     m.final_train_loss, scores, gaps)
@@ -658,17 +664,17 @@ def _median(values: list[float]) -> float | None:
 
 def _cell(job: Job, r: TimingResult, peak: Peak) -> Cell:
     usable = usable_blocks(r.blocks)
-    median = _median
-    steps = {name: median([s for b in usable for s in b.optimizer_steps_s.get(name, [])])
+    steps = {name: _median([s for b in usable for s in b.optimizer_steps_s.get(name, [])])
              for name in dict.fromkeys(name for b in usable for name in b.optimizer_steps_s)}
     pooled = sample([s for b in usable for s in b.samples_s], "blocks")
-    return Cell(job.framework, job.loss, r.batch_size, len([b for b in final_blocks(r.blocks) if not interfered(b.reasons)]),
+    undisturbed = [b for b in final_blocks(r.blocks) if not interfered(b.reasons)]
+    return Cell(job.framework, job.loss, r.batch_size, len(undisturbed),
                 Interval(**r.time_s.to_dict()), pooled.mean, pooled.std,
-                sum(b.disturbed for b in r.blocks), median([s for b in usable for s in b.loss_s]),
-                median([b.memory_bytes for b in usable if b.memory_bytes is not None]),
+                sum(b.disturbed for b in r.blocks), _median([s for b in usable for s in b.loss_s]),
+                _median([b.memory_bytes for b in usable if b.memory_bytes is not None]),
                 {name: step for name, step in steps.items() if step is not None}, r.flops_per_s,
                 _ratio(r.flops_per_s, peak.best_observed) if peak.device == job.device else None,
-                median([b.compile_s for b in usable if b.compile_s is not None]),
+                _median([b.compile_s for b in usable if b.compile_s is not None]),
                 {k: v for k, v in r.compile.items() if "cache" in k})
 
 
@@ -689,7 +695,8 @@ def _groups(results: Results, device: str) -> dict[int, Any]:
         pairs = [(f"{fw}/{loss}", f"{REFERENCE}/{loss}") for fw in compared for loss in results.loss_modes]
         both = {"autograd", "explicit"} <= modes
         pairs += [(f"{fw}/explicit", f"{fw}/autograd") for fw in results.frameworks] if both else []
-        losses = {fw: compare(loss_blocks, f"{fw}/explicit", f"{fw}/autograd") for fw in results.frameworks} if both else {}
+        losses = {fw: compare(loss_blocks, f"{fw}/explicit", f"{fw}/autograd")
+                  for fw in (results.frameworks if both else [])}
         found[2**exp] = (analyse_group(blocks, pairs, next(iter(loaded.values())).record.control), losses)
     return found
 
@@ -708,19 +715,26 @@ def _loss_effect(fw: str, runs: dict[str, TrainRun], groups: dict[int, Any], tra
     found = groups[size][1].get(fw) if size else None
     c = ratio(size, found, difference=True) if found else None
     auto, explicit = runs.get("autograd"), runs.get("explicit")
-    share = _ratio(c.difference.estimate, auto.compute.mean) if c and auto and c.difference.estimate is not None else None
-    return LossEffect(fw, size if c else None, c, share, _ratio(explicit and explicit.train_time_s, auto and auto.train_time_s),
+    share = None
+    if c and auto and c.difference.estimate is not None:
+        share = _ratio(c.difference.estimate, auto.compute.mean)
+    train_ratio = _ratio(explicit and explicit.train_time_s, auto and auto.train_time_s)
+    return LossEffect(fw, size if c else None, c, share, train_ratio,
                       floor, tuple(mode for mode, run in (("autograd", auto), ("explicit", explicit)) if run is None))
 
 
 # --- per-layer breakdown ----------------------------------------------------------------------
-def _breakdown_job(job: Job, r: BreakdownResult, peak: Peak) -> BreakdownJob:
+def _breakdown_job(job: Job, r: BreakdownResult, peak: Peak, rated: bool) -> BreakdownJob:
+    """`rated`: the job gives the layers' FLOP/s (one loss mode does; the layers do not depend on it)."""
     on_peak = peak.device == job.device
-    layers = tuple(Layer(row["layer"], row["phase"], float(row["time_s"]), row.get("flops_per_s"),
-                         _ratio(row.get("flops_per_s"), peak.best_observed) if on_peak else None)
-                   for row in r.layers)
+    layers = []
+    for row in r.layers:
+        rate = row.get("flops_per_s") if rated else None
+        share = _ratio(rate, peak.best_observed) if on_peak else None
+        layers.append(Layer(row["layer"], row["phase"], float(row["time_s"]), rate, share))
     return BreakdownJob(job.framework, job.loss, r.core_time_s, r.profiled_core_time_s, r.layers_time_s, r.overhead_s,
-                        r.sum_rule.get("relative_gap"), r.sum_rule.get("tolerance"), bool(r.sum_rule.get("ok")), layers)
+                        r.sum_rule.get("relative_gap"), r.sum_rule.get("tolerance"), bool(r.sum_rule.get("ok")),
+                        tuple(layers))
 
 
 def attribute(reference: BreakdownJob, other: BreakdownJob) -> Attribution:
@@ -769,9 +783,11 @@ def _breakdown(results: Results, device: str, peak: Peak) -> tuple[BreakdownBatc
     batches = []
     for exp in sorted(results.params.raw["breakdown"]["batch_exponents"]):
         loaded = {job: r for job, r in results.breakdown.items() if (job.device, job.batch_exp) == (device, exp)}
-        jobs = {(j.framework, j.loss): _breakdown_job(j, r.record, peak) for j, r in loaded.items() if r.ok}
-        if not jobs:
+        if not any(r.ok for r in loaded.values()):
             continue
+        rate_loss = next(j.loss for j, r in loaded.items() if r.ok)
+        jobs = {(j.framework, j.loss): _breakdown_job(j, r.record, peak, j.loss == rate_loss)
+                for j, r in loaded.items() if r.ok}
         attributions, not_compared = [], []
         for loss in results.loss_modes:
             for fw in results.frameworks:
@@ -781,10 +797,10 @@ def _breakdown(results: Results, device: str, peak: Peak) -> tuple[BreakdownBatc
                     attributions.append(attribute(jobs[REFERENCE, loss], jobs[fw, loss]))
                 else:
                     not_compared.append((fw, loss))
-        rate_loss = next(iter(jobs))[1]
         rated = [j for (_, loss), j in jobs.items() if loss == rate_loss]
         points, memory = _roofline(rated, 2**exp, peak)
-        above = sorted({(j.framework, x.layer, x.phase) for j in rated for x in j.layers if (x.fraction_of_peak or 0) > 1})
+        above = sorted({(j.framework, x.layer, x.phase) for j in rated for x in j.layers
+                        if (x.fraction_of_peak or 0) > 1})
         batches.append(BreakdownBatch(2**exp, tuple(jobs.values()),
                                       tuple((j.framework, j.loss) for j, r in loaded.items() if not r.ok),
                                       tuple(attributions), tuple(not_compared), rate_loss, points, memory,
@@ -795,7 +811,8 @@ def _breakdown(results: Results, device: str, peak: Peak) -> tuple[BreakdownBatc
 # --- one device ---------------------------------------------------------------------------------
 def _device(results: Results, device: str, peak: Peak) -> Device:
     on = {kind: {j: r for j, r in found.items() if j.device == device}
-          for kind, found in (("training", results.train), ("timing", results.timing), ("breakdown", results.breakdown))}
+          for kind, found in (("training", results.train), ("timing", results.timing),
+                              ("breakdown", results.breakdown))}
     cells = {j: _cell(j, r.record, peak) for j, r in sorted(on["timing"].items(), key=lambda i: i[0].batch_exp) if r.ok}
     for j, c in cells.items():
         eager = cells.get(Job(REFERENCE, j.loss, j.device, j.batch_exp))
@@ -809,8 +826,9 @@ def _device(results: Results, device: str, peak: Peak) -> Device:
     floor = max(reach, default=None)
     effects = ()
     if {"autograd", "explicit"} <= set(results.loss_modes):
+        train_batch = int(results.params.raw["train"]["batch_size"])
         effects = tuple(_loss_effect(fw, {j.loss: s for j, s in runs.items() if j.framework == fw}, groups,
-                                     int(results.params.raw["train"]["batch_size"]), floor) for fw in results.frameworks)
+                                     train_batch, floor) for fw in results.frameworks)
     trends = []
     for fw in results.frameworks:
         for loss in results.loss_modes:
@@ -852,14 +870,17 @@ def _study(results: Results, devices: dict[str, Device]) -> tuple[list[StudyRow]
         if d is None:
             rows += [_study_row(device, "per_iteration", "chainer", basis, "", None, "not in this run's grid")
                      for basis in ("timing", "training")]
-            rows.append(_study_row(device, "explicit_over_autograd", REFERENCE, "training", "", None, "not in this run's grid"))
+            rows.append(_study_row(device, "explicit_over_autograd", REFERENCE, "training", "", None,
+                                   "not in this run's grid"))
             continue
         cells = {(c.framework, c.loss, c.batch_size): c for c in d.cells}
         runs = {(r.framework, r.loss): r for r in d.training}
         for fw in [f for f in results.frameworks if f != REFERENCE and REFERENCE in results.frameworks]:
-            a, b = cells.get((fw, "autograd", 2**STUDY_BATCH_EXP)), cells.get((REFERENCE, "autograd", 2**STUDY_BATCH_EXP))
+            a = cells.get((fw, "autograd", 2**STUDY_BATCH_EXP))
+            b = cells.get((REFERENCE, "autograd", 2**STUDY_BATCH_EXP))
             why = ("no timing result at batch 32" if not (a and b) else
-                   f"the timing did not time the MomentumSGD update (timing.optimizers: {', '.join(a.steps_s) or 'none'})"
+                   f"the timing did not time the MomentumSGD update (timing.optimizers: "
+                   f"{', '.join(a.steps_s) or 'none'})"
                    if STUDY_OPTIMIZER not in a.steps_s or STUDY_OPTIMIZER not in b.steps_s else None)
             ratio = None if why else _ratio(a.time.estimate + a.steps_s[STUDY_OPTIMIZER],
                                             b.time.estimate + b.steps_s[STUDY_OPTIMIZER])
@@ -868,12 +889,13 @@ def _study(results: Results, devices: dict[str, Device]) -> tuple[list[StudyRow]
             ra, rb = runs.get((fw, "autograd")), runs.get((REFERENCE, "autograd"))
             train_setup = ra.setup if ra else ""
             same = ra is not None and train_setup.startswith(f"{STUDY_OPTIMIZER}, batch 32,")
+            why = None if same or ra is None else f"trained with {train_setup}, not the study's set-up"
             rows.append(_study_row(device, "per_iteration", fw, "training", train_setup,
-                                   _ratio(ra and ra.per_iteration_s, rb and rb.per_iteration_s),
-                                   None if same or ra is None else f"trained with {train_setup}, not the study's set-up"))
+                                   _ratio(ra and ra.per_iteration_s, rb and rb.per_iteration_s), why))
         for e in d.loss_effects:
             setup = runs[e.framework, "autograd"].setup if (e.framework, "autograd") in runs else ""
-            rows.append(_study_row(device, "explicit_over_autograd", e.framework, "training", setup, e.train_time_ratio))
+            rows.append(_study_row(device, "explicit_over_autograd", e.framework, "training", setup,
+                                   e.train_time_ratio))
         for fw in ("chainer", "pytorch"):
             c, r = cells.get((fw, "autograd", 2**STUDY_BATCH_EXP)), runs.get((fw, "autograd"))
             step = c.steps_s.get(STUDY_OPTIMIZER) if c else None
@@ -896,7 +918,8 @@ def _missing(results: Results) -> list[Missing]:
         grouped: dict[tuple[str, str], list[int]] = {}
         for job, r in loaded.items():
             if not r.ok:
-                grouped.setdefault((Job(job.framework, job.loss, job.device).label, r.missing), []).append(2**job.batch_exp)
+                label = Job(job.framework, job.loss, job.device).label
+                grouped.setdefault((label, r.missing), []).append(2**job.batch_exp)
         found += [Missing(kind, label, tuple(sizes), reason) for (label, reason), sizes in grouped.items()]
     return found + ([Missing("fp32 peak", "peak", (), results.peak.missing)] if results.peak.missing else [])
 

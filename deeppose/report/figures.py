@@ -30,7 +30,8 @@ LAYER_COLOURS = {"conv1": "#08306b", "conv2": "#2171b5", "conv3": "#6baed6", "co
                  "fc6": "#7f2704", "fc7": "#d55e00", "fc8": "#fdae6b", "relu": "#6a51a3", "pool": "#cc79a7",
                  "lrn": "#56b4e9", "dropout": "#f0e442", "loss": "#000000", "other": "#999999"}
 WHITE_TEXT = {"conv1", "conv2", "fc6", "fc7", "relu", "loss"}
-RC = {"figure.dpi": 100, "savefig.dpi": 120, "savefig.facecolor": "white", "font.family": "DejaVu Sans", "font.size": 10,
+RC = {"figure.dpi": 100, "savefig.dpi": 120, "savefig.facecolor": "white", "font.family": "DejaVu Sans",
+      "font.size": 10,
       "axes.titlesize": 11, "legend.fontsize": 9, "axes.grid": True, "grid.alpha": 0.35, "grid.linestyle": ":",
       "lines.linewidth": 1.6, "errorbar.capsize": 3}
 
@@ -121,7 +122,8 @@ def core_times(f: Findings, d: Device) -> Figure:
         low = np.array([c.time.low or c.time.estimate for c in cells])
         high = np.array([c.time.high or c.time.estimate for c in cells])
         line, marker = MODES.get(loss, (":", "^"))
-        left.errorbar([c.batch_size * shift for c in cells], est, yerr=[est - low, high - est], color=colour(fw, f.frameworks),
+        left.errorbar([c.batch_size * shift for c in cells], est, yerr=[est - low, high - est],
+                      color=colour(fw, f.frameworks),
                       linestyle=line, marker=marker, markersize=5, label=f"{name(fw)}, {loss}")
     left.set_yscale("log")
     _log_axis(left.yaxis, tick_seconds)
@@ -173,7 +175,8 @@ def _peak_line(ax, peak: float | None, right: bool = True) -> None:
 
 def memory(f: Findings, d: Device) -> Figure:
     figure = _per_batch(f, d, lambda c: c.memory_bytes and c.memory_bytes / 2**20,
-                        "peak memory above set-up (MiB, log scale)", f"Memory of one core process on {d.device} (median of blocks)")
+                        "peak memory above set-up (MiB, log scale)",
+                        f"Memory of one core process on {d.device} (median of blocks)")
     figure.axes[0].set_yscale("log")
     _log_axis(figure.axes[0].yaxis, lambda v: f"{v:g}")
     return figure
@@ -240,7 +243,8 @@ def layer_rates(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
     for ax, phase in zip(panels, layer_groups.PHASES):
         for i, j in enumerate(jobs):
             rates = {r.layer: (r.flops_per_s or 0) / 1e9 for r in j.layers if r.phase == phase}
-            ax.bar(x + (i - (len(jobs) - 1) / 2) * width, [rates.get(layer, 0.0) for layer in layers], width=width * 0.95,
+            heights = [rates.get(layer, 0.0) for layer in layers]
+            ax.bar(x + (i - (len(jobs) - 1) / 2) * width, heights, width=width * 0.95,
                    color=colour(j.framework, f.frameworks), label=name(j.framework))
         _peak_line(ax, f.setup.peak.best_observed)
         ax.set_xticks(x, layers, fontsize=8)

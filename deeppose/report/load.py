@@ -204,7 +204,8 @@ def load_results(params: Params) -> Results:
     """Everything the report reads, for every job of `params`' grid (paths relative to the cwd)."""
     train = {job: load_train(params, job) for job in params.train_jobs()}
     timing = {job: read(TimingResult, paths.timing_result(job), params, job) for job in params.timing_jobs()}
-    breakdown = {job: read(BreakdownResult, paths.breakdown_result(job), params, job) for job in params.breakdown_jobs()}
+    breakdown = {job: read(BreakdownResult, paths.breakdown_result(job), params, job)
+                 for job in params.breakdown_jobs()}
     for results in (train, timing, breakdown):
         _explain_missing(results)
     return Results(

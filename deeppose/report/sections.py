@@ -86,8 +86,9 @@ def gap(metric: str, gaps: dict[str, Any]) -> str:
 def arms_title(arms: tuple[str, str]) -> str:
     """"Chainer / PyTorch, autograd" for a framework ratio, "Chainer explicit / autograd" for a loss one."""
     (fa, la), (fb, lb) = (arm.split("/") for arm in arms)
-    same = la == lb
-    return f"{fmt.framework_name(fa)} / {fmt.framework_name(fb)}, {la}" if same else f"{fmt.framework_name(fa)} {la} / {lb}"
+    if la == lb:
+        return f"{fmt.framework_name(fa)} / {fmt.framework_name(fb)}, {la}"
+    return f"{fmt.framework_name(fa)} {la} / {lb}"
 
 
 def comparison(r: Any, ratios: list[Any] | None = None) -> str:
