@@ -269,18 +269,21 @@ def roofline_figure(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
             mine = [p for p in points if p[:2] == (fw, phase)]
             ax.scatter([p[2] for p in mine], [p[3] / 1e9 for p in mine], marker=marker, s=36,
                        color=colour(fw, f.frameworks), label=f"{name(fw)}, {phase}", zorder=3)
-    lowest = {}  # one label per layer, under its lowest point, staggered where intensities crowd
-    for _, phase, x, rate, layer in points:
-        if phase == "forward" and rate < lowest.get(layer, (0, float("inf")))[1]:
-            lowest[layer] = (x, rate)
-    for k, (layer, (x, y)) in enumerate(sorted(lowest.items(), key=lambda item: item[1][0])):
-        ax.annotate(layer, (x, y / 1e9), xytext=(0, -12 - 9 * (k % 3)), textcoords="offset points", fontsize=8,
-                    ha="center", color="0.2")
     ax.set_xscale("log")
     ax.set_yscale("log")
     _log_axis(ax.yaxis, lambda v: f"{v:g}")
-    ax.set_ylim(top=max([peak or 0] + [p[3] for p in points]) / 1e9 * 1.6)
+    # room below the slowest point for the layer names
+    ax.set_ylim(min(p[3] for p in points) / 1e9 / 3, max([peak or 0] + [p[3] for p in points]) / 1e9 * 1.6)
     low, high = ax.get_xlim()
+    if peak and bandwidth:
+        low = min(low, peak / bandwidth / 4)  # room left of the ridge, so the bandwidth roof reads as a slope
+    # the layer names along the bottom, at their forward intensity, in three rows where intensities crowd;
+    # a faint line leads up to the layer's points (labels beside the points covered other points)
+    forward = sorted({(x, layer) for _, phase, x, _, layer in points if phase == "forward"})
+    for k, (x, layer) in enumerate(forward):
+        ax.axvline(x, color="0.75", linewidth=0.6, linestyle=":", zorder=1)
+        ax.text(x, 0.02 + 0.045 * (k % 3), layer, transform=ax.get_xaxis_transform(), fontsize=8, ha="center",
+                color="0.2", bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5})
     _peak_line(ax, peak, right=False)
     if bandwidth:
         xs = np.geomspace(low, min(high, peak / bandwidth) if peak else high, 50)
