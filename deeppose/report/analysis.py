@@ -529,15 +529,16 @@ def _setup(results: Results) -> Setup:
                             sum(c.wall_s + c.startup_s for c in done),
                             sum(c.startup_s for c in done), max((c.max_rss_mb * 2**20 for c in done), default=None))
                   for stage, jobs in results.costs.items())
-    prepared = results.prepared
-    preview = None
+    prepared, summary, why_not, preview = results.prepared, None, None, None
+    if prepared.ok:
+        summary = {k: v for k, v in prepared.record.to_dict().items()
+                   if k not in ("provenance", "kind", "schema_version")}
+    else:
+        why_not = f"`{prepared.path.as_posix()}`: {prepared.missing}"
     if paths.preview_image().exists():
         preview = os.path.relpath(paths.preview_image(), paths.report_markdown().parent)
     return Setup(
-        results.params.raw, results.params.path.as_posix(),
-        {k: v for k, v in prepared.data.items() if k not in ("provenance", "kind", "schema_version")} if prepared.ok
-        else None, None if prepared.ok else f"`{prepared.path.as_posix()}`: {prepared.missing}",
-        preview,
+        results.params.raw, results.params.path.as_posix(), summary, why_not, preview,
         _environment(results),
         dict(sorted({k: v for r in loaded for k, v in r.record.environment.get("packages", {}).items()}.items())),
         tuple(sorted({str(r.record.environment.get("commit")) for r in loaded})),
