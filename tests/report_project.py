@@ -34,8 +34,17 @@ ITERATIONS = 40
 COMPUTE_MEAN = {
     ("pytorch", "autograd"): 1.0, ("pytorch", "explicit"): 1.0,
     ("chainer", "autograd"): 1.6, ("chainer", "explicit"): 1.92,
+    ("jax", "autograd"): 0.8, ("jax", "explicit"): 0.8,
+    ("pytorch_compile", "autograd"): 1.1, ("pytorch_compile", "explicit"): 1.1,
 }
-PEAK = 150e9
+ALL_FRAMEWORKS = ("pytorch", "chainer", "jax", "pytorch_compile")  # make_project(frameworks=ALL_FRAMEWORKS)
+# compiling frameworks: first-call seconds; JAX's step beats eager PyTorch's, compiled PyTorch's does not
+COMPILE_S = {"jax": 5.0, "pytorch_compile": 20.0}
+PEAK = 150e9  # the best observed kernel rate: above THEORETICAL's, as on a machine whose cores boost
+BANDWIDTH = 12 * 2**26 / 0.02  # bytes/s, the triad: about 40 GB/s
+THEORETICAL = {"cpu_model": "AMD EPYC", "microarchitecture": "Zen 4", "cores": 2, "clock_hz": 2.0e9,
+               "flops_per_cycle_per_core": 32, "flops_per_s": 2 * 2.0e9 * 32,
+               "how": "2 cores x 2.00 GHz (the clock the kernel reports; boost may exceed it) x 32 fp32 FLOPs per cycle"}
 MISSING_TIMING = Job("chainer", "explicit", "cpu", 5)
 NOISY_TIMING = Job("pytorch", "autograd", "cpu", 1)
 BREAKDOWN_EXP = 1
@@ -62,7 +71,7 @@ def stats(samples: list[float], noisy: bool | None = None) -> dict:
 
 def compute_times(framework: str, loss: str) -> list[float]:
     """Per-iteration compute times; PyTorch's two modes get the identical sample."""
-    seed = {"pytorch": 1, "chainer": 2}[framework] * 10 + (loss == "explicit" and framework != "pytorch")
+    seed = ALL_FRAMEWORKS.index(framework) * 10 + 10 + (loss == "explicit" and framework != "pytorch")
     rng = np.random.default_rng(seed)
     return list(COMPUTE_MEAN[framework, loss] + rng.normal(0.0, 0.01, ITERATIONS))
 
@@ -90,7 +99,7 @@ def write_train(params: Params, job: Job) -> None:
     paths.train_log(job).write_text(text)
     TrainMetrics.create(
         job=job_id(job), seed=0,
-        params={"train": {}, "model": {}}, epochs=2, iterations=ITERATIONS, batch_size=16,
+        params={"train": {"optimizer": params.raw["train"]["optimizer"], "batch_size": 16}, "model": {}}, epochs=2, iterations=ITERATIONS, batch_size=16,
         train_samples=320, test_samples=80, resumed_from_epoch=0,
         train_time_s=elapsed, eval_time_s=3.0, iteration_time_s=stats(times),
         final_train_loss=0.01,
@@ -104,10 +113,11 @@ def write_train(params: Params, job: Job) -> None:
 
 
 def core_mean(job: Job) -> float:
-    return {"pytorch": 0.05, "chainer": 0.1}[job.framework] * 2**job.batch_exp
+    return {"pytorch": 0.05, "chainer": 0.1, "jax": 0.04, "pytorch_compile": 0.06}[job.framework] * 2**job.batch_exp
 
 
 ROUNDS = 4
+OPTIMIZERS = ("momentum_sgd", "adam")  # timing.optimizers
 CONTROL = "pytorch/autograd"
 
 
@@ -117,15 +127,17 @@ def loss_mean(job: Job) -> float:
     return 100e-6 + (50e-6 if (job.framework, job.loss) == ("chainer", "explicit") else 0.0)
 
 
-def block(job: Job, round_: int, arm: str, attempt: int = 0, disturbed: bool = False) -> dict:
+def block(job: Job, round_: int, arm: str, attempt: int = 0, disturbed: bool = False,
+          optimizers: tuple[str, ...] = OPTIMIZERS) -> dict:
     rng = np.random.default_rng([job.batch_exp, round_, attempt, len(arm), job.loss == "explicit"])
     drift = 1 + 0.01 * (round_ - 1.5)  # the machine slows a little every round, for every arm alike
     return {
         "round": round_, "position": 0, "arm": arm, "attempt": attempt,
         "samples_s": list(core_mean(job) * drift * (1 + rng.uniform(-0.002, 0.002, 3))),
-        "warmup_s": [core_mean(job) * 3], "optimizer_steps_s": {},
+        "warmup_s": [core_mean(job) * 3],
+        "optimizer_steps_s": {name: [0.01 * core_mean(job) / 2**job.batch_exp] * 3 for name in optimizers},
         "loss_s": list(loss_mean(job) * drift * (1 + rng.uniform(-0.002, 0.002, 5))),
-        "compile_s": None, "memory_bytes": int(2.5e8 * 2**job.batch_exp**0.5),
+        "compile_s": COMPILE_S.get(job.framework), "memory_bytes": int(2.5e8 * 2**job.batch_exp**0.5),
         "started_at": 1000.0 + round_, "ended_at": 1000.5 + round_,
         "interference": {"wall_s": 0.5, "machine_busy_s": 0.5, "own_s": 0.5, "other_cpu_s": 0.0,
                          "other_cores": 0.0, "load_before": [0.1, 0.1, 0.1], "cores": 2},
@@ -150,7 +162,8 @@ def manifest(framework: str) -> dict:
     """A fairness manifest: Chainer's OpenBLAS held to AVX2 by an environment pin, PyTorch on AVX-512."""
     chainer = framework == "chainer"
     return {
-        "framework": framework, "device": "cpu", "cpu": {"model": "Test CPU 9000", "isa_flags": ["avx2", "avx512f"]},
+        "framework": framework, "device": "cpu", "cpu": {"model": "Test CPU 9000", "vendor": "AuthenticAMD", "family": 25,
+                                                     "model_number": 17, "stepping": 1, "isa_flags": ["avx2", "avx512f"]},
         "env": {"OPENBLAS_CORETYPE": "Haswell"}, "native": {},
         "common": {"dtype": "float32", "threads": 2, "kernel_library": "numpy + openblas" if chainer else "onednn",
                    "kernel_isa": "Haswell" if chainer else "AVX512", "fp32_math": "ieee", "runtime_checks": chainer},
@@ -158,22 +171,25 @@ def manifest(framework: str) -> dict:
 
 
 def write_timing(params: Params, job: Job) -> None:
-    cell = f"{job.framework}/{job.loss}"
-    blocks = [block(job, r, cell) for r in range(ROUNDS)]
+    cell, optimizers = f"{job.framework}/{job.loss}", tuple(params.raw["timing"]["optimizers"])
+    blocks = [block(job, r, cell, optimizers=optimizers) for r in range(ROUNDS)]
     if job == NOISY_TIMING:  # a disturbed first attempt, rerun
-        blocks.insert(0, {**block(job, 0, cell), "disturbed": True, "reasons": ["outlier: max/median 1.40 > 1.25"]})
+        first = block(job, 0, cell, optimizers=optimizers)
+        blocks.insert(0, {**first, "disturbed": True, "reasons": ["outlier: max/median 1.40 > 1.25"]})
         blocks[1]["attempt"] = 1
     flops = 6.58e9 * 2**job.batch_exp
     medians = [float(np.median(b["samples_s"])) for b in blocks if not b["disturbed"]]
     TimingResult.create(
         job=job_id(job), batch_size=2**job.batch_exp, warmup=1, repeats=3, rounds=ROUNDS, seed=0,
-        schedule_seed=7, input="random", group=[f"{fw}/{loss}" for fw in FRAMEWORKS for loss in MODES],
+        schedule_seed=7, input="random", group=[f"{fw}/{loss}" for fw in params.raw["grid"]["frameworks"] for loss in MODES],
         control=CONTROL, blocks=blocks,
-        control_blocks=[block(job, r, CONTROL + "#1") for r in range(ROUNDS)] if cell == CONTROL else [],
+        control_blocks=[block(job, r, CONTROL + "#1", optimizers=optimizers) for r in range(ROUNDS)]
+        if cell == CONTROL else [],
         time_s={"estimate": float(np.median(medians)), "low": min(medians), "high": max(medians), "n": ROUNDS,
                 "level": 0.95, "method": "test"},
         flops=int(flops), flops_per_s=flops / float(np.median(medians)), threads={"requested": 2},
-        versions={job.framework: "1.0"}, compile={}, memory_source="host resident set",
+        versions={job.framework: "1.0"}, memory_source="host resident set",
+        compile={"compiler": "test", "cache": "no persistent cache"} if job.framework in COMPILE_S else {},
         environment={**environment(), "fairness": manifest(job.framework)},
         provenance=provenance.record("time", params, Group.of(params.raw["grid"], job.device, job.batch_exp)),
     ).write(paths.timing_result(job))
@@ -201,12 +217,15 @@ def write_breakdown(params: Params, job: Job) -> None:
     ).write(paths.breakdown_result(job))
 
 
-def make_project(root: Path, devices: tuple[str, ...] = ("cpu", "cuda")) -> Path:
-    """params.yaml with a small grid plus results for every cpu job but one timing job."""
+def make_project(root: Path, devices: tuple[str, ...] = ("cpu", "cuda"), optimizer: str = "momentum_sgd",
+                 optimizers: tuple[str, ...] = OPTIMIZERS, frameworks: tuple[str, ...] = FRAMEWORKS) -> Path:
+    """params.yaml with a small grid plus results for every cpu job but one timing job; `optimizer`
+    trains, `optimizers` are timed (timing.optimizers)."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["train"].update(optimizer="momentum_sgd", lr=0.01, momentum=0.9, batch_size=16, epochs=3)
+    raw["train"].update(optimizer=optimizer, lr=0.01, momentum=0.9, batch_size=16, epochs=3)
+    raw["timing"]["optimizers"] = list(optimizers)
     raw["grid"].update(
-        frameworks=list(FRAMEWORKS), loss_modes=list(MODES), devices=list(devices), batch_exponents=list(EXPS)
+        frameworks=list(frameworks), loss_modes=list(MODES), devices=list(devices), batch_exponents=list(EXPS)
     )
     raw["breakdown"]["batch_exponents"] = [BREAKDOWN_EXP]
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -226,10 +245,9 @@ def make_project(root: Path, devices: tuple[str, ...] = ("cpu", "cuda")) -> Path
         PeakResult.create(
             device="cpu", n=4096, peak_flops_per_s=PEAK, best="torch_conv3x3", kernels={},
             rates_flops_per_s={"numpy_matmul": 1.2e11, "torch_conv3x3": PEAK}, threads={"requested": 2},
-            bandwidth={"n": 2**26, "bytes": 12 * 2**26, "samples_s": [0.02] * 3}, bandwidth_bytes_per_s=12 * 2**26 / 0.02,
-            theoretical={"microarchitecture": "Zen 4", "cores": 2, "clock_hz": 2.6e9, "flops_per_cycle_per_core": 32,
-                         "flops_per_s": 2 * 2.6e9 * 32, "how": "2 cores x 2.60 GHz x 32 fp32 FLOPs per cycle (Zen 4)"},
-            theoretical_flops_per_s=2 * 2.6e9 * 32,
+            bandwidth={"n": 2**26, "last_level_cache_bytes": 2**25, "bytes": 12 * 2**26, "samples_s": [0.02] * 3,
+                       "bytes_per_s": BANDWIDTH}, bandwidth_bytes_per_s=BANDWIDTH,
+            theoretical=THEORETICAL, theoretical_flops_per_s=THEORETICAL["flops_per_s"],
             environment=environment(), provenance=provenance.record("peak", params),
         ).write(paths.matmul_peak())
         PrepareSummary.create(

@@ -1,6 +1,6 @@
 """The layer breakdown: grouping of hand-made profiles (both frameworks' names), the sum rule,
 real tiny profiles of both backends, the `breakdown` stage end to end and its report section
-(rendered through the report's Context; tests/test_report.py checks it inside the whole report)."""
+(rendered from the report's Findings; tests/test_report.py checks it inside the whole report)."""
 
 from __future__ import annotations
 
@@ -294,33 +294,43 @@ def report_params() -> Params:
     return Params(params.path, raw)
 
 
+def breakdown_job(result: dict[str, Any]):
+    """hand_made_result as the report's analysis holds it."""
+    from deeppose.report.analysis import BreakdownJob, Layer
+
+    layers = tuple(Layer(r["layer"], r["phase"], r["time_s"], r.get("flops_per_s"), None)
+                   for r in result["layers"])
+    return BreakdownJob(result["framework"], result["loss"], result["core_time_s"], result["profiled_core_time_s"],
+                        result["layers_time_s"], result["overhead_s"], 0.0, 0.15, True, layers)
+
+
 def test_attribution_adds_up_and_gives_the_verdict() -> None:
-    from deeppose.report.breakdown_section import attribute
+    from deeppose.report.analysis import LayerVerdict, attribute
 
-    torch_like = hand_made_result("pytorch", "autograd", conv_s=0.2, fc_s=0.1, core_s=0.35)
-    conv_heavy = hand_made_result("chainer", "autograd", conv_s=1.5, fc_s=0.12, core_s=1.7)
+    torch_like = breakdown_job(hand_made_result("pytorch", "autograd", conv_s=0.2, fc_s=0.1, core_s=0.35))
+    conv_heavy = breakdown_job(hand_made_result("chainer", "autograd", conv_s=1.5, fc_s=0.12, core_s=1.7))
     a = attribute(torch_like, conv_heavy)
-    assert sum(a["parts_s"].values()) == pytest.approx(a["extra_s"])
-    assert a["extra_s"] == pytest.approx(1.35)
-    assert a["verdict"] == "confirms" and a["largest"][0] in CONV_LAYERS
-    fc_heavy = hand_made_result("chainer", "autograd", conv_s=0.3, fc_s=1.0, core_s=1.4)
-    assert attribute(torch_like, fc_heavy)["verdict"] == "partly confirms"
-    overhead_heavy = hand_made_result("chainer", "autograd", conv_s=0.25, fc_s=0.1, core_s=1.5)
-    assert attribute(torch_like, overhead_heavy)["verdict"] == "refutes"
-    assert attribute(conv_heavy, torch_like)["verdict"] == "cannot test"
+    assert sum(a.parts_s.values()) == pytest.approx(a.extra_s) and a.extra_s == pytest.approx(1.35)
+    assert a.verdict is LayerVerdict.CONFIRMS and a.largest.layer in CONV_LAYERS
+    fc_heavy = breakdown_job(hand_made_result("chainer", "autograd", conv_s=0.3, fc_s=1.0, core_s=1.4))
+    assert attribute(torch_like, fc_heavy).verdict is LayerVerdict.PARTLY
+    overhead_heavy = breakdown_job(hand_made_result("chainer", "autograd", conv_s=0.25, fc_s=0.1, core_s=1.5))
+    assert attribute(torch_like, overhead_heavy).verdict is LayerVerdict.REFUTES
+    assert attribute(conv_heavy, torch_like).verdict is LayerVerdict.CANNOT_TEST
 
 
-def section_context(params: Params, root: Path, draw: bool = True):
-    """The report's Context over whatever breakdown results lie under `root` (the cwd)."""
+BREAKDOWN = "Per-layer breakdown of the core process"
+
+
+def findings_of(params: Params):
+    from deeppose.report.analysis import analyse
     from deeppose.report.load import load_results
-    from deeppose.report.markdown import Context
 
-    return Context(results=load_results(params), markdown_path=root / "reports" / "report.md",
-                   figures_dir=root / "reports" / "figures", draw=draw)
+    return analyse(load_results(params))
 
 
 def test_report_section_renders_from_hand_made_results(report_params: Params, tmp_path: Path, monkeypatch) -> None:
-    from deeppose.report.breakdown_section import render_breakdown
+    from deeppose.report import figures, sections
 
     monkeypatch.chdir(tmp_path)
     results = {
@@ -331,41 +341,30 @@ def test_report_section_renders_from_hand_made_results(report_params: Params, tm
     }
     for (framework, loss), result in results.items():
         write_record(report_params, Job(framework, loss, "cpu", 4), result)
-    ctx = section_context(report_params, tmp_path)
-    markdown = render_breakdown(ctx)
-    assert "## Per-layer breakdown" not in markdown  # render_document writes the section's title
+    findings = findings_of(report_params)
+    drawn = figures.plan(findings)
+    assert sorted(drawn) == ["breakdown_cpu_b16.png", "breakdown_peak_cpu_b16.png", "roofline_cpu_b16.png"]
+    markdown = sections.section(BREAKDOWN, findings, set(drawn))
     assert "### cpu, batch 16" in markdown and not re.search(r"^#{1,2} ", markdown, flags=re.M)
-    assert "](figures/breakdown_cpu_b16.png)" in markdown and "](figures/breakdown_peak_cpu_b16.png)" in markdown
-    assert "| Layer | Phase | PyTorch | Chainer | Chainer/PyTorch |" in markdown
+    assert "](figures/breakdown_cpu_b16.png)" in markdown and "](figures/roofline_cpu_b16.png)" in markdown
+    assert "| Layer | Phase | PyTorch (ms) | Chainer (ms) | Chainer/PyTorch |" in markdown
     assert "Convolutions account for" in markdown and "confirms the study's conclusion" in markdown
     assert "| Chainer | explicit | not run |" in markdown and "1 of 4 per-layer breakdown jobs on cpu" in markdown
-    assert "Sum rule met" in markdown
-    verdicts = [sentence for scope, sentence in ctx.conclusions if scope == "cpu"]
-    assert len(verdicts) == 2 and "This confirms the study's conclusion" in verdicts[0] and verdicts[0] in markdown
-    assert "Chainer explicit not run" in verdicts[1]
-    headlines = ctx.summary["cpu"]["breakdown"]
-    assert headlines["chainer_over_pytorch_core"]["autograd"]["b16"] == pytest.approx(1.7 / 0.35)
-    assert headlines["conv_share_of_extra"]["chainer"]["autograd"]["b16"] == pytest.approx(1.3 / 1.35)
-    # figures are drawn into memory; deeppose.report.build writes them with report.md
-    assert sorted(p.name for p in ctx.pngs) == ["breakdown_cpu_b16.png", "breakdown_peak_cpu_b16.png"] == sorted(
-        p.name for p in ctx.figures)
-    first = [ctx.pngs[p] for p in sorted(ctx.pngs)]
+    (a,) = findings.devices[0].breakdown[0].attributions
+    assert a.other_s / a.reference_s == pytest.approx(1.7 / 0.35)
+    assert a.parts_s["conv"] / a.extra_s == pytest.approx(1.3 / 1.35)
+    first = [figures.png(drawn[name]) for name in sorted(drawn)]
     assert all(b.startswith(b"\x89PNG") for b in first)
-    again = section_context(report_params, tmp_path)
-    assert render_breakdown(again) == markdown
-    assert [again.pngs[p] for p in sorted(again.pngs)] == first  # deterministic bytes
+    again = findings_of(report_params)
+    assert sections.section(BREAKDOWN, again, set(drawn)) == markdown
+    assert [figures.png(figures.plan(again)[name]) for name in sorted(drawn)] == first  # deterministic bytes
 
 
 def test_report_section_without_results(report_params: Params, tmp_path: Path, monkeypatch) -> None:
-    from deeppose.report.breakdown_section import render_breakdown
+    from deeppose.report import figures, sections
 
     monkeypatch.chdir(tmp_path)
-    ctx = section_context(report_params, tmp_path, draw=False)
-    markdown = render_breakdown(ctx)
+    findings = findings_of(report_params)
+    markdown = sections.section(BREAKDOWN, findings, set(figures.plan(findings)))
     assert "No per-layer breakdown result on cpu (4 jobs): see *Jobs without results* in the Summary." in markdown
-    assert "![" not in markdown
-    assert ctx.conclusions == [("cpu", "No per-layer breakdown on cpu: the study's conclusion that layer "
-                                       "implementations explain the difference is not tested there.")]
-    # placeholders keep the set of figures fixed, whatever the results
-    assert [p.name for p in ctx.figures] == ["breakdown_cpu_b16.png", "breakdown_peak_cpu_b16.png"]
-    assert ctx.summary == {} and not (tmp_path / "reports").exists()
+    assert "![" not in markdown and not figures.plan(findings)

@@ -19,9 +19,9 @@ import pytest
 from deeppose import paths, provenance
 from deeppose.config import load_params
 from deeppose.grid import Job
+import report_project
 from report_project import (
-    BREAKDOWN, BREAKDOWN_EXP, CONTROL, ITERATIONS, MISSING_BREAKDOWN, MISSING_TIMING, NOISY_TIMING, PEAK, ROOT, ROUNDS,
-    compute_times, core_mean, make_project,
+    CONTROL, ITERATIONS, MISSING_TIMING, NOISY_TIMING, PEAK, ROOT, ROUNDS, compute_times, core_mean, make_project,
 )
 
 # --- parsing the Markdown ---------------------------------------------------------------------
@@ -66,10 +66,10 @@ def built(tmp_path_factory):
         mp.chdir(root)
         from deeppose.report import build
 
-        ctx = build(load_params("params.yaml"))
+        findings = build(load_params("params.yaml"))
     markdown = (root / "reports" / "report.md").read_text()
     summary = json.loads((root / "reports" / "summary.json").read_text())["headlines"]
-    return root, ctx, markdown, summary
+    return root, findings, markdown, summary
 
 
 # --- tests ------------------------------------------------------------------------------------
@@ -87,166 +87,135 @@ def test_sections_in_study_order(built):
         "1. Set-up", "2. Effect of automatic differentiation", "3. Impact of the network implementation",
         "4. Per-layer breakdown of the core process", "5. Accuracy", "6. Against the original study", "7. Summary",
     ]
-    assert "could not be built" not in markdown
 
 
-def test_setup_shows_parameters_data_and_environment(built):
-    _, _, markdown, _ = built
+def test_summary_json_is_the_serialised_findings(built):
+    from deeppose.report.analysis import to_json
+
+    _, findings, _, summary = built
+    assert summary == json.loads(json.dumps(to_json(findings)))
+    assert summary["setup"]["peak"]["best_observed"] == PEAK
+
+
+def test_setup_shows_parameters_data_environment_and_ceilings(built):
+    _, findings, markdown, _ = built
     section = markdown.split("## 1.")[1].split("## 2.")[0]
     assert "Training: 3 epochs at batch 16, momentum_sgd (lr 0.01, momentum 0.9)" in section
-    assert "best of standard kernels: 150 GFLOP/s (numpy matmul 120 GFLOP/s, torch conv3x3 150 GFLOP/s)" in section
     assert "Prepared data: source synthetic; kept train 290, test 95; dropped 15 (span >= 227: 15)" in section
     params = {r["parameter"]: r["value"] for r in tables_under(section, "### Parameters")[0]}
     assert params["`grid.devices`"] == '["cpu", "cuda"]' and params["`train.lr`"] == "0.01"
-    fairness = tables_under(section, "#### What the timing processes ran with on cpu")[0]
-    assert [r["framework"] for r in fairness] == ["PyTorch", "Chainer"]
-    assert fairness[1]["kernel_isa"] == "Haswell" and fairness[1]["steering variables"] == "OPENBLAS_CORETYPE Haswell"
-    assert "3 asymmetries between the frameworks' processes:" in section
-    assert "- `common.kernel_isa`: PyTorch AVX512; Chainer Haswell (may bias:" in section
     env = tables_under(section, "### Environment")[0]
-    assert env[0]["CPU"] == "Test CPU 9000" and env[0]["cores (usable of all)"] == "2 of 2"
-    assert "`abc123`" in section and "150 GFLOP/s" in section
+    assert [r["framework"] for r in env] == ["PyTorch", "Chainer", "PyTorch", "Chainer"]  # one row per framework
+    assert env[0]["CPU"] == "Test CPU 9000" and env[0]["usable cores"] == "2"
+    assert env[0]["CPU vendor, family, model, stepping"] == "vendor AuthenticAMD family 25 model 17 stepping 1"
+    assert not any(" / " in cell for row in env for cell in row.values())
+    ceilings = {r["ceiling"]: r for r in tables_under(section, "### Machine ceilings")[0]}
+    assert ceilings["best observed kernel rate (fp32)"]["value"] == "150 GFLOP/s"
+    assert ceilings["memory bandwidth"]["value"] == "40.3 GB/s"
+    assert ceilings["theoretical fp32 peak"]["value"] == "128 GFLOP/s"
+    assert ceilings["ridge point (compute / bandwidth)"]["value"] == "3.73 FLOP/byte"
+    # the observed rate exceeds the theoretical peak at the reported clock: said, with the clock it implies
+    assert findings.setup.peak.implied_clock_hz == pytest.approx(PEAK / (2 * 32))
+    assert "exceeds the theoretical peak at the reported clock (2.00 GHz)" in section
+    assert "implies at least 2.34 GHz" in section and "%" not in ceilings["theoretical fp32 peak"]["value"]
+    fairness = tables_under(section, "#### What the timing processes ran with on cpu")[0]
+    assert fairness[1]["kernel_isa"] == "Haswell" and fairness[1]["steering variables"] == "OPENBLAS_CORETYPE Haswell"
+    assert "- `common.kernel_isa`: PyTorch AVX512; Chainer Haswell (may bias:" in section
 
 
-def test_training_table_matches_inputs(built):
-    _, _, markdown, _ = built
-    rows = tables_under(markdown, "### cpu")[0]
-    assert len(rows) == 4
-    for row in rows:
-        fw, loss = row["framework"].lower(), row["loss"]
-        times = compute_times(fw, loss)
+def test_training_runs_match_inputs(built):
+    _, findings, markdown, _ = built
+    cpu = findings.devices[0]
+    assert cpu.device == "cpu" and len(cpu.training) == 4
+    for run in cpu.training:
+        times = compute_times(run.framework, run.loss)
         total = sum(times) + 0.05 * ITERATIONS
-        assert close(row["training time"], total)
-        assert close(row["wall per iteration"], total / ITERATIONS)
-        mean, std = row["compute per iteration (mean ± std)"].split(" ± ")
-        assert close(mean, np.mean(times)) and close(std, np.std(times, ddof=1), rel=0.01)
-        assert row["samples (source)"].startswith(f"{ITERATIONS} (log.jsonl")
+        assert run.train_time_s == pytest.approx(total) and run.per_iteration_s == pytest.approx(total / ITERATIONS)
+        assert run.compute.mean == pytest.approx(np.mean(times)) and run.compute.n == ITERATIONS
+        assert run.setup == "momentum_sgd, batch 16, 2 epochs"
+    rows = tables_under(markdown, "### cpu")[0]
+    assert close(rows[0]["training time (s)"], sum(compute_times("pytorch", "autograd")) + 0.05 * ITERATIONS)
 
 
-def test_autodiff_conclusions(built):
+def test_autodiff_verdicts(built):
     """The loss alone decides: PyTorch's modes cost the same, Chainer's explicit backward 50 µs more;
-    the whole training runs get a ratio and the A/A noise floor, never a verdict."""
-    _, _, markdown, summary = built
+    whole training runs get a ratio and the A/A noise floor, never a verdict."""
+    from deeppose.compare_stats import Verdict
+
+    _, findings, markdown, _ = built
+    effects = {e.framework: e for e in findings.devices[0].loss_effects}
+    assert effects["pytorch"].c.verdict is Verdict.NO_DIFFERENCE and effects["pytorch"].batch_size == 2
+    assert effects["chainer"].c.verdict is Verdict.SLOWER
+    assert effects["chainer"].c.difference.low < 50e-6 < effects["chainer"].c.difference.high
     section = markdown.split("## 2.")[1].split("## 3.")[0]
-    pytorch = next(line for line in section.splitlines() if line.startswith("- PyTorch on cpu"))
-    chainer = next(line for line in section.splitlines() if line.startswith("- Chainer on cpu"))
-    assert "(no difference, 4 rounds)" in pytorch and "at batch 2" in pytorch  # the largest complete group
-    assert "(slower, 4 rounds)" in chainer and "whole training runs: explicit / autograd" in chainer
-    assert "no verdict; identical arms in the timing's A/A control came up to" in chainer
-    diff = summary["cpu"]["explicit_minus_autograd_loss_s"]
-    assert diff["pytorch"]["verdict"] == "no_difference" and diff["chainer"]["verdict"] == "slower"
-    assert diff["chainer"]["low"] < 50e-6 < diff["chainer"]["high"] and diff["chainer"]["batch"] == 2
+    assert "no verdict; identical arms in the timing's A/A control came up to" in section
     assert "![Training loss against elapsed time on cpu](figures/learning_curves_cpu.png)" in section
 
 
-def test_core_time_tables(built):
-    _, _, markdown, summary = built
-    assert [(p["batch_size"], p["framework"], p["loss"], p["significant"]) for p in summary["aa_control"]] == [
-        (1, "pytorch", "autograd", False), (2, "pytorch", "autograd", False)]
-    assert summary["aa_false_positive_rate"] == 0.0
-    section = markdown.split("## 3.")[1].split("## 4.")[0]
-    cpu = section.split("### cpu")[1].split("### cuda")[0]
-    core, ratios, control, flops = tables_under("### cpu" + cpu, "### cpu")
-    for row in core:
-        job = Job(row["framework"].lower(), row["loss"], "cpu", int(row["batch"]).bit_length() - 1)
-        if job == MISSING_TIMING:
-            assert row["blocks"] == "not run"
-            continue
-        data = json.loads((built[0] / paths.timing_result(job)).read_text())["time_s"]
-        assert row["time (95 % CI)"].endswith(" ms")
-        assert float(row["time (95 % CI)"].split(" [")[0]) * 1e-3 == pytest.approx(data["estimate"], rel=0.01)
-        assert row["blocks"] == str(ROUNDS) and row["disturbed attempts"] == str(int(job == NOISY_TIMING))
-    by_batch = {row["batch"]: row for row in ratios}
-    assert number(by_batch["2"]["Chainer / PyTorch, autograd"].split(" [")[0]) == pytest.approx(2.0, rel=0.01)
-    assert by_batch["2"]["Chainer / PyTorch, autograd"].endswith("slower")
-    assert by_batch["2"]["PyTorch explicit / autograd"].endswith("no difference")
-    assert by_batch["32"]["Chainer / PyTorch, explicit"] == "—"  # its group lacks a cell
-    assert [row["batch"] for row in control] == ["1", "2"] and all(r["A/A cell"] == CONTROL for r in control)
-    assert all(r["twin / cell (90 % CI)"].endswith("no difference") for r in control)
-    for row in flops:
-        job = Job(row["framework"].lower(), row["loss"], "cpu", int(row["batch"]).bit_length() - 1)
-        achieved = 6.58e9 * 2**job.batch_exp / core_mean(job)
-        assert close(row["achieved"], achieved) and close(row["fraction of peak"], achieved / PEAK)
-    assert "![Core-process time against batch size on cpu](figures/core_time_cpu.png)" in cpu
+def test_core_time_cells_ratios_and_controls(built):
+    from deeppose.compare_stats import Verdict
+
+    _, findings, markdown, _ = built
+    cpu = findings.devices[0]
+    for cell in cpu.cells:
+        job = Job(cell.framework, cell.loss, "cpu", cell.batch_size.bit_length() - 1)
+        assert cell.time.estimate == pytest.approx(core_mean(job), rel=0.02)
+        assert cell.disturbed == int(job == NOISY_TIMING) and cell.blocks == ROUNDS
+        assert cell.fraction_of_peak == pytest.approx(6.58e9 * cell.batch_size / cell.time.estimate / PEAK)
+    assert MISSING_TIMING.framework not in {c.framework for c in cpu.cells if c.batch_size == 32 and c.loss == "explicit"}
+    ratio = next(r for r in cpu.ratios if (r.batch_size, r.a, r.b) == (2, "chainer/autograd", "pytorch/autograd"))
+    assert ratio.ratio.estimate == pytest.approx(2.0, rel=0.01) and ratio.verdict is Verdict.SLOWER
+    assert [(c.batch_size, c.b) for c in cpu.controls] == [(1, CONTROL), (2, CONTROL)]
+    assert findings.false_positive_rate == 0.0
+    cpu_md = markdown.split("## 3.")[1].split("## 4.")[0]
+    assert "![Core-process time against batch size on cpu](figures/core_time_cpu.png)" in cpu_md
 
 
-def test_breakdown_section(built):
-    root, _, markdown, summary = built
+def test_breakdown_attribution(built):
+    from deeppose.report.analysis import LayerVerdict
+
+    root, findings, markdown, _ = built
+    (batch,) = findings.devices[0].breakdown
+    assert batch.batch_size == 2 and batch.absent == (("chainer", "explicit"),)
+    (a,) = batch.attributions
+    assert a.verdict is LayerVerdict.CONFIRMS and a.extra_s == pytest.approx(0.135)
+    assert sum(a.parts_s.values()) == pytest.approx(a.extra_s)
+    assert a.parts_s["conv"] / a.extra_s == pytest.approx(0.13 / 0.135)
+    assert batch.not_compared == (("chainer", "explicit"),)
     section = markdown.split("## 4.")[1].split("## 5.")[0]
-    sum_rule, differ, flops = tables_under(section, "### cpu, batch 2")
-    assert len(sum_rule) == 4
-    for row in sum_rule:
-        job = Job(row["Framework"].lower(), row["Loss"], "cpu", BREAKDOWN_EXP)
-        if job == MISSING_BREAKDOWN:
-            assert row["Core time"] == "not run"
-            continue
-        conv_s, fc_s, core_s = BREAKDOWN[job.framework, job.loss]
-        layers = conv_s + fc_s + 2 * 0.0005  # and one relu call per phase
-        assert close(row["Core time"], core_s) and close(row["Σ layers"], layers)
-        assert close(row["Overhead"], core_s - layers) and row["Sum rule met"].startswith("yes")
-    assert "1 of 4 per-layer breakdown jobs on cpu have no usable result" in section
-    assert [r["Layer"] for r in differ[:8]] == sorted(r["Layer"] for r in differ[:8])  # ties in a fixed order
-    assert all(r["Layer"].startswith("conv") for r in differ[:8])  # Chainer's convolutions differ most
-    assert close(next(r for r in differ if r["Layer"] == "core process")["Chainer/PyTorch"], 0.17 / 0.035)
-    assert len(flops) == 16 and all(r["PyTorch"] != "—" and r["Chainer"] != "—" for r in flops)
-    verdict = next(line for line in section.splitlines() if line.startswith("On cpu at batch 2 (autograd loss)"))
-    assert "Convolutions account for 96.3 %" in verdict and "This confirms the study's conclusion" in verdict
-    assert "Chainer is not compared with PyTorch (explicit loss), Chainer explicit not run." in section
-    assert "No per-layer breakdown result on cuda (4 jobs): see *Jobs without results*" in section
-    for name in ("breakdown_cpu_b2.png", "breakdown_peak_cpu_b2.png"):
+    assert "Convolutions account for 96.3 %" in section and "This confirms the study's conclusion" in section
+    for name in ("breakdown_cpu_b2.png", "breakdown_peak_cpu_b2.png", "roofline_cpu_b2.png"):
         assert f"](figures/{name})" in section
         assert (root / "reports" / "figures" / name).read_bytes().startswith(b"\x89PNG")
-    headlines = summary["cpu"]["breakdown"]
-    assert headlines["chainer_over_pytorch_core"] == {"autograd": {"b2": pytest.approx(0.17 / 0.035, rel=1e-5)}}
-    assert headlines["conv_share_of_extra"] == {"chainer": {"autograd": {"b2": pytest.approx(0.13 / 0.135, rel=1e-5)}}}
-    assert "breakdown" not in summary.get("cuda", {})
+    assert batch.memory_bound == ("fc6", "fc7", "fc8")  # below the ridge point (3.7 FLOP/byte) at batch 2
+    assert "fc6, fc7 and fc8 lie below the ridge point in both phases: they are memory-bound" in section
 
 
-def test_breakdown_verdicts_reach_the_summary(built):
+def test_summary_does_not_repeat_the_sections(built):
     _, _, markdown, _ = built
-    section = markdown.split("## 4.")[1].split("## 5.")[0]
-    conclusions = markdown.split("## 7. Summary")[1].split("### Jobs without results")[0]
-    cpu, cuda = conclusions.split("**cpu**")[1].split("**cuda**")
-    verdict = next(line for line in section.splitlines() if line.startswith("On cpu at batch 2"))
-    assert f"- {verdict}\n" in cpu
-    assert "- Per-layer breakdown on cpu at batch 2: Chainer is not compared with PyTorch (explicit loss)" in cpu
-    assert "- No per-layer breakdown on cuda" in cuda
+    summary = markdown.split("## 7. Summary")[1]
+    body = markdown.split("## 7. Summary")[0]
+    lines = [line[2:] for line in summary.splitlines() if line.startswith("- ")]
+    assert lines and not [line for line in lines if line in body]
 
 
-def test_report_without_breakdown_results(tmp_path, monkeypatch):
-    root = make_project(tmp_path, devices=("cpu",))
-    monkeypatch.chdir(root)
-    shutil.rmtree(root / "results" / "breakdown")
-    from deeppose.report import build, figure_paths
-
-    params = load_params("params.yaml")
-    ctx = build(params)
-    markdown = (root / "reports" / "report.md").read_text()
-    assert "could not be built" not in markdown
-    section = markdown.split("## 4.")[1].split("## 5.")[0]
-    assert "No per-layer breakdown result on cpu (4 jobs): see *Jobs without results* in the Summary." in section
-    assert "![" not in section and "Convolutions account for" not in section
-    reasons = {r["job"]: r["reason"] for r in tables_under(markdown, "### Jobs without results")[0]}
-    assert reasons["per-layer breakdown PyTorch autograd cpu"].endswith("(has the stage been run?)")
-    assert "- No per-layer breakdown on cpu" in markdown.split("## 7. Summary")[1]
-    placeholders = [p for p in ctx.figures if p.name.startswith("breakdown")]
-    assert [p.name for p in placeholders] == ["breakdown_cpu_b2.png", "breakdown_peak_cpu_b2.png"]
-    assert all(p.exists() for p in placeholders) and figure_paths(params) == ctx.figures
-    assert "breakdown" not in ctx.summary["cpu"] and ctx.summary["jobs"]["breakdown"]["present"] == 0
-
-
-def test_accuracy_table(built):
-    _, _, markdown, summary = built
+def test_accuracy(built):
+    _, findings, markdown, summary = built
+    cpu = findings.devices[0]
+    assert all(r.gaps["loss"].beats and r.gaps["pcp"].beats for r in cpu.training)
+    assert all(r.gaps["pdj"].beats and r.gaps["pck"].beats for r in cpu.training)
+    assert all(r.scores[m].low is not None for r in cpu.training for m in ("loss", "pcp", "pdj", "pck"))
+    assert cpu.baseline["pck"] == 0.15
+    section = markdown.split("## 5.")[1].split("## 6.")[0]
+    assert "only joints annotated as visible are scored" in section and "10 standard sticks" in section
     rows = tables_under(markdown, "## 5. Accuracy")[0]
-    cpu = [r for r in rows if r["device"] == "cpu"]
-    assert [r["framework"] for r in cpu] == ["PyTorch", "PyTorch", "Chainer", "Chainer", "mean pose (baseline)"]
-    assert close(cpu[0]["PCK@0.2"], 0.6) and close(cpu[2]["PCK@0.2"], 0.55)
-    assert close(cpu[-1]["test loss (95 % CI)"], 0.02)
-    assert all(r["test loss − mean pose (95 % CI)"].endswith(": beats it") for r in cpu[:4])
-    assert all(r["PCP@0.5 − mean pose (95 % CI)"].endswith(": beats it") for r in cpu[:4])
-    assert all(r["final training loss"] == "not run" for r in rows if r["device"] == "cuda")
-    assert summary["cpu"]["test"]["baseline"]["pck"] == 0.15
-    assert "all 4 runs beat it on test loss and PCP@0.5, with 95 % intervals that exclude it" in markdown
+    per_image = report_project.per_image(80)
+    pck = sum(per_image["pck_hits"]) / sum(per_image["pck_counted"])
+    assert float(rows[0]["PCK@0.2 (95 % CI)"].split()[0]) == pytest.approx(100 * pck, abs=0.05)
+    diffs = cpu.accuracy_differences
+    assert {(x.metric, x.loss) for x in diffs} == {(m, loss) for m in ("loss", "pcp", "pdj", "pck")
+                                                   for loss in ("autograd", "explicit")}
+    assert not any(x.differ for x in diffs)  # the same per-image scores
 
 
 def test_accuracy_gaps_resample_images_and_need_an_interval_clear_of_zero():
@@ -256,49 +225,73 @@ def test_accuracy_gaps_resample_images_and_need_an_interval_clear_of_zero():
     n = 99
     sq, base_sq, visible = rng.uniform(0, 1, n), rng.uniform(0.2, 1.2, n), rng.integers(5, 15, n).astype(float)
     hits, counted = rng.binomial(9, 0.5, n).astype(float), np.full(n, 9.0)
-    gaps = accuracy_gaps({"sq_error": sq, "visible": visible, "pcp_hits": hits, "pcp_counted": counted,
-                          "baseline_sq_error": base_sq, "baseline_pcp_hits": hits})
+    scores, gaps = accuracy_gaps({"sq_error": sq, "visible": visible, "pcp_hits": hits, "pcp_counted": counted,
+                                  "baseline_sq_error": base_sq, "baseline_pcp_hits": hits, "pck_hits": hits,
+                                  "pck_counted": counted})
+    assert scores["loss"].estimate == pytest.approx(sq.sum() / visible.sum())
+    assert scores["pck"].low < scores["pck"].estimate < scores["pck"].high and "pck" not in gaps
     loss, pcp = gaps["loss"], gaps["pcp"]
-    assert loss.trained.estimate == pytest.approx(sq.sum() / visible.sum())
     assert loss.difference.estimate == pytest.approx((sq.sum() - base_sq.sum()) / visible.sum())
-    assert loss.difference.low < loss.difference.estimate < loss.difference.high < 0 and loss.beats_baseline
-    # the same hits as the baseline: a difference of exactly zero, which beats nothing
-    assert pcp.difference.estimate == 0 and not pcp.beats_baseline
-    # a worse network: its loss interval lies above zero
-    worse = accuracy_gaps({"sq_error": base_sq * 1.5, "visible": visible, "baseline_sq_error": base_sq,
-                           "pcp_hits": hits, "pcp_counted": counted, "baseline_pcp_hits": hits})
-    assert worse["loss"].difference.low > 0 and not worse["loss"].beats_baseline
+    assert loss.difference.high < 0 and loss.beats
+    assert pcp.difference.estimate == 0 and not pcp.beats  # the same hits as the baseline
 
 
-def test_study_comparison(built):
-    _, _, markdown, summary = built
-    rows = tables_under(markdown, "## 6. Against the original study")[0]
-    chainer_cpu = next(r for r in rows if r["device"] == "cpu" and r["ratio"].startswith("Chainer / PyTorch"))
-    expected = (1.6 * ITERATIONS + 0.05 * ITERATIONS) / (1.0 * ITERATIONS + 0.05 * ITERATIONS)
-    assert close(chainer_cpu["this run"], expected, rel=0.01) and chainer_cpu["study"] == "1.64"
-    assert abs(expected / 1.64 - 1) <= 0.1 and chainer_cpu["verdict"] == "agrees"
-    pytorch = next(r for r in rows if r["device"] == "cpu" and r["ratio"].endswith("(PyTorch)"))
-    assert pytorch["verdict"] == "agrees"
-    assert all(r["this run"] == "not run" for r in rows if r["device"] == "cuda")
-    assert summary["cpu"]["chainer_over_pytorch_per_iteration"]["autograd"] == pytest.approx(expected, rel=1e-3)
-    assert set(summary["cpu"]["explicit_over_autograd_train_time"]) == {"pytorch", "chainer"}
+def test_study_comparison_like_for_like(built):
+    from deeppose.report.analysis import StudyVerdict
+
+    _, findings, markdown, summary = built
+    rows = {(r.device, r.quantity, r.basis, r.framework): r for r in findings.study}
+    timing = rows["cpu", "per_iteration", "timing", "chainer"]
+    expected = (0.1 * 32 + 0.001) / (0.05 * 32 + 0.0005)  # core + MomentumSGD step at batch 32
+    assert timing.ours == pytest.approx(expected, rel=0.02) and timing.verdict is StudyVerdict.SAME_SIDE
+    training = rows["cpu", "per_iteration", "training", "chainer"]
+    assert training.verdict is StudyVerdict.NOT_COMPARABLE and "batch 16" in training.why_not
+    assert rows["cpu", "explicit_over_autograd", "training", "pytorch"].verdict is StudyVerdict.AGREES
+    assert rows["cuda", "per_iteration", "timing", "chainer"].why_not == "no timing result at batch 32"
     assert "as in the study, the network's implementation matters more" in markdown
+    headlines = json.loads((built[0] / "reports" / "headlines.json").read_text())
+    assert headlines["cpu_pck_pytorch"] == pytest.approx(0.45, abs=0.05) and "cpu_chainer_x_pytorch" in headlines
 
 
-def test_missing_jobs_shown_as_not_run(built):
-    _, _, markdown, summary = built
-    rows = tables_under(markdown, "### Jobs without results")[0]
-    reasons = {r["job"]: r for r in rows}
-    assert "no cuda job of this kind has a result" in reasons["training PyTorch autograd cuda"]["reason"]
-    chainer = reasons["timing Chainer explicit cpu"]
-    assert chainer["batch sizes"] == "32" and "other cpu jobs have results" in chainer["reason"]
-    assert summary["jobs"] == {
-        "train": {"expected": 8, "present": 4}, "timing": {"expected": 24, "present": 11},
-        "breakdown": {"expected": 8, "present": 3},
-    }
-    breakdown = reasons["per-layer breakdown Chainer explicit cpu"]
-    assert breakdown["batch sizes"] == "2" and "other cpu jobs have results" in breakdown["reason"]
-    assert "no cuda job of this kind has a result" in reasons["per-layer breakdown PyTorch autograd cuda"]["reason"]
+def test_adam_training_still_compares_with_the_study_through_the_timed_momentum_update(tmp_path, monkeypatch):
+    """Trained with Adam, but timing.optimizers includes MomentumSGD: section 6 uses its update."""
+    from deeppose.report.analysis import StudyVerdict
+
+    root = make_project(tmp_path, devices=("cpu",), optimizer="adam")
+    monkeypatch.chdir(root)
+    from deeppose.report import build
+
+    findings = build(load_params("params.yaml"))
+    row = next(r for r in findings.study if (r.quantity, r.basis) == ("per_iteration", "timing"))
+    assert row.verdict is StudyVerdict.SAME_SIDE and row.setup == "core + momentum_sgd update, batch 32"
+    markdown = (root / "reports" / "report.md").read_text()
+    assert "adam (lr 0.01)," in markdown and "momentum 0.9" not in markdown.split("<details>")[0]
+    core = tables_under(markdown.split("## 3.")[1], "### cpu")[0]
+    assert {"momentum_sgd update, median, not in core (ms)", "adam update, median, not in core (ms)"} <= core[0].keys()
+
+
+def test_without_the_momentum_update_timed_the_study_row_is_not_comparable(tmp_path, monkeypatch):
+    from deeppose.report.analysis import StudyVerdict
+
+    root = make_project(tmp_path, devices=("cpu",), optimizer="adam", optimizers=("adam",))
+    monkeypatch.chdir(root)
+    from deeppose.report import build
+
+    findings = build(load_params("params.yaml"))
+    row = next(r for r in findings.study if (r.quantity, r.basis) == ("per_iteration", "timing"))
+    assert row.verdict is StudyVerdict.NOT_COMPARABLE and row.ours is None
+    assert row.why_not == "the timing did not time the MomentumSGD update (timing.optimizers: adam)"
+    assert next(a for a in findings.absolute if a.framework == "chainer").iteration_s is None
+
+
+def test_missing_jobs(built):
+    _, findings, markdown, _ = built
+    missing = {(m.kind, m.job): m for m in findings.missing}
+    assert "no cuda job of this kind has a result" in missing["training", "pytorch/autograd/cuda"].reason
+    chainer = missing["timing", "chainer/explicit/cpu"]
+    assert chainer.batch_sizes == (32,) and "other cpu jobs have results" in chainer.reason
+    assert findings.jobs == {"train": {"expected": 8, "present": 4}, "timing": {"expected": 24, "present": 11},
+                             "breakdown": {"expected": 8, "present": 3}}
     assert "1 unreadable line(s) skipped" in markdown
 
 
@@ -307,34 +300,27 @@ def test_device_not_in_grid(tmp_path, monkeypatch):
     monkeypatch.chdir(root)
     from deeppose.report import build
 
-    ctx = build(load_params("params.yaml"))
+    build(load_params("params.yaml"))
     markdown = (root / "reports" / "report.md").read_text()
     assert "**cuda**: not in this run's grid" in markdown
-    assert [p.name for p in ctx.figures] == [
-        "learning_curves_cpu.png", "core_time_cpu.png", "memory_cpu.png", "flops_cpu.png",
-        "breakdown_cpu_b2.png", "breakdown_peak_cpu_b2.png",
-    ]
+    assert sorted(p.name for p in (root / "reports" / "figures").iterdir()) == [
+        "breakdown_cpu_b2.png", "breakdown_peak_cpu_b2.png", "core_time_cpu.png", "flops_cpu.png",
+        "learning_curves_cpu.png", "memory_cpu.png", "roofline_cpu_b2.png"]
 
 
 def test_empty_results_still_build(tmp_path, monkeypatch):
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     monkeypatch.chdir(tmp_path)
-    from deeppose.report import build, figure_paths
+    from deeppose.report import build
 
-    params = load_params("params.yaml")
-    ctx = build(params)
+    build(load_params("params.yaml"))
     markdown = (tmp_path / "reports" / "report.md").read_text()
-    assert "could not be built" not in markdown
-    assert "0 of 4 training jobs" in markdown
-    assert all(p.exists() for p in ctx.figures) and figure_paths(params) == ctx.figures
-    for exp in params.raw["breakdown"]["batch_exponents"]:
-        assert {f"breakdown_cpu_b{2**exp}.png", f"breakdown_peak_cpu_b{2**exp}.png"} <= {p.name for p in ctx.figures}
+    assert "0 of 4 training jobs" in markdown and "No measured peak" in markdown
 
 
-def test_cli_regenerates_identical_bytes(built, monkeypatch):
-    root, ctx, _, summary = built
+def test_rendering_twice_gives_identical_bytes(built, monkeypatch):
+    root, _, _, _ = built
     before = {p: p.read_bytes() for p in sorted((root / "reports").rglob("*")) if p.is_file()}
-    assert len([p for p in before if p.suffix == ".png"]) == len(ctx.figures) == 11
     monkeypatch.chdir(root)
     from deeppose.cli import main
 
@@ -346,9 +332,8 @@ def test_cli_regenerates_identical_bytes(built, monkeypatch):
 
 
 def test_partial_and_broken_results(tmp_path, monkeypatch):
-    """Unreadable metrics, a log missing beside its metrics, a timing file without its core
-    measurement's statistics, a result of another job, no peak and no data summary: the report still
-    builds and says, with the reader's one line, what is missing."""
+    """Unreadable metrics, a log missing beside its metrics, a result of another job, no peak and no
+    data summary: the report still builds and says, with the reader's one line, what is missing."""
     root = make_project(tmp_path, devices=("cpu",))
     monkeypatch.chdir(root)
     paths.train_metrics(Job("chainer", "autograd", "cpu")).write_text("{not json")
@@ -356,38 +341,22 @@ def test_partial_and_broken_results(tmp_path, monkeypatch):
     paths.timing_result(Job("pytorch", "explicit", "cpu", 0)).write_text(json.dumps({"measurements": {}}))
     paths.matmul_peak().unlink()
     paths.prepared_summary().unlink()
-    no_layers = Job("pytorch", "explicit", "cpu", BREAKDOWN_EXP)
-    result = json.loads(paths.breakdown_result(no_layers).read_text())
-    del result["layers"]
-    paths.breakdown_result(no_layers).write_text(json.dumps(result))
-    no_stats = Job("pytorch", "autograd", "cpu", 5)
-    result = json.loads(paths.timing_result(no_stats).read_text())
-    del result["blocks"][0]["loss_s"]
-    paths.timing_result(no_stats).write_text(json.dumps(result))
     shutil.copy(paths.timing_result(Job("chainer", "autograd", "cpu", 1)), paths.timing_result(Job("chainer", "autograd", "cpu", 0)))
     from deeppose.report import render
+    from deeppose.report.load import load_results
 
-    ctx, markdown = render(load_params("params.yaml"), draw=False)
-    assert "could not be built" not in markdown
-    rows = {(r["framework"], r["loss"]): r for r in tables_under(markdown, "### cpu")[0]}
-    assert rows["Chainer", "autograd"]["iterations"] == "not run"
-    assert rows["PyTorch", "explicit"]["samples (source)"] == f"{ITERATIONS} (metrics.json iteration_time_s)"
-    reasons = {r["job"]: r["reason"] for r in tables_under(markdown, "### Jobs without results")[0]}
-    assert reasons["training Chainer autograd cpu"].startswith("unusable: not valid JSON")
-    assert reasons["timing PyTorch explicit cpu"] == "unusable: kind is None, expected 'time'"
-    assert reasons["per-layer breakdown PyTorch explicit cpu"] == "unusable: missing field 'layers'"
-    assert reasons["timing PyTorch autograd cpu"] == "unusable: blocks[0]: missing field 'loss_s'"
-    assert reasons["timing Chainer autograd cpu"] == (
-        "unusable: it holds the result of chainer/autograd/cpu b1, not of this job")
-    assert "PyTorch explicit and Chainer explicit not run" in markdown
-    assert "On cpu at batch 2 (autograd loss)" in markdown
+    findings, _, markdown = render(load_results(load_params("params.yaml")))
+    reasons = {(m.kind, m.job): m.reason for m in findings.missing}
+    assert reasons["training", "chainer/autograd/cpu"].startswith("unusable: not valid JSON")
+    assert reasons["timing", "pytorch/explicit/cpu"] == "unusable: kind is None, expected 'time'"
+    assert reasons["timing", "chainer/autograd/cpu"] == "unusable: it holds the result of chainer/autograd/cpu b1, not of this job"
+    assert reasons["fp32 peak", "peak"].startswith("no result file")
+    assert next(r for r in findings.devices[0].training if r.loss == "explicit").compute.source == (
+        "metrics.json iteration_time_s")
     assert "no training comparison, autograd not run." in markdown
     assert "No measured peak" in markdown and "No data summary" in markdown
-    flops = tables_under(markdown, "## 3. Impact of the network implementation")[-1]
-    assert flops and all(row["fraction of peak"] == "—" for row in flops)
-    assert "explicit_over_autograd_train_time" in ctx.summary["cpu"]
-    assert "chainer" not in ctx.summary["cpu"]["explicit_over_autograd_train_time"]
-    assert not (root / "reports").exists()  # draw=False writes nothing
+    assert all(c.fraction_of_peak is None for c in findings.devices[0].cells)
+    assert not (root / "reports").exists()  # render writes nothing
 
 
 @pytest.mark.parametrize(
@@ -395,8 +364,7 @@ def test_partial_and_broken_results(tmp_path, monkeypatch):
     [
         ("seconds", 0.9996, "1.00 s"), ("seconds", 0.0123456, "12.3 ms"), ("seconds", 4.2e-5, "42.0 µs"),
         ("seconds", 1234.0, "20.6 min"), ("seconds", 171360.0, "47.6 h"), ("seconds", None, "—"),
-        ("variance", 1.13e-7, "0.113 ms²"), ("variance", 3.65e-4, "365 ms²"), ("variance", 0.002, "0.00200 s²"),
-        ("ratio", 1.6449, "1.64"), ("percent", 0.8773, "87.7 %"), ("flops", 1.5e11, "150 GFLOP/s"),
+        ("sig", 1.6449, "1.64"), ("percent", 0.8773, "87.7 %"), ("flops", 1.5e11, "150 GFLOP/s"),
         ("sig", 1234.5, "1230"),
     ],
 )
@@ -412,8 +380,8 @@ def report_files(root: Path) -> dict[str, bytes]:
 
 @pytest.mark.parametrize(
     "result, field, where",
-    [(lambda: paths.train_metrics(Job("pytorch", "autograd", "cpu")), "train_time_s", "training PyTorch autograd cpu"),
-     (lambda: paths.timing_result(Job("pytorch", "explicit", "cpu", 0)), "flops_per_s", "timing PyTorch explicit cpu")],
+    [(lambda: paths.train_metrics(Job("pytorch", "autograd", "cpu")), "train_time_s", "training pytorch/autograd/cpu"),
+     (lambda: paths.timing_result(Job("pytorch", "explicit", "cpu", 0)), "flops_per_s", "timing pytorch/explicit/cpu")],
 )
 def test_a_nan_in_a_result_is_named_and_that_result_set_aside(tmp_path, monkeypatch, result, field, where):
     """Before: a traceback after report.md was rewritten, with summary.json left stale. Now the reader
@@ -429,7 +397,7 @@ def test_a_nan_in_a_result_is_named_and_that_result_set_aside(tmp_path, monkeypa
     path.write_text(json.dumps(data))
     assert cli.main(["report"]) == 0
     markdown = (root / "reports" / "report.md").read_text()
-    reasons = {r["job"]: r["reason"] for r in tables_under(markdown, "### Jobs without results")[0]}
+    reasons = {f"{r['job']}": r["reason"] for r in tables_under(markdown, "### Jobs without results")[0]}
     assert reasons[where] == f"unusable: {field}: nan is not a finite number"
     summary = json.loads((root / "reports" / "summary.json").read_text())
     assert summary["inputs"][path.as_posix()] == provenance.file_hash(path, root)  # built from this very file
@@ -445,6 +413,57 @@ def test_a_nan_timing_sample_sets_its_result_aside_with_the_sample_named(tmp_pat
     paths.timing_result(job).write_text(json.dumps(data))
     from deeppose.report import build
 
-    ctx = build(load_params("params.yaml"))
-    assert ctx.results.timing[job].missing == "unusable: blocks[2].samples_s[1]: nan is not a finite number"
-    assert job not in ctx.analysis.timing
+    findings = build(load_params("params.yaml"))
+    reasons = {(m.kind, m.job): m.reason for m in findings.missing}
+    assert reasons["timing", "pytorch/explicit/cpu"] == "unusable: blocks[2].samples_s[1]: nan is not a finite number"
+
+
+def test_four_frameworks_build_with_compile_break_even_and_no_invented_breakdown(tmp_path, monkeypatch):
+    """JAX and compiled PyTorch in every table and figure; their compile time against eager PyTorch;
+    no per-layer breakdown for them (their compilers fuse across layers): said, not invented."""
+    from deeppose.grid import NO_BREAKDOWN
+    from deeppose.report import fmt
+    from deeppose.report.analysis import StudyVerdict
+
+    root = make_project(tmp_path, devices=("cpu",), frameworks=report_project.ALL_FRAMEWORKS)
+    monkeypatch.chdir(root)
+    from deeppose.report import build
+
+    findings = build(load_params("params.yaml"))
+    markdown = (root / "reports" / "report.md").read_text()
+    cpu = findings.devices[0]
+    assert {c.framework for c in cpu.cells} == set(report_project.ALL_FRAMEWORKS)
+    jax = {c.batch_size: c for c in cpu.cells if (c.framework, c.loss) == ("jax", "autograd")}
+    assert jax[1].compile_s == 5.0 and jax[1].eager_s == pytest.approx(0.05, rel=0.02)
+    assert jax[1].break_even == pytest.approx(5.0 / 0.01, rel=0.05) and jax[32].break_even == pytest.approx(16, abs=1)
+    assert all(c.break_even is None and c.eager_s for c in cpu.cells if c.framework == "pytorch_compile")
+    section = markdown.split("## 3.")[1].split("## 4.")[0]
+    compile_rows = {(r["batch"], r["framework"], r["loss"]): r for r in tables_under(section, "### cpu")[1]}
+    assert compile_rows["1", "JAX", "autograd"]["compile (s)"] == "5.00"
+    assert compile_rows["1", "JAX", "autograd"]["then per step (ms)"] == "40.0"
+    assert compile_rows["1", "JAX", "autograd"]["eager PyTorch per step (ms)"] == "50.0"
+    assert int(compile_rows["1", "JAX", "autograd"]["break-even (steps)"]) == jax[1].break_even
+    assert compile_rows["1", "PyTorch compiled", "autograd"]["compile (s)"] == "20.0"
+    assert compile_rows["1", "PyTorch compiled", "autograd"]["break-even (steps)"] == "never"
+    breakdown = markdown.split("## 4.")[1].split("## 5.")[0]
+    for fw, why in NO_BREAKDOWN.items():
+        assert f"{fmt.FRAMEWORK_NAMES[fw]}: no per-layer breakdown: {why}." in breakdown
+    assert {j.framework for b in cpu.breakdown for j in b.jobs} == {"pytorch", "chainer"}
+    assert findings.no_breakdown == NO_BREAKDOWN
+    study = {(r.quantity, r.basis, r.framework): r for r in findings.study if r.device == "cpu"}
+    assert study["per_iteration", "timing", "jax"].verdict is StudyVerdict.NOT_COMPARABLE
+    assert study["per_iteration", "timing", "jax"].why_not == "not measured by the study"
+    assert study["per_iteration", "timing", "jax"].ours == pytest.approx((1.28 + 0.0004) / (1.6 + 0.0005), rel=0.02)
+    env = tables_under(markdown, "### Environment")[0]
+    assert [r["framework"] for r in env] == ["PyTorch", "Chainer", "JAX", "PyTorch compiled"]
+    assert (root / "reports" / "figures" / "core_time_cpu.png").exists()
+
+
+def test_summary_json_holds_no_raw_series(built):
+    """The learning curves live in learning_curves.csv and the figure; summary.json keeps the numbers the
+    report states, each object on one line where it fits."""
+    root, _, _, _ = built
+    text = (root / "reports" / "summary.json").read_text()
+    assert "elapsed_s" not in text and "smoothed" not in text and "rounds_used" not in text
+    assert max(len(line) for line in text.splitlines()) <= 200
+    assert len(text) < 40_000

@@ -1,229 +1,639 @@
-"""The report's numbers: per-run summaries, the autograd/explicit interval, framework ratios,
-fractions of the measured fp32 peak, and the comparison with the study's published figures.
+"""Compute first: `analyse(results)` turns the result records into one frozen `Findings` value.
 
-Everything is computed from `load.Results`; nothing here formats text or draws. A value that
-cannot be computed (a job not run, a mode not in the grid) is None, never an exception.
+Every number, interval and verdict the report states is here (verdicts as enums), and every job
+without a result. Nothing here formats text or draws: sections and figures are functions of
+`Findings`, and summary.json holds `to_json(findings)`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 import statistics
 import warnings
 from dataclasses import dataclass
-from functools import cached_property
+from enum import Enum
 from typing import Any
 
 import numpy as np
 from scipy import stats as scipy_stats
 
-
+from deeppose import layer_groups, paths, roofline
 from deeppose.blocks import Block, Interference, interfered
-from deeppose.compare_stats import (
-    Comparison, ControlSummary, GroupAnalysis, Interval, analyse_group, compare, control_summary,
-)
-from deeppose.grid import Job
-from deeppose.report.fmt import framework_name
-from deeppose.report.load import Results
-from deeppose.results import BlockRecord, Scores, TimingResult, TrainMetrics
+from deeppose.compare_stats import Comparison, Interval, Verdict, analyse_group, compare, round_to_interval
+from deeppose.fairness import asymmetries
+from deeppose.grid import DEVICES, NO_BREAKDOWN, Job
+from deeppose.report.load import Loaded, Results
+from deeppose.results import BlockRecord, BreakdownResult, TimingResult, TrainMetrics
 from deeppose.stats import describe
 
-LEVEL = 0.95  # confidence level of every interval in the report
+LEVEL = 0.95  # every interval of a cell's time or of an accuracy
 REFERENCE = "pytorch"  # framework ratios are <framework> / PyTorch, as in the study
 AGREE_WITHIN = 0.10  # a ratio agrees with the study's when within 10 % of it
-ABOUT_ONE = 0.05  # ... and lies on the same side of 1 when both are above 1.05, both below 0.95 or both within
+ABOUT_ONE = 0.05  # ... on the same side of 1 when both are above 1.05, both below 0.95 or both between
+STUDY_BATCH_EXP, STUDY_OPTIMIZER = 5, "momentum_sgd"  # the study's batch 32 and MomentumSGD
+CONFIRM_SHARE = 0.5  # convolutions must explain half of a framework's extra time to confirm the study
+TOP_ROWS = 8  # layers listed where two frameworks differ most
+RESAMPLES = 2000  # bootstrap resamples of the test images
+SMOOTHING = 0.1  # weight of each new loss in the learning curves' moving average
+ACCURACY = {"loss": ("sq_error", "visible"), "pcp": ("pcp_hits", "pcp_counted"),
+            "pdj": ("pdj_hits", "pdj_counted"), "pck": ("pck_hits", "pck_counted")}
+STUDY = {  # the study's published figures (DESIGN.md section 1), per device
+    "per_iteration": {"cpu": 1.64, "cuda": 1.61}, "explicit_over_autograd": {"cpu": 1.00, "cuda": 0.96},
+    "seconds_b32": {"cpu": {"chainer": 8.2, "pytorch": 5.0}, "cuda": {"chainer": 0.45, "pytorch": 0.28}},
+}
+ELEMENTWISE = ("relu", "pool", "lrn", "dropout", "loss", "other")
+PACKAGE = {"pytorch": "torch", "pytorch_compile": "torch", "chainer": "chainer", "jax": "jax"}
+
+
+class StudyVerdict(str, Enum):
+    AGREES = "agrees"
+    SAME_SIDE = "same side of 1"
+    DISAGREES = "disagrees"
+    NOT_COMPARABLE = "not comparable"
+
+
+class LayerVerdict(str, Enum):
+    CONFIRMS = "confirms"
+    PARTLY = "partly confirms"
+    REFUTES = "refutes"
+    CANNOT_TEST = "cannot test"
+
+
+class Bound(str, Enum):
+    COMPUTE = "compute-bound"
+    MEMORY = "memory-bound"
+    UNKNOWN = "bandwidth not measured"
+
+
+class Trend(str, Enum):
+    RISES = "rises"
+    FALLS = "falls"
+    FLAT = "is about the same"
 
 
 @dataclass(frozen=True)
 class Sample:
-    """Summary of a sample of times in seconds: size, mean, variance (ddof=1), median and spread."""
-
+    """Times (s) with deeppose.stats' definitions, those the stages use."""
     n: int
     mean: float
-    variance: float  # NaN when unknown (one sample)
-    median: float | None
+    std: float | None
+    median: float
     iqr_over_median: float | None
-    noisy: bool  # IQR / median above deeppose.stats.NOISY_IQR_OVER_MEDIAN
-    source: str  # where the numbers came from, shown in the report
-
-    @property
-    def std(self) -> float:
-        return math.sqrt(self.variance)
-
-    @classmethod
-    def of(cls, values: list[float], source: str) -> Sample | None:
-        """From raw samples, with deeppose.stats' definitions (those the stages use)."""
-        values = [v for v in values if _is_number(v)]
-        return cls.from_stats(describe(values, ci="t"), source) if values else None
-
-    @classmethod
-    def from_stats(cls, stats: dict[str, Any], source: str) -> Sample:
-        """From the statistics the stages write (deeppose.stats.describe); the variance of a single
-        sample is undefined (NaN)."""
-        var = float("nan") if stats["variance"] is None else float(stats["variance"])
-        return cls(int(stats["n"]), float(stats["mean"]), var, float(stats["median"]), stats["iqr_over_median"],
-                   bool(stats["noisy"]), source)
+    noisy: bool
+    source: str
 
 
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+def sample(values: list[float], source: str) -> Sample | None:
+    if not values:
+        return None
+    s = describe(values, ci="t")
+    return Sample(s["n"], s["mean"], s["std"], s["median"], s["iqr_over_median"], s["noisy"], source)
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
-    """a / b, or None when either is missing or b is not positive."""
-    if a is None or b is None or not b > 0:
-        return None
-    return a / b
+    return None if a is None or b is None or not b > 0 else a / b
 
 
 @dataclass(frozen=True)
-class TrainSummary:
-    """One training run's times and accuracy."""
+class Peak:
+    """One denominator for every "% of peak": the peak stage's best observed kernel rate."""
+    best_observed: float | None  # FLOP/s
+    kernel: str | None
+    n: int | None
+    kernels: dict[str, float | None]
+    theoretical: float | None  # cores x clock x FLOPs per cycle and core, where CPU model and clock are known
+    theoretical_how: dict[str, Any] | None
+    implied_clock_hz: float | None  # where the best observed rate exceeds the theoretical peak: the clock it needs
+    bandwidth: float | None  # bytes/s, STREAM triad
+    bandwidth_detail: dict[str, Any] | None
+    device: str | None
+    missing: str | None
 
-    job: Job
-    total_s: float  # wall time of the training loop, evaluations excluded
+    @property
+    def ridge(self) -> float | None:
+        """The intensity (FLOP/byte) from which memory traffic no longer caps the rate."""
+        return _ratio(self.best_observed, self.bandwidth)
+
+
+@dataclass(frozen=True)
+class Environment:
+    framework: str
+    device: str
+    cpu: str | None
+    cpu_id: dict[str, Any]  # vendor, family, model_number, stepping (the fairness manifest's)
+    usable_cores: int | None
+    cores: int | None
+    gpu: str | None
+    python: str | None
+    version: str | None  # the framework's own package
+    libraries: dict[str, str]
+    threads: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Fairness:
+    device: str
+    cpu: str | None
+    isa_flags: tuple[str, ...]
+    common: dict[str, dict[str, Any]]  # framework -> its manifest's common fields
+    env: dict[str, dict[str, Any]]
+    asymmetries: tuple[tuple[str, dict[str, Any], str], ...]  # (field, framework -> value, may bias)
+
+
+@dataclass(frozen=True)
+class StageCost:
+    stage: str
+    recorded: int
+    jobs: int
+    wall_s: float
+    startup_s: float
+    memory_bytes: float | None
+
+
+@dataclass(frozen=True)
+class Setup:
+    params: dict[str, Any]
+    params_path: str
+    prepared: dict[str, Any] | None
+    prepared_missing: str | None
+    preview: str | None  # the prepare stage's sample image, relative to report.md
+    environment: tuple[Environment, ...]
+    packages: dict[str, str]
+    commits: tuple[str, ...]
+    peak: Peak
+    fairness: tuple[Fairness, ...]
+    costs: tuple[StageCost, ...]
+
+
+@dataclass(frozen=True)
+class Gap:
+    difference: Interval  # trained - mean pose, paired by test image
+    beats: bool  # the interval excludes zero on the better side
+
+
+@dataclass(frozen=True)
+class Curve:
+    elapsed_s: tuple[float, ...]
+    loss: tuple[float, ...]
+    smoothed: tuple[float, ...]  # exponential moving average, debiased
+    eval_s: tuple[float, ...]
+    eval_loss: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    framework: str
+    loss: str
+    setup: str  # optimiser, batch size, epochs
     iterations: int
-    epochs: int | None
-    batch_size: int | None
-    compute: Sample | None  # per-iteration forward+loss+backward+update times
-    final_train_loss: float | None
-    final_test: dict[str, float]
-    baseline_test: dict[str, float]
-    gaps: dict[str, AccuracyGap]  # "loss", "pcp": the final network against the mean pose
-
-    @property
-    def per_iteration_s(self) -> float | None:
-        """Wall time per iteration (data fetching included), the study's "time of 1 epoch"."""
-        return self.total_s / self.iterations if self.iterations > 0 else None
-
-
-ACCURACY_LEVEL = 0.95
-ACCURACY_RESAMPLES = 2000
+    epochs: int
+    train_time_s: float  # evaluations excluded
+    per_iteration_s: float  # wall time, data fetching included: the study's measure
+    compute: Sample  # forward + loss + backward + update, per iteration
+    core_s: float | None  # the core process at the training batch size (timing), when measured
+    final_train_loss: float
+    scores: dict[str, Interval]  # bootstrap intervals where per-image data exist
+    gaps: dict[str, Gap]
 
 
 @dataclass(frozen=True)
-class AccuracyGap:
-    """A trained network against the mean-pose baseline on one test metric, with BCa intervals
-    from resampling test images (paired: both predict the same images)."""
+class AccuracyDifference:
+    framework: str  # <framework> - PyTorch, same loss mode, paired by test image
+    loss: str
+    metric: str
+    difference: Interval
+    differ: bool
 
-    metric: str  # "loss" (lower is better) or "pcp" (higher is better)
-    trained: Interval
-    baseline: float
-    difference: Interval  # trained - baseline
+
+@dataclass(frozen=True)
+class Cell:
+    framework: str
+    loss: str
+    batch_size: int
+    blocks: int  # rounds with a usable block
+    time: Interval  # median of block medians
+    mean_s: float  # usable blocks' samples pooled: the spread, as the study reported it
+    std_s: float | None
+    disturbed: int
+    loss_alone_s: float | None
+    memory_bytes: float | None
+    steps_s: dict[str, float]  # each timed optimiser's update (timing.optimizers), median
+    flops_per_s: float | None
+    fraction_of_peak: float | None
+    compile_s: float | None  # a compiling framework's first call, median of blocks
+    caches: dict[str, Any]
+    eager_s: float | None = None  # compiling frameworks: eager PyTorch's time at the same batch and loss mode
+    break_even: int | None = None  # steps after which the compile has paid for itself; None: never (or no eager)
+
+
+def break_even(compile_s: float, step_s: float, eager_s: float) -> int | None:
+    """Steps after which compiling (compile_s once, then step_s a step) has cost less than eager
+    steps of eager_s; None when the compiled step is not faster: never."""
+    saved = eager_s - step_s
+    return math.ceil(compile_s / saved) if saved > 0 else None
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """deeppose.compare_stats.Comparison of arm a against arm b, with the rounds counted."""
+    batch_size: int | None
+    a: str
+    b: str
+    ratio: Interval  # time a / time b
+    difference: Interval | None  # time a - time b, seconds: kept where the report states it (the loss alone)
+    verdict: Verdict
+    rounds: int  # undisturbed rounds both arms share
+    disagree: bool = False  # (A/A control) a cell's blocks differ more than their spread explains
+
+
+def ratio(batch_size: int | None, c: Comparison, disagree: bool = False, difference: bool = False) -> Ratio:
+    return Ratio(batch_size, c.a, c.b, c.ratio, c.difference if difference else None, c.verdict, len(c.rounds_used),
+                 disagree)
+
+
+@dataclass(frozen=True)
+class RatioTrend:
+    framework: str
+    loss: str
+    first: tuple[int, float]  # (batch size, <framework> / PyTorch core time)
+    last: tuple[int, float]
+    lowest: tuple[int, float]
+    highest: tuple[int, float]
+    trend: Trend
+
+
+@dataclass(frozen=True)
+class LossEffect:
+    framework: str
+    batch_size: int | None
+    c: Ratio | None  # explicit vs autograd of the loss alone, paired by round
+    share_of_iteration: float | None
+    train_time_ratio: float | None  # one run each: no verdict
+    noise_floor: float | None  # how far apart identical arms came in the A/A control
+    absent: tuple[str, ...]  # loss modes without a training result
+
+
+@dataclass(frozen=True)
+class Layer:
+    layer: str
+    phase: str
+    time_s: float
+    flops_per_s: float | None  # the layer's FLOPs are its RooflinePoint's, once per batch size
+    fraction_of_peak: float | None
+
+
+@dataclass(frozen=True)
+class BreakdownJob:
+    framework: str
+    loss: str
+    core_s: float
+    profiled_s: float
+    layers_s: float
+    overhead_s: float
+    gap: float
+    tolerance: float
+    sum_rule_ok: bool
+    layers: tuple[Layer, ...]
+
+
+@dataclass(frozen=True)
+class LayerDifference:
+    layer: str
+    phase: str
+    reference_s: float
+    other_s: float
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """<framework>'s extra core time over PyTorch's, split over conv, fc, element-wise and overhead."""
+    framework: str
+    loss: str
+    reference_s: float
+    other_s: float
+    parts_s: dict[str, float]  # conv, fc, elementwise, overhead: they add up to the extra time
+    reference_overhead_s: float
+    other_overhead_s: float
+    largest: LayerDifference | None
+    top: tuple[LayerDifference, ...]
+    verdict: LayerVerdict
+    uncertain: tuple[str, ...]  # frameworks whose layers miss the sum rule
 
     @property
-    def beats_baseline(self) -> bool:
-        d = self.difference
-        if d.low is None or d.high is None:
-            return False
-        return d.high < 0 if self.metric == "loss" else d.low > 0
+    def extra_s(self) -> float:
+        return self.other_s - self.reference_s
 
 
-def _ratio_interval(numerators: list[np.ndarray], denominator: np.ndarray, seed: int) -> Interval:
+@dataclass(frozen=True)
+class RooflinePoint:
+    """One conv/fc layer and phase at a batch size: its work and where it sits on the roofline; its
+    achieved FLOP/s are the jobs' `Layer`s."""
+    layer: str
+    phase: str
+    flops: int  # forward and backward counted apart (deeppose.model.layer_flops)
+    intensity: float  # FLOP per byte moved (deeppose.roofline)
+    bound: Bound
+
+
+@dataclass(frozen=True)
+class BreakdownBatch:
+    batch_size: int
+    jobs: tuple[BreakdownJob, ...]
+    absent: tuple[tuple[str, str], ...]  # (framework, loss) without a result
+    attributions: tuple[Attribution, ...]
+    not_compared: tuple[tuple[str, str], ...]  # (framework, loss) whose comparison lacks a result
+    rate_loss: str  # the loss mode whose jobs give the FLOP/s (the layers do not depend on it)
+    roofline: tuple[RooflinePoint, ...]
+    memory_bound: tuple[str, ...]  # layers below the ridge in both phases
+    above_peak: tuple[tuple[str, str, str], ...]  # (framework, layer, phase) faster than the best observed rate
+
+
+@dataclass(frozen=True)
+class Device:
+    device: str
+    training: tuple[TrainRun, ...]
+    baseline: dict[str, float]  # the mean-pose predictor's test scores
+    baseline_differs: int  # runs whose baseline differs from the first's: not the same test data
+    accuracy_differences: tuple[AccuracyDifference, ...]
+    loss_effects: tuple[LossEffect, ...]
+    cells: tuple[Cell, ...]
+    ratios: tuple[Ratio, ...]
+    controls: tuple[Ratio, ...]
+    trends: tuple[RatioTrend, ...]
+    breakdown: tuple[BreakdownBatch, ...]
+    missing: dict[str, int]  # kind -> jobs of this device without a result
+    jobs: dict[str, int]  # kind -> jobs of this device
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    device: str
+    quantity: str  # "per_iteration": Chainer / PyTorch; "explicit_over_autograd": of `framework`
+    framework: str
+    basis: str  # "timing" (core + update at the study's batch and optimiser) or "training"
+    setup: str
+    study: float | None
+    ours: float | None
+    verdict: StudyVerdict
+    why_not: str | None  # why it is not comparable
+
+
+@dataclass(frozen=True)
+class Absolute:
+    device: str
+    framework: str
+    study_s: float
+    iteration_s: float | None  # core + update at batch 32 (timing)
+    training_s: float | None  # wall per training iteration
+    training_setup: str | None
+
+
+@dataclass(frozen=True)
+class Dominance:
+    device: str
+    framework: str
+    framework_ratio: float  # Chainer / PyTorch per training iteration
+    loss_framework: str
+    loss_ratio: float  # explicit / autograd training time, the larger effect
+    framework_matters_more: bool
+
+
+@dataclass(frozen=True)
+class Missing:
+    kind: str  # training, timing, per-layer breakdown, fp32 peak
+    job: str
+    batch_sizes: tuple[int, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class Findings:
+    setup: Setup
+    frameworks: tuple[str, ...]
+    loss_modes: tuple[str, ...]
+    batch_sizes: tuple[int, ...]
+    devices: tuple[Device, ...]
+    off_grid: dict[str, int]  # device outside the grid -> result files found for it (not read)
+    aa_pairs: int
+    false_positives: int  # A/A pairs the verdict rule called different
+    false_positive_rate: float | None
+    study: tuple[StudyRow, ...]
+    absolute: tuple[Absolute, ...]
+    dominance: tuple[Dominance, ...]
+    jobs: dict[str, dict[str, int]]  # kind -> expected, present
+    no_breakdown: dict[str, str]  # framework -> why it has no per-layer breakdown (deeppose.grid)
+    missing: tuple[Missing, ...]
+    stale: dict[str, list[str]]
+    problems: tuple[str, ...]
+    metrics: tuple[str, ...]  # the accuracy metrics some run has
+
+
+def to_json(value: Any) -> Any:
+    """`Findings` as summary.json holds it: interval bounds to two significant digits of the
+    half-width (deeppose.compare_stats.round_to_interval) as [estimate, low, high] (its level is the
+    report's: LEVEL, or COMPARE_LEVEL for a comparison), other numbers to four significant digits;
+    a field that is None or empty is left out. Records of one kind that hold no records themselves
+    (cells, layers, ratios) form a table, {"columns": [...], "rows": [[...], ...]}, so that no key is
+    repeated per record."""
+    if isinstance(value, Interval) and value.half_width is not None and value.estimate is not None:
+        rounded = {k: float(f"{round_to_interval(getattr(value, k), value.half_width).value:.6g}")
+                   for k in ("estimate", "low", "high")}
+        return [rounded["estimate"], rounded["low"], rounded["high"]]
+    if isinstance(value, Interval):
+        return [to_json(value.estimate), None, None]
+    if dataclasses.is_dataclass(value):
+        fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.name != "method"}
+        return {k: to_json(v) for k, v in fields.items() if v is not None and v != {} and v != ()}
+    if isinstance(value, tuple) and len(value) > 1 and _one_kind(value):
+        rows = [to_json(record) for record in value]
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+        return {"columns": columns, "rows": [[r.get(k) for k in columns] for r in rows]}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    return value
+
+
+def _one_kind(records: tuple[Any, ...]) -> bool:
+    """Records of one dataclass, none holding a tuple of records (a Device is no table row)."""
+    kind = type(records[0])
+    if not dataclasses.is_dataclass(kind) or kind is Interval or any(type(r) is not kind for r in records):
+        return False
+    values = [getattr(r, f.name) for r in records for f in dataclasses.fields(kind)]
+    return not any(isinstance(v, tuple) and v and dataclasses.is_dataclass(v[0]) for v in values)
+
+
+# --- set-up ----------------------------------------------------------------------------------
+def _peak(loaded: Loaded) -> Peak:
+    r = loaded.record
+    if r is None:
+        return Peak(None, None, None, {}, None, None, None, None, None, None, loaded.missing)
+    how, implied = r.theoretical, None
+    if r.theoretical_flops_per_s and r.peak_flops_per_s and r.peak_flops_per_s > r.theoretical_flops_per_s:
+        implied = r.peak_flops_per_s / (how["cores"] * how["flops_per_cycle_per_core"])  # the cores boost
+    return Peak(r.peak_flops_per_s, r.best, r.n, dict(r.rates_flops_per_s), r.theoretical_flops_per_s, how,
+                implied, r.bandwidth_bytes_per_s, r.bandwidth, r.device, None)
+
+
+def _threads(threads: dict[str, Any]) -> dict[str, int]:
+    found = {k: v for k, v in sorted(threads.items()) if isinstance(v, int) and not isinstance(v, bool)}
+    return found | {lib["library"]: lib["num_threads"] for lib in threads.get("native", []) if isinstance(lib, dict)}
+
+
+def _environment(results: Results) -> tuple[Environment, ...]:
+    """One row per framework and device, from its largest timing cell (else its training run)."""
+    rows = []
+    for device in results.devices:
+        for fw in results.frameworks:
+            found = [r.record for job, r in sorted(results.timing.items(), key=lambda i: -i[0].batch_exp)
+                     if r.ok and (job.framework, job.device) == (fw, device)]
+            found += [r.record for job, r in results.train.items()
+                      if r.ok and (job.framework, job.device) == (fw, device)]
+            if not found:
+                rows.append(Environment(fw, device, None, {}, None, None, None, None, None, {}, {}))
+                continue
+            r, env = found[0], found[0].environment
+            versions = {k: v for k, v in r.versions.items() if k != "gpu"}
+            cpu = env.get("fairness", {}).get("cpu", {})
+            cpu_id = {k: cpu[k] for k in ("vendor", "family", "model_number", "stepping") if cpu.get(k) is not None}
+            rows.append(Environment(fw, device, env.get("cpu"), cpu_id, env.get("usable_cores"), env.get("cores"),
+                                    r.versions.get("gpu"), env.get("python"), versions.pop(PACKAGE.get(fw, fw), None),
+                                    versions, _threads(r.threads)))
+    return tuple(rows)
+
+
+def _fairness(results: Results, device: str) -> Fairness | None:
+    manifests: dict[str, dict[str, Any]] = {}
+    for job, loaded in sorted(results.timing.items(), key=lambda item: -item[0].batch_exp):
+        manifest = loaded.record.environment.get("fairness") if loaded.ok else None
+        if job.device == device and manifest and job.framework not in manifests:
+            manifests[job.framework] = manifest
+    if not manifests:
+        return None
+    cpu = next(iter(manifests.values()))["cpu"]
+    return Fairness(device, cpu.get("model"), tuple(cpu.get("isa_flags", [])),
+                    {fw: m["common"] for fw, m in manifests.items()}, {fw: m["env"] for fw, m in manifests.items()},
+                    tuple((a.field, a.values, a.may_bias) for a in asymmetries(manifests)))
+
+
+def _setup(results: Results) -> Setup:
+    loaded = [r for r in [*results.train.values(), *results.timing.values()] if r.ok]
+    costs = tuple(StageCost(stage, len(done := [c for c in jobs if c]), len(jobs),
+                            sum(c.wall_s + c.startup_s for c in done),
+                            sum(c.startup_s for c in done), max((c.max_rss_mb * 2**20 for c in done), default=None))
+                  for stage, jobs in results.costs.items())
+    prepared, summary, why_not, preview = results.prepared, None, None, None
+    if prepared.ok:
+        summary = {k: v for k, v in prepared.record.to_dict().items()
+                   if k not in ("provenance", "kind", "schema_version")}
+    else:
+        why_not = f"`{prepared.path.as_posix()}`: {prepared.missing}"
+    if paths.preview_image().exists():
+        preview = os.path.relpath(paths.preview_image(), paths.report_markdown().parent)
+    return Setup(
+        results.params.raw, results.params.path.as_posix(), summary, why_not, preview,
+        _environment(results),
+        dict(sorted({k: v for r in loaded for k, v in r.record.environment.get("packages", {}).items()}.items())),
+        tuple(sorted({str(r.record.environment.get("commit")) for r in loaded})),
+        _peak(results.peak),
+        tuple(f for d in results.devices if (f := _fairness(results, d))), costs)
+
+
+# --- training and accuracy --------------------------------------------------------------------
+def _bootstrap(numerators: list[np.ndarray], denominator: np.ndarray, seed: int) -> Interval:
     """sum(numerators[0]) / sum(denominator), minus the same of numerators[1] when given, with a
-    paired BCa bootstrap over images."""
+    paired BCa bootstrap over test images."""
     def statistic(*arrays: np.ndarray, axis: int = -1) -> np.ndarray:
         *nums, den = arrays
         value = nums[0].sum(axis=axis) / den.sum(axis=axis)
         return value - nums[1].sum(axis=axis) / den.sum(axis=axis) if len(nums) > 1 else value
 
     data = (*numerators, denominator)
-    estimate = float(statistic(*data))
-    method = f"BCa bootstrap over {len(denominator)} test images, {ACCURACY_RESAMPLES} resamples"
-    if len(denominator) < 2:
-        return Interval(estimate, None, None, len(denominator), ACCURACY_LEVEL, method)
-    with warnings.catch_warnings():  # a degenerate distribution gives NaN bounds, handled below
-        warnings.simplefilter("ignore", scipy_stats.DegenerateDataWarning)
-        warnings.simplefilter("ignore", RuntimeWarning)
-        result = scipy_stats.bootstrap(
-            data, statistic, paired=True, vectorized=True, n_resamples=ACCURACY_RESAMPLES,
-            confidence_level=ACCURACY_LEVEL, method="BCa", random_state=np.random.default_rng(seed),
-        )
-    low, high = (float(v) for v in (result.confidence_interval.low, result.confidence_interval.high))
-    if not (math.isfinite(low) and math.isfinite(high)):  # a degenerate resample distribution
-        return Interval(estimate, None, None, len(denominator), ACCURACY_LEVEL, method)
-    return Interval(estimate, low, high, len(denominator), ACCURACY_LEVEL, method)
+    estimate, n = float(statistic(*data)), len(denominator)
+    method = f"BCa bootstrap over {n} test images, {RESAMPLES} resamples"
+    with warnings.catch_warnings():  # a degenerate distribution (all equal) gives NaN bounds: no interval
+        warnings.simplefilter("ignore")
+        ci = scipy_stats.bootstrap(data, statistic, paired=True, vectorized=True, n_resamples=RESAMPLES,
+                                   confidence_level=LEVEL, method="BCa", random_state=np.random.default_rng(seed)
+                                   ).confidence_interval if n > 1 else None
+    if ci is None or not (np.isfinite(ci.low) and np.isfinite(ci.high)):
+        return Interval(estimate, None, None, n, LEVEL, method)
+    return Interval(estimate, float(ci.low), float(ci.high), n, LEVEL, method)
 
 
-def accuracy_gaps(per_image: dict[str, list[float]], seed: int = 0) -> dict[str, AccuracyGap]:
-    """Test loss and each accuracy of the trained network and of the mean pose, and their difference."""
+def accuracy_gaps(per_image: dict[str, list[float]], seed: int = 0) -> tuple[dict[str, Interval], dict[str, Gap]]:
+    """Each metric with per-image data: its interval, and its difference from the mean pose where
+    the baseline's numerators were kept too."""
     a = {k: np.asarray(v, dtype=float) for k, v in per_image.items()}
-    gaps = {}
-    for metric, (trained, baseline, counted) in {
-        "loss": ("sq_error", "baseline_sq_error", "visible"),
-        **{name: (f"{name}_hits", f"baseline_{name}_hits", f"{name}_counted") for name in ("pcp", "pdj", "pck")},
-    }.items():
-        if not {trained, baseline, counted} <= a.keys() or a[counted].sum() == 0:
+    scores, gaps = {}, {}
+    for metric, (num, den) in ACCURACY.items():
+        if not {num, den} <= a.keys() or a[den].sum() == 0:
             continue
-        gaps[metric] = AccuracyGap(
-            metric,
-            _ratio_interval([a[trained]], a[counted], seed),
-            float(a[baseline].sum() / a[counted].sum()),
-            _ratio_interval([a[trained], a[baseline]], a[counted], seed),
-        )
-    return gaps
+        scores[metric] = _bootstrap([a[num]], a[den], seed)
+        if f"baseline_{num}" in a:
+            d = _bootstrap([a[num], a[f"baseline_{num}"]], a[den], seed)
+            better = d.high is not None and (d.high < 0 if metric == "loss" else d.low > 0)
+            gaps[metric] = Gap(d, better)
+    return scores, gaps
 
 
-def summarize_train(job: Job, metrics: TrainMetrics, iterations: list[dict[str, Any]]) -> TrainSummary:
-    """Per-iteration times from the log when it is there, else from metrics.json's statistics."""
-    compute = Sample.of([r["compute_s"] for r in iterations], "log.jsonl compute_s") or Sample.from_stats(
-        metrics.iteration_time_s, "metrics.json iteration_time_s"
-    )
-
-    def scores(value: Scores) -> dict[str, float]:
-        return {k: v for k, v in value.to_dict().items() if v is not None}
-
-    return TrainSummary(
-        job=job,
-        total_s=metrics.train_time_s,
-        iterations=metrics.iterations,
-        epochs=metrics.epochs,
-        batch_size=metrics.batch_size,
-        compute=compute,
-        final_train_loss=metrics.final_train_loss,
-        final_test=scores(metrics.final_test),
-        baseline_test=scores(metrics.baseline_test),
-        gaps=accuracy_gaps(metrics.test_per_image, seed=metrics.seed),
-    )
+def curves(results: Results) -> dict[tuple[str, str, str], Curve]:
+    """(device, framework, loss) -> its learning curve, for the figure only: not part of `Findings`
+    (reports/learning_curves.csv holds the series)."""
+    return {(job.device, job.framework, job.loss): _curve(run.iterations, run.evals)
+            for job, run in results.train.items() if run.ok and run.iterations}
 
 
-@dataclass(frozen=True)
-class AutodiffEffect:
-    """Explicit versus autograd loss backward for one framework on one device."""
-
-    framework: str
-    device: str
-    autograd: TrainSummary | None
-    explicit: TrainSummary | None
-
-    @property
-    def train_time_ratio(self) -> float | None:
-        """explicit / autograd of the total training time (the study's comparison)."""
-        if self.autograd is None or self.explicit is None:
-            return None
-        return _ratio(self.explicit.total_s, self.autograd.total_s)
+def _curve(iterations: list[dict[str, Any]], evals: list[dict[str, Any]]) -> Curve:
+    loss = np.array([r["loss"] for r in iterations])
+    average, smoothed = 0.0, []
+    for i, value in enumerate(loss, 1):
+        average = (1 - SMOOTHING) * average + SMOOTHING * value
+        smoothed.append(average / (1 - (1 - SMOOTHING) ** i))
+    return Curve(tuple(r["elapsed_s"] for r in iterations), tuple(loss.tolist()), tuple(smoothed),
+                 tuple(r["elapsed_s"] for r in evals), tuple(r["test_loss"] for r in evals))
 
 
-@dataclass(frozen=True)
-class TimingCell:
-    """One core-process timing cell: forward + loss + backward at one batch size, over blocks.
-
-    `time` (median of block medians, interval from the blocks) is the figure comparisons use;
-    `core` pools the usable blocks' samples to describe the spread as the study did."""
-
-    job: Job
-    batch_size: int
-    time: Interval
-    core: Sample
-    flops_per_s: float | None
-    optimizer_steps: dict[str, Sample | None]  # optimiser -> its update's samples
-    loss: Sample | None  # the loss alone, forward + backward into the predictions
-    blocks: int  # rounds with a usable block
-    disturbed: int  # attempts flagged disturbed, reruns included
-    compile: Sample | None  # a compiling framework's first call per block; None when eager
-    memory_bytes: float | None  # median over blocks of the core process's peak above set-up
+def _train_run(job: Job, m: TrainMetrics, run: Any, cells: dict[Job, Cell]) -> TrainRun:
+    compute = sample([r["compute_s"] for r in run.iterations], "log.jsonl compute_s") or Sample(
+        *(m.iteration_time_s[k] for k in ("n", "mean", "std", "median", "iqr_over_median", "noisy")),
+        "metrics.json iteration_time_s")
+    scores, gaps = accuracy_gaps(m.test_per_image, m.seed)
+    for metric, value in m.final_test.to_dict().items():
+        if metric not in scores and value is not None:
+            scores[metric] = Interval(value, None, None, m.test_samples, LEVEL, "no per-image data")
+    core = cells.get(Job(job.framework, job.loss, job.device, m.batch_size.bit_length() - 1))
+    setup = f"{m.params['train']['optimizer']}, batch {m.batch_size}, {m.epochs} epochs"
+    return TrainRun(job.framework, job.loss, setup,
+                    m.iterations, m.epochs, m.train_time_s, m.train_time_s / m.iterations, compute,
+                    core.time.estimate if core and core.batch_size == m.batch_size else None,
+                    m.final_train_loss, scores, gaps)
 
 
+def _accuracy_differences(results: Results, device: str) -> tuple[AccuracyDifference, ...]:
+    found = []
+    for loss in results.loss_modes:
+        ref = results.train.get(Job(REFERENCE, loss, device))
+        for fw in results.frameworks:
+            other = results.train.get(Job(fw, loss, device))
+            if fw == REFERENCE or not (ref and ref.ok and other and other.ok):
+                continue
+            a, b = other.record.test_per_image, ref.record.test_per_image
+            for metric, (num, den) in ACCURACY.items():
+                if {num, den} <= a.keys() & b.keys() and a[den] == b[den] and sum(a[den]):
+                    d = _bootstrap([np.asarray(a[num]), np.asarray(b[num])], np.asarray(a[den]), other.record.seed)
+                    found.append(AccuracyDifference(fw, loss, metric, d, d.excludes(0.0)))
+    return tuple(found)
+
+
+# --- timing -------------------------------------------------------------------------------------
 def final_blocks(records: list[BlockRecord]) -> list[BlockRecord]:
     """The last attempt of each round (what the statistics use), in round order."""
     last: dict[int, BlockRecord] = {}
@@ -234,247 +644,302 @@ def final_blocks(records: list[BlockRecord]) -> list[BlockRecord]:
 
 
 def usable_blocks(records: list[BlockRecord]) -> list[BlockRecord]:
-    """The final attempts that no other process disturbed, or all final attempts when every one
-    was: the blocks a cell's figures come from."""
+    """The final attempts no other process disturbed, or all of them when every one was."""
     return [b for b in final_blocks(records) if not interfered(b.reasons)] or final_blocks(records)
 
 
-def summarize_timing(job: Job, result: TimingResult) -> TimingCell:
-    usable = usable_blocks(result.blocks)
-    return TimingCell(
-        job=job,
-        batch_size=result.batch_size,
-        time=Interval(**result.time_s.to_dict()),
-        core=Sample.of([s for b in usable for s in b.samples_s], "blocks"),
-        flops_per_s=result.flops_per_s,
-        optimizer_steps={
-            name: Sample.of([s for b in usable for s in b.optimizer_steps_s.get(name, [])], "blocks")
-            for name in dict.fromkeys(name for b in usable for name in b.optimizer_steps_s)
-        },
-        loss=Sample.of([s for b in usable for s in b.loss_s], "blocks"),
-        blocks=len([b for b in final_blocks(result.blocks) if not interfered(b.reasons)]),
-        disturbed=sum(b.disturbed for b in result.blocks),
-        compile=Sample.of([b.compile_s for b in usable if b.compile_s is not None], "blocks"),
-        memory_bytes=_median([b.memory_bytes for b in usable if b.memory_bytes is not None]),
-    )
+def as_blocks(records: list[BlockRecord], cell: str, series: str = "samples_s") -> list[Block]:
+    """Records back as deeppose.blocks.Block with `series` (core, loss or update times) as samples,
+    so that deeppose.compare_stats applies its rules to what was stored."""
+    return [Block(round=r.round, position=r.position, arm=r.arm, cell=cell, attempt=r.attempt,
+                  samples_s=tuple(getattr(r, series)), warmup_s=tuple(r.warmup_s), started_at=r.started_at,
+                  ended_at=r.ended_at, interference=Interference(**{**r.interference.to_dict(),
+                                                                     "load_before": tuple(r.interference.load_before)}),
+                  disturbed=r.disturbed, reasons=tuple(r.reasons))
+            for r in records if getattr(r, series)]
 
 
-def _median(values: list[int]) -> float | None:
+def _median(values: list[float]) -> float | None:
     return float(statistics.median(values)) if values else None
 
 
-def as_blocks(records: list[BlockRecord], cell: str, series: str = "samples_s") -> list[Block]:
-    """Records back as deeppose.blocks.Block, with `series` (core, loss or update times) as samples,
-    so that deeppose.compare_stats applies its rules to what was stored."""
-    return [
-        Block(round=r.round, position=r.position, arm=r.arm, cell=cell, attempt=r.attempt,
-              samples_s=tuple(getattr(r, series)), warmup_s=tuple(r.warmup_s), started_at=r.started_at,
-              ended_at=r.ended_at, interference=Interference(**{**r.interference.to_dict(),
-                                                                 "load_before": tuple(r.interference.load_before)}),
-              disturbed=r.disturbed, reasons=tuple(r.reasons))
-        for r in records if getattr(r, series)
-    ]
+def _cell(job: Job, r: TimingResult, peak: Peak) -> Cell:
+    usable = usable_blocks(r.blocks)
+    steps = {name: _median([s for b in usable for s in b.optimizer_steps_s.get(name, [])])
+             for name in dict.fromkeys(name for b in usable for name in b.optimizer_steps_s)}
+    pooled = sample([s for b in usable for s in b.samples_s], "blocks")
+    undisturbed = [b for b in final_blocks(r.blocks) if not interfered(b.reasons)]
+    return Cell(job.framework, job.loss, r.batch_size, len(undisturbed),
+                Interval(**r.time_s.to_dict()), pooled.mean, pooled.std,
+                sum(b.disturbed for b in r.blocks), _median([s for b in usable for s in b.loss_s]),
+                _median([b.memory_bytes for b in usable if b.memory_bytes is not None]),
+                {name: step for name, step in steps.items() if step is not None}, r.flops_per_s,
+                _ratio(r.flops_per_s, peak.best_observed) if peak.device == job.device else None,
+                _median([b.compile_s for b in usable if b.compile_s is not None]),
+                {k: v for k, v in r.compile.items() if "cache" in k})
 
 
-@dataclass(frozen=True)
-class GroupFindings:
-    """One timing group's comparisons, by deeppose.compare_stats' rules."""
-
-    device: str
-    batch_exp: int
-    analysis: GroupAnalysis  # core process: cell times, comparisons, the A/A control
-    loss: dict[str, Comparison]  # framework -> explicit vs autograd of the loss alone
-
-
-# The study's published figures (DESIGN.md section 1), per device.
-STUDY = {
-    "chainer_over_pytorch_per_iteration": {"cpu": 1.64, "cuda": 1.61},
-    "explicit_over_autograd_train_time": {"cpu": 1.00, "cuda": 0.96},  # PyTorch only
-    "seconds_per_iteration_b32": {
-        "cpu": {"chainer": 8.2, "pytorch": 5.0},
-        "cuda": {"chainer": 0.45, "pytorch": 0.28},
-    },
-    "hours_100_epochs": {  # PyTorch, 100 epochs of LSP + LSPET at batch 32
-        "cpu": {"autograd": 47.6, "explicit": 47.6},
-        "cuda": {"autograd": 2.60, "explicit": 2.49},
-    },
-}
-
-
-def side_of_one(x: float) -> str:
-    if x > 1 + ABOUT_ONE:
-        return "above 1"
-    if x < 1 - ABOUT_ONE:
-        return "below 1"
-    return "about 1"
-
-
-def verdict(ours: float | None, study: float | None) -> str:
-    """'agrees' (within 10 %), 'same side of 1' (differs more, same side), 'disagrees', or 'n/a'."""
-    if ours is None or study is None:
-        return "n/a"
-    if abs(ours / study - 1) <= AGREE_WITHIN:
-        return "agrees"
-    if side_of_one(ours) == side_of_one(study):
-        return "same side of 1"
-    return "disagrees"
-
-
-class Analysis:
-    """Derived numbers over a `Results`, computed once each."""
-
-    def __init__(self, results: Results) -> None:
-        self.results = results
-
-    @cached_property
-    def train(self) -> dict[Job, TrainSummary]:
-        return {
-            job: summarize_train(job, run.record, run.iterations)
-            for job, run in self.results.train.items()
-            if run.ok
-        }
-
-    @cached_property
-    def timing(self) -> dict[Job, TimingCell]:
-        cells = {}
-        for job, loaded in self.results.timing.items():
-            if loaded.ok:
-                cells[job] = summarize_timing(job, loaded.record)
-        return cells
-
-    @property
-    def peak_flops_per_s(self) -> float | None:
-        peak = self.results.peak
-        return peak.record.peak_flops_per_s if peak.ok else None
-
-    def peak_for(self, device: str) -> float | None:
-        """The measured peak that applies to `device`: the file's own (CPU) one on cpu; on cuda only
-        a `cuda` entry with `flops_per_s`, if the peak stage wrote one."""
-        if device == "cpu":
-            return self.peak_flops_per_s
-        entry = self.results.peak.data.get(device) if self.results.peak.ok else None
-        if isinstance(entry, dict) and _is_number(entry.get("flops_per_s")):
-            return float(entry["flops_per_s"])
-        return None
-
-    def fraction_of_peak(self, cell: TimingCell) -> float | None:
-        return _ratio(cell.flops_per_s, self.peak_for(cell.job.device))
-
-    def train_summary(self, framework: str, loss: str, device: str) -> TrainSummary | None:
-        return self.train.get(Job(framework, loss, device))
-
-    def timing_cell(self, framework: str, loss: str, device: str, batch_exp: int) -> TimingCell | None:
-        return self.timing.get(Job(framework, loss, device, batch_exp))
-
-    def autodiff(self, device: str) -> list[AutodiffEffect]:
-        """One effect per framework of the grid, when both loss modes are in the grid."""
-        if not {"autograd", "explicit"} <= set(self.results.loss_modes):
-            return []
-        return [
-            AutodiffEffect(
-                fw, device, self.train_summary(fw, "autograd", device), self.train_summary(fw, "explicit", device)
-            )
-            for fw in self.results.frameworks
-        ]
-
-    @property
-    def compared_frameworks(self) -> list[str]:
-        """Frameworks compared against PyTorch (empty when PyTorch is not in the grid)."""
-        frameworks = self.results.frameworks
-        return [fw for fw in frameworks if fw != REFERENCE] if REFERENCE in frameworks else []
-
-    def per_iteration_ratio(self, framework: str, loss: str, device: str) -> float | None:
-        """<framework> / PyTorch of the wall time per training iteration."""
-        ours, ref = self.train_summary(framework, loss, device), self.train_summary(REFERENCE, loss, device)
-        return _ratio(ours and ours.per_iteration_s, ref and ref.per_iteration_s)
-
-    def core_ratio(self, framework: str, loss: str, device: str, batch_exp: int) -> float | None:
-        """<framework> / PyTorch of the core-process time (median of block medians) at 2^batch_exp."""
-        ours = self.timing_cell(framework, loss, device, batch_exp)
-        ref = self.timing_cell(REFERENCE, loss, device, batch_exp)
-        return _ratio(ours and ours.time.estimate, ref and ref.time.estimate)
-
-    @cached_property
-    def groups(self) -> dict[tuple[str, int], GroupFindings]:
-        """Every timing group with a result for each of its cells: its blocks, compared."""
-        found = {}
-        for device in self.results.devices:
-            for exp in self.results.batch_exponents:
-                loaded = {job: self.results.timing[job] for job in self.results.timing
-                          if job.device == device and job.batch_exp == exp}
-                if not loaded or not all(r.ok for r in loaded.values()):
-                    continue
-                found[device, exp] = self._group(device, exp, {j: r.record for j, r in loaded.items()})
-        return found
-
-    def _group(self, device: str, exp: int, records: dict[Job, TimingResult]) -> GroupFindings:
-        blocks, loss_blocks = [], {}
-        control = next(iter(records.values())).control
-        for job, result in records.items():
+def _groups(results: Results, device: str) -> dict[int, Any]:
+    """Batch size -> (core-process analysis, explicit-vs-autograd loss comparisons) of each timing
+    group whose every cell has a result, by deeppose.compare_stats' rules."""
+    found, modes = {}, set(results.loss_modes)
+    compared = [fw for fw in results.frameworks if fw != REFERENCE] if REFERENCE in results.frameworks else []
+    for exp in results.batch_exponents:
+        loaded = {job: r for job, r in results.timing.items() if (job.device, job.batch_exp) == (device, exp)}
+        if not loaded or not all(r.ok for r in loaded.values()):
+            continue
+        blocks, loss_blocks = [], []
+        for job, r in loaded.items():
             cell = f"{job.framework}/{job.loss}"
-            blocks += as_blocks(result.blocks, cell) + as_blocks(result.control_blocks, cell)
-            loss_blocks[cell] = as_blocks(result.blocks, cell, "loss_s")
-        loss_modes, frameworks = self.results.loss_modes, self.results.frameworks
-        pairs = [(f"{fw}/{loss}", f"{REFERENCE}/{loss}") for fw in self.compared_frameworks for loss in loss_modes]
-        if {"autograd", "explicit"} <= set(loss_modes):
-            pairs += [(f"{fw}/explicit", f"{fw}/autograd") for fw in frameworks]
-        loss = {}
-        if {"autograd", "explicit"} <= set(loss_modes):
-            for fw in frameworks:
-                both = loss_blocks[f"{fw}/explicit"] + loss_blocks[f"{fw}/autograd"]
-                loss[fw] = compare(both, f"{fw}/explicit", f"{fw}/autograd")
-        return GroupFindings(device, exp, analyse_group(blocks, pairs, control), loss)
+            blocks += as_blocks(r.record.blocks, cell) + as_blocks(r.record.control_blocks, cell)
+            loss_blocks += as_blocks(r.record.blocks, cell, "loss_s")
+        pairs = [(f"{fw}/{loss}", f"{REFERENCE}/{loss}") for fw in compared for loss in results.loss_modes]
+        both = {"autograd", "explicit"} <= modes
+        pairs += [(f"{fw}/explicit", f"{fw}/autograd") for fw in results.frameworks] if both else []
+        losses = {fw: compare(loss_blocks, f"{fw}/explicit", f"{fw}/autograd")
+                  for fw in (results.frameworks if both else [])}
+        found[2**exp] = (analyse_group(blocks, pairs, next(iter(loaded.values())).record.control), losses)
+    return found
 
-    def comparison(self, device: str, exp: int, a: str, b: str) -> Comparison | None:
-        group = self.groups.get((device, exp))
-        if group is None:
-            return None
-        return next((c for c in group.analysis.comparisons if (c.a, c.b) == (a, b)), None)
 
-    def loss_effect(self, framework: str, device: str) -> tuple[int, Comparison] | None:
-        """(batch exponent, explicit vs autograd of the loss alone) at the training batch size's
-        group, else the largest batch measured: the loss's own cost, paired by round."""
-        size = int(self.results.params.raw["train"]["batch_size"])
-        exps = [e for (d, e) in self.groups if d == device]
-        if not exps:
-            return None
-        exp = size.bit_length() - 1 if size & (size - 1) == 0 and size.bit_length() - 1 in exps else max(exps)
-        found = self.groups[device, exp].loss.get(framework)
-        return (exp, found) if found is not None else None
+def _trend(fw: str, loss: str, points: list[tuple[int, float]]) -> RatioTrend:
+    (_, r0), (_, r1) = points[0], points[-1]
+    trend = Trend.FLAT if abs(r1 / r0 - 1) <= ABOUT_ONE else Trend.RISES if r1 > r0 else Trend.FALLS
+    return RatioTrend(fw, loss, points[0], points[-1], min(points, key=lambda p: p[1]), max(points, key=lambda p: p[1]),
+                      trend)
 
-    def noise_floor(self, device: str) -> float | None:
-        """How far from 1 the A/A controls' ratio intervals on `device` reach: what noise alone can do
-        to the ratio of two identical arms measured by these rules."""
-        reach = [max(abs(c.ratio.high - 1), abs(1 - c.ratio.low)) for (d, _), g in self.groups.items()
-                 if d == device and (c := g.analysis.control).ratio.low is not None and c.ratio.high is not None]
-        return max(reach) if reach else None
 
-    def manifests(self, device: str) -> dict[str, dict[str, Any]]:
-        """Framework -> the fairness manifest of its blocks on `device` (from its largest batch's
-        first cell), for deeppose.fairness.asymmetries."""
-        found: dict[str, dict[str, Any]] = {}
-        for job, loaded in sorted(self.results.timing.items(), key=lambda item: -(item[0].batch_exp or 0)):
-            manifest = loaded.record.environment.get("fairness") if loaded.ok else None
-            if job.device == device and manifest and job.framework not in found:
-                found[job.framework] = manifest
-        return found
+def _loss_effect(fw: str, runs: dict[str, TrainRun], groups: dict[int, Any], train_batch: int,
+                 floor: float | None) -> LossEffect:
+    """At the training batch size's group, else the largest measured."""
+    size = train_batch if train_batch in groups else max(groups, default=None)
+    found = groups[size][1].get(fw) if size else None
+    c = ratio(size, found, difference=True) if found else None
+    auto, explicit = runs.get("autograd"), runs.get("explicit")
+    share = None
+    if c and auto and c.difference.estimate is not None:
+        share = _ratio(c.difference.estimate, auto.compute.mean)
+    train_ratio = _ratio(explicit and explicit.train_time_s, auto and auto.train_time_s)
+    return LossEffect(fw, size if c else None, c, share, train_ratio,
+                      floor, tuple(mode for mode, run in (("autograd", auto), ("explicit", explicit)) if run is None))
 
-    @cached_property
-    def control(self) -> ControlSummary:
-        """The A/A comparisons of every group, and how often the verdict rule fired on them."""
-        return control_summary([g.analysis.control for g in self.groups.values()])
 
-    def study_ratios(self, device: str) -> list[tuple[str, float | None, float | None]]:
-        """(quantity, study's value, this run's value) for each ratio compared with the study."""
-        rows = []
-        for fw in self.compared_frameworks:
-            if fw == "chainer":
-                ours = self.per_iteration_ratio(fw, "autograd", device)
-                study = STUDY["chainer_over_pytorch_per_iteration"][device]
-                rows.append(("Chainer / PyTorch, training time per iteration (autograd)", study, ours))
-        for effect in self.autodiff(device):
-            study = STUDY["explicit_over_autograd_train_time"][device] if effect.framework == REFERENCE else None
-            quantity = f"explicit / autograd, training time ({framework_name(effect.framework)})"
-            rows.append((quantity, study, effect.train_time_ratio))
-        return rows
+# --- per-layer breakdown ----------------------------------------------------------------------
+def _breakdown_job(job: Job, r: BreakdownResult, peak: Peak, rated: bool) -> BreakdownJob:
+    """`rated`: the job gives the layers' FLOP/s (one loss mode does; the layers do not depend on it)."""
+    on_peak = peak.device == job.device
+    layers = []
+    for row in r.layers:
+        rate = row.get("flops_per_s") if rated else None
+        share = _ratio(rate, peak.best_observed) if on_peak else None
+        layers.append(Layer(row["layer"], row["phase"], float(row["time_s"]), rate, share))
+    return BreakdownJob(job.framework, job.loss, r.core_time_s, r.profiled_core_time_s, r.layers_time_s, r.overhead_s,
+                        r.sum_rule.get("relative_gap"), r.sum_rule.get("tolerance"), bool(r.sum_rule.get("ok")),
+                        tuple(layers))
 
+
+def attribute(reference: BreakdownJob, other: BreakdownJob) -> Attribution:
+    """Split `other`'s extra core time over `reference` into conv, fc, element-wise layers and
+    overhead (core minus the layers), which add up to the extra time exactly."""
+    def group(job: BreakdownJob, names: tuple[str, ...]) -> float:
+        return sum(r.time_s for r in job.layers if r.layer in names)
+
+    extra = other.core_s - reference.core_s
+    parts = {name: group(other, names) - group(reference, names) for name, names in
+             (("conv", layer_groups.CONV_LAYERS), ("fc", layer_groups.FC_LAYERS), ("elementwise", ELEMENTWISE))}
+    parts["overhead"] = other.overhead_s - reference.overhead_s
+    times = [{(r.layer, r.phase): r.time_s for r in job.layers} for job in (reference, other)]
+    # ties in name order: a set's order varies with Python's hash seed, the report's bytes must not
+    keys = sorted(set(times[0]) | set(times[1]), key=lambda k: (-abs(times[1].get(k, 0.0) - times[0].get(k, 0.0)), k))
+    diffs = [LayerDifference(*k, times[0].get(k, 0.0), times[1].get(k, 0.0)) for k in keys]
+    if extra <= 0:
+        verdict = LayerVerdict.CANNOT_TEST
+    elif parts["conv"] / extra >= CONFIRM_SHARE:
+        verdict = LayerVerdict.CONFIRMS
+    else:
+        verdict = LayerVerdict.PARTLY if 1 - parts["overhead"] / extra >= CONFIRM_SHARE else LayerVerdict.REFUTES
+    return Attribution(other.framework, other.loss, reference.core_s, other.core_s, parts, reference.overhead_s,
+                       other.overhead_s, max(diffs, key=lambda d: d.other_s - d.reference_s, default=None),
+                       tuple(diffs[:TOP_ROWS]), verdict,
+                       tuple(j.framework for j in (reference, other) if not j.sum_rule_ok))
+
+
+def _roofline(jobs: list[BreakdownJob], batch: int, peak: Peak) -> tuple[tuple[RooflinePoint, ...], tuple[str, ...]]:
+    traffic = roofline.layer_traffic(batch)
+    ridge = peak.ridge
+
+    def bound(intensity: float) -> Bound:
+        return Bound.UNKNOWN if ridge is None else Bound.MEMORY if intensity < ridge else Bound.COMPUTE
+
+    rated = dict.fromkeys((r.layer, r.phase) for job in jobs for r in job.layers if r.flops_per_s)  # in table order
+    points = tuple(RooflinePoint(layer, phase, traffic[layer, phase].flops, traffic[layer, phase].intensity,
+                                 bound(traffic[layer, phase].intensity))
+                   for layer, phase in rated if (layer, phase) in traffic)
+    memory = tuple(layer for layer in (*layer_groups.CONV_LAYERS, *layer_groups.FC_LAYERS)
+                   if all(bound(traffic[layer, phase].intensity) is Bound.MEMORY for phase in layer_groups.PHASES))
+    return points, memory
+
+
+def _breakdown(results: Results, device: str, peak: Peak) -> tuple[BreakdownBatch, ...]:
+    batches = []
+    for exp in sorted(results.params.raw["breakdown"]["batch_exponents"]):
+        loaded = {job: r for job, r in results.breakdown.items() if (job.device, job.batch_exp) == (device, exp)}
+        if not any(r.ok for r in loaded.values()):
+            continue
+        rate_loss = next(j.loss for j, r in loaded.items() if r.ok)
+        jobs = {(j.framework, j.loss): _breakdown_job(j, r.record, peak, j.loss == rate_loss)
+                for j, r in loaded.items() if r.ok}
+        attributions, not_compared = [], []
+        for loss in results.loss_modes:
+            for fw in results.frameworks:
+                if fw == REFERENCE or REFERENCE not in results.frameworks or Job(fw, loss, device, exp) not in loaded:
+                    continue
+                if (REFERENCE, loss) in jobs and (fw, loss) in jobs:
+                    attributions.append(attribute(jobs[REFERENCE, loss], jobs[fw, loss]))
+                else:
+                    not_compared.append((fw, loss))
+        rated = [j for (_, loss), j in jobs.items() if loss == rate_loss]
+        points, memory = _roofline(rated, 2**exp, peak)
+        above = sorted({(j.framework, x.layer, x.phase) for j in rated for x in j.layers
+                        if (x.fraction_of_peak or 0) > 1})
+        batches.append(BreakdownBatch(2**exp, tuple(jobs.values()),
+                                      tuple((j.framework, j.loss) for j, r in loaded.items() if not r.ok),
+                                      tuple(attributions), tuple(not_compared), rate_loss, points, memory,
+                                      tuple(above)))
+    return tuple(batches)
+
+
+# --- one device ---------------------------------------------------------------------------------
+def _device(results: Results, device: str, peak: Peak) -> Device:
+    on = {kind: {j: r for j, r in found.items() if j.device == device}
+          for kind, found in (("training", results.train), ("timing", results.timing),
+                              ("breakdown", results.breakdown))}
+    cells = {j: _cell(j, r.record, peak) for j, r in sorted(on["timing"].items(), key=lambda i: i[0].batch_exp) if r.ok}
+    for j, c in cells.items():
+        eager = cells.get(Job(REFERENCE, j.loss, j.device, j.batch_exp))
+        if c.compile_s is not None and eager is not None:
+            cells[j] = dataclasses.replace(c, eager_s=eager.time.estimate,
+                                           break_even=break_even(c.compile_s, c.time.estimate, eager.time.estimate))
+    runs = {j: _train_run(j, r.record, r, cells) for j, r in on["training"].items() if r.ok}
+    groups = _groups(results, device)
+    controls = tuple(ratio(b, g.control, g.disagree) for b, (g, _) in groups.items())
+    reach = [max(c.ratio.high - 1, 1 - c.ratio.low) for c in controls if c.ratio.low is not None]
+    floor = max(reach, default=None)
+    effects = ()
+    if {"autograd", "explicit"} <= set(results.loss_modes):
+        train_batch = int(results.params.raw["train"]["batch_size"])
+        effects = tuple(_loss_effect(fw, {j.loss: s for j, s in runs.items() if j.framework == fw}, groups,
+                                     train_batch, floor) for fw in results.frameworks)
+    trends = []
+    for fw in results.frameworks:
+        for loss in results.loss_modes:
+            points = [(2**e, r) for e in results.batch_exponents if fw != REFERENCE and
+                      (a := cells.get(Job(fw, loss, device, e))) and (b := cells.get(Job(REFERENCE, loss, device, e)))
+                      and (r := _ratio(a.time.estimate, b.time.estimate)) is not None]
+            trends += [_trend(fw, loss, points)] if points else []
+    baselines = [r.record.baseline_test.to_dict() for r in on["training"].values() if r.ok]
+    baseline = {k: v for k, v in (baselines or [{}])[0].items() if v is not None}
+    return Device(device, tuple(runs.values()), baseline,
+                  sum(b != baselines[0] for b in baselines), _accuracy_differences(results, device), effects,
+                  tuple(cells.values()), tuple(ratio(b, c) for b, (g, _) in groups.items() for c in g.comparisons),
+                  controls, tuple(trends), _breakdown(results, device, peak),
+                  {k: sum(not r.ok for r in v.values()) for k, v in on.items()}, {k: len(v) for k, v in on.items()})
+
+
+# --- against the study --------------------------------------------------------------------------
+def study_verdict(ours: float, study: float) -> StudyVerdict:
+    """Within 10 %: agrees; else on the same side of 1 (both above 1.05, both below 0.95 or both between)."""
+    if abs(ours / study - 1) <= AGREE_WITHIN:
+        return StudyVerdict.AGREES
+    side = [(x > 1 + ABOUT_ONE) - (x < 1 - ABOUT_ONE) for x in (ours, study)]
+    return StudyVerdict.SAME_SIDE if side[0] == side[1] else StudyVerdict.DISAGREES
+
+
+def _study_row(device: str, quantity: str, fw: str, basis: str, setup: str, ours: float | None,
+               why_not: str | None = None) -> StudyRow:
+    study = STUDY[quantity][device] if fw == ("chainer" if quantity == "per_iteration" else REFERENCE) else None
+    if why_not is None and (ours is None or study is None):
+        why_not = "not run here" if ours is None else "not measured by the study"
+    verdict = StudyVerdict.NOT_COMPARABLE if why_not else study_verdict(ours, study)
+    return StudyRow(device, quantity, fw, basis, setup, study, ours, verdict, why_not)
+
+
+def _study(results: Results, devices: dict[str, Device]) -> tuple[list[StudyRow], list[Absolute], list[Dominance]]:
+    rows, absolute, dominance = [], [], []
+    for device in DEVICES:
+        d = devices.get(device)
+        if d is None:
+            rows += [_study_row(device, "per_iteration", "chainer", basis, "", None, "not in this run's grid")
+                     for basis in ("timing", "training")]
+            rows.append(_study_row(device, "explicit_over_autograd", REFERENCE, "training", "", None,
+                                   "not in this run's grid"))
+            continue
+        cells = {(c.framework, c.loss, c.batch_size): c for c in d.cells}
+        runs = {(r.framework, r.loss): r for r in d.training}
+        for fw in [f for f in results.frameworks if f != REFERENCE and REFERENCE in results.frameworks]:
+            a = cells.get((fw, "autograd", 2**STUDY_BATCH_EXP))
+            b = cells.get((REFERENCE, "autograd", 2**STUDY_BATCH_EXP))
+            why = ("no timing result at batch 32" if not (a and b) else
+                   f"the timing did not time the MomentumSGD update (timing.optimizers: "
+                   f"{', '.join(a.steps_s) or 'none'})"
+                   if STUDY_OPTIMIZER not in a.steps_s or STUDY_OPTIMIZER not in b.steps_s else None)
+            ratio = None if why else _ratio(a.time.estimate + a.steps_s[STUDY_OPTIMIZER],
+                                            b.time.estimate + b.steps_s[STUDY_OPTIMIZER])
+            setup = f"core + {STUDY_OPTIMIZER} update, batch 32"
+            rows.append(_study_row(device, "per_iteration", fw, "timing", setup, ratio, why))
+            ra, rb = runs.get((fw, "autograd")), runs.get((REFERENCE, "autograd"))
+            train_setup = ra.setup if ra else ""
+            same = ra is not None and train_setup.startswith(f"{STUDY_OPTIMIZER}, batch 32,")
+            why = None if same or ra is None else f"trained with {train_setup}, not the study's set-up"
+            rows.append(_study_row(device, "per_iteration", fw, "training", train_setup,
+                                   _ratio(ra and ra.per_iteration_s, rb and rb.per_iteration_s), why))
+        for e in d.loss_effects:
+            setup = runs[e.framework, "autograd"].setup if (e.framework, "autograd") in runs else ""
+            rows.append(_study_row(device, "explicit_over_autograd", e.framework, "training", setup,
+                                   e.train_time_ratio))
+        for fw in ("chainer", "pytorch"):
+            c, r = cells.get((fw, "autograd", 2**STUDY_BATCH_EXP)), runs.get((fw, "autograd"))
+            step = c.steps_s.get(STUDY_OPTIMIZER) if c else None
+            absolute.append(Absolute(device, fw, STUDY["seconds_b32"][device][fw],
+                                     None if step is None else c.time.estimate + step,
+                                     r and r.per_iteration_s, r and r.setup))
+        framework = [(row.framework, row.ours) for row in rows if row.device == device and row.quantity ==
+                     "per_iteration" and row.basis == "training" and row.ours is not None]
+        loss = [(e.framework, e.train_time_ratio) for e in d.loss_effects if e.train_time_ratio is not None]
+        if framework and loss:
+            (fw, fr), (lfw, lr) = (max(x, key=lambda p: abs(p[1] - 1)) for x in (framework, loss))
+            dominance.append(Dominance(device, fw, fr, lfw, lr, abs(fr - 1) > abs(lr - 1)))
+    return rows, absolute, dominance
+
+
+# --- the whole ----------------------------------------------------------------------------------
+def _missing(results: Results) -> list[Missing]:
+    found = [Missing("training", job.label, (), r.missing) for job, r in results.train.items() if not r.ok]
+    for kind, loaded in (("timing", results.timing), ("per-layer breakdown", results.breakdown)):
+        grouped: dict[tuple[str, str], list[int]] = {}
+        for job, r in loaded.items():
+            if not r.ok:
+                label = Job(job.framework, job.loss, job.device).label
+                grouped.setdefault((label, r.missing), []).append(2**job.batch_exp)
+        found += [Missing(kind, label, tuple(sizes), reason) for (label, reason), sizes in grouped.items()]
+    return found + ([Missing("fp32 peak", "peak", (), results.peak.missing)] if results.peak.missing else [])
+
+
+def analyse(results: Results) -> Findings:
+    """Every figure of the report from `results`; deterministic (seeded bootstraps)."""
+    setup = _setup(results)
+    devices = {d: _device(results, d, setup.peak) for d in results.devices}
+    controls = [c for d in devices.values() for c in d.controls]
+    judged = [c for c in controls if c.verdict is not Verdict.TOO_FEW_BLOCKS]
+    false = sum(c.verdict in (Verdict.FASTER, Verdict.SLOWER) for c in controls)
+    study, absolute, dominance = _study(results, devices)
+    jobs = {kind: {"expected": len(found), "present": sum(r.ok for r in found.values())}
+            for kind, found in (("train", results.train), ("timing", results.timing), ("breakdown", results.breakdown))}
+    return Findings(setup, tuple(results.frameworks), tuple(results.loss_modes),
+                    tuple(2**e for e in results.batch_exponents), tuple(devices.values()), dict(results.off_grid),
+                    len(controls), false, false / len(judged) if judged else None, tuple(study),
+                    tuple(absolute), tuple(dominance), jobs,
+                    {fw: NO_BREAKDOWN[fw] for fw in results.frameworks if fw in NO_BREAKDOWN},
+                    tuple(_missing(results)), results.stale,
+                    tuple(p for r in results.everything() for p in r.problems),
+                    tuple(m for m in ACCURACY if any(m in r.scores for d in devices.values() for r in d.training)))

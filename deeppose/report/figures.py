@@ -1,271 +1,320 @@
-"""The report's figures, drawn with matplotlib's Agg canvas (no pyplot, no display) and saved as
-PNGs whose bytes depend only on the data: fixed rcParams, no Software/date metadata.
+"""The report's figures, functions of `Findings`, drawn with matplotlib's Agg canvas (no pyplot) as PNGs
+whose bytes depend only on the data (fixed rcParams, no date metadata).
 
-Colour tells the framework apart (Okabe-Ito, safe for colour-blind readers), line style and
-marker the loss mode. Each `draw_*` function returns a Figure; `png_bytes` renders one.
+Colour tells the framework apart (Okabe-Ito, safe for colour-blind readers), line style and marker
+the loss mode; legends sit outside the data and reference lines carry their value.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from functools import partial
 
 import matplotlib
 import matplotlib.style
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
 
-from deeppose.grid import Job
-from deeppose.report.analysis import REFERENCE, Analysis, TimingCell
-from deeppose.report.fmt import flops, framework_name
+from deeppose import layer_groups
+from deeppose.report.analysis import REFERENCE, BreakdownBatch, Curve, Device, Findings
+from deeppose.report.fmt import flops, framework_name as name
 
-# Okabe & Ito (2008) colours, by framework; further frameworks take the next unused one.
 OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
-FRAMEWORK_COLOURS = {"pytorch": OKABE_ITO[0], "chainer": OKABE_ITO[1]}
-MODE_STYLES = {"autograd": ("-", "o"), "explicit": ("--", "s")}  # (line style, marker)
-
-RC = {
-    "figure.dpi": 100,
-    "savefig.dpi": 120,
-    "savefig.facecolor": "white",
-    "figure.facecolor": "white",
-    "font.family": "DejaVu Sans",
-    "font.size": 10,
-    "axes.titlesize": 11,
-    "axes.labelsize": 10,
-    "legend.fontsize": 9,
-    "axes.grid": True,
-    "grid.alpha": 0.35,
-    "grid.linestyle": ":",
-    "lines.linewidth": 1.6,
-    "errorbar.capsize": 3,
-}
+MODES = {"autograd": ("-", "o"), "explicit": ("--", "s")}  # (line style, marker)
+LAYER_COLOURS = {"conv1": "#08306b", "conv2": "#2171b5", "conv3": "#6baed6", "conv4": "#41ab5d", "conv5": "#a1d99b",
+                 "fc6": "#7f2704", "fc7": "#d55e00", "fc8": "#fdae6b", "relu": "#6a51a3", "pool": "#cc79a7",
+                 "lrn": "#56b4e9", "dropout": "#f0e442", "loss": "#000000", "other": "#999999"}
+WHITE_TEXT = {"conv1", "conv2", "fc6", "fc7", "relu", "loss"}
+RC = {"figure.dpi": 100, "savefig.dpi": 120, "savefig.facecolor": "white", "font.family": "DejaVu Sans",
+      "font.size": 10,
+      "axes.titlesize": 11, "legend.fontsize": 9, "axes.grid": True, "grid.alpha": 0.35, "grid.linestyle": ":",
+      "lines.linewidth": 1.6, "errorbar.capsize": 3}
 
 
-def colour(framework: str, frameworks: list[str]) -> str:
-    if framework in FRAMEWORK_COLOURS:
-        return FRAMEWORK_COLOURS[framework]
-    spare = [c for c in OKABE_ITO if c not in FRAMEWORK_COLOURS.values()]
-    return spare[frameworks.index(framework) % len(spare)]
+def colour(framework: str, frameworks: tuple[str, ...]) -> str:
+    return OKABE_ITO[frameworks.index(framework) % len(OKABE_ITO)]
 
 
-def mode_style(loss: str) -> tuple[str, str]:
-    return MODE_STYLES.get(loss, (":", "^"))
-
-
-@contextlib.contextmanager
-def style() -> Iterator[None]:
-    """matplotlib's defaults (ignoring any matplotlibrc) plus the report's fixed settings."""
+def png(draw: Callable[[], Figure]) -> bytes:
+    """One figure rendered as PNG; byte-identical for identical data."""
     with matplotlib.style.context("default"), matplotlib.rc_context(RC):
-        yield
-
-
-def new_figure(width: float, height: float) -> Figure:
-    figure = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def png_bytes(draw: Callable[[], Figure]) -> bytes:
-    """Draw one figure and render it as PNG; byte-identical for identical data. The report writes
-    the bytes with every other file of the report at once (deeppose.atomic.write_together)."""
-    with style():
         figure = draw()
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", metadata={"Software": None})
     return buffer.getvalue()
 
 
-def draw_placeholder(title: str, message: str) -> Figure:
-    """A small figure that says why there is nothing to plot (keeps the set of outputs fixed)."""
-    figure = new_figure(6, 1.6)
-    ax = figure.add_subplot()
-    ax.set_axis_off()
-    ax.set_title(title)
-    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, wrap=True)
+def _figure(width: float, height: float) -> Figure:
+    figure = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(figure)
     return figure
 
 
-def _batch_axis(ax, batch_sizes: list[int]) -> None:
-    ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_locator(FixedLocator(batch_sizes))
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xticklabels([str(b) for b in batch_sizes])
-    ax.set_xlabel("batch size (images, log scale)")
-
-
-def _seconds_axis(ax, which: str) -> None:
-    """Make `ax`'s `which` ("x" or "y") axis a log time axis ticked at 1, 2, 5 x 10^k with units."""
-    getattr(ax, f"set_{which}scale")("log")
-    axis = getattr(ax, f"{which}axis")
+def _log_axis(axis, unit: Callable[[float], str]) -> None:
     axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     axis.set_minor_locator(NullLocator())
-    axis.set_major_formatter(FuncFormatter(lambda value, _: tick_seconds(value)))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: unit(value)))
 
 
 def tick_seconds(value: float) -> str:
-    """A round tick value with a unit: 50 ms, 2 s, 5000 s (minutes would give 16.6667 min)."""
-    for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
-        if value >= scale * 0.9999:
-            return f"{value / scale:.6g} {unit}"
-    return f"{value / 1e-6:.6g} µs"
+    """A round tick with a unit: 50 ms, 2 s, 5000 s."""
+    scale, unit = next(((s, u) for s, u in ((1.0, "s"), (1e-3, "ms")) if value >= s * 0.9999), (1e-6, "µs"))
+    return f"{value / scale:.6g} {unit}"
 
 
-def draw_learning_curves(analysis: Analysis, device: str) -> Figure:
-    """Training loss against elapsed training time, one panel per framework, both modes in each."""
-    results = analysis.results
-    frameworks = results.frameworks
-    figure = new_figure(5.2 * len(frameworks), 4.2)
-    axes = figure.subplots(1, len(frameworks), sharey=True, squeeze=False)[0]
-    for ax, fw in zip(axes, frameworks):
-        c = colour(fw, frameworks)
-        absent = []
-        for loss in results.loss_modes:
-            run = results.train[Job(fw, loss, device)]
-            points = [(r["elapsed_s"], r["loss"]) for r in run.iterations if r["elapsed_s"] > 0] if run.ok else []
-            evals = [
-                (r["elapsed_s"], r["test_loss"])
-                for r in (run.evals if run.ok else [])
-                if r["elapsed_s"] > 0 and isinstance(r.get("test_loss"), (int, float))
-            ]
-            if not points and not evals:
-                absent.append(loss)
-                continue
-            line, marker = mode_style(loss)
-            if points:
-                x, y = zip(*points)
-                # the first mode is drawn wide and pale so that a later one lying on it stays visible
-                wide = loss == results.loss_modes[0] and len(results.loss_modes) > 1
-                ax.plot(
-                    x, y, linestyle=line, color=c, linewidth=3.2 if wide else 1.4, alpha=0.45 if wide else 1.0,
-                    label=f"{loss}: training loss (per iteration)",
-                )
-            if evals:
-                x, y = zip(*evals)
-                ax.plot(
-                    x, y, linestyle="none", marker=marker, markersize=7, markerfacecolor="white",
-                    markeredgecolor=c, markeredgewidth=1.5, label=f"{loss}: test loss (evaluation)",
-                )
-        _seconds_axis(ax, "x")
-        ax.set_title(f"{framework_name(fw)} on {device}")
-        ax.set_xlabel("elapsed training time (log scale; evaluations excluded)")
-        if absent:
-            ax.text(
-                0.02, 0.02, f"no log for: {', '.join(absent)}", ha="left", va="bottom",
-                transform=ax.transAxes, color="0.3",
-            )
-        if ax.has_data():
-            ax.legend(loc="upper right")
-    axes[0].set_yscale("log")  # the first Adam steps overshoot; learning shows below them
-    axes[0].set_ylabel("loss (masked MSE of coordinates / 227, log scale)")
-    figure.suptitle(f"Training loss against training time, {device}: autograd (solid) vs explicit (dashed)")
-    return figure
+def _batch_axis(ax, sizes: tuple[int, ...]) -> None:
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(FixedLocator(sizes))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([str(b) for b in sizes])
+    ax.set_xlabel("batch size (images, log scale)")
 
 
-def draw_core_times(analysis: Analysis, device: str) -> Figure:
-    """Left: core-process time (median of block medians, with its interval from the blocks)
-    against batch size, log-log. Right: ratio to PyTorch."""
-    results = analysis.results
-    frameworks, modes, exps = results.frameworks, results.loss_modes, results.batch_exponents
-    batch_sizes = [2**e for e in exps]
-    series = [(fw, loss) for fw in frameworks for loss in modes]
-    figure = new_figure(11, 4.4)
-    left, right = figure.subplots(1, 2)
-    for index, (fw, loss) in enumerate(series):
-        cells = [c for e in exps if (c := analysis.timing_cell(fw, loss, device, e)) is not None
-                 and c.time.estimate is not None]
-        if not cells:
+def _outside_legend(figure: Figure, ax) -> None:
+    figure.legend(*ax.get_legend_handles_labels(), loc="outside right upper", frameon=False)
+
+
+def learning_curves(f: Findings, d: Device, curves: dict[tuple[str, str, str], Curve]) -> Figure:
+    """Every run on one elapsed-time axis: the framework gap is the horizontal distance between curves."""
+    figure = _figure(10, 4.6)
+    ax = figure.add_subplot()
+    for r in d.training:
+        curve = curves.get((d.device, r.framework, r.loss))
+        if curve is None:
             continue
-        # a small horizontal offset per series keeps the error bars apart
-        shift = 2 ** (0.04 * (index - (len(series) - 1) / 2))
-        line, marker = mode_style(loss)
-        left.errorbar(
-            [c.batch_size * shift for c in cells], [c.time.estimate for c in cells],
-            yerr=[[c.time.estimate - (c.time.low or c.time.estimate) for c in cells],
-                  [(c.time.high or c.time.estimate) - c.time.estimate for c in cells]],
-            color=colour(fw, frameworks), linestyle=line, marker=marker, markersize=5,
-            label=f"{framework_name(fw)}, {loss}",
-        )
-    _seconds_axis(left, "y")
-    _batch_axis(left, batch_sizes)
-    left.set_ylabel("time of forward + loss + backward (log scale)")
+        c, (line, marker) = colour(r.framework, f.frameworks), MODES.get(r.loss, (":", "^"))
+        ax.plot(curve.elapsed_s, curve.loss, color=c, linewidth=0.6, alpha=0.22)
+        ax.plot(curve.elapsed_s, curve.smoothed, color=c, linestyle=line)
+        ax.plot(curve.eval_s, curve.eval_loss, linestyle="none", marker=marker, markersize=8, markerfacecolor="white",
+                markeredgecolor=c, markeredgewidth=1.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _log_axis(ax.xaxis, tick_seconds)
+    ax.set_xlabel("elapsed training time (log scale; evaluations excluded)")
+    ax.set_ylabel("loss (masked MSE of coordinates / 227, log scale)")
+    ax.set_title(f"Training loss against training time on {d.device} (faint: every iteration)")
+    # one entry per framework (colour) and per loss mode (line and marker), not one per run and series
+    handles = [Line2D([], [], color=colour(fw, f.frameworks), label=name(fw))
+               for fw in dict.fromkeys(r.framework for r in d.training)]
+    for mode in dict.fromkeys(r.loss for r in d.training):
+        line, marker = MODES.get(mode, (":", "^"))
+        handles += [Line2D([], [], color="0.3", linestyle=line, label=f"{mode}: training loss, smoothed"),
+                    Line2D([], [], color="0.3", linestyle="none", marker=marker, markerfacecolor="white",
+                           label=f"{mode}: test loss at an evaluation")]
+    figure.legend(handles=handles, loc="outside right upper", frameon=False)
+    return figure
+
+
+def core_times(f: Findings, d: Device) -> Figure:
+    """Left: core-process time with its interval from the blocks. Right: ratio to PyTorch, paired by round."""
+    figure = _figure(12, 4.6)
+    left, right = figure.subplots(1, 2)
+    series = list(dict.fromkeys((c.framework, c.loss) for c in d.cells))
+    for i, (fw, loss) in enumerate(series):
+        cells = [c for c in d.cells if (c.framework, c.loss) == (fw, loss) and c.time.estimate is not None]
+        shift = 2 ** (0.04 * (i - (len(series) - 1) / 2))  # keeps the error bars apart
+        est = np.array([c.time.estimate for c in cells])
+        low = np.array([c.time.low or c.time.estimate for c in cells])
+        high = np.array([c.time.high or c.time.estimate for c in cells])
+        line, marker = MODES.get(loss, (":", "^"))
+        left.errorbar([c.batch_size * shift for c in cells], est, yerr=[est - low, high - est],
+                      color=colour(fw, f.frameworks),
+                      linestyle=line, marker=marker, markersize=5, label=f"{name(fw)}, {loss}")
+    left.set_yscale("log")
+    _log_axis(left.yaxis, tick_seconds)
+    left.set_ylabel("forward + loss + backward (log scale)")
     left.set_title("Core-process time (median of blocks, 95 % CI)")
-    if left.has_data():
-        left.legend(loc="upper left")
-    for fw in analysis.compared_frameworks:
-        for loss in modes:
-            points = [(2**e, r) for e in exps if (r := analysis.core_ratio(fw, loss, device, e)) is not None]
-            if not points:
-                continue
-            line, marker = mode_style(loss)
-            x, y = zip(*points)
-            right.plot(
-                x, y, color=colour(fw, frameworks), linestyle=line, marker=marker, markersize=5,
-                label=f"{framework_name(fw)} / {framework_name(REFERENCE)}, {loss}",
-            )
+    for (a, b) in dict.fromkeys((r.a, r.b) for r in d.ratios):
+        fw, loss = a.split("/")
+        if b != f"{REFERENCE}/{loss}":
+            continue
+        points = [(r.batch_size, r.ratio) for r in d.ratios if (r.a, r.b) == (a, b) and r.ratio.estimate]
+        est = np.array([i.estimate for _, i in points])
+        err = [est - [i.low or i.estimate for _, i in points], [i.high or i.estimate for _, i in points] - est]
+        line, marker = MODES.get(loss, (":", "^"))
+        right.errorbar([s for s, _ in points], est, yerr=err, color=colour(fw, f.frameworks), linestyle=line,
+                       marker=marker, markersize=5)
     right.axhline(1.0, color="0.4", linewidth=1, linestyle=":")
-    _batch_axis(right, batch_sizes)
-    right.set_ylabel(f"time ratio to {framework_name(REFERENCE)} (mean / mean)")
-    right.set_title(f"Ratio to {framework_name(REFERENCE)} (above 1: slower)")
-    if right.has_data():
-        right.legend(loc="best")
-    else:
-        right.text(0.5, 0.5, "no pair of results to compare", ha="center", va="center", transform=right.transAxes)
-    figure.suptitle(f"Core process on {device}: forward + loss + backward on a batch already on the device")
+    right.set_ylabel("time ratio to PyTorch (90 % CI, paired by round)")
+    right.set_title("Ratio to PyTorch (above 1: slower)")
+    for ax in (left, right):
+        _batch_axis(ax, f.batch_sizes)
+    _outside_legend(figure, left)
     return figure
 
 
-def _plot_cells(ax, analysis: Analysis, device: str, value: Callable[[TimingCell], float | None]) -> None:
-    """One line per framework x loss mode: `value` of each timing cell that has one, against batch size."""
-    results = analysis.results
-    for fw in results.frameworks:
-        for loss in results.loss_modes:
-            points = [(c.batch_size, v) for e in results.batch_exponents
-                      if (c := analysis.timing_cell(fw, loss, device, e)) is not None and (v := value(c))]
-            if not points:
-                continue
-            line, marker = mode_style(loss)
-            x, y = zip(*points)
-            ax.plot(x, y, color=colour(fw, results.frameworks), linestyle=line, marker=marker, markersize=5,
-                    label=f"{framework_name(fw)}, {loss}")
-
-
-def draw_memory(analysis: Analysis, device: str) -> Figure:
-    """Peak memory of one core process above the block's set-up, against batch size."""
-    figure = new_figure(7.5, 4.4)
+def _per_batch(f: Findings, d: Device, value: Callable, ylabel: str, title: str) -> Figure:
+    figure = _figure(8.5, 4.4)
     ax = figure.add_subplot()
-    _plot_cells(ax, analysis, device, lambda c: None if c.memory_bytes is None else c.memory_bytes / 2**20)
-    _batch_axis(ax, [2**e for e in analysis.results.batch_exponents])
-    ax.set_yscale("log", base=2)
-    ax.set_ylabel("peak memory above set-up (MiB, log scale)")
-    ax.set_title(f"Memory of one core process on {device} (median of blocks)")
-    if ax.has_data():
-        ax.legend(loc="upper left")
+    for fw, loss in dict.fromkeys((c.framework, c.loss) for c in d.cells):
+        points = [(c.batch_size, v) for c in d.cells if (c.framework, c.loss) == (fw, loss) and (v := value(c))]
+        line, marker = MODES.get(loss, (":", "^"))
+        if points:
+            ax.plot(*zip(*points), color=colour(fw, f.frameworks), linestyle=line, marker=marker, markersize=5,
+                    label=f"{name(fw)}, {loss}")
+    _batch_axis(ax, f.batch_sizes)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    _outside_legend(figure, ax)
     return figure
 
 
-def draw_flops(analysis: Analysis, device: str) -> Figure:
-    """Achieved FLOP/s of the core process against batch size, with the measured fp32 peak."""
-    exps = analysis.results.batch_exponents
-    figure = new_figure(7.5, 4.4)
-    ax = figure.add_subplot()
-    _plot_cells(ax, analysis, device, lambda c: c.flops_per_s and c.flops_per_s / 1e9)
-    peak = analysis.peak_for(device)
+def _peak_line(ax, peak: float | None, right: bool = True) -> None:
+    """The best observed kernel rate as a dashed line, its value written on it where no data lie."""
     if peak:
-        label = f"measured fp32 peak ({flops(peak)})"
-        ax.axhline(peak / 1e9, color="black", linewidth=1.2, linestyle="-.", label=label)
-        highest = max([peak / 1e9] + [y for line in ax.get_lines() for y in line.get_ydata()])
-        ax.set_ylim(0, highest * 1.12)  # a rate above the peak stays visible
-    else:
-        ax.set_ylim(bottom=0)
-    _batch_axis(ax, [2**e for e in exps])
-    ax.set_ylabel("achieved GFLOP/s (forward + backward)")
-    ax.set_title(f"Achieved throughput of the core process on {device}")
-    if ax.has_data():
-        ax.legend(loc="upper left")
-    else:
-        ax.text(0.5, 0.5, "no FLOP counts in the timing results", ha="center", va="center", transform=ax.transAxes)
+        ax.axhline(peak / 1e9, color="black", linewidth=1.1, linestyle="--")
+        ax.annotate(f"best observed: {flops(peak)}", (0.99 if right else 0.01, peak / 1e9), fontsize=8,
+                    xycoords=("axes fraction", "data"), xytext=(0, 3), textcoords="offset points",
+                    ha="right" if right else "left")
+
+
+def memory(f: Findings, d: Device) -> Figure:
+    figure = _per_batch(f, d, lambda c: c.memory_bytes and c.memory_bytes / 2**20,
+                        "peak memory above set-up (MiB, log scale)",
+                        f"Memory of one core process on {d.device} (median of blocks)")
+    figure.axes[0].set_yscale("log")
+    _log_axis(figure.axes[0].yaxis, lambda v: f"{v:g}")
     return figure
 
+
+def achieved(f: Findings, d: Device) -> Figure:
+    figure = _per_batch(f, d, lambda c: c.flops_per_s and c.flops_per_s / 1e9, "achieved GFLOP/s (forward + backward)",
+                        f"Achieved throughput of the core process on {d.device}")
+    ax, peak = figure.axes[0], f.setup.peak.best_observed
+    _peak_line(ax, peak)
+    ax.set_ylim(0, max([peak or 0] + [c.flops_per_s or 0 for c in d.cells]) / 1e9 * 1.15)
+    return figure
+
+
+def stacked(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
+    """Per job, forward and backward stacked by layer in milliseconds, then the overhead."""
+    rows = []
+    for j in b.jobs:
+        label = f"{name(j.framework)} · {j.loss}" if len(f.loss_modes) > 1 else name(j.framework)
+        for phase in layer_groups.PHASES:
+            rows.append((f"{label} — {phase}", {x.layer: x.time_s * 1e3 for x in j.layers if x.phase == phase}))
+        rows.append((f"{label} — overhead", j.overhead_s * 1e3))
+    figure = _figure(10, 1.4 + 0.32 * len(rows))
+    ax = figure.add_subplot()
+    span = max(sum(v.values()) if isinstance(v, dict) else abs(v) for _, v in rows) or 1.0
+    used = []
+    for y, (_, value) in zip(range(len(rows) - 1, -1, -1), rows):
+        if not isinstance(value, dict):
+            ax.barh(y, value, height=0.72, color="white", edgecolor="#555555", hatch="///", linewidth=0.8)
+            ax.text(max(value, 0) + 0.01 * span, y, f"{value:+.0f} ms", va="center", fontsize=7)
+            continue
+        left = 0.0
+        for group in layer_groups.GROUPS:
+            width = value.get(group, 0.0)
+            if width <= 0:
+                continue
+            used += [group] if group not in used else []
+            ax.barh(y, width, left=left, height=0.72, color=LAYER_COLOURS[group], edgecolor="white", linewidth=0.5)
+            if width >= 0.05 * span:
+                ax.text(left + width / 2, y, group, ha="center", va="center", fontsize=7,
+                        color="white" if group in WHITE_TEXT else "black")
+            left += width
+        ax.text(left + 0.01 * span, y, f"{left:.0f} ms", va="center", fontsize=7)
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set_xlim(min([0.0] + [v for _, v in rows if not isinstance(v, dict)]) * 1.1 - 0.02 * span, span * 1.15)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([label for label, _ in reversed(rows)], fontsize=8)
+    ax.set_xlabel("time per core process (ms, median over repeats)")
+    ax.set_title(f"Time per layer of one core process ({d.device}, batch {b.batch_size})")
+    ax.grid(axis="y", visible=False)
+    handles = [Patch(facecolor=LAYER_COLOURS[g], label=g) for g in layer_groups.GROUPS if g in used]
+    handles.append(Patch(facecolor="white", edgecolor="#555555", hatch="///", label="overhead (core − Σ layers)"))
+    figure.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
+    return figure
+
+
+def layer_rates(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
+    """Achieved FLOP/s of each conv/fc layer per framework, against the best observed kernel rate."""
+    layers = (*layer_groups.CONV_LAYERS, *layer_groups.FC_LAYERS)
+    jobs = [j for j in b.jobs if j.loss == b.rate_loss]
+    figure = _figure(10, 4.0)
+    panels = figure.subplots(1, len(layer_groups.PHASES), sharey=True)
+    width, x = 0.8 / len(jobs), np.arange(len(layers))
+    for ax, phase in zip(panels, layer_groups.PHASES):
+        for i, j in enumerate(jobs):
+            rates = {r.layer: (r.flops_per_s or 0) / 1e9 for r in j.layers if r.phase == phase}
+            heights = [rates.get(layer, 0.0) for layer in layers]
+            ax.bar(x + (i - (len(jobs) - 1) / 2) * width, heights, width=width * 0.95,
+                   color=colour(j.framework, f.frameworks), label=name(j.framework))
+        _peak_line(ax, f.setup.peak.best_observed)
+        ax.set_xticks(x, layers, fontsize=8)
+        ax.set_title(phase)
+        ax.grid(axis="x", visible=False)
+    panels[0].set_ylabel("achieved GFLOP/s")
+    figure.suptitle(f"Achieved FLOP/s per layer ({d.device}, batch {b.batch_size}, {b.rate_loss} loss)")
+    _outside_legend(figure, panels[0])
+    return figure
+
+
+def roofline_figure(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
+    """Each layer's arithmetic intensity against its achieved FLOP/s, under the compute and bandwidth ceilings."""
+    peak, bandwidth = f.setup.peak.best_observed, f.setup.peak.bandwidth
+    figure = _figure(10, 5.2)
+    ax = figure.add_subplot()
+    intensity = {(p.layer, p.phase): p.intensity for p in b.roofline}
+    points = [(j.framework, x.phase, intensity[x.layer, x.phase], x.flops_per_s, x.layer)
+              for j in b.jobs if j.loss == b.rate_loss for x in j.layers if (x.layer, x.phase) in intensity]
+    for phase, marker in zip(layer_groups.PHASES, ("o", "^")):
+        for fw in dict.fromkeys(p[0] for p in points):
+            mine = [p for p in points if p[:2] == (fw, phase)]
+            ax.scatter([p[2] for p in mine], [p[3] / 1e9 for p in mine], marker=marker, s=36,
+                       color=colour(fw, f.frameworks), label=f"{name(fw)}, {phase}", zorder=3)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _log_axis(ax.yaxis, lambda v: f"{v:g}")
+    # room below the slowest point for the layer names
+    ax.set_ylim(min(p[3] for p in points) / 1e9 / 3, max([peak or 0] + [p[3] for p in points]) / 1e9 * 1.6)
+    low, high = ax.get_xlim()
+    if peak and bandwidth:
+        low = min(low, peak / bandwidth / 4)  # room left of the ridge, so the bandwidth roof reads as a slope
+    # the layer names along the bottom, at their forward intensity, in three rows where intensities crowd;
+    # a faint line leads up to the layer's points (labels beside the points covered other points)
+    forward = sorted({(x, layer) for _, phase, x, _, layer in points if phase == "forward"})
+    for k, (x, layer) in enumerate(forward):
+        ax.axvline(x, color="0.75", linewidth=0.6, linestyle=":", zorder=1)
+        ax.text(x, 0.02 + 0.045 * (k % 3), layer, transform=ax.get_xaxis_transform(), fontsize=8, ha="center",
+                color="0.2", bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5})
+    _peak_line(ax, peak, right=False)
+    if bandwidth:
+        xs = np.geomspace(low, min(high, peak / bandwidth) if peak else high, 50)
+        ax.plot(xs, bandwidth * xs / 1e9, color="black", linewidth=1.1, linestyle="-.",
+                label=f"memory bandwidth ceiling, {flops(bandwidth, 'B/s')}")  # in the legend, clear of the points
+    else:
+        ax.text(0.99, 0.02, "memory bandwidth not measured by this run: no bandwidth ceiling", transform=ax.transAxes,
+                ha="right", fontsize=8, color="0.3")
+    ax.set_xlim(low, high)
+    ax.set_xlabel("arithmetic intensity (FLOP per byte moved, fp32, log scale)")
+    ax.set_ylabel("achieved GFLOP/s (log scale)")
+    ax.set_title(f"Roofline of the conv and fc layers ({d.device}, batch {b.batch_size}, {b.rate_loss} loss)")
+    _outside_legend(figure, ax)
+    return figure
+
+
+def plan(f: Findings, curves: dict[tuple[str, str, str], Curve] | None = None) -> dict[str, Callable[[], Figure]]:
+    """File name -> how to draw it, for every figure the findings (and the learning curves) support."""
+    found: dict[str, Callable[[], Figure]] = {}
+    for d in f.devices:
+        if any(key[0] == d.device for key in curves or {}):
+            found[f"learning_curves_{d.device}.png"] = partial(learning_curves, f, d, curves)
+        if d.cells:
+            found[f"core_time_{d.device}.png"] = partial(core_times, f, d)
+        if any(c.memory_bytes for c in d.cells):
+            found[f"memory_{d.device}.png"] = partial(memory, f, d)
+        if any(c.flops_per_s for c in d.cells):
+            found[f"flops_{d.device}.png"] = partial(achieved, f, d)
+        for b in d.breakdown:
+            found[f"breakdown_{d.device}_b{b.batch_size}.png"] = partial(stacked, f, d, b)
+            found[f"breakdown_peak_{d.device}_b{b.batch_size}.png"] = partial(layer_rates, f, d, b)
+            if b.roofline:
+                found[f"roofline_{d.device}_b{b.batch_size}.png"] = partial(roofline_figure, f, d, b)
+    return found

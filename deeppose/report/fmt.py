@@ -1,8 +1,5 @@
-"""Number formatting and Markdown tables for the report: 3 significant figures, units on times.
-
-Every function returns a string and maps a missing value (None, NaN) to an em dash, so a table
-built from partial results still renders.
-"""
+"""Numbers as the report prints them (3 significant figures, a unit on every time) and Markdown
+tables. A missing value (None) prints as an em dash."""
 
 from __future__ import annotations
 
@@ -11,21 +8,18 @@ from collections.abc import Sequence
 
 MISSING = "—"
 DIGITS = 3
-
 FRAMEWORK_NAMES = {"pytorch": "PyTorch", "chainer": "Chainer", "jax": "JAX", "pytorch_compile": "PyTorch compiled"}
+# (threshold in seconds, unit, seconds per unit), largest first: a value takes the first unit it reaches
+_TIME_UNITS = ((36000.0, "h", 3600.0), (600.0, "min", 60.0), (1.0, "s", 1.0), (1e-3, "ms", 1e-3), (0.0, "µs", 1e-6))
 
 
 def framework_name(framework: str) -> str:
     return FRAMEWORK_NAMES.get(framework, framework)
 
 
-def _missing(x: float | None) -> bool:
-    return x is None or not math.isfinite(x)
-
-
 def sig(x: float | None, digits: int = DIGITS) -> str:
     """`x` to `digits` significant figures, without an exponent between 1e-4 and 1e6."""
-    if _missing(x):
+    if x is None or not math.isfinite(x):
         return MISSING
     if x == 0:
         return "0"
@@ -36,57 +30,26 @@ def sig(x: float | None, digits: int = DIGITS) -> str:
     return f"{rounded:.{max(0, digits - 1 - exponent)}f}"
 
 
-# (threshold in seconds, unit, seconds per unit), largest first: a value uses the first unit
-# whose threshold it reaches after rounding.
-_TIME_UNITS = ((36000.0, "h", 3600.0), (600.0, "min", 60.0), (1.0, "s", 1.0), (1e-3, "ms", 1e-3), (0.0, "µs", 1e-6))
-
-
 def seconds(x: float | None, signed: bool = False) -> str:
-    """A duration with a unit chosen for it: µs, ms, s, min (from 10 min) or h (from 10 h)."""
-    if _missing(x):
+    """A duration in µs, ms, s, min (from 10 min) or h (from 10 h)."""
+    if x is None:
         return MISSING
     magnitude = abs(float(f"{x:.{DIGITS}g}"))
-    for threshold, unit, scale in _TIME_UNITS:
-        if magnitude >= threshold:
-            text = sig(x / scale)
-            if signed and x > 0:
-                text = "+" + text
-            return f"{text} {unit}"
-    raise AssertionError("unreachable")
-
-
-def variance(v: float | None) -> str:
-    """A variance in the largest squared unit (s², ms², µs²) in which it is at least 0.001."""
-    if _missing(v):
-        return MISSING
-    for _, unit, scale in _TIME_UNITS[2:]:
-        if abs(v) / scale**2 >= 1e-3:
-            return f"{sig(v / scale**2)} {unit}²"
-    return f"{sig(v / 1e-12)} µs²"
-
-
-def mean_std(mean: float | None, std: float | None) -> str:
-    if _missing(mean):
-        return MISSING
-    return f"{seconds(mean)} ± {seconds(std)}"
-
-
-def ratio(x: float | None) -> str:
-    return sig(x)
+    threshold, unit, scale = next(u for u in _TIME_UNITS if magnitude >= u[0])
+    return f"{'+' if signed and x > 0 else ''}{sig(x / scale)} {unit}"
 
 
 def percent(x: float | None) -> str:
-    """A fraction shown as a percentage."""
-    return MISSING if _missing(x) else f"{sig(100 * x)} %"
+    """A fraction as a percentage."""
+    return MISSING if x is None else f"{sig(100 * x)} %"
 
 
-def flops(x: float | None) -> str:
-    if _missing(x):
+def flops(x: float | None, unit: str = "FLOP/s") -> str:
+    if x is None:
         return MISSING
-    for scale, unit in ((1e12, "TFLOP/s"), (1e9, "GFLOP/s"), (1e6, "MFLOP/s")):
-        if abs(float(f"{x:.{DIGITS}g}")) >= scale:
-            return f"{sig(x / scale)} {unit}"
-    return f"{sig(x)} FLOP/s"
+    scale, prefix = next(((s, p) for s, p in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1.0, ""))
+                          if abs(float(f"{x:.{DIGITS}g}")) >= s), (1.0, ""))
+    return f"{sig(x / scale)} {prefix}{unit}"
 
 
 def escape(text: object) -> str:
@@ -98,12 +61,14 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], right: Seque
     """A GitHub Markdown table; columns whose index is in `right` are right-aligned (numbers)."""
     align = ["---:" if i in right else "---" for i in range(len(headers))]
     lines = ["| " + " | ".join(escape(h) for h in headers) + " |", "| " + " | ".join(align) + " |"]
-    lines += ["| " + " | ".join(escape(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
+    return "\n".join(lines + ["| " + " | ".join(escape(cell) for cell in row) + " |" for row in rows])
 
 
 def join_words(items: Sequence[str], last: str = "and") -> str:
     items = list(items)
-    if len(items) <= 1:
-        return "".join(items)
-    return ", ".join(items[:-1]) + f" {last} " + items[-1]
+    return "".join(items) if len(items) <= 1 else ", ".join(items[:-1]) + f" {last} " + items[-1]
+
+
+def scaled(x: float | None, scale: float, signed: bool = False) -> str:
+    """`x` / `scale` to 3 significant figures: a column whose unit is in its header (ms, µs, s)."""
+    return MISSING if x is None else ("+" if signed and x > 0 else "") + sig(x / scale)

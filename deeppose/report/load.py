@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +26,8 @@ NO_FILE = "no result file (the job failed or was not run)"
 
 @dataclass
 class Loaded:
-    """One result: `record` (and `data`, its content as a dict with the job's fields at the top
-    level) when usable, otherwise `missing` says why not; `stale` says why it is not current."""
+    """One result: `record` when usable, otherwise `missing` says why not; `stale` says why it is
+    not current."""
 
     path: Path
     record: Record | None = None
@@ -39,13 +38,6 @@ class Loaded:
     @property
     def ok(self) -> bool:
         return self.record is not None
-
-    @cached_property
-    def data(self) -> dict[str, Any]:
-        assert self.record is not None
-        body = self.record.to_dict()
-        job = body.get("job")
-        return {**body, **job} if isinstance(job, dict) else body
 
 
 @dataclass
@@ -163,19 +155,9 @@ def _explain_missing(results: dict[Job, Loaded]) -> None:
 
 def _count_off_grid(devices: list[str]) -> dict[str, int]:
     """Result files on disk for devices the grid leaves out (they are not read)."""
-    counts = {}
-    for device in DEVICES:
-        if device in devices:
-            continue
-        found = [
-            p
-            for pattern in (
-                f"train/*/*/{device}/metrics.json", f"time/*/*/{device}/b*.json", f"breakdown/*/*/{device}/b*.json"
-            )
-            for p in paths.RESULTS.glob(pattern)
-        ]
-        counts[device] = len(found)
-    return counts
+    patterns = ("train/*/*/{}/metrics.json", "time/*/*/{}/b*.json", "breakdown/*/*/{}/b*.json")
+    return {device: sum(len(list(paths.RESULTS.glob(p.format(device)))) for p in patterns)
+            for device in DEVICES if device not in devices}
 
 
 def _cost(stage: str, label: str | None) -> StageCost | None:
@@ -204,16 +186,10 @@ def load_results(params: Params) -> Results:
     """Everything the report reads, for every job of `params`' grid (paths relative to the cwd)."""
     train = {job: load_train(params, job) for job in params.train_jobs()}
     timing = {job: read(TimingResult, paths.timing_result(job), params, job) for job in params.timing_jobs()}
-    breakdown = {job: read(BreakdownResult, paths.breakdown_result(job), params, job) for job in params.breakdown_jobs()}
+    breakdown = {job: read(BreakdownResult, paths.breakdown_result(job), params, job)
+                 for job in params.breakdown_jobs()}
     for results in (train, timing, breakdown):
         _explain_missing(results)
-    return Results(
-        params=params,
-        train=train,
-        timing=timing,
-        breakdown=breakdown,
-        peak=read(PeakResult, paths.matmul_peak(), params),
-        prepared=read(PrepareSummary, paths.prepared_summary(), params),
-        off_grid=_count_off_grid(list(params.raw["grid"]["devices"])),
-        costs=load_costs(params),
-    )
+    return Results(params, train, timing, breakdown, read(PeakResult, paths.matmul_peak(), params),
+                   read(PrepareSummary, paths.prepared_summary(), params),
+                   _count_off_grid(list(params.raw["grid"]["devices"])), load_costs(params))
