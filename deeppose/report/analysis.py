@@ -664,11 +664,12 @@ def _median(values: list[float]) -> float | None:
 
 
 def _cell(job: Job, r: TimingResult, peak: Peak) -> Cell:
-    usable = usable_blocks(r.blocks)
+    final = final_blocks(r.blocks)
+    undisturbed = [b for b in final if not interfered(b.reasons)]
+    usable = undisturbed or final  # usable_blocks, without finding the final attempts twice
     steps = {name: _median([s for b in usable for s in b.optimizer_steps_s.get(name, [])])
              for name in dict.fromkeys(name for b in usable for name in b.optimizer_steps_s)}
     pooled = sample([s for b in usable for s in b.samples_s], "blocks")
-    undisturbed = [b for b in final_blocks(r.blocks) if not interfered(b.reasons)]
     return Cell(job.framework, job.loss, r.batch_size, len(undisturbed),
                 Interval(**r.time_s.to_dict()), pooled.mean, pooled.std,
                 sum(b.disturbed for b in r.blocks), _median([s for b in usable for s in b.loss_s]),
