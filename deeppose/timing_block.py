@@ -66,12 +66,9 @@ def measure_block(params: Params, job: Job, synthetic: bool, data: CoreData | No
     core_run = measure(core, repeats=repeats, warmup=warmup, setup=backend.zero_grad, sync=backend.synchronize)
     steps_s: dict[str, list[float]] = {}
     for name in timing["optimizers"]:
-        # Gradients from one untimed core run; each timed update applies them again (an update's
-        # cost does not depend on the gradients' values).
+        # Every update applies the gradients the last timed core run left (an update's cost does
+        # not depend on the gradients' values), so no core run is repeated for them.
         backend.set_optimizer(replace(params.optimizer, name=name))
-        backend.zero_grad()
-        core()
-        backend.synchronize()
         # At least one untimed update: the first allocates the optimiser's state (Adam's moments).
         step_run = measure(backend.optimizer_step, repeats=repeats, warmup=max(warmup, 1), sync=backend.synchronize)
         steps_s[name] = step_run.samples_s
