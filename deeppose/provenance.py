@@ -71,10 +71,21 @@ def module_closure(roots: tuple[str, ...]) -> list[str]:
     return sorted(seen)
 
 
+def package_data(module: str) -> list[Path]:
+    """The non-Python files a package ships beside its `__init__.py` (the report's template): code
+    the package reads at run time, which no import statement names."""
+    path = _module_file(module)
+    if path is None or path.name != "__init__.py":
+        return []
+    return [f for f in path.parent.iterdir() if f.is_file() and f.suffix not in (".py", ".pyc")]
+
+
 def code_files(stage: Stage, job: Job | Group | None = None) -> list[str]:
-    """Project-relative paths of the code a job of `stage` runs, the lock file included."""
+    """Project-relative paths of the code a job of `stage` runs: its modules, the data files of
+    their packages and the lock file."""
     modules = module_closure((stage.module, *stage.extra_modules, *backend_module(job)))
-    files = {_module_file(m).relative_to(ROOT).as_posix() for m in modules}  # type: ignore[union-attr]
+    paths = [_module_file(m) for m in modules] + [f for m in modules for f in package_data(m)]
+    files = {p.relative_to(ROOT).as_posix() for p in paths}  # type: ignore[union-attr]
     if (ROOT / LOCK_FILE).is_file():
         files.add(LOCK_FILE)
     return sorted(files)

@@ -90,7 +90,7 @@ def _damage(tmp_path: Path, change) -> Path:
     [
         (lambda d: d.update(extra=1), "unknown field 'extra'"),
         (lambda d: d.pop("flops"), "missing field 'flops'"),
-        (lambda d: d.update(schema_version=0), "schema_version 0, this code reads 2"),
+        (lambda d: d.update(schema_version=0), f"schema_version 0, this code reads {results.SCHEMA_VERSION}"),
         (lambda d: d.update(kind="train"), "kind is 'train', expected 'time'"),
         (lambda d: d.update(batch_size="8"), "batch_size: expected an integer"),
         (lambda d: d["blocks"][0].pop("loss_s"), "blocks[0]: missing field 'loss_s'"),
@@ -120,6 +120,7 @@ def test_code_dependencies_follow_imports_and_only_the_jobs_backend():
     assert {"deeppose/train.py", "deeppose/data/batches.py", "requirements/lock.txt"} <= set(pytorch)
     report = provenance.code_files(STAGES["report"])
     assert "deeppose/report/sections.py" in report and not any("backends/pytorch" in f for f in report)
+    assert "deeppose/report/report.md.j2" in report  # read at run time, named by no import
     assert not any(f.startswith("deeppose/report/") for f in pytorch)
     assert "deeppose/peak.py" in provenance.code_files(STAGES["breakdown"], Job("pytorch", "autograd", "cpu", 0))
 
