@@ -94,11 +94,12 @@ def _int(text: str | None) -> int | None:
     return int(text) if text and text.isdigit() else None
 
 
-def cpu_description(cpuinfo: str | None = None) -> dict[str, Any]:
+def cpu_description(cpu: str | Mapping[str, str] | None = None) -> dict[str, Any]:
     """Model string, vendor, family/model/stepping numbers (the model string under a hypervisor is
     often just "AMD EPYC", which does not tell Zen 4 from Zen 5) and the vector/crypto ISA flags of
-    the first CPU. Only what is constant: the clock varies between reads on bare metal."""
-    fields = first_cpu(cpuinfo)
+    the first CPU. Only what is constant: the clock varies between reads on bare metal. `cpu`:
+    /proc/cpuinfo's text (read when None) or its first processor's fields (`first_cpu`)."""
+    fields = cpu if isinstance(cpu, Mapping) else first_cpu(cpu)
     return {
         "model": fields.get("model name"),
         "vendor": fields.get("vendor_id"),

@@ -79,11 +79,10 @@ def _kernel_record(samples_s: list[float], flops: int) -> dict[str, Any]:
     }
 
 
-def measure_rates(
-    device: str, size: int, threads: int, warmup: int = 2, repeats: int = 5, seed: int = 0
-) -> dict[str, Any]:
-    """Set threads, time every kernel on `device`, return the rates and the best one."""
-    from deeppose.threads import limit_native_threads, native_thread_info, resolve_threads
+def _set_threads(threads: int) -> tuple[int, Any]:
+    """`threads` (0 = all cores) in torch and every BLAS/OpenMP pool, as the `time` stage sets
+    them; returns the count and torch, or None where it cannot be imported."""
+    from deeppose.threads import limit_native_threads, resolve_threads
 
     n_threads = resolve_threads(threads)
     try:
@@ -93,6 +92,16 @@ def measure_rates(
     if torch is not None:
         torch.set_num_threads(n_threads)
     limit_native_threads(n_threads)
+    return n_threads, torch
+
+
+def measure_rates(
+    device: str, size: int, threads: int, warmup: int = 2, repeats: int = 5, seed: int = 0
+) -> dict[str, Any]:
+    """Set threads, time every kernel on `device`, return the rates and the best one."""
+    from deeppose.threads import native_thread_info
+
+    n_threads, torch = _set_threads(threads)
 
     gemm_flops = 2 * size**3
     rng = np.random.Generator(np.random.PCG64(seed))
@@ -143,9 +152,10 @@ def measure_rates(
 def theoretical_peak(cores: int, cpuinfo: str | None = None) -> dict[str, Any]:
     """cores x clock x FLOPs per cycle, with what it assumed; `flops_per_s` None when the
     microarchitecture or the clock is unknown. `cpuinfo`: /proc/cpuinfo's text (read when None)."""
-    cpu = cpu_description(cpuinfo)
+    fields = first_cpu(cpuinfo)
+    cpu = cpu_description(fields)
     try:
-        mhz: float | None = float(first_cpu(cpuinfo)["cpu MHz"])
+        mhz: float | None = float(fields["cpu MHz"])
     except (KeyError, ValueError):
         mhz = None
     known = next(
@@ -195,17 +205,12 @@ def last_level_cache_bytes() -> int | None:
 
 def measure_bandwidth(device: str, threads: int, warmup: int = 2, repeats: int = 5) -> dict[str, Any] | None:
     """A STREAM triad on `device` (see the module docstring); None without torch."""
-    from deeppose.threads import limit_native_threads, resolve_threads
-
-    try:
-        import torch
-    except ImportError:
+    _, torch = _set_threads(threads)
+    if torch is None:
         return None
-    n_threads = resolve_threads(threads)
-    torch.set_num_threads(n_threads)
-    limit_native_threads(n_threads)
     llc = last_level_cache_bytes() if device == "cpu" else None
-    n = max(TRIAD_MIN_ELEMENTS, 4 * (llc or 0) // 4)  # every array at least 4x the cache (STREAM's rule)
+    # every array at least 4x the cache (STREAM's rule): n float32 elements are 4 n bytes
+    n = max(TRIAD_MIN_ELEMENTS, llc or 0)
     dev = torch.device(device)
     b, c = torch.ones(n, device=dev), torch.full((n,), 2.0, device=dev)
     a = torch.empty(n, device=dev)
