@@ -398,6 +398,7 @@ def analyse_group(
 
 
 # --- printing precision -------------------------------------------------------------------
+FLOAT_NOISE = 1e-12  # relative: a half-width this small is float64 rounding, not a measurement
 @dataclass(frozen=True)
 class Rounded:
     """A value and its half-width rounded to the half-width's `digits` significant digits."""
@@ -421,12 +422,15 @@ def round_to_interval(value: float, half_width: float, digits: int = 2) -> Round
     """Round `value` to the decimal place of the `digits`-th significant digit of `half_width`.
 
     A zero half-width (every block identical) supports no particular precision: the value keeps
-    `digits` + 1 significant digits of its own.
+    `digits` + 1 significant digits of its own. So does a half-width within float64's rounding of
+    the value (a ratio of identical samples), which would otherwise print 17 decimals.
     """
     if not math.isfinite(value) or not math.isfinite(half_width) or half_width < 0:
         raise ValueError(f"need a finite value and half-width >= 0, got {value}, {half_width}")
     if digits < 1:
         raise ValueError(f"digits must be >= 1, got {digits}")
+    if half_width <= FLOAT_NOISE * abs(value):
+        half_width = 0.0
     scale = half_width if half_width > 0 else abs(value)
     if scale == 0:
         return Rounded(0.0, 0.0, 0)

@@ -410,6 +410,7 @@ def test_analyse_group_on_the_fake_machine() -> None:
         (1.23456, 0.5, "1.23 ± 0.50"),
         (-0.01234, 0.0041, "-0.0123 ± 0.0041"),
         (0.25, 0.0, "0.250 ± 0.000"),  # no spread at all: three significant digits of the value
+        (1.9999999999999998, 2.2e-16, "2.00 ± 0.00"),  # a float64 rounding error is no spread either
     ],
 )
 def test_round_to_interval(value: float, half_width: float, text: str) -> None:
