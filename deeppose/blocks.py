@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO, TypeVar
 
 import numpy as np
 
@@ -327,12 +327,35 @@ def run_blocks(
     return tuple(blocks)
 
 
-def final(blocks: Sequence[Block]) -> tuple[Block, ...]:
-    """The last attempt of each (round, arm): the blocks statistics use (it may still be disturbed,
-    when every retry was)."""
-    last: dict[tuple[int, str], Block] = {}
+class Attempt(Protocol):
+    """A block as run (`Block`) or as recorded (`deeppose.results.BlockRecord`)."""
+
+    @property
+    def round(self) -> int: ...
+    @property
+    def arm(self) -> str: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def reasons(self) -> Sequence[str]: ...
+
+
+AttemptT = TypeVar("AttemptT", bound=Attempt)
+
+
+def final(blocks: Sequence[AttemptT]) -> tuple[AttemptT, ...]:
+    """The last attempt of each (round, arm), by round: the blocks statistics use (it may still be
+    disturbed, when every retry was)."""
+    last: dict[tuple[int, str], AttemptT] = {}
     for block in blocks:
         key = (block.round, block.arm)
         if key not in last or block.attempt > last[key].attempt:
             last[key] = block
-    return tuple(last.values())
+    return tuple(last[key] for key in sorted(last))
+
+
+def usable(blocks: Sequence[AttemptT]) -> tuple[AttemptT, ...]:
+    """The final attempts no other process disturbed, or all of them when every one was (a cell
+    then still has a time, and its method says so)."""
+    kept = final(blocks)
+    return tuple(b for b in kept if not interfered(b.reasons)) or kept

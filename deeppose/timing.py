@@ -30,7 +30,7 @@ import numpy as np
 from deeppose import paths, provenance
 from deeppose.atomic import json_text, write_together
 from deeppose.block_server import server_launch
-from deeppose.blocks import Block, Launch, arms_with_control, interfered, run_blocks, schedule, twin
+from deeppose.blocks import Block, Launch, arms_with_control, interfered, run_blocks, schedule, twin, usable
 from deeppose.compare_stats import cell_estimate
 from deeppose.config import Params, load_params
 from deeppose.core import check_memory, job_header
@@ -86,13 +86,9 @@ def cell_time(blocks: list[BlockRecord]) -> IntervalRecord:
     """The median of the final block medians that no other process disturbed, with its t-interval
     on logarithms; when every final block stayed disturbed through its retries, of all of them, and
     the method says so."""
-    last: dict[int, BlockRecord] = {}
-    for block in blocks:
-        if block.round not in last or block.attempt > last[block.round].attempt:
-            last[block.round] = block
-    usable = [b for b in last.values() if not interfered(b.reasons)]
-    interval = cell_estimate([float(np.median(b.samples_s)) for b in usable or last.values()])
-    method = interval.method if usable else f"{interval.method}, every block disturbed"
+    kept = usable(blocks)
+    interval = cell_estimate([float(np.median(b.samples_s)) for b in kept])
+    method = f"{interval.method}, every block disturbed" if all(interfered(b.reasons) for b in kept) else interval.method
     return IntervalRecord(interval.estimate, interval.low, interval.high, interval.n, interval.level, method)
 
 
