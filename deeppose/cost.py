@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from deeppose import paths
+from deeppose import lock, paths
 from deeppose.blocks import process_cpu_s
 from deeppose.results import StageCost
 
@@ -34,12 +34,12 @@ def startup_s() -> float:
 def recorded(stage: str, job_label: str | None) -> Iterator[None]:
     """Run the stage's body; when it succeeds, write its `StageCost` (deeppose.paths.stage_cost)."""
     started_at, startup = time.time(), startup_s()
-    tic, cpu = time.perf_counter(), process_cpu_s()
+    tic, cpu, waited = time.perf_counter(), process_cpu_s(), lock.waited_s()
     yield
     wall = time.perf_counter() - tic
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     StageCost.create(
         stage=stage, job=job_label, started_at=started_at, startup_s=startup, wall_s=wall,
-        cpu_s=process_cpu_s() - cpu, max_rss_mb=max(own, children) / 1024,
+        cpu_s=process_cpu_s() - cpu, max_rss_mb=max(own, children) / 1024, lock_wait_s=lock.waited_s() - waited,
     ).write(paths.stage_cost(stage, job_label))

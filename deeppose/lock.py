@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,13 @@ from deeppose.atomic import cannot
 
 DEFAULT_PATH = Path("/tmp/deeppose-measure.lock")
 ENV = "DEEPPOSE_MEASURE_LOCK"
+_waited_s = [0.0]  # this process's seconds spent waiting for the lock, for its cost record
+
+
+def waited_s() -> float:
+    """Seconds this process has waited for the measurement lock: time another job's measurement
+    cost, which a stage's cost record keeps apart from its own."""
+    return _waited_s[0]
 
 
 def lock_path() -> Path:
@@ -62,7 +70,9 @@ def measurement_lock(what: str) -> Iterator[None]:
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another job"
             print(f"deeppose: {what}: waiting for the measurement lock {path}, held by {holder}", file=sys.stderr, flush=True)
+            tic = time.perf_counter()
             fcntl.flock(fd, fcntl.LOCK_EX)
+            _waited_s[0] += time.perf_counter() - tic
         if writable:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{what} (pid {os.getpid()})\n".encode(), 0)

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, TypeVar
 from deeppose.atomic import write_json
 from deeppose.errors import DeepPoseError
 
-SCHEMA_VERSION = 2  # 2: peak ceilings, per-optimiser update times, per-image PDJ/PCK
+SCHEMA_VERSION = 3  # 2: peak ceilings, per-optimiser update times, per-image PDJ/PCK; 3: lock waits in costs
 
 R = TypeVar("R", bound="Record")
 
@@ -434,6 +434,7 @@ class StageCost(Record):
     started_at: float  # Unix time when the stage's code began (after the interpreter started)
     startup_s: float  # from process creation to that point: interpreter and CLI imports
     wall_s: float  # from that point to the end of the stage, its output written
+    lock_wait_s: float  # of wall_s, the wait for the measurement lock (another job's measuring)
     cpu_s: float  # user + system, the process and its waited-for children
     max_rss_mb: float  # the larger of the process's and its largest child's peak resident memory
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from deeppose import lock
+from deeppose.results import StageCost
 
 ROOT = Path(__file__).resolve().parent.parent
 CELL = ["--framework", "pytorch", "--loss", "autograd", "--device", "cpu"]
@@ -79,6 +80,9 @@ def test_the_second_run_measures_after_the_first(lock_file, tmp_path):
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
     assert (project / "results/machine/matmul_peak.json").stat().st_mtime > released
+    # its cost record keeps the wait (at least the second slept above) apart from its own time
+    cost = StageCost.read(project / "results/cost/peak/peak.json")
+    assert 1.0 <= cost.lock_wait_s < cost.wall_s
 
 
 def test_a_killed_holder_releases_the_lock(lock_file):
