@@ -8,6 +8,10 @@ from typing import Any
 
 import numpy as np
 import torch
+
+# torch.optim's first optimiser imports torch._dynamo (1.1 s on 2 cores): imported with the backend,
+# the timing's block server pays that once before it forks instead of every block paying it.
+import torch._dynamo  # noqa: F401
 from torch import nn
 
 from deeppose import model as spec
