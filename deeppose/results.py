@@ -23,7 +23,7 @@ from typing import Any, ClassVar, TypeVar
 from deeppose.atomic import write_json
 from deeppose.errors import DeepPoseError
 
-SCHEMA_VERSION = 2  # 2: peak ceilings, per-optimiser update times, per-image PDJ/PCK
+SCHEMA_VERSION = 3  # 2: peak ceilings, per-optimiser update times, per-image PDJ/PCK; 3: scored joints, filtering
 
 R = TypeVar("R", bound="Record")
 
@@ -251,6 +251,7 @@ class PrepareSummary(Record):
     inputs: list[dict[str, Any]]
     crop: dict[str, int]
     kept: dict[str, int]
+    filtering: dict[str, Any]  # per split: the drop rules that apply, and what they dropped
     dropped: dict[str, Any]
     arrays: dict[str, dict[str, Any]]
     sha256: str

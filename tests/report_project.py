@@ -252,6 +252,11 @@ def make_project(root: Path, devices: tuple[str, ...] = ("cpu", "cuda"), optimiz
         ).write(paths.matmul_peak())
         PrepareSummary.create(
             source="synthetic", seed=0, inputs=[], crop={"size": 256}, kept={"train": 290, "test": 95},
+            filtering={"train": {"drop_rules": ["no visible joint", "joints do not fit in 256 crop", "span >= 227"],
+                                 "dropped": 15},
+                       "test": {"drop_rules": ["no visible joint"], "dropped": 0,
+                                "kept_breaking_train_rules": {"joints do not fit in 256 crop": 0, "span >= 227": 3},
+                                "kept_with_joint_outside_centre_crop": 4}},
             dropped={"total": 15, "by_reason": {"span >= 227": 15}, "samples": []}, arrays={}, sha256="feed",
             provenance=provenance.record("prepare", params),
         ).write(paths.prepared_summary())

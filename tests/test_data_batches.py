@@ -28,8 +28,10 @@ def hand_made(n: int = 5) -> PreparedSet:
     joints[:, 3] = (14 + 227.0, 100.0)  # just right of the centre crop
     joints[:, 4] = (255.0, 255.0)  # inside only for offsets >= 29
     visible = np.ones((n, 14), dtype=np.float32)
-    visible[:, 5] = 0
-    return PreparedSet("train", images, joints, visible)
+    visible[:, 5] = 0  # occluded: annotated, not visible
+    annotated = np.ones((n, 14), dtype=np.float32)
+    annotated[:, 6] = visible[:, 6] = 0  # unannotated
+    return PreparedSet("train", images, joints, visible, annotated)
 
 
 def test_epoch_order_is_seeded_by_seed_and_epoch():
@@ -120,6 +122,7 @@ def test_load_prepared(tmp_path):
     assert len(train) == 6 and len(test) == 3
     assert isinstance(train.images, np.memmap) and not train.images.flags.writeable
     assert train.joints.shape == (6, 14, 2) and test.visible.shape == (3, 14)
+    assert test.annotated.shape == (3, 14) and test.annotated.dtype == np.float32
     batch = make_batch(train, epoch_order(len(train), 4, 0, 0)[0], "center")
     assert batch.images.shape == (4, 3, 227, 227)
     with pytest.raises(ValueError, match="split"):

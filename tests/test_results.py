@@ -38,6 +38,7 @@ def examples() -> dict[type, results.Record]:
     return {
         results.PrepareSummary: results.PrepareSummary.create(
             source="synthetic", seed=0, inputs=[{"name": "synthetic"}], crop={"size": 256}, kept={"train": 3, "test": 1},
+            filtering={"test": {"drop_rules": ["no visible joint"], "dropped": 0}},
             dropped={"total": 0, "by_reason": {}, "samples": []}, arrays={}, sha256="ab",
             provenance=provenance.record("prepare", p)),
         results.TrainMetrics: results.TrainMetrics.create(
@@ -90,7 +91,7 @@ def _damage(tmp_path: Path, change) -> Path:
     [
         (lambda d: d.update(extra=1), "unknown field 'extra'"),
         (lambda d: d.pop("flops"), "missing field 'flops'"),
-        (lambda d: d.update(schema_version=0), "schema_version 0, this code reads 2"),
+        (lambda d: d.update(schema_version=0), "schema_version 0, this code reads 3"),
         (lambda d: d.update(kind="train"), "kind is 'train', expected 'time'"),
         (lambda d: d.update(batch_size="8"), "batch_size: expected an integer"),
         (lambda d: d["blocks"][0].pop("loss_s"), "blocks[0]: missing field 'loss_s'"),
