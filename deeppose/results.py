@@ -276,6 +276,7 @@ class TrainMetrics(Record):
     final_train_loss: float
     final_test: Scores
     baseline_test: Scores
+    scored_joints: str  # which joints the accuracies count: "annotated" (occluded ones too)
     # per test image, from deeppose.metrics.per_image: the final network's and the mean pose's
     # (`baseline_*`), for intervals by resampling images
     test_per_image: dict[str, list[float]]

@@ -12,6 +12,7 @@ from deeppose.data.batches import (
     epoch_order,
     iterate_batches,
     iterations_per_epoch,
+    centre_targets,
     make_batch,
 )
 from deeppose.data.dataset import PreparedSet, load_prepared
@@ -71,6 +72,18 @@ def test_center_crop_and_targets():
     assert batch.visible[0, [2, 3, 4, 5]].tolist() == [0, 0, 0, 0]  # outside the crop / flagged
     assert batch.indices.tolist() == [3, 1] and batch.offsets.tolist() == [[14, 14], [14, 14]]
     assert data.visible[3, 2] == 1  # the data itself is untouched
+
+
+def test_centre_targets_score_annotated_joints_outside_the_crop():
+    data = hand_made(n=3)
+    targets, visible, annotated = centre_targets(data)
+    batch = make_batch(data, np.arange(3), "center")
+    np.testing.assert_array_equal(targets, batch.targets)
+    np.testing.assert_array_equal(visible, batch.visible)  # the loss's mask: visible inside the crop
+    assert annotated.dtype == np.float32 and annotated.shape == (3, 14)
+    assert annotated[0].tolist() == [1] * 6 + [0] + [1] * 7  # occluded (5) and outside (2, 3, 4) scored
+    np.testing.assert_allclose(targets[0, 4:6], [(5 - CENTER) / 227, (128 - CENTER) / 227], rtol=1e-6)
+    assert targets[0, 4] < 0 and targets[0, 6] == 1  # joints 2 and 3: just outside the crop [0, 1)
 
 
 def test_random_crop_offsets_and_visibility():
