@@ -23,7 +23,8 @@ from typing import Any, ClassVar, TypeVar
 from deeppose.atomic import write_json
 from deeppose.errors import DeepPoseError
 
-SCHEMA_VERSION = 3  # 2: peak ceilings, per-optimiser update times, per-image PDJ/PCK; 3: lock waits in costs
+SCHEMA_VERSION = 3  # 2: peak ceilings, per-optimiser update times, per-image PDJ/PCK; 3: scored joints,
+# the data filtering, lock waits in costs
 
 R = TypeVar("R", bound="Record")
 
@@ -251,6 +252,7 @@ class PrepareSummary(Record):
     inputs: list[dict[str, Any]]
     crop: dict[str, int]
     kept: dict[str, int]
+    filtering: dict[str, Any]  # per split: the drop rules that apply, and what they dropped
     dropped: dict[str, Any]
     arrays: dict[str, dict[str, Any]]
     sha256: str
@@ -275,6 +277,7 @@ class TrainMetrics(Record):
     final_train_loss: float
     final_test: Scores
     baseline_test: Scores
+    scored_joints: str  # which joints the accuracies count: "annotated" (occluded ones too)
     # per test image, from deeppose.metrics.per_image: the final network's and the mean pose's
     # (`baseline_*`), for intervals by resampling images
     test_per_image: dict[str, list[float]]

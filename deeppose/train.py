@@ -41,6 +41,10 @@ from deeppose.model import N_JOINTS, init_weights
 from deeppose.results import TrainMetrics, job_id
 from deeppose.stats import describe as describe_samples
 
+# Test accuracies count every annotated joint (LSP's convention: occluded ones too, inside the crop
+# or not); the test loss stays the training objective, over the visible joints inside the crop.
+SCORED_JOINTS = "annotated"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_job_arguments(parser, batch_exp=False)
@@ -104,25 +108,24 @@ def mean_pose(targets: np.ndarray, visible: np.ndarray) -> np.ndarray:
     return (targets * weight).sum(0) / np.maximum(weight.sum(0), 1.0)
 
 
-def predict(backend: Backend, data: Any, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Predictions, targets and visibility (N, K, 2), (N, K, 2), (N, K) over a split, centre crops."""
+def predict(backend: Backend, data: Any, batch_size: int) -> np.ndarray:
+    """Predictions (N, K, 2) over a split, centre crops, in the split's order."""
     from deeppose.data.batches import iterate_batches
 
-    preds, targets, visible = [], [], []
+    preds = []
     for batch in iterate_batches(data, batch_size):
         out = backend.to_numpy(backend.forward(backend.to_device(batch.images), train=False))
         preds.append(out.reshape(-1, N_JOINTS, 2))
-        targets.append(batch.targets.reshape(-1, N_JOINTS, 2))
-        visible.append(batch.visible)
-    return np.concatenate(preds), np.concatenate(targets), np.concatenate(visible)
+    return np.concatenate(preds)
 
 
-def _targets(data: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Centre-crop targets (N, K, 2) and visibility (N, K) of a split."""
+def _targets(data: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centre-crop targets (N, K, 2), visibility inside the crop (N, K: the loss's mask) and
+    annotation (N, K: the joints scored, SCORED_JOINTS) of a split."""
     from deeppose.data.batches import centre_targets
 
-    targets, visible = centre_targets(data)
-    return targets.reshape(-1, N_JOINTS, 2), visible
+    targets, visible, annotated = centre_targets(data)
+    return targets.reshape(-1, N_JOINTS, 2), visible, annotated
 
 
 def write_curve(path: Path, iterations: list[dict[str, Any]]) -> None:
@@ -178,6 +181,7 @@ def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, A
         backend.load_optimizer_state(resumed.optimizer)
         start_epoch, clock_offset, eval_time, kept = resumed.epoch, resumed.elapsed_s, resumed.eval_time_s, resumed.log
 
+    test = _targets(test_set)  # targets, the loss's mask, the joints scored
     log = TrainLog(paths.train_log(job))
     log.open(kept)
     final_images: dict[str, list[float]] = {}
@@ -221,7 +225,7 @@ def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, A
                 bar.set_postfix(loss=f"{value:.4g}", epoch=epoch)
             paused = time.perf_counter()
             if epoch % int(settings["eval_every"]) == 0 or epoch == epochs:
-                evaluated = predict(backend, test_set, batch_size)
+                evaluated = (predict(backend, test_set, batch_size), *test)
                 scores = metrics.evaluate(*evaluated)
                 if epoch == epochs:  # the report's intervals are of the final network
                     final_images = metrics.per_image(*evaluated)
@@ -244,9 +248,8 @@ def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, A
     iterations = [e for e in log.lines if e["kind"] == "iteration"]
     evals = [e for e in log.lines if e["kind"] == "eval"]
     last_epoch = [e["loss"] for e in iterations if e["epoch"] == epochs]
-    true, visible = _targets(test_set)
-    baseline = np.broadcast_to(mean_pose(*_targets(train_set)), true.shape)
-    baseline_images = metrics.per_image(baseline, true, visible)
+    baseline = np.broadcast_to(mean_pose(*_targets(train_set)[:2]), test[0].shape)
+    baseline_images = metrics.per_image(baseline, *test)
     record = TrainMetrics.create(
         job=job_id(job), seed=params.seed,
         params={"train": settings, "model": params.section("model")},
@@ -258,7 +261,8 @@ def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, A
         iteration_time_s=describe_samples([e["compute_s"] for e in iterations]),
         final_train_loss=float(np.mean(last_epoch)),
         final_test={k: evals[-1][k] for k in ("pcp", "pdj", "pck")} | {"loss": evals[-1]["test_loss"]},
-        baseline_test=metrics.evaluate(baseline, true, visible),
+        baseline_test=metrics.evaluate(baseline, *test),
+        scored_joints=SCORED_JOINTS,
         test_per_image=final_images | {f"baseline_{k}": baseline_images[k] for k in ("sq_error", "pcp_hits", "pdj_hits", "pck_hits")},
         threads=backend.thread_info(), versions=backend.versions(),
         environment=environment.describe(),

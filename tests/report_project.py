@@ -104,7 +104,7 @@ def write_train(params: Params, job: Job) -> None:
         train_time_s=elapsed, eval_time_s=3.0, iteration_time_s=stats(times),
         final_train_loss=0.01,
         final_test={"loss": 0.0025, "pcp": 0.4, "pdj": 0.5, "pck": 0.6 if job.framework == "pytorch" else 0.55},
-        baseline_test={"loss": 0.02, "pcp": 0.05, "pdj": 0.1, "pck": 0.15},
+        baseline_test={"loss": 0.02, "pcp": 0.05, "pdj": 0.1, "pck": 0.15}, scored_joints="annotated",
         test_per_image=per_image(80),
         threads={"requested": 2, "native": [{"library": "openblas", "num_threads": 2}]},
         versions={job.framework: "1.0"}, environment=environment(),
@@ -252,6 +252,11 @@ def make_project(root: Path, devices: tuple[str, ...] = ("cpu", "cuda"), optimiz
         ).write(paths.matmul_peak())
         PrepareSummary.create(
             source="synthetic", seed=0, inputs=[], crop={"size": 256}, kept={"train": 290, "test": 95},
+            filtering={"train": {"drop_rules": ["no visible joint", "joints do not fit in 256 crop", "span >= 227"],
+                                 "dropped": 15},
+                       "test": {"drop_rules": ["no visible joint"], "dropped": 0,
+                                "kept_breaking_train_rules": {"joints do not fit in 256 crop": 0, "span >= 227": 3},
+                                "kept_with_joint_outside_centre_crop": 4}},
             dropped={"total": 15, "by_reason": {"span >= 227": 15}, "samples": []}, arrays={}, sha256="feed",
             provenance=provenance.record("prepare", params),
         ).write(paths.prepared_summary())

@@ -12,6 +12,7 @@ from deeppose.data.batches import (
     epoch_order,
     iterate_batches,
     iterations_per_epoch,
+    centre_targets,
     make_batch,
 )
 from deeppose.data.dataset import PreparedSet, load_prepared
@@ -28,8 +29,10 @@ def hand_made(n: int = 5) -> PreparedSet:
     joints[:, 3] = (14 + 227.0, 100.0)  # just right of the centre crop
     joints[:, 4] = (255.0, 255.0)  # inside only for offsets >= 29
     visible = np.ones((n, 14), dtype=np.float32)
-    visible[:, 5] = 0
-    return PreparedSet("train", images, joints, visible)
+    visible[:, 5] = 0  # occluded: annotated, not visible
+    annotated = np.ones((n, 14), dtype=np.float32)
+    annotated[:, 6] = visible[:, 6] = 0  # unannotated
+    return PreparedSet("train", images, joints, visible, annotated)
 
 
 def test_epoch_order_is_seeded_by_seed_and_epoch():
@@ -69,6 +72,18 @@ def test_center_crop_and_targets():
     assert batch.visible[0, [2, 3, 4, 5]].tolist() == [0, 0, 0, 0]  # outside the crop / flagged
     assert batch.indices.tolist() == [3, 1] and batch.offsets.tolist() == [[14, 14], [14, 14]]
     assert data.visible[3, 2] == 1  # the data itself is untouched
+
+
+def test_centre_targets_score_annotated_joints_outside_the_crop():
+    data = hand_made(n=3)
+    targets, visible, annotated = centre_targets(data)
+    batch = make_batch(data, np.arange(3), "center")
+    np.testing.assert_array_equal(targets, batch.targets)
+    np.testing.assert_array_equal(visible, batch.visible)  # the loss's mask: visible inside the crop
+    assert annotated.dtype == np.float32 and annotated.shape == (3, 14)
+    assert annotated[0].tolist() == [1] * 6 + [0] + [1] * 7  # occluded (5) and outside (2, 3, 4) scored
+    np.testing.assert_allclose(targets[0, 4:6], [(5 - CENTER) / 227, (128 - CENTER) / 227], rtol=1e-6)
+    assert targets[0, 4] < 0 and targets[0, 6] == 1  # joints 2 and 3: just outside the crop [0, 1)
 
 
 def test_random_crop_offsets_and_visibility():
@@ -120,6 +135,7 @@ def test_load_prepared(tmp_path):
     assert len(train) == 6 and len(test) == 3
     assert isinstance(train.images, np.memmap) and not train.images.flags.writeable
     assert train.joints.shape == (6, 14, 2) and test.visible.shape == (3, 14)
+    assert test.annotated.shape == (3, 14) and test.annotated.dtype == np.float32
     batch = make_batch(train, epoch_order(len(train), 4, 0, 0)[0], "center")
     assert batch.images.shape == (4, 3, 227, 227)
     with pytest.raises(ValueError, match="split"):

@@ -45,6 +45,7 @@ def test_lsp_layout_and_flag_zero_is_visible(lsp_folder):
         np.testing.assert_allclose(data.joints[0], grid(10, 10, 20))
         assert data.visible[0].all() and data.visible[2].all()
         assert sorted(np.flatnonzero(~data.visible[1])) == [2, 7]
+        assert data.annotated.dtype == bool and data.annotated.all()  # LSP: occluded joints annotated too
         assert data.image_names[0] == "im0001.jpg"
         assert data.image_size(1) == (80, 120)
         image = data.image(0)
@@ -61,7 +62,20 @@ def test_lspet_layout_flag_one_is_visible_and_unannotated_is_invisible(lspet_fol
         expected[0, [4, 6]] = False
         expected[1, 9] = False
         np.testing.assert_array_equal(data.visible, expected)
+        expected[0, 4] = True  # flagged not visible, but annotated: scored
+        np.testing.assert_array_equal(data.annotated, expected)
         np.testing.assert_allclose(data.joints[1, 3], grid(20, 15, 15)[3])
+
+
+def test_non_finite_coordinates_are_unannotated(tmp_path):
+    folder = write_lsp_folder(tmp_path / "lsp", grid(10, 10, 5)[None], np.ones((1, 14), dtype=bool), [(100, 90)])
+    table = np.zeros((3, 14, 1))  # LSP: rows x, y, flag (0 = visible)
+    table[:2, :, 0] = grid(10, 10, 5).T
+    table[0, 3, 0] = np.nan
+    (folder / "joints.mat").write_bytes(mat_bytes({"joints": table}))
+    with read_lsp(folder) as data:
+        assert not data.annotated[0, 3] and not data.visible[0, 3]
+        assert data.annotated[0].sum() == 13 and not (data.visible & ~data.annotated).any()
 
 
 @pytest.mark.parametrize("top", ["", "lsp_dataset", "a/b"])

@@ -11,7 +11,7 @@ import pytest
 from deeppose.results import SCHEMA_VERSION, PrepareSummary
 from deeppose import cli, paths
 from deeppose.data.dataset import load_prepared
-from deeppose.data.prepare import content_hash, crop_image, crop_origin
+from deeppose.data.prepare import ARRAYS, content_hash, crop_image, crop_origin
 from deeppose.data.testing import MARK, write_lsp_folder, write_params, zip_folder
 
 
@@ -21,7 +21,8 @@ def grid(x0: float, y0: float, step: float) -> np.ndarray:
 
 
 def lsp_samples():
-    """7 LSP images; lsp_train = 3. Kept: 0, 1 (train), 5, 6 (test); dropped: 2, 3, 4."""
+    """7 LSP images; lsp_train = 3. Kept: 0, 1 (train), 3, 4, 5, 6 (test: 3 and 4 break the training
+    rules); dropped: 2."""
     joints, visible, sizes = [], [], []
 
     def add(j, size, invisible=()):
@@ -42,7 +43,8 @@ def lsp_samples():
 
 
 def lspet_samples():
-    """3 LSPET images, all train. Kept: 0, 1; dropped: 2 (nothing annotated)."""
+    """3 LSPET images, all train. Kept: 0, 1; dropped: 2 (nothing annotated). Joint 4 of image 0 is
+    occluded (annotated), joint 9 unannotated."""
     joints = np.stack([grid(20, 30, 35), grid(30, 20, 25), np.full((14, 2), -1.0)])
     flags = np.ones((3, 14))
     flags[0, 4] = 0  # not visible
@@ -110,12 +112,14 @@ def test_prepare_lsp_and_lspet(tmp_path, sources, monkeypatch, capsys):
     lsp, lspet = sources
     assert run_prepare(tmp_path, lsp, lspet, monkeypatch) == 0
     out = capsys.readouterr().out
-    assert "Kept 4 train and 2 test samples of 10; dropped 4" in out
+    assert "Kept 4 train and 4 test samples of 10; dropped 2" in out
+    assert "the test split is filtered only by: no visible joint." in out
 
     train, test = load_prepared(paths.PREPARED, "train"), load_prepared(paths.PREPARED, "test")
-    assert len(train) == 4 and len(test) == 2
+    assert len(train) == 4 and len(test) == 4
     assert train.images.shape == (4, 3, 256, 256) and train.images.dtype == np.uint8
     assert train.joints.dtype == np.float32 and train.visible.dtype == np.float32
+    assert train.annotated.dtype == np.float32 and test.annotated.shape == (4, 14)
 
     lj, lv, _ = lsp_samples()
     ej, eflags, _ = lspet_samples()
@@ -124,29 +128,39 @@ def test_prepare_lsp_and_lspet(tmp_path, sources, monkeypatch, capsys):
     np.testing.assert_allclose(train.joints[0], lj[0] + [68, 78])
     np.testing.assert_allclose(train.joints[1], lj[1] - [144, 44])
     np.testing.assert_array_equal(train.visible, np.stack([lv[0], lv[1], ev[0], ev[1]]).astype(np.float32))
-    np.testing.assert_array_equal(test.visible, np.stack([lv[5], lv[6]]).astype(np.float32))
-    assert test.visible[0].sum() == 12 and train.visible[2].sum() == 12
+    np.testing.assert_array_equal(test.visible, lv[3:].astype(np.float32))
+    assert test.visible[2].sum() == 12 and train.visible[2].sum() == 12
+    # annotated: every LSP joint (occluded ones too); LSPET image 0 lacks joint 9 only
+    assert test.annotated.all() and train.annotated[[0, 1, 3]].all()
+    assert np.flatnonzero(train.annotated[2] == 0).tolist() == [9] and train.visible[2, 4] == 0
+    assert test.joints[1, 0, 0] < 0  # test image 4: its far joint kept, outside the crop, scored
     for data in (train, test):
         for i in range(len(data)):
-            marks_at(np.asarray(data.images[i]), data.joints[i], data.visible[i])
+            inside = ((data.joints[i] >= 0) & (data.joints[i] < 256)).all(axis=1)
+            marks_at(np.asarray(data.images[i]), data.joints[i], data.visible[i] * inside)
 
     summary = json.loads((paths.PREPARED / "summary.json").read_text())
     record = PrepareSummary.read(paths.prepared_summary()).to_dict()
     assert record.pop("kind") == "prepare" and record.pop("provenance")["stage"] == "prepare"
     assert record.pop("schema_version") == SCHEMA_VERSION and record == summary
-    assert summary["source"] == "lsp" and summary["kept"] == {"train": 4, "test": 2}
+    assert summary["source"] == "lsp" and summary["kept"] == {"train": 4, "test": 4}
     assert [(d["input"], d["index"], d["split"], d["reason"]) for d in summary["dropped"]["samples"]] == [
         ("lsp", 2, "train", "no visible joint"),
-        ("lsp", 3, "test", "span >= 227"),
-        ("lsp", 4, "test", "joints do not fit in 256 crop"),
         ("lspet", 2, "train", "no visible joint"),
     ]
     assert summary["dropped"]["by_reason"] == {
-        "no visible joint": 2, "joints do not fit in 256 crop": 1, "span >= 227": 1,
+        "no visible joint": 2, "joints do not fit in 256 crop": 0, "span >= 227": 0,
     }  # fmt: skip
-    assert summary["dropped"]["total"] == 4
+    assert summary["dropped"]["total"] == 2
+    assert summary["filtering"] == {
+        "train": {"drop_rules": ["no visible joint", "joints do not fit in 256 crop", "span >= 227"], "dropped": 2},
+        "test": {"drop_rules": ["no visible joint"], "dropped": 0,
+                 "kept_breaking_train_rules": {"joints do not fit in 256 crop": 1, "span >= 227": 1},
+                 "kept_with_joint_outside_centre_crop": 2},  # images 3 (span 234) and 4
+    }  # fmt: skip
+    assert "train_annotated" in summary["arrays"] and "test_annotated" in summary["arrays"]
     arrays = {f"{s}_{n}": np.load(paths.PREPARED / f"{s}_{n}.npy") for s in ("train", "test")
-              for n in ("images", "joints", "visible")}  # fmt: skip
+              for n in ARRAYS}  # fmt: skip
     assert summary["sha256"] == content_hash(arrays)
     assert paths.preview_image().read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     leftovers = [p.name for p in (tmp_path / "data").iterdir() if p.name.startswith(".")]
@@ -164,7 +178,7 @@ def test_zip_inputs_give_the_same_arrays(tmp_path, sources, monkeypatch):
     a = json.loads((tmp_path / "a" / paths.prepared_summary()).read_text())
     b = json.loads((tmp_path / "b" / paths.prepared_summary()).read_text())
     assert a["sha256"] == b["sha256"] and a["dropped"] == b["dropped"] and a["kept"] == b["kept"]
-    for name in ("train_images.npy", "train_joints.npy", "test_images.npy", "test_visible.npy"):
+    for name in ("train_images.npy", "train_joints.npy", "test_images.npy", "test_visible.npy", "train_annotated.npy"):
         assert (tmp_path / "a" / paths.PREPARED / name).read_bytes() == (
             tmp_path / "b" / paths.PREPARED / name
         ).read_bytes()

@@ -30,6 +30,7 @@ def test_lsp_on_disk_format(tmp_path):
     with read_lsp(tmp_path / "s") as data:
         np.testing.assert_array_equal(data.joints, raw[:2].transpose(2, 1, 0))
         np.testing.assert_array_equal(data.visible, raw[2].T == 0)
+        assert data.annotated.all()  # occluded joints keep their position: annotated, as in LSP
         for i in range(5):
             width, height = data.image_size(i)
             assert 150 <= max(width, height) <= 280
@@ -91,7 +92,9 @@ def test_same_reader_and_prepare_path_and_deterministic_hash(tmp_path, monkeypat
         kept = summary["kept"]
         assert kept["train"] + kept["test"] + summary["dropped"]["total"] == 12
         assert kept["test"] >= 3 and kept["train"] >= 6
-        assert len(load_prepared(paths.PREPARED, "test")) == kept["test"]
+        test = load_prepared(paths.PREPARED, "test")
+        assert len(test) == kept["test"] == 4  # the test split unfiltered: every image has a visible joint
+        assert test.annotated.all()
         hashes[name] = (summary["sha256"], files(work / "data"), paths.preview_image().read_bytes())
     out = capsys.readouterr().out
     assert "synthesize: wrote 12 images" in out and "prepare: synthetic source" in out

@@ -25,7 +25,7 @@ def upright_person() -> np.ndarray:
 def test_perfect_prediction_scores_one_everywhere():
     true = upright_person()
     visible = np.ones((1, 14))
-    scores = metrics.evaluate(true.copy(), true, visible)
+    scores = metrics.evaluate(true.copy(), true, visible, visible)
     assert scores == {"loss": 0.0, "pcp": 1.0, "pdj": 1.0, "pck": 1.0}
 
 
@@ -54,12 +54,41 @@ def test_per_image_shares_add_up_to_the_metrics():
     true = upright_person().repeat(5, axis=0) + rng.normal(0, 3, (5, 14, 2))
     pred = true + rng.normal(0, 8, true.shape)
     visible = (rng.random((5, 14)) > 0.2).astype(float)
-    shares = {k: np.asarray(v) for k, v in metrics.per_image(pred, true, visible).items()}
-    scores = metrics.evaluate(pred, true, visible)
+    scored = np.maximum(visible, rng.random((5, 14)) > 0.5)  # visible implies annotated
+    shares = {k: np.asarray(v) for k, v in metrics.per_image(pred, true, visible, scored).items()}
+    scores = metrics.evaluate(pred, true, visible, scored)
     assert shares["sq_error"].sum() / shares["visible"].sum() == pytest.approx(scores["loss"])
     for name in ("pcp", "pdj", "pck"):
         assert len(shares[f"{name}_hits"]) == 5
         assert shares[f"{name}_hits"].sum() / shares[f"{name}_counted"].sum() == pytest.approx(scores[name])
+
+
+def test_ten_stick_pcp_scores_occluded_annotated_joints():
+    """LSP's convention: an occluded joint is annotated (at an estimated position) and scored; only
+    an unannotated joint leaves its sticks out. By hand, on the upright figure (torso 60 long from
+    the shoulders' midpoint (20, 0) to the hips' (20, 60), limbs 30, head 20):"""
+    true = upright_person()
+    visible = np.ones((1, 14))
+    visible[0, [R_ELBOW, 4, NECK]] = 0  # right elbow, left knee, neck: occluded
+    annotated = np.ones((1, 14))  # ... but annotated, as every LSP joint
+    pred = true.copy()
+    pred[0, R_ELBOW] += (16, 0)  # 16 > 0.5 x 30: right upper and lower arm fail
+    pred[0, 4] += (0, 14)  # left knee 14 <= 15: left upper and lower leg still correct
+    pred[0, NECK] += (0, 9)  # neck 9 <= 0.5 x 20: head correct
+    pred[0, [R_HIP, L_HIP]] += (0, 29)  # hips' midpoint 29 <= 0.5 x 60: torso correct; 29 > 15:
+    # both upper legs fail. Correct: torso, head, both left-arm sticks, both lower legs.
+    assert metrics.pcp(pred, true, annotated) == pytest.approx(6 / 10)
+    # Visible joints only, the 5 sticks without an occluded end: torso, left upper and lower arm,
+    # right lower leg correct; right upper leg fails.
+    assert metrics.pcp(pred, true, visible) == pytest.approx(4 / 5)
+    evaluated = metrics.evaluate(pred, true, visible, annotated)
+    assert evaluated["pcp"] == pytest.approx(6 / 10)
+    assert evaluated["loss"] == pytest.approx(2 * 29**2 / 11)  # the loss: visible joints only (the hips)
+    unannotated = annotated.copy()
+    unannotated[0, R_ELBOW] = 0  # unannotated: both right-arm sticks leave the count
+    assert metrics.pcp(pred, true, unannotated) == pytest.approx(6 / 8)
+    shares = metrics.per_image(pred, true, visible, annotated)
+    assert (shares["pcp_hits"], shares["pcp_counted"], shares["visible"]) == ([6.0], [10.0], [11.0])
 
 
 def test_pdj_and_pck_thresholds():
@@ -73,7 +102,7 @@ def test_pdj_and_pck_thresholds():
     assert metrics.pck(pred, true, visible) == pytest.approx(13 / 14)
 
 
-def test_invisible_joints_are_not_counted():
+def test_unscored_joints_are_not_counted():
     true = upright_person()
     pred = true.copy()
     pred[0, 0] += 100  # right ankle far off, but invisible

@@ -207,7 +207,8 @@ def test_accuracy(built):
     assert all(r.scores[m].low is not None for r in cpu.training for m in ("loss", "pcp", "pdj", "pck"))
     assert cpu.baseline["pck"] == 0.15
     section = markdown.split("## 5.")[1].split("## 6.")[0]
-    assert "only joints annotated as visible are scored" in section and "10 standard sticks" in section
+    assert "every annotated joint, occluded ones too" in section and "10 standard sticks" in section
+    assert "dropped only those with no visible joint (0 dropped); it kept 3" in " ".join(section.split())
     rows = tables_under(markdown, "## 5. Accuracy")[0]
     per_image = report_project.per_image(80)
     pck = sum(per_image["pck_hits"]) / sum(per_image["pck_counted"])

@@ -38,12 +38,13 @@ def examples() -> dict[type, results.Record]:
     return {
         results.PrepareSummary: results.PrepareSummary.create(
             source="synthetic", seed=0, inputs=[{"name": "synthetic"}], crop={"size": 256}, kept={"train": 3, "test": 1},
+            filtering={"test": {"drop_rules": ["no visible joint"], "dropped": 0}},
             dropped={"total": 0, "by_reason": {}, "samples": []}, arrays={}, sha256="ab",
             provenance=provenance.record("prepare", p)),
         results.TrainMetrics: results.TrainMetrics.create(
             job=results.job_id(job), seed=0, params={}, epochs=1, iterations=2, batch_size=2, train_samples=4,
             test_samples=1, resumed_from_epoch=0, train_time_s=1.5, eval_time_s=0.1, iteration_time_s=STATS,
-            final_train_loss=0.2, final_test=scores, baseline_test=scores, test_per_image={}, versions={"chainer": "7.8.1"},
+            final_train_loss=0.2, final_test=scores, baseline_test=scores, scored_joints="annotated", test_per_image={}, versions={"chainer": "7.8.1"},
             provenance=provenance.record("train", p, job), **common),
         results.TimingResult: results.TimingResult.create(
             job=results.job_id(cell), batch_size=8, warmup=1, repeats=2, rounds=1, seed=0, schedule_seed=3,

@@ -307,6 +307,7 @@ def _stand_in_data(monkeypatch: pytest.MonkeyPatch, n: int, calls: list[dict[str
         images=rng.integers(0, 256, (n, 3, 256, 256), dtype=np.uint8),
         joints=rng.uniform(0, 256, (n, 14, 2)).astype(np.float32),
         visible=np.ones((n, 14), np.float32),
+        annotated=np.ones((n, 14), np.float32),
     )
 
     def load_prepared(folder: Any, split: str) -> Any:

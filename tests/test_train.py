@@ -105,6 +105,11 @@ def test_outputs_have_the_documented_shape(project):
     assert result["iteration_time_s"]["n"] == 4
     assert result["threads"]["torch_intra_op"] == 1
     assert result["final_test"]["loss"] == evals[-1]["test_loss"]
+    # every annotated joint is scored, occluded ones too; the test loss counts the visible ones
+    assert result["scored_joints"] == "annotated"
+    shares = result["test_per_image"]
+    assert sum(shares["pck_counted"]) == 4 * 14 > sum(shares["visible"])
+    assert sum(shares["pcp_counted"]) == 4 * 10
     assert paths.train_curve(job).read_text().splitlines()[0] == "iteration,epoch,elapsed_s,loss"
     assert json.loads(paths.train_metrics(job).read_text()) == result
 

@@ -6,7 +6,7 @@
 Modules, in pipeline order:
   lsp.py        read LSP (3x14xN, flag 0 = visible) and LSP-extended (14x3xN, flag 1 = visible)
                 from a folder or the original zip into one convention: joints (N, 14, 2) as (x, y)
-                pixel coordinates, visible (N, 14) bool
+                pixel coordinates, visible and annotated (N, 14) bool
   synthetic.py  seeded articulated figures on cluttered backgrounds, written as an LSP dataset
   prepare.py    the study's padding and 256x256 crop, the drop rules, the train/test arrays
   dataset.py    `load_prepared`: the prepared arrays of one split (images memory-mapped)

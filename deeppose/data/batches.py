@@ -16,7 +16,9 @@ of all its samples; `iterate_batches` (evaluation) keeps every sample.
 Input, as in the study: a 227x227 crop of the 256x256 prepared image (the centre one, offset 14,
 or a random offset in [0, 29] per sample and axis), pixels / 255 (no mean subtraction), targets =
 crop coordinates / 227 flattened as x0, y0, x1, y1, ... A visible joint that falls outside the
-227 crop (0 <= x, y < 227) counts as invisible in that batch.
+227 crop (0 <= x, y < 227) counts as invisible in that batch: the loss trains on what is seen.
+Scoring (`centre_targets`) counts every annotated joint, inside the crop or not: a joint outside it
+has a target outside [0, 1], which the network's unconstrained regression can still reach.
 """
 
 from __future__ import annotations
@@ -103,10 +105,13 @@ def crop_targets(data: PreparedSet, indices: np.ndarray, offsets: np.ndarray) ->
     return targets, visible
 
 
-def centre_targets(data: PreparedSet) -> tuple[np.ndarray, np.ndarray]:
-    """The centre-crop targets and visibility of a whole split, without cutting any image."""
+def centre_targets(data: PreparedSet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The centre-crop targets (N, 28), visibility (N, 14) and annotation (N, 14), float32, of a
+    whole split, without cutting any image. Annotation is not limited to the crop: it says which
+    joints are scored."""
     indices = np.arange(len(data), dtype=np.int64)
-    return crop_targets(data, indices, np.full((len(data), 2), CENTER, dtype=np.int64))
+    targets, visible = crop_targets(data, indices, np.full((len(data), 2), CENTER, dtype=np.int64))
+    return targets, visible, np.asarray(data.annotated, dtype=np.float32)
 
 
 def iterate_batches(data: PreparedSet, batch_size: int) -> Iterator[Batch]:

@@ -20,12 +20,14 @@ SPLITS = ("train", "test")
 @dataclass(frozen=True, eq=False)
 class PreparedSet:
     """One split: images (N, 3, 256, 256) uint8 CHW RGB (a read-only memmap), joints (N, 14, 2)
-    float32 (x, y) in the 256 crop's pixels, visible (N, 14) float32, 1 = visible."""
+    float32 (x, y) in the 256 crop's pixels, visible (N, 14) float32, 1 = visible (trained on),
+    annotated (N, 14) float32, 1 = annotated, occluded joints too (scored)."""
 
     split: str
     images: np.ndarray
     joints: np.ndarray
     visible: np.ndarray
+    annotated: np.ndarray
 
     def __len__(self) -> int:
         return len(self.images)
@@ -37,7 +39,7 @@ def load_prepared(folder: str | Path = paths.PREPARED, split: str | None = None)
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     folder = Path(folder)
     arrays = {}
-    for name in ("images", "joints", "visible"):
+    for name in ("images", "joints", "visible", "annotated"):
         path = folder / f"{split}_{name}.npy"
         if not path.is_file():
             raise DeepPoseError(f"{path}: not found; run `python -m deeppose prepare` first")
@@ -48,12 +50,12 @@ def load_prepared(folder: str | Path = paths.PREPARED, split: str | None = None)
             raise DeepPoseError(
                 f"{path}: not a readable .npy file ({message}); run `python -m deeppose prepare` again"
             ) from None
-    images, joints, visible = arrays["images"], arrays["joints"], arrays["visible"]
-    n = len(images)
+    n = len(arrays["images"])
     expected = {
         "images": ((n, 3, 256, 256), np.uint8),
         "joints": ((n, 14, 2), np.float32),
         "visible": ((n, 14), np.float32),
+        "annotated": ((n, 14), np.float32),
     }
     for name, (shape, dtype) in expected.items():
         if arrays[name].shape != shape or arrays[name].dtype != dtype:
@@ -61,4 +63,4 @@ def load_prepared(folder: str | Path = paths.PREPARED, split: str | None = None)
                 f"{folder / f'{split}_{name}.npy'}: shape {arrays[name].shape} {arrays[name].dtype},"
                 f" expected {shape} {np.dtype(dtype)}; run `python -m deeppose prepare` again"
             )
-    return PreparedSet(split=split, images=images, joints=joints, visible=visible)
+    return PreparedSet(split=split, **arrays)

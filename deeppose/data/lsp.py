@@ -7,9 +7,12 @@ some joints are unannotated, with coordinates <= 0: they count as invisible. The
 dataset is written in LSP's format and read by `read_lsp` like the real one.
 
 Both readers return a `PoseDataset` in one internal convention: `joints` (N, 14, 2) float64 (x, y)
-pixel coordinates, 0-based as stored in the file (the study used them as they are), and `visible`
-(N, 14) bool, True = visible. Joint order is LSP's (`JOINT_NAMES`). Images are decoded lazily to
-(H, W, 3) uint8 RGB.
+pixel coordinates, 0-based as stored in the file (the study used them as they are), `visible`
+(N, 14) bool, True = visible, and `annotated` (N, 14) bool, True = the joint has a position to
+score against. LSP annotates every joint, occluded ones with an estimated position, so there
+annotated = finite coordinates; LSPET's joints with coordinates <= 0 are unannotated. Visible
+implies annotated. The standard LSP evaluation scores every annotated joint. Joint order is LSP's
+(`JOINT_NAMES`). Images are decoded lazily to (H, W, 3) uint8 RGB.
 
 A dataset is an unpacked folder holding `joints.mat` and `images/` (directly or in one subfolder),
 or the original zip file with those inside, whatever its top folder. Every problem a user can fix
@@ -166,15 +169,19 @@ def _open_storage(path: Path) -> _Storage:
 class PoseDataset:
     """One LSP-format dataset: labels in memory, images decoded on demand.
 
-    joints (N, 14, 2) float64 (x, y); visible (N, 14) bool, True = visible; `image(i)` (H, W, 3)
+    joints (N, 14, 2) float64 (x, y); visible (N, 14) bool, True = visible; annotated (N, 14)
+    bool, True = has a position (occluded joints too), implied by visible; `image(i)` (H, W, 3)
     uint8 RGB. Use as a context manager (or call `close`) to release an open zip file.
     """
 
-    def __init__(self, name: str, storage: _Storage, joints: np.ndarray, visible: np.ndarray):
+    def __init__(
+        self, name: str, storage: _Storage, joints: np.ndarray, visible: np.ndarray, annotated: np.ndarray
+    ) -> None:
         self.name = name
         self.location = storage.label
         self.joints = joints
         self.visible = visible
+        self.annotated = annotated
         self._storage = storage
         pattern = FORMATS[name][1]
         self.image_names = tuple(pattern.format(i + 1) for i in range(len(joints)))
@@ -266,11 +273,10 @@ def _read(path: str | os.PathLike[str], name: str) -> PoseDataset:
         xy = raw[:, :, :2]
         flag = raw[:, :, 2]
         finite = np.isfinite(xy).all(axis=2)
-        visible = (np.isfinite(flag) & (np.rint(flag) == visible_flag)) & finite
-        if name == "lspet":
-            visible &= (xy > 0).all(axis=2)  # unannotated joints have coordinates <= 0
+        annotated = finite & (xy > 0).all(axis=2) if name == "lspet" else finite  # LSPET: <= 0 unannotated
+        visible = np.isfinite(flag) & (np.rint(flag) == visible_flag) & annotated
         joints = np.where(finite[:, :, None], xy, 0.0)
-        dataset = PoseDataset(name, storage, joints, visible)
+        dataset = PoseDataset(name, storage, joints, visible, annotated)
         present = storage.names("images")
         missing = [i for i, image in enumerate(dataset.image_names) if image not in present]
         if missing:
@@ -286,7 +292,8 @@ def _read(path: str | os.PathLike[str], name: str) -> PoseDataset:
 
 
 def read_lsp(path: str | os.PathLike[str]) -> PoseDataset:
-    """LSP (or the synthetic set): `joints.mat` 3x14xN, flag 0 = visible, `images/im%04d.jpg`."""
+    """LSP (or the synthetic set): `joints.mat` 3x14xN, flag 0 = visible, every finite joint
+    annotated, `images/im%04d.jpg`."""
     return _read(path, "lsp")
 
 

@@ -11,16 +11,26 @@ Sources (`data.source` in params.yaml):
 
 Per sample, as the study's code did: zero-pad the image to at least 256x256 (the padding split
 evenly, the odd pixel after), take the 256x256 window whose centre is the centre of the visible
-joints' bounding box (floored to a pixel, clamped inside the padded image), and drop the sample
-unless it has a visible joint, every visible joint lies inside the window (0 <= x, y < 256) and the
-visible joints span less than 227 px in x and in y (so a 227 crop can hold them). The reason of
-every drop is recorded.
+joints' bounding box (floored to a pixel, clamped inside the padded image), and drop a training
+sample unless it has a visible joint, every visible joint lies inside the window (0 <= x, y < 256)
+and the visible joints span less than 227 px in x and in y (so a 227 crop can hold them). The
+reason of every drop is recorded.
+
+The test split is kept unfiltered as far as the data allow (`DROP_RULES`): the standard LSP
+evaluation scores every annotated joint of every test image, and a joint outside the crop can
+still be scored, since the network regresses unconstrained crop coordinates (its target merely
+lies outside [0, 1]). Only a test sample without any visible joint is dropped: nothing places its
+crop the way training crops were placed. summary.json's `filtering` says, per split, which rules
+dropped samples and how many, and how many test samples were kept although they break a training
+rule or have an annotated joint outside the 227 centre crop.
 
 Writes, as one folder replaced atomically, `data/prepared/`:
-  {train,test}_images.npy   uint8 (N, 3, 256, 256), CHW RGB
-  {train,test}_joints.npy   float32 (N, 14, 2), (x, y) in the 256 crop's pixel coordinates
-  {train,test}_visible.npy  float32 (N, 14), 1 = visible
-  summary.json              source, counts, dropped samples and reasons, content hash, seed
+  {train,test}_images.npy     uint8 (N, 3, 256, 256), CHW RGB
+  {train,test}_joints.npy     float32 (N, 14, 2), (x, y) in the 256 crop's pixel coordinates
+  {train,test}_visible.npy    float32 (N, 14), 1 = visible (the joints trained on)
+  {train,test}_annotated.npy  float32 (N, 14), 1 = annotated, occluded joints too (the ones scored)
+  summary.json                source, counts, dropped samples and reasons, filtering per split,
+                              content hash, seed
 and the same summary to `results/data/prepare.json` (committed to git; the arrays go to DVC), and
 `reports/figures/prepared_samples.png`, a few prepared samples with their labels.
 """
@@ -41,6 +51,7 @@ import numpy as np
 from deeppose import paths, provenance
 from deeppose.atomic import atomic_dir, atomic_path, json_text, write_json
 from deeppose.config import Params, load_params
+from deeppose.data.batches import CENTER, INPUT
 from deeppose.data.lsp import N_JOINTS, PoseDataset, read_lsp, read_lspet
 from deeppose.errors import DeepPoseError
 from deeppose.results import PrepareSummary, Provenance
@@ -48,8 +59,9 @@ from deeppose.results import PrepareSummary, Provenance
 SIZE = 256  # padded image minimum and crop size (the study's)
 MAX_SPAN = 227  # visible joints must span less than the network's input
 SPLITS = ("train", "test")
-ARRAYS = ("images", "joints", "visible")  # per split, in the order the content hash reads them
+ARRAYS = ("images", "joints", "visible", "annotated")  # per split, in the order the content hash reads them
 REASONS = ("no visible joint", "joints do not fit in 256 crop", "span >= 227")
+DROP_RULES = {"train": REASONS, "test": REASONS[:1]}  # the test split: unfiltered where the data allow
 
 
 @dataclass(frozen=True)
@@ -116,6 +128,19 @@ def content_hash(arrays: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
+def filtering(arrays: dict[str, np.ndarray], dropped: list[dict[str, Any]], breaking: dict[str, int]) -> dict[str, Any]:
+    """Per split, the rules that drop samples and how many they dropped; for the test split also
+    how many samples were kept although they break a training rule (`breaking`, by reason) and how
+    many have an annotated joint outside the 227 centre crop (scored all the same)."""
+    crop = arrays["test_joints"] - CENTER
+    annotated = arrays["test_annotated"] > 0.5
+    outside = (((crop < 0) | (crop >= INPUT)).any(axis=2) & annotated).any(axis=1)
+    rules = {split: {"drop_rules": list(DROP_RULES[split]), "dropped": sum(d["split"] == split for d in dropped)}
+             for split in SPLITS}  # fmt: skip
+    rules["test"] |= {"kept_breaking_train_rules": breaking, "kept_with_joint_outside_centre_crop": int(outside.sum())}
+    return rules
+
+
 def write_prepared(folder: Path, arrays: dict[str, np.ndarray], summary: dict[str, Any]) -> None:
     """Write arrays (keys `{split}_{name}`) and summary.json into an existing folder."""
     for key, array in arrays.items():
@@ -140,14 +165,17 @@ def prepare(
     # pass 1: decide from the labels and the image headers; no pixels decoded
     kept: dict[str, list[tuple[PoseDataset, int, np.ndarray]]] = {split: [] for split in SPLITS}
     dropped = []
+    breaking = {reason: 0 for reason in REASONS[1:]}  # test samples kept despite a training rule
     for source in sources:
         dataset = source.dataset
         for index in range(len(dataset)):
             size = dataset.image_size(index)
             origin, reason = crop_origin(size, dataset.joints[index], dataset.visible[index])
             split = source.splits[index]
-            if reason is None:
+            if reason not in DROP_RULES[split]:
                 kept[split].append((dataset, index, origin))
+                if reason is not None:
+                    breaking[reason] += 1
             else:
                 dropped.append({"input": source.name, "index": index, "image": dataset.image_names[index],
                                 "split": split, "reason": reason})  # fmt: skip
@@ -168,17 +196,20 @@ def prepare(
                                                shape=(n, 3, SIZE, SIZE))  # fmt: skip
             joints = np.zeros((n, N_JOINTS, 2), dtype=np.float32)
             visible = np.zeros((n, N_JOINTS), dtype=np.float32)
+            annotated = np.zeros((n, N_JOINTS), dtype=np.float32)
             for k, (dataset, index, origin) in enumerate(kept[split]):
                 images[k] = crop_image(dataset.image(index), origin)
                 joints[k] = dataset.joints[index] - origin
                 visible[k] = dataset.visible[index]
+                annotated[k] = dataset.annotated[index]
             images.flush()
             arrays[f"{split}_images"] = images
             arrays[f"{split}_joints"] = joints
             arrays[f"{split}_visible"] = visible
+            arrays[f"{split}_annotated"] = annotated
         for split in SPLITS:
-            np.save(tmp / f"{split}_joints.npy", arrays[f"{split}_joints"])
-            np.save(tmp / f"{split}_visible.npy", arrays[f"{split}_visible"])
+            for name in ARRAYS[1:]:
+                np.save(tmp / f"{split}_{name}.npy", arrays[f"{split}_{name}"])
         summary = {
             "source": source_name,
             "seed": seed,
@@ -189,6 +220,7 @@ def prepare(
             ],  # fmt: skip
             "crop": {"size": SIZE, "max_span": MAX_SPAN, "input": MAX_SPAN},
             "kept": {split: len(kept[split]) for split in SPLITS},
+            "filtering": filtering(arrays, dropped, breaking),
             "dropped": {
                 "total": len(dropped),
                 "by_reason": {reason: sum(d["reason"] == reason for d in dropped) for reason in REASONS},
@@ -253,7 +285,8 @@ def report(summary: dict[str, Any], out: Path) -> str:
     total = sum(i["images"] for i in summary["inputs"])
     return (
         f"prepare: {summary['source']} source, {inputs}. Kept {kept['train']} train and"
-        f" {kept['test']} test samples of {total}; dropped {dropped['total']} ({reasons})."
+        f" {kept['test']} test samples of {total}; dropped {dropped['total']} ({reasons});"
+        f" the test split is filtered only by: {', '.join(summary['filtering']['test']['drop_rules'])}."
         f" Wrote {out}/ (sha256 {summary['sha256'][:12]}), {paths.prepared_summary()} and"
         f" {paths.preview_image()}."
     )

@@ -15,7 +15,8 @@ relative to the torso and to the parent segment within plausible ranges, with hu
 to a third, as if seen out of plane. The figure's clothes are saturated colours with a dark
 outline; the background and its clutter are muted (saturation <= 0.45), so the person stands out
 and pose is learnable. Occluders (muted rectangles/ellipses) drawn over some figures hide the
-joints they cover: those are flagged 1 (invisible), as LSP flags occluded joints.
+joints they cover: those are flagged 1 (invisible), as LSP flags occluded joints, and keep their
+true position, so that every joint is annotated, as in LSP (scored, not trained on).
 
 Image sizes follow LSP's (long side 150-280 px, mostly portrait); the figure spans 50-92% of the
 image, so after padding to 256 and the 256 crop a few large figures are dropped (span >= 227).

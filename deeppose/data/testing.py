@@ -85,6 +85,7 @@ def write_tiny_prepared(folder: str | Path, n_train: int = 8, n_test: int = 4, s
         arrays[f"{split}_images"] = rng.integers(0, 256, size=(n, 3, 256, 256), dtype=np.uint8)
         arrays[f"{split}_joints"] = rng.uniform(40, 216, size=(n, N_JOINTS, 2)).astype(np.float32)
         arrays[f"{split}_visible"] = (rng.random((n, N_JOINTS)) < 0.9).astype(np.float32)
+        arrays[f"{split}_annotated"] = np.ones((n, N_JOINTS), dtype=np.float32)  # as in LSP
     summary = {
         "source": "tiny",
         "seed": seed,

@@ -196,6 +196,7 @@ class TrainRun:
     final_train_loss: float
     scores: dict[str, Interval]  # bootstrap intervals where per-image data exist
     gaps: dict[str, Gap]
+    scored_joints: str  # which joints the accuracies count (deeppose.train.SCORED_JOINTS)
 
 
 @dataclass(frozen=True)
@@ -614,7 +615,7 @@ def _train_run(job: Job, m: TrainMetrics, run: Any, cells: dict[Job, Cell]) -> T
     return TrainRun(job.framework, job.loss, setup,
                     m.iterations, m.epochs, m.train_time_s, m.train_time_s / m.iterations, compute,
                     core.time.estimate if core and core.batch_size == m.batch_size else None,
-                    m.final_train_loss, scores, gaps)
+                    m.final_train_loss, scores, gaps, m.scored_joints)
 
 
 def _accuracy_differences(results: Results, device: str) -> tuple[AccuracyDifference, ...]:
