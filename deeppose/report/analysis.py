@@ -790,23 +790,17 @@ def _breakdown(results: Results, device: str, peak: Peak) -> tuple[BreakdownBatc
         rate_loss = next(j.loss for j, r in loaded.items() if r.ok)
         jobs = {(j.framework, j.loss): _breakdown_job(j, r.record, peak, j.loss == rate_loss)
                 for j, r in loaded.items() if r.ok}
-        attributions, not_compared = [], []
-        for loss in results.loss_modes:
-            for fw in results.frameworks:
-                if fw == REFERENCE or REFERENCE not in results.frameworks or Job(fw, loss, device, exp) not in loaded:
-                    continue
-                if (REFERENCE, loss) in jobs and (fw, loss) in jobs:
-                    attributions.append(attribute(jobs[REFERENCE, loss], jobs[fw, loss]))
-                else:
-                    not_compared.append((fw, loss))
+        arms = [(fw, loss) for loss in results.loss_modes for fw in results.frameworks if fw != REFERENCE
+                and REFERENCE in results.frameworks and Job(fw, loss, device, exp) in loaded]
+        compared = [(fw, loss) for fw, loss in arms if (fw, loss) in jobs and (REFERENCE, loss) in jobs]
         rated = [j for (_, loss), j in jobs.items() if loss == rate_loss]
         points, memory = _roofline(rated, 2**exp, peak)
         above = sorted({(j.framework, x.layer, x.phase) for j in rated for x in j.layers
                         if (x.fraction_of_peak or 0) > 1})
-        batches.append(BreakdownBatch(2**exp, tuple(jobs.values()),
-                                      tuple((j.framework, j.loss) for j, r in loaded.items() if not r.ok),
-                                      tuple(attributions), tuple(not_compared), rate_loss, points, memory,
-                                      tuple(above)))
+        batches.append(BreakdownBatch(
+            2**exp, tuple(jobs.values()), tuple((j.framework, j.loss) for j, r in loaded.items() if not r.ok),
+            tuple(attribute(jobs[REFERENCE, loss], jobs[fw, loss]) for fw, loss in compared),
+            tuple(arm for arm in arms if arm not in compared), rate_loss, points, memory, tuple(above)))
     return tuple(batches)
 
 
@@ -870,10 +864,9 @@ def _study(results: Results, devices: dict[str, Device]) -> tuple[list[StudyRow]
     for device in DEVICES:
         d = devices.get(device)
         if d is None:
-            rows += [_study_row(device, "per_iteration", "chainer", basis, "", None, "not in this run's grid")
-                     for basis in ("timing", "training")]
-            rows.append(_study_row(device, "explicit_over_autograd", REFERENCE, "training", "", None,
-                                   "not in this run's grid"))
+            rows += [_study_row(device, quantity, fw, basis, "", None, "not in this run's grid") for quantity, fw, basis
+                     in (("per_iteration", "chainer", "timing"), ("per_iteration", "chainer", "training"),
+                         ("explicit_over_autograd", REFERENCE, "training"))]
             continue
         cells = {(c.framework, c.loss, c.batch_size): c for c in d.cells}
         runs = {(r.framework, r.loss): r for r in d.training}
