@@ -683,8 +683,9 @@ def _cell(job: Job, r: TimingResult, peak: Peak) -> Cell:
 def _groups(results: Results, device: str) -> dict[int, Any]:
     """Batch size -> (core-process analysis, explicit-vs-autograd loss comparisons) of each timing
     group whose every cell has a result, by deeppose.compare_stats' rules."""
-    found, modes = {}, set(results.loss_modes)
+    found = {}
     compared = [fw for fw in results.frameworks if fw != REFERENCE] if REFERENCE in results.frameworks else []
+    both_modes = results.frameworks if {"autograd", "explicit"} <= set(results.loss_modes) else []
     for exp in results.batch_exponents:
         loaded = {job: r for job, r in results.timing.items() if (job.device, job.batch_exp) == (device, exp)}
         if not loaded or not all(r.ok for r in loaded.values()):
@@ -695,10 +696,8 @@ def _groups(results: Results, device: str) -> dict[int, Any]:
             blocks += as_blocks(r.record.blocks, cell) + as_blocks(r.record.control_blocks, cell)
             loss_blocks += as_blocks(r.record.blocks, cell, "loss_s")
         pairs = [(f"{fw}/{loss}", f"{REFERENCE}/{loss}") for fw in compared for loss in results.loss_modes]
-        both = {"autograd", "explicit"} <= modes
-        pairs += [(f"{fw}/explicit", f"{fw}/autograd") for fw in results.frameworks] if both else []
-        losses = {fw: compare(loss_blocks, f"{fw}/explicit", f"{fw}/autograd")
-                  for fw in (results.frameworks if both else [])}
+        pairs += [(f"{fw}/explicit", f"{fw}/autograd") for fw in both_modes]
+        losses = {fw: compare(loss_blocks, f"{fw}/explicit", f"{fw}/autograd") for fw in both_modes}
         found[2**exp] = (analyse_group(blocks, pairs, next(iter(loaded.values())).record.control), losses)
     return found
 
