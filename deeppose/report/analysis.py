@@ -45,6 +45,7 @@ STUDY = {  # the study's published figures (DESIGN.md section 1), per device
 }
 ELEMENTWISE = ("relu", "pool", "lrn", "dropout", "loss", "other")
 PACKAGE = {"pytorch": "torch", "pytorch_compile": "torch", "chainer": "chainer", "jax": "jax"}
+Largest = dict[tuple[str, str], TimingResult | TrainMetrics]  # (framework, device) -> its largest timing cell's record
 
 
 class StudyVerdict(str, Enum):
@@ -439,9 +440,8 @@ def to_json(value: Any) -> Any:
     (cells, layers, ratios) form a table, {"columns": [...], "rows": [[...], ...]}, so that no key is
     repeated per record."""
     if isinstance(value, Interval) and value.half_width is not None and value.estimate is not None:
-        rounded = {k: float(f"{round_to_interval(getattr(value, k), value.half_width).value:.6g}")
-                   for k in ("estimate", "low", "high")}
-        return [rounded["estimate"], rounded["low"], rounded["high"]]
+        return [float(f"{round_to_interval(x, value.half_width).value:.6g}") for x in (value.estimate, value.low,
+                                                                                      value.high)]
     if isinstance(value, Interval):
         return [to_json(value.estimate), None, None]
     if dataclasses.is_dataclass(value):
@@ -488,19 +488,25 @@ def _threads(threads: dict[str, Any]) -> dict[str, int]:
     return found | {lib["library"]: lib["num_threads"] for lib in threads.get("native", []) if isinstance(lib, dict)}
 
 
-def _environment(results: Results) -> tuple[Environment, ...]:
+def _largest(results: Results) -> Largest:
+    """(framework, device) -> the record of its largest timing cell, else of its training run."""
+    found: Largest = {}
+    for job, r in [*sorted(results.timing.items(), key=lambda i: -i[0].batch_exp), *results.train.items()]:
+        if r.ok:
+            found.setdefault((job.framework, job.device), r.record)
+    return found
+
+
+def _environment(results: Results, largest: Largest) -> tuple[Environment, ...]:
     """One row per framework and device, from its largest timing cell (else its training run)."""
     rows = []
     for device in results.devices:
         for fw in results.frameworks:
-            found = [r.record for job, r in sorted(results.timing.items(), key=lambda i: -i[0].batch_exp)
-                     if r.ok and (job.framework, job.device) == (fw, device)]
-            found += [r.record for job, r in results.train.items()
-                      if r.ok and (job.framework, job.device) == (fw, device)]
-            if not found:
+            r = largest.get((fw, device))
+            if r is None:
                 rows.append(Environment(fw, device, None, {}, None, None, None, None, None, {}, {}))
                 continue
-            r, env = found[0], found[0].environment
+            env = r.environment
             versions = {k: v for k, v in r.versions.items() if k != "gpu"}
             cpu = env.get("fairness", {}).get("cpu", {})
             cpu_id = {k: cpu[k] for k in ("vendor", "family", "model_number", "stepping") if cpu.get(k) is not None}
@@ -510,12 +516,10 @@ def _environment(results: Results) -> tuple[Environment, ...]:
     return tuple(rows)
 
 
-def _fairness(results: Results, device: str) -> Fairness | None:
-    manifests: dict[str, dict[str, Any]] = {}
-    for job, loaded in sorted(results.timing.items(), key=lambda item: -item[0].batch_exp):
-        manifest = loaded.record.environment.get("fairness") if loaded.ok else None
-        if job.device == device and manifest and job.framework not in manifests:
-            manifests[job.framework] = manifest
+def _fairness(device: str, largest: Largest) -> Fairness | None:
+    """The timing processes' fairness manifests (a training run has none) on `device`."""
+    manifests = {fw: r.environment["fairness"] for (fw, d), r in largest.items()
+                 if d == device and isinstance(r, TimingResult)}
     if not manifests:
         return None
     cpu = next(iter(manifests.values()))["cpu"]
@@ -525,26 +529,22 @@ def _fairness(results: Results, device: str) -> Fairness | None:
 
 
 def _setup(results: Results) -> Setup:
-    loaded = [r for r in [*results.train.values(), *results.timing.values()] if r.ok]
+    envs = [r.record.environment for r in [*results.train.values(), *results.timing.values()] if r.ok]
+    largest, prepared, preview = _largest(results), results.prepared, paths.preview_image()
+    summary = prepared.record.to_dict() if prepared.ok else None
     costs = tuple(StageCost(stage, len(done := [c for c in jobs if c]), len(jobs),
                             sum(c.wall_s + c.startup_s for c in done),
                             sum(c.startup_s for c in done), max((c.max_rss_mb * 2**20 for c in done), default=None))
                   for stage, jobs in results.costs.items())
-    prepared, summary, why_not, preview = results.prepared, None, None, None
-    if prepared.ok:
-        summary = {k: v for k, v in prepared.record.to_dict().items()
-                   if k not in ("provenance", "kind", "schema_version")}
-    else:
-        why_not = f"`{prepared.path.as_posix()}`: {prepared.missing}"
-    if paths.preview_image().exists():
-        preview = os.path.relpath(paths.preview_image(), paths.report_markdown().parent)
     return Setup(
-        results.params.raw, results.params.path.as_posix(), summary, why_not, preview,
-        _environment(results),
-        dict(sorted({k: v for r in loaded for k, v in r.record.environment.get("packages", {}).items()}.items())),
-        tuple(sorted({str(r.record.environment.get("commit")) for r in loaded})),
-        _peak(results.peak),
-        tuple(f for d in results.devices if (f := _fairness(results, d))), costs)
+        results.params.raw, results.params.path.as_posix(),
+        summary and {k: v for k, v in summary.items() if k not in ("provenance", "kind", "schema_version")},
+        None if prepared.ok else f"`{prepared.path.as_posix()}`: {prepared.missing}",
+        os.path.relpath(preview, paths.report_markdown().parent) if preview.exists() else None,
+        _environment(results, largest),
+        dict(sorted({k: v for env in envs for k, v in env.get("packages", {}).items()}.items())),
+        tuple(sorted({str(env.get("commit")) for env in envs})), _peak(results.peak),
+        tuple(f for d in results.devices if (f := _fairness(d, largest))), costs)
 
 
 # --- training and accuracy --------------------------------------------------------------------
@@ -684,8 +684,9 @@ def _cell(job: Job, r: TimingResult, peak: Peak) -> Cell:
 def _groups(results: Results, device: str) -> dict[int, Any]:
     """Batch size -> (core-process analysis, explicit-vs-autograd loss comparisons) of each timing
     group whose every cell has a result, by deeppose.compare_stats' rules."""
-    found, modes = {}, set(results.loss_modes)
+    found = {}
     compared = [fw for fw in results.frameworks if fw != REFERENCE] if REFERENCE in results.frameworks else []
+    both_modes = results.frameworks if {"autograd", "explicit"} <= set(results.loss_modes) else []
     for exp in results.batch_exponents:
         loaded = {job: r for job, r in results.timing.items() if (job.device, job.batch_exp) == (device, exp)}
         if not loaded or not all(r.ok for r in loaded.values()):
@@ -696,10 +697,8 @@ def _groups(results: Results, device: str) -> dict[int, Any]:
             blocks += as_blocks(r.record.blocks, cell) + as_blocks(r.record.control_blocks, cell)
             loss_blocks += as_blocks(r.record.blocks, cell, "loss_s")
         pairs = [(f"{fw}/{loss}", f"{REFERENCE}/{loss}") for fw in compared for loss in results.loss_modes]
-        both = {"autograd", "explicit"} <= modes
-        pairs += [(f"{fw}/explicit", f"{fw}/autograd") for fw in results.frameworks] if both else []
-        losses = {fw: compare(loss_blocks, f"{fw}/explicit", f"{fw}/autograd")
-                  for fw in (results.frameworks if both else [])}
+        pairs += [(f"{fw}/explicit", f"{fw}/autograd") for fw in both_modes]
+        losses = {fw: compare(loss_blocks, f"{fw}/explicit", f"{fw}/autograd") for fw in both_modes}
         found[2**exp] = (analyse_group(blocks, pairs, next(iter(loaded.values())).record.control), losses)
     return found
 
@@ -791,23 +790,17 @@ def _breakdown(results: Results, device: str, peak: Peak) -> tuple[BreakdownBatc
         rate_loss = next(j.loss for j, r in loaded.items() if r.ok)
         jobs = {(j.framework, j.loss): _breakdown_job(j, r.record, peak, j.loss == rate_loss)
                 for j, r in loaded.items() if r.ok}
-        attributions, not_compared = [], []
-        for loss in results.loss_modes:
-            for fw in results.frameworks:
-                if fw == REFERENCE or REFERENCE not in results.frameworks or Job(fw, loss, device, exp) not in loaded:
-                    continue
-                if (REFERENCE, loss) in jobs and (fw, loss) in jobs:
-                    attributions.append(attribute(jobs[REFERENCE, loss], jobs[fw, loss]))
-                else:
-                    not_compared.append((fw, loss))
+        arms = [(fw, loss) for loss in results.loss_modes for fw in results.frameworks if fw != REFERENCE
+                and REFERENCE in results.frameworks and Job(fw, loss, device, exp) in loaded]
+        compared = [(fw, loss) for fw, loss in arms if (fw, loss) in jobs and (REFERENCE, loss) in jobs]
         rated = [j for (_, loss), j in jobs.items() if loss == rate_loss]
         points, memory = _roofline(rated, 2**exp, peak)
         above = sorted({(j.framework, x.layer, x.phase) for j in rated for x in j.layers
                         if (x.fraction_of_peak or 0) > 1})
-        batches.append(BreakdownBatch(2**exp, tuple(jobs.values()),
-                                      tuple((j.framework, j.loss) for j, r in loaded.items() if not r.ok),
-                                      tuple(attributions), tuple(not_compared), rate_loss, points, memory,
-                                      tuple(above)))
+        batches.append(BreakdownBatch(
+            2**exp, tuple(jobs.values()), tuple((j.framework, j.loss) for j, r in loaded.items() if not r.ok),
+            tuple(attribute(jobs[REFERENCE, loss], jobs[fw, loss]) for fw, loss in compared),
+            tuple(arm for arm in arms if arm not in compared), rate_loss, points, memory, tuple(above)))
     return tuple(batches)
 
 
@@ -871,10 +864,9 @@ def _study(results: Results, devices: dict[str, Device]) -> tuple[list[StudyRow]
     for device in DEVICES:
         d = devices.get(device)
         if d is None:
-            rows += [_study_row(device, "per_iteration", "chainer", basis, "", None, "not in this run's grid")
-                     for basis in ("timing", "training")]
-            rows.append(_study_row(device, "explicit_over_autograd", REFERENCE, "training", "", None,
-                                   "not in this run's grid"))
+            rows += [_study_row(device, quantity, fw, basis, "", None, "not in this run's grid") for quantity, fw, basis
+                     in (("per_iteration", "chainer", "timing"), ("per_iteration", "chainer", "training"),
+                         ("explicit_over_autograd", REFERENCE, "training"))]
             continue
         cells = {(c.framework, c.loss, c.batch_size): c for c in d.cells}
         runs = {(r.framework, r.loss): r for r in d.training}

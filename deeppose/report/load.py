@@ -128,8 +128,7 @@ def read_log(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], li
 
 
 def load_train(params: Params, job: Job) -> TrainRun:
-    loaded = read(TrainMetrics, paths.train_metrics(job), params, job)
-    run = TrainRun(loaded.path, loaded.record, loaded.missing, loaded.problems, loaded.stale)
+    run = TrainRun(**vars(read(TrainMetrics, paths.train_metrics(job), params, job)))
     if run.ok:
         run.iterations, run.evals, problems = read_log(paths.train_log(job))
         run.problems += problems

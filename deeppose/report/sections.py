@@ -59,10 +59,6 @@ def anchor(heading: str) -> str:
     return "".join(c for c in heading.lower() if c.isalnum() or c in "- ").replace(" ", "-")
 
 
-def interval(value: Interval, scale: float = 1.0, unit: str = "") -> str:
-    return format_interval(value, scale, unit)
-
-
 def score(metric: str, scores: dict[str, Any]) -> str:
     """A test score (an interval, or a bare number for the baseline): the loss as is, the rest in %."""
     value = scores.get(metric)
@@ -114,7 +110,7 @@ def by_pair(diffs: Iterable[Any]) -> list[tuple[tuple[str, str], list[Any]]]:
 
 FILTERS = {
     "name": fmt.framework_name, "sig": fmt.sig, "seconds": fmt.seconds, "percent": fmt.percent, "flops": fmt.flops,
-    "ms": lambda x, signed=False: fmt.scaled(x, 1e-3, signed), "interval": interval, "words": fmt.join_words,
+    "ms": lambda x, signed=False: fmt.scaled(x, 1e-3, signed), "interval": format_interval, "words": fmt.join_words,
     "cell": fmt.escape, "flatten": flatten, "anchor": anchor, "score": score, "gap": gap, "arms_title": arms_title,
     "comparison": comparison, "layer_rate": layer_rate, "by_pair": by_pair, "code": lambda x: f"`{x}`",
     "pairs": lambda items, sep=", ": sep.join(f"{k} {v}" for k, v in dict(items).items()),
