@@ -12,7 +12,7 @@ framework operation, so no thread pool (OpenMP, oneDNN, XLA) exists yet to be br
 fork. OpenBLAS, which starts its threads at import, shuts them down around a fork itself.
 
 Protocol (lines of JSON on the server's stdout): READY_TAG once the server has loaded; per request
-(one cell name per stdin line) the child's block line (deeppose.blocks.emit_block) and then
+(one stdin line: the cell and its round, `chainer/explicit 0`) the child's block line (deeppose.blocks.emit_block) and then
 EXIT_TAG with the child's exit status and the CPU seconds of the server and its child over the
 request, which the caller cannot see through os.times() (it does not reap the child) and adds to
 its own when it subtracts its own work from the machine's (deeppose.blocks.interference).
@@ -41,21 +41,21 @@ EXIT_TAG = "deeppose_block_exit"
 
 # --- the server side -----------------------------------------------------------------------
 def serve(run_block: Callable[[str], BlockOutput], requests: IO[str] | None = None) -> None:
-    """Answer each request line (a cell) by forking a child that runs `run_block(cell)` and writes
-    its result; report the child's exit status and CPU time after it. Returns at end of input."""
+    """Answer each request line (`cell round`) by forking a child that runs `run_block(line)` and
+    writes its result; report the child's exit status and CPU time after it. Returns at end of input."""
     requests = requests or sys.stdin
     out = sys.stdout
     print(json.dumps({READY_TAG: os.getpid()}), file=out, flush=True)
     for line in requests:
-        cell = line.strip()
-        if not cell:
+        request = line.strip()
+        if not request:
             continue
         before = process_cpu_s()
         pid = os.fork()
         if pid == 0:
             status = 0
             try:
-                emit_block(run_block(cell), out)
+                emit_block(run_block(request), out)
             except BaseException:  # noqa: BLE001 - the child must never return into the server's loop
                 traceback.print_exc(file=sys.stderr)
                 status = 1
@@ -113,9 +113,9 @@ class _Server:
                 return json.loads(line), seen
             seen.append(line)
 
-    def run(self, cell: str) -> BlockOutput:
+    def run(self, cell: str, round_: int) -> BlockOutput:
         assert self.process.stdin is not None
-        self.process.stdin.write(cell + "\n")
+        self.process.stdin.write(f"{cell} {round_}\n")
         self.process.stdin.flush()
         status, lines = self._read_until(EXIT_TAG, f"timing {cell}")
         if status[EXIT_TAG] != 0:
@@ -146,8 +146,8 @@ def server_launch(commands: Mapping[str, Sequence[str]], timeout_s: float) -> It
         for key, command in commands.items():
             servers[key] = _Server(key, command, timeout_s)
 
-        def launch(cell: str) -> BlockOutput:
-            return servers[cell.split("/")[0]].run(cell)
+        def launch(cell: str, round_: int) -> BlockOutput:
+            return servers[cell.split("/")[0]].run(cell, round_)
 
         yield launch
     finally:

@@ -260,7 +260,7 @@ def parse_block(stdout: str) -> BlockOutput:
     raise ValueError(f"no {BLOCK_TAG!r} line in the block's output")
 
 
-Launch = Callable[[str], BlockOutput]  # runs one block of a cell in a fresh process
+Launch = Callable[[str, int], BlockOutput]  # runs one block of a cell, in a round, in a fresh process
 
 
 # --- running a schedule -------------------------------------------------------------------
@@ -311,7 +311,7 @@ def run_blocks(
             load_before = load()
             started = wall_clock()
             before = probe()
-            output = launch(slot.arm.cell)
+            output = launch(slot.arm.cell, slot.round)
             after = probe()
             ended = wall_clock()
             figures = interference(before, after, load_before, cores, output.unreaped_cpu_s)

@@ -310,7 +310,7 @@ class BlockRecord(Record):
     attempt: int  # 0, or the how-many-th rerun of a disturbed block
     samples_s: list[float]  # the core process (forward + loss + backward)
     warmup_s: list[float]
-    optimizer_steps_s: dict[str, list[float]]  # each optimiser's update (timing.optimizers), timed the same way
+    optimizer_steps_s: dict[str, list[float]]  # each optimiser's update (timing.optimizers), round 0 only
     loss_s: list[float]  # the loss alone, forward + backward into the predictions
     compile_s: float | None  # a compiling framework's first call (trace + compile + run); None: eager
     memory_bytes: int | None  # peak resident (cpu) or allocator (cuda) memory of one core process

@@ -4,14 +4,17 @@
     python -m deeppose time-block --serve --framework chainer --device cpu --batch-exp 3
 
 With `--serve` it is the framework's block server of one group (deeppose.block_server): it loads
-the framework, the batch and the weights once, then forks one block per loss mode read from stdin.
+the framework, the batch and the weights once, then forks one block per `framework/loss round`
+line read from stdin.
 
 A block is one fresh process that loads one framework and times one cell (deeppose.blocks): the
 core process (forward in train mode + loss + backward) `timing.warmup` + `timing.repeats` times
 through `deeppose.harness.measure` (gradients cleared outside the timed region, the device
-synchronised before every clock read, no garbage collection inside it); the update of each
-optimiser in `timing.optimizers` the same way (the study's MomentumSGD beside the default
-training's Adam, so that both set-ups' iterations can be built from timing results); and the loss alone, forward + backward into the
+synchronised before every clock read, no garbage collection inside it); in a group's first round
+only, the update of each optimiser in `timing.optimizers` the same way (the study's MomentumSGD
+beside the default training's Adam, so that both set-ups' iterations can be built from timing
+results; an update's cost depends on neither the batch nor the loss, and Chainer's take 0.5 s each,
+so the other rounds skip them); and the loss alone, forward + backward into the
 network's predictions, `LOSS_REPEATS` times, because at about 0.1 % of the core process only a
 direct measurement can show what the explicit backward changes. It writes no file: its result is
 the last line of its stdout (`blocks.emit_block`), with the threads, versions and fairness
@@ -42,12 +45,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_job_arguments(parser, batch_exp=True)
     parser.add_argument("--synthetic-input", action="store_true", help="seeded random tensors, not the test set")
     parser.add_argument(
-        "--serve", action="store_true", help="fork one block per `framework/loss` line on stdin (--loss is ignored)"
+        "--serve", action="store_true", help="fork one block per `framework/loss round` line on stdin (--loss is ignored)"
     )
 
 
-def measure_block(params: Params, job: Job, synthetic: bool, data: CoreData | None = None) -> BlockOutput:
-    """Every measurement of one block of `job` (see the module docstring)."""
+def measure_block(
+    params: Params, job: Job, synthetic: bool, data: CoreData | None = None, updates: bool = True
+) -> BlockOutput:
+    """Every measurement of one block of `job` (see the module docstring); `updates`: time the
+    optimisers' updates too (a group's first round)."""
     timing = params.section("timing")
     warmup, repeats = int(timing["warmup"]), int(timing["repeats"])
     backend, (images, targets, visible) = core_inputs(params, job, synthetic, data)
@@ -65,7 +71,7 @@ def measure_block(params: Params, job: Job, synthetic: bool, data: CoreData | No
         memory = None
     core_run = measure(core, repeats=repeats, warmup=warmup, setup=backend.zero_grad, sync=backend.synchronize)
     steps_s: dict[str, list[float]] = {}
-    for name in timing["optimizers"]:
+    for name in timing["optimizers"] if updates else ():
         # Every update applies the gradients the last timed core run left (an update's cost does
         # not depend on the gradients' values), so no core run is repeated for them.
         backend.set_optimizer(replace(params.optimizer, name=name))
@@ -98,8 +104,10 @@ def run(args: argparse.Namespace) -> None:
     backend_class(job.framework)  # imports the framework before any fork
     data = core_data(params, int(job.batch_exp), args.synthetic_input)
 
-    def run_block(cell: str) -> BlockOutput:
+    def run_block(request: str) -> BlockOutput:
+        cell, round_ = request.split()
         framework, loss = cell.split("/")
-        return measure_block(params, replace(job, framework=framework, loss=loss), args.synthetic_input, data)
+        job_of_cell = replace(job, framework=framework, loss=loss)
+        return measure_block(params, job_of_cell, args.synthetic_input, data, updates=int(round_) == 0)
 
     serve(run_block)

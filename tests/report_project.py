@@ -135,7 +135,8 @@ def block(job: Job, round_: int, arm: str, attempt: int = 0, disturbed: bool = F
         "round": round_, "position": 0, "arm": arm, "attempt": attempt,
         "samples_s": list(core_mean(job) * drift * (1 + rng.uniform(-0.002, 0.002, 3))),
         "warmup_s": [core_mean(job) * 3],
-        "optimizer_steps_s": {name: [0.01 * core_mean(job) / 2**job.batch_exp] * 3 for name in optimizers},
+        "optimizer_steps_s": {name: [0.01 * core_mean(job) / 2**job.batch_exp] * 3 for name in optimizers}
+        if round_ == 0 else {},  # the timing stage times updates in the first round only
         "loss_s": list(loss_mean(job) * drift * (1 + rng.uniform(-0.002, 0.002, 5))),
         "compile_s": COMPILE_S.get(job.framework), "memory_bytes": int(2.5e8 * 2**job.batch_exp**0.5),
         "started_at": 1000.0 + round_, "ended_at": 1000.5 + round_,

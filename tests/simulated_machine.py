@@ -36,7 +36,7 @@ class FakeMachine:
     walk: float = 0.0
     blocks_run: int = 0
 
-    def launch(self, cell: str) -> B.BlockOutput:
+    def launch(self, cell: str, round_: int = 0) -> B.BlockOutput:
         rng = self.rng
         trend = 1 + 0.15 * self.blocks_run / max(self.total_blocks - 1, 1)
         self.walk += rng.normal(0, 0.015)

@@ -109,7 +109,7 @@ def test_disturbed_block_detector_on_one_contaminated_block() -> None:
     )
     launched = iter(outputs)
     slots = B.schedule([B.Arm("x")], rounds=6, seed=0)
-    blocks = B.run_blocks(slots, lambda cell: next(launched), retries=0, probe=lambda: next(readings),
+    blocks = B.run_blocks(slots, lambda cell, round_: next(launched), retries=0, probe=lambda: next(readings),
                           load=lambda: (0.3, 0.2, 0.1), cores=2, wall_clock=lambda: 0.0)
     assert [b.disturbed for b in blocks] == [False, False, False, True, False, False]
     reasons = " ".join(blocks[3].reasons)
@@ -125,7 +125,7 @@ def test_a_block_other_processes_disturbed_is_rerun_and_a_noisy_one_is_kept() ->
     runs = iter([(calm, 1.5), (calm, 1.5), (calm, 0.0), (spiky, 0.0), (calm, 1.5), (calm, 1.5), (calm, 1.5)])
     readings: list[B.CpuReading] = []
 
-    def launch(cell: str) -> B.BlockOutput:
+    def launch(cell: str, round_: int) -> B.BlockOutput:
         output, others = next(runs)
         start = readings[-1]
         readings.append(B.CpuReading(start.monotonic_s + 1, start.machine_busy_s + others, start.own_s))
@@ -195,13 +195,14 @@ import os, sys, time
 from deeppose.blocks import BlockOutput
 from deeppose.block_server import serve
 
-def run_block(cell):
+def run_block(request):
+    cell, round_ = request.split()
     if cell.endswith("boom"):
         raise ValueError("boom in " + cell)
     t = time.process_time()
     while time.process_time() - t < 0.1:  # CPU work the caller cannot reap
         pass
-    return BlockOutput((0.001 * len(cell),), (), {"pid": os.getpid(), "server": os.getppid()})
+    return BlockOutput((0.001 * len(cell),), (), {"pid": os.getpid(), "server": os.getppid(), "round": int(round_)})
 
 serve(run_block)
 """
@@ -217,12 +218,13 @@ def test_server_launch_forks_a_fresh_process_per_block_and_counts_its_cpu() -> N
         # retries=0: on a shared machine other processes may well disturb these tiny blocks
         blocks = B.run_blocks(B.schedule([B.Arm("a/x"), B.Arm("b/xyz")], rounds=2, seed=1), launch, retries=0)
         with pytest.raises(RuntimeError, match="status 1: ValueError: boom in a/boom"):
-            launch("a/boom")
-        assert launch("a/x").samples_s == (0.003,)  # a failed block leaves its server serving
+            launch("a/boom", 0)
+        assert launch("a/x", 0).samples_s == (0.003,)  # a failed block leaves its server serving
     pids = {b.extra["pid"] for b in blocks}
     assert len(pids) == 4 and os.getpid() not in pids
     assert len({b.extra["server"] for b in blocks if b.cell == "a/x"}) == 1  # one server per framework
     assert {b.cell: b.samples_s for b in blocks} == {"a/x": (0.003,), "b/xyz": (0.005,)}
+    assert all(b.extra["round"] == b.round for b in blocks)  # each request names its round
     # the forked children's CPU time is ours, not "other processes'"
     assert all(b.interference.own_s >= 0.05 and b.ended_at >= b.started_at for b in blocks)
 

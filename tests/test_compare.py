@@ -60,8 +60,8 @@ def simulated_side(params, label: str, base_s: dict[str, float], seed: int, cpu:
              "memory_source": None, "threads": {"requested": 2}, "versions": {"numpy": "1.26.4"},
              "fairness": manifest(cpu)}
 
-    def launch(cell: str):
-        return dataclasses.replace(machine.launch(cell), extra=extra)
+    def launch(cell: str, round_: int):
+        return dataclasses.replace(machine.launch(cell, round_), extra=extra)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(timing, "describe_environment", lambda: environment(cpu))
