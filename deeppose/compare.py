@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 
 from deeppose import compare_stats, paths
-from deeppose.blocks import twin
+from deeppose.blocks import twin, usable
 from deeppose.compare_stats import (
     LEVEL, THRESHOLD, Interval, Verdict, format_interval, newcombe_difference, unpaired_ratio, welch_ratio,
     wilson_interval,
@@ -67,7 +67,7 @@ from deeppose.errors import DeepPoseError
 from deeppose.fairness import asymmetries
 from deeppose.grid import Job
 from deeppose.report import fmt
-from deeppose.report.analysis import REFERENCE, as_blocks, usable_blocks
+from deeppose.report.analysis import REFERENCE, as_blocks
 from deeppose.report.load import read_log
 from deeppose.results import BreakdownResult, PeakResult, Record, RecordError, TimingResult, TrainMetrics
 
@@ -276,7 +276,7 @@ def _detrended(results: list[TimingResult]) -> list[list[float]]:
     between every two blocks of one cell (Theil-Sen within cells: a changed cell moves its level,
     not the slope, and a silent outlier block moves the median little). One figure per run, so the
     intervals keep the between-block spread that is not drift."""
-    blocks = [[(b.started_at, math.log(statistics.median(b.samples_s))) for b in usable_blocks(r.blocks)]
+    blocks = [[(b.started_at, math.log(statistics.median(b.samples_s))) for b in usable(r.blocks)]
               for r in results]
     slopes = [(y2 - y1) / (t2 - t1) for cell in blocks for i, (t1, y1) in enumerate(cell)
               for t2, y2 in cell[i + 1:] if t2 != t1]
@@ -287,7 +287,7 @@ def _detrended(results: list[TimingResult]) -> list[list[float]]:
 
 def _cell_time(result: TimingResult) -> float:
     """The median of the cell's block medians, from its blocks (what time_s records when written)."""
-    return statistics.median(statistics.median(block.samples_s) for block in usable_blocks(result.blocks))
+    return statistics.median(statistics.median(block.samples_s) for block in usable(result.blocks))
 
 
 def _timing(base: Side, head: Side, threshold: float, comparable: bool) -> tuple[list[Row], list[Shift]]:
@@ -388,7 +388,7 @@ def _framework_ratio_blocks(side: Side, job: Job) -> list[float] | None:
         return None
 
     def by_round(result: TimingResult) -> dict[int, float]:
-        return {b.round: statistics.median(b.samples_s) for b in usable_blocks(result.blocks)}
+        return {b.round: statistics.median(b.samples_s) for b in usable(result.blocks)}
 
     ours, theirs = by_round(side.timing[job]), by_round(side.timing[reference])
     return [ours[r] / theirs[r] for r in sorted(set(ours) & set(theirs))] or None

@@ -95,6 +95,10 @@ def test_summary_json_is_the_serialised_findings(built):
     _, findings, _, summary = built
     assert summary == json.loads(json.dumps(to_json(findings)))
     assert summary["setup"]["peak"]["best_observed"] == PEAK
+    assert summary["aa_false_positive_rate"] == 0.0
+    aa = summary["aa_control"]  # a table: one row per A/A pair
+    assert aa["columns"] == ["framework", "loss", "device", "batch_size", "ratio", "difference", "significant"]
+    assert len(aa["rows"]) == len(findings.aa_control) and aa["rows"][0][6] is False
 
 
 def test_setup_shows_parameters_data_environment_and_ceilings(built):
@@ -166,7 +170,11 @@ def test_core_time_cells_ratios_and_controls(built):
     ratio = next(r for r in cpu.ratios if (r.batch_size, r.a, r.b) == (2, "chainer/autograd", "pytorch/autograd"))
     assert ratio.ratio.estimate == pytest.approx(2.0, rel=0.01) and ratio.verdict is Verdict.SLOWER
     assert [(c.batch_size, c.b) for c in cpu.controls] == [(1, CONTROL), (2, CONTROL)]
-    assert findings.false_positive_rate == 0.0
+    assert findings.aa_false_positive_rate == 0.0
+    # summary.json names each A/A pair (the trustworthy-timing issue's `aa_control`)
+    pair = findings.aa_control[0]
+    assert (pair.framework, pair.loss, pair.device, pair.batch_size) == (*CONTROL.split("/"), "cpu", 1)
+    assert pair.difference.low <= pair.difference.estimate <= pair.difference.high and pair.significant is False
     cpu_md = markdown.split("## 3.")[1].split("## 4.")[0]
     assert "![Core-process time against batch size on cpu](figures/core_time_cpu.png)" in cpu_md
 
@@ -268,7 +276,7 @@ def test_adam_training_still_compares_with_the_study_through_the_timed_momentum_
     markdown = (root / "reports" / "report.md").read_text()
     assert "adam (lr 0.01)," in markdown and "momentum 0.9" not in markdown.split("<details>")[0]
     core = tables_under(markdown.split("## 3.")[1], "### cpu")[0]
-    assert {"momentum_sgd update, median, not in core (ms)", "adam update, median, not in core (ms)"} <= core[0].keys()
+    assert {"momentum_sgd update, median of round 0, not in core (ms)", "adam update, median of round 0, not in core (ms)"} <= core[0].keys()
 
 
 def test_without_the_momentum_update_timed_the_study_row_is_not_comparable(tmp_path, monkeypatch):

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as scipy_stats
 
-from deeppose import layer_groups, paths, roofline
+from deeppose import blocks, layer_groups, paths, roofline
 from deeppose.blocks import Block, Interference, interfered
 from deeppose.compare_stats import Comparison, Interval, Verdict, analyse_group, compare, round_to_interval
 from deeppose.fairness import asymmetries
@@ -148,8 +148,9 @@ class StageCost:
     stage: str
     recorded: int
     jobs: int
-    wall_s: float
+    wall_s: float  # the jobs' own: waits for the measurement lock (another job measuring) left out
     startup_s: float
+    lock_wait_s: float
     memory_bytes: float | None
 
 
@@ -370,6 +371,18 @@ class Device:
 
 
 @dataclass(frozen=True)
+class AAPair:
+    """One A/A control: a cell measured as two arms (`twin` / cell) under the comparisons' rule."""
+    framework: str
+    loss: str
+    device: str
+    batch_size: int | None
+    ratio: Interval  # twin / cell
+    difference: Interval  # twin - cell, seconds
+    significant: bool  # the rule called identical arms different: a false positive
+
+
+@dataclass(frozen=True)
 class StudyRow:
     device: str
     quantity: str  # "per_iteration": Chainer / PyTorch; "explicit_over_autograd": of `framework`
@@ -418,9 +431,8 @@ class Findings:
     batch_sizes: tuple[int, ...]
     devices: tuple[Device, ...]
     off_grid: dict[str, int]  # device outside the grid -> result files found for it (not read)
-    aa_pairs: int
-    false_positives: int  # A/A pairs the verdict rule called different
-    false_positive_rate: float | None
+    aa_control: tuple[AAPair, ...]
+    aa_false_positive_rate: float | None  # over the pairs with an interval; None if none had one
     study: tuple[StudyRow, ...]
     absolute: tuple[Absolute, ...]
     dominance: tuple[Dominance, ...]
@@ -533,8 +545,8 @@ def _setup(results: Results) -> Setup:
     largest, prepared, preview = _largest(results), results.prepared, paths.preview_image()
     summary = prepared.record.to_dict() if prepared.ok else None
     costs = tuple(StageCost(stage, len(done := [c for c in jobs if c]), len(jobs),
-                            sum(c.wall_s + c.startup_s for c in done),
-                            sum(c.startup_s for c in done), max((c.max_rss_mb * 2**20 for c in done), default=None))
+                            sum(c.wall_s + c.startup_s - c.lock_wait_s for c in done), sum(c.startup_s for c in done),
+                            sum(c.lock_wait_s for c in done), max((c.max_rss_mb * 2**20 for c in done), default=None))
                   for stage, jobs in results.costs.items())
     return Setup(
         results.params.raw, results.params.path.as_posix(),
@@ -635,20 +647,6 @@ def _accuracy_differences(results: Results, device: str) -> tuple[AccuracyDiffer
 
 
 # --- timing -------------------------------------------------------------------------------------
-def final_blocks(records: list[BlockRecord]) -> list[BlockRecord]:
-    """The last attempt of each round (what the statistics use), in round order."""
-    last: dict[int, BlockRecord] = {}
-    for block in records:
-        if block.round not in last or block.attempt > last[block.round].attempt:
-            last[block.round] = block
-    return [last[r] for r in sorted(last)]
-
-
-def usable_blocks(records: list[BlockRecord]) -> list[BlockRecord]:
-    """The final attempts no other process disturbed, or all of them when every one was."""
-    return [b for b in final_blocks(records) if not interfered(b.reasons)] or final_blocks(records)
-
-
 def as_blocks(records: list[BlockRecord], cell: str, series: str = "samples_s") -> list[Block]:
     """Records back as deeppose.blocks.Block with `series` (core, loss or update times) as samples,
     so that deeppose.compare_stats applies its rules to what was stored."""
@@ -665,11 +663,11 @@ def _median(values: list[float]) -> float | None:
 
 
 def _cell(job: Job, r: TimingResult, peak: Peak) -> Cell:
-    final = final_blocks(r.blocks)
-    undisturbed = [b for b in final if not interfered(b.reasons)]
-    usable = undisturbed or final  # usable_blocks, without finding the final attempts twice
-    steps = {name: _median([s for b in usable for s in b.optimizer_steps_s.get(name, [])])
-             for name in dict.fromkeys(name for b in usable for name in b.optimizer_steps_s)}
+    usable = blocks.usable(r.blocks)
+    undisturbed = [b for b in usable if not interfered(b.reasons)]
+    timed = [b for b in blocks.final(r.blocks) if b.optimizer_steps_s]  # the first round's, disturbed or not
+    steps = {name: _median([s for b in timed for s in b.optimizer_steps_s.get(name, [])])
+             for name in dict.fromkeys(name for b in timed for name in b.optimizer_steps_s)}
     pooled = sample([s for b in usable for s in b.samples_s], "blocks")
     return Cell(job.framework, job.loss, r.batch_size, len(undisturbed),
                 Interval(**r.time_s.to_dict()), pooled.mean, pooled.std,
@@ -817,7 +815,7 @@ def _device(results: Results, device: str, peak: Peak) -> Device:
                                            break_even=break_even(c.compile_s, c.time.estimate, eager.time.estimate))
     runs = {j: _train_run(j, r.record, r, cells) for j, r in on["training"].items() if r.ok}
     groups = _groups(results, device)
-    controls = tuple(ratio(b, g.control, g.disagree) for b, (g, _) in groups.items())
+    controls = tuple(ratio(b, g.control, g.disagree, difference=True) for b, (g, _) in groups.items())
     reach = [max(c.ratio.high - 1, 1 - c.ratio.low) for c in controls if c.ratio.low is not None]
     floor = max(reach, default=None)
     effects = ()
@@ -923,15 +921,16 @@ def analyse(results: Results) -> Findings:
     """Every figure of the report from `results`; deterministic (seeded bootstraps)."""
     setup = _setup(results)
     devices = {d: _device(results, d, setup.peak) for d in results.devices}
-    controls = [c for d in devices.values() for c in d.controls]
-    judged = [c for c in controls if c.verdict is not Verdict.TOO_FEW_BLOCKS]
-    false = sum(c.verdict in (Verdict.FASTER, Verdict.SLOWER) for c in controls)
+    controls = [(d.device, c) for d in devices.values() for c in d.controls]
+    aa = tuple(AAPair(*c.b.split("/"), device, c.batch_size, c.ratio, c.difference,  # type: ignore[arg-type]
+                      c.verdict in (Verdict.FASTER, Verdict.SLOWER)) for device, c in controls)
+    judged = [pair for pair, (_, c) in zip(aa, controls) if c.verdict is not Verdict.TOO_FEW_BLOCKS]
     study, absolute, dominance = _study(results, devices)
     jobs = {kind: {"expected": len(found), "present": sum(r.ok for r in found.values())}
             for kind, found in (("train", results.train), ("timing", results.timing), ("breakdown", results.breakdown))}
     return Findings(setup, tuple(results.frameworks), tuple(results.loss_modes),
                     tuple(2**e for e in results.batch_exponents), tuple(devices.values()), dict(results.off_grid),
-                    len(controls), false, false / len(judged) if judged else None, tuple(study),
+                    aa, sum(p.significant for p in judged) / len(judged) if judged else None, tuple(study),
                     tuple(absolute), tuple(dominance), jobs,
                     {fw: NO_BREAKDOWN[fw] for fw in results.frameworks if fw in NO_BREAKDOWN},
                     tuple(_missing(results)), results.stale,
