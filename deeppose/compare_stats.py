@@ -312,19 +312,18 @@ def compare(
 # --- the A/A control ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class ControlSummary:
-    """The A/A comparisons (one per group) and how often the verdict rule fired on them."""
+    """How often the verdict rule fired on the A/A comparisons (one per group)."""
 
-    comparisons: tuple[Comparison, ...]
-    significant: tuple[bool, ...]  # the rule called a difference between identical arms
+    significant: tuple[bool, ...]  # per comparison: the rule called a difference between identical arms
     false_positives: int
     false_positive_rate: float | None  # over comparisons that had an interval; None if none had
 
 
-def control_summary(comparisons: Sequence[Comparison]) -> ControlSummary:
-    judged = [c for c in comparisons if c.verdict is not Verdict.TOO_FEW_BLOCKS]
-    significant = tuple(c.verdict in (Verdict.FASTER, Verdict.SLOWER) for c in comparisons)
-    false = sum(significant)
-    return ControlSummary(tuple(comparisons), significant, false, false / len(judged) if judged else None)
+def control_summary(verdicts: Sequence[Verdict]) -> ControlSummary:
+    """`verdicts`: the rule's verdict on each A/A comparison."""
+    significant = tuple(v in (Verdict.FASTER, Verdict.SLOWER) for v in verdicts)
+    judged = sum(v is not Verdict.TOO_FEW_BLOCKS for v in verdicts)
+    return ControlSummary(significant, sum(significant), sum(significant) / judged if judged else None)
 
 
 # --- do a group's blocks agree? -----------------------------------------------------------
@@ -361,13 +360,9 @@ def block_agreement(blocks: Sequence[Block], alpha: float = DISAGREEMENT_ALPHA) 
 class GroupAnalysis:
     """Everything the report needs from one group's blocks (one device and batch size)."""
 
-    cells: dict[str, Interval]  # cell -> its time, from its own arm's undisturbed final blocks
     comparisons: tuple[Comparison, ...]
     control: Comparison  # the control cell's twin arm against its own arm
-    agreement: tuple[Agreement, ...]
-    disagree: bool  # some cell's blocks disagree beyond their within-block spread
-    blocks_run: int  # every attempt, reruns included
-    blocks_disturbed: int  # attempts flagged disturbed (most were rerun)
+    disagree: bool  # some cell's blocks disagree beyond their within-block spread (block_agreement)
 
 
 def analyse_group(
@@ -377,23 +372,13 @@ def analyse_group(
     threshold: float = THRESHOLD,
     level: float = COMPARE_LEVEL,
 ) -> GroupAnalysis:
-    """Cell times, the comparisons `pairs` (a, b: time a / time b), the A/A control of `control`
-    and the between-block agreement of one group's blocks, all by the rules of this module."""
-    kept = final(blocks)
-    cells = {}
-    for cell in sorted({block.cell for block in kept}):
-        medians = [block.median_s for block in kept if block.arm == cell and not interfered(block.reasons)]
-        if medians:
-            cells[cell] = cell_estimate(medians)
-    agreement = block_agreement(blocks)
+    """The comparisons `pairs` (a, b: time a / time b), the A/A control of `control` and the
+    between-block agreement of one group's blocks, all by the rules of this module (a cell's own
+    time is deeppose.timing.cell_time's, recorded in its result)."""
     return GroupAnalysis(
-        cells=cells,
         comparisons=tuple(compare(blocks, a, b, threshold, level) for a, b in pairs),
         control=compare(blocks, twin(control), control, threshold, level),
-        agreement=agreement,
-        disagree=any(found.disagree for found in agreement),
-        blocks_run=len(blocks),
-        blocks_disturbed=sum(block.disturbed for block in blocks),
+        disagree=any(found.disagree for found in block_agreement(blocks)),
     )
 
 

@@ -360,14 +360,10 @@ def test_verdict_needs_both_the_interval_and_the_threshold(estimate, low, high, 
 
 
 def test_control_summary_counts_false_positives() -> None:
-    def comparison(verdict: S.Verdict) -> S.Comparison:
-        interval = S.Interval(1.0, 0.9, 1.1, 6, 0.95, "t")
-        return S.Comparison("a#1", "a", interval, interval, verdict, (0, 1), ())
-
-    summary = S.control_summary([comparison(S.Verdict.NO_DIFFERENCE), comparison(S.Verdict.SLOWER),
-                                 comparison(S.Verdict.NO_DIFFERENCE), comparison(S.Verdict.TOO_FEW_BLOCKS)])
-    assert summary.significant == (False, True, False, False)
-    assert summary.false_positives == 1 and summary.false_positive_rate == pytest.approx(1 / 3)
+    V = S.Verdict
+    summary = S.control_summary([V.NO_DIFFERENCE, V.SLOWER, V.NO_DIFFERENCE, V.TOO_FEW_BLOCKS, V.FASTER])
+    assert summary.significant == (False, True, False, False, True)
+    assert summary.false_positives == 2 and summary.false_positive_rate == pytest.approx(2 / 4)
     assert S.control_summary([]).false_positive_rate is None
 
 
@@ -390,15 +386,11 @@ def test_analyse_group_on_the_fake_machine() -> None:
     blocks = run_group(cells, rounds=S.ROUNDS, seed=11)
     pairs = [("chainer/autograd", "pytorch/autograd"), ("pytorch/explicit", "pytorch/autograd")]
     analysis = S.analyse_group(blocks, pairs, control="pytorch/autograd")
-    assert set(analysis.cells) == set(cells)
-    for cell, base in cells.items():  # the fake machine drifts (mostly slower) over the run
-        assert 0.9 * base <= analysis.cells[cell].estimate <= 1.2 * base
     framework, loss = analysis.comparisons
     assert framework.verdict is S.Verdict.SLOWER and framework.ratio.low < 2.0 < framework.ratio.high
     assert loss.verdict is S.Verdict.NO_DIFFERENCE and analysis.control.verdict is S.Verdict.NO_DIFFERENCE
     assert analysis.disagree  # the fake's 3 % per-process effect exceeds its 2 % within-block noise
     assert analysis.control.a == B.twin("pytorch/autograd") == "pytorch/autograd#1"
-    assert analysis.blocks_run >= 5 * S.ROUNDS and len(analysis.agreement) == 4
     json.dumps(dataclasses.asdict(analysis), allow_nan=False)  # strict JSON, verdicts as strings
 
 

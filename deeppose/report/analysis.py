@@ -21,7 +21,9 @@ from scipy import stats as scipy_stats
 
 from deeppose import blocks, layer_groups, paths, roofline
 from deeppose.blocks import Block, Interference, interfered
-from deeppose.compare_stats import Comparison, Interval, Verdict, analyse_group, compare, round_to_interval
+from deeppose.compare_stats import (
+    Comparison, Interval, Verdict, analyse_group, compare, control_summary, round_to_interval,
+)
 from deeppose.fairness import asymmetries
 from deeppose.grid import DEVICES, NO_BREAKDOWN, Job
 from deeppose.report.load import Loaded, Results
@@ -925,15 +927,15 @@ def analyse(results: Results) -> Findings:
     setup = _setup(results)
     devices = {d: _device(results, d, setup.peak) for d in results.devices}
     controls = [(d.device, c) for d in devices.values() for c in d.controls]
-    aa = tuple(AAPair(*c.b.split("/"), device, c.batch_size, c.ratio, c.difference,  # type: ignore[arg-type]
-                      c.verdict in (Verdict.FASTER, Verdict.SLOWER)) for device, c in controls)
-    judged = [pair for pair, (_, c) in zip(aa, controls) if c.verdict is not Verdict.TOO_FEW_BLOCKS]
+    summary = control_summary([c.verdict for _, c in controls])
+    aa = tuple(AAPair(*c.b.split("/"), device, c.batch_size, c.ratio, c.difference, significant)  # type: ignore[arg-type]
+               for (device, c), significant in zip(controls, summary.significant))
     study, absolute, dominance = _study(results, devices)
     jobs = {kind: {"expected": len(found), "present": sum(r.ok for r in found.values())}
             for kind, found in (("train", results.train), ("timing", results.timing), ("breakdown", results.breakdown))}
     return Findings(setup, tuple(results.frameworks), tuple(results.loss_modes),
                     tuple(2**e for e in results.batch_exponents), tuple(devices.values()), dict(results.off_grid),
-                    aa, sum(p.significant for p in judged) / len(judged) if judged else None, tuple(study),
+                    aa, summary.false_positive_rate, tuple(study),
                     tuple(absolute), tuple(dominance), jobs,
                     {fw: NO_BREAKDOWN[fw] for fw in results.frameworks if fw in NO_BREAKDOWN},
                     tuple(_missing(results)), results.stale,
