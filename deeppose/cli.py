@@ -68,11 +68,24 @@ def _cost_record(args: argparse.Namespace) -> contextlib.AbstractContextManager[
     return recorded(args.stage, job_label(STAGES[args.stage], args))
 
 
+def _pin_allocator(args: argparse.Namespace) -> None:
+    """A process that measures (a measuring stage, or the timing stage's block server) pins glibc's
+    allocator from the parameters before anything allocates (deeppose.allocator)."""
+    from deeppose.stages import STAGES
+
+    if args.stage == "time-block" or (args.stage in STAGES and STAGES[args.stage].measures):
+        from deeppose import allocator
+        from deeppose.config import load_params
+
+        allocator.pin(load_params(args.params).raw["allocator"]["mmap_threshold_mib"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     stage = next((arg for arg in argv if not arg.startswith("-")), None)
     args = build_parser(stage).parse_args(argv)
     try:
+        _pin_allocator(args)
         with _cost_record(args):
             status = importlib.import_module(args._module).run(args)
     except DeepPoseError as error:

@@ -17,7 +17,7 @@ A manifest is a plain dict of JSON values:
                          architecture
     common               the same questions answered for every framework, so they compare:
                          dtype, threads, kernel_library, kernel_isa, fp32_math, runtime_checks,
-                         optimizer_kernel
+                         optimizer_kernel, allocator (deeppose.allocator)
     pytorch / chainer    the framework's own switches, when asked for
 
 Collect it in the process that timed, after the timing: threadpoolctl sees only libraries
@@ -36,9 +36,12 @@ from typing import Any
 
 import threadpoolctl
 
+from deeppose import allocator
+
 FRAMEWORKS = ("numpy", "pytorch", "pytorch_compile", "chainer", "jax")
 ENV_PREFIXES = ("OPENBLAS_", "GOTO_", "MKL_", "OMP_", "GOMP_", "KMP_", "ONEDNN_", "DNNL_", "XLA_", "TORCHINDUCTOR_",
-                "CHAINER_", "CUPY_", "NVIDIA_TF32_OVERRIDE", "TORCH_ALLOW_TF32", "CUBLAS_")
+                "CHAINER_", "CUPY_", "NVIDIA_TF32_OVERRIDE", "TORCH_ALLOW_TF32", "CUBLAS_", "MALLOC_", "GLIBC_TUNABLES",
+                "LD_PRELOAD")
 ISA_FLAG = re.compile(r"^(sse\w*|ssse3|avx\w*|fma\w*|f16c|amx\w*|bmi\d|adx|sha_ni|gfni|vaes|vpclmulqdq|vnni\w*)$")
 # OpenBLAS's `architecture` (threadpoolctl) -> the widest vector ISA that kernel family uses.
 OPENBLAS_ISA = {
@@ -67,6 +70,8 @@ EFFECTS = (
                          "only; faster and less accurate"),
     ("common.runtime_checks", "framework time ratios, most at small batches: per-call checking "
                               "overhead on one side only (Chainer's type_check)"),
+    ("common.allocator", "framework time ratios, most at large batches: one side faults in and zeroes its "
+                         "big arrays afresh every iteration (deeppose.allocator)"),
     ("common.optimizer_kernel", "the update step's times and training time per iteration (not the core "
                                 "process): different optimiser implementations"),
     ("device", "everything: these manifests describe different devices"),
@@ -252,7 +257,7 @@ def collect(framework: str = "numpy", device: str = "cpu", dtype: str = "float32
             "dtype": dtype, "threads": blas[1]["num_threads"] if blas else None,
             "kernel_library": "numpy + " + (blas[0] if blas else "no BLAS loaded"),
             "kernel_isa": openblas_isa(native), "fp32_math": "ieee", "runtime_checks": False,
-            "optimizer_kernel": None,
+            "optimizer_kernel": None, "allocator": allocator.describe(),
         },
     }
     if framework in ("pytorch", "pytorch_compile"):

@@ -70,24 +70,24 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             "train", "deeppose.train", "train one framework x loss mode x device",
-            params=("seed", "model", "train"), jobs="train", inputs=(paths.PREPARED,), measures=True,
+            params=("seed", "model", "train", "allocator"), jobs="train", inputs=(paths.PREPARED,), measures=True,
             outputs=_train_outputs, state=paths.checkpoint_dir,
         ),
         Stage(
             "time", "deeppose.timing", "time the core process of every framework x loss mode in interleaved blocks",
             params=("seed", "model", "timing", "train.optimizer", "train.lr", "train.momentum",
-                    "grid.frameworks", "grid.loss_modes"),
+                    "grid.frameworks", "grid.loss_modes", "allocator"),
             jobs="group", inputs=(paths.PREPARED,), extra_modules=("deeppose.timing_block",), measures=True,
             outputs=_group_outputs,
         ),
         Stage(
             "peak", "deeppose.peak", "measure the machine's fp32 matrix-multiply throughput",
-            params=("seed", "timing.threads"), measures=True,
+            params=("seed", "timing.threads", "allocator"), measures=True,
             outputs=lambda job: {"result": paths.matmul_peak()},
         ),
         Stage(
             "breakdown", "deeppose.breakdown", "time each layer's forward and backward",
-            params=("seed", "model", "breakdown", "timing.threads", "timing.warmup"),
+            params=("seed", "model", "breakdown", "timing.threads", "timing.warmup", "allocator"),
             jobs="breakdown", inputs=(paths.PREPARED, paths.matmul_peak()), extra_modules=("deeppose.peak",),
             measures=True,
             outputs=lambda job: {"result": paths.breakdown_result(job)},

@@ -56,6 +56,8 @@ def test_grid_expands_to_every_combination(raw):
         (lambda r: r.update(extra=1), "(top level): unknown key(s) extra"),
         (lambda r: r["data"].update(source="coco"), "data.source: 'coco' is not allowed; allowed: synthetic, lsp"),
         (lambda r: r["breakdown"].update(batch_exponents=[9]), "breakdown.batch_exponents: [9] not in grid.batch_exponents"),
+        (lambda r: r["allocator"].update(mmap_threshold_mib=4096),
+         "allocator.mmap_threshold_mib: 4096 is greater than the maximum of 2047"),
     ],
 )
 def test_each_problem_is_one_line(raw, edit, expected):

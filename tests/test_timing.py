@@ -521,6 +521,8 @@ def test_real_group_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
             assert result.time_s.estimate is None or result.time_s.estimate > 0
             assert {"pytorch": "torch", "chainer": "chainer"}[framework] in result.versions
             assert result.environment["fairness"]["framework"] == framework
+            # the block server pinned glibc's allocator from params.yaml before forking (deeppose.allocator)
+            assert result.environment["fairness"]["common"]["allocator"]["mmap_threshold_bytes"] == 1024 << 20
             assert result.flops == total_flops(1)
 
 

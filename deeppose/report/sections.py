@@ -19,7 +19,8 @@ from deeppose.timing_block import LOSS_REPEATS
 HEADINGS = ("Set-up", "Effect of automatic differentiation", "Impact of the network implementation",
             "Per-layer breakdown of the core process", "Accuracy", "Against the original study", "Summary")
 METRICS = {"loss": "test loss", "pcp": "PCP@0.5", "pdj": "PDJ@0.2", "pck": "PCK@0.2"}
-FAIRNESS = ("dtype", "threads", "kernel_library", "kernel_isa", "fp32_math", "runtime_checks", "optimizer_kernel")
+FAIRNESS = ("dtype", "threads", "kernel_library", "kernel_isa", "fp32_math", "runtime_checks", "optimizer_kernel",
+            "allocator")
 CONSTANTS = {"CI": f"{round(LEVEL * 100)} % CI", "COMPARE_CI": f"{round(COMPARE_LEVEL * 100)} % CI",
              "LOSS_REPEATS": LOSS_REPEATS, "THRESHOLD": THRESHOLD, "CONFIRM_SHARE": CONFIRM_SHARE,
              "AGREE_WITHIN": AGREE_WITHIN, "ABOUT_ONE": ABOUT_ONE, "METRICS": METRICS, "FAIRNESS": FAIRNESS}
@@ -115,7 +116,8 @@ FILTERS = {
     "comparison": comparison, "layer_rate": layer_rate, "by_pair": by_pair, "code": lambda x: f"`{x}`",
     "pairs": lambda items, sep=", ": sep.join(f"{k} {v}" for k, v in dict(items).items()),
     "kernels": lambda rates: ", ".join(f"{k.replace('_', ' ')} {fmt.flops(v)}" for k, v in rates.items() if v),
-    "setting": lambda v: v if isinstance(v, str) or v is None else json.dumps(v),
+    "setting": lambda v: v if isinstance(v, str) or v is None else
+    ", ".join(f"{k} {x}" for k, x in v.items()) if isinstance(v, dict) else json.dumps(v),
     "extract": lambda key, mapping: mapping.get(key), "format_with": lambda value, text: text.replace("{}", str(value)),
     "verdict": lambda v: v.value.replace("_", " "), "arms": lambda r: (r.a, r.b),
     "name_layer": lambda x: f"{fmt.framework_name(x[0])} {x[1]} {x[2]}",
