@@ -6,6 +6,7 @@ The fixture project and what its results hold by design are described in tests/r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -19,6 +20,7 @@ import pytest
 from deeppose import paths, provenance
 from deeppose.config import load_params
 from deeppose.grid import Job
+from deeppose.report import sections
 import report_project
 from report_project import (
     CONTROL, ITERATIONS, MISSING_TIMING, NOISY_TIMING, PEAK, ROOT, ROUNDS, compute_times, core_mean, make_project,
@@ -125,6 +127,12 @@ def test_setup_shows_parameters_data_environment_and_ceilings(built):
     fairness = tables_under(section, "#### What the timing processes ran with on cpu")[0]
     assert fairness[1]["kernel_isa"] == "Haswell" and fairness[1]["steering variables"] == "OPENBLAS_CORETYPE Haswell"
     assert "- `common.kernel_isa`: PyTorch AVX512; Chainer Haswell (may bias:" in section
+    # the allocator policy the parameters set is stated, pinned or glibc's default
+    assert "glibc's allocator was pinned in every measuring process" in section
+    raw = {**findings.setup.params, "allocator": {"mmap_threshold_mib": None}}
+    unpinned = sections.document(dataclasses.replace(findings, setup=dataclasses.replace(findings.setup, params=raw)),
+                                 set(), "")
+    assert "glibc's allocator ran with its default policy" in unpinned and "was pinned" not in unpinned
 
 
 def test_training_runs_match_inputs(built):
