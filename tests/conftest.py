@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from deeppose import model as spec
+from deeppose import allocator, model as spec
 from deeppose.lock import ENV as LOCK_ENV
 
 
@@ -21,6 +21,18 @@ def own_measurement_lock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
     with pytest.MonkeyPatch.context() as patch:
         if not os.environ.get(LOCK_ENV):
             patch.setenv(LOCK_ENV, str(tmp_path_factory.mktemp("lock") / "measure.lock"))
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def keep_the_test_process_allocator() -> Iterator[None]:
+    """A stage run in-process (`cli.main`) would pin glibc's allocator in the test process for the
+    rest of the session (deeppose.allocator): freed memory is then kept, the session's resident set
+    grows by gigabytes and a later memory probe sees no new pages. So here pinning does nothing;
+    every process a test starts (block servers, engines' jobs, tests/test_allocator.py's children)
+    still pins for real."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(allocator, "pin", lambda threshold_mib: None)
         yield
 
 
