@@ -109,15 +109,19 @@ def by_pair(diffs: Iterable[Any]) -> list[tuple[tuple[str, str], list[Any]]]:
     return list(groups.items())
 
 
+def pairs(items: Any, sep: str = ", ") -> str:
+    """A mapping (or its items) as "key value" pairs: steering variables, an allocator policy."""
+    return sep.join(f"{k} {v}" for k, v in dict(items).items())
+
+
 FILTERS = {
     "name": fmt.framework_name, "sig": fmt.sig, "seconds": fmt.seconds, "percent": fmt.percent, "flops": fmt.flops,
     "ms": lambda x, signed=False: fmt.scaled(x, 1e-3, signed), "interval": format_interval, "words": fmt.join_words,
     "cell": fmt.escape, "flatten": flatten, "anchor": anchor, "score": score, "gap": gap, "arms_title": arms_title,
     "comparison": comparison, "layer_rate": layer_rate, "by_pair": by_pair, "code": lambda x: f"`{x}`",
-    "pairs": lambda items, sep=", ": sep.join(f"{k} {v}" for k, v in dict(items).items()),
+    "pairs": pairs,
     "kernels": lambda rates: ", ".join(f"{k.replace('_', ' ')} {fmt.flops(v)}" for k, v in rates.items() if v),
-    "setting": lambda v: v if isinstance(v, str) or v is None else
-    ", ".join(f"{k} {x}" for k, x in v.items()) if isinstance(v, dict) else json.dumps(v),
+    "setting": lambda v: v if isinstance(v, str) or v is None else pairs(v) if isinstance(v, dict) else json.dumps(v),
     "extract": lambda key, mapping: mapping.get(key), "format_with": lambda value, text: text.replace("{}", str(value)),
     "verdict": lambda v: v.value.replace("_", " "), "arms": lambda r: (r.a, r.b),
     "name_layer": lambda x: f"{fmt.framework_name(x[0])} {x[1]} {x[2]}",
