@@ -35,4 +35,6 @@ test: setup
 	$(BIN)/python -m pytest
 
 lint: setup
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 	$(BIN)/snakemake --lint

@@ -44,15 +44,21 @@ def main() -> None:
     )
     weights = spec.init_weights(seed=3)
     for dtype in ("float64", "float32"):
-        results = run_core({n: create_backend(n, "cpu", threads=2, dtype=dtype) for n in FRAMEWORKS}, weights, batch)
+        results = run_core(
+            {n: create_backend(n, "cpu", threads=2, dtype=dtype) for n in FRAMEWORKS}, weights, batch
+        )
         for framework in FRAMEWORKS:
             pairs = [(f"{framework} explicit vs autograd", (framework, "explicit"), (framework, "autograd"))]
             if framework != "pytorch":
-                pairs += [(f"{framework} vs pytorch, {mode}", (framework, mode), ("pytorch", mode))
-                          for mode in ("autograd", "explicit")]
+                pairs += [
+                    (f"{framework} vs pytorch, {mode}", (framework, mode), ("pytorch", mode))
+                    for mode in ("autograd", "explicit")
+                ]
             for label, a, b in pairs:
                 output, loss, name, grad = worst(results[a], results[b])
-                print(f"{dtype} {label}: output {output:.1e}, loss {loss:.1e}, worst gradient {name} {grad:.1e}")
+                print(
+                    f"{dtype} {label}: output {output:.1e}, loss {loss:.1e}, worst gradient {name} {grad:.1e}"
+                )
     relu, pool = relu_and_pool_margins(weights, batch[0])
     print(f"float64 distance from a routing flip: ReLU {relu:.2e}, max-pool {pool:.2e} (test bound 1e-12)")
     print(f"float64 agreement bound: {EXACT:.0e}; float32 output and loss bound: 1e-04")

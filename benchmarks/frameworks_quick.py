@@ -25,7 +25,9 @@ import sys
 from typing import Any
 
 
-def one_framework(framework: str, batches: list[int], repeats: int, threads: int, mode: str) -> dict[str, Any]:
+def one_framework(
+    framework: str, batches: list[int], repeats: int, threads: int, mode: str
+) -> dict[str, Any]:
     import numpy as np
 
     from deeppose import model as spec
@@ -42,7 +44,10 @@ def one_framework(framework: str, batches: list[int], repeats: int, threads: int
         compile_s = backend.compile_core(images, targets, visible, mode)
         samples = measure(
             lambda: backend.forward_backward(images, targets, visible, mode),
-            repeats=repeats, warmup=1, setup=backend.zero_grad, sync=backend.synchronize,
+            repeats=repeats,
+            warmup=1,
+            setup=backend.zero_grad,
+            sync=backend.synchronize,
         ).samples_s
         backend.zero_grad()
         peak = peak_memory(backend, lambda: backend.forward_backward(images, targets, visible, mode))
@@ -69,12 +74,28 @@ def main() -> int:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(one_framework(args.child, args.batches, args.repeats, args.threads, args.mode), default=str))
+        print(
+            json.dumps(
+                one_framework(args.child, args.batches, args.repeats, args.threads, args.mode), default=str
+            )
+        )
         return 0
     rows = []
     for framework in args.frameworks:
-        command = [sys.executable, __file__, "--child", framework, "--batches", *map(str, args.batches),
-                   "--repeats", str(args.repeats), "--threads", str(args.threads), "--mode", args.mode]
+        command = [
+            sys.executable,
+            __file__,
+            "--child",
+            framework,
+            "--batches",
+            *map(str, args.batches),
+            "--repeats",
+            str(args.repeats),
+            "--threads",
+            str(args.threads),
+            "--mode",
+            args.mode,
+        ]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             print(f"{framework}: failed: {done.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
@@ -82,13 +103,17 @@ def main() -> int:
         line = done.stdout.strip().splitlines()[-1]
         print(line)
         rows.append(json.loads(line))
-    print(f"\n{'framework':16} {'batch':>5} {'compile s':>10} {'core median s':>14} {'step peak MB':>12} {'RSS peak MB':>11}")
+    print(
+        f"\n{'framework':16} {'batch':>5} {'compile s':>10} {'core median s':>14} {'step peak MB':>12} {'RSS peak MB':>11}"
+    )
     for row in rows:
         for batch, cell in row["batches"].items():
             compile_s = "-" if cell["compile_s"] is None else f"{cell['compile_s']:.2f}"
             peak = "-" if cell["peak_above_baseline_mb"] is None else f"{cell['peak_above_baseline_mb']:.0f}"
             rss = "-" if cell["peak_mb"] is None else f"{cell['peak_mb']:.0f}"
-            print(f"{row['framework']:16} {batch:>5} {compile_s:>10} {cell['core_median_s']:>14.3f} {peak:>12} {rss:>11}")
+            print(
+                f"{row['framework']:16} {batch:>5} {compile_s:>10} {cell['core_median_s']:>14.3f} {peak:>12} {rss:>11}"
+            )
     return 0
 
 

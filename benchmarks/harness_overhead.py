@@ -35,9 +35,9 @@ import time
 import numpy as np
 
 from deeppose.backends import create_backend
+from deeppose.core import synthetic_batch
 from deeppose.harness import measure
 from deeppose.model import ModelConfig, init_weights
-from deeppose.core import synthetic_batch
 
 
 def bare_sample(step, setup, sync) -> int:
@@ -121,18 +121,28 @@ def main() -> int:
     null_harness, null_bare = null_overhead_ns(args.null_samples)
     null_fraction = (null_harness - null_bare) / bare_median
 
-    print(f"step: {args.framework}/{args.loss} forward+loss+backward, batch {2**args.batch_exp}, "
-          f"{backend.threads} thread(s), {args.pairs} interleaved pairs")
-    print(f"harness median {harness_median / 1e6:.3f} ms   bare median {bare_median / 1e6:.3f} ms   "
-          f"ratio {ratio:.4f}")
-    print(f"paired ratios: median {paired:.4f}, 95% interval [{paired_low:.4f}, {paired_high:.4f}]   "
-          f"IQR harness {np.subtract(*np.percentile(harness, [75, 25])) / 1e6:.3f} ms, "
-          f"bare {np.subtract(*np.percentile(bare, [75, 25])) / 1e6:.3f} ms")
-    print(f"empty step: harness {null_harness:.0f} ns, bare {null_bare:.0f} ns: the harness adds "
-          f"{null_harness - null_bare:.0f} ns = {100 * null_fraction:.2e}% of the step's median")
+    print(
+        f"step: {args.framework}/{args.loss} forward+loss+backward, batch {2**args.batch_exp}, "
+        f"{backend.threads} thread(s), {args.pairs} interleaved pairs"
+    )
+    print(
+        f"harness median {harness_median / 1e6:.3f} ms   bare median {bare_median / 1e6:.3f} ms   "
+        f"ratio {ratio:.4f}"
+    )
+    print(
+        f"paired ratios: median {paired:.4f}, 95% interval [{paired_low:.4f}, {paired_high:.4f}]   "
+        f"IQR harness {np.subtract(*np.percentile(harness, [75, 25])) / 1e6:.3f} ms, "
+        f"bare {np.subtract(*np.percentile(bare, [75, 25])) / 1e6:.3f} ms"
+    )
+    print(
+        f"empty step: harness {null_harness:.0f} ns, bare {null_bare:.0f} ns: the harness adds "
+        f"{null_harness - null_bare:.0f} ns = {100 * null_fraction:.2e}% of the step's median"
+    )
     ok = null_fraction < args.max_overhead and paired_low <= 1 + args.max_overhead
-    print(f"overhead: {100 * null_fraction:+.2e}% measured directly, ratio of medians {100 * (ratio - 1):+.2f}% "
-          f"(limit {100 * args.max_overhead:.0f}%): {'PASS' if ok else 'FAIL'}")
+    print(
+        f"overhead: {100 * null_fraction:+.2e}% measured directly, ratio of medians {100 * (ratio - 1):+.2f}% "
+        f"(limit {100 * args.max_overhead:.0f}%): {'PASS' if ok else 'FAIL'}"
+    )
     return 0 if ok else 1
 
 

@@ -26,7 +26,7 @@ _pinned: dict[str, Any] = {}  # what pin() set in this process (inherited by for
 
 
 def libc_version() -> str | None:
-    """"glibc 2.36", or None where the C library is not glibc (musl, macOS)."""
+    """ "glibc 2.36", or None where the C library is not glibc (musl, macOS)."""
     try:
         return os.confstr("CS_GNU_LIBC_VERSION")
     except (ValueError, OSError):
@@ -41,16 +41,25 @@ def pin(threshold_mib: int | None) -> None:
     if threshold_mib is None:
         return
     if libc_version() is None:
-        raise DeepPoseError(f"{PARAM}: pinning needs glibc's mallopt, which this C library lacks; set it to null")
+        raise DeepPoseError(
+            f"{PARAM}: pinning needs glibc's mallopt, which this C library lacks; set it to null"
+        )
     mallopt = ctypes.CDLL(None).mallopt
     size = threshold_mib << 20
-    for option, name in ((M_MMAP_THRESHOLD, "mmap_threshold_bytes"), (M_TRIM_THRESHOLD, "trim_threshold_bytes")):
+    for option, name in (
+        (M_MMAP_THRESHOLD, "mmap_threshold_bytes"),
+        (M_TRIM_THRESHOLD, "trim_threshold_bytes"),
+    ):
         if mallopt(option, size) != 1:
-            raise DeepPoseError(f"{PARAM}: glibc refused {name} = {size}; allowed: 0 to {MAX_MIB} MiB, or null")
+            raise DeepPoseError(
+                f"{PARAM}: glibc refused {name} = {size}; allowed: 0 to {MAX_MIB} MiB, or null"
+            )
         _pinned[name] = size
 
 
 def describe() -> dict[str, Any]:
     """The policy in force here, for the fairness manifest."""
-    return {"library": libc_version() or "not glibc",
-            **(_pinned or {"mmap_threshold_bytes": "library default (glibc: dynamic)"})}
+    return {
+        "library": libc_version() or "not glibc",
+        **(_pinned or {"mmap_threshold_bytes": "library default (glibc: dynamic)"}),
+    }

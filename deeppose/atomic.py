@@ -88,7 +88,9 @@ def _machine_errors(path: Path, tmp: Path) -> Iterator[None]:
     try:
         yield
     except OSError as error:
-        if error.errno not in MACHINE_ERRNOS or (error.filename and not str(error.filename).startswith(str(tmp))):
+        if error.errno not in MACHINE_ERRNOS or (
+            error.filename and not str(error.filename).startswith(str(tmp))
+        ):
             raise
         raise cannot(path, "write", error) from None
 
@@ -135,7 +137,7 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp's 0700 would make the folder private
         try:
             if path.exists():
-                old = tmp.with_name(f"{tmp.name[:-len('.tmp')]}.old.tmp")  # a name remove_stale knows
+                old = tmp.with_name(f"{tmp.name[: -len('.tmp')]}.old.tmp")  # a name remove_stale knows
                 os.replace(path, old)
                 os.replace(tmp, path)
                 shutil.rmtree(old, ignore_errors=True)

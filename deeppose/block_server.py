@@ -12,7 +12,8 @@ framework operation, so no thread pool (OpenMP, oneDNN, XLA) exists yet to be br
 fork. OpenBLAS, which starts its threads at import, shuts them down around a fork itself.
 
 Protocol (lines of JSON on the server's stdout): READY_TAG once the server has loaded; per request
-(one stdin line: the cell and its round, `chainer/explicit 0`) the child's block line (deeppose.blocks.emit_block) and then
+(one stdin line: the cell and its round, `chainer/explicit 0`) the child's block line
+(deeppose.blocks.emit_block) and then
 EXIT_TAG with the child's exit status and the CPU seconds of the server and its child over the
 request, which the caller cannot see through os.times() (it does not reap the child) and adds to
 its own when it subtracts its own work from the machine's (deeppose.blocks.interference).
@@ -76,7 +77,12 @@ class _Server:
         self.timeout_s = timeout_s
         self.stderr = tempfile.TemporaryFile(mode="w+")
         self.process = subprocess.Popen(
-            list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True, bufsize=1
+            list(command),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+            bufsize=1,
         )
         # A thread reads stdout line by line into a queue: waiting on the pipe with select() would
         # miss lines that an earlier readline() already pulled into the file's buffer.
@@ -105,10 +111,14 @@ class _Server:
                 line = self.lines.get(timeout=max(deadline - time.monotonic(), 0))
             except queue.Empty:
                 self.process.kill()
-                raise RuntimeError(f"{self.name} block server, {what}: no answer in {self.timeout_s:.0f} s") from None
+                raise RuntimeError(
+                    f"{self.name} block server, {what}: no answer in {self.timeout_s:.0f} s"
+                ) from None
             if not line:
                 code = self.process.wait()
-                raise RuntimeError(f"{self.name} block server exited with status {code}, {what}: {self._error_tail()}")
+                raise RuntimeError(
+                    f"{self.name} block server exited with status {code}, {what}: {self._error_tail()}"
+                )
             if tag in line:
                 return json.loads(line), seen
             seen.append(line)
@@ -121,7 +131,9 @@ class _Server:
         if status[EXIT_TAG] != 0:
             raise RuntimeError(f"block of {cell} exited with status {status[EXIT_TAG]}: {self._error_tail()}")
         output = parse_block("".join(lines))
-        return BlockOutput(output.samples_s, output.warmup_s, output.extra, unreaped_cpu_s=float(status["cpu_s"]))
+        return BlockOutput(
+            output.samples_s, output.warmup_s, output.extra, unreaped_cpu_s=float(status["cpu_s"])
+        )
 
     def close(self) -> None:
         if self.process.poll() is None:

@@ -170,7 +170,10 @@ def read_cpu(stat_path: str | os.PathLike[str] = "/proc/stat") -> CpuReading:
 
 
 def interference(
-    before: CpuReading, after: CpuReading, load_before: tuple[float, float, float], cores: int,
+    before: CpuReading,
+    after: CpuReading,
+    load_before: tuple[float, float, float],
+    cores: int,
     unreaped_cpu_s: float = 0.0,
 ) -> Interference:
     """Other processes' CPU time between two readings that bracket one block; `unreaped_cpu_s` is
@@ -181,8 +184,13 @@ def interference(
     other = max(busy - own, 0.0)
     one, five, fifteen = (float(v) for v in load_before)
     return Interference(
-        wall_s=wall, machine_busy_s=busy, own_s=own, other_cpu_s=other, other_cores=other / wall,
-        load_before=(one, five, fifteen), cores=cores,
+        wall_s=wall,
+        machine_busy_s=busy,
+        own_s=own,
+        other_cpu_s=other,
+        other_cores=other / wall,
+        load_before=(one, five, fifteen),
+        cores=cores,
     )
 
 
@@ -202,8 +210,11 @@ def disturbance_reasons(
     """
     # statistics, not numpy: a block has a handful of samples, and the simulation in the tests
     # runs this tens of thousands of times. 'inclusive' is numpy's default (linear) quartile.
-    q1, median, q3 = statistics.quantiles(samples_s, n=4, method="inclusive") if len(samples_s) > 1 \
+    q1, median, q3 = (
+        statistics.quantiles(samples_s, n=4, method="inclusive")
+        if len(samples_s) > 1
         else (samples_s[0],) * 3
+    )
     reasons = []
     if median > 0 and (q3 - q1) / median > max_iqr_over_median:
         reasons.append(f"spread: IQR/median {(q3 - q1) / median:.2f} > {max_iqr_over_median}")
@@ -316,12 +327,23 @@ def run_blocks(
             ended = wall_clock()
             figures = interference(before, after, load_before, cores, output.unreaped_cpu_s)
             reasons = disturbance_reasons(output.samples_s, figures)
-            blocks.append(Block(
-                round=slot.round, position=slot.position, arm=slot.arm.name, cell=slot.arm.cell,
-                attempt=attempt, samples_s=output.samples_s, warmup_s=output.warmup_s, started_at=started,
-                ended_at=ended, interference=figures, disturbed=bool(reasons), reasons=reasons,
-                extra=output.extra,
-            ))
+            blocks.append(
+                Block(
+                    round=slot.round,
+                    position=slot.position,
+                    arm=slot.arm.name,
+                    cell=slot.arm.cell,
+                    attempt=attempt,
+                    samples_s=output.samples_s,
+                    warmup_s=output.warmup_s,
+                    started_at=started,
+                    ended_at=ended,
+                    interference=figures,
+                    disturbed=bool(reasons),
+                    reasons=reasons,
+                    extra=output.extra,
+                )
+            )
             if not interfered(reasons):
                 break
     return tuple(blocks)

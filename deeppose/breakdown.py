@@ -36,11 +36,11 @@ from typing import Any
 
 from deeppose import layer_groups, paths, provenance
 from deeppose.config import Params, load_params
+from deeppose.core import check_memory
 from deeppose.errors import DeepPoseError
 from deeppose.grid import Job, add_job_arguments, job_from_args
-from deeppose.results import BreakdownResult, PeakResult, RecordError
-from deeppose.core import check_memory
 from deeppose.lock import measurement_lock
+from deeppose.results import BreakdownResult, PeakResult, RecordError
 
 PEAK_SIZE = 2048  # ~17 GFLOP per product: ~0.1 s here, big enough for the BLAS to reach its best
 PEAK_REPEATS = 5
@@ -55,7 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="profile on seeded random tensors instead of the prepared test set (needs no data)",
     )
     parser.add_argument(
-        "--peak-size", type=int, default=PEAK_SIZE, help=f"matrix size n of the peak measurement (default {PEAK_SIZE})"
+        "--peak-size",
+        type=int,
+        default=PEAK_SIZE,
+        help=f"matrix size n of the peak measurement (default {PEAK_SIZE})",
     )
 
 
@@ -94,9 +97,9 @@ def peak_record(device: str, size: int, threads: int) -> dict[str, Any]:
 # --- the job ----------------------------------------------------------------------------
 def breakdown_job(params: Params, job: Job, synthetic: bool, peak_size: int = PEAK_SIZE) -> BreakdownResult:
     """Measure one job (see the module docstring) and return its result."""
+    from deeppose.core import core_inputs, job_header
     from deeppose.environment import describe as describe_environment
     from deeppose.harness import measure
-    from deeppose.core import core_inputs, job_header
 
     timing = params.section("timing")
     warmup, threads = int(timing["warmup"]), int(timing["threads"])
@@ -108,10 +111,10 @@ def breakdown_job(params: Params, job: Job, synthetic: bool, peak_size: int = PE
     backend, (images, targets, visible) = core_inputs(params, job, synthetic)
 
     def core() -> Any:
-        return backend.forward_backward(images, targets, visible, job.loss)
+        return backend.forward_backward(images, targets, visible, job.loss)  # noqa: F821 (del below)
 
     def timed_core(runs: int) -> list[float]:
-        return measure(core, repeats=runs, setup=backend.zero_grad, sync=backend.synchronize).samples_s
+        return measure(core, repeats=runs, setup=backend.zero_grad, sync=backend.synchronize).samples_s  # noqa: F821
 
     if warmup:
         timed_core(warmup)  # the warm-up runs, times dropped
@@ -154,7 +157,9 @@ def breakdown_job(params: Params, job: Job, synthetic: bool, peak_size: int = PE
 
 def check_job(args: argparse.Namespace) -> Job:
     if args.peak_size < 64:
-        raise DeepPoseError(f"--peak-size: {args.peak_size} is too small; use at least 64 (default {PEAK_SIZE})")
+        raise DeepPoseError(
+            f"--peak-size: {args.peak_size} is too small; use at least 64 (default {PEAK_SIZE})"
+        )
     return job_from_args(args)
 
 
@@ -164,7 +169,8 @@ def summary_lines(result: BreakdownResult) -> list[str]:
     lines = [
         f"{result.job.framework}/{result.job.loss}/{result.job.device} batch {result.batch_size}: "
         f"core {result.core_time_s:.4f} s, layers {result.layers_time_s:.4f} s, "
-        f"overhead {result.overhead_s:+.4f} s ({rule['relative_gap']:+.1%}, tolerance ±{rule['tolerance']:.0%}: "
+        f"overhead {result.overhead_s:+.4f} s ({rule['relative_gap']:+.1%}, "
+        f"tolerance ±{rule['tolerance']:.0%}: "
         f"{'ok' if rule['ok'] else 'NOT MET'}); largest: "
         + ", ".join(f"{row['layer']} {row['phase']} {row['time_s']:.4f} s" for row in top)
     ]

@@ -54,7 +54,10 @@ def save(folder: Path, checkpoint: Checkpoint) -> None:
     arrays = {f"weight/{k}": v for k, v in checkpoint.weights.items()}
     arrays.update({f"optimizer/{k}": v for k, v in checkpoint.optimizer.items()})
     meta = dict(
-        checkpoint.meta, epoch=checkpoint.epoch, elapsed_s=checkpoint.elapsed_s, eval_time_s=checkpoint.eval_time_s
+        checkpoint.meta,
+        epoch=checkpoint.epoch,
+        elapsed_s=checkpoint.elapsed_s,
+        eval_time_s=checkpoint.eval_time_s,
     )
     arrays["meta"] = _bytes(json.dumps(meta, sort_keys=True))
     arrays["log"] = _bytes("".join(json.dumps(e, sort_keys=True) + "\n" for e in checkpoint.log))
@@ -65,7 +68,12 @@ def save(folder: Path, checkpoint: Checkpoint) -> None:
 
 def _number(meta: dict[str, Any], key: str) -> float:
     value = meta.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
         raise DamagedCheckpoint(f"its header's {key} is {value!r}, not a finite number >= 0")
     return float(value)
 
@@ -91,6 +99,8 @@ def read(path: Path) -> Checkpoint:
     epoch = meta.get("epoch")
     if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
         raise DamagedCheckpoint(f"its header's epoch is {epoch!r}, not a positive integer")
-    weights = {k[len("weight/"):]: v for k, v in arrays.items() if k.startswith("weight/")}
-    optimizer = {k[len("optimizer/"):]: v for k, v in arrays.items() if k.startswith("optimizer/")}
-    return Checkpoint(epoch, _number(meta, "elapsed_s"), _number(meta, "eval_time_s"), weights, optimizer, meta, log)
+    weights = {k[len("weight/") :]: v for k, v in arrays.items() if k.startswith("weight/")}
+    optimizer = {k[len("optimizer/") :]: v for k, v in arrays.items() if k.startswith("optimizer/")}
+    return Checkpoint(
+        epoch, _number(meta, "elapsed_s"), _number(meta, "eval_time_s"), weights, optimizer, meta, log
+    )

@@ -95,7 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:
         if error.errno not in MACHINE_ERRNOS or not error.filename:
             raise
-        print(f"deeppose {args.stage}: error: {error.filename}: cannot access: {error.strerror}", file=sys.stderr)
+        print(
+            f"deeppose {args.stage}: error: {error.filename}: cannot access: {error.strerror}",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(f"deeppose {args.stage}: interrupted", file=sys.stderr)

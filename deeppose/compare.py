@@ -60,7 +60,14 @@ import numpy as np
 from deeppose import compare_stats, paths
 from deeppose.blocks import twin, usable
 from deeppose.compare_stats import (
-    LEVEL, THRESHOLD, Interval, Verdict, format_interval, newcombe_difference, unpaired_ratio, welch_ratio,
+    LEVEL,
+    THRESHOLD,
+    Interval,
+    Verdict,
+    format_interval,
+    newcombe_difference,
+    unpaired_ratio,
+    welch_ratio,
     wilson_interval,
 )
 from deeppose.errors import DeepPoseError
@@ -76,9 +83,18 @@ TRAIN_BLOCKS = 8  # a training run's iterations, cut into this many consecutive 
 SCORES = {"pcp": "PCP@0.5", "pdj": "PDJ@0.2", "pck": "PCK@0.2"}
 RESULT_FOLDERS = ("train", "time", "breakdown", "machine")
 MAX_FIELDS = 12  # differing machine fields listed in the markdown; the JSON has all
-NO_CHANGE, TOO_FEW, NOT_COMPARABLE, NO_INTERVAL = "no change", "too few blocks", "not comparable", "no interval"
-WORDS = {Verdict.FASTER: "faster", Verdict.SLOWER: "slower", Verdict.NO_DIFFERENCE: NO_CHANGE,
-         Verdict.TOO_FEW_BLOCKS: TOO_FEW}
+NO_CHANGE, TOO_FEW, NOT_COMPARABLE, NO_INTERVAL = (
+    "no change",
+    "too few blocks",
+    "not comparable",
+    "no interval",
+)
+WORDS = {
+    Verdict.FASTER: "faster",
+    Verdict.SLOWER: "slower",
+    Verdict.NO_DIFFERENCE: NO_CHANGE,
+    Verdict.TOO_FEW_BLOCKS: TOO_FEW,
+}
 UNCHANGED = (NO_CHANGE, TOO_FEW, NOT_COMPARABLE, NO_INTERVAL)
 ANY = Job("*", "*", "*", "*")  # type: ignore[arg-type]  # glob patterns from deeppose.paths
 
@@ -107,6 +123,7 @@ def _job(record: TimingResult | TrainMetrics | BreakdownResult) -> Job:
 
 def read_side(root: Path, label: str) -> Side:
     """Every result record under `root` (a folder laid out as results/ is)."""
+
     def each(kind: type[Record], path: Path) -> list[Any]:
         return [kind.read(found) for found in sorted(root.glob(_pattern(path)))]
 
@@ -115,7 +132,9 @@ def read_side(root: Path, label: str) -> Side:
     logs = {job: read_log(root / _pattern(paths.train_log(job)))[0] for job in train}
     breakdown = {_job(r): r for r in each(BreakdownResult, paths.breakdown_result(ANY))}
     peak_file = root / _pattern(paths.matmul_peak())
-    return Side(label, timing, train, logs, breakdown, PeakResult.read(peak_file) if peak_file.exists() else None)
+    return Side(
+        label, timing, train, logs, breakdown, PeakResult.read(peak_file) if peak_file.exists() else None
+    )
 
 
 def _holds_results(path: Path) -> bool:
@@ -136,13 +155,17 @@ def load_side(spec: str, role: str) -> Side:
     if path.is_dir():
         root = path if _holds_results(path) else path / paths.RESULTS
         if not _holds_results(root):
-            raise DeepPoseError(f"{role} {spec}: a folder without results; give a results folder (holding "
-                                f"{', '.join(f'{n}/' for n in RESULT_FOLDERS)} as results/ does) or a git revision")
+            raise DeepPoseError(
+                f"{role} {spec}: a folder without results; give a results folder (holding "
+                f"{', '.join(f'{n}/' for n in RESULT_FOLDERS)} as results/ does) or a git revision"
+            )
         return read_side(root, spec)
     commit = _git("rev-parse", "--verify", "--quiet", f"{spec}^{{commit}}")
     if commit.returncode != 0:
-        raise DeepPoseError(f"{role} {spec!r}: neither a folder nor a git revision of the repository in "
-                            f"{Path.cwd()}; give a revision (main, HEAD~1, a commit) or a results folder")
+        raise DeepPoseError(
+            f"{role} {spec!r}: neither a folder nor a git revision of the repository in "
+            f"{Path.cwd()}; give a revision (main, HEAD~1, a commit) or a results folder"
+        )
     sha = commit.stdout.decode().strip()
     archive = _git("archive", "--format=tar", sha, "--", paths.RESULTS.as_posix())
     if archive.returncode != 0:
@@ -232,12 +255,17 @@ def _divide(interval: Interval, by: float) -> Interval:
     def scaled(x: float | None) -> float | None:
         return None if x is None else x / by
 
-    return dataclasses.replace(interval, estimate=scaled(interval.estimate), low=scaled(interval.low),
-                               high=scaled(interval.high))
+    return dataclasses.replace(
+        interval, estimate=scaled(interval.estimate), low=scaled(interval.low), high=scaled(interval.high)
+    )
 
 
-def _verdicts(rows: list[tuple[str, str, float | None, float | None, Interval]], shift: float, threshold: float,
-              comparable: bool) -> list[Row]:
+def _verdicts(
+    rows: list[tuple[str, str, float | None, float | None, Interval]],
+    shift: float,
+    threshold: float,
+    comparable: bool,
+) -> list[Row]:
     judged = []
     for what, cell, base, head, change in rows:
         relative = _divide(change, shift)
@@ -246,8 +274,12 @@ def _verdicts(rows: list[tuple[str, str, float | None, float | None, Interval]],
     return judged
 
 
-def _judge(rows: list[tuple[str, str, float | None, float | None, Interval]], group: str, threshold: float,
-           comparable: bool) -> tuple[list[Row], Shift]:
+def _judge(
+    rows: list[tuple[str, str, float | None, float | None, Interval]],
+    group: str,
+    threshold: float,
+    comparable: bool,
+) -> tuple[list[Row], Shift]:
     """Time rows (what, cell, base, head, HEAD/BASE) of one group, judged against its shift.
 
     The shift is the median of the cells' log ratios. One changed cell of four still pulls that
@@ -276,10 +308,16 @@ def _detrended(results: list[TimingResult]) -> list[list[float]]:
     between every two blocks of one cell (Theil-Sen within cells: a changed cell moves its level,
     not the slope, and a silent outlier block moves the median little). One figure per run, so the
     intervals keep the between-block spread that is not drift."""
-    blocks = [[(b.started_at, math.log(statistics.median(b.samples_s))) for b in usable(r.blocks)]
-              for r in results]
-    slopes = [(y2 - y1) / (t2 - t1) for cell in blocks for i, (t1, y1) in enumerate(cell)
-              for t2, y2 in cell[i + 1:] if t2 != t1]
+    blocks = [
+        [(b.started_at, math.log(statistics.median(b.samples_s))) for b in usable(r.blocks)] for r in results
+    ]
+    slopes = [
+        (y2 - y1) / (t2 - t1)
+        for cell in blocks
+        for i, (t1, y1) in enumerate(cell)
+        for t2, y2 in cell[i + 1 :]
+        if t2 != t1
+    ]
     slope = statistics.median(slopes) if slopes else 0.0
     centre = statistics.mean(t for cell in blocks for t, _ in cell) if any(blocks) else 0.0
     return [[math.exp(y - slope * (t - centre)) for t, y in cell] for cell in blocks]
@@ -299,8 +337,15 @@ def _timing(base: Side, head: Side, threshold: float, comparable: bool) -> tuple
         steady = [_detrended([side.timing[job] for job in jobs]) for side in (base, head)]
         cells = []
         for job, b, h in zip(jobs, *steady):
-            cells.append(("core time", _label(job), _cell_time(base.timing[job]), _cell_time(head.timing[job]),
-                          unpaired_ratio(h, b)))
+            cells.append(
+                (
+                    "core time",
+                    _label(job),
+                    _cell_time(base.timing[job]),
+                    _cell_time(head.timing[job]),
+                    unpaired_ratio(h, b),
+                )
+            )
         judged, shift = _judge(cells, f"{device} b{exp}", threshold, comparable)
         rows += judged
         shifts.append(shift)
@@ -326,8 +371,15 @@ def _training(base: Side, head: Side, threshold: float, comparable: bool) -> tup
             b = _iteration_blocks(base.train[job], base.logs[job])
             h = _iteration_blocks(head.train[job], head.logs[job])
             if b and h:
-                cells.append(("training compute per iteration", _label(job), statistics.median(b),
-                              statistics.median(h), unpaired_ratio(h, b)))
+                cells.append(
+                    (
+                        "training compute per iteration",
+                        _label(job),
+                        statistics.median(b),
+                        statistics.median(h),
+                        unpaired_ratio(h, b),
+                    )
+                )
         judged, shift = _judge(cells, f"{device} training", threshold, comparable)
         rows += judged
         shifts.append(shift)
@@ -350,17 +402,42 @@ def _accuracy(base: Side, head: Side, threshold: float) -> list[Row]:
             ratio = welch_ratio(lh, lb)
             word = WORDS[compare_stats.verdict(ratio, threshold)]
             word = {"faster": "lower", "slower": "higher"}.get(word, word)
-            rows.append(Row("final training loss", _label(job), float(np.mean(lb)), float(np.mean(lh)), "",
-                            ratio, ratio, word))
-        rows.append(Row("test loss", _label(job), b.final_test.loss, h.final_test.loss, "",
-                        Interval(h.final_test.loss - b.final_test.loss, None, None, 1, LEVEL, "values only"),
-                        Interval(None, None, None, 0, LEVEL, "no per-image record"), NO_INTERVAL))
+            rows.append(
+                Row(
+                    "final training loss",
+                    _label(job),
+                    float(np.mean(lb)),
+                    float(np.mean(lh)),
+                    "",
+                    ratio,
+                    ratio,
+                    word,
+                )
+            )
+        rows.append(
+            Row(
+                "test loss",
+                _label(job),
+                b.final_test.loss,
+                h.final_test.loss,
+                "",
+                Interval(h.final_test.loss - b.final_test.loss, None, None, 1, LEVEL, "values only"),
+                Interval(None, None, None, 0, LEVEL, "no per-image record"),
+                NO_INTERVAL,
+            )
+        )
         for key, name in SCORES.items():
             vb, vh = getattr(b.final_test, key), getattr(h.final_test, key)
             if vb is None or vh is None:
                 continue
-            difference = newcombe_difference(wilson_interval(vh, h.test_samples), wilson_interval(vb, b.test_samples))
-            word = NO_CHANGE if not difference.excludes(0.0) else ("better" if difference.estimate > 0 else "worse")
+            difference = newcombe_difference(
+                wilson_interval(vh, h.test_samples), wilson_interval(vb, b.test_samples)
+            )
+            word = (
+                NO_CHANGE
+                if not difference.excludes(0.0)
+                else ("better" if difference.estimate > 0 else "worse")
+            )
             rows.append(Row(f"test {name}", _label(job), vb, vh, "%", difference, difference, word))
     return rows
 
@@ -373,8 +450,15 @@ def _breakdown(base: Side, head: Side, threshold: float, comparable: bool) -> tu
         for layer in head.breakdown[job].layers:
             b, h = layers.get((layer["layer"], layer["phase"])), layer["samples_s"]
             if b and h and min(b) > 0 and min(h) > 0:
-                cells.append(("layer time", f"{_label(job)} {layer['layer']} {layer['phase']}",
-                              statistics.median(b), statistics.median(h), unpaired_ratio(h, b)))
+                cells.append(
+                    (
+                        "layer time",
+                        f"{_label(job)} {layer['layer']} {layer['phase']}",
+                        statistics.median(b),
+                        statistics.median(h),
+                        unpaired_ratio(h, b),
+                    )
+                )
         judged, shift = _judge(cells, _label(job), threshold, comparable)
         rows += judged
         shifts.append(shift)
@@ -402,15 +486,35 @@ def _across(base: Side, head: Side, threshold: float) -> list[Row]:
         rates = [side.timing[job].flops_per_s for side in (base, head)]
         if job.device == "cpu" and None not in rates and all(peaks):
             fb, fh = rates[0] / peaks[0], rates[1] / peaks[1]  # type: ignore[operator]
-            rows.append(Row("fraction of peak", _label(job), fb, fh, "", Interval(fh / fb, None, None, 1, LEVEL,
-                            "values only"), Interval(fh / fb, None, None, 1, LEVEL, "values only"), NO_INTERVAL))
+            rows.append(
+                Row(
+                    "fraction of peak",
+                    _label(job),
+                    fb,
+                    fh,
+                    "",
+                    Interval(fh / fb, None, None, 1, LEVEL, "values only"),
+                    Interval(fh / fb, None, None, 1, LEVEL, "values only"),
+                    NO_INTERVAL,
+                )
+            )
         if job.framework != REFERENCE:
             b, h = _framework_ratio_blocks(base, job), _framework_ratio_blocks(head, job)
             if b and h:
                 ratio = unpaired_ratio(h, b)
                 word = WORDS[compare_stats.verdict(ratio, threshold)]
-                rows.append(Row(f"{fmt.framework_name(job.framework)} / {fmt.framework_name(REFERENCE)} core time",
-                                _label(job), statistics.median(b), statistics.median(h), "", ratio, ratio, word))
+                rows.append(
+                    Row(
+                        f"{fmt.framework_name(job.framework)} / {fmt.framework_name(REFERENCE)} core time",
+                        _label(job),
+                        statistics.median(b),
+                        statistics.median(h),
+                        "",
+                        ratio,
+                        ratio,
+                        word,
+                    )
+                )
     return rows
 
 
@@ -433,8 +537,14 @@ def _description(record: TimingResult | TrainMetrics | BreakdownResult) -> dict[
     """What the machine and libraries were, for comparing sides: the environment record (less
     TRANSIENT fields), the fairness manifest, threads and versions."""
     environment = {k: v for k, v in record.environment.items() if k not in TRANSIENT}
-    return _unordered({"environment": environment, "fairness": record.environment.get("fairness", {}),
-                       "threads": record.threads, "versions": record.versions})
+    return _unordered(
+        {
+            "environment": environment,
+            "fairness": record.environment.get("fairness", {}),
+            "threads": record.threads,
+            "versions": record.versions,
+        }
+    )
 
 
 def machine_differences(base: Side, head: Side) -> tuple[MachineField, ...]:
@@ -445,8 +555,12 @@ def machine_differences(base: Side, head: Side) -> tuple[MachineField, ...]:
         for job in sorted(set(ours) & set(theirs), key=_label):
             pair = {"BASE": _description(ours[job]), "HEAD": _description(theirs[job])}
             for difference in asymmetries(pair):
-                found.setdefault(difference.field, MachineField(difference.field, difference.values.get("BASE"),
-                                                                difference.values.get("HEAD")))
+                found.setdefault(
+                    difference.field,
+                    MachineField(
+                        difference.field, difference.values.get("BASE"), difference.values.get("HEAD")
+                    ),
+                )
     return tuple(found[name] for name in sorted(found))
 
 
@@ -459,8 +573,9 @@ def aa_spread(side: Side) -> tuple[float, str] | None:
         if not result.control_blocks:
             continue
         cell = f"{job.framework}/{job.loss}"
-        ratio = compare_stats.compare(as_blocks(result.blocks, cell) + as_blocks(result.control_blocks, cell),
-                                      twin(cell), cell).ratio.estimate
+        ratio = compare_stats.compare(
+            as_blocks(result.blocks, cell) + as_blocks(result.control_blocks, cell), twin(cell), cell
+        ).ratio.estimate
         if ratio is not None and (worst is None or abs(ratio - 1) > worst[0]):
             worst = (abs(ratio - 1), f"{job.device} b{job.batch_exp}")
     return worst
@@ -478,13 +593,18 @@ def _threshold(base: Side, head: Side, given: float | None) -> tuple[float, str]
         return THRESHOLD, "neither run has an A/A control"
     measured = math.sqrt(sum(spread**2 for spread, _ in spreads.values()))
     parts = ", ".join(f"{label} {_percent(spread)} at {where}" for label, (spread, where) in spreads.items())
-    return max(THRESHOLD, measured), (f"the larger of {_percent(THRESHOLD)} and the two runs' A/A spread, "
-                                      f"{_percent(measured)} ({parts})")
+    return max(THRESHOLD, measured), (
+        f"the larger of {_percent(THRESHOLD)} and the two runs' A/A spread, {_percent(measured)} ({parts})"
+    )
 
 
 def _unmatched(base: Side, head: Side) -> dict[str, int]:
     counts = {}
-    for kind, name in (("timing", "timing cells"), ("train", "training runs"), ("breakdown", "breakdown jobs")):
+    for kind, name in (
+        ("timing", "timing cells"),
+        ("train", "training runs"),
+        ("breakdown", "breakdown jobs"),
+    ):
         ours, theirs = set(getattr(base, kind)), set(getattr(head, kind))
         for side, jobs in (("BASE", ours - theirs), ("HEAD", theirs - ours)):
             if jobs:
@@ -492,14 +612,19 @@ def _unmatched(base: Side, head: Side) -> dict[str, int]:
     return counts
 
 
-def compare_sides(base: Side, head: Side, threshold: float | None = None, across_machines: bool = False) -> Changes:
+def compare_sides(
+    base: Side, head: Side, threshold: float | None = None, across_machines: bool = False
+) -> Changes:
     """Match the two sides' cells and judge each (see the module docstring)."""
     if not (set(base.timing) & set(head.timing) or set(base.train) & set(head.train)):
+
         def has(side: Side) -> str:
             return f"{len(side.timing)} timing cells, {len(side.train)} training runs"
 
-        raise DeepPoseError(f"BASE ({base.label}: {has(base)}) and HEAD ({head.label}: {has(head)}) share no "
-                            "timing cell or training run; compare needs results of the same grid cells")
+        raise DeepPoseError(
+            f"BASE ({base.label}: {has(base)}) and HEAD ({head.label}: {has(head)}) share no "
+            "timing cell or training run; compare needs results of the same grid cells"
+        )
     level_threshold, source = _threshold(base, head, threshold)
     machines = machine_differences(base, head)
     comparable = not machines
@@ -507,10 +632,18 @@ def compare_sides(base: Side, head: Side, threshold: float | None = None, across
     training, train_shifts = _training(base, head, level_threshold, comparable)
     breakdown, _ = _breakdown(base, head, level_threshold, comparable)
     return Changes(
-        base=base.label, head=head.label, level=LEVEL, threshold=level_threshold, threshold_source=source,
-        machines=machines, across_machines=across_machines, timing=tuple(timing),
-        shifts=tuple(shifts + train_shifts), training=tuple(training),
-        accuracy=tuple(_accuracy(base, head, level_threshold)), breakdown=tuple(breakdown),
+        base=base.label,
+        head=head.label,
+        level=LEVEL,
+        threshold=level_threshold,
+        threshold_source=source,
+        machines=machines,
+        across_machines=across_machines,
+        timing=tuple(timing),
+        shifts=tuple(shifts + train_shifts),
+        training=tuple(training),
+        accuracy=tuple(_accuracy(base, head, level_threshold)),
+        breakdown=tuple(breakdown),
         across=tuple(_across(base, head, level_threshold)) if across_machines else (),
         unmatched=_unmatched(base, head),
     )
@@ -548,7 +681,9 @@ def _table(title: str, rows: tuple[Row, ...], judged_column: bool) -> str:
     if not changed:
         return f"**{title}**: {_counts(rows)}."
     rest = [r for r in rows if not r.changed]
-    text = f"**{title}**: {len(changed)} of {len(rows)} changed" + (f"; the rest {_counts(rest)}." if rest else ".")
+    text = f"**{title}**: {len(changed)} of {len(rows)} changed" + (
+        f"; the rest {_counts(rest)}." if rest else "."
+    )
     headers = ["cell", "figure", "BASE", "HEAD", f"HEAD vs BASE [{_percent(LEVEL)}]"]
     headers += ["over group shift"] if judged_column else []
     body = []
@@ -564,9 +699,11 @@ def _shift_line(shifts: tuple[Shift, ...]) -> str:
     if not measured:
         return ""
     most = max(measured, key=lambda s: abs(math.log(s.ratio or 1.0)))
-    text = (f"Whole timing groups moved by up to x{fmt.sig(most.ratio)} ({most.group}): the machine between the "
-            "runs, or a change that moves every cell alike (compare cannot tell which); each cell is judged "
-            "over its group's shift.")
+    text = (
+        f"Whole timing groups moved by up to x{fmt.sig(most.ratio)} ({most.group}): the machine between the "
+        "runs, or a change that moves every cell alike (compare cannot tell which); each cell is judged "
+        "over its group's shift."
+    )
     small = [s.group for s in shifts if s.ratio is None and s.cells]
     if small:
         text += f" Groups of fewer than {MIN_GROUP} cells are judged unshifted: {', '.join(small)}."
@@ -580,30 +717,47 @@ def render_markdown(changes: Changes) -> str:
     faster = sum(r.verdict == "faster" for r in changes.timing)
     head = f"**deeppose compare** `{changes.base}` → `{changes.head}`: "
     if changes.machines:
-        head += (f"**no time verdict**: the two sides ran on unlike machines ({len(changes.machines)} fields "
-                 "differ, below).")
+        head += (
+            f"**no time verdict**: the two sides ran on unlike machines ({len(changes.machines)} fields "
+            "differ, below)."
+        )
     else:
-        head += (f"{slower} of {len(changes.timing)} timing cells slower, {faster} faster "
-                 f"(threshold {_percent(changes.threshold)}: {changes.threshold_source}; "
-                 f"{_percent(changes.level)} intervals).")
+        head += (
+            f"{slower} of {len(changes.timing)} timing cells slower, {faster} faster "
+            f"(threshold {_percent(changes.threshold)}: {changes.threshold_source}; "
+            f"{_percent(changes.level)} intervals)."
+        )
     parts = [head]
     if changes.machines:
-        rows = [[f"`{m.field}`", fmt.escape(m.base), fmt.escape(m.head)] for m in changes.machines[:MAX_FIELDS]]
+        rows = [
+            [f"`{m.field}`", fmt.escape(m.base), fmt.escape(m.head)] for m in changes.machines[:MAX_FIELDS]
+        ]
         more = len(changes.machines) - MAX_FIELDS
         more_text = f"\n\n...and {more} more (`--json`)." if more > 0 else ""
         parts.append(fmt.table(["field", "BASE", "HEAD"], rows) + more_text)
-        parts.append("Machine-independent figures (fraction of each machine's own peak, framework ratios) "
-                     + ("are compared below instead." if changes.across_machines else "are compared with "
-                        "`--across-machines`."))
-    sections = [("Core-process time", changes.timing, True), ("Training compute per iteration", changes.training, True),
-                ("Accuracy", changes.accuracy, False), ("Per-layer breakdown", changes.breakdown, True)]
+        parts.append(
+            "Machine-independent figures (fraction of each machine's own peak, framework ratios) "
+            + (
+                "are compared below instead."
+                if changes.across_machines
+                else "are compared with `--across-machines`."
+            )
+        )
+    sections = [
+        ("Core-process time", changes.timing, True),
+        ("Training compute per iteration", changes.training, True),
+        ("Accuracy", changes.accuracy, False),
+        ("Per-layer breakdown", changes.breakdown, True),
+    ]
     if changes.across_machines:
         sections.append(("Across machines (fraction of own peak, framework ratios)", changes.across, False))
     parts += [text for title, rows, judged in sections if (text := _table(title, rows, judged))]
     if not changes.machines and (line := _shift_line(changes.shifts)):
         parts.append(line)
     if changes.unmatched:
-        parts.append("Not compared: " + ", ".join(f"{n} {what}" for what, n in changes.unmatched.items()) + ".")
+        parts.append(
+            "Not compared: " + ", ".join(f"{n} {what}" for what, n in changes.unmatched.items()) + "."
+        )
     return "\n\n".join(parts) + "\n"
 
 
@@ -614,18 +768,27 @@ def to_json(changes: Changes) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("base", metavar="BASE", help="git revision or results folder")
     parser.add_argument("head", metavar="HEAD", help="git revision or results folder")
-    parser.add_argument("--threshold", type=float, default=None,
-                        help="smallest change worth a verdict, as a fraction (default: the larger of 0.05 and the "
-                             "runs' A/A spread)")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="smallest change worth a verdict, as a fraction (default: the larger of 0.05 and the "
+        "runs' A/A spread)",
+    )
     parser.add_argument("--json", action="store_true", help="print every figure as JSON instead of markdown")
-    parser.add_argument("--fail-on-regression", action="store_true", help="exit with status 1 when a cell got slower")
-    parser.add_argument("--across-machines", action="store_true",
-                        help="compare machine-independent figures (fraction of peak, framework ratios)")
+    parser.add_argument(
+        "--fail-on-regression", action="store_true", help="exit with status 1 when a cell got slower"
+    )
+    parser.add_argument(
+        "--across-machines",
+        action="store_true",
+        help="compare machine-independent figures (fraction of peak, framework ratios)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    changes = compare_sides(load_side(args.base, "BASE"), load_side(args.head, "HEAD"), args.threshold,
-                            args.across_machines)
+    changes = compare_sides(
+        load_side(args.base, "BASE"), load_side(args.head, "HEAD"), args.threshold, args.across_machines
+    )
     print(to_json(changes) if args.json else render_markdown(changes), end="")
     return 1 if args.fail_on_regression and changes.regressions else 0
-

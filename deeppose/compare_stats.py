@@ -95,7 +95,9 @@ class Interval:
 
 # --- the t machinery, on logs ---------------------------------------------------------------
 def _t_half_width(values: np.ndarray, level: float) -> float:
-    return float(scipy_stats.t.ppf(0.5 + level / 2, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size))
+    return float(
+        scipy_stats.t.ppf(0.5 + level / 2, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size)
+    )
 
 
 def _positive(values: Sequence[float], what: str) -> np.ndarray:
@@ -115,8 +117,14 @@ def cell_estimate(block_medians: Sequence[float], level: float = LEVEL) -> Inter
     logs = np.log(x)
     half = _t_half_width(logs, level)
     centre = float(logs.mean())
-    return Interval(estimate, math.exp(centre - half), math.exp(centre + half), int(x.size), level,
-                    "student t on log block medians")
+    return Interval(
+        estimate,
+        math.exp(centre - half),
+        math.exp(centre + half),
+        int(x.size),
+        level,
+        "student t on log block medians",
+    )
 
 
 def _paired_logs(a: Mapping[int, float], b: Mapping[int, float]) -> np.ndarray:
@@ -144,7 +152,11 @@ def paired_ratio(
         name = "paired student t on log ratios"
     else:
         result = scipy_stats.bootstrap(
-            (d,), np.mean, n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=level, method="BCa",
+            (d,),
+            np.mean,
+            n_resamples=BOOTSTRAP_RESAMPLES,
+            confidence_level=level,
+            method="BCa",
             rng=np.random.default_rng(seed),
         )
         low, high = result.confidence_interval.low, result.confidence_interval.high
@@ -163,8 +175,14 @@ def welch_ratio(a: Sequence[float], b: Sequence[float], level: float = LEVEL) ->
     df = (va + vb) ** 2 / (va**2 / (la.size - 1) + vb**2 / (lb.size - 1)) if se > 0 else la.size + lb.size - 2
     half = float(scipy_stats.t.ppf(0.5 + level / 2, df)) * se
     centre = float(la.mean() - lb.mean())
-    return Interval(estimate, math.exp(centre - half), math.exp(centre + half), int(min(la.size, lb.size)),
-                    level, "welch t on log block medians")
+    return Interval(
+        estimate,
+        math.exp(centre - half),
+        math.exp(centre + half),
+        int(min(la.size, lb.size)),
+        level,
+        "welch t on log block medians",
+    )
 
 
 def _u_null_counts(m: int, n: int) -> np.ndarray:
@@ -175,8 +193,8 @@ def _u_null_counts(m: int, n: int) -> np.ndarray:
         row = [np.ones(1)]
         for j in range(1, n + 1):
             counts = np.zeros(i * j + 1)
-            counts[j:j + previous[j].size] += previous[j]  # the largest value is from a: beats all j
-            counts[:row[j - 1].size] += row[j - 1]  # ... from b
+            counts[j : j + previous[j].size] += previous[j]  # the largest value is from a: beats all j
+            counts[: row[j - 1].size] += row[j - 1]  # ... from b
             row.append(counts)
         previous = row
     return previous[n]
@@ -212,8 +230,14 @@ def hodges_lehmann_ratio(a: Sequence[float], b: Sequence[float], level: float = 
     k = _rank_depth(la.size, lb.size, level)
     if k == 0:
         return Interval(estimate, None, None, n, level, "too few blocks for a rank interval")
-    return Interval(estimate, math.exp(float(pairs[k - 1])), math.exp(float(pairs[pairs.size - k])), n, level,
-                    "hodges-lehmann shift of log block medians, mann-whitney interval")
+    return Interval(
+        estimate,
+        math.exp(float(pairs[k - 1])),
+        math.exp(float(pairs[pairs.size - k])),
+        n,
+        level,
+        "hodges-lehmann shift of log block medians, mann-whitney interval",
+    )
 
 
 def unpaired_ratio(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> Interval:
@@ -241,8 +265,14 @@ def newcombe_difference(a: Interval, b: Interval) -> Interval:
         raise ValueError("both proportions need an interval")
     pa, la, ha, pb, lb, hb = a.estimate, a.low, a.high, b.estimate, b.low, b.high  # type: ignore[misc]
     d = pa - pb
-    return Interval(d, d - math.sqrt((pa - la) ** 2 + (hb - pb) ** 2), d + math.sqrt((ha - pa) ** 2 + (pb - lb) ** 2),
-                    min(a.n, b.n), a.level, "newcombe hybrid score")
+    return Interval(
+        d,
+        d - math.sqrt((pa - la) ** 2 + (hb - pb) ** 2),
+        d + math.sqrt((ha - pa) ** 2 + (pb - lb) ** 2),
+        min(a.n, b.n),
+        a.level,
+        "newcombe hybrid score",
+    )
 
 
 def paired_difference(a: Mapping[int, float], b: Mapping[int, float], level: float = LEVEL) -> Interval:
@@ -254,8 +284,14 @@ def paired_difference(a: Mapping[int, float], b: Mapping[int, float], level: flo
     if d.size < 2:
         return Interval(float(d[0]), None, None, 1, level, "one round: no interval")
     half = _t_half_width(d, level)
-    return Interval(float(d.mean()), float(d.mean() - half), float(d.mean() + half), int(d.size), level,
-                    "paired student t on differences")
+    return Interval(
+        float(d.mean()),
+        float(d.mean() - half),
+        float(d.mean() + half),
+        int(d.size),
+        level,
+        "paired student t on differences",
+    )
 
 
 # --- verdicts -----------------------------------------------------------------------------
@@ -384,6 +420,8 @@ def analyse_group(
 
 # --- printing precision -------------------------------------------------------------------
 FLOAT_NOISE = 1e-12  # relative: a half-width this small is float64 rounding, not a measurement
+
+
 @dataclass(frozen=True)
 class Rounded:
     """A value and its half-width rounded to the half-width's `digits` significant digits."""

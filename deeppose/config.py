@@ -50,7 +50,9 @@ class Params:
     @property
     def optimizer(self) -> OptimizerConfig:
         train = self.raw["train"]
-        return OptimizerConfig(name=train["optimizer"], lr=float(train["lr"]), momentum=float(train["momentum"]))
+        return OptimizerConfig(
+            name=train["optimizer"], lr=float(train["lr"]), momentum=float(train["momentum"])
+        )
 
     def train_jobs(self) -> list[Job]:
         return grid.train_jobs(self.raw["grid"])
@@ -74,13 +76,17 @@ def _non_finite(node: Any, where: str = "") -> dict[str, float]:
     items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
     found: dict[str, float] = {}
     for key, value in items:
-        found.update(_non_finite(value, f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}".lstrip(".")))
+        found.update(
+            _non_finite(value, f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}".lstrip("."))
+        )
     return found
 
 
 def _schema_problems(raw: Any, schema: dict[str, Any]) -> list[str]:
     non_finite = _non_finite(raw)
-    problems = [f"{where}: {value} is not allowed; allowed: a finite number" for where, value in non_finite.items()]
+    problems = [
+        f"{where}: {value} is not allowed; allowed: a finite number" for where, value in non_finite.items()
+    ]
     validator = jsonschema.Draft202012Validator(schema)
     for error in sorted(validator.iter_errors(raw), key=lambda e: list(map(str, e.absolute_path))):
         if _where(error) in non_finite:
@@ -114,7 +120,10 @@ def _machine_problems(raw: dict[str, Any]) -> list[str]:
     if not known:
         return problems
     hungriest = max(known, key=lambda name: memory.per_image_bytes(name, lrn))
-    batches = {"train.batch_size": raw["train"]["batch_size"], "grid.batch_exponents": 2 ** max(raw["grid"]["batch_exponents"])}
+    batches = {
+        "train.batch_size": raw["train"]["batch_size"],
+        "grid.batch_exponents": 2 ** max(raw["grid"]["batch_exponents"]),
+    }
     for where, batch in batches.items():
         try:
             memory.check_fits(batch, hungriest, optimizer, lrn, where)
@@ -162,7 +171,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 continue  # an unhashable or odd key: SafeLoader's own message follows
             if key in first:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first on line {first[key]}); give each key once",
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first on line {first[key]}); give each key once",
                     key_node.start_mark,
                 )
             first[key] = key_node.start_mark.line + 1

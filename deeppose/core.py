@@ -44,10 +44,13 @@ def prepared_batch(batch_size: int) -> tuple[np.ndarray, ...]:
             "`python -m deeppose prepare` first, or pass --synthetic-input"
         ) from None
     if len(data) == 0:
-        raise DeepPoseError(f"the prepared test set under {paths.PREPARED}/ is empty; rerun `python -m deeppose prepare`")
+        raise DeepPoseError(
+            f"the prepared test set under {paths.PREPARED}/ is empty; rerun `python -m deeppose prepare`"
+        )
     batch = make_batch(data, np.arange(batch_size) % len(data), crop="center")
     return tuple(
-        np.ascontiguousarray(array, dtype=np.float32) for array in (batch.images, batch.targets, batch.visible)
+        np.ascontiguousarray(array, dtype=np.float32)
+        for array in (batch.images, batch.targets, batch.visible)
     )
 
 
@@ -66,7 +69,9 @@ def core_data(params: Params, batch_exp: int, synthetic: bool) -> CoreData:
 
     batch_size = 2 ** int(batch_exp)
     config = params.model
-    arrays = synthetic_batch(batch_size, params.seed, config.n_joints) if synthetic else prepared_batch(batch_size)
+    arrays = (
+        synthetic_batch(batch_size, params.seed, config.n_joints) if synthetic else prepared_batch(batch_size)
+    )
     return CoreData(arrays, init_weights(params.seed, config.n_joints))
 
 
@@ -105,6 +110,10 @@ def check_memory(params: Params, job: Job) -> None:
     allocation: an out-of-memory kill would take the whole machine's jobs with it."""
     if job.device == "cpu":
         memory.check_fits(
-            2 ** int(job.batch_exp), job.framework, params.optimizer.name, params.model.lrn,
-            f"--batch-exp {job.batch_exp}", key="MemAvailable",
+            2 ** int(job.batch_exp),
+            job.framework,
+            params.optimizer.name,
+            params.model.lrn,
+            f"--batch-exp {job.batch_exp}",
+            key="MemAvailable",
         )

@@ -40,6 +40,12 @@ def recorded(stage: str, job_label: str | None) -> Iterator[None]:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     StageCost.create(
-        stage=stage, job=job_label, started_at=started_at, startup_s=startup, wall_s=wall,
-        cpu_s=process_cpu_s() - cpu, max_rss_mb=max(own, children) / 1024, lock_wait_s=lock.waited_s() - waited,
+        stage=stage,
+        job=job_label,
+        started_at=started_at,
+        startup_s=startup,
+        wall_s=wall,
+        cpu_s=process_cpu_s() - cpu,
+        max_rss_mb=max(own, children) / 1024,
+        lock_wait_s=lock.waited_s() - waited,
     ).write(paths.stage_cost(stage, job_label))

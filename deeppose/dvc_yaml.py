@@ -63,7 +63,12 @@ def _entry(stage: Stage, job: Job | Group | None, code_job: Job | Group | None) 
     deps = [p.as_posix() for p in stage.inputs] + code_files(stage, code_job)
     if stage.reads_results:
         deps.insert(0, paths.RESULTS.as_posix())
-    return {"cmd": command(stage, PARAMS_FILE, job), "deps": deps, "params": list(stage.params), **_outs(stage, job)}
+    return {
+        "cmd": command(stage, PARAMS_FILE, job),
+        "deps": deps,
+        "params": list(stage.params),
+        **_outs(stage, job),
+    }
 
 
 def generate(params: Params) -> dict[str, Any]:
@@ -75,7 +80,9 @@ def generate(params: Params) -> dict[str, Any]:
             stages[stage.name] = _entry(stage, None, None)
             continue
         if stage.jobs == "group":
-            group = Group("${item.device}", "${item.batch_exp}", tuple(grid["frameworks"]), tuple(grid["loss_modes"]))  # type: ignore[arg-type]
+            group = Group(
+                "${item.device}", "${item.batch_exp}", tuple(grid["frameworks"]), tuple(grid["loss_modes"])
+            )  # type: ignore[arg-type]
             matrix = {"device": "${grid.devices}", "batch_exp": "${" + str(stage.batch_exponents_key) + "}"}
             stages[stage.name] = {"matrix": matrix, **_entry(stage, group, group)}
             continue
@@ -89,7 +96,8 @@ def generate(params: Params) -> dict[str, Any]:
                 batch_exp = "${item.batch_exp}"
             job = Job(framework, "${item.loss}", "${item.device}", batch_exp)  # type: ignore[arg-type]
             stages[f"{stage.name}-{framework}"] = {
-                "matrix": matrix, **_entry(stage, job, Job(framework, "", "")),
+                "matrix": matrix,
+                **_entry(stage, job, Job(framework, "", "")),
             }
     return {"stages": stages, "plots": [_learning_curves(params)]}
 
@@ -97,10 +105,15 @@ def generate(params: Params) -> dict[str, Any]:
 def _learning_curves(params: Params) -> dict[str, Any]:
     """The top-level plot of every training run's loss by iteration, overlaid (`dvc plots diff`);
     its columns are the grid's runs, so changing the grid needs this command again."""
-    return {paths.report_curves().as_posix(): {
-        "x": dvc_files.CURVE_X, "y": dvc_files.curve_columns(params), "title": "Training loss by iteration",
-        "x_label": "iteration", "y_label": "training loss",
-    }}
+    return {
+        paths.report_curves().as_posix(): {
+            "x": dvc_files.CURVE_X,
+            "y": dvc_files.curve_columns(params),
+            "title": "Training loss by iteration",
+            "x_label": "iteration",
+            "y_label": "training loss",
+        }
+    }
 
 
 def render(params: Params) -> str:
@@ -116,7 +129,9 @@ def run(args: argparse.Namespace) -> None:
     if args.check:
         current = DVC_YAML.read_text(encoding="utf-8") if DVC_YAML.exists() else ""
         if current != text:
-            raise DeepPoseError(f"{DVC_YAML} is not what `python -m deeppose dvc-yaml` generates; run it and commit")
+            raise DeepPoseError(
+                f"{DVC_YAML} is not what `python -m deeppose dvc-yaml` generates; run it and commit"
+            )
         print(f"{DVC_YAML} is current")
         return
     write_text(DVC_YAML, text)

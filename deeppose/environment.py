@@ -31,7 +31,10 @@ def git_commit(root: str | os.PathLike[str] = ".") -> str:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root, capture_output=True, text=True, check=True,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -60,5 +63,9 @@ def describe() -> dict[str, Any]:
         "packages": package_versions(),
         "commit": git_commit(),
         "load_average_1m": os.getloadavg()[0],  # > 0.5 before a measurement: something else ran
-        "env": {k: os.environ[k] for k in sorted(os.environ) if k.endswith("_NUM_THREADS") or k.startswith("OPENBLAS_")},
+        "env": {
+            k: os.environ[k]
+            for k in sorted(os.environ)
+            if k.endswith("_NUM_THREADS") or k.startswith("OPENBLAS_")
+        },
     }

@@ -39,41 +39,99 @@ import threadpoolctl
 from deeppose import allocator
 
 FRAMEWORKS = ("numpy", "pytorch", "pytorch_compile", "chainer", "jax")
-ENV_PREFIXES = ("OPENBLAS_", "GOTO_", "MKL_", "OMP_", "GOMP_", "KMP_", "ONEDNN_", "DNNL_", "XLA_", "TORCHINDUCTOR_",
-                "CHAINER_", "CUPY_", "NVIDIA_TF32_OVERRIDE", "TORCH_ALLOW_TF32", "CUBLAS_", "MALLOC_", "GLIBC_TUNABLES",
-                "LD_PRELOAD")
-ISA_FLAG = re.compile(r"^(sse\w*|ssse3|avx\w*|fma\w*|f16c|amx\w*|bmi\d|adx|sha_ni|gfni|vaes|vpclmulqdq|vnni\w*)$")
+ENV_PREFIXES = (
+    "OPENBLAS_",
+    "GOTO_",
+    "MKL_",
+    "OMP_",
+    "GOMP_",
+    "KMP_",
+    "ONEDNN_",
+    "DNNL_",
+    "XLA_",
+    "TORCHINDUCTOR_",
+    "CHAINER_",
+    "CUPY_",
+    "NVIDIA_TF32_OVERRIDE",
+    "TORCH_ALLOW_TF32",
+    "CUBLAS_",
+    "MALLOC_",
+    "GLIBC_TUNABLES",
+    "LD_PRELOAD",
+)
+ISA_FLAG = re.compile(
+    r"^(sse\w*|ssse3|avx\w*|fma\w*|f16c|amx\w*|bmi\d|adx|sha_ni|gfni|vaes|vpclmulqdq|vnni\w*)$"
+)
 # OpenBLAS's `architecture` (threadpoolctl) -> the widest vector ISA that kernel family uses.
 OPENBLAS_ISA = {
-    "haswell": "AVX2", "zen": "AVX2", "skylakex": "AVX512", "cooperlake": "AVX512",
-    "sapphirerapids": "AVX512", "sandybridge": "AVX", "bulldozer": "AVX", "piledriver": "AVX",
-    "steamroller": "AVX", "excavator": "AVX", "nehalem": "SSE4", "core2": "SSE3", "penryn": "SSE4",
-    "dunnington": "SSE4", "atom": "SSE3", "barcelona": "SSE3", "prescott": "SSE3",
+    "haswell": "AVX2",
+    "zen": "AVX2",
+    "skylakex": "AVX512",
+    "cooperlake": "AVX512",
+    "sapphirerapids": "AVX512",
+    "sandybridge": "AVX",
+    "bulldozer": "AVX",
+    "piledriver": "AVX",
+    "steamroller": "AVX",
+    "excavator": "AVX",
+    "nehalem": "SSE4",
+    "core2": "SSE3",
+    "penryn": "SSE4",
+    "dunnington": "SSE4",
+    "atom": "SSE3",
+    "barcelona": "SSE3",
+    "prescott": "SSE3",
 }
 BLAS_NAMES = {"openblas": "OpenBLAS", "mkl": "MKL", "blis": "BLIS"}
-CHAINER_CONFIG = ("type_check", "use_ideep", "use_cudnn", "use_cudnn_tensor_core", "cudnn_deterministic",
-                  "autotune", "lazy_grad_sum", "debug")
+CHAINER_CONFIG = (
+    "type_check",
+    "use_ideep",
+    "use_cudnn",
+    "use_cudnn_tensor_core",
+    "cudnn_deterministic",
+    "autotune",
+    "lazy_grad_sum",
+    "debug",
+)
 
 # What a difference in a field may bias, by the field's leading path. Loss-mode comparisons run
 # both arms in one framework's processes with one manifest, so none of these touch them.
 EFFECTS = (
     ("cpu", "every comparison between these manifests: they come from different machines"),
     ("env", "the libraries' kernel choice or thread pools: compare `native` and `common`"),
-    ("common.kernel_isa", "framework time ratios, most at large batches, where matrix products and "
-                          "convolutions dominate: one side runs narrower vector kernels"),
-    ("common.kernel_library", "framework time ratios: different kernel implementations, not only "
-                              "different frameworks, are being compared"),
+    (
+        "common.kernel_isa",
+        "framework time ratios, most at large batches, where matrix products and "
+        "convolutions dominate: one side runs narrower vector kernels",
+    ),
+    (
+        "common.kernel_library",
+        "framework time ratios: different kernel implementations, not only "
+        "different frameworks, are being compared",
+    ),
     ("common.threads", "framework time ratios at every batch size: unequal parallelism"),
     ("native", "framework time ratios: BLAS/OpenMP pools differ in kernels or threads"),
     ("common.dtype", "every framework ratio: different arithmetic"),
-    ("common.fp32_math", "cuda framework ratios: reduced-precision (TF32) float32 kernels on one side "
-                         "only; faster and less accurate"),
-    ("common.runtime_checks", "framework time ratios, most at small batches: per-call checking "
-                              "overhead on one side only (Chainer's type_check)"),
-    ("common.allocator", "framework time ratios, most at large batches: one side faults in and zeroes its "
-                         "big arrays afresh every iteration (deeppose.allocator)"),
-    ("common.optimizer_kernel", "the update step's times and training time per iteration (not the core "
-                                "process): different optimiser implementations"),
+    (
+        "common.fp32_math",
+        "cuda framework ratios: reduced-precision (TF32) float32 kernels on one side "
+        "only; faster and less accurate",
+    ),
+    (
+        "common.runtime_checks",
+        "framework time ratios, most at small batches: per-call checking "
+        "overhead on one side only (Chainer's type_check)",
+    ),
+    (
+        "common.allocator",
+        "framework time ratios, most at large batches: one side faults in and zeroes its "
+        "big arrays afresh every iteration (deeppose.allocator)",
+    ),
+    (
+        "common.optimizer_kernel",
+        "the update step's times and training time per iteration (not the core "
+        "process): different optimiser implementations",
+    ),
     ("device", "everything: these manifests describe different devices"),
 )
 
@@ -135,7 +193,11 @@ def native_libraries() -> dict[str, dict[str, Any]]:
     for info in threadpoolctl.threadpool_info():
         filepath = str(info.get("filepath", ""))
         key = f"{_owner(filepath)}/{info.get('internal_api', 'unknown')}"
-        key = key if key not in found else next(f"{key}{i}" for i in itertools.count(2) if f"{key}{i}" not in found)
+        key = (
+            key
+            if key not in found
+            else next(f"{key}{i}" for i in itertools.count(2) if f"{key}{i}" not in found)
+        )
         found[key] = {
             "version": info.get("version"),
             "num_threads": info.get("num_threads"),
@@ -149,8 +211,11 @@ def native_libraries() -> dict[str, dict[str, Any]]:
 def openblas_isa(native: Mapping[str, Mapping[str, Any]]) -> str | None:
     """The ISA of numpy's OpenBLAS kernel family (else the first OpenBLAS's), or its architecture
     name when this table does not know it."""
-    candidates = sorted((not name.startswith("numpy/"), name) for name, info in native.items()
-                        if name.split("/")[-1].startswith("openblas") and info.get("architecture"))
+    candidates = sorted(
+        (not name.startswith("numpy/"), name)
+        for name, info in native.items()
+        if name.split("/")[-1].startswith("openblas") and info.get("architecture")
+    )
     if not candidates:
         return None
     arch = str(native[candidates[0][1]]["architecture"])
@@ -159,8 +224,11 @@ def openblas_isa(native: Mapping[str, Mapping[str, Any]]) -> str | None:
 
 def _numpy_blas(native: Mapping[str, Mapping[str, Any]]) -> tuple[str, dict[str, Any]] | None:
     """numpy's BLAS (or the first BLAS loaded, outside a wheel layout): its name and entry."""
-    blas = sorted((not name.startswith("numpy/"), name) for name in native
-                  if name.split("/")[-1].startswith(("openblas", "mkl", "blis")))
+    blas = sorted(
+        (not name.startswith("numpy/"), name)
+        for name in native
+        if name.split("/")[-1].startswith(("openblas", "mkl", "blis"))
+    )
     if not blas:
         return None
     name = blas[0][1]
@@ -193,23 +261,38 @@ def _pytorch(device: str) -> tuple[dict[str, Any], dict[str, Any]]:
     }
     if device == "cuda":
         section["cudnn_benchmark"] = bool(torch.backends.cudnn.benchmark)
-        tf32 = [op for op, on in (("matmul", precision["cuda_matmul_allow_tf32"]),
-                                  ("cudnn conv", precision["cudnn_allow_tf32"])) if on]
-        common = {"kernel_library": "cuBLAS + cuDNN", "kernel_isa": None,
-                  "fp32_math": "tf32: " + ", ".join(tf32) if tf32 else "ieee"}
+        tf32 = [
+            op
+            for op, on in (
+                ("matmul", precision["cuda_matmul_allow_tf32"]),
+                ("cudnn conv", precision["cudnn_allow_tf32"]),
+            )
+            if on
+        ]
+        common = {
+            "kernel_library": "cuBLAS + cuDNN",
+            "kernel_isa": None,
+            "fp32_math": "tf32: " + ", ".join(tf32) if tf32 else "ieee",
+        }
     else:
         common = {
             "kernel_library": "oneDNN + MKL" if mkldnn.is_available() and mkldnn.enabled else "ATen + MKL",
             "kernel_isa": section["cpu_capability"],
-            "fp32_math": "ieee" if precision["mkldnn_fp32_precision"] in ("none", "ieee")
+            "fp32_math": "ieee"
+            if precision["mkldnn_fp32_precision"] in ("none", "ieee")
             else f"mkldnn {precision['mkldnn_fp32_precision']}",
         }
-    common.update(threads=section["intra_op_threads"], runtime_checks=section["anomaly_detection"],
-                  optimizer_kernel="torch.optim, fused")  # as deeppose/backends/pytorch.py builds it
+    common.update(
+        threads=section["intra_op_threads"],
+        runtime_checks=section["anomaly_detection"],
+        optimizer_kernel="torch.optim, fused",
+    )  # as deeppose/backends/pytorch.py builds it
     return section, common
 
 
-def _chainer(device: str, native: Mapping[str, Mapping[str, Any]], env: Mapping[str, str]) -> tuple[dict, dict]:
+def _chainer(
+    device: str, native: Mapping[str, Mapping[str, Any]], env: Mapping[str, str]
+) -> tuple[dict, dict]:
     """(chainer section, common answers): Chainer's config and whether iDeep (oneDNN) is in use."""
     from deeppose.backends.chainer_import import import_chainer
 
@@ -220,14 +303,20 @@ def _chainer(device: str, native: Mapping[str, Mapping[str, Any]], env: Mapping[
     ideep = section["ideep_available"] and section["use_ideep"] != "never"
     blas = _numpy_blas(native)
     if device == "cuda":
-        common = {"kernel_library": "CuPy (cuBLAS + cuDNN)", "kernel_isa": None,
-                  "fp32_math": "tf32: CUPY_TF32" if env.get("CUPY_TF32") == "1" else "ieee"}
+        common = {
+            "kernel_library": "CuPy (cuBLAS + cuDNN)",
+            "kernel_isa": None,
+            "fp32_math": "tf32: CUPY_TF32" if env.get("CUPY_TF32") == "1" else "ieee",
+        }
     elif ideep:
         common = {"kernel_library": "iDeep (oneDNN)", "kernel_isa": None}
     else:
         common = {}  # numpy's BLAS: the machine-wide answers of `collect` stand
-    common.update(threads=blas[1]["num_threads"] if blas else None, runtime_checks=bool(section["type_check"]),
-                  optimizer_kernel="chainer.optimizers, one array update per parameter")
+    common.update(
+        threads=blas[1]["num_threads"] if blas else None,
+        runtime_checks=bool(section["type_check"]),
+        optimizer_kernel="chainer.optimizers, one array update per parameter",
+    )
     return section, common
 
 
@@ -254,10 +343,14 @@ def collect(framework: str = "numpy", device: str = "cpu", dtype: str = "float32
         "native": native,
         "numpy": numpy.__version__,
         "common": {
-            "dtype": dtype, "threads": blas[1]["num_threads"] if blas else None,
+            "dtype": dtype,
+            "threads": blas[1]["num_threads"] if blas else None,
             "kernel_library": "numpy + " + (blas[0] if blas else "no BLAS loaded"),
-            "kernel_isa": openblas_isa(native), "fp32_math": "ieee", "runtime_checks": False,
-            "optimizer_kernel": None, "allocator": allocator.describe(),
+            "kernel_isa": openblas_isa(native),
+            "fp32_math": "ieee",
+            "runtime_checks": False,
+            "optimizer_kernel": None,
+            "allocator": allocator.describe(),
         },
     }
     if framework in ("pytorch", "pytorch_compile"):
@@ -269,14 +362,21 @@ def collect(framework: str = "numpy", device: str = "cpu", dtype: str = "float32
             manifest["pytorch"] = section
             manifest["common"].update(common)
             if framework == "pytorch_compile":
-                manifest["common"]["kernel_library"] = "inductor (generated C++) + " + common["kernel_library"]
+                manifest["common"]["kernel_library"] = (
+                    "inductor (generated C++) + " + common["kernel_library"]
+                )
     elif framework == "jax":
         import jax
 
-        manifest["jax"] = {"version": jax.__version__, "x64": bool(jax.config.jax_enable_x64),
-                           "platform": jax.default_backend(), "xla_flags": os.environ.get("XLA_FLAGS")}
-        manifest["common"].update(kernel_library="XLA CPU (Eigen, generated code)", kernel_isa=None,
-                                  optimizer_kernel="optax")
+        manifest["jax"] = {
+            "version": jax.__version__,
+            "x64": bool(jax.config.jax_enable_x64),
+            "platform": jax.default_backend(),
+            "xla_flags": os.environ.get("XLA_FLAGS"),
+        }
+        manifest["common"].update(
+            kernel_library="XLA CPU (Eigen, generated code)", kernel_isa=None, optimizer_kernel="optax"
+        )
     elif framework == "chainer":
         section, common = _chainer(device, native, env)
         manifest["chainer"] = section
@@ -319,8 +419,10 @@ def asymmetries(manifests: Mapping[str, Mapping[str, Any]]) -> list[Asymmetry]:
     own section (`pytorch`, `chainer`) is compared only between manifests that both have it.
     """
     names = list(manifests)
-    flat = {name: _flatten({k: v for k, v in manifests[name].items() if k not in ("framework", "numpy")})
-            for name in names}
+    flat = {
+        name: _flatten({k: v for k, v in manifests[name].items() if k not in ("framework", "numpy")})
+        for name in names
+    }
     fields = sorted(set().union(*(f.keys() for f in flat.values()))) if flat else []
     found = []
     for field in fields:

@@ -72,7 +72,9 @@ def add_job_arguments(parser: argparse.ArgumentParser, batch_exp: bool) -> None:
     parser.add_argument("--loss", required=True, help=f"loss mode: {', '.join(LOSS_MODES)}")
     parser.add_argument("--device", default="cpu", help=f"device: {', '.join(DEVICES)} (default: cpu)")
     if batch_exp:
-        parser.add_argument("--batch-exp", type=int, required=True, help=f"batch size 2^N, N in 0..{MAX_BATCH_EXP}")
+        parser.add_argument(
+            "--batch-exp", type=int, required=True, help=f"batch size 2^N, N in 0..{MAX_BATCH_EXP}"
+        )
 
 
 def job_from_args(args: argparse.Namespace) -> Job:
@@ -88,8 +90,12 @@ def train_jobs(grid: dict) -> list[Job]:
 def batch_jobs(grid: dict, exponents: Iterable[int], breakdown: bool = False) -> list[Job]:
     """Every training cell at each batch exponent: the timing or (`breakdown`, leaving out the
     frameworks in NO_BREAKDOWN) the breakdown jobs."""
-    return [Job(job.framework, job.loss, job.device, int(exp)) for job in train_jobs(grid) for exp in exponents
-            if not (breakdown and job.framework in NO_BREAKDOWN)]
+    return [
+        Job(job.framework, job.loss, job.device, int(exp))
+        for job in train_jobs(grid)
+        for exp in exponents
+        if not (breakdown and job.framework in NO_BREAKDOWN)
+    ]
 
 
 @dataclass(frozen=True)
@@ -111,7 +117,9 @@ class Group:
         return f"{self.device}/b{self.batch_exp}"
 
     def jobs(self) -> list[Job]:
-        return [Job(fw, loss, self.device, self.batch_exp) for fw in self.frameworks for loss in self.loss_modes]
+        return [
+            Job(fw, loss, self.device, self.batch_exp) for fw in self.frameworks for loss in self.loss_modes
+        ]
 
 
 def timing_groups(grid: dict) -> list[Group]:

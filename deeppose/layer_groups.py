@@ -93,16 +93,22 @@ def resolve(events: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], 
     by_run: dict[tuple[int, str], list[dict[str, Any]]] = defaultdict(list)
     for event in out:
         if event["phase"] not in PHASES:
-            raise ValueError(f"event {event.get('name')!r}: phase must be one of {PHASES}, got {event['phase']!r}")
+            raise ValueError(
+                f"event {event.get('name')!r}: phase must be one of {PHASES}, got {event['phase']!r}"
+            )
         by_run[int(event.get("repeat", 0)), event["phase"]].append(event)
 
-    for (repeat, phase), run in sorted(by_run.items(), key=lambda item: (item[0][0], PHASES.index(item[0][1]))):
+    for (repeat, phase), run in sorted(
+        by_run.items(), key=lambda item: (item[0][0], PHASES.index(item[0][1]))
+    ):
         pending: dict[str, list[dict[str, Any]]] = {"conv": [], "linear": []}
         for event in run:
             given = event.get("layer")
             if given is not None:
                 if given not in GROUPS:
-                    raise ValueError(f"event {event['name']!r}: unknown layer {given!r}; allowed: {', '.join(GROUPS)}")
+                    raise ValueError(
+                        f"event {event['name']!r}: unknown layer {given!r}; allowed: {', '.join(GROUPS)}"
+                    )
                 event["layer_source"] = "backend"
                 continue
             kind = classify(event["name"])
@@ -146,7 +152,9 @@ def layer_samples(events: Iterable[Mapping[str, Any]], repeats: int) -> dict[tup
     return dict(samples)
 
 
-def sum_rule(core_time_s: float, layers_time_s: float, tolerance: float = SUM_RULE_TOLERANCE) -> dict[str, Any]:
+def sum_rule(
+    core_time_s: float, layers_time_s: float, tolerance: float = SUM_RULE_TOLERANCE
+) -> dict[str, Any]:
     """Do the layers add up to the core time? overhead = core - layers (negative when the
     profiled layers took longer than the un-profiled whole); ok when |overhead| / core <= tolerance."""
     if core_time_s <= 0:
@@ -193,15 +201,19 @@ def summarize(
         time_s = statistics.median(values)
         layer_flops = flops.get(layer, {}).get(phase)
         rate = layer_flops / time_s if layer_flops is not None and time_s > 0 else None
-        layers.append({
-            "layer": layer,
-            "phase": phase,
-            "time_s": time_s,
-            "samples_s": values,
-            "flops": layer_flops,
-            "flops_per_s": rate,
-            "fraction_of_peak": rate / peak_flops_per_s if rate is not None and peak_flops_per_s else None,
-        })
+        layers.append(
+            {
+                "layer": layer,
+                "phase": phase,
+                "time_s": time_s,
+                "samples_s": values,
+                "flops": layer_flops,
+                "flops_per_s": rate,
+                "fraction_of_peak": rate / peak_flops_per_s
+                if rate is not None and peak_flops_per_s
+                else None,
+            }
+        )
     core = statistics.median(core_samples_s)
     profiled = statistics.median(profiled_core_samples_s)
     layers_total = sum(row["time_s"] for row in layers)

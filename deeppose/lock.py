@@ -69,7 +69,11 @@ def measurement_lock(what: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another job"
-            print(f"deeppose: {what}: waiting for the measurement lock {path}, held by {holder}", file=sys.stderr, flush=True)
+            print(
+                f"deeppose: {what}: waiting for the measurement lock {path}, held by {holder}",
+                file=sys.stderr,
+                flush=True,
+            )
             tic = time.perf_counter()
             fcntl.flock(fd, fcntl.LOCK_EX)
             _waited_s[0] += time.perf_counter() - tic

@@ -85,7 +85,9 @@ def gib(n: float) -> str:
     return f"{n / 2**30:.1f} GiB"
 
 
-def check_fits(batch_size: int, framework: str, optimizer: str, lrn: bool, where: str, key: str = "MemTotal") -> None:
+def check_fits(
+    batch_size: int, framework: str, optimizer: str, lrn: bool, where: str, key: str = "MemTotal"
+) -> None:
     """A one-line DeepPoseError when the batch needs more than this machine's `key` memory."""
     have = meminfo(key)
     need = estimate_bytes(batch_size, framework, optimizer, lrn)

@@ -62,7 +62,9 @@ def host_peak(run: Callable[[], Any]) -> MemoryPeak:
     try:
         _CLEAR_REFS.write_text("5")
     except OSError as error:
-        raise DeepPoseError(f"host memory peak: cannot reset VmHWM through {_CLEAR_REFS} ({error.strerror})") from None
+        raise DeepPoseError(
+            f"host memory peak: cannot reset VmHWM through {_CLEAR_REFS} ({error.strerror})"
+        ) from None
     baseline = _status_bytes("VmRSS")["VmRSS"]
     run()
     peak = _status_bytes("VmHWM")["VmHWM"]

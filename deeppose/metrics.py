@@ -46,7 +46,9 @@ def _fraction(hits: np.ndarray, counted: np.ndarray) -> float | None:
     return float((hits & counted).sum() / total) if total else None
 
 
-def _sticks(pred: np.ndarray, true: np.ndarray, scored: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+def _sticks(
+    pred: np.ndarray, true: np.ndarray, scored: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Correct and counted sticks, (len(STICKS), N) booleans each."""
     scored = scored.astype(bool)
     hits, counted = [], []
@@ -65,7 +67,14 @@ def pcp(pred: np.ndarray, true: np.ndarray, scored: np.ndarray, threshold: float
     return _fraction(*_sticks(pred, true, scored, threshold))
 
 
-def _within(pred: np.ndarray, true: np.ndarray, scored: np.ndarray, reference: np.ndarray, ok: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+def _within(
+    pred: np.ndarray,
+    true: np.ndarray,
+    scored: np.ndarray,
+    reference: np.ndarray,
+    ok: np.ndarray,
+    threshold: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """Joints within `threshold` x the image's reference length, and joints counted: (N, 14) each."""
     error = np.linalg.norm(pred - true, axis=-1)
     hits = error <= threshold * reference[:, None]
@@ -73,7 +82,9 @@ def _within(pred: np.ndarray, true: np.ndarray, scored: np.ndarray, reference: n
     return hits, counted
 
 
-def _pdj(pred: np.ndarray, true: np.ndarray, scored: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+def _pdj(
+    pred: np.ndarray, true: np.ndarray, scored: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
     v = scored.astype(bool)
     diag1 = np.linalg.norm(true[:, L_SHOULDER] - true[:, R_HIP], axis=-1)
     diag2 = np.linalg.norm(true[:, R_SHOULDER] - true[:, L_HIP], axis=-1)
@@ -83,7 +94,9 @@ def _pdj(pred: np.ndarray, true: np.ndarray, scored: np.ndarray, threshold: floa
     return _within(pred, true, scored, diameter, ok1 | ok2, threshold)
 
 
-def _pck(pred: np.ndarray, true: np.ndarray, scored: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+def _pck(
+    pred: np.ndarray, true: np.ndarray, scored: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
     reference = np.linalg.norm(true[:, L_SHOULDER] - true[:, R_HIP], axis=-1)
     v = scored.astype(bool)
     return _within(pred, true, scored, reference, v[:, L_SHOULDER] & v[:, R_HIP], threshold)
@@ -105,7 +118,9 @@ def masked_mse(pred: np.ndarray, true: np.ndarray, visible: np.ndarray) -> float
     return float((diff**2).sum() / max(float(visible.sum()), 1.0))
 
 
-def per_image(pred: np.ndarray, true: np.ndarray, visible: np.ndarray, scored: np.ndarray) -> dict[str, list[float]]:
+def per_image(
+    pred: np.ndarray, true: np.ndarray, visible: np.ndarray, scored: np.ndarray
+) -> dict[str, list[float]]:
     """Each test image's share of the test loss and of each accuracy (numerators and denominators):
     the test loss is sum(sq_error) / sum(visible) and PCP sum(pcp_hits) / sum(pcp_counted) (PDJ and
     PCK alike, counted over `scored`), so resampling images gives their intervals
@@ -125,7 +140,9 @@ def per_image(pred: np.ndarray, true: np.ndarray, visible: np.ndarray, scored: n
     return shares
 
 
-def evaluate(pred: np.ndarray, true: np.ndarray, visible: np.ndarray, scored: np.ndarray) -> dict[str, float | None]:
+def evaluate(
+    pred: np.ndarray, true: np.ndarray, visible: np.ndarray, scored: np.ndarray
+) -> dict[str, float | None]:
     """Test loss (over `visible`) and the three accuracies (over `scored`); pred and true
     (N, 14, 2), visible and scored (N, 14)."""
     return {

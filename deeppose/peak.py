@@ -33,8 +33,8 @@ import numpy as np
 from deeppose import paths, provenance
 from deeppose.config import load_params
 from deeppose.environment import describe as describe_environment
-from deeppose.fairness import cpu_description, first_cpu
 from deeppose.errors import DeepPoseError
+from deeppose.fairness import cpu_description, first_cpu
 from deeppose.harness import measure
 from deeppose.lock import measurement_lock
 from deeppose.results import PeakResult
@@ -61,7 +61,9 @@ FLOPS_PER_CYCLE: tuple[tuple[str, int, range, str, int], ...] = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", type=int, default=DEFAULT_SIZE, help=f"matrix size n (default {DEFAULT_SIZE})")
+    parser.add_argument(
+        "--size", type=int, default=DEFAULT_SIZE, help=f"matrix size n (default {DEFAULT_SIZE})"
+    )
     parser.add_argument("--warmup", type=int, default=2, help="untimed products per library (default 2)")
     parser.add_argument("--repeats", type=int, default=5, help="timed products per library (default 5)")
 
@@ -132,7 +134,12 @@ def measure_rates(
             generator = torch.Generator().manual_seed(seed)
             image = torch.randn(16, channels, 32, 32, generator=generator).to(dev)
             weight = torch.randn(channels, channels, 3, 3, generator=generator).to(dev)
-            timed("torch_conv3x3", lambda: conv2d(image, weight, padding=1), 2 * 16 * 32 * 32 * channels**2 * 9, sync)
+            timed(
+                "torch_conv3x3",
+                lambda: conv2d(image, weight, padding=1),
+                2 * 16 * 32 * 32 * channels**2 * 9,
+                sync,
+            )
         thread_info["torch_intra_op"] = torch.get_num_threads()
     thread_info["native"] = native_thread_info()
 
@@ -162,7 +169,9 @@ def theoretical_peak(cores: int, cpuinfo: str | None = None) -> dict[str, Any]:
         (
             (name, per_cycle)
             for vendor, family, models, name, per_cycle in FLOPS_PER_CYCLE
-            if cpu.get("vendor") == vendor and cpu.get("family") == family and cpu.get("model_number") in models
+            if cpu.get("vendor") == vendor
+            and cpu.get("family") == family
+            and cpu.get("model_number") in models
         ),
         None,
     )
@@ -215,7 +224,9 @@ def measure_bandwidth(device: str, threads: int, warmup: int = 2, repeats: int =
     b, c = torch.ones(n, device=dev), torch.full((n,), 2.0, device=dev)
     a = torch.empty(n, device=dev)
     sync = torch.cuda.synchronize if device == "cuda" else None
-    samples = measure(lambda: torch.add(b, c, alpha=3.0, out=a), repeats=repeats, warmup=warmup, sync=sync).samples_s
+    samples = measure(
+        lambda: torch.add(b, c, alpha=3.0, out=a), repeats=repeats, warmup=warmup, sync=sync
+    ).samples_s
     stats = describe(samples)
     moved = TRIAD_BYTES_PER_ELEMENT * n
     return {

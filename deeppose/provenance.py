@@ -33,7 +33,7 @@ def _module_file(module: str) -> Path | None:
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _imports(module: str) -> tuple[str, ...]:
     """The deeppose modules `module` imports, with the packages each import runs."""
     path = _module_file(module)
@@ -49,7 +49,9 @@ def _imports(module: str) -> tuple[str, ...]:
             base = ".".join(parts[: len(parts) - node.level + 1]) if node.level else ""
             source = ".".join(p for p in (base, node.module or "") if p)
             found.add(source)
-            found.update(f"{source}.{alias.name}" for alias in node.names if _module_file(f"{source}.{alias.name}"))
+            found.update(
+                f"{source}.{alias.name}" for alias in node.names if _module_file(f"{source}.{alias.name}")
+            )
     modules: set[str] = set()
     for name in found:
         if name == "deeppose" or name.startswith("deeppose."):
@@ -99,7 +101,7 @@ def file_hash(relative: str | Path, root: Path = ROOT) -> str:
     return _content_hash(str(path), stat.st_mtime_ns, stat.st_size)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _content_hash(path: str, mtime_ns: int, size: int) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -134,11 +136,15 @@ def stale_reasons(provenance: Provenance, params: Params, job: Job | None = None
     else:
         current = record(provenance.stage, params, job)
     changed = sorted(
-        path for path in set(current.code) | set(provenance.code)
+        path
+        for path in set(current.code) | set(provenance.code)
         if current.code.get(path) != provenance.code.get(path)
     )
-    keys = sorted(key for key in set(current.params) | set(provenance.params)
-                  if current.params.get(key) != provenance.params.get(key))
+    keys = sorted(
+        key
+        for key in set(current.params) | set(provenance.params)
+        if current.params.get(key) != provenance.params.get(key)
+    )
     reasons = []
     if changed:
         reasons.append("code changed: " + ", ".join(changed))

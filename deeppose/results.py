@@ -68,7 +68,9 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
                 return _convert(value, option, where)
             except RecordError as error:
                 errors.append(str(error))
-        raise RecordError(errors[0] if len(errors) == 1 else f"{where}: {value!r:.60} is not {_type_name(tp)}")
+        raise RecordError(
+            errors[0] if len(errors) == 1 else f"{where}: {value!r:.60} is not {_type_name(tp)}"
+        )
     if isinstance(tp, type) and issubclass(tp, Record):
         return tp.from_dict(value, where)
     if origin is list:
@@ -133,7 +135,8 @@ class Record:
                 raise RecordError(f"{where}: kind is {kind!r}, expected {cls.KIND!r}")
             if version != SCHEMA_VERSION:
                 raise RecordError(
-                    f"{where}: schema_version {version!r}, this code reads {SCHEMA_VERSION}; rerun the stage that wrote it"
+                    f"{where}: schema_version {version!r}, this code reads {SCHEMA_VERSION}; "
+                    "rerun the stage that wrote it"
                 )
         unknown = sorted(set(data) - set(names))
         if unknown:
@@ -141,7 +144,12 @@ class Record:
         missing = [n for n in names if n not in data]
         if missing:
             raise RecordError(f"{where}: missing field {missing[0]!r}")
-        return cls(**{n: _convert(data[n], hints[n], f"{where}: {n}" if ":" not in where else f"{where}.{n}") for n in names})
+        return cls(
+            **{
+                n: _convert(data[n], hints[n], f"{where}: {n}" if ":" not in where else f"{where}.{n}")
+                for n in names
+            }
+        )
 
     @classmethod
     def create(cls: type[R], **fields: Any) -> R:

@@ -35,7 +35,9 @@ class Decision:
     note: str  # one line for the user; "" when there was nothing to resume
 
 
-def expected_arrays(optimizer: str, n_joints: int) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
+def expected_arrays(
+    optimizer: str, n_joints: int
+) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
     """Names and shapes of the weights and of the optimiser state a checkpoint must hold."""
     weights = weight_shapes(n_joints)
     state = {f"{name}.{key}": shape for name, shape in weights.items() for key in OPTIMIZER_STATE[optimizer]}
@@ -44,7 +46,9 @@ def expected_arrays(optimizer: str, n_joints: int) -> tuple[dict[str, tuple[int,
     return weights, state
 
 
-def _array_problem(kind: str, arrays: dict[str, np.ndarray], expected: dict[str, tuple[int, ...]]) -> str | None:
+def _array_problem(
+    kind: str, arrays: dict[str, np.ndarray], expected: dict[str, tuple[int, ...]]
+) -> str | None:
     missing, extra = sorted(set(expected) - set(arrays)), sorted(set(arrays) - set(expected))
     if missing or extra:
         return f"its {kind} arrays differ from the model's (missing {missing[:3]}, unexpected {extra[:3]})"
@@ -86,7 +90,10 @@ def decide(
     if found.meta.get("fingerprint") != identity:
         return Decision(None, f"{path} was written for other parameters or data{fresh}")
     if found.epoch >= epochs:
-        return Decision(None, f"{path} holds a finished run (epoch {found.epoch} of {epochs}): running the job again{fresh}")
+        return Decision(
+            None,
+            f"{path} holds a finished run (epoch {found.epoch} of {epochs}): running the job again{fresh}",
+        )
     weights, state = expected_arrays(optimizer, n_joints)
     problem = (
         _array_problem("weight", found.weights, weights)

@@ -37,11 +37,18 @@ def _sizes(batch: int, n_joints: int) -> dict[str, tuple[int, int, int]]:
     sizes, spatial = {}, model.INPUT_SIZE
     for conv, out in zip(model.CONVS, model.feature_sizes()):
         weights = conv.out_channels * conv.in_channels * conv.kernel**2 + conv.out_channels
-        sizes[conv.name] = (weights, batch * conv.in_channels * spatial**2, batch * conv.out_channels * out**2)
+        sizes[conv.name] = (
+            weights,
+            batch * conv.in_channels * spatial**2,
+            batch * conv.out_channels * out**2,
+        )
         spatial = (out - model.POOL_KERNEL) // model.POOL_STRIDE + 1 if conv.pool else out
     for fc in model.linears(n_joints):
-        sizes[fc.name] = (fc.in_features * fc.out_features + fc.out_features, batch * fc.in_features,
-                          batch * fc.out_features)
+        sizes[fc.name] = (
+            fc.in_features * fc.out_features + fc.out_features,
+            batch * fc.in_features,
+            batch * fc.out_features,
+        )
     return sizes
 
 
@@ -51,8 +58,10 @@ def layer_traffic(batch: int, n_joints: int = model.N_JOINTS) -> dict[tuple[str,
     found = {}
     for layer, (weights, inputs, outputs) in _sizes(batch, n_joints).items():
         input_gradient = 0 if layer == model.CONVS[0].name else inputs
-        values = {"forward": weights + inputs + outputs,
-                  "backward": outputs + weights + inputs + weights + input_gradient}
+        values = {
+            "forward": weights + inputs + outputs,
+            "backward": outputs + weights + inputs + weights + input_gradient,
+        }
         for phase, count in values.items():
             found[layer, phase] = Traffic(flops[layer][phase], BYTES_PER_VALUE * count)
     return found

@@ -40,7 +40,9 @@ class Stage:
     @property
     def batch_exponents_key(self) -> str | None:
         """The params.yaml list its jobs' batch exponents come from."""
-        return {"group": "grid.batch_exponents", "breakdown": "breakdown.batch_exponents"}.get(self.jobs or "")
+        return {"group": "grid.batch_exponents", "breakdown": "breakdown.batch_exponents"}.get(
+            self.jobs or ""
+        )
 
 
 def _group_outputs(group: Group) -> dict[str, Path]:
@@ -56,48 +58,88 @@ STAGES: dict[str, Stage] = {
     stage.name: stage
     for stage in (
         Stage(
-            "synthesize", "deeppose.data.synthetic", "write the embedded synthetic dataset in LSP format",
+            "synthesize",
+            "deeppose.data.synthetic",
+            "write the embedded synthetic dataset in LSP format",
             params=("seed", "data.synthetic"),
-            outputs=lambda job: {"data": paths.SYNTHETIC}, directories=("data",),
+            outputs=lambda job: {"data": paths.SYNTHETIC},
+            directories=("data",),
         ),
         Stage(
-            "prepare", "deeppose.data.prepare", "crop and normalise the sources into train/test arrays",
-            params=("seed", "data"), inputs=(paths.SYNTHETIC,),
+            "prepare",
+            "deeppose.data.prepare",
+            "crop and normalise the sources into train/test arrays",
+            params=("seed", "data"),
+            inputs=(paths.SYNTHETIC,),
             outputs=lambda job: {
-                "data": paths.PREPARED, "summary": paths.prepared_summary(), "preview": paths.preview_image(),
+                "data": paths.PREPARED,
+                "summary": paths.prepared_summary(),
+                "preview": paths.preview_image(),
             },
             directories=("data",),
         ),
         Stage(
-            "train", "deeppose.train", "train one framework x loss mode x device",
-            params=("seed", "model", "train", "allocator"), jobs="train", inputs=(paths.PREPARED,), measures=True,
-            outputs=_train_outputs, state=paths.checkpoint_dir,
+            "train",
+            "deeppose.train",
+            "train one framework x loss mode x device",
+            params=("seed", "model", "train", "allocator"),
+            jobs="train",
+            inputs=(paths.PREPARED,),
+            measures=True,
+            outputs=_train_outputs,
+            state=paths.checkpoint_dir,
         ),
         Stage(
-            "time", "deeppose.timing", "time the core process of every framework x loss mode in interleaved blocks",
-            params=("seed", "model", "timing", "train.optimizer", "train.lr", "train.momentum",
-                    "grid.frameworks", "grid.loss_modes", "allocator"),
-            jobs="group", inputs=(paths.PREPARED,), extra_modules=("deeppose.timing_block",), measures=True,
+            "time",
+            "deeppose.timing",
+            "time the core process of every framework x loss mode in interleaved blocks",
+            params=(
+                "seed",
+                "model",
+                "timing",
+                "train.optimizer",
+                "train.lr",
+                "train.momentum",
+                "grid.frameworks",
+                "grid.loss_modes",
+                "allocator",
+            ),
+            jobs="group",
+            inputs=(paths.PREPARED,),
+            extra_modules=("deeppose.timing_block",),
+            measures=True,
             outputs=_group_outputs,
         ),
         Stage(
-            "peak", "deeppose.peak", "measure the machine's fp32 matrix-multiply throughput",
-            params=("seed", "timing.threads", "allocator"), measures=True,
+            "peak",
+            "deeppose.peak",
+            "measure the machine's fp32 matrix-multiply throughput",
+            params=("seed", "timing.threads", "allocator"),
+            measures=True,
             outputs=lambda job: {"result": paths.matmul_peak()},
         ),
         Stage(
-            "breakdown", "deeppose.breakdown", "time each layer's forward and backward",
+            "breakdown",
+            "deeppose.breakdown",
+            "time each layer's forward and backward",
             params=("seed", "model", "breakdown", "timing.threads", "timing.warmup", "allocator"),
-            jobs="breakdown", inputs=(paths.PREPARED, paths.matmul_peak()), extra_modules=("deeppose.peak",),
+            jobs="breakdown",
+            inputs=(paths.PREPARED, paths.matmul_peak()),
+            extra_modules=("deeppose.peak",),
             measures=True,
             outputs=lambda job: {"result": paths.breakdown_result(job)},
         ),
         Stage(
-            "report", "deeppose.report", "write reports/report.md and its figures",
-            params=("grid", "breakdown.batch_exponents"), reads_results=True,
+            "report",
+            "deeppose.report",
+            "write reports/report.md and its figures",
+            params=("grid", "breakdown.batch_exponents"),
+            reads_results=True,
             outputs=lambda job: {
-                "markdown": paths.report_markdown(), "summary": paths.report_summary(),
-                "headlines": paths.report_headlines(), "curves": paths.report_curves(),
+                "markdown": paths.report_markdown(),
+                "summary": paths.report_summary(),
+                "headlines": paths.report_headlines(),
+                "curves": paths.report_curves(),
                 "figures": paths.report_figures(),
             },
             directories=("figures",),
@@ -111,7 +153,9 @@ def backend_module(job: Job | Group | None) -> tuple[str, ...]:
     none for stages without a framework."""
     if isinstance(job, Group):
         return tuple(FRAMEWORK_MODULES[f] for f in job.frameworks if f in FRAMEWORK_MODULES)
-    return (FRAMEWORK_MODULES[job.framework],) if job is not None and job.framework in FRAMEWORK_MODULES else ()
+    return (
+        (FRAMEWORK_MODULES[job.framework],) if job is not None and job.framework in FRAMEWORK_MODULES else ()
+    )
 
 
 def job_label(stage: Stage, args: argparse.Namespace) -> str | None:

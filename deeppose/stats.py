@@ -21,8 +21,21 @@ CI_LEVEL = 0.95
 CI_METHODS = ("bootstrap", "t")
 
 STAT_KEYS = (
-    "n", "mean", "variance", "std", "median", "q1", "q3", "iqr", "min", "max",
-    "ci95_low", "ci95_high", "ci_method", "iqr_over_median", "noisy",
+    "n",
+    "mean",
+    "variance",
+    "std",
+    "median",
+    "q1",
+    "q3",
+    "iqr",
+    "min",
+    "max",
+    "ci95_low",
+    "ci95_high",
+    "ci_method",
+    "iqr_over_median",
+    "noisy",
 )
 
 
@@ -47,7 +60,9 @@ def t_mean_ci(samples: np.ndarray, level: float = CI_LEVEL) -> tuple[float, floa
     """Student-t interval of the mean (assumes roughly normal samples)."""
     from scipy import stats as scipy_stats
 
-    half = scipy_stats.t.ppf(0.5 + level / 2, samples.size - 1) * samples.std(ddof=1) / math.sqrt(samples.size)
+    half = (
+        scipy_stats.t.ppf(0.5 + level / 2, samples.size - 1) * samples.std(ddof=1) / math.sqrt(samples.size)
+    )
     mean = float(samples.mean())
     return mean - float(half), mean + float(half)
 
@@ -81,10 +96,7 @@ def describe(
     else:
         variance = std = ci_low = ci_high = None
     ratio = iqr / median if median > 0 else None
-    method = (
-        f"bootstrap percentile, {resamples} resamples, seed {seed}" if ci == "bootstrap"
-        else "student t"
-    )
+    method = f"bootstrap percentile, {resamples} resamples, seed {seed}" if ci == "bootstrap" else "student t"
     return {
         "n": n,
         "mean": float(x.mean()),

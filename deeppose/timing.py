@@ -47,20 +47,40 @@ BLOCK_TIMEOUT_S = 1800  # a block of AlexNet at batch 4096 on a slow CPU; beyond
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help=f"device: {', '.join(DEVICES)} (default: cpu)")
     parser.add_argument("--batch-exp", type=int, required=True, help="batch size 2^N")
-    parser.add_argument("--synthetic-input", action="store_true", help="seeded random tensors, not the test set")
+    parser.add_argument(
+        "--synthetic-input", action="store_true", help="seeded random tensors, not the test set"
+    )
 
 
 def schedule_seed(params: Params, group: Group) -> int:
-    return int(np.random.SeedSequence([params.seed, DEVICES.index(group.device), group.batch_exp]).generate_state(1)[0])
+    return int(
+        np.random.SeedSequence([params.seed, DEVICES.index(group.device), group.batch_exp]).generate_state(1)[
+            0
+        ]
+    )
 
 
 def server_commands(params: Params, group: Group, synthetic: bool) -> dict[str, list[str]]:
     """One block server per framework of the group (deeppose.block_server)."""
     commands = {}
     for framework in group.frameworks:
-        argv = [sys.executable, "-m", "deeppose", "time-block", "--serve", "--params", str(params.path),
-                "--framework", framework, "--loss", group.loss_modes[0], "--device", group.device,
-                "--batch-exp", str(group.batch_exp)]
+        argv = [
+            sys.executable,
+            "-m",
+            "deeppose",
+            "time-block",
+            "--serve",
+            "--params",
+            str(params.path),
+            "--framework",
+            framework,
+            "--loss",
+            group.loss_modes[0],
+            "--device",
+            group.device,
+            "--batch-exp",
+            str(group.batch_exp),
+        ]
         commands[framework] = argv + (["--synthetic-input"] if synthetic else [])
     return commands
 
@@ -68,17 +88,29 @@ def server_commands(params: Params, group: Group, synthetic: bool) -> dict[str, 
 def _record(block: Block) -> BlockRecord:
     figures = block.interference
     return BlockRecord.create(
-        round=block.round, position=block.position, arm=block.arm, attempt=block.attempt,
-        samples_s=list(block.samples_s), warmup_s=list(block.warmup_s),
-        optimizer_steps_s=block.extra["optimizer_steps_s"], loss_s=block.extra["loss_s"],
-        compile_s=block.extra["compile_s"], memory_bytes=block.extra["memory_bytes"],
-        started_at=block.started_at, ended_at=block.ended_at,
+        round=block.round,
+        position=block.position,
+        arm=block.arm,
+        attempt=block.attempt,
+        samples_s=list(block.samples_s),
+        warmup_s=list(block.warmup_s),
+        optimizer_steps_s=block.extra["optimizer_steps_s"],
+        loss_s=block.extra["loss_s"],
+        compile_s=block.extra["compile_s"],
+        memory_bytes=block.extra["memory_bytes"],
+        started_at=block.started_at,
+        ended_at=block.ended_at,
         interference={
-            "wall_s": figures.wall_s, "machine_busy_s": figures.machine_busy_s, "own_s": figures.own_s,
-            "other_cpu_s": figures.other_cpu_s, "other_cores": figures.other_cores,
-            "load_before": list(figures.load_before), "cores": figures.cores,
+            "wall_s": figures.wall_s,
+            "machine_busy_s": figures.machine_busy_s,
+            "own_s": figures.own_s,
+            "other_cpu_s": figures.other_cpu_s,
+            "other_cores": figures.other_cores,
+            "load_before": list(figures.load_before),
+            "cores": figures.cores,
         },
-        disturbed=block.disturbed, reasons=list(block.reasons),
+        disturbed=block.disturbed,
+        reasons=list(block.reasons),
     )
 
 
@@ -88,7 +120,11 @@ def cell_time(blocks: list[BlockRecord]) -> IntervalRecord:
     the method says so."""
     kept = usable(blocks)
     interval = cell_estimate([float(np.median(b.samples_s)) for b in kept])
-    method = f"{interval.method}, every block disturbed" if all(interfered(b.reasons) for b in kept) else interval.method
+    method = (
+        f"{interval.method}, every block disturbed"
+        if all(interfered(b.reasons) for b in kept)
+        else interval.method
+    )
     return IntervalRecord(interval.estimate, interval.low, interval.high, interval.n, interval.level, method)
 
 
@@ -121,11 +157,20 @@ def time_group(
         extra = next(b.extra for b in reversed(blocks) if b.arm == cell)
         results[job] = TimingResult.create(
             **job_header(params, job, synthetic, int(timing["warmup"]), int(timing["repeats"])),
-            rounds=int(timing["blocks"]), schedule_seed=seed, group=cells, control=control,
-            blocks=own, control_blocks=twins, time_s=time_s, flops=flops,
+            rounds=int(timing["blocks"]),
+            schedule_seed=seed,
+            group=cells,
+            control=control,
+            blocks=own,
+            control_blocks=twins,
+            time_s=time_s,
+            flops=flops,
             flops_per_s=flops / time_s.estimate if time_s.estimate else None,
-            threads=extra["threads"], versions=extra["versions"], compile=extra["compile"],
-            memory_source=extra["memory_source"], environment={**environment, "fairness": extra["fairness"]},
+            threads=extra["threads"],
+            versions=extra["versions"],
+            compile=extra["compile"],
+            memory_source=extra["memory_source"],
+            environment={**environment, "fairness": extra["fairness"]},
             provenance=provenance.record("time", params, group),
         )
     return results
@@ -135,15 +180,18 @@ def summary_line(result: TimingResult) -> str:
     t = result.time_s
     spread = f" [{t.low * 1e3:.4g}, {t.high * 1e3:.4g}]" if t.low is not None and t.high is not None else ""
     disturbed = sum(b.disturbed for b in result.blocks)
+    estimate_ms = t.estimate * 1e3 if t.estimate else float("nan")
     return (
-        f"{result.job.framework}/{result.job.loss}: {t.estimate * 1e3 if t.estimate else float('nan'):.4g}{spread} ms "
+        f"{result.job.framework}/{result.job.loss}: {estimate_ms:.4g}{spread} ms "
         f"over {len({b.round for b in result.blocks})} blocks ({disturbed} disturbed attempts)"
     )
 
 
 def run(args: argparse.Namespace) -> None:
     params = load_params(args.params)
-    check_job(params.raw["grid"]["frameworks"][0], params.raw["grid"]["loss_modes"][0], args.device, args.batch_exp)
+    check_job(
+        params.raw["grid"]["frameworks"][0], params.raw["grid"]["loss_modes"][0], args.device, args.batch_exp
+    )
     group = Group.of(params.raw["grid"], args.device, args.batch_exp)
     with measurement_lock(f"time {group.label}"):
         for job in group.jobs():

@@ -28,14 +28,14 @@ from dataclasses import replace
 from typing import Any
 
 from deeppose import fairness
-from deeppose.blocks import BlockOutput, emit_block
-from deeppose.config import Params, load_params
 from deeppose.backends import backend_class
 from deeppose.block_server import serve
+from deeppose.blocks import BlockOutput, emit_block
+from deeppose.config import Params, load_params
 from deeppose.core import CoreData, core_data, core_inputs
+from deeppose.errors import DeepPoseError
 from deeppose.grid import Job, add_job_arguments, job_from_args
 from deeppose.harness import measure
-from deeppose.errors import DeepPoseError
 from deeppose.memory_probe import peak_memory
 
 LOSS_WARMUP, LOSS_REPEATS = 20, 200  # the loss takes ~0.1-0.3 ms: many runs for microseconds
@@ -43,9 +43,13 @@ LOSS_WARMUP, LOSS_REPEATS = 20, 200  # the loss takes ~0.1-0.3 ms: many runs for
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_job_arguments(parser, batch_exp=True)
-    parser.add_argument("--synthetic-input", action="store_true", help="seeded random tensors, not the test set")
     parser.add_argument(
-        "--serve", action="store_true", help="fork one block per `framework/loss round` line on stdin (--loss is ignored)"
+        "--synthetic-input", action="store_true", help="seeded random tensors, not the test set"
+    )
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="fork one block per `framework/loss round` line on stdin (--loss is ignored)",
     )
 
 
@@ -69,18 +73,24 @@ def measure_block(
         memory = peak_memory(backend, core)  # its own untimed pass: the first steady call
     except DeepPoseError:  # a kernel that refuses /proc/self/clear_refs: no figure, not a failed block
         memory = None
-    core_run = measure(core, repeats=repeats, warmup=warmup, setup=backend.zero_grad, sync=backend.synchronize)
+    core_run = measure(
+        core, repeats=repeats, warmup=warmup, setup=backend.zero_grad, sync=backend.synchronize
+    )
     steps_s: dict[str, list[float]] = {}
     for name in timing["optimizers"] if updates else ():
         # Every update applies the gradients the last timed core run left (an update's cost does
         # not depend on the gradients' values), so no core run is repeated for them.
         backend.set_optimizer(replace(params.optimizer, name=name))
         # At least one untimed update: the first allocates the optimiser's state (Adam's moments).
-        step_run = measure(backend.optimizer_step, repeats=repeats, warmup=max(warmup, 1), sync=backend.synchronize)
+        step_run = measure(
+            backend.optimizer_step, repeats=repeats, warmup=max(warmup, 1), sync=backend.synchronize
+        )
         steps_s[name] = step_run.samples_s
     pred = backend.to_numpy(backend.forward(images, train=True))
     run, setup = backend.loss_probe(pred, backend.to_numpy(targets), backend.to_numpy(visible), job.loss)
-    loss_s = measure(run, repeats=LOSS_REPEATS, warmup=LOSS_WARMUP, setup=setup, sync=backend.synchronize).samples_s
+    loss_s = measure(
+        run, repeats=LOSS_REPEATS, warmup=LOSS_WARMUP, setup=setup, sync=backend.synchronize
+    ).samples_s
     extra = {
         "optimizer_steps_s": steps_s,
         "loss_s": loss_s,

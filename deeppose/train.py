@@ -56,8 +56,12 @@ def run(args: argparse.Namespace) -> None:
     with measurement_lock(f"train {job.label}"):
         if job.device == "cpu":
             memory.check_fits(
-                int(params.section("train")["batch_size"]), job.framework, params.optimizer.name, params.model.lrn,
-                f"{params.path}: train.batch_size", key="MemAvailable",
+                int(params.section("train")["batch_size"]),
+                job.framework,
+                params.optimizer.name,
+                params.model.lrn,
+                f"{params.path}: train.batch_size",
+                key="MemAvailable",
             )
         result = train(params, job)
     final = result["final_test"]
@@ -179,7 +183,12 @@ def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, A
         backend.load_weights(resumed.weights, params.model)
         backend.set_optimizer(params.optimizer)
         backend.load_optimizer_state(resumed.optimizer)
-        start_epoch, clock_offset, eval_time, kept = resumed.epoch, resumed.elapsed_s, resumed.eval_time_s, resumed.log
+        start_epoch, clock_offset, eval_time, kept = (
+            resumed.epoch,
+            resumed.elapsed_s,
+            resumed.eval_time_s,
+            resumed.log,
+        )
 
     test = _targets(test_set)  # targets, the loss's mask, the joints scored
     log = TrainLog(paths.train_log(job))
@@ -191,15 +200,20 @@ def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, A
         from tqdm import tqdm
 
         bar = tqdm(
-            total=epochs * batches_per_epoch, initial=iteration, disable=not show,
-            desc=f"{job.framework}/{job.loss}", unit="it",
+            total=epochs * batches_per_epoch,
+            initial=iteration,
+            disable=not show,
+            desc=f"{job.framework}/{job.loss}",
+            unit="it",
         )
         started = time.perf_counter() - clock_offset
         for epoch in range(start_epoch + 1, epochs + 1):
             backend.seed(_epoch_seed(params.seed, epoch))
             for index, indices in enumerate(epoch_order(len(train_set), batch_size, params.seed, epoch)):
                 batch = make_batch(train_set, indices, crop=crop, rng=batch_rng(params.seed, epoch, index))
-                images, targets, visible = (backend.to_device(a) for a in (batch.images, batch.targets, batch.visible))
+                images, targets, visible = (
+                    backend.to_device(a) for a in (batch.images, batch.targets, batch.visible)
+                )
                 backend.synchronize()
                 tic = time.perf_counter()
                 backend.zero_grad()
@@ -212,10 +226,16 @@ def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, A
                 # is rebound inside the next iteration's timed region.
                 del loss
                 iteration += 1
-                log.add({
-                    "kind": "iteration", "epoch": epoch, "iteration": iteration, "loss": value,
-                    "elapsed_s": time.perf_counter() - started, "compute_s": compute,
-                })
+                log.add(
+                    {
+                        "kind": "iteration",
+                        "epoch": epoch,
+                        "iteration": iteration,
+                        "loss": value,
+                        "elapsed_s": time.perf_counter() - started,
+                        "compute_s": compute,
+                    }
+                )
                 if not math.isfinite(value):
                     raise DeepPoseError(
                         f"{job.framework}/{job.loss}/{job.device}: training loss became {value} at epoch "
@@ -229,15 +249,30 @@ def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, A
                 scores = metrics.evaluate(*evaluated)
                 if epoch == epochs:  # the report's intervals are of the final network
                     final_images = metrics.per_image(*evaluated)
-                log.add({
-                    "kind": "eval", "epoch": epoch, "iteration": iteration,
-                    "elapsed_s": paused - started, "test_loss": scores["loss"],
-                    "pcp": scores["pcp"], "pdj": scores["pdj"], "pck": scores["pck"],
-                })
-            ckpt.save(folder, ckpt.Checkpoint(
-                epoch, paused - started, eval_time + (time.perf_counter() - paused), backend.export_weights(),
-                backend.optimizer_state(), {"fingerprint": identity_hash}, log.lines,
-            ))
+                log.add(
+                    {
+                        "kind": "eval",
+                        "epoch": epoch,
+                        "iteration": iteration,
+                        "elapsed_s": paused - started,
+                        "test_loss": scores["loss"],
+                        "pcp": scores["pcp"],
+                        "pdj": scores["pdj"],
+                        "pck": scores["pck"],
+                    }
+                )
+            ckpt.save(
+                folder,
+                ckpt.Checkpoint(
+                    epoch,
+                    paused - started,
+                    eval_time + (time.perf_counter() - paused),
+                    backend.export_weights(),
+                    backend.optimizer_state(),
+                    {"fingerprint": identity_hash},
+                    log.lines,
+                ),
+            )
             resumed_at = time.perf_counter()
             eval_time += resumed_at - paused
             started += resumed_at - paused
@@ -251,10 +286,14 @@ def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, A
     baseline = np.broadcast_to(mean_pose(*_targets(train_set)[:2]), test[0].shape)
     baseline_images = metrics.per_image(baseline, *test)
     record = TrainMetrics.create(
-        job=job_id(job), seed=params.seed,
+        job=job_id(job),
+        seed=params.seed,
         params={"train": settings, "model": params.section("model")},
-        epochs=epochs, iterations=len(iterations), batch_size=batch_size,
-        train_samples=len(train_set), test_samples=len(test_set),
+        epochs=epochs,
+        iterations=len(iterations),
+        batch_size=batch_size,
+        train_samples=len(train_set),
+        test_samples=len(test_set),
         resumed_from_epoch=start_epoch,
         train_time_s=iterations[-1]["elapsed_s"],
         eval_time_s=eval_time,
@@ -263,8 +302,10 @@ def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, A
         final_test={k: evals[-1][k] for k in ("pcp", "pdj", "pck")} | {"loss": evals[-1]["test_loss"]},
         baseline_test=metrics.evaluate(baseline, *test),
         scored_joints=SCORED_JOINTS,
-        test_per_image=final_images | {f"baseline_{k}": baseline_images[k] for k in ("sq_error", "pcp_hits", "pdj_hits", "pck_hits")},
-        threads=backend.thread_info(), versions=backend.versions(),
+        test_per_image=final_images
+        | {f"baseline_{k}": baseline_images[k] for k in ("sq_error", "pcp_hits", "pdj_hits", "pck_hits")},
+        threads=backend.thread_info(),
+        versions=backend.versions(),
         environment=environment.describe(),
         provenance=provenance.record("train", params, job),
     )

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from deeppose import allocator, model as spec
+from deeppose import allocator
+from deeppose import model as spec
 from deeppose.lock import ENV as LOCK_ENV
 
 

@@ -32,19 +32,29 @@ FRAMEWORKS, MODES, EXPS = ("pytorch", "chainer"), ("autograd", "explicit"), (0, 
 ITERATIONS = 40
 # mean per-iteration compute time (s); pytorch's two modes share one sample (see `compute_times`)
 COMPUTE_MEAN = {
-    ("pytorch", "autograd"): 1.0, ("pytorch", "explicit"): 1.0,
-    ("chainer", "autograd"): 1.6, ("chainer", "explicit"): 1.92,
-    ("jax", "autograd"): 0.8, ("jax", "explicit"): 0.8,
-    ("pytorch_compile", "autograd"): 1.1, ("pytorch_compile", "explicit"): 1.1,
+    ("pytorch", "autograd"): 1.0,
+    ("pytorch", "explicit"): 1.0,
+    ("chainer", "autograd"): 1.6,
+    ("chainer", "explicit"): 1.92,
+    ("jax", "autograd"): 0.8,
+    ("jax", "explicit"): 0.8,
+    ("pytorch_compile", "autograd"): 1.1,
+    ("pytorch_compile", "explicit"): 1.1,
 }
 ALL_FRAMEWORKS = ("pytorch", "chainer", "jax", "pytorch_compile")  # make_project(frameworks=ALL_FRAMEWORKS)
 # compiling frameworks: first-call seconds; JAX's step beats eager PyTorch's, compiled PyTorch's does not
 COMPILE_S = {"jax": 5.0, "pytorch_compile": 20.0}
 PEAK = 150e9  # the best observed kernel rate: above THEORETICAL's, as on a machine whose cores boost
 BANDWIDTH = 12 * 2**26 / 0.02  # bytes/s, the triad: about 40 GB/s
-THEORETICAL = {"cpu_model": "AMD EPYC", "microarchitecture": "Zen 4", "cores": 2, "clock_hz": 2.0e9,
-               "flops_per_cycle_per_core": 32, "flops_per_s": 2 * 2.0e9 * 32,
-               "how": "2 cores x 2.00 GHz (the clock the kernel reports; boost may exceed it) x 32 fp32 FLOPs per cycle"}
+THEORETICAL = {
+    "cpu_model": "AMD EPYC",
+    "microarchitecture": "Zen 4",
+    "cores": 2,
+    "clock_hz": 2.0e9,
+    "flops_per_cycle_per_core": 32,
+    "flops_per_s": 2 * 2.0e9 * 32,
+    "how": "2 cores x 2.00 GHz (the clock the kernel reports; boost may exceed it) x 32 fp32 FLOPs per cycle",
+}
 MISSING_TIMING = Job("chainer", "explicit", "cpu", 5)
 NOISY_TIMING = Job("pytorch", "autograd", "cpu", 1)
 BREAKDOWN_EXP = 1
@@ -62,10 +72,21 @@ def stats(samples: list[float], noisy: bool | None = None) -> dict:
     q1, median, q3 = np.percentile(a, [25, 50, 75])
     iqr_over_median = float((q3 - q1) / median)
     return {
-        "n": int(a.size), "mean": float(a.mean()), "variance": float(a.var(ddof=1)), "std": float(a.std(ddof=1)),
-        "median": float(median), "q1": float(q1), "q3": float(q3), "iqr": float(q3 - q1), "min": float(a.min()),
-        "max": float(a.max()), "ci95_low": 0.0, "ci95_high": 0.0, "ci_method": "t",
-        "iqr_over_median": iqr_over_median, "noisy": iqr_over_median > 0.1 if noisy is None else noisy,
+        "n": int(a.size),
+        "mean": float(a.mean()),
+        "variance": float(a.var(ddof=1)),
+        "std": float(a.std(ddof=1)),
+        "median": float(median),
+        "q1": float(q1),
+        "q3": float(q3),
+        "iqr": float(q3 - q1),
+        "min": float(a.min()),
+        "max": float(a.max()),
+        "ci95_low": 0.0,
+        "ci95_high": 0.0,
+        "ci_method": "t",
+        "iqr_over_median": iqr_over_median,
+        "noisy": iqr_over_median > 0.1 if noisy is None else noisy,
     }
 
 
@@ -77,8 +98,14 @@ def compute_times(framework: str, loss: str) -> list[float]:
 
 
 def environment() -> dict:
-    return {"cpu": "Test CPU 9000", "cores": 2, "usable_cores": 2, "python": "3.11.9",
-            "packages": {"numpy": "1.26.4", "torch": "2.13.0"}, "commit": "abc123"}
+    return {
+        "cpu": "Test CPU 9000",
+        "cores": 2,
+        "usable_cores": 2,
+        "python": "3.11.9",
+        "packages": {"numpy": "1.26.4", "torch": "2.13.0"},
+        "commit": "abc123",
+    }
 
 
 def write_train(params: Params, job: Job) -> None:
@@ -87,33 +114,68 @@ def write_train(params: Params, job: Job) -> None:
     for i, t in enumerate(times, 1):
         elapsed += t + 0.05
         epoch = (i - 1) // 20 + 1
-        log.append({"kind": "iteration", "epoch": epoch, "iteration": i, "loss": 0.2 / i, "elapsed_s": elapsed,
-                    "compute_s": t})
+        log.append(
+            {
+                "kind": "iteration",
+                "epoch": epoch,
+                "iteration": i,
+                "loss": 0.2 / i,
+                "elapsed_s": elapsed,
+                "compute_s": t,
+            }
+        )
         if i % 20 == 0:
-            log.append({"kind": "eval", "epoch": i // 20, "iteration": i, "elapsed_s": elapsed, "test_loss": 0.1 / i,
-                        "pcp": 0.1, "pdj": 0.2, "pck": 0.3})
+            log.append(
+                {
+                    "kind": "eval",
+                    "epoch": i // 20,
+                    "iteration": i,
+                    "elapsed_s": elapsed,
+                    "test_loss": 0.1 / i,
+                    "pcp": 0.1,
+                    "pdj": 0.2,
+                    "pck": 0.3,
+                }
+            )
     text = "".join(json.dumps(r) + "\n" for r in log)
     if job == Job("chainer", "explicit", "cpu"):
         text += '{"kind": "iteration", "epo'  # killed mid-write
     paths.train_log(job).parent.mkdir(parents=True, exist_ok=True)
     paths.train_log(job).write_text(text)
     TrainMetrics.create(
-        job=job_id(job), seed=0,
-        params={"train": {"optimizer": params.raw["train"]["optimizer"], "batch_size": 16}, "model": {}}, epochs=2, iterations=ITERATIONS, batch_size=16,
-        train_samples=320, test_samples=80, resumed_from_epoch=0,
-        train_time_s=elapsed, eval_time_s=3.0, iteration_time_s=stats(times),
+        job=job_id(job),
+        seed=0,
+        params={"train": {"optimizer": params.raw["train"]["optimizer"], "batch_size": 16}, "model": {}},
+        epochs=2,
+        iterations=ITERATIONS,
+        batch_size=16,
+        train_samples=320,
+        test_samples=80,
+        resumed_from_epoch=0,
+        train_time_s=elapsed,
+        eval_time_s=3.0,
+        iteration_time_s=stats(times),
         final_train_loss=0.01,
-        final_test={"loss": 0.0025, "pcp": 0.4, "pdj": 0.5, "pck": 0.6 if job.framework == "pytorch" else 0.55},
-        baseline_test={"loss": 0.02, "pcp": 0.05, "pdj": 0.1, "pck": 0.15}, scored_joints="annotated",
+        final_test={
+            "loss": 0.0025,
+            "pcp": 0.4,
+            "pdj": 0.5,
+            "pck": 0.6 if job.framework == "pytorch" else 0.55,
+        },
+        baseline_test={"loss": 0.02, "pcp": 0.05, "pdj": 0.1, "pck": 0.15},
+        scored_joints="annotated",
         test_per_image=per_image(80),
         threads={"requested": 2, "native": [{"library": "openblas", "num_threads": 2}]},
-        versions={job.framework: "1.0"}, environment=environment(),
+        versions={job.framework: "1.0"},
+        environment=environment(),
         provenance=provenance.record("train", params, job),
     ).write(paths.train_metrics(job))
 
 
 def core_mean(job: Job) -> float:
-    return {"pytorch": 0.05, "chainer": 0.1, "jax": 0.04, "pytorch_compile": 0.06}[job.framework] * 2**job.batch_exp
+    return {"pytorch": 0.05, "chainer": 0.1, "jax": 0.04, "pytorch_compile": 0.06}[
+        job.framework
+    ] * 2**job.batch_exp
 
 
 ROUNDS = 4
@@ -127,22 +189,42 @@ def loss_mean(job: Job) -> float:
     return 100e-6 + (50e-6 if (job.framework, job.loss) == ("chainer", "explicit") else 0.0)
 
 
-def block(job: Job, round_: int, arm: str, attempt: int = 0, disturbed: bool = False,
-          optimizers: tuple[str, ...] = OPTIMIZERS) -> dict:
+def block(
+    job: Job,
+    round_: int,
+    arm: str,
+    attempt: int = 0,
+    disturbed: bool = False,
+    optimizers: tuple[str, ...] = OPTIMIZERS,
+) -> dict:
     rng = np.random.default_rng([job.batch_exp, round_, attempt, len(arm), job.loss == "explicit"])
     drift = 1 + 0.01 * (round_ - 1.5)  # the machine slows a little every round, for every arm alike
     return {
-        "round": round_, "position": 0, "arm": arm, "attempt": attempt,
+        "round": round_,
+        "position": 0,
+        "arm": arm,
+        "attempt": attempt,
         "samples_s": list(core_mean(job) * drift * (1 + rng.uniform(-0.002, 0.002, 3))),
         "warmup_s": [core_mean(job) * 3],
         "optimizer_steps_s": {name: [0.01 * core_mean(job) / 2**job.batch_exp] * 3 for name in optimizers}
-        if round_ == 0 else {},  # the timing stage times updates in the first round only
+        if round_ == 0
+        else {},  # the timing stage times updates in the first round only
         "loss_s": list(loss_mean(job) * drift * (1 + rng.uniform(-0.002, 0.002, 5))),
-        "compile_s": COMPILE_S.get(job.framework), "memory_bytes": int(2.5e8 * 2**job.batch_exp**0.5),
-        "started_at": 1000.0 + round_, "ended_at": 1000.5 + round_,
-        "interference": {"wall_s": 0.5, "machine_busy_s": 0.5, "own_s": 0.5, "other_cpu_s": 0.0,
-                         "other_cores": 0.0, "load_before": [0.1, 0.1, 0.1], "cores": 2},
-        "disturbed": disturbed, "reasons": ["outlier: max/median 1.40 > 1.25"] if disturbed else [],
+        "compile_s": COMPILE_S.get(job.framework),
+        "memory_bytes": int(2.5e8 * 2**job.batch_exp**0.5),
+        "started_at": 1000.0 + round_,
+        "ended_at": 1000.5 + round_,
+        "interference": {
+            "wall_s": 0.5,
+            "machine_busy_s": 0.5,
+            "own_s": 0.5,
+            "other_cpu_s": 0.0,
+            "other_cores": 0.0,
+            "load_before": [0.1, 0.1, 0.1],
+            "cores": 2,
+        },
+        "disturbed": disturbed,
+        "reasons": ["outlier: max/median 1.40 > 1.25"] if disturbed else [],
     }
 
 
@@ -150,12 +232,23 @@ def per_image(n: int) -> dict[str, list[float]]:
     """Per-image test scores of a network well ahead of the mean pose (deeppose.metrics.per_image)."""
     rng = np.random.default_rng(n)
     return {
-        "sq_error": list(14 * 0.0025 * rng.uniform(0.5, 1.5, n)), "visible": [14.0] * n,
+        "sq_error": list(14 * 0.0025 * rng.uniform(0.5, 1.5, n)),
+        "visible": [14.0] * n,
         "baseline_sq_error": list(14 * 0.02 * rng.uniform(0.5, 1.5, n)),
-        **{key: list(rng.binomial(size, p, n).astype(float)) for key, size, p in (
-            ("pcp_hits", 10, 0.4), ("baseline_pcp_hits", 10, 0.05), ("pdj_hits", 14, 0.5),
-            ("baseline_pdj_hits", 14, 0.1), ("pck_hits", 14, 0.45), ("baseline_pck_hits", 14, 0.08))},
-        "pcp_counted": [10.0] * n, "pdj_counted": [14.0] * n, "pck_counted": [14.0] * n,
+        **{
+            key: list(rng.binomial(size, p, n).astype(float))
+            for key, size, p in (
+                ("pcp_hits", 10, 0.4),
+                ("baseline_pcp_hits", 10, 0.05),
+                ("pdj_hits", 14, 0.5),
+                ("baseline_pdj_hits", 14, 0.1),
+                ("pck_hits", 14, 0.45),
+                ("baseline_pck_hits", 14, 0.08),
+            )
+        },
+        "pcp_counted": [10.0] * n,
+        "pdj_counted": [14.0] * n,
+        "pck_counted": [14.0] * n,
     }
 
 
@@ -163,11 +256,26 @@ def manifest(framework: str) -> dict:
     """A fairness manifest: Chainer's OpenBLAS held to AVX2 by an environment pin, PyTorch on AVX-512."""
     chainer = framework == "chainer"
     return {
-        "framework": framework, "device": "cpu", "cpu": {"model": "Test CPU 9000", "vendor": "AuthenticAMD", "family": 25,
-                                                     "model_number": 17, "stepping": 1, "isa_flags": ["avx2", "avx512f"]},
-        "env": {"OPENBLAS_CORETYPE": "Haswell"}, "native": {},
-        "common": {"dtype": "float32", "threads": 2, "kernel_library": "numpy + openblas" if chainer else "onednn",
-                   "kernel_isa": "Haswell" if chainer else "AVX512", "fp32_math": "ieee", "runtime_checks": chainer},
+        "framework": framework,
+        "device": "cpu",
+        "cpu": {
+            "model": "Test CPU 9000",
+            "vendor": "AuthenticAMD",
+            "family": 25,
+            "model_number": 17,
+            "stepping": 1,
+            "isa_flags": ["avx2", "avx512f"],
+        },
+        "env": {"OPENBLAS_CORETYPE": "Haswell"},
+        "native": {},
+        "common": {
+            "dtype": "float32",
+            "threads": 2,
+            "kernel_library": "numpy + openblas" if chainer else "onednn",
+            "kernel_isa": "Haswell" if chainer else "AVX512",
+            "fp32_math": "ieee",
+            "runtime_checks": chainer,
+        },
     }
 
 
@@ -181,15 +289,33 @@ def write_timing(params: Params, job: Job) -> None:
     flops = 6.58e9 * 2**job.batch_exp
     medians = [float(np.median(b["samples_s"])) for b in blocks if not b["disturbed"]]
     TimingResult.create(
-        job=job_id(job), batch_size=2**job.batch_exp, warmup=1, repeats=3, rounds=ROUNDS, seed=0,
-        schedule_seed=7, input="random", group=[f"{fw}/{loss}" for fw in params.raw["grid"]["frameworks"] for loss in MODES],
-        control=CONTROL, blocks=blocks,
+        job=job_id(job),
+        batch_size=2**job.batch_exp,
+        warmup=1,
+        repeats=3,
+        rounds=ROUNDS,
+        seed=0,
+        schedule_seed=7,
+        input="random",
+        group=[f"{fw}/{loss}" for fw in params.raw["grid"]["frameworks"] for loss in MODES],
+        control=CONTROL,
+        blocks=blocks,
         control_blocks=[block(job, r, CONTROL + "#1", optimizers=optimizers) for r in range(ROUNDS)]
-        if cell == CONTROL else [],
-        time_s={"estimate": float(np.median(medians)), "low": min(medians), "high": max(medians), "n": ROUNDS,
-                "level": 0.95, "method": "test"},
-        flops=int(flops), flops_per_s=flops / float(np.median(medians)), threads={"requested": 2},
-        versions={job.framework: "1.0"}, memory_source="host resident set",
+        if cell == CONTROL
+        else [],
+        time_s={
+            "estimate": float(np.median(medians)),
+            "low": min(medians),
+            "high": max(medians),
+            "n": ROUNDS,
+            "level": 0.95,
+            "method": "test",
+        },
+        flops=int(flops),
+        flops_per_s=flops / float(np.median(medians)),
+        threads={"requested": 2},
+        versions={job.framework: "1.0"},
+        memory_source="host resident set",
         compile={"compiler": "test", "cache": "no persistent cache"} if job.framework in COMPILE_S else {},
         environment={**environment(), "fairness": manifest(job.framework)},
         provenance=provenance.record("time", params, Group.of(params.raw["grid"], job.device, job.batch_exp)),
@@ -201,25 +327,45 @@ def write_breakdown(params: Params, job: Job) -> None:
     conv_s, fc_s, core_s = BREAKDOWN[job.framework, job.loss]
     events = []
     for phase in PHASES:
-        events += [{"repeat": 0, "phase": phase, "name": "conv", "layer": layer, "time_s": conv_s / 10}
-                   for layer in CONV_LAYERS]
-        events += [{"repeat": 0, "phase": phase, "name": "linear", "layer": layer, "time_s": fc_s / 6}
-                   for layer in FC_LAYERS]
+        events += [
+            {"repeat": 0, "phase": phase, "name": "conv", "layer": layer, "time_s": conv_s / 10}
+            for layer in CONV_LAYERS
+        ]
+        events += [
+            {"repeat": 0, "phase": phase, "name": "linear", "layer": layer, "time_s": fc_s / 6}
+            for layer in FC_LAYERS
+        ]
         events.append({"repeat": 0, "phase": phase, "name": "relu", "layer": "relu", "time_s": 0.0005})
     BreakdownResult.create(
-        job=job_id(job), batch_size=2**job.batch_exp, warmup=1, repeats=1, seed=0, input="random",
-        model={"dropout": 0.0, "lrn": False}, tool="test", time_basis="host wall time",
-        core_samples_s=[core_s], profiled_core_samples_s=[core_s * 1.02], peak_flops_per_s=PEAK,
+        job=job_id(job),
+        batch_size=2**job.batch_exp,
+        warmup=1,
+        repeats=1,
+        seed=0,
+        input="random",
+        model={"dropout": 0.0, "lrn": False},
+        tool="test",
+        time_basis="host wall time",
+        core_samples_s=[core_s],
+        profiled_core_samples_s=[core_s * 1.02],
+        peak_flops_per_s=PEAK,
         peak={"best": "torch_matmul", "rates_flops_per_s": {"torch_matmul": PEAK}},
         **summarize(events, [core_s], [core_s * 1.02], batch_size=2**job.batch_exp, peak_flops_per_s=PEAK),
-        threads={"requested": 2}, load_average={"before": [0.0, 0.0, 0.0], "after": [0.0, 0.0, 0.0]},
-        versions={job.framework: "1.0"}, environment=environment(),
+        threads={"requested": 2},
+        load_average={"before": [0.0, 0.0, 0.0], "after": [0.0, 0.0, 0.0]},
+        versions={job.framework: "1.0"},
+        environment=environment(),
         provenance=provenance.record("breakdown", params, job),
     ).write(paths.breakdown_result(job))
 
 
-def make_project(root: Path, devices: tuple[str, ...] = ("cpu", "cuda"), optimizer: str = "momentum_sgd",
-                 optimizers: tuple[str, ...] = OPTIMIZERS, frameworks: tuple[str, ...] = FRAMEWORKS) -> Path:
+def make_project(
+    root: Path,
+    devices: tuple[str, ...] = ("cpu", "cuda"),
+    optimizer: str = "momentum_sgd",
+    optimizers: tuple[str, ...] = OPTIMIZERS,
+    frameworks: tuple[str, ...] = FRAMEWORKS,
+) -> Path:
     """params.yaml with a small grid plus results for every cpu job but one timing job; `optimizer`
     trains, `optimizers` are timed (timing.optimizers)."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -244,21 +390,47 @@ def make_project(root: Path, devices: tuple[str, ...] = ("cpu", "cuda"), optimiz
             if job.device == "cpu" and job != MISSING_BREAKDOWN:
                 write_breakdown(params, job)
         PeakResult.create(
-            device="cpu", n=4096, peak_flops_per_s=PEAK, best="torch_conv3x3", kernels={},
-            rates_flops_per_s={"numpy_matmul": 1.2e11, "torch_conv3x3": PEAK}, threads={"requested": 2},
-            bandwidth={"n": 2**26, "last_level_cache_bytes": 2**25, "bytes": 12 * 2**26, "samples_s": [0.02] * 3,
-                       "bytes_per_s": BANDWIDTH}, bandwidth_bytes_per_s=BANDWIDTH,
-            theoretical=THEORETICAL, theoretical_flops_per_s=THEORETICAL["flops_per_s"],
-            environment=environment(), provenance=provenance.record("peak", params),
+            device="cpu",
+            n=4096,
+            peak_flops_per_s=PEAK,
+            best="torch_conv3x3",
+            kernels={},
+            rates_flops_per_s={"numpy_matmul": 1.2e11, "torch_conv3x3": PEAK},
+            threads={"requested": 2},
+            bandwidth={
+                "n": 2**26,
+                "last_level_cache_bytes": 2**25,
+                "bytes": 12 * 2**26,
+                "samples_s": [0.02] * 3,
+                "bytes_per_s": BANDWIDTH,
+            },
+            bandwidth_bytes_per_s=BANDWIDTH,
+            theoretical=THEORETICAL,
+            theoretical_flops_per_s=THEORETICAL["flops_per_s"],
+            environment=environment(),
+            provenance=provenance.record("peak", params),
         ).write(paths.matmul_peak())
         PrepareSummary.create(
-            source="synthetic", seed=0, inputs=[], crop={"size": 256}, kept={"train": 290, "test": 95},
-            filtering={"train": {"drop_rules": ["no visible joint", "joints do not fit in 256 crop", "span >= 227"],
-                                 "dropped": 15},
-                       "test": {"drop_rules": ["no visible joint"], "dropped": 0,
-                                "kept_breaking_train_rules": {"joints do not fit in 256 crop": 0, "span >= 227": 3},
-                                "kept_with_joint_outside_centre_crop": 4}},
-            dropped={"total": 15, "by_reason": {"span >= 227": 15}, "samples": []}, arrays={}, sha256="feed",
+            source="synthetic",
+            seed=0,
+            inputs=[],
+            crop={"size": 256},
+            kept={"train": 290, "test": 95},
+            filtering={
+                "train": {
+                    "drop_rules": ["no visible joint", "joints do not fit in 256 crop", "span >= 227"],
+                    "dropped": 15,
+                },
+                "test": {
+                    "drop_rules": ["no visible joint"],
+                    "dropped": 0,
+                    "kept_breaking_train_rules": {"joints do not fit in 256 crop": 0, "span >= 227": 3},
+                    "kept_with_joint_outside_centre_crop": 4,
+                },
+            },
+            dropped={"total": 15, "by_reason": {"span >= 227": 15}, "samples": []},
+            arrays={},
+            sha256="feed",
             provenance=provenance.record("prepare", params),
         ).write(paths.prepared_summary())
     finally:

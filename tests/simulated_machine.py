@@ -59,12 +59,18 @@ class FakeMachine:
         return B.CpuReading(monotonic_s=self.now, machine_busy_s=self.busy, own_s=self.own)
 
 
-def run_group(base_s: dict[str, float], rounds: int, seed: int, repeats: int = S.REPEATS) -> tuple[B.Block, ...]:
+def run_group(
+    base_s: dict[str, float], rounds: int, seed: int, repeats: int = S.REPEATS
+) -> tuple[B.Block, ...]:
     """One group on the fake machine: its cells plus the A/A twin of the first, interleaved."""
     cells = list(base_s)
     arms = B.arms_with_control(cells, control=cells[0])
     machine = FakeMachine(base_s, len(arms) * rounds, np.random.default_rng(seed), repeats=repeats)
     return B.run_blocks(
-        B.schedule(arms, rounds, seed), machine.launch, probe=machine.probe,
-        load=lambda: (0.0, 0.0, 0.0), cores=2, wall_clock=lambda: machine.now,
+        B.schedule(arms, rounds, seed),
+        machine.launch,
+        probe=machine.probe,
+        load=lambda: (0.0, 0.0, 0.0),
+        cores=2,
+        wall_clock=lambda: machine.now,
     )

@@ -28,7 +28,9 @@ print(json.dumps({"faults": (faults() - before) / 10, "allocator": fairness.coll
 
 
 def probe(threshold: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", PROBE, threshold], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, threshold], capture_output=True, text=True, check=True
+    ).stdout
     return json.loads(out)
 
 
@@ -39,19 +41,29 @@ def test_a_pinned_process_reuses_its_freed_big_arrays_and_the_manifest_records_i
     assert default["faults"] >= 32, default
     assert pinned["faults"] <= default["faults"] / 100, (default, pinned)
     assert default["allocator"]["mmap_threshold_bytes"] == "library default (glibc: dynamic)"
-    assert pinned["allocator"] == {"library": allocator.libc_version(), "mmap_threshold_bytes": 1 << 30,
-                                   "trim_threshold_bytes": 1 << 30}
+    assert pinned["allocator"] == {
+        "library": allocator.libc_version(),
+        "mmap_threshold_bytes": 1 << 30,
+        "trim_threshold_bytes": 1 << 30,
+    }
 
 
 def test_frameworks_pinned_differently_are_an_asymmetry_naming_the_allocator():
     common = {"dtype": "float32", "allocator": {"library": "glibc 2.36", "mmap_threshold_bytes": 1 << 30}}
-    other = {**common, "allocator": {"library": "glibc 2.36", "mmap_threshold_bytes": "library default (glibc: dynamic)"}}
+    other = {
+        **common,
+        "allocator": {"library": "glibc 2.36", "mmap_threshold_bytes": "library default (glibc: dynamic)"},
+    }
     found = fairness.asymmetries({"pytorch/cpu": {"common": common}, "chainer/cpu": {"common": other}})
     assert [a.field for a in found] == ["common.allocator.mmap_threshold_bytes"]
     assert "faults in" in found[0].may_bias
 
 
 def test_allocator_variables_in_the_environment_are_recorded():
-    env = {"MALLOC_ARENA_MAX": "2", "GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=1", "LD_PRELOAD": "libjemalloc.so",
-           "HOME": "/root"}
+    env = {
+        "MALLOC_ARENA_MAX": "2",
+        "GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=1",
+        "LD_PRELOAD": "libjemalloc.so",
+        "HOME": "/root",
+    }
     assert fairness.steering_env(env) == {k: v for k, v in env.items() if k != "HOME"}

@@ -79,8 +79,13 @@ def as_a_user_who_cannot_write(*folders: Path) -> list[str]:
 
 def deeppose(folder: Path, prefix: list[str], *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT), DEEPPOSE_MEASURE_LOCK=str(folder / "measure.lock"))
-    return subprocess.run([*prefix, sys.executable, "-m", "deeppose", *args], cwd=folder, env=env,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "deeppose", *args],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_a_stage_that_cannot_write_its_result_says_so_in_one_line(tmp_path):

@@ -10,9 +10,9 @@ import pytest
 
 from deeppose import model as spec
 from deeppose.backends import create_backend
+from deeppose.errors import DeepPoseError
 from deeppose.grid import FRAMEWORKS, LOSS_MODES
 from deeppose.optimizer import OptimizerConfig
-from deeppose.errors import DeepPoseError
 
 NO_DROPOUT = spec.ModelConfig(dropout=0.0)
 # The network-level comparisons here run the eager frameworks; the compiled ones (jax,
@@ -149,8 +149,9 @@ def test_torch_explicit_loss_passes_gradcheck():
 
 
 def test_chainer_explicit_loss_passes_check_backward():
-    from deeppose.backends.chainer import MaskedMSE
     from chainer import gradient_check
+
+    from deeppose.backends.chainer import MaskedMSE
 
     pred, target, visible = loss_inputs(np.float64)
     grad_out = np.array(0.7, np.float64)
@@ -217,7 +218,10 @@ def test_float64_comparisons_sit_far_from_every_relu_and_pooling_tie(weights, ba
 
 @pytest.mark.parametrize("framework", EAGER)
 def test_explicit_and_autograd_agree_in_each_framework(core_results64, framework):
-    assert disagreements(core_results64[framework, "explicit"], core_results64[framework, "autograd"], EXACT) == []
+    assert (
+        disagreements(core_results64[framework, "explicit"], core_results64[framework, "autograd"], EXACT)
+        == []
+    )
 
 
 @pytest.mark.parametrize("mode", LOSS_MODES)
@@ -261,7 +265,9 @@ def test_lrn_option_agrees_across_frameworks(backends, weights, batch):
     for name in FRAMEWORKS:
         assert rel_err(outputs[name], outputs["pytorch"]) <= 1e-4, name
     backends["pytorch"].load_weights(weights, NO_DROPOUT)
-    plain = backends["pytorch"].to_numpy(backends["pytorch"].forward(backends["pytorch"].to_device(batch[0]), False))
+    plain = backends["pytorch"].to_numpy(
+        backends["pytorch"].forward(backends["pytorch"].to_device(batch[0]), False)
+    )
     assert rel_err(plain, outputs["pytorch"]) > 1e-3  # LRN really is on
 
 
@@ -351,7 +357,10 @@ def test_optimizer_steps_agree_and_state_round_trips(backends64, weights, batch,
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"framework": "tensorflow"}, "unknown framework 'tensorflow'; allowed: pytorch, chainer, jax, pytorch_compile"),
+        (
+            {"framework": "tensorflow"},
+            "unknown framework 'tensorflow'; allowed: pytorch, chainer, jax, pytorch_compile",
+        ),
         ({"framework": "pytorch", "device": "tpu"}, "unknown device 'tpu'; allowed: cpu, cuda"),
         ({"framework": "pytorch", "threads": -1}, "threads must be >= 0"),
         ({"framework": "chainer", "dtype": "float16"}, "unknown dtype 'float16'; allowed: float32, float64"),

@@ -15,16 +15,22 @@ from collections import Counter
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
+from simulated_machine import run_group
 
 from deeppose import blocks as B
 from deeppose import compare_stats as S
 from deeppose.block_server import server_launch
-from simulated_machine import run_group
 
 
 # --- the rule on the simulated machine ----------------------------------------------------
-def rule_rates(effect: float, trials: int, rounds: int = S.ROUNDS, repeats: int = S.REPEATS,
-               threshold: float = S.THRESHOLD, seed: int = 0) -> tuple[float, float]:
+def rule_rates(
+    effect: float,
+    trials: int,
+    rounds: int = S.ROUNDS,
+    repeats: int = S.REPEATS,
+    threshold: float = S.THRESHOLD,
+    seed: int = 0,
+) -> tuple[float, float]:
     """The rule over `trials` simulated groups of cells a (0.25 s) and b (a x (1 + effect)):
     (rate of any verdict on the A/A pair, rate of 'b slower than a')."""
     false_positives = detected = 0
@@ -38,8 +44,10 @@ def rule_rates(effect: float, trials: int, rounds: int = S.ROUNDS, repeats: int 
 
 # --- the schedule -------------------------------------------------------------------------
 def test_schedule_interleaves_every_arm_once_per_round_in_seeded_random_orders() -> None:
-    arms = B.arms_with_control(["pytorch/autograd", "pytorch/explicit", "chainer/autograd", "chainer/explicit"],
-                               control="chainer/explicit")
+    arms = B.arms_with_control(
+        ["pytorch/autograd", "pytorch/explicit", "chainer/autograd", "chainer/explicit"],
+        control="chainer/explicit",
+    )
     assert [a.name for a in arms][-1] == "chainer/explicit#1" and arms[-1].cell == "chainer/explicit"
     slots = B.schedule(arms, rounds=20, seed=3)
     assert slots == B.schedule(arms, rounds=20, seed=3)
@@ -92,7 +100,9 @@ def test_real_readings_are_sane() -> None:
 
 
 def _figures(other_cores: float = 0.0, load: float = 0.0) -> B.Interference:
-    return B.Interference(10.0, 10.0 * (1 + other_cores), 10.0, 10.0 * other_cores, other_cores, (load, 0, 0), 2)
+    return B.Interference(
+        10.0, 10.0 * (1 + other_cores), 10.0, 10.0 * other_cores, other_cores, (load, 0, 0), 2
+    )
 
 
 def test_disturbed_block_detector_on_one_contaminated_block() -> None:
@@ -100,8 +110,11 @@ def test_disturbed_block_detector_on_one_contaminated_block() -> None:
     rng = np.random.default_rng(5)
     quiet = [0.25 * rng.lognormal(0, 0.01, 6) for _ in range(5)]
     contaminated = 0.25 * rng.lognormal(0, 0.01, 6) * np.array([1, 1, 1.4, 1.5, 1, 1.05])
-    outputs = [B.BlockOutput(tuple(s)) for s in quiet[:3]] + [B.BlockOutput(tuple(contaminated))] + \
-              [B.BlockOutput(tuple(s)) for s in quiet[3:]]
+    outputs = (
+        [B.BlockOutput(tuple(s)) for s in quiet[:3]]
+        + [B.BlockOutput(tuple(contaminated))]
+        + [B.BlockOutput(tuple(s)) for s in quiet[3:]]
+    )
     readings = iter(
         [B.CpuReading(0, 0, 0), B.CpuReading(10, 10, 10)] * 3
         + [B.CpuReading(10, 10, 10), B.CpuReading(20, 28, 20)]  # others used 8 CPU s in 10 s
@@ -109,8 +122,15 @@ def test_disturbed_block_detector_on_one_contaminated_block() -> None:
     )
     launched = iter(outputs)
     slots = B.schedule([B.Arm("x")], rounds=6, seed=0)
-    blocks = B.run_blocks(slots, lambda cell, round_: next(launched), retries=0, probe=lambda: next(readings),
-                          load=lambda: (0.3, 0.2, 0.1), cores=2, wall_clock=lambda: 0.0)
+    blocks = B.run_blocks(
+        slots,
+        lambda cell, round_: next(launched),
+        retries=0,
+        probe=lambda: next(readings),
+        load=lambda: (0.3, 0.2, 0.1),
+        cores=2,
+        wall_clock=lambda: 0.0,
+    )
     assert [b.disturbed for b in blocks] == [False, False, False, True, False, False]
     reasons = " ".join(blocks[3].reasons)
     assert "IQR/median" in reasons and "max/median" in reasons and "other processes" in reasons
@@ -139,9 +159,13 @@ def test_a_block_other_processes_disturbed_is_rerun_and_a_noisy_one_is_kept() ->
     slots = [B.Slot(0, 0, B.Arm("x")), B.Slot(0, 1, B.Arm("y")), B.Slot(0, 2, B.Arm("z"))]
     blocks = B.run_blocks(slots, launch, retries=2, probe=probe, load=lambda: (0.0, 0.0, 0.0), cores=2)
     assert [(b.arm, b.attempt, b.disturbed, B.interfered(b.reasons)) for b in blocks] == [
-        ("x", 0, True, True), ("x", 1, True, True), ("x", 2, False, False),
+        ("x", 0, True, True),
+        ("x", 1, True, True),
+        ("x", 2, False, False),
         ("y", 0, True, False),  # flagged (an outlier sample), not rerun: its spread is the cell's own
-        ("z", 0, True, True), ("z", 1, True, True), ("z", 2, True, True),
+        ("z", 0, True, True),
+        ("z", 1, True, True),
+        ("z", 2, True, True),
     ]
     kept = {b.arm: b for b in B.final(blocks)}
     assert kept["x"].attempt == 2 and kept["y"].samples_s == spiky.samples_s
@@ -158,16 +182,21 @@ def test_a_block_other_processes_disturbed_is_rerun_and_a_noisy_one_is_kept() ->
         ([1.0, 1.0, 1.0, 1.0], _figures(load=3.5), ()),  # recorded, but our own last block is in it
     ],
 )
-def test_disturbance_reasons(samples: list[float], figures: B.Interference, expected: tuple[str, ...]) -> None:
+def test_disturbance_reasons(
+    samples: list[float], figures: B.Interference, expected: tuple[str, ...]
+) -> None:
     assert tuple(r.split(":")[0] for r in B.disturbance_reasons(samples, figures)) == expected
 
 
 def test_a_disturbed_round_is_left_out_of_both_arms() -> None:
     def block(arm: str, round_: int, median: float, reasons: tuple[str, ...] = ()) -> B.Block:
-        return B.Block(round_, 0, arm, arm.split("#")[0], 0, (median,), (), 0.0, 1.0, _figures(), bool(reasons),
-                       reasons)
+        return B.Block(
+            round_, 0, arm, arm.split("#")[0], 0, (median,), (), 0.0, 1.0, _figures(), bool(reasons), reasons
+        )
 
-    blocks = [block("a", r, 1.0 + 0.01 * r) for r in range(4)] + [block("b", r, 1.2 + 0.01 * r) for r in range(4)]
+    blocks = [block("a", r, 1.0 + 0.01 * r) for r in range(4)] + [
+        block("b", r, 1.2 + 0.01 * r) for r in range(4)
+    ]
     blocks[6] = block("b", 2, 5.0, reasons=("other processes: 0.90 CPU s in 1.00 s (0.90 cores > 0.1)",))
     blocks[1] = block("a", 1, 1.01, reasons=("spread: IQR/median 0.20 > 0.1",))  # noisy on its own: counts
     result = S.compare(blocks, "b", "a")
@@ -230,8 +259,12 @@ def test_server_launch_forks_a_fresh_process_per_block_and_counts_its_cpu() -> N
 
 
 def test_a_server_that_cannot_start_is_a_one_line_error() -> None:
-    with pytest.raises(RuntimeError, match=r"a block server exited with status 1, starting: SystemExit: no framework"):
-        with server_launch({"a": server_command("raise SystemExit('SystemExit: no framework')")}, timeout_s=60):
+    with pytest.raises(
+        RuntimeError, match=r"a block server exited with status 1, starting: SystemExit: no framework"
+    ):
+        with server_launch(
+            {"a": server_command("raise SystemExit('SystemExit: no framework')")}, timeout_s=60
+        ):
             pass
 
 
@@ -287,8 +320,12 @@ def test_hodges_lehmann_interval_inverts_scipys_mann_whitney_test() -> None:
     large = np.random.default_rng(0).lognormal(0, 0.1, (2, 80))  # 6,400 pairs: the normal quantile
     wide = S.hodges_lehmann_ratio(large[0], large[1])
     for end, sign in ((wide.low, -1), (wide.high, 1)):
-        p = scipy_stats.mannwhitneyu(np.log(large[0]) - math.log(end) - sign * 1e-9, np.log(large[1]),
-                                     method="asymptotic", use_continuity=False).pvalue
+        p = scipy_stats.mannwhitneyu(
+            np.log(large[0]) - math.log(end) - sign * 1e-9,
+            np.log(large[1]),
+            method="asymptotic",
+            use_continuity=False,
+        ).pvalue
         assert p == pytest.approx(0.05, abs=0.004)
     assert S.hodges_lehmann_ratio([1.0, 1.1], [1.0, 1.2]).low is None  # 2 x 2 blocks: no 95 % interval
 
@@ -325,8 +362,9 @@ def test_bca_interval_is_scipys_and_close_to_t_on_many_rounds() -> None:
     a = {r: float(v) for r, v in enumerate(0.25 * rng.lognormal(0.05, 0.03, 40))}
     b = {r: float(v) for r, v in enumerate(0.25 * rng.lognormal(0.0, 0.03, 40))}
     d = np.log(list(a.values())) - np.log(list(b.values()))
-    direct = scipy_stats.bootstrap((d,), np.mean, n_resamples=S.BOOTSTRAP_RESAMPLES, method="BCa",
-                                   rng=np.random.default_rng(0)).confidence_interval
+    direct = scipy_stats.bootstrap(
+        (d,), np.mean, n_resamples=S.BOOTSTRAP_RESAMPLES, method="BCa", rng=np.random.default_rng(0)
+    ).confidence_interval
     bca = S.paired_ratio(a, b, method="bca")
     assert (math.log(bca.low), math.log(bca.high)) == pytest.approx((direct.low, direct.high), rel=1e-12)
     t = S.paired_ratio(a, b)
@@ -382,7 +420,12 @@ def test_between_block_disagreement_is_flagged() -> None:
 
 
 def test_analyse_group_on_the_fake_machine() -> None:
-    cells = {"pytorch/autograd": 0.20, "pytorch/explicit": 0.20, "chainer/autograd": 0.40, "chainer/explicit": 0.40}
+    cells = {
+        "pytorch/autograd": 0.20,
+        "pytorch/explicit": 0.20,
+        "chainer/autograd": 0.40,
+        "chainer/explicit": 0.40,
+    }
     blocks = run_group(cells, rounds=S.ROUNDS, seed=11)
     pairs = [("chainer/autograd", "pytorch/autograd"), ("pytorch/explicit", "pytorch/autograd")]
     analysis = S.analyse_group(blocks, pairs, control="pytorch/autograd")
@@ -412,7 +455,9 @@ def test_round_to_interval(value: float, half_width: float, text: str) -> None:
 
 
 def test_format_interval_uses_the_intervals_precision() -> None:
-    assert S.format_interval(S.Interval(0.2534, 0.2411, 0.2662, 6, 0.95, "t"), 1e3, "ms") == "253 [241, 266] ms"
+    assert (
+        S.format_interval(S.Interval(0.2534, 0.2411, 0.2662, 6, 0.95, "t"), 1e3, "ms") == "253 [241, 266] ms"
+    )
     assert S.format_interval(S.Interval(1.0132, 0.9981, 1.0285, 6, 0.95, "t")) == "1.013 [0.998, 1.028]"
     assert S.format_interval(S.Interval(0.25, None, None, 1, 0.95, "one")) == "0.25 (no interval)"
     with pytest.raises(ValueError):
@@ -425,7 +470,9 @@ def test_rule_false_positive_rate_and_power_on_a_drifting_machine() -> None:
     the schedule, the runner, the disturbed-block filter and the verdict at the defaults."""
     false_positive_rate, _ = rule_rates(effect=0.0, trials=1000, seed=1)
     _, power = rule_rates(effect=0.10, trials=1000, seed=2)
-    print(f"rounds {S.ROUNDS}, repeats {S.REPEATS}, threshold {S.THRESHOLD}: "
-          f"A/A false-positive rate {false_positive_rate:.3f}, power at 10 % {power:.3f}")
+    print(
+        f"rounds {S.ROUNDS}, repeats {S.REPEATS}, threshold {S.THRESHOLD}: "
+        f"A/A false-positive rate {false_positive_rate:.3f}, power at 10 % {power:.3f}"
+    )
     assert false_positive_rate <= 0.05
     assert power >= 0.90

@@ -22,16 +22,44 @@ from deeppose.layer_groups import CONV_LAYERS, FC_LAYERS, classify, resolve, sum
 REPO = Path(__file__).resolve().parents[1]
 NETWORK_LAYERS = (*CONV_LAYERS, *FC_LAYERS)
 RESULT_KEYS = {
-    "kind", "schema_version", "job", "provenance", "batch_size", "repeats", "warmup", "seed", "input",
-    "model", "tool", "time_basis", "core_time_s", "core_samples_s", "profiled_core_time_s",
-    "profiled_core_samples_s", "layers", "layers_time_s", "phase_time_s", "overhead_s",
-    "profiled_overhead_s", "profiler_slowdown", "sum_rule", "events", "grouping_notes",
-    "peak_flops_per_s", "peak", "threads", "load_average", "versions", "environment",
+    "kind",
+    "schema_version",
+    "job",
+    "provenance",
+    "batch_size",
+    "repeats",
+    "warmup",
+    "seed",
+    "input",
+    "model",
+    "tool",
+    "time_basis",
+    "core_time_s",
+    "core_samples_s",
+    "profiled_core_time_s",
+    "profiled_core_samples_s",
+    "layers",
+    "layers_time_s",
+    "phase_time_s",
+    "overhead_s",
+    "profiled_overhead_s",
+    "profiler_slowdown",
+    "sum_rule",
+    "events",
+    "grouping_notes",
+    "peak_flops_per_s",
+    "peak",
+    "threads",
+    "load_average",
+    "versions",
+    "environment",
 }
 LAYER_KEYS = {"layer", "phase", "time_s", "samples_s", "flops", "flops_per_s", "fraction_of_peak"}
 
 
-def ev(name: str, phase: str = "forward", layer: str | None = None, time_s: float = 0.001, repeat: int = 0) -> dict:
+def ev(
+    name: str, phase: str = "forward", layer: str | None = None, time_s: float = 0.001, repeat: int = 0
+) -> dict:
     return {"repeat": repeat, "phase": phase, "name": name, "layer": layer, "time_s": time_s}
 
 
@@ -116,7 +144,17 @@ def test_backend_layer_wins_and_accumulate_grad_joins_the_previous_layer() -> No
         ev("aten::ones_like", "backward"),
     ]
     resolved, notes = resolve(events)
-    assert [e["layer"] for e in resolved] == ["conv3", "loss", "fc8", "fc8", "relu", "relu", "conv1", "conv1", "other"]
+    assert [e["layer"] for e in resolved] == [
+        "conv3",
+        "loss",
+        "fc8",
+        "fc8",
+        "relu",
+        "relu",
+        "conv1",
+        "conv1",
+        "other",
+    ]
     assert [e["layer_source"] for e in resolved][:4] == ["backend", "backend", "backend", "previous"]
     assert notes == []
 
@@ -155,8 +193,13 @@ def test_summarize_medians_flops_and_overhead() -> None:
         for e in run:
             e["time_s"] = 0.01 * scale if e["name"] == "Convolution2DFunction" else 0.001
         events += run
-    result = summarize(events, core_samples_s=[0.5, 0.6, 0.4], profiled_core_samples_s=[0.5, 0.6, 0.55],
-                       batch_size=2, peak_flops_per_s=1e11)
+    result = summarize(
+        events,
+        core_samples_s=[0.5, 0.6, 0.4],
+        profiled_core_samples_s=[0.5, 0.6, 0.55],
+        batch_size=2,
+        peak_flops_per_s=1e11,
+    )
     rows = {(r["layer"], r["phase"]): r for r in result["layers"]}
     assert set(rows) >= {(layer, phase) for layer in NETWORK_LAYERS for phase in ("forward", "backward")}
     assert all(set(r) == LAYER_KEYS for r in result["layers"])
@@ -201,7 +244,11 @@ def test_profile_core_attributes_every_layer_in_both_phases(framework: str, mode
         for phase in ("forward", "backward"):
             assert times.get((layer, phase), 0.0) > 0, f"{framework}: no {phase} time for {layer}"
     # the framework itself located every conv/fc call (no fallback on order was needed)
-    located = {e["layer_source"] for e in resolved if e["layer"] in NETWORK_LAYERS and classify(e["name"]) != "grad_accumulate"}
+    located = {
+        e["layer_source"]
+        for e in resolved
+        if e["layer"] in NETWORK_LAYERS and classify(e["name"]) != "grad_accumulate"
+    }
     assert located == {"backend"}
     assert times.get(("dropout", "forward"), 0) > 0 and times.get(("loss", "backward"), 0) > 0
     # top-level calls do not overlap: they fit in the run that contains them, and cover most of it
@@ -224,8 +271,22 @@ def tiny_params(folder: Path) -> Path:
 def test_stage_writes_the_documented_result(framework: str, tmp_path: Path, monkeypatch, capsys) -> None:
     params = tiny_params(tmp_path)
     monkeypatch.chdir(tmp_path)
-    argv = ["breakdown", "--params", str(params), "--framework", framework, "--loss", "autograd",
-            "--device", "cpu", "--batch-exp", "0", "--synthetic-input", "--peak-size", "64"]
+    argv = [
+        "breakdown",
+        "--params",
+        str(params),
+        "--framework",
+        framework,
+        "--loss",
+        "autograd",
+        "--device",
+        "cpu",
+        "--batch-exp",
+        "0",
+        "--synthetic-input",
+        "--peak-size",
+        "64",
+    ]
     assert cli.main(argv) == 0
     out = paths.breakdown_result(Job(framework, "autograd", "cpu", 0))
     assert str(out) in capsys.readouterr().out
@@ -237,7 +298,9 @@ def test_stage_writes_the_documented_result(framework: str, tmp_path: Path, monk
     assert all(set(row) == LAYER_KEYS for row in result["layers"])
     assert {row["layer"] for row in result["layers"]} >= set(NETWORK_LAYERS)
     assert set(result["sum_rule"]) >= {"tolerance", "relative_gap", "ok"}
-    assert result["overhead_s"] == pytest.approx(result["core_time_s"] - sum(r["time_s"] for r in result["layers"]))
+    assert result["overhead_s"] == pytest.approx(
+        result["core_time_s"] - sum(r["time_s"] for r in result["layers"])
+    )
     assert result["peak_flops_per_s"] > 0 and result["peak"]["best"] in result["peak"]["rates_flops_per_s"]
     assert result["events"] and {"name", "layer", "phase", "time_s", "repeat"} <= set(result["events"][0])
     assert result["threads"]["requested"] == 1
@@ -247,8 +310,18 @@ def test_stage_writes_the_documented_result(framework: str, tmp_path: Path, monk
 def test_stage_rejects_a_bad_job(tmp_path: Path, monkeypatch, capsys) -> None:
     params = tiny_params(tmp_path)
     monkeypatch.chdir(tmp_path)
-    argv = ["breakdown", "--params", str(params), "--framework", "theano", "--loss", "autograd",
-            "--batch-exp", "0", "--synthetic-input"]
+    argv = [
+        "breakdown",
+        "--params",
+        str(params),
+        "--framework",
+        "theano",
+        "--loss",
+        "autograd",
+        "--batch-exp",
+        "0",
+        "--synthetic-input",
+    ]
     assert cli.main(argv) == 2
     assert "unknown framework 'theano'" in capsys.readouterr().err
     assert not (tmp_path / "results").exists()
@@ -263,9 +336,17 @@ def hand_made_result(framework: str, loss: str, conv_s: float, fc_s: float, core
         e["time_s"] = conv_s / 10 if kind == "conv" else fc_s / 6 if kind == "linear" else 0.0005
     summary = summarize(events, [core_s], [core_s * 1.02], batch_size=16, peak_flops_per_s=2e11)
     return {
-        "framework": framework, "loss": loss, "device": "cpu", "batch_exp": 4, "batch_size": 16,
-        "repeats": 1, "peak_flops_per_s": 2e11,
-        "peak": {"best": "torch_conv3x3", "rates_flops_per_s": {"numpy_matmul": 1.2e11, "torch_conv3x3": 2e11}},
+        "framework": framework,
+        "loss": loss,
+        "device": "cpu",
+        "batch_exp": 4,
+        "batch_size": 16,
+        "repeats": 1,
+        "peak_flops_per_s": 2e11,
+        "peak": {
+            "best": "torch_conv3x3",
+            "rates_flops_per_s": {"numpy_matmul": 1.2e11, "torch_conv3x3": 2e11},
+        },
         **summary,
     }
 
@@ -277,10 +358,20 @@ def write_record(params: Params, job: Job, result: dict[str, Any]) -> None:
 
     fields = {k: v for k, v in result.items() if k not in ("framework", "loss", "device", "batch_exp")}
     BreakdownResult.create(
-        job=job_id(job), warmup=1, seed=0, input="synthetic", model={"dropout": 0.0, "lrn": False}, tool="test",
-        time_basis="host wall time", core_samples_s=[result["core_time_s"]],
-        profiled_core_samples_s=[result["profiled_core_time_s"]], threads={}, versions={}, environment={},
-        load_average={"before": [0.0] * 3, "after": [0.0] * 3}, provenance=provenance.record("breakdown", params, job),
+        job=job_id(job),
+        warmup=1,
+        seed=0,
+        input="synthetic",
+        model={"dropout": 0.0, "lrn": False},
+        tool="test",
+        time_basis="host wall time",
+        core_samples_s=[result["core_time_s"]],
+        profiled_core_samples_s=[result["profiled_core_time_s"]],
+        threads={},
+        versions={},
+        environment={},
+        load_average={"before": [0.0] * 3, "after": [0.0] * 3},
+        provenance=provenance.record("breakdown", params, job),
         **fields,
     ).write(paths.breakdown_result(job))
 
@@ -290,7 +381,9 @@ def report_params() -> Params:
     params = load_params(REPO / "params.yaml")
     raw = copy.deepcopy(params.raw)
     raw["breakdown"]["batch_exponents"] = [4]
-    raw["grid"].update(frameworks=["pytorch", "chainer"], loss_modes=["autograd", "explicit"], devices=["cpu"])
+    raw["grid"].update(
+        frameworks=["pytorch", "chainer"], loss_modes=["autograd", "explicit"], devices=["cpu"]
+    )
     return Params(params.path, raw)
 
 
@@ -298,10 +391,21 @@ def breakdown_job(result: dict[str, Any]):
     """hand_made_result as the report's analysis holds it."""
     from deeppose.report.analysis import BreakdownJob, Layer
 
-    layers = tuple(Layer(r["layer"], r["phase"], r["time_s"], r.get("flops_per_s"), None)
-                   for r in result["layers"])
-    return BreakdownJob(result["framework"], result["loss"], result["core_time_s"], result["profiled_core_time_s"],
-                        result["layers_time_s"], result["overhead_s"], 0.0, 0.15, True, layers)
+    layers = tuple(
+        Layer(r["layer"], r["phase"], r["time_s"], r.get("flops_per_s"), None) for r in result["layers"]
+    )
+    return BreakdownJob(
+        result["framework"],
+        result["loss"],
+        result["core_time_s"],
+        result["profiled_core_time_s"],
+        result["layers_time_s"],
+        result["overhead_s"],
+        0.0,
+        0.15,
+        True,
+        layers,
+    )
 
 
 def test_attribution_adds_up_and_gives_the_verdict() -> None:
@@ -329,7 +433,9 @@ def findings_of(params: Params):
     return analyse(load_results(params))
 
 
-def test_report_section_renders_from_hand_made_results(report_params: Params, tmp_path: Path, monkeypatch) -> None:
+def test_report_section_renders_from_hand_made_results(
+    report_params: Params, tmp_path: Path, monkeypatch
+) -> None:
     from deeppose.report import figures, sections
 
     monkeypatch.chdir(tmp_path)
@@ -349,7 +455,10 @@ def test_report_section_renders_from_hand_made_results(report_params: Params, tm
     assert "](figures/breakdown_cpu_b16.png)" in markdown and "](figures/roofline_cpu_b16.png)" in markdown
     assert "| Layer | Phase | PyTorch (ms) | Chainer (ms) | Chainer/PyTorch |" in markdown
     assert "Convolutions account for" in markdown and "confirms the study's conclusion" in markdown
-    assert "| Chainer | explicit | not run |" in markdown and "1 of 4 per-layer breakdown jobs on cpu" in markdown
+    assert (
+        "| Chainer | explicit | not run |" in markdown
+        and "1 of 4 per-layer breakdown jobs on cpu" in markdown
+    )
     (a,) = findings.devices[0].breakdown[0].attributions
     assert a.other_s / a.reference_s == pytest.approx(1.7 / 0.35)
     assert a.parts_s["conv"] / a.extra_s == pytest.approx(1.3 / 1.35)
@@ -366,5 +475,8 @@ def test_report_section_without_results(report_params: Params, tmp_path: Path, m
     monkeypatch.chdir(tmp_path)
     findings = findings_of(report_params)
     markdown = sections.section(BREAKDOWN, findings, set(figures.plan(findings)))
-    assert "No per-layer breakdown result on cpu (4 jobs): see *Jobs without results* in the Summary." in markdown
+    assert (
+        "No per-layer breakdown result on cpu (4 jobs): see *Jobs without results* in the Summary."
+        in markdown
+    )
     assert "![" not in markdown and not figures.plan(findings)

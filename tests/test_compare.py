@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from report_project import ROOT, make_project
+from simulated_machine import FakeMachine
 
 from deeppose import compare as C
 from deeppose import compare_stats as S
@@ -23,8 +25,6 @@ from deeppose.config import load_params
 from deeppose.errors import DeepPoseError
 from deeppose.grid import Group, Job
 from deeppose.results import TimingResult, TrainMetrics
-from report_project import ROOT, make_project
-from simulated_machine import FakeMachine
 
 CELLS = {"pytorch/autograd": 0.05, "pytorch/explicit": 0.05, "chainer/autograd": 0.1, "chainer/explicit": 0.1}
 SLOWED = "chainer/explicit"
@@ -33,14 +33,33 @@ DRAWS = 1000
 
 
 def manifest(cpu: str) -> dict:
-    return {"framework": "pytorch", "device": "cpu", "cpu": {"model": cpu, "isa_flags": ["avx2"]}, "env": {},
-            "native": {}, "common": {"dtype": "float32", "threads": 2, "kernel_library": "onednn",
-                                     "kernel_isa": "AVX2", "fp32_math": "ieee", "runtime_checks": False}}
+    return {
+        "framework": "pytorch",
+        "device": "cpu",
+        "cpu": {"model": cpu, "isa_flags": ["avx2"]},
+        "env": {},
+        "native": {},
+        "common": {
+            "dtype": "float32",
+            "threads": 2,
+            "kernel_library": "onednn",
+            "kernel_isa": "AVX2",
+            "fp32_math": "ieee",
+            "runtime_checks": False,
+        },
+    }
 
 
 def environment(cpu: str) -> dict:
-    return {"cpu": cpu, "cores": 2, "usable_cores": 2, "os": "Linux", "python": "3.11.9",
-            "packages": {"numpy": "1.26.4"}, "commit": "abc"}
+    return {
+        "cpu": cpu,
+        "cores": 2,
+        "usable_cores": 2,
+        "os": "Linux",
+        "python": "3.11.9",
+        "packages": {"numpy": "1.26.4"},
+        "commit": "abc",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -56,17 +75,33 @@ def simulated_side(params, label: str, base_s: dict[str, float], seed: int, cpu:
     machine: drift, a random walk of speed, per-process effects, outlier blocks, disturbed blocks rerun."""
     group = Group.of(params.raw["grid"], "cpu", EXP)
     machine = FakeMachine(base_s, (len(base_s) + 1) * S.ROUNDS, np.random.default_rng(seed))
-    extra = {"optimizer_steps_s": {}, "loss_s": [], "compile_s": None, "memory_bytes": None, "compile": {},
-             "memory_source": None, "threads": {"requested": 2}, "versions": {"numpy": "1.26.4"},
-             "fairness": manifest(cpu)}
+    extra = {
+        "optimizer_steps_s": {},
+        "loss_s": [],
+        "compile_s": None,
+        "memory_bytes": None,
+        "compile": {},
+        "memory_source": None,
+        "threads": {"requested": 2},
+        "versions": {"numpy": "1.26.4"},
+        "fairness": manifest(cpu),
+    }
 
     def launch(cell: str, round_: int):
         return dataclasses.replace(machine.launch(cell, round_), extra=extra)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(timing, "describe_environment", lambda: environment(cpu))
-        results = timing.time_group(params, group, True, launch, probe=machine.probe, load=lambda: (0.0, 0.0, 0.0),
-                                    cores=2, wall_clock=lambda: machine.now)
+        results = timing.time_group(
+            params,
+            group,
+            True,
+            launch,
+            probe=machine.probe,
+            load=lambda: (0.0, 0.0, 0.0),
+            cores=2,
+            wall_clock=lambda: machine.now,
+        )
     return C.Side(label, results, {}, {}, {}, None)
 
 
@@ -87,8 +122,10 @@ def test_false_alarms_and_power_on_the_simulated_machine(params):
         found_alone += calls == {SLOWED: "slower"}
         other_calls += len(set(calls) - {SLOWED})
     false_rate, power = false_calls / (DRAWS * len(CELLS)), found_alone / DRAWS
-    print(f"A/A: a change called in {false_rate:.2%} of {DRAWS * len(CELLS)} cells; one cell 20 % slower: found "
-          f"alone in {power:.1%} of {DRAWS} draws, another cell called in {other_calls / (DRAWS * 3):.2%}")
+    print(
+        f"A/A: a change called in {false_rate:.2%} of {DRAWS * len(CELLS)} cells; one cell 20 % slower: found "
+        f"alone in {power:.1%} of {DRAWS} draws, another cell called in {other_calls / (DRAWS * 3):.2%}"
+    )
     assert false_rate <= 0.01
     assert power >= 0.95
 
@@ -112,11 +149,17 @@ def test_unlike_machines_are_named_and_get_no_time_verdict(params):
 def test_the_same_machine_is_like_itself_whatever_its_load_and_library_order():
     """Two runs on one machine: the load average before each job and the order in which a process
     loaded its libraries differ, and neither makes the machines unlike (seen on two real runs)."""
-    libraries = [{"library": "openblas", "architecture": "SkylakeX"}, {"library": "openblas", "architecture": "Haswell"}]
+    libraries = [
+        {"library": "openblas", "architecture": "SkylakeX"},
+        {"library": "openblas", "architecture": "Haswell"},
+    ]
 
     def described(load: float, native: list) -> dict:
-        record = types.SimpleNamespace(environment={"cpu": "Sim CPU", "load_average_1m": load, "commit": "x"},
-                                       threads={"native": native}, versions={})
+        record = types.SimpleNamespace(
+            environment={"cpu": "Sim CPU", "load_average_1m": load, "commit": "x"},
+            threads={"native": native},
+            versions={},
+        )
         return C._description(record)
 
     assert described(0.3, libraries) == described(1.7, libraries[::-1])
@@ -127,8 +170,10 @@ def test_bad_input_is_one_line_naming_it(tmp_path, params, capsys):
     from deeppose.cli import main
 
     (tmp_path / "empty").mkdir()
-    for argv, named in ((["compare", str(tmp_path / "empty"), "HEAD"], "a folder without results"),
-                        (["compare", "no-such-revision-xyz", "HEAD"], "neither a folder nor a git revision")):
+    for argv, named in (
+        (["compare", str(tmp_path / "empty"), "HEAD"], "a folder without results"),
+        (["compare", "no-such-revision-xyz", "HEAD"], "neither a folder nor a git revision"),
+    ):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and named in err
@@ -142,8 +187,15 @@ def test_bad_input_is_one_line_naming_it(tmp_path, params, capsys):
 
 # --- two commits of results in a temporary git repository -----------------------------------
 def _run(cwd: Path, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t",
-           "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     done = subprocess.run(list(argv), cwd=cwd, env=env, capture_output=True, text=True, check=False)
     assert not check or done.returncode == 0, done.stderr
     return done
@@ -168,12 +220,20 @@ def _plant_changes(root: Path) -> None:
         metrics = TrainMetrics.read(paths.train_metrics(run))
         fields = {f.name: getattr(metrics, f.name) for f in dataclasses.fields(metrics)}
         per_image = {**metrics.test_per_image, "pck_hits": [11.0] * 64 + [12.0] * 16}  # 896 of 80 x 14: 0.8
-        TrainMetrics.create(**{**fields, "final_test": {**metrics.final_test.to_dict(), "pck": 0.8},
-                               "test_per_image": per_image}).write(paths.train_metrics(run))
+        TrainMetrics.create(
+            **{
+                **fields,
+                "final_test": {**metrics.final_test.to_dict(), "pck": 0.8},
+                "test_per_image": per_image,
+            }
+        ).write(paths.train_metrics(run))
         lines = [json.loads(line) for line in paths.train_log(run).read_text().splitlines()]
-        paths.train_log(run).write_text("".join(
-            json.dumps({**line, "loss": line["loss"] / 2} if line["kind"] == "iteration" else line) + "\n"
-            for line in lines))
+        paths.train_log(run).write_text(
+            "".join(
+                json.dumps({**line, "loss": line["loss"] / 2} if line["kind"] == "iteration" else line) + "\n"
+                for line in lines
+            )
+        )
     finally:
         os.chdir(cwd)
 
@@ -213,7 +273,9 @@ def test_compare_two_revisions_finds_the_planted_change(repository):
     assert rows["chainer/autograd/cpu/b0"]["verdict"] == "slower"
     assert rows["chainer/autograd/cpu/b0"]["change"]["estimate"] == pytest.approx(1.3, rel=0.01)
     assert sum(row["verdict"] == "no change" for row in found["timing"]) == 10
-    folders = _deeppose(repository.parent, "compare", str(repository / "results"), str(repository / "results"))
+    folders = _deeppose(
+        repository.parent, "compare", str(repository / "results"), str(repository / "results")
+    )
     assert "0 of 11 timing cells slower" in folders.stdout
 
 

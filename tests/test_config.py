@@ -45,19 +45,34 @@ def test_grid_expands_to_every_combination(raw):
 @pytest.mark.parametrize(
     "edit, expected",
     [
-        (lambda r: r["grid"].update(frameworks=["pytorch", "tensorflow"]),
-         "grid.frameworks[1]: unknown framework 'tensorflow'; allowed: pytorch, chainer, jax, pytorch_compile"),
-        (lambda r: r["grid"].update(batch_exponents=[0, -1]),
-         "grid.batch_exponents[1]: -1 is less than the minimum of 0"),
+        (
+            lambda r: r["grid"].update(frameworks=["pytorch", "tensorflow"]),
+            "grid.frameworks[1]: unknown framework 'tensorflow'; allowed: pytorch, chainer, jax, pytorch_compile",
+        ),
+        (
+            lambda r: r["grid"].update(batch_exponents=[0, -1]),
+            "grid.batch_exponents[1]: -1 is less than the minimum of 0",
+        ),
         (lambda r: r["grid"].update(loss_modes=[]), "grid.loss_modes: [] should be non-empty"),
-        (lambda r: r["grid"].update(devices=["tpu"]), "grid.devices[0]: 'tpu' is not allowed; allowed: cpu, cuda"),
+        (
+            lambda r: r["grid"].update(devices=["tpu"]),
+            "grid.devices[0]: 'tpu' is not allowed; allowed: cpu, cuda",
+        ),
         (lambda r: r["train"].update(lr="fast"), "train.lr: 'fast' is not of type 'number'"),
         (lambda r: r["timing"].update(repeat=3), "timing: unknown key(s) repeat; allowed:"),
         (lambda r: r.update(extra=1), "(top level): unknown key(s) extra"),
-        (lambda r: r["data"].update(source="coco"), "data.source: 'coco' is not allowed; allowed: synthetic, lsp"),
-        (lambda r: r["breakdown"].update(batch_exponents=[9]), "breakdown.batch_exponents: [9] not in grid.batch_exponents"),
-        (lambda r: r["allocator"].update(mmap_threshold_mib=4096),
-         "allocator.mmap_threshold_mib: 4096 is greater than the maximum of 2047"),
+        (
+            lambda r: r["data"].update(source="coco"),
+            "data.source: 'coco' is not allowed; allowed: synthetic, lsp",
+        ),
+        (
+            lambda r: r["breakdown"].update(batch_exponents=[9]),
+            "breakdown.batch_exponents: [9] not in grid.batch_exponents",
+        ),
+        (
+            lambda r: r["allocator"].update(mmap_threshold_mib=4096),
+            "allocator.mmap_threshold_mib: 4096 is greater than the maximum of 2047",
+        ),
     ],
 )
 def test_each_problem_is_one_line(raw, edit, expected):
@@ -80,7 +95,22 @@ def test_cli_prints_one_line_per_problem_and_no_traceback(tmp_path, raw, capsys)
     raw["seed"] = "x"
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(raw))
-    assert cli.main(["train", "--params", str(path), "--framework", "pytorch", "--loss", "autograd", "--device", "cpu"]) == 2
+    assert (
+        cli.main(
+            [
+                "train",
+                "--params",
+                str(path),
+                "--framework",
+                "pytorch",
+                "--loss",
+                "autograd",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and all(line.startswith(f"deeppose train: error: {path}: ") for line in err)
 
@@ -97,17 +127,33 @@ def test_missing_and_malformed_files(tmp_path):
 @pytest.mark.parametrize(
     "edit, expected",
     [
-        (lambda r: r["train"].update(lr=float("nan")), "train.lr: nan is not allowed; allowed: a finite number"),
-        (lambda r: r["train"].update(lr=float("inf")), "train.lr: inf is not allowed; allowed: a finite number"),
-        (lambda r: r["model"].update(dropout=float("nan")), "model.dropout: nan is not allowed; allowed: a finite number"),
-        (lambda r: r.update(seed=2**70), "seed: 1180591620717411303424 is greater than the maximum of 4294967295"),
+        (
+            lambda r: r["train"].update(lr=float("nan")),
+            "train.lr: nan is not allowed; allowed: a finite number",
+        ),
+        (
+            lambda r: r["train"].update(lr=float("inf")),
+            "train.lr: inf is not allowed; allowed: a finite number",
+        ),
+        (
+            lambda r: r["model"].update(dropout=float("nan")),
+            "model.dropout: nan is not allowed; allowed: a finite number",
+        ),
+        (
+            lambda r: r.update(seed=2**70),
+            "seed: 1180591620717411303424 is greater than the maximum of 4294967295",
+        ),
         (lambda r: r.update(seed=2**32), "seed: 4294967296 is greater than the maximum of 4294967295"),
-        (lambda r: r["timing"].update(threads=100000),
-         f"timing.threads: 100000 is more than the {len(os.sched_getaffinity(0))} cores this process may use; "
-         f"allowed: 0 (all) to {len(os.sched_getaffinity(0))}"),
-        (lambda r: r["train"].update(batch_size=2**20),
-         f"train.batch_size: batch 1048576 needs about {memory.gib(memory.estimate_bytes(2**20, 'chainer', 'adam'))} "
-         "of memory with chainer (estimated from the layer shapes), more than this machine's"),
+        (
+            lambda r: r["timing"].update(threads=100000),
+            f"timing.threads: 100000 is more than the {len(os.sched_getaffinity(0))} cores this process may use; "
+            f"allowed: 0 (all) to {len(os.sched_getaffinity(0))}",
+        ),
+        (
+            lambda r: r["train"].update(batch_size=2**20),
+            f"train.batch_size: batch 1048576 needs about {memory.gib(memory.estimate_bytes(2**20, 'chainer', 'adam'))} "
+            "of memory with chainer (estimated from the layer shapes), more than this machine's",
+        ),
     ],
 )
 def test_numbers_out_of_range_for_the_code_or_the_machine_are_one_line(raw, edit, expected):
@@ -150,5 +196,23 @@ def test_a_nan_reaches_the_cli_as_one_line(tmp_path, raw, capsys):
     raw["train"]["lr"] = float("nan")
     path = tmp_path / "nan.yaml"
     path.write_text(yaml.safe_dump(raw))
-    assert cli.main(["train", "--params", str(path), "--framework", "pytorch", "--loss", "autograd", "--device", "cpu"]) == 2
-    assert capsys.readouterr().err == f"deeppose train: error: {path}: train.lr: nan is not allowed; allowed: a finite number\n"
+    assert (
+        cli.main(
+            [
+                "train",
+                "--params",
+                str(path),
+                "--framework",
+                "pytorch",
+                "--loss",
+                "autograd",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
+    assert (
+        capsys.readouterr().err
+        == f"deeppose train: error: {path}: train.lr: nan is not allowed; allowed: a finite number\n"
+    )

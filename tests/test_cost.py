@@ -23,7 +23,12 @@ def test_a_stage_records_its_cost_and_a_failed_one_does_not(tmp_path, monkeypatc
     assert cli.main(["prepare", "--params", str(params)]) == 0
     record = StageCost.read(paths.stage_cost("prepare", None))
     assert record.stage == "prepare" and record.job is None
-    assert 0 < record.wall_s < 600 and 0 <= record.startup_s < 600 and record.cpu_s > 0 and record.max_rss_mb > 10
+    assert (
+        0 < record.wall_s < 600
+        and 0 <= record.startup_s < 600
+        and record.cpu_s > 0
+        and record.max_rss_mb > 10
+    )
     costs = load_costs(load_params(params))
     assert [c is not None for c in costs["synthesize"] + costs["prepare"]] == [True, True]
     assert all(c is None for c in costs["train"]) and len(costs["time"]) == 6
@@ -36,8 +41,11 @@ def test_a_stage_records_its_cost_and_a_failed_one_does_not(tmp_path, monkeypatc
     [
         ("train", {"framework": "chainer", "loss": "explicit", "device": "cpu"}, "chainer/explicit/cpu"),
         ("time", {"device": "cpu", "batch_exp": 3}, "cpu/b3"),
-        ("breakdown", {"framework": "pytorch", "loss": "autograd", "device": "cpu", "batch_exp": 2},
-         "pytorch/autograd/cpu/b2"),
+        (
+            "breakdown",
+            {"framework": "pytorch", "loss": "autograd", "device": "cpu", "batch_exp": 2},
+            "pytorch/autograd/cpu/b2",
+        ),
         ("report", {}, None),
     ],
 )

@@ -9,10 +9,10 @@ from deeppose.data.batches import (
     CENTER,
     INPUT,
     batch_rng,
+    centre_targets,
     epoch_order,
     iterate_batches,
     iterations_per_epoch,
-    centre_targets,
     make_batch,
 )
 from deeppose.data.dataset import PreparedSet, load_prepared

@@ -68,7 +68,9 @@ def test_lspet_layout_flag_one_is_visible_and_unannotated_is_invisible(lspet_fol
 
 
 def test_non_finite_coordinates_are_unannotated(tmp_path):
-    folder = write_lsp_folder(tmp_path / "lsp", grid(10, 10, 5)[None], np.ones((1, 14), dtype=bool), [(100, 90)])
+    folder = write_lsp_folder(
+        tmp_path / "lsp", grid(10, 10, 5)[None], np.ones((1, 14), dtype=bool), [(100, 90)]
+    )
     table = np.zeros((3, 14, 1))  # LSP: rows x, y, flag (0 = visible)
     table[:2, :, 0] = grid(10, 10, 5).T
     table[0, 3, 0] = np.nan

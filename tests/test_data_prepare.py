@@ -8,11 +8,11 @@ import zipfile
 import numpy as np
 import pytest
 
-from deeppose.results import SCHEMA_VERSION, PrepareSummary
 from deeppose import cli, paths
 from deeppose.data.dataset import load_prepared
 from deeppose.data.prepare import ARRAYS, content_hash, crop_image, crop_origin
 from deeppose.data.testing import MARK, write_lsp_folder, write_params, zip_folder
+from deeppose.results import SCHEMA_VERSION, PrepareSummary
 
 
 def grid(x0: float, y0: float, step: float) -> np.ndarray:
@@ -178,7 +178,13 @@ def test_zip_inputs_give_the_same_arrays(tmp_path, sources, monkeypatch):
     a = json.loads((tmp_path / "a" / paths.prepared_summary()).read_text())
     b = json.loads((tmp_path / "b" / paths.prepared_summary()).read_text())
     assert a["sha256"] == b["sha256"] and a["dropped"] == b["dropped"] and a["kept"] == b["kept"]
-    for name in ("train_images.npy", "train_joints.npy", "test_images.npy", "test_visible.npy", "train_annotated.npy"):
+    for name in (
+        "train_images.npy",
+        "train_joints.npy",
+        "test_images.npy",
+        "test_visible.npy",
+        "train_annotated.npy",
+    ):
         assert (tmp_path / "a" / paths.PREPARED / name).read_bytes() == (
             tmp_path / "b" / paths.PREPARED / name
         ).read_bytes()
@@ -270,6 +276,8 @@ def test_a_summary_that_cannot_be_written_leaves_the_prepared_data_as_it_was(tmp
     prefix = as_a_user_who_cannot_write(tmp_path / "results" / "data")
     done = deeppose(tmp_path, prefix, "prepare")
     assert done.returncode == 2
-    assert done.stderr == "deeppose prepare: error: results/data/prepare.json: cannot write: Permission denied\n"
+    assert (
+        done.stderr == "deeppose prepare: error: results/data/prepare.json: cannot write: Permission denied\n"
+    )
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["synthetic"]
     assert not (tmp_path / "reports").exists() or not list((tmp_path / "reports").rglob("*"))

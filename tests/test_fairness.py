@@ -28,11 +28,24 @@ def manifest(framework: str, **common: object) -> dict:
         "device": "cpu",
         "cpu": {"model": "AMD EPYC 9R45", "isa_flags": ["avx2", "avx512f"]},
         "env": {"OMP_NUM_THREADS": "2"},
-        "native": {"numpy/openblas": {"version": "0.3.23", "num_threads": 2, "architecture": "Haswell",
-                                "threading_layer": "pthreads", "file": "libopenblas.so"}},
+        "native": {
+            "numpy/openblas": {
+                "version": "0.3.23",
+                "num_threads": 2,
+                "architecture": "Haswell",
+                "threading_layer": "pthreads",
+                "file": "libopenblas.so",
+            }
+        },
         "numpy": "1.26.4",
-        "common": {"dtype": "float32", "threads": 2, "kernel_library": "numpy + OpenBLAS", "kernel_isa": "AVX2",
-                   "fp32_math": "ieee", "runtime_checks": False},
+        "common": {
+            "dtype": "float32",
+            "threads": 2,
+            "kernel_library": "numpy + OpenBLAS",
+            "kernel_isa": "AVX2",
+            "fp32_math": "ieee",
+            "runtime_checks": False,
+        },
     }
     base["common"].update(common)
     return base
@@ -42,24 +55,55 @@ def test_cpu_description_reads_model_and_isa_flags() -> None:
     described = fairness.cpu_description(CPUINFO)
     assert described["model"] == "AMD EPYC 9R45 (Zen 5)"
     assert (described["vendor"], described["family"], described["model_number"], described["stepping"]) == (
-        "AuthenticAMD", 26, 2, 1)
+        "AuthenticAMD",
+        26,
+        2,
+        1,
+    )
     assert described["isa_flags"] == sorted(
-        ["sse", "sse2", "ssse3", "fma", "sse4_1", "sse4_2", "avx", "f16c", "avx2", "bmi2", "avx512f",
-         "avx512_vnni", "amx_tile"])
+        [
+            "sse",
+            "sse2",
+            "ssse3",
+            "fma",
+            "sse4_1",
+            "sse4_2",
+            "avx",
+            "f16c",
+            "avx2",
+            "bmi2",
+            "avx512f",
+            "avx512_vnni",
+            "amx_tile",
+        ]
+    )
 
 
 def test_steering_env_keeps_only_library_variables() -> None:
-    environ = {"OPENBLAS_CORETYPE": "Haswell", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "OMP_NUM_THREADS": "1",
-               "ONEDNN_MAX_CPU_ISA": "AVX2", "DNNL_VERBOSE": "0", "KMP_AFFINITY": "compact", "HOME": "/root",
-               "PATH": "/bin", "CHAINER_TYPE_CHECK": "0"}
+    environ = {
+        "OPENBLAS_CORETYPE": "Haswell",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+        "OMP_NUM_THREADS": "1",
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "DNNL_VERBOSE": "0",
+        "KMP_AFFINITY": "compact",
+        "HOME": "/root",
+        "PATH": "/bin",
+        "CHAINER_TYPE_CHECK": "0",
+    }
     assert set(fairness.steering_env(environ)) == set(environ) - {"HOME", "PATH"}
 
 
-@pytest.mark.parametrize(("architecture", "isa"), [("Haswell", "AVX2"), ("SkylakeX", "AVX512"),
-                                                    ("Zen", "AVX2"), ("NewThing", "NewThing")])
+@pytest.mark.parametrize(
+    ("architecture", "isa"),
+    [("Haswell", "AVX2"), ("SkylakeX", "AVX512"), ("Zen", "AVX2"), ("NewThing", "NewThing")],
+)
 def test_openblas_architecture_to_isa(architecture: str, isa: str) -> None:
-    native = {"torch/openmp": {}, "scipy/openblas": {"architecture": "Prescott"},
-              "numpy/openblas": {"architecture": architecture}}
+    native = {
+        "torch/openmp": {},
+        "scipy/openblas": {"architecture": "Prescott"},
+        "numpy/openblas": {"architecture": architecture},
+    }
     assert fairness.openblas_isa(native) == isa  # numpy's, which Chainer's CPU path uses
     assert fairness.openblas_isa({"system/openblas": {"architecture": architecture}}) == isa
 
@@ -71,8 +115,12 @@ def test_asymmetries_name_each_differing_field_and_what_it_biases() -> None:
     chainer["env"]["OPENBLAS_CORETYPE"] = "Haswell"
     chainer["chainer"] = {"type_check": True}
     found = {a.field: a for a in fairness.asymmetries({"pytorch/cpu": pytorch, "chainer/cpu": chainer})}
-    assert set(found) == {"common.kernel_library", "common.kernel_isa", "common.runtime_checks",
-                          "env.OPENBLAS_CORETYPE"}
+    assert set(found) == {
+        "common.kernel_library",
+        "common.kernel_isa",
+        "common.runtime_checks",
+        "env.OPENBLAS_CORETYPE",
+    }
     isa = found["common.kernel_isa"]
     assert isa.values == {"pytorch/cpu": "AVX512", "chainer/cpu": "AVX2"}
     assert isa.comparisons == ("pytorch/cpu vs chainer/cpu",) and "vector" in isa.may_bias
@@ -87,11 +135,13 @@ def test_asymmetries_name_each_differing_field_and_what_it_biases() -> None:
 
 
 def test_asymmetries_pair_only_the_manifests_that_differ() -> None:
-    found = fairness.asymmetries({
-        "pytorch/cpu": manifest("pytorch", threads=2),
-        "chainer/cpu": manifest("chainer", threads=2),
-        "numpy/cpu": manifest("numpy", threads=1),
-    })
+    found = fairness.asymmetries(
+        {
+            "pytorch/cpu": manifest("pytorch", threads=2),
+            "chainer/cpu": manifest("chainer", threads=2),
+            "numpy/cpu": manifest("numpy", threads=1),
+        }
+    )
     (threads,) = found
     assert threads.field == "common.threads"
     assert threads.comparisons == ("pytorch/cpu vs numpy/cpu", "chainer/cpu vs numpy/cpu")
@@ -109,7 +159,9 @@ def test_real_collection_of_both_frameworks() -> None:
     assert pytorch["pytorch"]["intra_op_threads"] == pytorch["common"]["threads"] == torch.get_num_threads()
     assert chainer["chainer"]["type_check"] is True and chainer["common"]["runtime_checks"] is True
     assert chainer["common"]["kernel_library"] in ("numpy + OpenBLAS", "iDeep (oneDNN)")
-    assert pytorch["cpu"]["model"] and manifests["numpy/cpu"]["common"]["kernel_library"] == "numpy + OpenBLAS"
+    assert (
+        pytorch["cpu"]["model"] and manifests["numpy/cpu"]["common"]["kernel_library"] == "numpy + OpenBLAS"
+    )
     found = {a.field for a in fairness.asymmetries(manifests)}
     assert "common.runtime_checks" in found  # Chainer type-checks every call by default; PyTorch does not
     assert not any(field.startswith(("cpu.", "device")) for field in found)  # one machine, one device

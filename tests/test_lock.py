@@ -34,8 +34,14 @@ def lock_file(tmp_path, monkeypatch) -> Path:
 
 def start(stage: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, "-m", "deeppose", *STAGES[stage]], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "deeppose", *STAGES[stage]],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def first_line(process: subprocess.Popen, timeout: float = 120) -> str:
@@ -71,8 +77,14 @@ def test_the_second_run_measures_after_the_first(lock_file, tmp_path):
     (project / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     with lock.measurement_lock("first"):
-        process = subprocess.Popen([sys.executable, "-m", "deeppose", *STAGES["peak"]], cwd=project, env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "deeppose", *STAGES["peak"]],
+            cwd=project,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert "waiting for the measurement lock" in first_line(process)
         time.sleep(1.0)
         assert process.poll() is None and not (project / "results/machine/matmul_peak.json").exists()
@@ -86,10 +98,16 @@ def test_the_second_run_measures_after_the_first(lock_file, tmp_path):
 
 
 def test_a_killed_holder_releases_the_lock(lock_file):
-    code = ("import time; from deeppose.lock import measurement_lock\n"
-            "with measurement_lock('doomed'):\n    print('held', flush=True); time.sleep(600)")
-    holder = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(ROOT)),
-                              stdout=subprocess.PIPE, text=True)
+    code = (
+        "import time; from deeppose.lock import measurement_lock\n"
+        "with measurement_lock('doomed'):\n    print('held', flush=True); time.sleep(600)"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "held"
     holder.send_signal(signal.SIGKILL)
     holder.wait()

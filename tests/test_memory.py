@@ -51,8 +51,13 @@ print(json.dumps({{"step": step, "total": status("VmHWM")}}))
 
 def measure(framework: str, batch: int) -> dict[str, int]:
     code = MEASURE.format(framework=framework, batch=batch)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT)), check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        check=True,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -78,26 +83,53 @@ def test_a_batch_beyond_the_machine_is_refused_with_the_figures():
     message = str(error.value)
     need = memory.estimate_bytes(2**20, "chainer", "adam")
     assert message.startswith("train.batch_size: batch 1048576 needs about ")
-    assert f"{memory.gib(need)} of memory with chainer" in message and f"this machine's {memory.gib(have)}" in message
+    assert (
+        f"{memory.gib(need)} of memory with chainer" in message
+        and f"this machine's {memory.gib(have)}" in message
+    )
     memory.check_fits(1, "chainer", "adam", False, "train.batch_size")  # a batch of one fits anywhere
 
 
-@pytest.mark.parametrize(("stage", "framework", "job"), [
-    ("time", "pytorch", []),  # a group: its first cell (the grid's first framework) is checked first
-    ("breakdown", "chainer", ["--framework", "chainer", "--loss", "autograd"]),
-])
-def test_a_measuring_stage_refuses_a_batch_beyond_the_free_memory_before_allocating(tmp_path, stage, framework, job):
+@pytest.mark.parametrize(
+    ("stage", "framework", "job"),
+    [
+        ("time", "pytorch", []),  # a group: its first cell (the grid's first framework) is checked first
+        ("breakdown", "chainer", ["--framework", "chainer", "--loss", "autograd"]),
+    ],
+)
+def test_a_measuring_stage_refuses_a_batch_beyond_the_free_memory_before_allocating(
+    tmp_path, stage, framework, job
+):
     """`--batch-exp 12` ran into the out-of-memory killer; it is now one line with the figures."""
     need = memory.estimate_bytes(2**12, framework, "adam")
     if need <= memory.meminfo("MemAvailable"):
         pytest.skip(f"this machine has {memory.gib(memory.meminfo('MemAvailable'))} free for batch 4096")
     env = dict(os.environ, PYTHONPATH=str(ROOT), DEEPPOSE_MEASURE_LOCK=str(tmp_path / "lock"))
     done = subprocess.run(
-        [sys.executable, "-m", "deeppose", stage, *job, "--device", "cpu", "--batch-exp", "12", "--synthetic-input"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "deeppose",
+            stage,
+            *job,
+            "--device",
+            "cpu",
+            "--batch-exp",
+            "12",
+            "--synthetic-input",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 2
     line = done.stderr.strip()
-    assert "\n" not in line and line.startswith(
-        f"deeppose {stage}: error: --batch-exp 12: batch 4096 needs about {memory.gib(need)} of memory with {framework}"
-    ) and "(MemAvailable); use a smaller batch" in line, done.stderr
+    assert (
+        "\n" not in line
+        and line.startswith(
+            f"deeppose {stage}: error: --batch-exp 12: batch 4096 needs about {memory.gib(need)} of memory with {framework}"
+        )
+        and "(MemAvailable); use a smaller batch" in line
+    ), done.stderr

@@ -14,6 +14,8 @@ import json
 
 import numpy as np
 import pytest
+from test_backends import EXACT, NO_DROPOUT, disagreements, loss_inputs, rel_err, run_core
+from test_train import losses, make_project
 
 from deeppose import model as spec
 from deeppose.backends import create_backend
@@ -23,8 +25,6 @@ from deeppose.grid import LOSS_MODES, Job
 from deeppose.memory_probe import host_peak
 from deeppose.optimizer import OptimizerConfig
 from deeppose.train import train
-from test_backends import EXACT, NO_DROPOUT, disagreements, loss_inputs, rel_err, run_core
-from test_train import losses, make_project
 
 COMPILED = ("jax", "pytorch_compile")
 
@@ -61,7 +61,9 @@ def test_float64_output_loss_and_every_gradient_equal_pytorch(framework, torch64
     if framework == "jax":
         results = jax64
     else:
-        results = run_core({framework: create_backend(framework, "cpu", threads=2, dtype="float64")}, weights, batch)
+        results = run_core(
+            {framework: create_backend(framework, "cpu", threads=2, dtype="float64")}, weights, batch
+        )
     for mode in LOSS_MODES:
         assert set(results[framework, mode][2]) == set(spec.weight_shapes())
         assert disagreements(results[framework, mode], torch64["pytorch", mode], EXACT) == [], mode
@@ -137,7 +139,9 @@ def test_jax_optimizer_steps_agree_with_pytorch_and_state_round_trips(optimizer,
     jax_backend = create_backend("jax", "cpu", threads=2, dtype="float64")
     jax_backend.load_weights(weights, NO_DROPOUT)
     jax_backend.set_optimizer(config)
-    jax_backend.grads = {name: jax_backend.to_device(value) for name, value in jax64["jax", "explicit"][2].items()}
+    jax_backend.grads = {
+        name: jax_backend.to_device(value) for name, value in jax64["jax", "explicit"][2].items()
+    }
     for _ in range(2):
         jax_backend.optimizer_step()
     jax_backend.synchronize()
@@ -293,9 +297,13 @@ def _curves(project, framework: str) -> dict[str, np.ndarray]:
     return curves
 
 
-@pytest.mark.parametrize("framework", [
-    "jax", pytest.param("pytorch_compile", marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "framework",
+    [
+        "jax",
+        pytest.param("pytorch_compile", marks=pytest.mark.slow),
+    ],
+)
 def test_autograd_and_explicit_curves_are_identical_and_follow_pytorch(project, framework):
     curves = _curves(project, framework)
     assert len(curves["autograd"]) == 4

@@ -17,8 +17,21 @@ from deeppose.peak import KERNELS
 
 REPO = Path(__file__).resolve().parents[1]
 STAT_KEYS = {
-    "n", "mean", "variance", "std", "median", "q1", "q3", "iqr", "min", "max",
-    "ci95_low", "ci95_high", "ci_method", "iqr_over_median", "noisy",
+    "n",
+    "mean",
+    "variance",
+    "std",
+    "median",
+    "q1",
+    "q3",
+    "iqr",
+    "min",
+    "max",
+    "ci95_low",
+    "ci95_high",
+    "ci_method",
+    "iqr_over_median",
+    "noisy",
 }
 
 
@@ -30,16 +43,32 @@ def write_params(folder: Path, threads: int) -> Path:
     return path
 
 
-def test_peak_result_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_peak_result_shape(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     params = write_params(tmp_path, threads=0)
-    assert cli.main(["peak", "--params", str(params), "--size", "256", "--warmup", "1", "--repeats", "3"]) == 0
+    assert (
+        cli.main(["peak", "--params", str(params), "--size", "256", "--warmup", "1", "--repeats", "3"]) == 0
+    )
     assert "GFLOP/s" in capsys.readouterr().out
     result = json.loads(paths.matmul_peak().read_text())
     assert set(result) == {
-        "kind", "schema_version", "device", "n", "kernels", "rates_flops_per_s", "best", "peak_flops_per_s",
-        "bandwidth", "bandwidth_bytes_per_s", "theoretical", "theoretical_flops_per_s",
-        "threads", "environment", "provenance",
+        "kind",
+        "schema_version",
+        "device",
+        "n",
+        "kernels",
+        "rates_flops_per_s",
+        "best",
+        "peak_flops_per_s",
+        "bandwidth",
+        "bandwidth_bytes_per_s",
+        "theoretical",
+        "theoretical_flops_per_s",
+        "threads",
+        "environment",
+        "provenance",
     }
     assert result["device"] == "cpu" and result["n"] == 256
     assert set(result["kernels"]) == set(KERNELS)
@@ -79,7 +108,9 @@ def test_theoretical_peak_is_cores_times_clock_times_flops_per_cycle() -> None:
     assert zen4["microarchitecture"] == "Zen 4" and zen4["flops_per_cycle_per_core"] == 32  # 2 x 256-bit FMA
     assert zen4["clock_hz"] == pytest.approx(2.596146e9)  # the first CPU's clock, not the second's
     assert zen4["flops_per_s"] == pytest.approx(2 * 2.596146e9 * 32)
-    zen5 = peak.theoretical_peak(4, ZEN4.replace("cpu family\t: 25", "cpu family\t: 26").replace(": 17", ": 2"))
+    zen5 = peak.theoretical_peak(
+        4, ZEN4.replace("cpu family\t: 25", "cpu family\t: 26").replace(": 17", ": 2")
+    )
     assert zen5["microarchitecture"] == "Zen 5" and zen5["flops_per_s"] == pytest.approx(4 * 2.596146e9 * 64)
 
 
@@ -91,7 +122,11 @@ def test_unknown_microarchitecture_or_clock_gives_no_theoretical_peak(change: tu
 
 @pytest.mark.parametrize(("option", "value"), [("--size", "0"), ("--repeats", "1"), ("--warmup", "-1")])
 def test_bad_options_are_one_line_errors(
-    option: str, value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    option: str,
+    value: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
     assert cli.main(["peak", "--params", str(REPO / "params.yaml"), option, value]) == 2
@@ -104,8 +139,23 @@ def test_peak_uses_timing_threads(tmp_path: Path) -> None:
     """In a subprocess, so that the one-thread limit stays out of the test process."""
     params = write_params(tmp_path, threads=1)
     proc = subprocess.run(
-        [sys.executable, "-m", "deeppose", "peak", "--params", str(params), "--size", "128", "--repeats", "2"],
-        cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "deeppose",
+            "peak",
+            "--params",
+            str(params),
+            "--size",
+            "128",
+            "--repeats",
+            "2",
+        ],
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     threads = json.loads((tmp_path / paths.matmul_peak()).read_text())["threads"]

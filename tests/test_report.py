@@ -16,15 +16,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import report_project
+from report_project import (
+    CONTROL,
+    ITERATIONS,
+    MISSING_TIMING,
+    NOISY_TIMING,
+    PEAK,
+    ROOT,
+    ROUNDS,
+    compute_times,
+    core_mean,
+    make_project,
+)
 
 from deeppose import paths, provenance
 from deeppose.config import load_params
 from deeppose.grid import Job
 from deeppose.report import sections
-import report_project
-from report_project import (
-    CONTROL, ITERATIONS, MISSING_TIMING, NOISY_TIMING, PEAK, ROOT, ROUNDS, compute_times, core_mean, make_project,
-)
 
 # --- parsing the Markdown ---------------------------------------------------------------------
 UNITS = {"h": 3600.0, "min": 60.0, "s": 1.0, "ms": 1e-3, "µs": 1e-6, "%": 0.01}
@@ -41,7 +50,7 @@ def tables_under(markdown: str, heading: str) -> list[list[dict[str, str]]]:
     """The tables between `heading` and the next heading of the same or a higher level."""
     level = heading.split(" ")[0]
     start = markdown.index(heading + "\n")
-    rest = markdown[start + len(heading):]
+    rest = markdown[start + len(heading) :]
     stop = re.search(rf"^#{{1,{len(level)}}} ", rest, flags=re.M)
     block = rest[: stop.start()] if stop else rest
     tables, current = [], []
@@ -76,8 +85,10 @@ def built(tmp_path_factory):
 
 # --- tests ------------------------------------------------------------------------------------
 def test_report_imports_no_framework():
-    code = ("import sys, deeppose.report, deeppose.report.sections; "
-            "print('torch' in sys.modules or 'chainer' in sys.modules)")
+    code = (
+        "import sys, deeppose.report, deeppose.report.sections; "
+        "print('torch' in sys.modules or 'chainer' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "False"
 
@@ -86,8 +97,13 @@ def test_sections_in_study_order(built):
     _, _, markdown, _ = built
     headings = re.findall(r"^## (.+)$", markdown, flags=re.M)
     assert headings == [
-        "1. Set-up", "2. Effect of automatic differentiation", "3. Impact of the network implementation",
-        "4. Per-layer breakdown of the core process", "5. Accuracy", "6. Against the original study", "7. Summary",
+        "1. Set-up",
+        "2. Effect of automatic differentiation",
+        "3. Impact of the network implementation",
+        "4. Per-layer breakdown of the core process",
+        "5. Accuracy",
+        "6. Against the original study",
+        "7. Summary",
     ]
 
 
@@ -99,7 +115,15 @@ def test_summary_json_is_the_serialised_findings(built):
     assert summary["setup"]["peak"]["best_observed"] == PEAK
     assert summary["aa_false_positive_rate"] == 0.0
     aa = summary["aa_control"]  # a table: one row per A/A pair
-    assert aa["columns"] == ["framework", "loss", "device", "batch_size", "ratio", "difference", "significant"]
+    assert aa["columns"] == [
+        "framework",
+        "loss",
+        "device",
+        "batch_size",
+        "ratio",
+        "difference",
+        "significant",
+    ]
     assert len(aa["rows"]) == len(findings.aa_control) and aa["rows"][0][6] is False
 
 
@@ -111,9 +135,16 @@ def test_setup_shows_parameters_data_environment_and_ceilings(built):
     params = {r["parameter"]: r["value"] for r in tables_under(section, "### Parameters")[0]}
     assert params["`grid.devices`"] == '["cpu", "cuda"]' and params["`train.lr`"] == "0.01"
     env = tables_under(section, "### Environment")[0]
-    assert [r["framework"] for r in env] == ["PyTorch", "Chainer", "PyTorch", "Chainer"]  # one row per framework
+    assert [r["framework"] for r in env] == [
+        "PyTorch",
+        "Chainer",
+        "PyTorch",
+        "Chainer",
+    ]  # one row per framework
     assert env[0]["CPU"] == "Test CPU 9000" and env[0]["usable cores"] == "2"
-    assert env[0]["CPU vendor, family, model, stepping"] == "vendor AuthenticAMD family 25 model 17 stepping 1"
+    assert (
+        env[0]["CPU vendor, family, model, stepping"] == "vendor AuthenticAMD family 25 model 17 stepping 1"
+    )
     assert not any(" / " in cell for row in env for cell in row.values())
     ceilings = {r["ceiling"]: r for r in tables_under(section, "### Machine ceilings")[0]}
     assert ceilings["best observed kernel rate (fp32)"]["value"] == "150 GFLOP/s"
@@ -125,13 +156,17 @@ def test_setup_shows_parameters_data_environment_and_ceilings(built):
     assert "exceeds the theoretical peak at the reported clock (2.00 GHz)" in section
     assert "implies at least 2.34 GHz" in section and "%" not in ceilings["theoretical fp32 peak"]["value"]
     fairness = tables_under(section, "#### What the timing processes ran with on cpu")[0]
-    assert fairness[1]["kernel_isa"] == "Haswell" and fairness[1]["steering variables"] == "OPENBLAS_CORETYPE Haswell"
+    assert (
+        fairness[1]["kernel_isa"] == "Haswell"
+        and fairness[1]["steering variables"] == "OPENBLAS_CORETYPE Haswell"
+    )
     assert "- `common.kernel_isa`: PyTorch AVX512; Chainer Haswell (may bias:" in section
     # the allocator policy the parameters set is stated, pinned or glibc's default
     assert "glibc's allocator was pinned in every measuring process" in section
     raw = {**findings.setup.params, "allocator": {"mmap_threshold_mib": None}}
-    unpinned = sections.document(dataclasses.replace(findings, setup=dataclasses.replace(findings.setup, params=raw)),
-                                 set(), "")
+    unpinned = sections.document(
+        dataclasses.replace(findings, setup=dataclasses.replace(findings.setup, params=raw)), set(), ""
+    )
     assert "glibc's allocator ran with its default policy" in unpinned and "was pinned" not in unpinned
 
 
@@ -142,7 +177,9 @@ def test_training_runs_match_inputs(built):
     for run in cpu.training:
         times = compute_times(run.framework, run.loss)
         total = sum(times) + 0.05 * ITERATIONS
-        assert run.train_time_s == pytest.approx(total) and run.per_iteration_s == pytest.approx(total / ITERATIONS)
+        assert run.train_time_s == pytest.approx(total) and run.per_iteration_s == pytest.approx(
+            total / ITERATIONS
+        )
         assert run.compute.mean == pytest.approx(np.mean(times)) and run.compute.n == ITERATIONS
         assert run.setup == "momentum_sgd, batch 16, 2 epochs"
     rows = tables_under(markdown, "### cpu")[0]
@@ -174,15 +211,21 @@ def test_core_time_cells_ratios_and_controls(built):
         assert cell.time.estimate == pytest.approx(core_mean(job), rel=0.02)
         assert cell.disturbed == int(job == NOISY_TIMING) and cell.blocks == ROUNDS
         assert cell.fraction_of_peak == pytest.approx(6.58e9 * cell.batch_size / cell.time.estimate / PEAK)
-    assert MISSING_TIMING.framework not in {c.framework for c in cpu.cells if c.batch_size == 32 and c.loss == "explicit"}
-    ratio = next(r for r in cpu.ratios if (r.batch_size, r.a, r.b) == (2, "chainer/autograd", "pytorch/autograd"))
+    assert MISSING_TIMING.framework not in {
+        c.framework for c in cpu.cells if c.batch_size == 32 and c.loss == "explicit"
+    }
+    ratio = next(
+        r for r in cpu.ratios if (r.batch_size, r.a, r.b) == (2, "chainer/autograd", "pytorch/autograd")
+    )
     assert ratio.ratio.estimate == pytest.approx(2.0, rel=0.01) and ratio.verdict is Verdict.SLOWER
     assert [(c.batch_size, c.b) for c in cpu.controls] == [(1, CONTROL), (2, CONTROL)]
     assert findings.aa_false_positive_rate == 0.0
     # summary.json names each A/A pair (the trustworthy-timing issue's `aa_control`)
     pair = findings.aa_control[0]
     assert (pair.framework, pair.loss, pair.device, pair.batch_size) == (*CONTROL.split("/"), "cpu", 1)
-    assert pair.difference.low <= pair.difference.estimate <= pair.difference.high and pair.significant is False
+    assert (
+        pair.difference.low <= pair.difference.estimate <= pair.difference.high and pair.significant is False
+    )
     cpu_md = markdown.split("## 3.")[1].split("## 4.")[0]
     assert "![Core-process time against batch size on cpu](figures/core_time_cpu.png)" in cpu_md
 
@@ -230,8 +273,9 @@ def test_accuracy(built):
     pck = sum(per_image["pck_hits"]) / sum(per_image["pck_counted"])
     assert float(rows[0]["PCK@0.2 (95 % CI)"].split()[0]) == pytest.approx(100 * pck, abs=0.05)
     diffs = cpu.accuracy_differences
-    assert {(x.metric, x.loss) for x in diffs} == {(m, loss) for m in ("loss", "pcp", "pdj", "pck")
-                                                   for loss in ("autograd", "explicit")}
+    assert {(x.metric, x.loss) for x in diffs} == {
+        (m, loss) for m in ("loss", "pcp", "pdj", "pck") for loss in ("autograd", "explicit")
+    }
     assert not any(x.differ for x in diffs)  # the same per-image scores
 
 
@@ -240,11 +284,24 @@ def test_accuracy_gaps_resample_images_and_need_an_interval_clear_of_zero():
 
     rng = np.random.default_rng(1)
     n = 99
-    sq, base_sq, visible = rng.uniform(0, 1, n), rng.uniform(0.2, 1.2, n), rng.integers(5, 15, n).astype(float)
+    sq, base_sq, visible = (
+        rng.uniform(0, 1, n),
+        rng.uniform(0.2, 1.2, n),
+        rng.integers(5, 15, n).astype(float),
+    )
     hits, counted = rng.binomial(9, 0.5, n).astype(float), np.full(n, 9.0)
-    scores, gaps = accuracy_gaps({"sq_error": sq, "visible": visible, "pcp_hits": hits, "pcp_counted": counted,
-                                  "baseline_sq_error": base_sq, "baseline_pcp_hits": hits, "pck_hits": hits,
-                                  "pck_counted": counted})
+    scores, gaps = accuracy_gaps(
+        {
+            "sq_error": sq,
+            "visible": visible,
+            "pcp_hits": hits,
+            "pcp_counted": counted,
+            "baseline_sq_error": base_sq,
+            "baseline_pcp_hits": hits,
+            "pck_hits": hits,
+            "pck_counted": counted,
+        }
+    )
     assert scores["loss"].estimate == pytest.approx(sq.sum() / visible.sum())
     assert scores["pck"].low < scores["pck"].estimate < scores["pck"].high and "pck" not in gaps
     loss, pcp = gaps["loss"], gaps["pcp"]
@@ -265,11 +322,17 @@ def test_study_comparison_like_for_like(built):
     assert training.verdict is StudyVerdict.NOT_COMPARABLE and "batch 16" in training.why_not
     # one training run per arm: the ratio is shown, without a verdict either way
     single = rows["cpu", "explicit_over_autograd", "training", "pytorch"]
-    assert single.ours is not None and single.verdict is StudyVerdict.NOT_COMPARABLE and "one training run" in single.why_not
+    assert (
+        single.ours is not None
+        and single.verdict is StudyVerdict.NOT_COMPARABLE
+        and "one training run" in single.why_not
+    )
     assert rows["cuda", "per_iteration", "timing", "chainer"].why_not == "no timing result at batch 32"
     assert "as in the study, the network's implementation matters more" in markdown
     headlines = json.loads((built[0] / "reports" / "headlines.json").read_text())
-    assert headlines["cpu_pck_pytorch"] == pytest.approx(0.45, abs=0.05) and "cpu_chainer_x_pytorch" in headlines
+    assert (
+        headlines["cpu_pck_pytorch"] == pytest.approx(0.45, abs=0.05) and "cpu_chainer_x_pytorch" in headlines
+    )
 
 
 def test_adam_training_still_compares_with_the_study_through_the_timed_momentum_update(tmp_path, monkeypatch):
@@ -286,7 +349,10 @@ def test_adam_training_still_compares_with_the_study_through_the_timed_momentum_
     markdown = (root / "reports" / "report.md").read_text()
     assert "adam (lr 0.01)," in markdown and "momentum 0.9" not in markdown.split("<details>")[0]
     core = tables_under(markdown.split("## 3.")[1], "### cpu")[0]
-    assert {"momentum_sgd update, median of round 0, not in core (ms)", "adam update, median of round 0, not in core (ms)"} <= core[0].keys()
+    assert {
+        "momentum_sgd update, median of round 0, not in core (ms)",
+        "adam update, median of round 0, not in core (ms)",
+    } <= core[0].keys()
 
 
 def test_without_the_momentum_update_timed_the_study_row_is_not_comparable(tmp_path, monkeypatch):
@@ -309,8 +375,11 @@ def test_missing_jobs(built):
     assert "no cuda job of this kind has a result" in missing["training", "pytorch/autograd/cuda"].reason
     chainer = missing["timing", "chainer/explicit/cpu"]
     assert chainer.batch_sizes == (32,) and "other cpu jobs have results" in chainer.reason
-    assert findings.jobs == {"train": {"expected": 8, "present": 4}, "timing": {"expected": 24, "present": 11},
-                             "breakdown": {"expected": 8, "present": 3}}
+    assert findings.jobs == {
+        "train": {"expected": 8, "present": 4},
+        "timing": {"expected": 24, "present": 11},
+        "breakdown": {"expected": 8, "present": 3},
+    }
     assert "1 unreadable line(s) skipped" in markdown
 
 
@@ -323,8 +392,14 @@ def test_device_not_in_grid(tmp_path, monkeypatch):
     markdown = (root / "reports" / "report.md").read_text()
     assert "**cuda**: not in this run's grid" in markdown
     assert sorted(p.name for p in (root / "reports" / "figures").iterdir()) == [
-        "breakdown_cpu_b2.png", "breakdown_peak_cpu_b2.png", "core_time_cpu.png", "flops_cpu.png",
-        "learning_curves_cpu.png", "memory_cpu.png", "roofline_cpu_b2.png"]
+        "breakdown_cpu_b2.png",
+        "breakdown_peak_cpu_b2.png",
+        "core_time_cpu.png",
+        "flops_cpu.png",
+        "learning_curves_cpu.png",
+        "memory_cpu.png",
+        "roofline_cpu_b2.png",
+    ]
 
 
 def test_empty_results_still_build(tmp_path, monkeypatch):
@@ -360,7 +435,10 @@ def test_partial_and_broken_results(tmp_path, monkeypatch):
     paths.timing_result(Job("pytorch", "explicit", "cpu", 0)).write_text(json.dumps({"measurements": {}}))
     paths.matmul_peak().unlink()
     paths.prepared_summary().unlink()
-    shutil.copy(paths.timing_result(Job("chainer", "autograd", "cpu", 1)), paths.timing_result(Job("chainer", "autograd", "cpu", 0)))
+    shutil.copy(
+        paths.timing_result(Job("chainer", "autograd", "cpu", 1)),
+        paths.timing_result(Job("chainer", "autograd", "cpu", 0)),
+    )
     from deeppose.report import render
     from deeppose.report.load import load_results
 
@@ -368,10 +446,14 @@ def test_partial_and_broken_results(tmp_path, monkeypatch):
     reasons = {(m.kind, m.job): m.reason for m in findings.missing}
     assert reasons["training", "chainer/autograd/cpu"].startswith("unusable: not valid JSON")
     assert reasons["timing", "pytorch/explicit/cpu"] == "unusable: kind is None, expected 'time'"
-    assert reasons["timing", "chainer/autograd/cpu"] == "unusable: it holds the result of chainer/autograd/cpu b1, not of this job"
+    assert (
+        reasons["timing", "chainer/autograd/cpu"]
+        == "unusable: it holds the result of chainer/autograd/cpu b1, not of this job"
+    )
     assert reasons["fp32 peak", "peak"].startswith("no result file")
     assert next(r for r in findings.devices[0].training if r.loss == "explicit").compute.source == (
-        "metrics.json iteration_time_s")
+        "metrics.json iteration_time_s"
+    )
     assert "no training comparison, autograd not run." in markdown
     assert "No measured peak" in markdown and "No data summary" in markdown
     assert all(c.fraction_of_peak is None for c in findings.devices[0].cells)
@@ -381,9 +463,15 @@ def test_partial_and_broken_results(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("function", "value", "text"),
     [
-        ("seconds", 0.9996, "1.00 s"), ("seconds", 0.0123456, "12.3 ms"), ("seconds", 4.2e-5, "42.0 µs"),
-        ("seconds", 1234.0, "20.6 min"), ("seconds", 171360.0, "47.6 h"), ("seconds", None, "—"),
-        ("sig", 1.6449, "1.64"), ("percent", 0.8773, "87.7 %"), ("flops", 1.5e11, "150 GFLOP/s"),
+        ("seconds", 0.9996, "1.00 s"),
+        ("seconds", 0.0123456, "12.3 ms"),
+        ("seconds", 4.2e-5, "42.0 µs"),
+        ("seconds", 1234.0, "20.6 min"),
+        ("seconds", 171360.0, "47.6 h"),
+        ("seconds", None, "—"),
+        ("sig", 1.6449, "1.64"),
+        ("percent", 0.8773, "87.7 %"),
+        ("flops", 1.5e11, "150 GFLOP/s"),
         ("sig", 1234.5, "1230"),
     ],
 )
@@ -394,13 +482,25 @@ def test_formatting(function, value, text):
 
 
 def report_files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted((root / "reports").rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted((root / "reports").rglob("*")) if p.is_file()
+    }
 
 
 @pytest.mark.parametrize(
     "result, field, where",
-    [(lambda: paths.train_metrics(Job("pytorch", "autograd", "cpu")), "train_time_s", "training pytorch/autograd/cpu"),
-     (lambda: paths.timing_result(Job("pytorch", "explicit", "cpu", 0)), "flops_per_s", "timing pytorch/explicit/cpu")],
+    [
+        (
+            lambda: paths.train_metrics(Job("pytorch", "autograd", "cpu")),
+            "train_time_s",
+            "training pytorch/autograd/cpu",
+        ),
+        (
+            lambda: paths.timing_result(Job("pytorch", "explicit", "cpu", 0)),
+            "flops_per_s",
+            "timing pytorch/explicit/cpu",
+        ),
+    ],
 )
 def test_a_nan_in_a_result_is_named_and_that_result_set_aside(tmp_path, monkeypatch, result, field, where):
     """Before: a traceback after report.md was rewritten, with summary.json left stale. Now the reader
@@ -434,7 +534,10 @@ def test_a_nan_timing_sample_sets_its_result_aside_with_the_sample_named(tmp_pat
 
     findings = build(load_params("params.yaml"))
     reasons = {(m.kind, m.job): m.reason for m in findings.missing}
-    assert reasons["timing", "pytorch/explicit/cpu"] == "unusable: blocks[2].samples_s[1]: nan is not a finite number"
+    assert (
+        reasons["timing", "pytorch/explicit/cpu"]
+        == "unusable: blocks[2].samples_s[1]: nan is not a finite number"
+    )
 
 
 def test_four_frameworks_build_with_compile_break_even_and_no_invented_breakdown(tmp_path, monkeypatch):
@@ -454,7 +557,9 @@ def test_four_frameworks_build_with_compile_break_even_and_no_invented_breakdown
     assert {c.framework for c in cpu.cells} == set(report_project.ALL_FRAMEWORKS)
     jax = {c.batch_size: c for c in cpu.cells if (c.framework, c.loss) == ("jax", "autograd")}
     assert jax[1].compile_s == 5.0 and jax[1].eager_s == pytest.approx(0.05, rel=0.02)
-    assert jax[1].break_even == pytest.approx(5.0 / 0.01, rel=0.05) and jax[32].break_even == pytest.approx(16, abs=1)
+    assert jax[1].break_even == pytest.approx(5.0 / 0.01, rel=0.05) and jax[32].break_even == pytest.approx(
+        16, abs=1
+    )
     assert all(c.break_even is None and c.eager_s for c in cpu.cells if c.framework == "pytorch_compile")
     section = markdown.split("## 3.")[1].split("## 4.")[0]
     compile_rows = {(r["batch"], r["framework"], r["loss"]): r for r in tables_under(section, "### cpu")[1]}
@@ -472,7 +577,9 @@ def test_four_frameworks_build_with_compile_break_even_and_no_invented_breakdown
     study = {(r.quantity, r.basis, r.framework): r for r in findings.study if r.device == "cpu"}
     assert study["per_iteration", "timing", "jax"].verdict is StudyVerdict.NOT_COMPARABLE
     assert study["per_iteration", "timing", "jax"].why_not == "not measured by the study"
-    assert study["per_iteration", "timing", "jax"].ours == pytest.approx((1.28 + 0.0004) / (1.6 + 0.0005), rel=0.02)
+    assert study["per_iteration", "timing", "jax"].ours == pytest.approx(
+        (1.28 + 0.0004) / (1.6 + 0.0005), rel=0.02
+    )
     env = tables_under(markdown, "### Environment")[0]
     assert [r["framework"] for r in env] == ["PyTorch", "Chainer", "JAX", "PyTorch compiled"]
     assert (root / "reports" / "figures" / "core_time_cpu.png").exists()

@@ -17,10 +17,29 @@ from deeppose.stages import STAGES
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {"cpu": "Test CPU", "cores": 2}
 BLOCK = {
-    "round": 0, "position": 1, "arm": "pytorch/autograd", "attempt": 0, "samples_s": [1.0, 1.0], "warmup_s": [2.0],
-    "optimizer_steps_s": {}, "loss_s": [1e-4], "compile_s": None, "memory_bytes": 2**20, "started_at": 1.0, "ended_at": 3.0, "disturbed": False, "reasons": [],
-    "interference": {"wall_s": 2.0, "machine_busy_s": 2.0, "own_s": 2.0, "other_cpu_s": 0.0, "other_cores": 0.0,
-                     "load_before": [0.0, 0.0, 0.0], "cores": 2},
+    "round": 0,
+    "position": 1,
+    "arm": "pytorch/autograd",
+    "attempt": 0,
+    "samples_s": [1.0, 1.0],
+    "warmup_s": [2.0],
+    "optimizer_steps_s": {},
+    "loss_s": [1e-4],
+    "compile_s": None,
+    "memory_bytes": 2**20,
+    "started_at": 1.0,
+    "ended_at": 3.0,
+    "disturbed": False,
+    "reasons": [],
+    "interference": {
+        "wall_s": 2.0,
+        "machine_busy_s": 2.0,
+        "own_s": 2.0,
+        "other_cpu_s": 0.0,
+        "other_cores": 0.0,
+        "load_before": [0.0, 0.0, 0.0],
+        "cores": 2,
+    },
 }
 STATS = {"n": 2, "mean": 1.0, "median": 1.0, "variance": 0.0, "iqr_over_median": 0.0, "noisy": False}
 
@@ -37,29 +56,81 @@ def examples() -> dict[type, results.Record]:
     common = dict(threads={"requested": 2}, environment=ENV)
     return {
         results.PrepareSummary: results.PrepareSummary.create(
-            source="synthetic", seed=0, inputs=[{"name": "synthetic"}], crop={"size": 256}, kept={"train": 3, "test": 1},
+            source="synthetic",
+            seed=0,
+            inputs=[{"name": "synthetic"}],
+            crop={"size": 256},
+            kept={"train": 3, "test": 1},
             filtering={"test": {"drop_rules": ["no visible joint"], "dropped": 0}},
-            dropped={"total": 0, "by_reason": {}, "samples": []}, arrays={}, sha256="ab",
-            provenance=provenance.record("prepare", p)),
+            dropped={"total": 0, "by_reason": {}, "samples": []},
+            arrays={},
+            sha256="ab",
+            provenance=provenance.record("prepare", p),
+        ),
         results.TrainMetrics: results.TrainMetrics.create(
-            job=results.job_id(job), seed=0, params={}, epochs=1, iterations=2, batch_size=2, train_samples=4,
-            test_samples=1, resumed_from_epoch=0, train_time_s=1.5, eval_time_s=0.1, iteration_time_s=STATS,
-            final_train_loss=0.2, final_test=scores, baseline_test=scores, scored_joints="annotated", test_per_image={}, versions={"chainer": "7.8.1"},
-            provenance=provenance.record("train", p, job), **common),
+            job=results.job_id(job),
+            seed=0,
+            params={},
+            epochs=1,
+            iterations=2,
+            batch_size=2,
+            train_samples=4,
+            test_samples=1,
+            resumed_from_epoch=0,
+            train_time_s=1.5,
+            eval_time_s=0.1,
+            iteration_time_s=STATS,
+            final_train_loss=0.2,
+            final_test=scores,
+            baseline_test=scores,
+            scored_joints="annotated",
+            test_per_image={},
+            versions={"chainer": "7.8.1"},
+            provenance=provenance.record("train", p, job),
+            **common,
+        ),
         results.TimingResult: results.TimingResult.create(
-            job=results.job_id(cell), batch_size=8, warmup=1, repeats=2, rounds=1, seed=0, schedule_seed=3,
-            input="synthetic", group=["pytorch/autograd"], control="pytorch/autograd", blocks=[BLOCK],
+            job=results.job_id(cell),
+            batch_size=8,
+            warmup=1,
+            repeats=2,
+            rounds=1,
+            seed=0,
+            schedule_seed=3,
+            input="synthetic",
+            group=["pytorch/autograd"],
+            control="pytorch/autograd",
+            blocks=[BLOCK],
             control_blocks=[{**BLOCK, "arm": "pytorch/autograd#1"}],
             time_s={"estimate": 1.0, "low": None, "high": None, "n": 1, "level": 0.95, "method": "one block"},
-            flops=10, flops_per_s=None, versions={}, compile={}, memory_source="host",
-            provenance=provenance.record("time", p, cell), **common),
+            flops=10,
+            flops_per_s=None,
+            versions={},
+            compile={},
+            memory_source="host",
+            provenance=provenance.record("time", p, cell),
+            **common,
+        ),
         results.PeakResult: results.PeakResult.create(
-            device="cpu", n=64, kernels={"numpy_matmul": None}, rates_flops_per_s={"numpy_matmul": None}, best=None,
-            peak_flops_per_s=None, bandwidth=None, bandwidth_bytes_per_s=None, theoretical={"flops_per_s": None},
-            theoretical_flops_per_s=None, provenance=provenance.record("peak", p), **common),
+            device="cpu",
+            n=64,
+            kernels={"numpy_matmul": None},
+            rates_flops_per_s={"numpy_matmul": None},
+            best=None,
+            peak_flops_per_s=None,
+            bandwidth=None,
+            bandwidth_bytes_per_s=None,
+            theoretical={"flops_per_s": None},
+            theoretical_flops_per_s=None,
+            provenance=provenance.record("peak", p),
+            **common,
+        ),
         results.ReportSummary: results.ReportSummary.create(
-            headlines={"cpu": {"ratio": 1.5}}, stale={}, inputs={"results/machine/matmul_peak.json": "ab"},
-            provenance=provenance.record("report", p)),
+            headlines={"cpu": {"ratio": 1.5}},
+            stale={},
+            inputs={"results/machine/matmul_peak.json": "ab"},
+            provenance=provenance.record("report", p),
+        ),
     }
 
 
@@ -95,8 +166,14 @@ def _damage(tmp_path: Path, change) -> Path:
         (lambda d: d.update(kind="train"), "kind is 'train', expected 'time'"),
         (lambda d: d.update(batch_size="8"), "batch_size: expected an integer"),
         (lambda d: d["blocks"][0].pop("loss_s"), "blocks[0]: missing field 'loss_s'"),
-        (lambda d: d["blocks"][0]["samples_s"].append(float("nan")), "blocks[0].samples_s[2]: nan is not a finite"),
-        (lambda d: d["environment"].update(load=float("inf")), "environment.load: inf is not a finite number"),
+        (
+            lambda d: d["blocks"][0]["samples_s"].append(float("nan")),
+            "blocks[0].samples_s[2]: nan is not a finite",
+        ),
+        (
+            lambda d: d["environment"].update(load=float("inf")),
+            "environment.load: inf is not a finite number",
+        ),
     ],
 )
 def test_a_damaged_or_foreign_file_is_one_line_naming_the_file_and_field(tmp_path, change, message):
@@ -123,7 +200,9 @@ def test_code_dependencies_follow_imports_and_only_the_jobs_backend():
     assert "deeppose/report/sections.py" in report and not any("backends/pytorch" in f for f in report)
     assert "deeppose/report/report.md.j2" in report  # read at run time, named by no import
     assert not any(f.startswith("deeppose/report/") for f in pytorch)
-    assert "deeppose/peak.py" in provenance.code_files(STAGES["breakdown"], Job("pytorch", "autograd", "cpu", 0))
+    assert "deeppose/peak.py" in provenance.code_files(
+        STAGES["breakdown"], Job("pytorch", "autograd", "cpu", 0)
+    )
 
 
 def test_stale_reasons_name_the_changed_file_and_parameter():
@@ -132,12 +211,14 @@ def test_stale_reasons_name_the_changed_file_and_parameter():
     recorded = provenance.record("breakdown", p, job)
     assert provenance.stale_reasons(recorded, p, job) == []
     older = results.Provenance(
-        stage="breakdown", code={**recorded.code, "deeppose/backends/chainer.py": "0" * 64},
+        stage="breakdown",
+        code={**recorded.code, "deeppose/backends/chainer.py": "0" * 64},
         params={**recorded.params, "breakdown": {**recorded.params["breakdown"], "repeats": 99}},
         params_file="params.yaml",
     )
     assert provenance.stale_reasons(older, p, job) == [
-        "code changed: deeppose/backends/chainer.py", "parameters changed: breakdown",
+        "code changed: deeppose/backends/chainer.py",
+        "parameters changed: breakdown",
     ]
 
 
@@ -149,10 +230,15 @@ def test_a_timing_cell_is_judged_by_its_groups_code():
     assert {"deeppose/backends/chainer.py", "deeppose/backends/pytorch.py"} <= set(recorded.code)
     for job in group.jobs():
         assert provenance.stale_reasons(recorded, p, job) == []
-    older = results.Provenance(stage="time", code={**recorded.code, "deeppose/backends/pytorch.py": "0" * 64},
-                               params=recorded.params, params_file="params.yaml")
+    older = results.Provenance(
+        stage="time",
+        code={**recorded.code, "deeppose/backends/pytorch.py": "0" * 64},
+        params=recorded.params,
+        params_file="params.yaml",
+    )
     assert provenance.stale_reasons(older, p, Job("chainer", "explicit", "cpu", 1)) == [
-        "code changed: deeppose/backends/pytorch.py"]
+        "code changed: deeppose/backends/pytorch.py"
+    ]
 
 
 def test_the_schema_speaks_the_grid_vocabulary():

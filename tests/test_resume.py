@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_train import ROOT, make_project
 
 from deeppose import checkpoint, paths
 from deeppose.config import Job, load_params
 from deeppose.train import train
-from test_train import ROOT, make_project
 
 JOB = Job("pytorch", "autograd", "cpu")
 EPOCHS, N_TRAIN = 2, 8  # batch 4: 2 iterations per epoch
@@ -38,9 +38,21 @@ def interrupted(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("interrupted")
     make_project(folder, n_train=N_TRAIN, epochs=EPOCHS)
     env = dict(os.environ, PYTHONPATH=str(ROOT), DEEPPOSE_MEASURE_LOCK=str(folder / "measure.lock"))
-    command = [sys.executable, "-m", "deeppose", "train", "--framework", JOB.framework, "--loss", JOB.loss,
-               "--device", JOB.device]
-    process = subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [
+        sys.executable,
+        "-m",
+        "deeppose",
+        "train",
+        "--framework",
+        JOB.framework,
+        "--loss",
+        JOB.loss,
+        "--device",
+        JOB.device,
+    ]
+    process = subprocess.Popen(
+        command, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     while not checkpoint_file(folder).exists() and time.time() < deadline and process.poll() is None:
         time.sleep(0.01)
@@ -65,7 +77,9 @@ def log_entries() -> list[dict]:
 
 def run_and_note(capsys) -> tuple[dict, list[str]]:
     result = train(load_params("params.yaml"), JOB, progress=False)
-    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("pytorch/autograd/cpu: ")]
+    notes = [
+        line for line in capsys.readouterr().err.splitlines() if line.startswith("pytorch/autograd/cpu: ")
+    ]
     return result, notes
 
 
@@ -80,8 +94,10 @@ def assert_complete(result: dict) -> None:
 def resave(path: Path, **changes) -> None:
     """Rewrite a checkpoint with some fields changed (what a damaged or foreign file would hold)."""
     found = checkpoint.read(path)
-    fields = {name: getattr(found, name) for name in ("epoch", "elapsed_s", "eval_time_s", "weights", "optimizer",
-                                                       "meta", "log")}
+    fields = {
+        name: getattr(found, name)
+        for name in ("epoch", "elapsed_s", "eval_time_s", "weights", "optimizer", "meta", "log")
+    }
     fields.update(changes)
     checkpoint.save(path.parent, checkpoint.Checkpoint(**fields))
 
@@ -115,7 +131,10 @@ def foreign(path: Path) -> None:
     [
         (truncate, "is damaged: not a readable npz file"),
         (wrong_shape, "is damaged: weight fc8.W has shape (28, 4095), expected (28, 4096)"),
-        (missing_array, "is damaged: its optimizer arrays differ from the model's (missing ['conv1.W.velocity']"),
+        (
+            missing_array,
+            "is damaged: its optimizer arrays differ from the model's (missing ['conv1.W.velocity']",
+        ),
         (short_log, "is damaged: its log holds 1 iterations numbered [1]..[1], not the 2 of its 1 epoch(s)"),
         (foreign, "was written for other parameters or data"),
     ],
@@ -134,7 +153,9 @@ def test_a_log_cut_by_a_kill_does_not_matter_the_checkpoint_carries_its_own(proj
     text = paths.train_log(JOB).read_text()
     paths.train_log(JOB).write_text(text[: len(text) - 20])
     result, notes = run_and_note(capsys)
-    assert notes == [f"pytorch/autograd/cpu: resuming after epoch 1 of {EPOCHS} from {checkpoint_file(Path('.'))}"]
+    assert notes == [
+        f"pytorch/autograd/cpu: resuming after epoch 1 of {EPOCHS} from {checkpoint_file(Path('.'))}"
+    ]
     assert result["resumed_from_epoch"] == 1
     assert_complete(result)
 

@@ -28,7 +28,6 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-
 from test_workflow import BIN, ROOT, copy_project, edit_params, engine_env, expected_outputs
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -40,7 +39,12 @@ CORES = os.cpu_count() or 1
 TINY_SLURM = {
     "data": {"synthetic": {"images": 24, "test": 8}},
     "train": {"batch_size": 4, "epochs": 1, "threads": 1},
-    "grid": {"frameworks": ["pytorch"], "loss_modes": ["autograd"], "batch_exponents": [0, 1], "devices": ["cpu"]},
+    "grid": {
+        "frameworks": ["pytorch"],
+        "loss_modes": ["autograd"],
+        "batch_exponents": [0, 1],
+        "devices": ["cpu"],
+    },
     "timing": {"warmup": 1, "repeats": 2, "threads": 1},
     "breakdown": {"batch_exponents": [0], "repeats": 1},
 }
@@ -94,7 +98,9 @@ def project_env(project: Path, extra: dict[str, str] | None = None) -> dict[str,
     return env
 
 
-def snakemake(project: Path, env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def snakemake(
+    project: Path, env: dict[str, str], *args: str, timeout: float = 600
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(BIN / "snakemake"), *args], cwd=project, env=env, capture_output=True, text=True, timeout=timeout
     )
@@ -121,7 +127,9 @@ def tiny_project(dest: Path) -> Path:
     timing group's outputs name every cell of the grid)."""
     project = copy_project(dest)
     edit_params(project, TINY_SLURM)
-    subprocess.run([sys.executable, "-m", "deeppose", "dvc-yaml"], cwd=project, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "deeppose", "dvc-yaml"], cwd=project, check=True, capture_output=True
+    )
     return project
 
 
@@ -262,7 +270,10 @@ def test_a_job_failing_on_the_cluster_is_reported_within_a_minute(runs, tmp_path
     jobs = squeue_jobs(env, run_id_of(output))
     assert [(job["comment"], job["state"]) for job in jobs] == [("rule_prepare", "FAILED")], jobs
     assert reported_at is not None and f"SLURM-job '{jobs[0]['id']}' failed" in output, output[-4000:]
-    assert "downloads/missing.zip: no such dataset folder or zip file" in (project / "logs/prepare.log").read_text()
+    assert (
+        "downloads/missing.zip: no such dataset folder or zip file"
+        in (project / "logs/prepare.log").read_text()
+    )
     latency = reported_at - datetime.fromisoformat(jobs[0]["end"]).timestamp()  # squeue: local time
     print(f"\nfailed job reported {latency:.0f} s after it ended; Snakemake exited after {wall:.0f} s")
     assert latency < FAILURE_DEADLINE_S, output[-4000:]

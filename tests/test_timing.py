@@ -27,6 +27,8 @@ from deeppose.results import TimingResult
 from deeppose.stages import STAGES
 
 REPO = Path(__file__).resolve().parents[1]
+
+
 def write_params(folder: Path, **timing_values: Any) -> Path:
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["timing"].update(timing_values)
@@ -231,9 +233,25 @@ def test_block_method_with_fake_backend(
 ) -> None:
     warmup, repeats = 2, 4
     fake_stage["warmup"] = warmup
-    params = write_params(tmp_path, warmup=warmup, repeats=repeats, threads=1, optimizers=["momentum_sgd", "adam"])
-    output = run_block(["--params", str(params), "--framework", "pytorch", "--loss", "explicit",
-                        "--device", "cpu", "--batch-exp", "2", "--synthetic-input"], capsys)
+    params = write_params(
+        tmp_path, warmup=warmup, repeats=repeats, threads=1, optimizers=["momentum_sgd", "adam"]
+    )
+    output = run_block(
+        [
+            "--params",
+            str(params),
+            "--framework",
+            "pytorch",
+            "--loss",
+            "explicit",
+            "--device",
+            "cpu",
+            "--batch-exp",
+            "2",
+            "--synthetic-input",
+        ],
+        capsys,
+    )
     events = fake_stage["events"]
 
     # every clock read comes right after a synchronisation
@@ -243,16 +261,22 @@ def test_block_method_with_fake_backend(
     n, n_loss = warmup + repeats, timing_block.LOSS_WARMUP + timing_block.LOSS_REPEATS
     # compile first (nothing, for an eager framework), then the memory pass, then the timed runs
     assert events.index("compile_core") < events.index("forward_backward") < events.index("clock")
-    assert regions == ([["forward_backward", "sync"]] * n + [["optimizer_step", "sync"]] * 2 * n
-                       + [["loss", "sync"]] * n_loss)
+    assert regions == (
+        [["forward_backward", "sync"]] * n
+        + [["optimizer_step", "sync"]] * 2 * n
+        + [["loss", "sync"]] * n_loss
+    )
     # each optimiser is set, with the training's learning rate, before its own updates
-    assert [e for e in events if e.startswith("set_optimizer")] == ["set_optimizer momentum_sgd", "set_optimizer adam"]
+    assert [e for e in events if e.startswith("set_optimizer")] == [
+        "set_optimizer momentum_sgd",
+        "set_optimizer adam",
+    ]
     # each core run: zero_grad, then the synchronised clock start; each loss run clears its gradient
     first_core = events.index("clock")
     assert events[first_core - 2 : first_core] == ["zero_grad", "sync"]
     assert events.count("zero_grad") == n + 1  # + before the memory pass
     # the updates apply the last timed core run's gradients: no core run after it
-    assert "forward_backward" not in events[events.index("set_optimizer momentum_sgd"):]
+    assert "forward_backward" not in events[events.index("set_optimizer momentum_sgd") :]
     assert events.count("clear_pred_grad") == n_loss
     assert events.index("load_weights") < first_core  # weights are loaded before anything is timed
 
@@ -264,7 +288,9 @@ def test_block_method_with_fake_backend(
     assert steps["momentum_sgd"] == pytest.approx([1e-6, 2e-6, 3e-6, 4e-6])
     assert steps["adam"] == pytest.approx([7e-6, 8e-6, 9e-6, 10e-6])  # the fake's call count runs on
     assert output.extra["loss_s"] == pytest.approx([1e-8 * (i + 1) for i in range(timing_block.LOSS_REPEATS)])
-    assert output.extra["threads"] == {"requested": 1, "native": []} and output.extra["versions"] == {"fake": "1.0"}
+    assert output.extra["threads"] == {"requested": 1, "native": []} and output.extra["versions"] == {
+        "fake": "1.0"
+    }
     assert output.extra["fairness"] == {"framework": "pytorch", "fake": True}
     assert output.extra["compile_s"] is None and output.extra["compile"] == {}
     assert output.extra["memory_bytes"] >= 0 and output.extra["memory_source"].startswith("host resident set")
@@ -278,9 +304,23 @@ def test_block_without_optimizers(
 ) -> None:
     fake_stage["warmup"] = 0
     params = write_params(tmp_path, warmup=0, repeats=2, optimizers=[])
-    output = run_block(["--params", str(params), "--framework", "chainer", "--loss", "autograd",
-                        "--batch-exp", "0", "--synthetic-input"], capsys)
-    assert output.extra["optimizer_steps_s"] == {} and not any(e.startswith("set_optimizer") for e in fake_stage["events"])
+    output = run_block(
+        [
+            "--params",
+            str(params),
+            "--framework",
+            "chainer",
+            "--loss",
+            "autograd",
+            "--batch-exp",
+            "0",
+            "--synthetic-input",
+        ],
+        capsys,
+    )
+    assert output.extra["optimizer_steps_s"] == {} and not any(
+        e.startswith("set_optimizer") for e in fake_stage["events"]
+    )
     assert not (tmp_path / "results").exists()  # a block writes no file
 
 
@@ -291,9 +331,24 @@ def test_an_update_is_warmed_up_even_without_core_warm_up(
     which allocates its state: one untimed update always runs first."""
     fake_stage["warmup"] = 0
     params = write_params(tmp_path, warmup=0, repeats=2, optimizers=["adam"])
-    output = run_block(["--params", str(params), "--framework", "pytorch", "--loss", "autograd",
-                        "--batch-exp", "0", "--synthetic-input"], capsys)
-    assert fake_stage["events"].count("optimizer_step") == 3 and len(output.extra["optimizer_steps_s"]["adam"]) == 2
+    output = run_block(
+        [
+            "--params",
+            str(params),
+            "--framework",
+            "pytorch",
+            "--loss",
+            "autograd",
+            "--batch-exp",
+            "0",
+            "--synthetic-input",
+        ],
+        capsys,
+    )
+    assert (
+        fake_stage["events"].count("optimizer_step") == 3
+        and len(output.extra["optimizer_steps_s"]["adam"]) == 2
+    )
     assert len(output.samples_s) == 2 and output.warmup_s == ()
 
 
@@ -323,18 +378,25 @@ def _stand_in_data(monkeypatch: pytest.MonkeyPatch, n: int, calls: list[dict[str
             visible=np.ones((b, 14), np.float32),
         )
 
-    monkeypatch.setitem(sys.modules, "deeppose.data.dataset", types.SimpleNamespace(load_prepared=load_prepared))
+    monkeypatch.setitem(
+        sys.modules, "deeppose.data.dataset", types.SimpleNamespace(load_prepared=load_prepared)
+    )
     monkeypatch.setitem(sys.modules, "deeppose.data.batches", types.SimpleNamespace(make_batch=make_batch))
 
 
 def test_prepared_input_cycles_the_test_set(
-    fake_stage: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    fake_stage: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     fake_stage["warmup"] = 0
     calls: list[dict[str, Any]] = []
     _stand_in_data(monkeypatch, n=3, calls=calls)
     params = write_params(tmp_path, warmup=0, repeats=2, optimizers=[])
-    run_block(["--params", str(params), "--framework", "pytorch", "--loss", "autograd", "--batch-exp", "3"], capsys)
+    run_block(
+        ["--params", str(params), "--framework", "pytorch", "--loss", "autograd", "--batch-exp", "3"], capsys
+    )
     assert calls == [
         {"folder": paths.PREPARED, "split": "test"},
         {"indices": [0, 1, 2, 0, 1, 2, 0, 1], "crop": "center"},
@@ -342,17 +404,32 @@ def test_prepared_input_cycles_the_test_set(
 
 
 def test_missing_prepared_data_is_a_one_line_error(
-    fake_stage: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    fake_stage: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     fake_stage["warmup"] = 0
 
     def load_prepared(folder: Any, split: str) -> Any:
         raise FileNotFoundError(2, "No such file", str(Path(folder) / "test.npz"))
 
-    monkeypatch.setitem(sys.modules, "deeppose.data.dataset", types.SimpleNamespace(load_prepared=load_prepared))
+    monkeypatch.setitem(
+        sys.modules, "deeppose.data.dataset", types.SimpleNamespace(load_prepared=load_prepared)
+    )
     monkeypatch.setitem(sys.modules, "deeppose.data.batches", types.SimpleNamespace(make_batch=None))
     params = write_params(tmp_path, warmup=0, repeats=2)
-    argv = ["time-block", "--params", str(params), "--framework", "pytorch", "--loss", "autograd", "--batch-exp", "0"]
+    argv = [
+        "time-block",
+        "--params",
+        str(params),
+        "--framework",
+        "pytorch",
+        "--loss",
+        "autograd",
+        "--batch-exp",
+        "0",
+    ]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
@@ -360,7 +437,11 @@ def test_missing_prepared_data_is_a_one_line_error(
 
 
 # --- a group of interleaved blocks, through a fake launch -----------------------------------
-QUIET = {"probe": lambda: CpuReading(0.0, 0.0, 0.0), "load": lambda: (0.0, 0.0, 0.0), "cores": 2}  # a machine at rest
+QUIET = {
+    "probe": lambda: CpuReading(0.0, 0.0, 0.0),
+    "load": lambda: (0.0, 0.0, 0.0),
+    "cores": 2,
+}  # a machine at rest
 
 
 def fake_launch(calls: list[str], slow: dict[str, float]) -> Any:
@@ -370,52 +451,73 @@ def fake_launch(calls: list[str], slow: dict[str, float]) -> Any:
     def launch(cell: str, round_: int) -> BlockOutput:
         calls.append(cell)
         base = 0.1 * slow.get(cell, 1.0) * (1 + 0.002 * len(calls))
-        return BlockOutput((base, base * 1.01, base * 0.99), (base * 5,), {
-            "optimizer_steps_s": {"adam": [0.01]}, "loss_s": [2e-4 if cell.endswith("explicit") else 1e-4] * 3,
-            "compile_s": None, "memory_bytes": 10**8, "compile": {}, "memory_source": "test",
-            "threads": {"requested": 2}, "versions": {cell: "1"}, "fairness": {"framework": cell.split("/")[0]},
-        })
+        return BlockOutput(
+            (base, base * 1.01, base * 0.99),
+            (base * 5,),
+            {
+                "optimizer_steps_s": {"adam": [0.01]},
+                "loss_s": [2e-4 if cell.endswith("explicit") else 1e-4] * 3,
+                "compile_s": None,
+                "memory_bytes": 10**8,
+                "compile": {},
+                "memory_source": "test",
+                "threads": {"requested": 2},
+                "versions": {cell: "1"},
+                "fairness": {"framework": cell.split("/")[0]},
+            },
+        )
 
     return launch
 
 
-def test_group_interleaves_every_cell_and_keeps_every_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_group_interleaves_every_cell_and_keeps_every_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     params = load_params(write_params(tmp_path, blocks=3, repeats=3))
     group = Group.of(params.raw["grid"], "cpu", 2)
     calls: list[str] = []
-    results = timing.time_group(params, group, synthetic=True, launch=fake_launch(calls, {"chainer/autograd": 2.0}),
-                                **QUIET)
+    results = timing.time_group(
+        params, group, synthetic=True, launch=fake_launch(calls, {"chainer/autograd": 2.0}), **QUIET
+    )
     cells = ["pytorch/autograd", "pytorch/explicit", "chainer/autograd", "chainer/explicit"]
     # 3 rounds, each running every cell once plus the A/A twin, in a seeded order that differs by round
-    assert len(calls) == 15 and all(sorted(calls[5 * r:5 * r + 5]) == sorted(cells + ["pytorch/autograd"])
-                                    for r in range(3))
-    assert len({tuple(calls[5 * r:5 * r + 5]) for r in range(3)}) > 1
+    assert len(calls) == 15 and all(
+        sorted(calls[5 * r : 5 * r + 5]) == sorted(cells + ["pytorch/autograd"]) for r in range(3)
+    )
+    assert len({tuple(calls[5 * r : 5 * r + 5]) for r in range(3)}) > 1
     again: list[str] = []
     timing.time_group(params, group, synthetic=True, launch=fake_launch(again, {}), **QUIET)
     assert again == calls  # seeded
     assert [f"{job.framework}/{job.loss}" for job in results] == cells
     control = results[Job("pytorch", "autograd", "cpu", 2)]
     assert len(control.blocks) == 3 and len(control.control_blocks) == 3
-    assert {b.arm for b in control.control_blocks} == {"pytorch/autograd#1"} and control.control == "pytorch/autograd"
+    assert {b.arm for b in control.control_blocks} == {
+        "pytorch/autograd#1"
+    } and control.control == "pytorch/autograd"
     slow = results[Job("chainer", "autograd", "cpu", 2)]
     assert slow.control_blocks == [] and slow.group == cells and slow.rounds == 3
     assert slow.time_s.estimate == pytest.approx(0.2, rel=0.03)
     assert slow.time_s.low < slow.time_s.estimate < slow.time_s.high and slow.time_s.n == 3
     assert slow.flops_per_s == pytest.approx(total_flops(4) / slow.time_s.estimate)
-    assert all(b.warmup_s == pytest.approx([b.samples_s[0] * 5]) and b.loss_s == [1e-4] * 3 for b in slow.blocks)
+    assert all(
+        b.warmup_s == pytest.approx([b.samples_s[0] * 5]) and b.loss_s == [1e-4] * 3 for b in slow.blocks
+    )
     assert slow.environment["fairness"] == {"framework": "chainer"} and slow.provenance.stage == "time"
     assert set(STAGES["time"].outputs(group).values()) == {paths.timing_result(job) for job in results}
 
 
-def test_a_failing_block_is_a_one_line_error_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_failing_block_is_a_one_line_error_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A real block server that fails (no prepared data): the group stops with its last line."""
     monkeypatch.chdir(tmp_path)
     params = write_params(tmp_path, blocks=2, repeats=2)
     assert cli.main(["time", "--params", str(params), "--device", "cpu", "--batch-exp", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("deeppose time: error: time cpu/b0: pytorch block server exited with status 2")
+    assert len(err) == 1 and err[0].startswith(
+        "deeppose time: error: time cpu/b0: pytorch block server exited with status 2"
+    )
     assert "deeppose prepare" in err[0] and not (tmp_path / "results").exists()
 
 
@@ -423,18 +525,34 @@ def test_a_failing_block_is_a_one_line_error_and_writes_nothing(tmp_path: Path, 
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["time-block", "--framework", "tensorflow", "--loss", "autograd"], "unknown framework 'tensorflow'; allowed: pytorch, chainer, jax, pytorch_compile"),
-        (["time-block", "--framework", "pytorch", "--loss", "manual"], "unknown loss mode 'manual'; allowed: autograd, explicit"),
+        (
+            ["time-block", "--framework", "tensorflow", "--loss", "autograd"],
+            "unknown framework 'tensorflow'; allowed: pytorch, chainer, jax, pytorch_compile",
+        ),
+        (
+            ["time-block", "--framework", "pytorch", "--loss", "manual"],
+            "unknown loss mode 'manual'; allowed: autograd, explicit",
+        ),
         (["time", "--device", "tpu"], "unknown device 'tpu'; allowed: cpu, cuda"),
         (["time", "--batch-exp", "13"], "--batch-exp: 13 is out of range; allowed: 0..12"),
     ],
 )
 def test_bad_job_is_a_one_line_error(
-    argv: list[str], expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    expected: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
     args = {"--device": "cpu", "--batch-exp": "0"} | dict(zip(argv[1::2], argv[2::2]))
-    full = [argv[0], "--params", str(REPO / "params.yaml"), "--synthetic-input", *[x for kv in args.items() for x in kv]]
+    full = [
+        argv[0],
+        "--params",
+        str(REPO / "params.yaml"),
+        "--synthetic-input",
+        *[x for kv in args.items() for x in kv],
+    ]
     assert cli.main(full) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expected in err[0]
@@ -460,18 +578,38 @@ def _has_cupy() -> bool:
 @pytest.mark.parametrize(
     ("framework", "expected"),
     [
-        pytest.param("pytorch", "finds no CUDA device",
-                     marks=pytest.mark.skipif(_has_cuda(), reason="this machine has a CUDA device")),
-        pytest.param("chainer", "needs CuPy", marks=pytest.mark.skipif(_has_cupy(), reason="CuPy is installed")),
+        pytest.param(
+            "pytorch",
+            "finds no CUDA device",
+            marks=pytest.mark.skipif(_has_cuda(), reason="this machine has a CUDA device"),
+        ),
+        pytest.param(
+            "chainer", "needs CuPy", marks=pytest.mark.skipif(_has_cupy(), reason="CuPy is installed")
+        ),
     ],
 )
 def test_cuda_without_gpu(
-    framework: str, expected: str, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    framework: str,
+    expected: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    argv = ["time-block", "--params", str(REPO / "params.yaml"), "--framework", framework, "--loss", "autograd",
-            "--device", "cuda", "--batch-exp", "0", "--synthetic-input"]
+    argv = [
+        "time-block",
+        "--params",
+        str(REPO / "params.yaml"),
+        "--framework",
+        framework,
+        "--loss",
+        "autograd",
+        "--device",
+        "cuda",
+        "--batch-exp",
+        "0",
+        "--synthetic-input",
+    ]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expected in err[0] and err[0].startswith("deeppose time-block: error:")
@@ -483,9 +621,28 @@ def test_threads_setting_reaches_both_frameworks(tmp_path: Path) -> None:
     env = dict(os.environ, OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2", PYTHONPATH=str(REPO))
     procs = {
         framework: subprocess.Popen(
-            [sys.executable, "-m", "deeppose", "time-block", "--params", str(params), "--framework", framework,
-             "--loss", "autograd", "--device", "cpu", "--batch-exp", "0", "--synthetic-input"],
-            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "deeppose",
+                "time-block",
+                "--params",
+                str(params),
+                "--framework",
+                framework,
+                "--loss",
+                "autograd",
+                "--device",
+                "cpu",
+                "--batch-exp",
+                "0",
+                "--synthetic-input",
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for framework in ("pytorch", "chainer")
     }
@@ -502,17 +659,26 @@ def test_threads_setting_reaches_both_frameworks(tmp_path: Path) -> None:
 
 
 # --- a real group: both frameworks, both loss modes, fresh processes --------------------------
-def test_real_group_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_real_group_end_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     params = write_params(tmp_path, warmup=1, repeats=2, blocks=2, threads=0, optimizers=["adam"])
-    assert cli.main(["time", "--params", str(params), "--device", "cpu", "--batch-exp", "0", "--synthetic-input"]) == 0
+    assert (
+        cli.main(
+            ["time", "--params", str(params), "--device", "cpu", "--batch-exp", "0", "--synthetic-input"]
+        )
+        == 0
+    )
     assert "time cpu/b0:" in capsys.readouterr().out
     for framework in ("pytorch", "chainer"):
         for loss in ("autograd", "explicit"):
             result = TimingResult.read(paths.timing_result(Job(framework, loss, "cpu", 0)))
             assert result.batch_size == 1 and result.repeats == 2 and result.input == "synthetic"
             finals = {b.round for b in result.blocks}
-            assert finals == {0, 1} and all(len(b.samples_s) == 2 and len(b.warmup_s) == 1 for b in result.blocks)
+            assert finals == {0, 1} and all(
+                len(b.samples_s) == 2 and len(b.warmup_s) == 1 for b in result.blocks
+            )
             assert all(len(b.loss_s) == timing_block.LOSS_REPEATS for b in result.blocks)
             # the updates (independent of batch and loss) are timed in the group's first round only
             assert all(len(b.optimizer_steps_s["adam"]) == 2 for b in result.blocks if b.round == 0)
@@ -526,14 +692,28 @@ def test_real_group_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
             assert result.flops == total_flops(1)
 
 
-def test_real_block_on_prepared_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_real_block_on_prepared_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The real data modules: a tiny prepared test set of 3 samples, cycled into a batch of 4."""
     from deeppose.data.testing import write_tiny_prepared
 
     monkeypatch.chdir(tmp_path)
     write_tiny_prepared(paths.PREPARED, n_train=2, n_test=3, seed=0)
     params = write_params(tmp_path, warmup=0, repeats=2, threads=0, optimizers=[])
-    output = run_block(["--params", str(params), "--framework", "pytorch", "--loss", "autograd",
-                        "--device", "cpu", "--batch-exp", "2"], capsys)
+    output = run_block(
+        [
+            "--params",
+            str(params),
+            "--framework",
+            "pytorch",
+            "--loss",
+            "autograd",
+            "--device",
+            "cpu",
+            "--batch-exp",
+            "2",
+        ],
+        capsys,
+    )
     assert len(output.samples_s) == 2 and output.extra["optimizer_steps_s"] == {}

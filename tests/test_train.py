@@ -17,15 +17,22 @@ import yaml
 
 from deeppose import checkpoint, paths
 from deeppose.config import load_params
-from deeppose.grid import Job
 from deeppose.data.testing import write_tiny_prepared
 from deeppose.errors import DeepPoseError
+from deeppose.grid import Job
 from deeppose.train import mean_pose, train
 
 ROOT = Path(__file__).resolve().parent.parent
 # MomentumSGD: its update is linear in the gradient, so float32 differences between frameworks
 # stay as small as they are (Adam divides them by the gradients' own scale).
-TINY_TRAIN = {"optimizer": "momentum_sgd", "batch_size": 4, "epochs": 2, "eval_every": 1, "threads": 1, "lr": 0.001}
+TINY_TRAIN = {
+    "optimizer": "momentum_sgd",
+    "batch_size": 4,
+    "epochs": 2,
+    "eval_every": 1,
+    "threads": 1,
+    "lr": 0.001,
+}
 
 
 def make_project(folder: Path, n_train: int = 8, **train_changes) -> Path:
@@ -149,21 +156,41 @@ def test_checkpoints_hold_no_code(project):
 
 
 def _train_command(framework: str) -> list[str]:
-    return [sys.executable, "-m", "deeppose", "train", "--framework", framework, "--loss", "autograd", "--device", "cpu"]
+    return [
+        sys.executable,
+        "-m",
+        "deeppose",
+        "train",
+        "--framework",
+        framework,
+        "--loss",
+        "autograd",
+        "--device",
+        "cpu",
+    ]
 
 
-@pytest.mark.parametrize("framework, optimizer", [("pytorch", "adam"), ("chainer", "adam"), ("chainer", "momentum_sgd")])
+@pytest.mark.parametrize(
+    "framework, optimizer", [("pytorch", "adam"), ("chainer", "adam"), ("chainer", "momentum_sgd")]
+)
 def test_killed_run_resumes_to_the_same_weights(tmp_path, framework, optimizer):
     """SIGKILL after the first epoch's checkpoint, rerun: same log and weights as one clean run."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     finals = {}
     for name in ("clean", "killed"):
         folder = tmp_path / name
-        make_project(folder, n_train=12, epochs=3, optimizer=optimizer, lr=0.0003 if optimizer == "adam" else 0.001)
+        make_project(
+            folder, n_train=12, epochs=3, optimizer=optimizer, lr=0.0003 if optimizer == "adam" else 0.001
+        )
         job = Job(framework, "autograd", "cpu")
         if name == "killed":
-            process = subprocess.Popen(_train_command(framework), cwd=folder, env=env,
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            process = subprocess.Popen(
+                _train_command(framework),
+                cwd=folder,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             ckpt_file = folder / paths.checkpoint_dir(job) / checkpoint.FILE_NAME
             deadline = time.time() + 120
             while not ckpt_file.exists() and time.time() < deadline and process.poll() is None:
@@ -172,7 +199,9 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, framework, optimizer):
             process.wait()
             assert ckpt_file.exists()
             assert not (folder / paths.train_metrics(job)).exists()
-        result = subprocess.run(_train_command(framework), cwd=folder, env=env, capture_output=True, text=True)
+        result = subprocess.run(
+            _train_command(framework), cwd=folder, env=env, capture_output=True, text=True
+        )
         assert result.returncode == 0, result.stderr
         metrics = json.loads((folder / paths.train_metrics(job)).read_text())
         if name == "killed":
@@ -180,7 +209,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, framework, optimizer):
         with np.load(folder / paths.checkpoint_dir(job) / checkpoint.FILE_NAME) as data:
             finals[name] = {k: data[k] for k in data.files if k.startswith("weight/")}
         lines = (folder / paths.train_log(job)).read_text().splitlines()
-        finals[name]["losses"] = np.array([json.loads(l).get("loss", np.nan) for l in lines])
+        finals[name]["losses"] = np.array([json.loads(line).get("loss", np.nan) for line in lines])
     for key, value in finals["clean"].items():
         np.testing.assert_array_equal(finals["killed"][key], value, err_msg=key)
 

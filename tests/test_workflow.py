@@ -90,7 +90,9 @@ def test_chainer_imports_from_a_bare_environment():
     """`make setup`'s startup hook: no variable, no deeppose import, no warning."""
     result = subprocess.run(
         [sys.executable, "-W", "error", "-c", "import chainer, sys; print('deeppose' in sys.modules)"],
-        env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr
 
@@ -113,7 +115,10 @@ def test_a_bad_parameter_file_stops_snakemake_with_one_line(tmp_path):
     bad.write_text(yaml.safe_dump(raw))
     result = snakemake(ROOT, "--dry-run", "--config", f"params={bad}", check=False)
     assert result.returncode != 0
-    assert "grid.frameworks[0]: unknown framework 'mxnet'; allowed: pytorch, chainer, jax, pytorch_compile" in result.stderr
+    assert (
+        "grid.frameworks[0]: unknown framework 'mxnet'; allowed: pytorch, chainer, jax, pytorch_compile"
+        in result.stderr
+    )
     assert "Traceback" not in result.stderr
 
 
@@ -149,7 +154,11 @@ def copy_project(dest: Path) -> Path:
         shutil.copy2(ROOT / name, target)
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     (dest / "params.yaml").write_text(yaml.safe_dump(deep_update(raw, TINY), sort_keys=False))
-    for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
+    for command in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"],
+    ):
         subprocess.run(command, cwd=dest, check=True, capture_output=True)
     return dest
 
@@ -185,8 +194,12 @@ CHAINER_JOBS = {"train": 2, "time": 2, "breakdown": 2}
 STALE_AFTER_CHAINER_EDIT = {
     *(f"results/train/chainer/{loss}/cpu/metrics.json" for loss in ("autograd", "explicit")),
     *(f"results/breakdown/chainer/{loss}/cpu/b0.json" for loss in ("autograd", "explicit")),
-    *(f"results/time/{fw}/{loss}/cpu/b{exp}.json"
-      for fw in ("pytorch", "chainer") for loss in ("autograd", "explicit") for exp in (0, 1)),
+    *(
+        f"results/time/{fw}/{loss}/cpu/b{exp}.json"
+        for fw in ("pytorch", "chainer")
+        for loss in ("autograd", "explicit")
+        for exp in (0, 1)
+    ),
 }
 
 
@@ -196,7 +209,10 @@ def test_snakemake_runs_everything_then_nothing_then_only_what_changed(tmp_path)
     snakemake(project, "--cores", "all", "--profile", "workflow/profiles/default")
     missing = [out for out in expected_outputs(project) if not (project / out).exists()]
     assert not missing
-    assert "Nothing to be done" in snakemake(project, "--cores", "all").stdout + snakemake(project, "--cores", "all").stderr
+    assert (
+        "Nothing to be done"
+        in snakemake(project, "--cores", "all").stdout + snakemake(project, "--cores", "all").stderr
+    )
     assert status(project).strip() == "every result of params.yaml is current"
 
     # Code is a dependency: one backend reruns its framework's jobs and the report, nothing else.
@@ -239,8 +255,14 @@ def test_dvc_repro_produces_the_same_outputs_and_reruns_only_what_changed(tmp_pa
 
     touch_code(project, "deeppose/backends/chainer.py")
     changed = set(re.findall(r"^(\S+):", dvc(project, "status").stdout, flags=re.M))
-    assert changed == {"train-chainer@autograd-cpu", "train-chainer@explicit-cpu", "time@cpu-0", "time@cpu-1",
-                       "breakdown-chainer@autograd-cpu-0", "breakdown-chainer@explicit-cpu-0"}
+    assert changed == {
+        "train-chainer@autograd-cpu",
+        "train-chainer@explicit-cpu",
+        "time@cpu-0",
+        "time@cpu-1",
+        "breakdown-chainer@autograd-cpu-0",
+        "breakdown-chainer@explicit-cpu-0",
+    }
     out = dvc(project, "repro").stdout
     ran = set(re.findall(r"^Running stage '(\S+)'", out, flags=re.M))
     assert ran == changed | {"report"}, out
@@ -265,12 +287,15 @@ def train_project(tmp_path: Path, framework: str, epochs: int) -> tuple[Path, Jo
     """A tiny project whose grid is one training job (24 images, batch 4, one thread)."""
 
     project = copy_project(tmp_path / "project")
-    edit_params(project, {
-        "data": {"synthetic": {"images": 24, "test": 8}},
-        "train": {"epochs": epochs, "batch_size": 4, "threads": 1},
-        "grid": {"frameworks": [framework], "loss_modes": ["autograd"], "batch_exponents": [0]},
-        "breakdown": {"batch_exponents": [0]},
-    })
+    edit_params(
+        project,
+        {
+            "data": {"synthetic": {"images": 24, "test": 8}},
+            "train": {"epochs": epochs, "batch_size": 4, "threads": 1},
+            "grid": {"frameworks": [framework], "loss_modes": ["autograd"], "batch_exponents": [0]},
+            "breakdown": {"batch_exponents": [0]},
+        },
+    )
     run([sys.executable, "-m", "deeppose", "dvc-yaml"], project)  # dvc.yaml for this grid's frameworks
     return project, Job(framework, "autograd", "cpu")
 
@@ -280,8 +305,14 @@ def engine_command(engine: str, job) -> list[str]:
     from deeppose import paths
 
     if engine == "snakemake":
-        return [str(BIN / "snakemake"), str(paths.train_metrics(job)), "--profile", "workflow/profiles/default",
-                "--cores", "2"]
+        return [
+            str(BIN / "snakemake"),
+            str(paths.train_metrics(job)),
+            "--profile",
+            "workflow/profiles/default",
+            "--cores",
+            "2",
+        ]
     return [str(BIN / "dvc"), "repro", f"train-{job.framework}@{job.loss}-{job.device}"]
 
 
@@ -348,8 +379,9 @@ def kill_after_first_epoch_2_line(command: list[str], project: Path, job) -> Non
     from deeppose import paths
 
     log = project / paths.train_log(job)
-    engine = subprocess.Popen(command, cwd=project, env=engine_env(), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+    engine = subprocess.Popen(
+        command, cwd=project, env=engine_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     deadline = time.time() + 600
     while time.time() < deadline and engine.poll() is None:
         if log.exists() and '"epoch": 2' in log.read_text():
@@ -379,8 +411,21 @@ def test_an_engine_resumes_a_killed_job_to_the_uninterrupted_result(tmp_path, en
     assert resumed["resumed_from_epoch"] == 1
     assert_whole(resumed, resumed_curve, epochs)
 
-    run([str(BIN / "python"), "-m", "deeppose", "train", "--framework", framework, "--loss", "autograd",
-         "--device", "cpu"], project)
+    run(
+        [
+            str(BIN / "python"),
+            "-m",
+            "deeppose",
+            "train",
+            "--framework",
+            framework,
+            "--loss",
+            "autograd",
+            "--device",
+            "cpu",
+        ],
+        project,
+    )
     clean, clean_curve, clean_weights = train_outputs(project, job)
     assert clean["resumed_from_epoch"] == 0
     assert [(r[0], r[1], r[3]) for r in resumed_curve] == [(r[0], r[1], r[3]) for r in clean_curve]
@@ -393,7 +438,13 @@ def test_an_engine_resumes_a_killed_job_to_the_uninterrupted_result(tmp_path, en
 def test_dvc_ignores_the_temporaries_of_interrupted_writes():
     """A checkpoint write killed midway leaves `.last.npz.<random>.tmp` in the checkpoint folder,
     a DVC output: it must never reach DVC's cache (the next write also removes it)."""
-    result = dvc(ROOT, "check-ignore", "checkpoints/pytorch/autograd/cpu/.last.npz.x7f3k2.tmp",
-                 "results/time/pytorch/autograd/cpu/.b3.json.q1w2e3.tmp")
-    assert result.stdout.split() == ["checkpoints/pytorch/autograd/cpu/.last.npz.x7f3k2.tmp",
-                                     "results/time/pytorch/autograd/cpu/.b3.json.q1w2e3.tmp"]
+    result = dvc(
+        ROOT,
+        "check-ignore",
+        "checkpoints/pytorch/autograd/cpu/.last.npz.x7f3k2.tmp",
+        "results/time/pytorch/autograd/cpu/.b3.json.q1w2e3.tmp",
+    )
+    assert result.stdout.split() == [
+        "checkpoints/pytorch/autograd/cpu/.last.npz.x7f3k2.tmp",
+        "results/time/pytorch/autograd/cpu/.b3.json.q1w2e3.tmp",
+    ]

@@ -19,9 +19,7 @@ __all__ = ["Backend", "create_backend", "backend_class"]
 def backend_class(framework: str) -> type[Backend]:
     """The backend class for `framework`; imports the framework itself."""
     if framework not in FRAMEWORK_MODULES:
-        raise DeepPoseError(
-            f"unknown framework {framework!r}; allowed: {', '.join(FRAMEWORKS)}"
-        )
+        raise DeepPoseError(f"unknown framework {framework!r}; allowed: {', '.join(FRAMEWORKS)}")
     try:
         module = importlib.import_module(FRAMEWORK_MODULES[framework])
     except ImportError as error:

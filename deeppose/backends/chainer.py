@@ -30,14 +30,19 @@ class DeepPoseNet(chainer.Chain):
         with self.init_scope(), chainer.using_config("dtype", dtype):
             for conv in spec.CONVS:
                 link = L.Convolution2D(
-                    conv.in_channels, conv.out_channels, conv.kernel, conv.stride, conv.pad,
+                    conv.in_channels,
+                    conv.out_channels,
+                    conv.kernel,
+                    conv.stride,
+                    conv.pad,
                     initialW=np.array(weights[f"{conv.name}.W"], dtype),
                     initial_bias=np.array(weights[f"{conv.name}.b"], dtype),
                 )
                 setattr(self, conv.name, link)
             for fc in spec.linears(config.n_joints):
                 link = L.Linear(
-                    fc.in_features, fc.out_features,
+                    fc.in_features,
+                    fc.out_features,
                     initialW=np.array(weights[f"{fc.name}.W"], dtype),
                     initial_bias=np.array(weights[f"{fc.name}.b"], dtype),
                 )
@@ -407,7 +412,9 @@ class _LayerTracker(chainer.LinkHook):
 
     def forward_preprocess(self, args: Any) -> None:
         name = args.link.name
-        self.timer.layers.append(name if name in self.names else (self.timer.layers[-1] if self.timer.layers else None))
+        self.timer.layers.append(
+            name if name in self.names else (self.timer.layers[-1] if self.timer.layers else None)
+        )
 
     def forward_postprocess(self, args: Any) -> None:
         self.timer.layers.pop()

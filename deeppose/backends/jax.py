@@ -79,7 +79,9 @@ def _dropout(x: jax.Array, rate: float, key: jax.Array) -> jax.Array:
     return jnp.where(keep, x / (1.0 - rate), jnp.zeros((), x.dtype))
 
 
-def net_apply(params: Params, images: jax.Array, config: spec.ModelConfig, key: jax.Array | None) -> jax.Array:
+def net_apply(
+    params: Params, images: jax.Array, config: spec.ModelConfig, key: jax.Array | None
+) -> jax.Array:
     """The AlexNet regressor of `deeppose.model`: (N, 3, 227, 227) -> (N, 2K). Dropout when a
     key is given (training) and config.dropout > 0."""
     x = images
@@ -148,8 +150,14 @@ LOSSES: dict[str, Callable[[jax.Array, jax.Array, jax.Array], jax.Array]] = {
 
 # --- the compiled functions ---------------------------------------------------------------
 def _core_step(
-    params: Params, key: jax.Array, images: jax.Array, target: jax.Array, visible: jax.Array,
-    *, config: spec.ModelConfig, mode: str,
+    params: Params,
+    key: jax.Array,
+    images: jax.Array,
+    target: jax.Array,
+    visible: jax.Array,
+    *,
+    config: spec.ModelConfig,
+    mode: str,
 ) -> tuple[jax.Array, Params, jax.Array]:
     """Forward (train mode), loss and backward: (loss, gradients, next dropout key)."""
     key, sub = jax.random.split(key)
@@ -195,14 +203,20 @@ def _configure_xla(threads: int) -> dict[str, Any]:
         _STATE.update(flags=os.environ.get("XLA_FLAGS", ""), cpus=len(os.sched_getaffinity(0)))
         jax.devices()  # initialise now, under these flags
     if not _STATE:  # JAX started before any deeppose backend: what it read then is unknown
-        return {"xla_flags": None, "xla_threads": None, "honoured": False, "jax_initialised_before": True,
-                "xla_threads_basis": "unknown: JAX was initialised before the first deeppose backend"}
+        return {
+            "xla_flags": None,
+            "xla_threads": None,
+            "honoured": False,
+            "jax_initialised_before": True,
+            "xla_threads_basis": "unknown: JAX was initialised before the first deeppose backend",
+        }
     single = SINGLE_THREAD_FLAG in _STATE["flags"]
     xla_threads = 1 if single else _STATE["cpus"]
     return {
         "xla_flags": _STATE["flags"],
         "xla_threads": xla_threads,
-        "xla_threads_basis": f"{SINGLE_THREAD_FLAG} in XLA_FLAGS" if single
+        "xla_threads_basis": f"{SINGLE_THREAD_FLAG} in XLA_FLAGS"
+        if single
         else "XLA's CPU pool: the CPUs this process could use when JAX initialised",
         "honoured": xla_threads == threads,
         "jax_initialised_before": already,  # by an earlier backend: its flags hold for this one
@@ -355,11 +369,14 @@ class Backend(base.Backend):
         """Drop finished arrays from the outstanding list (outside the timed region), so that
         calls without a synchronize between them do not keep old gradients alive."""
         self._outstanding = [
-            tree for tree in self._outstanding
+            tree
+            for tree in self._outstanding
             if not all(leaf.is_ready() for leaf in jax.tree.leaves(tree) if isinstance(leaf, jax.Array))
         ]
 
-    def forward_backward(self, images: jax.Array, target: jax.Array, visible: jax.Array, mode: str) -> jax.Array:
+    def forward_backward(
+        self, images: jax.Array, target: jax.Array, visible: jax.Array, mode: str
+    ) -> jax.Array:
         base.check_loss_mode(mode)
         value, grads, self._key = self._step(mode)(self._params, self._key, images, target, visible)
         if self.grads is not None:  # accumulate, as PyTorch and Chainer do without zero_grad()
@@ -396,8 +413,11 @@ class Backend(base.Backend):
             raise RuntimeError("forward_backward() must come first")
         self.params, self._opt_state = self._update(self._params, self.grads, self._opt_state)
         # the donated old parameters and state are deleted: their producers have finished
-        live = [tree for tree in self._outstanding if not any(
-            isinstance(leaf, jax.Array) and leaf.is_deleted() for leaf in jax.tree.leaves(tree))]
+        live = [
+            tree
+            for tree in self._outstanding
+            if not any(isinstance(leaf, jax.Array) and leaf.is_deleted() for leaf in jax.tree.leaves(tree))
+        ]
         self._outstanding = live + [self.params, self._opt_state]
 
     # Neutral optimiser state (see the PyTorch backend): optax's trace is PyTorch's momentum
@@ -420,15 +440,19 @@ class Backend(base.Backend):
             raise RuntimeError("set_optimizer() must come first")
 
         def restored(current: Params, suffix: str) -> Params:
-            return {k: self.to_device(state[f"{k}.{suffix}"]) if f"{k}.{suffix}" in state else v
-                    for k, v in current.items()}
+            return {
+                k: self.to_device(state[f"{k}.{suffix}"]) if f"{k}.{suffix}" in state else v
+                for k, v in current.items()
+            }
 
         parts = []
         for part in self._opt_state:
             if isinstance(part, optax.TraceState):
                 part = part._replace(trace=restored(part.trace, "velocity"))
             elif isinstance(part, optax.ScaleByAdamState):
-                count = jax.device_put(np.int32(state["step"]), self._device) if "step" in state else part.count
+                count = (
+                    jax.device_put(np.int32(state["step"]), self._device) if "step" in state else part.count
+                )
                 part = part._replace(count=count, mu=restored(part.mu, "m"), nu=restored(part.nu, "v"))
             parts.append(part)
         self._opt_state = tuple(parts)
@@ -454,7 +478,8 @@ class Backend(base.Backend):
             "compiler": f"jax.jit -> XLA ({self._device.platform})",
             "persistent_cache_dir": cache_dir,
             "cache": "XLA persistent cache on: a later process may load instead of compiling"
-            if cache_dir else "no persistent cache: every process compiles cold",
+            if cache_dir
+            else "no persistent cache: every process compiles cold",
             "first_call_s": dict(self._first_call_s),
         }
 

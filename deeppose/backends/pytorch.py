@@ -69,9 +69,7 @@ def _neutral_name(torch_name: str) -> str:
 
 
 # --- losses -----------------------------------------------------------------------------
-def masked_mse_autograd(
-    pred: torch.Tensor, target: torch.Tensor, visible: torch.Tensor
-) -> torch.Tensor:
+def masked_mse_autograd(pred: torch.Tensor, target: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
     """Masked MSE from elementary ops; PyTorch's autograd derives the backward."""
     diff = (pred - target).reshape(visible.shape[0], visible.shape[1], 2) * visible.unsqueeze(-1)
     return (diff * diff).sum() / visible.sum().clamp(min=1)
@@ -181,7 +179,9 @@ class Backend(base.Backend):
 
     def export_weights(self) -> dict[str, np.ndarray]:
         params = dict(self._net.named_parameters())
-        return {k: self.to_numpy(params[_torch_name(k)]) for k in spec.weight_shapes(self._net.config.n_joints)}
+        return {
+            k: self.to_numpy(params[_torch_name(k)]) for k in spec.weight_shapes(self._net.config.n_joints)
+        }
 
     @property
     def _net(self) -> DeepPoseNet:
@@ -195,7 +195,9 @@ class Backend(base.Backend):
             return self._net(images)
 
     # --- losses -------------------------------------------------------------------------
-    def loss(self, pred: torch.Tensor, target: torch.Tensor, visible: torch.Tensor, mode: str) -> torch.Tensor:
+    def loss(
+        self, pred: torch.Tensor, target: torch.Tensor, visible: torch.Tensor, mode: str
+    ) -> torch.Tensor:
         base.check_loss_mode(mode)
         return LOSSES[mode](pred, target, visible)
 
@@ -238,7 +240,9 @@ class Backend(base.Backend):
         value.backward()
         return value
 
-    def _train_loss(self, images: torch.Tensor, target: torch.Tensor, visible: torch.Tensor, mode: str) -> torch.Tensor:
+    def _train_loss(
+        self, images: torch.Tensor, target: torch.Tensor, visible: torch.Tensor, mode: str
+    ) -> torch.Tensor:
         """Forward (the network already in train mode) and the loss: the region that the
         pytorch_compile backend hands to torch.compile; backward stays outside it."""
         return LOSSES[mode](self._net(images), target, visible)
@@ -386,6 +390,7 @@ _EVALUATE_PREFIX = "autograd::engine::evaluate_function: "
 
 def _profiler_events(function_events: Any, repeat: int, cuda: bool) -> list[dict[str, Any]]:
     """One raw event per top-level forward call and per autograd node evaluated in backward."""
+
     def seconds(event: Any) -> float:
         if cuda:
             return float(getattr(event, "device_time_total", 0.0)) / 1e6
@@ -394,7 +399,7 @@ def _profiler_events(function_events: Any, repeat: int, cuda: bool) -> list[dict
     def label_of(event: Any) -> str | None:
         while event is not None:
             if event.name.startswith(_RANGE_PREFIX):
-                return event.name[len(_RANGE_PREFIX):]
+                return event.name[len(_RANGE_PREFIX) :]
             event = event.cpu_parent
         return None
 
@@ -421,7 +426,9 @@ def _profiler_events(function_events: Any, repeat: int, cuda: bool) -> list[dict
                 continue
             label = label_of(event)
             name = ("+".join(c.name for c in event.cpu_children) or event.name) if label else event.name
-            raw.append({"repeat": repeat, "phase": "forward", "name": name, "layer": label, "time_s": seconds(event)})
+            raw.append(
+                {"repeat": repeat, "phase": "forward", "name": name, "layer": label, "time_s": seconds(event)}
+            )
         elif is_node(event):
             # the outermost node evaluation (nodes do not nest on one thread, but be safe)
             while parent is not None and not is_node(parent):
@@ -429,10 +436,23 @@ def _profiler_events(function_events: Any, repeat: int, cuda: bool) -> list[dict
             if parent is not None:
                 continue
             layer = layer_of_sequence.get(event.sequence_nr) if event.sequence_nr >= 0 else None
-            raw.append({
-                "repeat": repeat, "phase": "backward", "name": event.name[len(_EVALUATE_PREFIX):],
-                "layer": layer, "time_s": seconds(event),
-            })
+            raw.append(
+                {
+                    "repeat": repeat,
+                    "phase": "backward",
+                    "name": event.name[len(_EVALUATE_PREFIX) :],
+                    "layer": layer,
+                    "time_s": seconds(event),
+                }
+            )
         elif parent is marks[0]:  # e.g. the seed gradient (ones_like) made before the engine starts
-            raw.append({"repeat": repeat, "phase": "backward", "name": event.name, "layer": None, "time_s": seconds(event)})
+            raw.append(
+                {
+                    "repeat": repeat,
+                    "phase": "backward",
+                    "name": event.name,
+                    "layer": None,
+                    "time_s": seconds(event),
+                }
+            )
     return raw

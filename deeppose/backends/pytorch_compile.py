@@ -40,7 +40,9 @@ def _counters() -> dict[str, dict[str, int]]:
     return {group: dict(counters[group]) for group in _COUNTER_GROUPS if group in counters}
 
 
-def _counter_delta(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+def _counter_delta(
+    before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]
+) -> dict[str, dict[str, int]]:
     delta: dict[str, dict[str, int]] = {}
     for group, values in after.items():
         changed = {k: v - before.get(group, {}).get(k, 0) for k, v in values.items()}
@@ -62,14 +64,18 @@ class Backend(pytorch.Backend):
         super().load_weights(weights, config)
         self._compiled = None
 
-    def _train_loss(self, images: torch.Tensor, target: torch.Tensor, visible: torch.Tensor, mode: str) -> torch.Tensor:
+    def _train_loss(
+        self, images: torch.Tensor, target: torch.Tensor, visible: torch.Tensor, mode: str
+    ) -> torch.Tensor:
         if self._compiled is None:
             # the parent's region, bound to this backend; Dynamo specialises on `mode` and dtype
             self._compiled = torch.compile(super()._train_loss, dynamic=False)
         return self._compiled(images, target, visible, mode)
 
     # --- compile time -------------------------------------------------------------------
-    def compile_core(self, images: torch.Tensor, target: torch.Tensor, visible: torch.Tensor, mode: str) -> float:
+    def compile_core(
+        self, images: torch.Tensor, target: torch.Tensor, visible: torch.Tensor, mode: str
+    ) -> float:
         """The first call of a cold Dynamo cache: capture, AOTAutograd, Inductor, one forward +
         backward; synchronised wall time in seconds (see the module docstring for the caches)."""
         base.check_loss_mode(mode)

@@ -96,7 +96,9 @@ def make_batch(
     return Batch(images=images, targets=targets, visible=visible, indices=indices, offsets=offsets)
 
 
-def crop_targets(data: PreparedSet, indices: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def crop_targets(
+    data: PreparedSet, indices: np.ndarray, offsets: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Targets (B, 28) and visibility (B, 14), float32, of samples `indices` cropped at `offsets`."""
     joints = data.joints[indices] - offsets[:, None, :].astype(np.float32)  # (B, 14, 2)
     inside = ((joints >= 0) & (joints < INPUT)).all(axis=2)

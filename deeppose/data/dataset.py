@@ -1,7 +1,7 @@
 """The prepared arrays of one split, as written by `python -m deeppose prepare`.
 
-    data = load_prepared(paths.PREPARED, "train")
-    len(data), data.images.shape   # N, (N, 3, 256, 256) uint8, memory-mapped
+data = load_prepared(paths.PREPARED, "train")
+len(data), data.images.shape   # N, (N, 3, 256, 256) uint8, memory-mapped
 """
 
 from __future__ import annotations

@@ -128,16 +128,23 @@ def content_hash(arrays: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def filtering(arrays: dict[str, np.ndarray], dropped: list[dict[str, Any]], breaking: dict[str, int]) -> dict[str, Any]:
+def filtering(
+    arrays: dict[str, np.ndarray], dropped: list[dict[str, Any]], breaking: dict[str, int]
+) -> dict[str, Any]:
     """Per split, the rules that drop samples and how many they dropped; for the test split also
     how many samples were kept although they break a training rule (`breaking`, by reason) and how
     many have an annotated joint outside the 227 centre crop (scored all the same)."""
     crop = arrays["test_joints"] - CENTER
     annotated = arrays["test_annotated"] > 0.5
     outside = (((crop < 0) | (crop >= INPUT)).any(axis=2) & annotated).any(axis=1)
-    rules = {split: {"drop_rules": list(DROP_RULES[split]), "dropped": sum(d["split"] == split for d in dropped)}
-             for split in SPLITS}  # fmt: skip
-    rules["test"] |= {"kept_breaking_train_rules": breaking, "kept_with_joint_outside_centre_crop": int(outside.sum())}
+    rules = {
+        split: {"drop_rules": list(DROP_RULES[split]), "dropped": sum(d["split"] == split for d in dropped)}
+        for split in SPLITS
+    }
+    rules["test"] |= {
+        "kept_breaking_train_rules": breaking,
+        "kept_with_joint_outside_centre_crop": int(outside.sum()),
+    }
     return rules
 
 
@@ -214,8 +221,12 @@ def prepare(
             "source": source_name,
             "seed": seed,
             "inputs": [
-                {"name": s.name, "path": s.path, "images": len(s.dataset),
-                 **{split: s.splits.count(split) for split in SPLITS}}
+                {
+                    "name": s.name,
+                    "path": s.path,
+                    "images": len(s.dataset),
+                    **{split: s.splits.count(split) for split in SPLITS},
+                }
                 for s in sources
             ],  # fmt: skip
             "crop": {"size": SIZE, "max_span": MAX_SPAN, "input": MAX_SPAN},
@@ -232,7 +243,9 @@ def prepare(
         write_json(tmp / "summary.json", summary)
         if summary_path is not None and summary_provenance is not None:
             record = PrepareSummary.create(**summary, provenance=summary_provenance)
-            commit.enter_context(atomic_path(summary_path)).write_text(json_text(record.to_dict()), encoding="utf-8")
+            commit.enter_context(atomic_path(summary_path)).write_text(
+                json_text(record.to_dict()), encoding="utf-8"
+            )
         if preview_path is not None:
             from deeppose.data.preview import preview_png
 

@@ -29,16 +29,21 @@ TITLE = "DeepPose across frameworks: why does PyTorch train faster than Chainer?
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Inputs and outputs come from deeppose.paths; --baseline names what to compare them with."""
-    parser.add_argument("--baseline", metavar="REV", default=None,
-                        help="add a section on what changed since this git revision (or results folder)")
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        default=None,
+        help="add a section on what changed since this git revision (or results folder)",
+    )
 
 
 def render(results: Results, baseline: str | None = None) -> tuple[Findings, dict[str, bytes], str]:
     """The findings, the figures (file name -> PNG) and report.md; a bad --baseline stops it first."""
     changes = None
     if baseline:
-        found = compare.compare_sides(compare.load_side(baseline, "--baseline"),
-                                      compare.read_side(paths.RESULTS, "working tree"))
+        found = compare.compare_sides(
+            compare.load_side(baseline, "--baseline"), compare.read_side(paths.RESULTS, "working tree")
+        )
         changes = f"{baseline}\n{compare.render_markdown(found)}"
     findings = analyse(results)
     pngs = {file: figures.png(draw) for file, draw in figures.plan(findings, curves(results)).items()}
@@ -49,15 +54,21 @@ def build(params: Params, baseline: str | None = None) -> Findings:
     """Write report.md, summary.json, the DVC files and the figures, all at once."""
     results = load_results(params)
     findings, pngs, text = render(results, baseline)
-    summary = ReportSummary.create(headlines=to_json(findings), stale=results.stale, inputs=results.input_hashes(),
-                                   provenance=provenance.record("report", params))
-    atomic.write_together({
-        paths.report_markdown(): text.encode(),
-        paths.report_summary(): (compact_json(summary.to_dict()) + "\n").encode(),
-        paths.report_headlines(): atomic.json_text(dvc_files.headlines(findings)).encode(),
-        paths.report_curves(): dvc_files.learning_curves(results).encode(),
-        **{paths.report_figures() / file: data for file, data in pngs.items()},
-    })
+    summary = ReportSummary.create(
+        headlines=to_json(findings),
+        stale=results.stale,
+        inputs=results.input_hashes(),
+        provenance=provenance.record("report", params),
+    )
+    atomic.write_together(
+        {
+            paths.report_markdown(): text.encode(),
+            paths.report_summary(): (compact_json(summary.to_dict()) + "\n").encode(),
+            paths.report_headlines(): atomic.json_text(dvc_files.headlines(findings)).encode(),
+            paths.report_curves(): dvc_files.learning_curves(results).encode(),
+            **{paths.report_figures() / file: data for file, data in pngs.items()},
+        }
+    )
     for old in set(paths.report_figures().glob("*.png")) - {paths.report_figures() / file for file in pngs}:
         old.unlink()  # a figure the findings no longer support (its results are gone) must not linger
     return findings
@@ -71,8 +82,10 @@ def compact_json(value: Any, indent: str = "") -> str:
         return flat
     inner = indent + " "
     if isinstance(value, dict):
-        items = [f"{inner}{json.dumps(k, ensure_ascii=False)}: {compact_json(v, inner)}"
-                 for k, v in sorted(value.items())]
+        items = [
+            f"{inner}{json.dumps(k, ensure_ascii=False)}: {compact_json(v, inner)}"
+            for k, v in sorted(value.items())
+        ]
         return "{\n" + ",\n".join(items) + f"\n{indent}}}"
     return "[\n" + ",\n".join(f"{inner}{compact_json(v, inner)}" for v in value) + f"\n{indent}]"
 

@@ -26,12 +26,22 @@ def headlines(findings: Findings) -> dict[str, float]:
     found = {}
     for row in findings.study:
         if row.basis == "training" and row.ours is not None:
-            key = (f"{row.framework}_x_{REFERENCE}" if row.quantity == "per_iteration" else
-                   "explicit_x_autograd" if row.framework == REFERENCE else None)
+            key = (
+                f"{row.framework}_x_{REFERENCE}"
+                if row.quantity == "per_iteration"
+                else "explicit_x_autograd"
+                if row.framework == REFERENCE
+                else None
+            )
             found.update({f"{row.device}_{key}": float(f"{row.ours:.6g}")} if key else {})
     for d in findings.devices:
-        found.update({f"{d.device}_pck_{r.framework}": float(f"{r.scores['pck'].estimate:.6g}")
-                      for r in d.training if r.loss == "autograd" and "pck" in r.scores})
+        found.update(
+            {
+                f"{d.device}_pck_{r.framework}": float(f"{r.scores['pck'].estimate:.6g}")
+                for r in d.training
+                if r.loss == "autograd" and "pck" in r.scores
+            }
+        )
     return dict(sorted(found.items()))
 
 
@@ -43,7 +53,9 @@ def curve_columns(params: Params) -> list[str]:
 def learning_curves(results: Results) -> str:
     """Training loss by iteration, one column per training run of the grid (empty where it has none)."""
     jobs = results.params.train_jobs()
-    losses = {job: {line["iteration"]: line["loss"] for line in results.train[job].iterations} for job in jobs}
+    losses = {
+        job: {line["iteration"]: line["loss"] for line in results.train[job].iterations} for job in jobs
+    }
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([CURVE_X, *curve_columns(results.params)])

@@ -22,18 +22,42 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocat
 
 from deeppose import layer_groups
 from deeppose.report.analysis import REFERENCE, BreakdownBatch, Curve, Device, Findings
-from deeppose.report.fmt import flops, framework_name as name
+from deeppose.report.fmt import flops
+from deeppose.report.fmt import framework_name as name
 
 OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 MODES = {"autograd": ("-", "o"), "explicit": ("--", "s")}  # (line style, marker)
-LAYER_COLOURS = {"conv1": "#08306b", "conv2": "#2171b5", "conv3": "#6baed6", "conv4": "#41ab5d", "conv5": "#a1d99b",
-                 "fc6": "#7f2704", "fc7": "#d55e00", "fc8": "#fdae6b", "relu": "#6a51a3", "pool": "#cc79a7",
-                 "lrn": "#56b4e9", "dropout": "#f0e442", "loss": "#000000", "other": "#999999"}
+LAYER_COLOURS = {
+    "conv1": "#08306b",
+    "conv2": "#2171b5",
+    "conv3": "#6baed6",
+    "conv4": "#41ab5d",
+    "conv5": "#a1d99b",
+    "fc6": "#7f2704",
+    "fc7": "#d55e00",
+    "fc8": "#fdae6b",
+    "relu": "#6a51a3",
+    "pool": "#cc79a7",
+    "lrn": "#56b4e9",
+    "dropout": "#f0e442",
+    "loss": "#000000",
+    "other": "#999999",
+}
 WHITE_TEXT = {"conv1", "conv2", "fc6", "fc7", "relu", "loss"}
-RC = {"figure.dpi": 100, "savefig.dpi": 120, "savefig.facecolor": "white", "font.family": "DejaVu Sans",
-      "font.size": 10,
-      "axes.titlesize": 11, "legend.fontsize": 9, "axes.grid": True, "grid.alpha": 0.35, "grid.linestyle": ":",
-      "lines.linewidth": 1.6, "errorbar.capsize": 3}
+RC = {
+    "figure.dpi": 100,
+    "savefig.dpi": 120,
+    "savefig.facecolor": "white",
+    "font.family": "DejaVu Sans",
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "legend.fontsize": 9,
+    "axes.grid": True,
+    "grid.alpha": 0.35,
+    "grid.linestyle": ":",
+    "lines.linewidth": 1.6,
+    "errorbar.capsize": 3,
+}
 
 
 def colour(framework: str, frameworks: tuple[str, ...]) -> str:
@@ -90,8 +114,16 @@ def learning_curves(f: Findings, d: Device, curves: dict[tuple[str, str, str], C
         c, (line, marker) = colour(r.framework, f.frameworks), MODES.get(r.loss, (":", "^"))
         ax.plot(curve.elapsed_s, curve.loss, color=c, linewidth=0.6, alpha=0.22)
         ax.plot(curve.elapsed_s, curve.smoothed, color=c, linestyle=line)
-        ax.plot(curve.eval_s, curve.eval_loss, linestyle="none", marker=marker, markersize=8, markerfacecolor="white",
-                markeredgecolor=c, markeredgewidth=1.8)
+        ax.plot(
+            curve.eval_s,
+            curve.eval_loss,
+            linestyle="none",
+            marker=marker,
+            markersize=8,
+            markerfacecolor="white",
+            markeredgecolor=c,
+            markeredgewidth=1.8,
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     _log_axis(ax.xaxis, tick_seconds)
@@ -99,13 +131,24 @@ def learning_curves(f: Findings, d: Device, curves: dict[tuple[str, str, str], C
     ax.set_ylabel("loss (masked MSE of coordinates / 227, log scale)")
     ax.set_title(f"Training loss against training time on {d.device} (faint: every iteration)")
     # one entry per framework (colour) and per loss mode (line and marker), not one per run and series
-    handles = [Line2D([], [], color=colour(fw, f.frameworks), label=name(fw))
-               for fw in dict.fromkeys(r.framework for r in d.training)]
+    handles = [
+        Line2D([], [], color=colour(fw, f.frameworks), label=name(fw))
+        for fw in dict.fromkeys(r.framework for r in d.training)
+    ]
     for mode in dict.fromkeys(r.loss for r in d.training):
         line, marker = MODES.get(mode, (":", "^"))
-        handles += [Line2D([], [], color="0.3", linestyle=line, label=f"{mode}: training loss, smoothed"),
-                    Line2D([], [], color="0.3", linestyle="none", marker=marker, markerfacecolor="white",
-                           label=f"{mode}: test loss at an evaluation")]
+        handles += [
+            Line2D([], [], color="0.3", linestyle=line, label=f"{mode}: training loss, smoothed"),
+            Line2D(
+                [],
+                [],
+                color="0.3",
+                linestyle="none",
+                marker=marker,
+                markerfacecolor="white",
+                label=f"{mode}: test loss at an evaluation",
+            ),
+        ]
     figure.legend(handles=handles, loc="outside right upper", frameon=False)
     return figure
 
@@ -122,23 +165,40 @@ def core_times(f: Findings, d: Device) -> Figure:
         low = np.array([c.time.low or c.time.estimate for c in cells])
         high = np.array([c.time.high or c.time.estimate for c in cells])
         line, marker = MODES.get(loss, (":", "^"))
-        left.errorbar([c.batch_size * shift for c in cells], est, yerr=[est - low, high - est],
-                      color=colour(fw, f.frameworks),
-                      linestyle=line, marker=marker, markersize=5, label=f"{name(fw)}, {loss}")
+        left.errorbar(
+            [c.batch_size * shift for c in cells],
+            est,
+            yerr=[est - low, high - est],
+            color=colour(fw, f.frameworks),
+            linestyle=line,
+            marker=marker,
+            markersize=5,
+            label=f"{name(fw)}, {loss}",
+        )
     left.set_yscale("log")
     _log_axis(left.yaxis, tick_seconds)
     left.set_ylabel("forward + loss + backward (log scale)")
     left.set_title("Core-process time (median of blocks, 95 % CI)")
-    for (a, b) in dict.fromkeys((r.a, r.b) for r in d.ratios):
+    for a, b in dict.fromkeys((r.a, r.b) for r in d.ratios):
         fw, loss = a.split("/")
         if b != f"{REFERENCE}/{loss}":
             continue
         points = [(r.batch_size, r.ratio) for r in d.ratios if (r.a, r.b) == (a, b) and r.ratio.estimate]
         est = np.array([i.estimate for _, i in points])
-        err = [est - [i.low or i.estimate for _, i in points], [i.high or i.estimate for _, i in points] - est]
+        err = [
+            est - [i.low or i.estimate for _, i in points],
+            [i.high or i.estimate for _, i in points] - est,
+        ]
         line, marker = MODES.get(loss, (":", "^"))
-        right.errorbar([s for s, _ in points], est, yerr=err, color=colour(fw, f.frameworks), linestyle=line,
-                       marker=marker, markersize=5)
+        right.errorbar(
+            [s for s, _ in points],
+            est,
+            yerr=err,
+            color=colour(fw, f.frameworks),
+            linestyle=line,
+            marker=marker,
+            markersize=5,
+        )
     right.axhline(1.0, color="0.4", linewidth=1, linestyle=":")
     right.set_ylabel("time ratio to PyTorch (90 % CI, paired by round)")
     right.set_title("Ratio to PyTorch (above 1: slower)")
@@ -152,11 +212,19 @@ def _per_batch(f: Findings, d: Device, value: Callable, ylabel: str, title: str)
     figure = _figure(8.5, 4.4)
     ax = figure.add_subplot()
     for fw, loss in dict.fromkeys((c.framework, c.loss) for c in d.cells):
-        points = [(c.batch_size, v) for c in d.cells if (c.framework, c.loss) == (fw, loss) and (v := value(c))]
+        points = [
+            (c.batch_size, v) for c in d.cells if (c.framework, c.loss) == (fw, loss) and (v := value(c))
+        ]
         line, marker = MODES.get(loss, (":", "^"))
         if points:
-            ax.plot(*zip(*points), color=colour(fw, f.frameworks), linestyle=line, marker=marker, markersize=5,
-                    label=f"{name(fw)}, {loss}")
+            ax.plot(
+                *zip(*points),
+                color=colour(fw, f.frameworks),
+                linestyle=line,
+                marker=marker,
+                markersize=5,
+                label=f"{name(fw)}, {loss}",
+            )
     _batch_axis(ax, f.batch_sizes)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -168,23 +236,38 @@ def _peak_line(ax, peak: float | None, right: bool = True) -> None:
     """The best observed kernel rate as a dashed line, its value written on it where no data lie."""
     if peak:
         ax.axhline(peak / 1e9, color="black", linewidth=1.1, linestyle="--")
-        ax.annotate(f"best observed: {flops(peak)}", (0.99 if right else 0.01, peak / 1e9), fontsize=8,
-                    xycoords=("axes fraction", "data"), xytext=(0, 3), textcoords="offset points",
-                    ha="right" if right else "left")
+        ax.annotate(
+            f"best observed: {flops(peak)}",
+            (0.99 if right else 0.01, peak / 1e9),
+            fontsize=8,
+            xycoords=("axes fraction", "data"),
+            xytext=(0, 3),
+            textcoords="offset points",
+            ha="right" if right else "left",
+        )
 
 
 def memory(f: Findings, d: Device) -> Figure:
-    figure = _per_batch(f, d, lambda c: c.memory_bytes and c.memory_bytes / 2**20,
-                        "peak memory above set-up (MiB, log scale)",
-                        f"Memory of one core process on {d.device} (median of blocks)")
+    figure = _per_batch(
+        f,
+        d,
+        lambda c: c.memory_bytes and c.memory_bytes / 2**20,
+        "peak memory above set-up (MiB, log scale)",
+        f"Memory of one core process on {d.device} (median of blocks)",
+    )
     figure.axes[0].set_yscale("log")
     _log_axis(figure.axes[0].yaxis, lambda v: f"{v:g}")
     return figure
 
 
 def achieved(f: Findings, d: Device) -> Figure:
-    figure = _per_batch(f, d, lambda c: c.flops_per_s and c.flops_per_s / 1e9, "achieved GFLOP/s (forward + backward)",
-                        f"Achieved throughput of the core process on {d.device}")
+    figure = _per_batch(
+        f,
+        d,
+        lambda c: c.flops_per_s and c.flops_per_s / 1e9,
+        "achieved GFLOP/s (forward + backward)",
+        f"Achieved throughput of the core process on {d.device}",
+    )
     ax, peak = figure.axes[0], f.setup.peak.best_observed
     _peak_line(ax, peak)
     ax.set_ylim(0, max([peak or 0] + [c.flops_per_s or 0 for c in d.cells]) / 1e9 * 1.15)
@@ -197,7 +280,9 @@ def stacked(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
     for j in b.jobs:
         label = f"{name(j.framework)} · {j.loss}" if len(f.loss_modes) > 1 else name(j.framework)
         for phase in layer_groups.PHASES:
-            rows.append((f"{label} — {phase}", {x.layer: x.time_s * 1e3 for x in j.layers if x.phase == phase}))
+            rows.append(
+                (f"{label} — {phase}", {x.layer: x.time_s * 1e3 for x in j.layers if x.phase == phase})
+            )
         rows.append((f"{label} — overhead", j.overhead_s * 1e3))
     figure = _figure(10, 1.4 + 0.32 * len(rows))
     ax = figure.add_subplot()
@@ -214,10 +299,19 @@ def stacked(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
             if width <= 0:
                 continue
             used += [group] if group not in used else []
-            ax.barh(y, width, left=left, height=0.72, color=LAYER_COLOURS[group], edgecolor="white", linewidth=0.5)
+            ax.barh(
+                y, width, left=left, height=0.72, color=LAYER_COLOURS[group], edgecolor="white", linewidth=0.5
+            )
             if width >= 0.05 * span:
-                ax.text(left + width / 2, y, group, ha="center", va="center", fontsize=7,
-                        color="white" if group in WHITE_TEXT else "black")
+                ax.text(
+                    left + width / 2,
+                    y,
+                    group,
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if group in WHITE_TEXT else "black",
+                )
             left += width
         ax.text(left + 0.01 * span, y, f"{left:.0f} ms", va="center", fontsize=7)
     ax.axvline(0.0, color="black", linewidth=0.8)
@@ -228,7 +322,9 @@ def stacked(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
     ax.set_title(f"Time per layer of one core process ({d.device}, batch {b.batch_size})")
     ax.grid(axis="y", visible=False)
     handles = [Patch(facecolor=LAYER_COLOURS[g], label=g) for g in layer_groups.GROUPS if g in used]
-    handles.append(Patch(facecolor="white", edgecolor="#555555", hatch="///", label="overhead (core − Σ layers)"))
+    handles.append(
+        Patch(facecolor="white", edgecolor="#555555", hatch="///", label="overhead (core − Σ layers)")
+    )
     figure.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
     return figure
 
@@ -244,8 +340,13 @@ def layer_rates(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
         for i, j in enumerate(jobs):
             rates = {r.layer: (r.flops_per_s or 0) / 1e9 for r in j.layers if r.phase == phase}
             heights = [rates.get(layer, 0.0) for layer in layers]
-            ax.bar(x + (i - (len(jobs) - 1) / 2) * width, heights, width=width * 0.95,
-                   color=colour(j.framework, f.frameworks), label=name(j.framework))
+            ax.bar(
+                x + (i - (len(jobs) - 1) / 2) * width,
+                heights,
+                width=width * 0.95,
+                color=colour(j.framework, f.frameworks),
+                label=name(j.framework),
+            )
         _peak_line(ax, f.setup.peak.best_observed)
         ax.set_xticks(x, layers, fontsize=8)
         ax.set_title(phase)
@@ -257,18 +358,31 @@ def layer_rates(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
 
 
 def roofline_figure(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
-    """Each layer's arithmetic intensity against its achieved FLOP/s, under the compute and bandwidth ceilings."""
+    """Each layer's arithmetic intensity against its achieved FLOP/s, under the compute and bandwidth
+    ceilings."""
     peak, bandwidth = f.setup.peak.best_observed, f.setup.peak.bandwidth
     figure = _figure(10, 5.2)
     ax = figure.add_subplot()
     intensity = {(p.layer, p.phase): p.intensity for p in b.roofline}
-    points = [(j.framework, x.phase, intensity[x.layer, x.phase], x.flops_per_s, x.layer)
-              for j in b.jobs if j.loss == b.rate_loss for x in j.layers if (x.layer, x.phase) in intensity]
+    points = [
+        (j.framework, x.phase, intensity[x.layer, x.phase], x.flops_per_s, x.layer)
+        for j in b.jobs
+        if j.loss == b.rate_loss
+        for x in j.layers
+        if (x.layer, x.phase) in intensity
+    ]
     for phase, marker in zip(layer_groups.PHASES, ("o", "^")):
         for fw in dict.fromkeys(p[0] for p in points):
             mine = [p for p in points if p[:2] == (fw, phase)]
-            ax.scatter([p[2] for p in mine], [p[3] / 1e9 for p in mine], marker=marker, s=36,
-                       color=colour(fw, f.frameworks), label=f"{name(fw)}, {phase}", zorder=3)
+            ax.scatter(
+                [p[2] for p in mine],
+                [p[3] / 1e9 for p in mine],
+                marker=marker,
+                s=36,
+                color=colour(fw, f.frameworks),
+                label=f"{name(fw)}, {phase}",
+                zorder=3,
+            )
     ax.set_xscale("log")
     ax.set_yscale("log")
     _log_axis(ax.yaxis, lambda v: f"{v:g}")
@@ -282,16 +396,37 @@ def roofline_figure(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
     forward = sorted({(x, layer) for _, phase, x, _, layer in points if phase == "forward"})
     for k, (x, layer) in enumerate(forward):
         ax.axvline(x, color="0.75", linewidth=0.6, linestyle=":", zorder=1)
-        ax.text(x, 0.02 + 0.045 * (k % 3), layer, transform=ax.get_xaxis_transform(), fontsize=8, ha="center",
-                color="0.2", bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5})
+        ax.text(
+            x,
+            0.02 + 0.045 * (k % 3),
+            layer,
+            transform=ax.get_xaxis_transform(),
+            fontsize=8,
+            ha="center",
+            color="0.2",
+            bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5},
+        )
     _peak_line(ax, peak, right=False)
     if bandwidth:
         xs = np.geomspace(low, min(high, peak / bandwidth) if peak else high, 50)
-        ax.plot(xs, bandwidth * xs / 1e9, color="black", linewidth=1.1, linestyle="-.",
-                label=f"memory bandwidth ceiling, {flops(bandwidth, 'B/s')}")  # in the legend, clear of the points
+        ax.plot(
+            xs,
+            bandwidth * xs / 1e9,
+            color="black",
+            linewidth=1.1,
+            linestyle="-.",
+            label=f"memory bandwidth ceiling, {flops(bandwidth, 'B/s')}",
+        )  # in the legend, clear of the points
     else:
-        ax.text(0.99, 0.02, "memory bandwidth not measured by this run: no bandwidth ceiling", transform=ax.transAxes,
-                ha="right", fontsize=8, color="0.3")
+        ax.text(
+            0.99,
+            0.02,
+            "memory bandwidth not measured by this run: no bandwidth ceiling",
+            transform=ax.transAxes,
+            ha="right",
+            fontsize=8,
+            color="0.3",
+        )
     ax.set_xlim(low, high)
     ax.set_xlabel("arithmetic intensity (FLOP per byte moved, fp32, log scale)")
     ax.set_ylabel("achieved GFLOP/s (log scale)")
@@ -300,7 +435,9 @@ def roofline_figure(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
     return figure
 
 
-def plan(f: Findings, curves: dict[tuple[str, str, str], Curve] | None = None) -> dict[str, Callable[[], Figure]]:
+def plan(
+    f: Findings, curves: dict[tuple[str, str, str], Curve] | None = None
+) -> dict[str, Callable[[], Figure]]:
     """File name -> how to draw it, for every figure the findings (and the learning curves) support."""
     found: dict[str, Callable[[], Figure]] = {}
     for d in f.devices:

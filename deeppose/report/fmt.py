@@ -8,9 +8,20 @@ from collections.abc import Sequence
 
 MISSING = "—"
 DIGITS = 3
-FRAMEWORK_NAMES = {"pytorch": "PyTorch", "chainer": "Chainer", "jax": "JAX", "pytorch_compile": "PyTorch compiled"}
+FRAMEWORK_NAMES = {
+    "pytorch": "PyTorch",
+    "chainer": "Chainer",
+    "jax": "JAX",
+    "pytorch_compile": "PyTorch compiled",
+}
 # (threshold in seconds, unit, seconds per unit), largest first: a value takes the first unit it reaches
-_TIME_UNITS = ((36000.0, "h", 3600.0), (600.0, "min", 60.0), (1.0, "s", 1.0), (1e-3, "ms", 1e-3), (0.0, "µs", 1e-6))
+_TIME_UNITS = (
+    (36000.0, "h", 3600.0),
+    (600.0, "min", 60.0),
+    (1.0, "s", 1.0),
+    (1e-3, "ms", 1e-3),
+    (0.0, "µs", 1e-6),
+)
 
 
 def framework_name(framework: str) -> str:
@@ -47,8 +58,14 @@ def percent(x: float | None) -> str:
 def flops(x: float | None, unit: str = "FLOP/s") -> str:
     if x is None:
         return MISSING
-    scale, prefix = next(((s, p) for s, p in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1.0, ""))
-                          if abs(float(f"{x:.{DIGITS}g}")) >= s), (1.0, ""))
+    scale, prefix = next(
+        (
+            (s, p)
+            for s, p in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1.0, ""))
+            if abs(float(f"{x:.{DIGITS}g}")) >= s
+        ),
+        (1.0, ""),
+    )
     return f"{sig(x / scale)} {prefix}{unit}"
 
 

@@ -17,7 +17,15 @@ from deeppose import paths, provenance
 from deeppose.config import Params
 from deeppose.grid import DEVICES, Job, timing_groups
 from deeppose.results import (
-    BreakdownResult, PeakResult, PrepareSummary, Record, RecordError, StageCost, TimingResult, TrainMetrics, job_id,
+    BreakdownResult,
+    PeakResult,
+    PrepareSummary,
+    Record,
+    RecordError,
+    StageCost,
+    TimingResult,
+    TrainMetrics,
+    job_id,
     log_line,
 )
 
@@ -57,7 +65,9 @@ class Results:
     peak: Loaded
     prepared: Loaded
     off_grid: dict[str, int]  # device outside the grid -> result files found for it (not read)
-    costs: dict[str, list[StageCost | None]] = field(default_factory=dict)  # stage -> per job; None: no record
+    costs: dict[str, list[StageCost | None]] = field(
+        default_factory=dict
+    )  # stage -> per job; None: no record
 
     @property
     def devices(self) -> list[str]:
@@ -76,7 +86,13 @@ class Results:
         return sorted(self.params.raw["grid"]["batch_exponents"])
 
     def everything(self) -> list[Loaded]:
-        return [self.prepared, self.peak, *self.train.values(), *self.timing.values(), *self.breakdown.values()]
+        return [
+            self.prepared,
+            self.peak,
+            *self.train.values(),
+            *self.timing.values(),
+            *self.breakdown.values(),
+        ]
 
     def input_hashes(self) -> dict[str, str]:
         """Content hash of every result file there is to read (relative to the working folder)."""
@@ -86,7 +102,9 @@ class Results:
     @property
     def stale(self) -> dict[str, list[str]]:
         """Result file -> why it does not match the current code or parameters."""
-        return {loaded.path.as_posix(): loaded.stale for loaded in self.everything() if loaded.ok and loaded.stale}
+        return {
+            loaded.path.as_posix(): loaded.stale for loaded in self.everything() if loaded.ok and loaded.stale
+        }
 
 
 def read(kind: type[Record], path: Path, params: Params, job: Job | None = None) -> Loaded:
@@ -100,8 +118,11 @@ def read(kind: type[Record], path: Path, params: Params, job: Job | None = None)
         return Loaded(path, missing=f"unusable: {str(error).removeprefix(f'{path}: ')}")
     recorded = getattr(record, "job", None)
     if job is not None and recorded != job_id(job):
-        return Loaded(path, missing=f"unusable: it holds the result of {recorded.framework}/{recorded.loss}/"
-                      f"{recorded.device} b{recorded.batch_exp}, not of this job")
+        return Loaded(
+            path,
+            missing=f"unusable: it holds the result of {recorded.framework}/{recorded.loss}/"
+            f"{recorded.device} b{recorded.batch_exp}, not of this job",
+        )
     return Loaded(path, record, stale=provenance.stale_reasons(record.provenance, params, job))
 
 
@@ -155,8 +176,11 @@ def _explain_missing(results: dict[Job, Loaded]) -> None:
 def _count_off_grid(devices: list[str]) -> dict[str, int]:
     """Result files on disk for devices the grid leaves out (they are not read)."""
     patterns = ("train/*/*/{}/metrics.json", "time/*/*/{}/b*.json", "breakdown/*/*/{}/b*.json")
-    return {device: sum(len(list(paths.RESULTS.glob(p.format(device)))) for p in patterns)
-            for device in DEVICES if device not in devices}
+    return {
+        device: sum(len(list(paths.RESULTS.glob(p.format(device)))) for p in patterns)
+        for device in DEVICES
+        if device not in devices
+    }
 
 
 def _cost(stage: str, label: str | None) -> StageCost | None:
@@ -185,10 +209,19 @@ def load_results(params: Params) -> Results:
     """Everything the report reads, for every job of `params`' grid (paths relative to the cwd)."""
     train = {job: load_train(params, job) for job in params.train_jobs()}
     timing = {job: read(TimingResult, paths.timing_result(job), params, job) for job in params.timing_jobs()}
-    breakdown = {job: read(BreakdownResult, paths.breakdown_result(job), params, job)
-                 for job in params.breakdown_jobs()}
+    breakdown = {
+        job: read(BreakdownResult, paths.breakdown_result(job), params, job)
+        for job in params.breakdown_jobs()
+    }
     for results in (train, timing, breakdown):
         _explain_missing(results)
-    return Results(params, train, timing, breakdown, read(PeakResult, paths.matmul_peak(), params),
-                   read(PrepareSummary, paths.prepared_summary(), params),
-                   _count_off_grid(list(params.raw["grid"]["devices"])), load_costs(params))
+    return Results(
+        params,
+        train,
+        timing,
+        breakdown,
+        read(PeakResult, paths.matmul_peak(), params),
+        read(PrepareSummary, paths.prepared_summary(), params),
+        _count_off_grid(list(params.raw["grid"]["devices"])),
+        load_costs(params),
+    )

@@ -16,14 +16,37 @@ from deeppose.report import fmt
 from deeppose.report.analysis import ABOUT_ONE, AGREE_WITHIN, CONFIRM_SHARE, LEVEL, Findings
 from deeppose.timing_block import LOSS_REPEATS
 
-HEADINGS = ("Set-up", "Effect of automatic differentiation", "Impact of the network implementation",
-            "Per-layer breakdown of the core process", "Accuracy", "Against the original study", "Summary")
+HEADINGS = (
+    "Set-up",
+    "Effect of automatic differentiation",
+    "Impact of the network implementation",
+    "Per-layer breakdown of the core process",
+    "Accuracy",
+    "Against the original study",
+    "Summary",
+)
 METRICS = {"loss": "test loss", "pcp": "PCP@0.5", "pdj": "PDJ@0.2", "pck": "PCK@0.2"}
-FAIRNESS = ("dtype", "threads", "kernel_library", "kernel_isa", "fp32_math", "runtime_checks", "optimizer_kernel",
-            "allocator")
-CONSTANTS = {"CI": f"{round(LEVEL * 100)} % CI", "COMPARE_CI": f"{round(COMPARE_LEVEL * 100)} % CI",
-             "LOSS_REPEATS": LOSS_REPEATS, "THRESHOLD": THRESHOLD, "CONFIRM_SHARE": CONFIRM_SHARE,
-             "AGREE_WITHIN": AGREE_WITHIN, "ABOUT_ONE": ABOUT_ONE, "METRICS": METRICS, "FAIRNESS": FAIRNESS}
+FAIRNESS = (
+    "dtype",
+    "threads",
+    "kernel_library",
+    "kernel_isa",
+    "fp32_math",
+    "runtime_checks",
+    "optimizer_kernel",
+    "allocator",
+)
+CONSTANTS = {
+    "CI": f"{round(LEVEL * 100)} % CI",
+    "COMPARE_CI": f"{round(COMPARE_LEVEL * 100)} % CI",
+    "LOSS_REPEATS": LOSS_REPEATS,
+    "THRESHOLD": THRESHOLD,
+    "CONFIRM_SHARE": CONFIRM_SHARE,
+    "AGREE_WITHIN": AGREE_WITHIN,
+    "ABOUT_ONE": ABOUT_ONE,
+    "METRICS": METRICS,
+    "FAIRNESS": FAIRNESS,
+}
 
 
 def _cells(values: Iterable[Any]) -> list[Any]:
@@ -76,12 +99,14 @@ def gap(metric: str, gaps: dict[str, Any]) -> str:
     g = gaps.get(metric)
     if g is None:
         return fmt.MISSING
-    shown = format_interval(g.difference) if metric == "loss" else format_interval(g.difference, 100, "points")
+    shown = (
+        format_interval(g.difference) if metric == "loss" else format_interval(g.difference, 100, "points")
+    )
     return f"{shown}: {'beats it' if g.beats else 'does not beat it'}"
 
 
 def arms_title(arms: tuple[str, str]) -> str:
-    """"Chainer / PyTorch, autograd" for a framework ratio, "Chainer explicit / autograd" for a loss one."""
+    """ "Chainer / PyTorch, autograd" for a framework ratio, "Chainer explicit / autograd" for a loss one."""
     (fa, la), (fb, lb) = (arm.split("/") for arm in arms)
     if la == lb:
         return f"{fmt.framework_name(fa)} / {fmt.framework_name(fb)}, {la}"
@@ -115,23 +140,49 @@ def pairs(items: Any, sep: str = ", ") -> str:
 
 
 FILTERS = {
-    "name": fmt.framework_name, "sig": fmt.sig, "seconds": fmt.seconds, "percent": fmt.percent, "flops": fmt.flops,
-    "ms": lambda x, signed=False: fmt.scaled(x, 1e-3, signed), "interval": format_interval, "words": fmt.join_words,
-    "cell": fmt.escape, "flatten": flatten, "anchor": anchor, "score": score, "gap": gap, "arms_title": arms_title,
-    "comparison": comparison, "layer_rate": layer_rate, "by_pair": by_pair, "code": lambda x: f"`{x}`",
+    "name": fmt.framework_name,
+    "sig": fmt.sig,
+    "seconds": fmt.seconds,
+    "percent": fmt.percent,
+    "flops": fmt.flops,
+    "ms": lambda x, signed=False: fmt.scaled(x, 1e-3, signed),
+    "interval": format_interval,
+    "words": fmt.join_words,
+    "cell": fmt.escape,
+    "flatten": flatten,
+    "anchor": anchor,
+    "score": score,
+    "gap": gap,
+    "arms_title": arms_title,
+    "comparison": comparison,
+    "layer_rate": layer_rate,
+    "by_pair": by_pair,
+    "code": lambda x: f"`{x}`",
     "pairs": pairs,
-    "kernels": lambda rates: ", ".join(f"{k.replace('_', ' ')} {fmt.flops(v)}" for k, v in rates.items() if v),
-    "setting": lambda v: v if isinstance(v, str) or v is None else pairs(v) if isinstance(v, dict) else json.dumps(v),
-    "extract": lambda key, mapping: mapping.get(key), "format_with": lambda value, text: text.replace("{}", str(value)),
-    "verdict": lambda v: v.value.replace("_", " "), "arms": lambda r: (r.a, r.b),
+    "kernels": lambda rates: ", ".join(
+        f"{k.replace('_', ' ')} {fmt.flops(v)}" for k, v in rates.items() if v
+    ),
+    "setting": lambda v: (
+        v if isinstance(v, str) or v is None else pairs(v) if isinstance(v, dict) else json.dumps(v)
+    ),
+    "extract": lambda key, mapping: mapping.get(key),
+    "format_with": lambda value, text: text.replace("{}", str(value)),
+    "verdict": lambda v: v.value.replace("_", " "),
+    "arms": lambda r: (r.a, r.b),
     "name_layer": lambda x: f"{fmt.framework_name(x[0])} {x[1]} {x[2]}",
 }
 TESTS = {"beats_all": lambda r: bool(r.gaps) and all(g.beats for g in r.gaps.values())}
 
 
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("deeppose.report", "."), undefined=jinja2.StrictUndefined,
-                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("deeppose.report", "."),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
     env.filters.update(FILTERS)
     env.tests.update(TESTS)
     env.globals.update(CONSTANTS, head=head, row=row)
@@ -143,9 +194,17 @@ def document(f: Findings, figures: set[str], title: str, changes: str | None = N
     opens it as its own section."""
     baseline, _, markdown = (changes or "").partition("\n")
     headings = ([f"Changes since {baseline}"] if changes else []) + list(HEADINGS)
-    text = _environment().get_template("report.md.j2").render(
-        f=f, figures=figures, title=title, headings=headings,
-        changes={"baseline": baseline, "markdown": markdown.strip()} if changes else None)
+    text = (
+        _environment()
+        .get_template("report.md.j2")
+        .render(
+            f=f,
+            figures=figures,
+            title=title,
+            headings=headings,
+            changes={"baseline": baseline, "markdown": markdown.strip()} if changes else None,
+        )
+    )
     text = re.sub(r"[ \t]+\n", "\n", text)
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
 
@@ -154,5 +213,5 @@ def section(heading: str, f: Findings, figures: set[str]) -> str:
     """One section's body (e.g. "Per-layer breakdown of the core process"), as the whole report has it."""
     text = document(f, figures, "")
     start = re.search(rf"^## \d+\. {re.escape(heading)}\n", text, flags=re.M)
-    stop = re.search(r"^## ", text[start.end():], flags=re.M)
-    return text[start.end(): start.end() + stop.start() if stop else None].strip() + "\n"
+    stop = re.search(r"^## ", text[start.end() :], flags=re.M)
+    return text[start.end() : start.end() + stop.start() if stop else None].strip() + "\n"
