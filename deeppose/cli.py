@@ -11,7 +11,8 @@ machine refuses to read or write (permissions, a full or read-only disk), naming
     python -m deeppose train --framework pytorch --loss autograd --device cpu
     python -m deeppose time --framework chainer --loss explicit --device cpu --batch-exp 3
     python -m deeppose report
-    python -m deeppose status          # stale results, without running anything
+    python -m deeppose status          # stale results, without running anything (--check: exit 1)
+    python -m deeppose fingerprint     # refresh the engines' fingerprints (before `dvc status`)
     python -m deeppose dvc-yaml        # regenerate dvc.yaml from the stage table
     python -m deeppose compare main HEAD   # what a change did to the results (exit 1 on request)
 """
@@ -29,7 +30,8 @@ from deeppose.errors import DeepPoseError
 
 # Tools beside the pipeline's stages (deeppose.stages): command -> (module, one-line help)
 TOOLS: dict[str, tuple[str, str]] = {
-    "status": ("deeppose.status", "list results that no longer match the code or parameters"),
+    "status": ("deeppose.status", "list results that no longer match the code, parameters or machine"),
+    "fingerprint": ("deeppose.fingerprint", "update the code and machine fingerprints both engines read"),
     "dvc-yaml": ("deeppose.dvc_yaml", "write dvc.yaml from the stage table"),
     "time-block": ("deeppose.timing_block", "one timing block (the `time` stage's child process)"),
     "compare": ("deeppose.compare", "which changes between two revisions' results are real"),

@@ -57,13 +57,15 @@ from typing import Any
 
 import numpy as np
 
-from deeppose import compare_stats, paths
+from deeppose import compare_stats, fmt, paths
+from deeppose.asymmetries import asymmetries
 from deeppose.blocks import twin, usable
 from deeppose.compare_stats import (
     LEVEL,
     THRESHOLD,
     Interval,
     Verdict,
+    as_blocks,
     format_interval,
     newcombe_difference,
     unpaired_ratio,
@@ -71,12 +73,16 @@ from deeppose.compare_stats import (
     wilson_interval,
 )
 from deeppose.errors import DeepPoseError
-from deeppose.fairness import asymmetries
-from deeppose.grid import Job
-from deeppose.report import fmt
-from deeppose.report.analysis import REFERENCE, as_blocks
-from deeppose.report.load import read_log
-from deeppose.results import BreakdownResult, PeakResult, Record, RecordError, TimingResult, TrainMetrics
+from deeppose.grid import REFERENCE, Job
+from deeppose.results import (
+    BreakdownResult,
+    PeakResult,
+    Record,
+    RecordError,
+    TimingResult,
+    TrainMetrics,
+    read_log,
+)
 
 MIN_GROUP = 3  # cells a group needs before the median of their ratios can stand for the machine's shift
 TRAIN_BLOCKS = 8  # a training run's iterations, cut into this many consecutive blocks

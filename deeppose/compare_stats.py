@@ -52,9 +52,10 @@ from enum import Enum
 import numpy as np
 from scipy import stats as scipy_stats
 
-from deeppose.blocks import Block, final, interfered, twin
+from deeppose.blocks import Block, Interference, final, interfered, twin
+from deeppose.results import BlockRecord
+from deeppose.stats import LEVEL, Interval, positive_times, t_half_width
 
-LEVEL = 0.95  # intervals of a cell's time
 COMPARE_LEVEL = 0.90  # intervals of comparisons, the ones verdicts read (see the module docstring)
 ROUNDS = 8  # blocks per cell (timing.blocks), each round one block of every arm
 REPEATS = 6  # timed samples per block (timing.repeats)
@@ -73,66 +74,14 @@ class Verdict(str, Enum):
     TOO_FEW_BLOCKS = "too_few_blocks"  # fewer than two usable rounds: no interval at all
 
 
-@dataclass(frozen=True)
-class Interval:
-    """An estimate with its interval (None when one block cannot give one) and how it was made.
-    Never NaN, so that `dataclasses.asdict` of any result here is strict JSON."""
-
-    estimate: float | None  # None only when no block at all was usable
-    low: float | None
-    high: float | None
-    n: int  # blocks (cell) or rounds (comparison) it rests on
-    level: float
-    method: str
-
-    @property
-    def half_width(self) -> float | None:
-        return None if self.low is None or self.high is None else (self.high - self.low) / 2
-
-    def excludes(self, value: float) -> bool:
-        return self.low is not None and self.high is not None and not self.low <= value <= self.high
-
-
-# --- the t machinery, on logs ---------------------------------------------------------------
-def _t_half_width(values: np.ndarray, level: float) -> float:
-    return float(
-        scipy_stats.t.ppf(0.5 + level / 2, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size)
-    )
-
-
-def _positive(values: Sequence[float], what: str) -> np.ndarray:
-    x = np.asarray(values, dtype=np.float64)
-    if x.ndim != 1 or x.size == 0 or not np.all(np.isfinite(x)) or np.any(x <= 0):
-        raise ValueError(f"{what} must be a non-empty sequence of positive finite times, got {values!r}")
-    return x
-
-
-def cell_estimate(block_medians: Sequence[float], level: float = LEVEL) -> Interval:
-    """A cell's time: the median of its block medians, with a t-interval of the log block medians
-    (the interval is centred on their geometric mean, which sits beside the median)."""
-    x = _positive(block_medians, "block medians")
-    estimate = float(np.median(x))
-    if x.size < 2:
-        return Interval(estimate, None, None, 1, level, "one block: no interval")
-    logs = np.log(x)
-    half = _t_half_width(logs, level)
-    centre = float(logs.mean())
-    return Interval(
-        estimate,
-        math.exp(centre - half),
-        math.exp(centre + half),
-        int(x.size),
-        level,
-        "student t on log block medians",
-    )
-
-
 def _paired_logs(a: Mapping[int, float], b: Mapping[int, float]) -> np.ndarray:
     """log(a_r) - log(b_r) over the rounds r both arms have."""
     rounds = sorted(set(a) & set(b))
     if not rounds:
         raise ValueError("the two arms share no round")
-    return np.log(_positive([a[r] for r in rounds], "a")) - np.log(_positive([b[r] for r in rounds], "b"))
+    return np.log(positive_times([a[r] for r in rounds], "a")) - np.log(
+        positive_times([b[r] for r in rounds], "b")
+    )
 
 
 def paired_ratio(
@@ -147,7 +96,7 @@ def paired_ratio(
     if d.size < 2:
         return Interval(estimate, None, None, 1, level, "one round: no interval")
     if method == "t":
-        half = _t_half_width(d, level)
+        half = t_half_width(d, level)
         low, high = d.mean() - half, d.mean() + half
         name = "paired student t on log ratios"
     else:
@@ -166,7 +115,7 @@ def paired_ratio(
 
 def welch_ratio(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> Interval:
     """Ratio of geometric means of two unpaired sets of block medians, Welch's t-interval on logs."""
-    la, lb = np.log(_positive(a, "a")), np.log(_positive(b, "b"))
+    la, lb = np.log(positive_times(a, "a")), np.log(positive_times(b, "b"))
     estimate = math.exp(float(la.mean() - lb.mean()))
     if la.size < 2 or lb.size < 2:
         return Interval(estimate, None, None, min(la.size, lb.size), level, "one block: no interval")
@@ -223,7 +172,7 @@ def hodges_lehmann_ratio(a: Sequence[float], b: Sequence[float], level: float = 
     Rank-based, so one silent outlier block (a disturbance /proc/stat did not see) moves neither the
     estimate nor the interval much; Welch's interval on logs widens and centres on it (asv compares
     runs with Mann-Whitney for the same reason)."""
-    la, lb = np.log(_positive(a, "a")), np.log(_positive(b, "b"))
+    la, lb = np.log(positive_times(a, "a")), np.log(positive_times(b, "b"))
     pairs = np.sort((la[:, None] - lb[None, :]).ravel())
     estimate = math.exp(float(np.median(pairs)))
     n = int(min(la.size, lb.size))
@@ -283,7 +232,7 @@ def paired_difference(a: Mapping[int, float], b: Mapping[int, float], level: flo
     d = np.array([a[r] - b[r] for r in rounds], dtype=np.float64)
     if d.size < 2:
         return Interval(float(d[0]), None, None, 1, level, "one round: no interval")
-    half = _t_half_width(d, level)
+    half = t_half_width(d, level)
     return Interval(
         float(d.mean()),
         float(d.mean() - half),
@@ -318,6 +267,31 @@ class Comparison:
     verdict: Verdict
     rounds_used: tuple[int, ...]
     rounds_dropped: tuple[int, ...]  # a block of either arm in that round was disturbed
+
+
+def as_blocks(records: list[BlockRecord], cell: str, series: str = "samples_s") -> list[Block]:
+    """Records back as deeppose.blocks.Block with `series` (core, loss or update times) as samples,
+    so that deeppose.compare_stats applies its rules to what was stored."""
+    return [
+        Block(
+            round=r.round,
+            position=r.position,
+            arm=r.arm,
+            cell=cell,
+            attempt=r.attempt,
+            samples_s=tuple(getattr(r, series)),
+            warmup_s=tuple(r.warmup_s),
+            started_at=r.started_at,
+            ended_at=r.ended_at,
+            interference=Interference(
+                **{**r.interference.to_dict(), "load_before": tuple(r.interference.load_before)}
+            ),
+            disturbed=r.disturbed,
+            reasons=tuple(r.reasons),
+        )
+        for r in records
+        if getattr(r, series)
+    ]
 
 
 def block_medians(blocks: Sequence[Block], arm: str) -> dict[int, float]:

@@ -5,8 +5,10 @@
 
 Jobs of a framework-specific stage form one matrix stage per framework
 (`breakdown-chainer@autograd-cpu-3`): its loss modes, devices and batch exponents come from
-params.yaml at `dvc repro` time, while its code dependencies are that framework's own (its backend
-module and what it imports), so editing one backend reruns only that framework's jobs. A timing
+params.yaml at `dvc repro` time, while its code dependency is that framework's own fingerprint file
+(deeppose.provenance: its backend module and what it imports, and the machine), so editing one
+backend reruns only that framework's jobs. The `fingerprint` stage, always run first, keeps those
+files current. A timing
 group measures every framework x loss mode together, so `time` is one matrix stage over devices and
 batch exponents whose outputs name every cell. Changing `grid.frameworks` or `grid.loss_modes`
 needs this command again, and so does changing `grid.devices` (the columns of the learning-curve
@@ -26,7 +28,7 @@ from deeppose.atomic import write_text
 from deeppose.config import Params, load_params
 from deeppose.errors import DeepPoseError
 from deeppose.grid import NO_BREAKDOWN, Group, Job
-from deeppose.provenance import code_files
+from deeppose.provenance import fingerprint_jobs, fingerprint_name
 from deeppose.report import dvc_files
 from deeppose.stages import STAGES, Stage, command
 
@@ -37,7 +39,10 @@ HEADER = (
     "# Small results are kept in git (cache: false); the datasets and checkpoints go to the DVC cache.\n"
 )
 PARAMS_FILE = "params.yaml"  # DVC's default parameter file, which `params:` below refers to
-GIT_TRACKED = (paths.RESULTS, paths.REPORTS)  # outputs kept in git rather than the DVC cache
+GIT_TRACKED = (paths.RESULTS, paths.REPORTS)
+# The first stage, run on every `dvc repro`: it rewrites a stage's fingerprint only when the code that
+# stage runs or the machine changed (deeppose.provenance), and the stages depend on those files
+FINGERPRINT = "fingerprint"  # outputs kept in git rather than the DVC cache
 
 
 def _in_git(path: Path) -> bool:
@@ -60,7 +65,8 @@ def _outs(stage: Stage, job: Job | Group | None) -> dict[str, list[Any]]:
 
 
 def _entry(stage: Stage, job: Job | Group | None, code_job: Job | Group | None) -> dict[str, Any]:
-    deps = [p.as_posix() for p in stage.inputs] + code_files(stage, code_job)
+    fingerprint = paths.fingerprint(fingerprint_name(stage, code_job)).as_posix()
+    deps = [p.as_posix() for p in stage.inputs] + [fingerprint]
     if stage.reads_results:
         deps.insert(0, paths.RESULTS.as_posix())
     return {
@@ -73,8 +79,16 @@ def _entry(stage: Stage, job: Job | Group | None, code_job: Job | Group | None) 
 
 def generate(params: Params) -> dict[str, Any]:
     """dvc.yaml's content for `params`' frameworks."""
-    stages: dict[str, Any] = {}
     grid = params.raw["grid"]
+    stages: dict[str, Any] = {
+        FINGERPRINT: {
+            "cmd": f"python -m deeppose fingerprint --params {PARAMS_FILE}",
+            "always_changed": True,
+            "outs": [
+                {paths.fingerprint(name).as_posix(): {"cache": False}} for name in fingerprint_jobs(params)
+            ],
+        }
+    }
     for stage in STAGES.values():
         if stage.jobs is None:
             stages[stage.name] = _entry(stage, None, None)

@@ -23,6 +23,7 @@ FRAMEWORK_MODULES: dict[str, str] = {
     "pytorch_compile": "deeppose.backends.pytorch_compile",
 }
 FRAMEWORKS: tuple[str, ...] = tuple(FRAMEWORK_MODULES)
+REFERENCE = "pytorch"  # framework ratios are <framework> / PyTorch, as in the study
 # frameworks whose kernels span layers, so that no per-layer breakdown exists -> why (the report says it)
 NO_BREAKDOWN: dict[str, str] = {
     "jax": "XLA fuses operations across layers, so no time belongs to one layer",

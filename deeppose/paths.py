@@ -65,6 +65,12 @@ def matmul_peak() -> Path:
     return RESULTS / "machine" / "matmul_peak.json"
 
 
+def fingerprint(name: str) -> Path:
+    """A stage's (or one framework's jobs of a stage's) code and machine fingerprint, which both
+    engines depend on instead of the code files (deeppose.provenance)."""
+    return RESULTS / "fingerprints" / f"{name}.json"
+
+
 def stage_cost(stage: str, job_label: str | None) -> Path:
     """The wall time, CPU time and memory of one job of a stage (a `StageCost`)."""
     return RESULTS / "cost" / stage / f"{job_label or stage}.json"

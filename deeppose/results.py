@@ -23,8 +23,9 @@ from typing import Any, ClassVar, TypeVar
 from deeppose.atomic import write_json
 from deeppose.errors import DeepPoseError
 
-SCHEMA_VERSION = 3  # 2: peak ceilings, per-optimiser update times, per-image PDJ/PCK; 3: scored joints,
-# the data filtering, lock waits in costs
+SCHEMA_VERSION = 4  # 2: peak ceilings, per-optimiser update times, per-image PDJ/PCK; 3: scored joints,
+# the data filtering, lock waits in costs; 4: provenance keeps code hashes without docstrings and
+# comments, the byte hashes beside them, and the machine
 
 R = TypeVar("R", bound="Record")
 
@@ -188,13 +189,16 @@ class Record:
 # --- parts ----------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Provenance(Record):
-    """What produced a result: the content hash of every file of code it ran, and the values of
-    the parameters it read (see deeppose.provenance)."""
+    """What produced a result: a hash of every file of code it ran, the values of the parameters
+    it read, and for a measurement the machine (see deeppose.provenance)."""
 
     stage: str
-    code: dict[str, str]  # project-relative path -> sha256 of its content
+    code: dict[str, str]  # project-relative path -> sha256 of its behaviour (docstrings, comments and
+    # formatting left out): what staleness compares
+    code_bytes: dict[str, str]  # path -> sha256 of its bytes, for forensics only
     params: dict[str, Any]  # dotted parameter key -> value read
     params_file: str
+    machine: dict[str, Any] | None  # deeppose.machine.fingerprint(); None for stages that measure nothing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -353,6 +357,7 @@ class TimingResult(Record):
     warmup: int
     repeats: int  # samples per block
     rounds: int  # blocks per arm (timing.blocks)
+    loss_repeats: int  # runs of the loss alone per block (loss_s)
     seed: int
     schedule_seed: int  # the group's block order
     input: str
@@ -452,3 +457,25 @@ class StageCost(Record):
 
 def job_id(job: Any) -> JobId:
     return JobId(job.framework, job.loss, job.device, None if job.batch_exp is None else int(job.batch_exp))
+
+
+def read_log(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """Iteration records, eval records and problems from a log.jsonl (bad lines are skipped)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return [], [], [f"{path}: missing (no learning curve; per-iteration times from metrics.json)"]
+    except (OSError, UnicodeDecodeError) as error:
+        return [], [], [f"{path}: unreadable ({type(error).__name__})"]
+    iterations, evals, bad = [], [], []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            entry = log_line(json.loads(line), f"{path} line {number}").to_dict()
+        except (ValueError, RecordError) as error:
+            bad.append(str(error))
+            continue
+        (iterations if entry["kind"] == "iteration" else evals).append(entry)
+    problems = [f"{path}: {len(bad)} unreadable line(s) skipped (first: {bad[0]})"] if bad else []
+    return iterations, evals, problems

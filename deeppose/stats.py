@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import stats as scipy_stats
 
 NOISY_IQR_OVER_MEDIAN = 0.10  # a measurement whose IQR exceeds 10% of its median is flagged
 BOOTSTRAP_RESAMPLES = 2000
@@ -114,3 +116,61 @@ def describe(
         "iqr_over_median": ratio,
         "noisy": bool(ratio is not None and ratio > NOISY_IQR_OVER_MEDIAN),
     }
+
+
+# --- a cell's time and its interval, from block medians (deeppose.compare_stats builds on these) ---
+LEVEL = 0.95  # intervals of a cell's time
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An estimate with its interval (None when one block cannot give one) and how it was made.
+    Never NaN, so that `dataclasses.asdict` of any result here is strict JSON."""
+
+    estimate: float | None  # None only when no block at all was usable
+    low: float | None
+    high: float | None
+    n: int  # blocks (cell) or rounds (comparison) it rests on
+    level: float
+    method: str
+
+    @property
+    def half_width(self) -> float | None:
+        return None if self.low is None or self.high is None else (self.high - self.low) / 2
+
+    def excludes(self, value: float) -> bool:
+        return self.low is not None and self.high is not None and not self.low <= value <= self.high
+
+
+# --- the t machinery, on logs ---------------------------------------------------------------
+def t_half_width(values: np.ndarray, level: float) -> float:
+    return float(
+        scipy_stats.t.ppf(0.5 + level / 2, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size)
+    )
+
+
+def positive_times(values: Sequence[float], what: str) -> np.ndarray:
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 1 or x.size == 0 or not np.all(np.isfinite(x)) or np.any(x <= 0):
+        raise ValueError(f"{what} must be a non-empty sequence of positive finite times, got {values!r}")
+    return x
+
+
+def cell_estimate(block_medians: Sequence[float], level: float = LEVEL) -> Interval:
+    """A cell's time: the median of its block medians, with a t-interval of the log block medians
+    (the interval is centred on their geometric mean, which sits beside the median)."""
+    x = positive_times(block_medians, "block medians")
+    estimate = float(np.median(x))
+    if x.size < 2:
+        return Interval(estimate, None, None, 1, level, "one block: no interval")
+    logs = np.log(x)
+    half = t_half_width(logs, level)
+    centre = float(logs.mean())
+    return Interval(
+        estimate,
+        math.exp(centre - half),
+        math.exp(centre + half),
+        int(x.size),
+        level,
+        "student t on log block medians",
+    )

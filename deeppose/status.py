@@ -1,10 +1,12 @@
 """`python -m deeppose status`: which results no longer match the code and parameters.
 
-    python -m deeppose status
+    python -m deeppose status            # list them
+    python -m deeppose status --check    # and exit 1 when anything is stale or missing (for CI)
 
-Runs nothing. Every result records the content hash of the code it ran and the parameter values it
-read (deeppose.provenance); a result is stale when the tree would now record something else. Missing
-and unreadable results are listed too, each with its reason.
+Runs nothing. Every result records what its code does, the parameter values it read and, for a
+measurement, the machine (deeppose.provenance); a result is stale when this tree on this machine
+would now record something else. Missing and unreadable results are listed too, each with its
+reason, and so are fingerprint files that `dvc status` would read out of date.
 """
 
 from __future__ import annotations
@@ -12,16 +14,31 @@ from __future__ import annotations
 import argparse
 
 from deeppose import paths, provenance
-from deeppose.config import load_params
+from deeppose.config import Params, load_params
 from deeppose.report.load import load_results
 from deeppose.results import RecordError, ReportSummary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """No options beyond --params."""
+    parser.add_argument(
+        "--check", action="store_true", help="exit with status 1 when any result is stale or missing"
+    )
 
 
-def run(args: argparse.Namespace) -> None:
+def _outdated_fingerprints(params: Params) -> list[str]:
+    outdated = []
+    for name, (stage, job) in provenance.fingerprint_jobs(params).items():
+        path = paths.fingerprint(name)
+        try:
+            current = path.read_text(encoding="utf-8")
+        except OSError:
+            current = None
+        if current != provenance.fingerprint_text(stage, job):
+            outdated.append(f"outdated {path}: run `python -m deeppose fingerprint` before `dvc status`")
+    return outdated
+
+
+def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     results = load_results(params)
     lines = [f"stale {path}: {'; '.join(reasons)}" for path, reasons in sorted(results.stale.items())]
@@ -36,4 +53,6 @@ def run(args: argparse.Namespace) -> None:
         lines += [f"stale {paths.report_summary()}: {'; '.join(reasons)}"] if reasons else []
     except RecordError as error:
         lines.append(f"missing {paths.report_summary()}: {error}")
+    lines += _outdated_fingerprints(params)
     print("\n".join(lines) if lines else f"every result of {params.path} is current")
+    return 1 if lines and args.check else 0

@@ -31,7 +31,6 @@ from deeppose import paths, provenance
 from deeppose.atomic import json_text, write_together
 from deeppose.block_server import server_launch
 from deeppose.blocks import Block, Launch, arms_with_control, interfered, run_blocks, schedule, twin, usable
-from deeppose.compare_stats import cell_estimate
 from deeppose.config import Params, load_params
 from deeppose.core import check_memory, job_header
 from deeppose.environment import describe as describe_environment
@@ -40,6 +39,8 @@ from deeppose.grid import DEVICES, Group, Job, check_job
 from deeppose.lock import measurement_lock
 from deeppose.model import total_flops
 from deeppose.results import BlockRecord, IntervalRecord, TimingResult
+from deeppose.stats import cell_estimate
+from deeppose.timing_block import LOSS_REPEATS
 
 BLOCK_TIMEOUT_S = 1800  # a block of AlexNet at batch 4096 on a slow CPU; beyond it, something hangs
 
@@ -158,6 +159,7 @@ def time_group(
         results[job] = TimingResult.create(
             **job_header(params, job, synthetic, int(timing["warmup"]), int(timing["repeats"])),
             rounds=int(timing["blocks"]),
+            loss_repeats=LOSS_REPEATS,
             schedule_seed=seed,
             group=cells,
             control=control,

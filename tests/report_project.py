@@ -294,6 +294,7 @@ def write_timing(params: Params, job: Job) -> None:
         warmup=1,
         repeats=3,
         rounds=ROUNDS,
+        loss_repeats=200,
         seed=0,
         schedule_seed=7,
         input="random",

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 
 import pytest
+from tiny_datasets import write_params
 
 from deeppose import cli, cost, paths
 from deeppose.config import load_params
-from deeppose.data.testing import write_params
 from deeppose.report.load import load_costs
 from deeppose.results import StageCost
 from deeppose.stages import STAGES, job_label

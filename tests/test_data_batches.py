@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tiny_datasets import write_tiny_prepared
 
 from deeppose.data.batches import (
     CENTER,
@@ -16,7 +17,6 @@ from deeppose.data.batches import (
     make_batch,
 )
 from deeppose.data.dataset import PreparedSet, load_prepared
-from deeppose.data.testing import write_tiny_prepared
 from deeppose.errors import DeepPoseError
 
 

@@ -6,10 +6,10 @@ import zipfile
 
 import numpy as np
 import pytest
+from tiny_datasets import write_lsp_folder, zip_folder
 
 from deeppose.data.lsp import read_lsp, read_lspet
 from deeppose.data.synthetic import mat_bytes
-from deeppose.data.testing import write_lsp_folder, zip_folder
 from deeppose.errors import DeepPoseError
 
 

@@ -7,11 +7,11 @@ import zipfile
 
 import numpy as np
 import pytest
+from tiny_datasets import MARK, write_lsp_folder, write_params, zip_folder
 
 from deeppose import cli, paths
 from deeppose.data.dataset import load_prepared
 from deeppose.data.prepare import ARRAYS, content_hash, crop_image, crop_origin
-from deeppose.data.testing import MARK, write_lsp_folder, write_params, zip_folder
 from deeppose.results import SCHEMA_VERSION, PrepareSummary
 
 

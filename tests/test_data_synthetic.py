@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 import scipy.io
+from tiny_datasets import write_params
 
 from deeppose import cli, paths
 from deeppose.data import synthetic
 from deeppose.data.dataset import load_prepared
 from deeppose.data.lsp import read_lsp
 from deeppose.data.synthetic import render_sample, synthesize
-from deeppose.data.testing import write_params
 
 
 def files(folder):

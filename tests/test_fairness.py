@@ -1,4 +1,5 @@
-"""deeppose.fairness: manifests (hand-made and one real collection) and their asymmetries."""
+"""deeppose.fairness and deeppose.asymmetries: manifests (hand-made and one real collection) and their
+asymmetries."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 
 import pytest
 
-from deeppose import fairness
+from deeppose import asymmetries, fairness
 
 CPUINFO = """processor\t: 0
 vendor_id\t: AuthenticAMD
@@ -114,7 +115,7 @@ def test_asymmetries_name_each_differing_field_and_what_it_biases() -> None:
     chainer = manifest("chainer", runtime_checks=True)
     chainer["env"]["OPENBLAS_CORETYPE"] = "Haswell"
     chainer["chainer"] = {"type_check": True}
-    found = {a.field: a for a in fairness.asymmetries({"pytorch/cpu": pytorch, "chainer/cpu": chainer})}
+    found = {a.field: a for a in asymmetries.asymmetries({"pytorch/cpu": pytorch, "chainer/cpu": chainer})}
     assert set(found) == {
         "common.kernel_library",
         "common.kernel_isa",
@@ -127,15 +128,15 @@ def test_asymmetries_name_each_differing_field_and_what_it_biases() -> None:
     assert found["env.OPENBLAS_CORETYPE"].values == {"pytorch/cpu": None, "chainer/cpu": "Haswell"}
     assert "small batches" in found["common.runtime_checks"].may_bias
     # identical manifests: nothing to report; a second machine: everything about the CPU
-    assert fairness.asymmetries({"a": pytorch, "b": copy.deepcopy(pytorch)}) == []
+    assert asymmetries.asymmetries({"a": pytorch, "b": copy.deepcopy(pytorch)}) == []
     elsewhere = copy.deepcopy(pytorch)
     elsewhere["cpu"]["model"] = "Intel Xeon"
-    (moved,) = fairness.asymmetries({"here": pytorch, "there": elsewhere})
+    (moved,) = asymmetries.asymmetries({"here": pytorch, "there": elsewhere})
     assert moved.field == "cpu.model" and "different machines" in moved.may_bias
 
 
 def test_asymmetries_pair_only_the_manifests_that_differ() -> None:
-    found = fairness.asymmetries(
+    found = asymmetries.asymmetries(
         {
             "pytorch/cpu": manifest("pytorch", threads=2),
             "chainer/cpu": manifest("chainer", threads=2),
@@ -162,7 +163,7 @@ def test_real_collection_of_both_frameworks() -> None:
     assert (
         pytorch["cpu"]["model"] and manifests["numpy/cpu"]["common"]["kernel_library"] == "numpy + OpenBLAS"
     )
-    found = {a.field for a in fairness.asymmetries(manifests)}
+    found = {a.field for a in asymmetries.asymmetries(manifests)}
     assert "common.runtime_checks" in found  # Chainer type-checks every call by default; PyTorch does not
     assert not any(field.startswith(("cpu.", "device")) for field in found)  # one machine, one device
     with pytest.raises(ValueError, match="allowed"):

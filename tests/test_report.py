@@ -476,7 +476,7 @@ def test_partial_and_broken_results(tmp_path, monkeypatch):
     ],
 )
 def test_formatting(function, value, text):
-    from deeppose.report import fmt
+    from deeppose import fmt
 
     assert getattr(fmt, function)(value) == text
 
@@ -543,8 +543,8 @@ def test_a_nan_timing_sample_sets_its_result_aside_with_the_sample_named(tmp_pat
 def test_four_frameworks_build_with_compile_break_even_and_no_invented_breakdown(tmp_path, monkeypatch):
     """JAX and compiled PyTorch in every table and figure; their compile time against eager PyTorch;
     no per-layer breakdown for them (their compilers fuse across layers): said, not invented."""
+    from deeppose import fmt
     from deeppose.grid import NO_BREAKDOWN
-    from deeppose.report import fmt
     from deeppose.report.analysis import StudyVerdict
 
     root = make_project(tmp_path, devices=("cpu",), frameworks=report_project.ALL_FRAMEWORKS)

@@ -3,13 +3,14 @@ staleness, the stage table's code dependencies."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-from deeppose import provenance, results
+from deeppose import machine, provenance, results
 from deeppose.config import load_params
 from deeppose.grid import DEVICES, LOSS_MODES, MAX_BATCH_EXP, OPTIMIZERS, Group, Job
 from deeppose.stages import STAGES
@@ -95,6 +96,7 @@ def examples() -> dict[type, results.Record]:
             warmup=1,
             repeats=2,
             rounds=1,
+            loss_repeats=4,
             seed=0,
             schedule_seed=3,
             input="synthetic",
@@ -210,11 +212,10 @@ def test_stale_reasons_name_the_changed_file_and_parameter():
     job = Job("chainer", "autograd", "cpu", 1)
     recorded = provenance.record("breakdown", p, job)
     assert provenance.stale_reasons(recorded, p, job) == []
-    older = results.Provenance(
-        stage="breakdown",
+    older = dataclasses.replace(
+        recorded,
         code={**recorded.code, "deeppose/backends/chainer.py": "0" * 64},
         params={**recorded.params, "breakdown": {**recorded.params["breakdown"], "repeats": 99}},
-        params_file="params.yaml",
     )
     assert provenance.stale_reasons(older, p, job) == [
         "code changed: deeppose/backends/chainer.py",
@@ -230,14 +231,48 @@ def test_a_timing_cell_is_judged_by_its_groups_code():
     assert {"deeppose/backends/chainer.py", "deeppose/backends/pytorch.py"} <= set(recorded.code)
     for job in group.jobs():
         assert provenance.stale_reasons(recorded, p, job) == []
-    older = results.Provenance(
-        stage="time",
-        code={**recorded.code, "deeppose/backends/pytorch.py": "0" * 64},
-        params=recorded.params,
-        params_file="params.yaml",
-    )
+    older = dataclasses.replace(recorded, code={**recorded.code, "deeppose/backends/pytorch.py": "0" * 64})
     assert provenance.stale_reasons(older, p, Job("chainer", "explicit", "cpu", 1)) == [
         "code changed: deeppose/backends/pytorch.py"
+    ]
+
+
+@pytest.mark.parametrize("change", ["model", "isa", "kernel_pins", "absent", "unrecorded"])
+def test_a_measurement_from_another_machine_is_stale_and_names_it(change):
+    p = params()
+    recorded = provenance.record("peak", p)
+    elsewhere = dict(recorded.machine)
+    if change == "model":
+        elsewhere["model"] = "17" if elsewhere["model"] != "17" else "1"
+    elif change == "isa":
+        elsewhere["isa"] = [*elsewhere["isa"], "avx512f"] if "avx512f" not in elsewhere["isa"] else ["avx2"]
+    elif change == "kernel_pins":
+        elsewhere["kernel_pins"] = {"OPENBLAS_CORETYPE": "Prescott"}
+    elif change == "absent":
+        del elsewhere["isa"]  # a field missing on one side is a difference, not a match
+    older = dataclasses.replace(recorded, machine=None if change == "unrecorded" else elsewhere)
+    (reason,) = provenance.stale_reasons(older, p)
+    assert reason.startswith("measured on another machine: ")
+    assert (
+        "no machine recorded" if change == "unrecorded" else ("isa" if change == "absent" else change)
+    ) in reason
+
+
+def test_a_stage_that_measures_nothing_records_no_machine():
+    p = params()
+    assert provenance.record("report", p).machine is None
+    assert provenance.record("prepare", p).machine is None
+    assert provenance.record("train", p, Job("pytorch", "autograd", "cpu")).machine == machine.fingerprint()
+
+
+def test_the_machine_fingerprint_tells_zen_3_from_zen_4():
+    zen3 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx avx2 fma\n\n"
+    zen4 = zen3.replace("model\t\t: 1", "model\t\t: 17").replace("fma", "fma avx512f avx512_bf16")
+    a, b = machine.fingerprint(zen3), machine.fingerprint(zen4)
+    assert a["cpu"] == b["cpu"] == "AMD EPYC"
+    assert machine.differences(a, b) == [
+        "isa: ['avx', 'avx2', 'fma'] -> ['avx', 'avx2', 'fma', 'avx512f', 'avx512_bf16']",
+        "model: '1' -> '17'",
     ]
 
 

@@ -696,7 +696,7 @@ def test_real_block_on_prepared_data(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The real data modules: a tiny prepared test set of 3 samples, cycled into a batch of 4."""
-    from deeppose.data.testing import write_tiny_prepared
+    from tiny_datasets import write_tiny_prepared
 
     monkeypatch.chdir(tmp_path)
     write_tiny_prepared(paths.PREPARED, n_train=2, n_test=3, seed=0)

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from tiny_datasets import write_tiny_prepared
 
 from deeppose import checkpoint, paths
 from deeppose.config import load_params
-from deeppose.data.testing import write_tiny_prepared
 from deeppose.errors import DeepPoseError
 from deeppose.grid import Job
 from deeppose.train import mean_pose, train

@@ -230,7 +230,7 @@ def test_snakemake_runs_everything_then_nothing_then_only_what_changed(tmp_path)
     assert f"**{len(STALE_AFTER_CHAINER_EDIT)} result(s) below are stale**" in head
     assert "`results/time/chainer/explicit/cpu/b1.json`: code changed: deeppose/backends/chainer.py" in head
     snakemake(project, "--cores", "all")
-    touch_code(project, "deeppose/report/fmt.py")
+    touch_code(project, "deeppose/fmt.py")
     assert snakemake_planned(project) == ["all", "report"]
     snakemake(project, "--cores", "all")
 

@@ -13,5 +13,4 @@ Modules, in pipeline order:
   batches.py    framework-neutral seeded batch order and 227x227 crops: every framework sees the
                 same batches in the same order
   preview.py    a figure of prepared samples with their labels, to check them by eye
-  testing.py    tiny datasets written in the real formats, for tests
 """

@@ -20,24 +20,24 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from deeppose import blocks, layer_groups, paths, roofline
-from deeppose.blocks import Block, Interference, interfered
+from deeppose.asymmetries import asymmetries
+from deeppose.blocks import interfered
 from deeppose.compare_stats import (
     Comparison,
     Interval,
     Verdict,
     analyse_group,
+    as_blocks,
     compare,
     control_summary,
     round_to_interval,
 )
-from deeppose.fairness import asymmetries
-from deeppose.grid import DEVICES, NO_BREAKDOWN, Job
+from deeppose.grid import DEVICES, NO_BREAKDOWN, REFERENCE, Job
 from deeppose.report.load import Loaded, Results
-from deeppose.results import BlockRecord, BreakdownResult, TimingResult, TrainMetrics
+from deeppose.results import BreakdownResult, TimingResult, TrainMetrics
 from deeppose.stats import describe
 
 LEVEL = 0.95  # every interval of a cell's time or of an accuracy
-REFERENCE = "pytorch"  # framework ratios are <framework> / PyTorch, as in the study
 AGREE_WITHIN = 0.10  # a ratio agrees with the study's when within 10 % of it
 ABOUT_ONE = 0.05  # ... on the same side of 1 when both are above 1.05, both below 0.95 or both between
 STUDY_BATCH_EXP, STUDY_OPTIMIZER = 5, "momentum_sgd"  # the study's batch 32 and MomentumSGD
@@ -186,6 +186,7 @@ class Setup:
     peak: Peak
     fairness: tuple[Fairness, ...]
     costs: tuple[StageCost, ...]
+    loss_repeats: int | None  # runs of the loss alone per timing block, from the records
 
 
 @dataclass(frozen=True)
@@ -640,6 +641,7 @@ def _setup(results: Results) -> Setup:
         _peak(results.peak),
         tuple(f for d in results.devices if (f := _fairness(d, largest))),
         costs,
+        next((r.record.loss_repeats for r in results.timing.values() if r.ok), None),
     )
 
 
@@ -767,31 +769,6 @@ def _accuracy_differences(results: Results, device: str) -> tuple[AccuracyDiffer
 
 
 # --- timing -------------------------------------------------------------------------------------
-def as_blocks(records: list[BlockRecord], cell: str, series: str = "samples_s") -> list[Block]:
-    """Records back as deeppose.blocks.Block with `series` (core, loss or update times) as samples,
-    so that deeppose.compare_stats applies its rules to what was stored."""
-    return [
-        Block(
-            round=r.round,
-            position=r.position,
-            arm=r.arm,
-            cell=cell,
-            attempt=r.attempt,
-            samples_s=tuple(getattr(r, series)),
-            warmup_s=tuple(r.warmup_s),
-            started_at=r.started_at,
-            ended_at=r.ended_at,
-            interference=Interference(
-                **{**r.interference.to_dict(), "load_before": tuple(r.interference.load_before)}
-            ),
-            disturbed=r.disturbed,
-            reasons=tuple(r.reasons),
-        )
-        for r in records
-        if getattr(r, series)
-    ]
-
-
 def _median(values: list[float]) -> float | None:
     return float(statistics.median(values)) if values else None
 

@@ -14,7 +14,8 @@ import csv
 import io
 
 from deeppose.config import Params
-from deeppose.report.analysis import REFERENCE, Findings
+from deeppose.grid import REFERENCE
+from deeppose.report.analysis import Findings
 from deeppose.report.load import Results
 
 CURVE_X = "iteration"

@@ -8,7 +8,6 @@ and marked stale (deeppose.provenance), so the report can say so instead of pres
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from deeppose.results import (
     TimingResult,
     TrainMetrics,
     job_id,
-    log_line,
+    read_log,
 )
 
 NO_FILE = "no result file (the job failed or was not run)"
@@ -124,28 +123,6 @@ def read(kind: type[Record], path: Path, params: Params, job: Job | None = None)
             f"{recorded.device} b{recorded.batch_exp}, not of this job",
         )
     return Loaded(path, record, stale=provenance.stale_reasons(record.provenance, params, job))
-
-
-def read_log(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
-    """Iteration records, eval records and problems from a log.jsonl (bad lines are skipped)."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return [], [], [f"{path}: missing (no learning curve; per-iteration times from metrics.json)"]
-    except (OSError, UnicodeDecodeError) as error:
-        return [], [], [f"{path}: unreadable ({type(error).__name__})"]
-    iterations, evals, bad = [], [], []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            entry = log_line(json.loads(line), f"{path} line {number}").to_dict()
-        except (ValueError, RecordError) as error:
-            bad.append(str(error))
-            continue
-        (iterations if entry["kind"] == "iteration" else evals).append(entry)
-    problems = [f"{path}: {len(bad)} unreadable line(s) skipped (first: {bad[0]})"] if bad else []
-    return iterations, evals, problems
 
 
 def load_train(params: Params, job: Job) -> TrainRun:

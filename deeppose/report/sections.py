@@ -11,10 +11,9 @@ from typing import Any
 
 import jinja2
 
+from deeppose import fmt
 from deeppose.compare_stats import COMPARE_LEVEL, THRESHOLD, Interval, format_interval
-from deeppose.report import fmt
 from deeppose.report.analysis import ABOUT_ONE, AGREE_WITHIN, CONFIRM_SHARE, LEVEL, Findings
-from deeppose.timing_block import LOSS_REPEATS
 
 HEADINGS = (
     "Set-up",
@@ -39,7 +38,6 @@ FAIRNESS = (
 CONSTANTS = {
     "CI": f"{round(LEVEL * 100)} % CI",
     "COMPARE_CI": f"{round(COMPARE_LEVEL * 100)} % CI",
-    "LOSS_REPEATS": LOSS_REPEATS,
     "THRESHOLD": THRESHOLD,
     "CONFIRM_SHARE": CONFIRM_SHARE,
     "AGREE_WITHIN": AGREE_WITHIN,

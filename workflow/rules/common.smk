@@ -17,6 +17,10 @@ try:
 except DeepPoseError as error:
     sys.exit(str(error))
 
+# What each job runs and where, as files rewritten only when that changes (deeppose.provenance): a
+# docstring edit reruns nothing, a new machine reruns every measurement.
+provenance.write_fingerprints(PARAMS)
+
 GRID = PARAMS.raw["grid"]
 # Measuring jobs take every core, so that none ever runs beside another job. A cluster run has
 # no total core count (--cores): there the profile sets these rules' threads to a node's cores.
@@ -47,13 +51,14 @@ def stage_outputs(stage):
 
 
 def stage_inputs(stage):
-    """An input function: what the stage reads, and the code its job runs (one backend only)."""
+    """An input function: what the stage reads, and the fingerprint of the code its job runs (one
+    backend only) and of the machine."""
 
     def inputs(wildcards):
         job = _cell(
             stage, wildcards.get("framework"), wildcards.get("loss"), wildcards.get("device"), wildcards.get("batch_exp")
         )
-        named = {"code": provenance.code_files(STAGES[stage], job)}
+        named = {"fingerprint": str(paths.fingerprint(provenance.fingerprint_name(STAGES[stage], job)))}
         if STAGES[stage].inputs:
             named["data"] = [str(path) for path in STAGES[stage].inputs]
         if STAGES[stage].reads_results:

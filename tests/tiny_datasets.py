@@ -1,4 +1,4 @@
-"""Tiny datasets in the real formats, for tests (here and in other stages' tests).
+"""Tiny datasets in the real formats, for the tests of every stage that reads data.
 
     write_lsp_folder(tmp / "lsp", joints, visible, sizes)              # LSP: 3x14xN, flag 0 = visible
     write_lsp_folder(tmp / "lspet", joints, visible, sizes, "lspet")   # LSPET: 14x3xN, flag 1 = visible
