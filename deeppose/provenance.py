@@ -108,13 +108,7 @@ def _content_hash(path: str, mtime_ns: int, size: int) -> str:
 
 def params_read(stage: Stage, params: Params) -> dict[str, Any]:
     """The values of the dotted keys `stage` reads."""
-    values = {}
-    for key in stage.params:
-        node: Any = params.raw
-        for part in key.split("."):
-            node = node[part]
-        values[key] = node
-    return values
+    return {key: params.value(key) for key in stage.params}
 
 
 def record(stage_name: str, params: Params, job: Job | Group | None = None) -> Provenance:
@@ -132,7 +126,7 @@ def stale_reasons(provenance: Provenance, params: Params, job: Job | None = None
     """Why a result no longer matches the current code and parameters (empty when current); a
     timing cell is judged by its group's code (every framework of the grid ran in it)."""
     if STAGES[provenance.stage].jobs == "group" and job is not None and job.batch_exp is not None:
-        current = record(provenance.stage, params, Group.of(params.raw["grid"], job.device, job.batch_exp))
+        current = record(provenance.stage, params, Group.of(params.grid, job.device, job.batch_exp))
     else:
         current = record(provenance.stage, params, job)
     changed = sorted(

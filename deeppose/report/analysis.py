@@ -629,7 +629,7 @@ def _setup(results: Results) -> Setup:
         for stage, jobs in results.costs.items()
     )
     return Setup(
-        results.params.raw,
+        results.params.value(),
         results.params.path.as_posix(),
         summary and {k: v for k, v in summary.items() if k not in ("provenance", "kind", "schema_version")},
         None if prepared.ok else f"`{prepared.path.as_posix()}`: {prepared.missing}",
@@ -985,7 +985,7 @@ def _roofline(
 
 def _breakdown(results: Results, device: str, peak: Peak) -> tuple[BreakdownBatch, ...]:
     batches = []
-    for exp in sorted(results.params.raw["breakdown"]["batch_exponents"]):
+    for exp in sorted(results.params.breakdown.batch_exponents):
         loaded = {
             job: r for job, r in results.breakdown.items() if (job.device, job.batch_exp) == (device, exp)
         }
@@ -1060,7 +1060,7 @@ def _device(results: Results, device: str, peak: Peak) -> Device:
     floor = max(reach, default=None)
     effects = ()
     if {"autograd", "explicit"} <= set(results.loss_modes):
-        train_batch = int(results.params.raw["train"]["batch_size"])
+        train_batch = results.params.train.batch_size
         effects = tuple(
             _loss_effect(
                 fw, {j.loss: s for j, s in runs.items() if j.framework == fw}, groups, train_batch, floor
