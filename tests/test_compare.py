@@ -64,10 +64,10 @@ def environment(cpu: str) -> dict:
 
 @pytest.fixture(scope="module")
 def params():
-    """params.yaml's grid (2 frameworks x 2 loss modes) with compare_stats.ROUNDS blocks per cell."""
+    """params.yaml's grid (2 frameworks x 2 loss modes) with compare_stats.SIMULATED_ROUNDS blocks per cell."""
     loaded = load_params(ROOT / "params.yaml")
     raw = loaded.value()
-    raw["timing"]["blocks"] = S.ROUNDS
+    raw["timing"]["blocks"] = S.SIMULATED_ROUNDS
     return Params.from_raw(loaded.path, raw)
 
 
@@ -75,7 +75,7 @@ def simulated_side(params, label: str, base_s: dict[str, float], seed: int, cpu:
     """One timing group run by the real timing stage (deeppose.timing.time_group) on the simulated
     machine: drift, a random walk of speed, per-process effects, outlier blocks, disturbed blocks rerun."""
     group = Group.of(params.grid, "cpu", EXP)
-    machine = FakeMachine(base_s, (len(base_s) + 1) * S.ROUNDS, np.random.default_rng(seed))
+    machine = FakeMachine(base_s, (len(base_s) + 1) * S.SIMULATED_ROUNDS, np.random.default_rng(seed))
     extra = {
         "optimizer_steps_s": {},
         "loss_s": [],
