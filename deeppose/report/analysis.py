@@ -468,6 +468,7 @@ class Findings:
     off_grid: dict[str, int]  # device outside the grid -> result files found for it (not read)
     aa_control: tuple[AAPair, ...]
     aa_false_positive_rate: float | None  # over the pairs with an interval; None if none had one
+    aa_blocks: tuple[int, ...]  # blocks per cell (the records' `rounds`) of the groups holding the pairs
     study: tuple[StudyRow, ...]
     absolute: tuple[Absolute, ...]
     dominance: tuple[Dominance, ...]
@@ -1251,6 +1252,14 @@ def analyse(results: Results) -> Findings:
         AAPair(*c.b.split("/"), device, c.batch_size, c.ratio, c.difference, significant)  # type: ignore[arg-type]
         for (device, c), significant in zip(controls, summary.significant)
     )
+    aa_groups = {(pair.device, pair.batch_size) for pair in aa}
+    aa_blocks = sorted(
+        {
+            r.record.rounds
+            for job, r in results.timing.items()
+            if r.ok and job.batch_exp is not None and (job.device, 2**job.batch_exp) in aa_groups
+        }
+    )
     study, absolute, dominance = _study(results, devices)
     jobs = {
         kind: {"expected": len(found), "present": sum(r.ok for r in found.values())}
@@ -1269,6 +1278,7 @@ def analyse(results: Results) -> Findings:
         dict(results.off_grid),
         aa,
         summary.false_positive_rate,
+        tuple(aa_blocks),
         tuple(study),
         tuple(absolute),
         tuple(dominance),
