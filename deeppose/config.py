@@ -6,7 +6,9 @@ checked for non-finite numbers (`.nan`, `.inf`: JSON Schema's bounds let them th
 frameworks, breakdown exponents within the grid) and what this machine can do (thread counts within
 its usable cores, batches within its memory, deeppose.memory). Every problem becomes one line naming
 the file, the parameter and what is allowed, so a user sees them all at once. The Snakefile and
-every `python -m deeppose` stage call `load_params`.
+every `python -m deeppose` stage call `load_params`, which then builds `Params`: frozen and typed,
+one dataclass per section (`params.timing.blocks`, `params.grid.batch_exponents`). What records the
+parameters themselves reads `Params.value("train.lr")`, the file's own JSON values.
 """
 
 from __future__ import annotations
