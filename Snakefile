@@ -10,9 +10,9 @@ include: "workflow/rules/common.smk"
 
 
 wildcard_constraints:
-    framework="|".join(GRID["frameworks"]),
-    loss="|".join(GRID["loss_modes"]),
-    device="|".join(GRID["devices"]),
+    framework="|".join(GRID.frameworks),
+    loss="|".join(GRID.loss_modes),
+    device="|".join(GRID.devices),
     batch_exp=r"\d+",
 
 

@@ -101,9 +101,8 @@ def breakdown_job(params: Params, job: Job, synthetic: bool, peak_size: int = PE
     from deeppose.environment import describe as describe_environment
     from deeppose.harness import measure
 
-    timing = params.section("timing")
-    warmup, threads = int(timing["warmup"]), int(timing["threads"])
-    repeats = int(params.section("breakdown")["repeats"])
+    warmup, threads = params.timing.warmup, params.timing.threads
+    repeats = params.breakdown.repeats
     batch_size = 2 ** int(job.batch_exp)
     config = params.model
 

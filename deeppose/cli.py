@@ -79,7 +79,7 @@ def _pin_allocator(args: argparse.Namespace) -> None:
         from deeppose import allocator
         from deeppose.config import load_params
 
-        allocator.pin(load_params(args.params).raw["allocator"]["mmap_threshold_mib"])
+        allocator.pin(load_params(args.params).allocator.mmap_threshold_mib)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

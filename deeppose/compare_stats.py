@@ -21,7 +21,8 @@ section 8). Here every interval is computed from one number per block, its media
 * the A/A control (one cell measured as two arms) goes through the very same rule, and
   `control_summary` reports how often that rule calls a difference where there is none.
 
-The defaults (`ROUNDS`, `REPEATS`, `COMPARE_LEVEL`, `THRESHOLD`) come from the simulation in
+The rule's constants (`COMPARE_LEVEL`, `THRESHOLD`) and the design they were chosen at
+(`SIMULATED_ROUNDS`, `SIMULATED_REPEATS`) come from the simulation in
 tests/test_blocks.py: a machine with a slow trend, a random walk of speed, a 3 % per-process
 effect, outlier blocks (5 %, a third of them invisible in /proc/stat) and sample spikes, run
 through the schedule, the runner (blocks other processes disturbed rerun), the round filter and
@@ -35,7 +36,7 @@ threshold:
 
 Three rounds (t quantile 2.92 on 2 degrees of freedom, and one silent outlier block ruins the
 interval) cannot reach 90 %; six just do; eight add a little (the simulation's own uncertainty is
-+- 1.7 % at 1,000 trials), hence `ROUNDS = 8`. More samples per block do not help:
++- 1.7 % at 1,000 trials): eight where time allows (`SIMULATED_ROUNDS`). More samples per block do not help:
 the variance that matters is between processes (4 samples: 91 %, 10: 89 % at 8 rounds). The 90 %
 interval is not what keeps false positives rare: the threshold is (a 95 % interval with a 3 %
 threshold gives 3.0 % false positives and 90 % power at 8 rounds: worse on both counts).
@@ -57,8 +58,11 @@ from deeppose.results import BlockRecord
 from deeppose.stats import LEVEL, Interval, positive_times, t_half_width
 
 COMPARE_LEVEL = 0.90  # intervals of comparisons, the ones verdicts read (see the module docstring)
-ROUNDS = 8  # blocks per cell (timing.blocks), each round one block of every arm
-REPEATS = 6  # timed samples per block (timing.repeats)
+# The design the simulation above chose and the tests' simulated groups run (tests/test_blocks.py,
+# tests/simulated_machine.py). Not the pipeline's: params.yaml's timing.blocks and timing.repeats set
+# those (3 and 3 there, for minutes on 2 cores; params-study.yaml: 10 and 10), and nothing here reads them.
+SIMULATED_ROUNDS = 8  # blocks per cell, each round one block of every arm
+SIMULATED_REPEATS = 6  # timed samples per block
 THRESHOLD = 0.05  # a verdict needs the ratio beyond 1.05 or below 1 / 1.05
 DISAGREEMENT_ALPHA = 0.01  # between-block test of one group, Bonferroni-split over its cells
 BOOTSTRAP_RESAMPLES = 9999

@@ -6,14 +6,17 @@ checked for non-finite numbers (`.nan`, `.inf`: JSON Schema's bounds let them th
 frameworks, breakdown exponents within the grid) and what this machine can do (thread counts within
 its usable cores, batches within its memory, deeppose.memory). Every problem becomes one line naming
 the file, the parameter and what is allowed, so a user sees them all at once. The Snakefile and
-every `python -m deeppose` stage call `load_params`.
+every `python -m deeppose` stage call `load_params`, which then builds `Params`: frozen and typed,
+one dataclass per section (`params.timing.blocks`, `params.grid.batch_exponents`). What records the
+parameters themselves reads `Params.value("train.lr")`, the file's own JSON values.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,38 +33,148 @@ SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / 
 
 
 @dataclass(frozen=True)
+class SyntheticParams:
+    images: int  # people drawn by `deeppose synthesize`
+    test: int  # the last `test` images form the test split
+
+
+@dataclass(frozen=True)
+class LspParams:
+    lsp: str | None  # LSP folder or lsp_dataset.zip
+    lspet: str | None  # LSP-extended folder or zip, all train; optional
+    lsp_train: int  # the first `lsp_train` LSP images train, the rest test
+
+
+@dataclass(frozen=True)
+class DataParams:
+    source: str  # synthetic | lsp
+    synthetic: SyntheticParams
+    lsp: LspParams
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    optimizer: str
+    lr: float
+    momentum: float
+    batch_size: int
+    epochs: int
+    eval_every: int
+    augment: bool
+    threads: int  # 0 = all cores
+
+
+@dataclass(frozen=True)
+class GridParams:
+    """Every job is one combination of these (deeppose.grid reads them)."""
+
+    frameworks: tuple[str, ...]
+    loss_modes: tuple[str, ...]
+    devices: tuple[str, ...]
+    batch_exponents: tuple[int, ...]  # timing batch sizes 2^n, in the file's order
+
+
+@dataclass(frozen=True)
+class TimingParams:
+    warmup: int
+    repeats: int  # timed runs per block
+    blocks: int  # fresh processes per cell
+    threads: int  # 0 = all cores
+    optimizers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BreakdownParams:
+    batch_exponents: tuple[int, ...]
+    repeats: int
+
+
+@dataclass(frozen=True)
+class AllocatorParams:
+    mmap_threshold_mib: int | None  # None: glibc's default
+
+
+@dataclass(frozen=True)
 class Params:
-    """The validated parameters; `raw` is the file's content as a dict."""
+    """The validated parameters, one frozen dataclass per section of the file (the model's is
+    deeppose.model.ModelConfig). `value` gives a dotted key's content as the file has it, for what
+    records the parameters themselves (provenance, checkpoint identities, the report's listing)."""
 
     path: Path
-    raw: dict[str, Any]
+    seed: int
+    data: DataParams
+    model: ModelConfig
+    train: TrainParams
+    grid: GridParams
+    timing: TimingParams
+    breakdown: BreakdownParams
+    allocator: AllocatorParams
+    _raw: dict[str, Any] = field(repr=False, compare=False)
 
-    @property
-    def seed(self) -> int:
-        return int(self.raw["seed"])
+    @classmethod
+    def from_raw(cls, path: str | os.PathLike[str], raw: dict[str, Any]) -> Params:
+        """The typed parameters of a parsed file that `validate` accepted (not checked again)."""
+        data, grid_, timing, breakdown = raw["data"], raw["grid"], raw["timing"], raw["breakdown"]
+        return cls(
+            path=Path(path),
+            seed=int(raw["seed"]),
+            data=DataParams(
+                source=str(data["source"]),
+                synthetic=SyntheticParams(int(data["synthetic"]["images"]), int(data["synthetic"]["test"])),
+                lsp=LspParams(data["lsp"]["lsp"], data["lsp"]["lspet"], int(data["lsp"]["lsp_train"])),
+            ),
+            model=ModelConfig(dropout=float(raw["model"]["dropout"]), lrn=bool(raw["model"]["lrn"])),
+            train=TrainParams(
+                optimizer=str(raw["train"]["optimizer"]),
+                lr=float(raw["train"]["lr"]),
+                momentum=float(raw["train"]["momentum"]),
+                batch_size=int(raw["train"]["batch_size"]),
+                epochs=int(raw["train"]["epochs"]),
+                eval_every=int(raw["train"]["eval_every"]),
+                augment=bool(raw["train"]["augment"]),
+                threads=int(raw["train"]["threads"]),
+            ),
+            grid=GridParams(
+                frameworks=tuple(map(str, grid_["frameworks"])),
+                loss_modes=tuple(map(str, grid_["loss_modes"])),
+                devices=tuple(map(str, grid_["devices"])),
+                batch_exponents=tuple(map(int, grid_["batch_exponents"])),
+            ),
+            timing=TimingParams(
+                warmup=int(timing["warmup"]),
+                repeats=int(timing["repeats"]),
+                blocks=int(timing["blocks"]),
+                threads=int(timing["threads"]),
+                optimizers=tuple(map(str, timing["optimizers"])),
+            ),
+            breakdown=BreakdownParams(
+                tuple(map(int, breakdown["batch_exponents"])), int(breakdown["repeats"])
+            ),
+            allocator=AllocatorParams(raw["allocator"]["mmap_threshold_mib"]),
+            _raw=copy.deepcopy(raw),
+        )
 
-    def section(self, name: str) -> dict[str, Any]:
-        return dict(self.raw[name])
-
-    @property
-    def model(self) -> ModelConfig:
-        return ModelConfig(dropout=float(self.raw["model"]["dropout"]), lrn=bool(self.raw["model"]["lrn"]))
+    def value(self, key: str | None = None) -> Any:
+        """The content of a dotted key (`"timing"`, `"train.lr"`; None: the whole file) exactly as
+        the file gives it, as plain JSON values: what results record, so that its form never changes
+        with the typed fields'. A copy: editing it changes nothing here."""
+        node: Any = self._raw
+        for part in key.split(".") if key else ():
+            node = node[part]
+        return copy.deepcopy(node)
 
     @property
     def optimizer(self) -> OptimizerConfig:
-        train = self.raw["train"]
-        return OptimizerConfig(
-            name=train["optimizer"], lr=float(train["lr"]), momentum=float(train["momentum"])
-        )
+        return OptimizerConfig(name=self.train.optimizer, lr=self.train.lr, momentum=self.train.momentum)
 
     def train_jobs(self) -> list[Job]:
-        return grid.train_jobs(self.raw["grid"])
+        return grid.train_jobs(self.grid)
 
     def timing_jobs(self) -> list[Job]:
-        return grid.batch_jobs(self.raw["grid"], self.raw["grid"]["batch_exponents"])
+        return grid.batch_jobs(self.grid, self.grid.batch_exponents)
 
     def breakdown_jobs(self) -> list[Job]:
-        return grid.batch_jobs(self.raw["grid"], self.raw["breakdown"]["batch_exponents"], breakdown=True)
+        return grid.batch_jobs(self.grid, self.breakdown.batch_exponents, breakdown=True)
 
 
 def _where(error: jsonschema.ValidationError) -> str:
@@ -192,4 +305,4 @@ def load_params(path: str | os.PathLike[str] = "params.yaml") -> Params:
         line = f" line {mark.line + 1}" if mark else ""
         raise DeepPoseError(f"{path}:{line} not valid YAML: {getattr(error, 'problem', error)}") from None
     validate(raw, str(path))
-    return Params(path=path, raw=raw)
+    return Params.from_raw(path, raw)

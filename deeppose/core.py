@@ -84,7 +84,7 @@ def core_inputs(
     when given, is `core_data`'s for this job."""
     from deeppose.backends import create_backend
 
-    backend = create_backend(job.framework, job.device, int(params.section("timing")["threads"]))
+    backend = create_backend(job.framework, job.device, params.timing.threads)
     data = data or core_data(params, int(job.batch_exp), synthetic)
     backend.seed(params.seed)
     backend.load_weights(data.weights, params.model)

@@ -79,7 +79,7 @@ def _entry(stage: Stage, job: Job | Group | None, code_job: Job | Group | None) 
 
 def generate(params: Params) -> dict[str, Any]:
     """dvc.yaml's content for `params`' frameworks."""
-    grid = params.raw["grid"]
+    grid = params.grid
     stages: dict[str, Any] = {
         FINGERPRINT: {
             "cmd": f"python -m deeppose fingerprint --params {PARAMS_FILE}",
@@ -94,13 +94,11 @@ def generate(params: Params) -> dict[str, Any]:
             stages[stage.name] = _entry(stage, None, None)
             continue
         if stage.jobs == "group":
-            group = Group(
-                "${item.device}", "${item.batch_exp}", tuple(grid["frameworks"]), tuple(grid["loss_modes"])
-            )  # type: ignore[arg-type]
+            group = Group("${item.device}", "${item.batch_exp}", grid.frameworks, grid.loss_modes)  # type: ignore[arg-type]
             matrix = {"device": "${grid.devices}", "batch_exp": "${" + str(stage.batch_exponents_key) + "}"}
             stages[stage.name] = {"matrix": matrix, **_entry(stage, group, group)}
             continue
-        for framework in params.raw["grid"]["frameworks"]:
+        for framework in grid.frameworks:
             if stage.name == "breakdown" and framework in NO_BREAKDOWN:
                 continue
             matrix = {"loss": "${grid.loss_modes}", "device": "${grid.devices}"}

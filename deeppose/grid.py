@@ -12,6 +12,7 @@ import argparse
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from deeppose.errors import DeepPoseError
 
@@ -82,13 +83,26 @@ def job_from_args(args: argparse.Namespace) -> Job:
     return check_job(args.framework, args.loss, args.device, getattr(args, "batch_exp", None))
 
 
-def train_jobs(grid: dict) -> list[Job]:
+class GridSection(Protocol):
+    """What these functions read of params.yaml's `grid` section (deeppose.config.GridParams)."""
+
+    @property
+    def frameworks(self) -> Sequence[str]: ...
+    @property
+    def loss_modes(self) -> Sequence[str]: ...
+    @property
+    def devices(self) -> Sequence[str]: ...
+    @property
+    def batch_exponents(self) -> Sequence[int]: ...
+
+
+def train_jobs(grid: GridSection) -> list[Job]:
     """Every framework x loss mode x device of a params.yaml `grid` section."""
-    cells = itertools.product(grid["frameworks"], grid["loss_modes"], grid["devices"])
+    cells = itertools.product(grid.frameworks, grid.loss_modes, grid.devices)
     return [Job(*cell) for cell in cells]
 
 
-def batch_jobs(grid: dict, exponents: Iterable[int], breakdown: bool = False) -> list[Job]:
+def batch_jobs(grid: GridSection, exponents: Iterable[int], breakdown: bool = False) -> list[Job]:
     """Every training cell at each batch exponent: the timing or (`breakdown`, leaving out the
     frameworks in NO_BREAKDOWN) the breakdown jobs."""
     return [
@@ -110,8 +124,8 @@ class Group:
     loss_modes: tuple[str, ...]
 
     @classmethod
-    def of(cls, grid: dict, device: str, batch_exp: int) -> Group:
-        return cls(device, batch_exp, tuple(grid["frameworks"]), tuple(grid["loss_modes"]))
+    def of(cls, grid: GridSection, device: str, batch_exp: int) -> Group:
+        return cls(device, batch_exp, tuple(grid.frameworks), tuple(grid.loss_modes))
 
     @property
     def label(self) -> str:
@@ -123,5 +137,5 @@ class Group:
         ]
 
 
-def timing_groups(grid: dict) -> list[Group]:
-    return [Group.of(grid, device, int(exp)) for device in grid["devices"] for exp in grid["batch_exponents"]]
+def timing_groups(grid: GridSection) -> list[Group]:
+    return [Group.of(grid, device, int(exp)) for device in grid.devices for exp in grid.batch_exponents]

@@ -247,7 +247,7 @@ def run(args: argparse.Namespace) -> None:
         raise DeepPoseError(f"--warmup: {args.warmup} must be >= 0")
     if args.repeats < 2:
         raise DeepPoseError(f"--repeats: {args.repeats} must be >= 2 (a spread needs two samples)")
-    threads = int(params.section("timing")["threads"])
+    threads = params.timing.threads
     with measurement_lock("peak"):
         rates = measure_rates("cpu", args.size, threads, args.warmup, args.repeats, params.seed)
         bandwidth = measure_bandwidth("cpu", threads, args.warmup, args.repeats)

@@ -154,13 +154,7 @@ def _content_hash(path: str, mtime_ns: int, size: int) -> str:
 
 def params_read(stage: Stage, params: Params) -> dict[str, Any]:
     """The values of the dotted keys `stage` reads."""
-    values = {}
-    for key in stage.params:
-        node: Any = params.raw
-        for part in key.split("."):
-            node = node[part]
-        values[key] = node
-    return values
+    return {key: params.value(key) for key in stage.params}
 
 
 def record(stage_name: str, params: Params, job: Job | Group | None = None) -> Provenance:
@@ -184,7 +178,7 @@ def stale_reasons(provenance: Provenance, params: Params, job: Job | None = None
     if stage is None:
         return [f"written by an unknown stage {provenance.stage!r}; known: {', '.join(STAGES)}"]
     if stage.jobs == "group" and job is not None and job.batch_exp is not None:
-        current = record(provenance.stage, params, Group.of(params.raw["grid"], job.device, job.batch_exp))
+        current = record(provenance.stage, params, Group.of(params.grid, job.device, job.batch_exp))
     else:
         current = record(provenance.stage, params, job)
     changed = sorted(
@@ -216,15 +210,15 @@ def fingerprint_jobs(params: Params) -> dict[str, tuple[Stage, Job | Group | Non
     """Fingerprint name -> the stage and a job whose code stands for all of its jobs: one per
     framework for stages with a job per framework, one for the others (a timing group runs every
     framework)."""
-    grid = params.raw["grid"]
+    grid = params.grid
     found: dict[str, tuple[Stage, Job | Group | None]] = {}
     for stage in STAGES.values():
         jobs: list[Job | Group | None] = [None]
         if stage.jobs in ("train", "breakdown"):
             skip = NO_BREAKDOWN if stage.jobs == "breakdown" else {}
-            jobs = [Job(framework, "", "") for framework in grid["frameworks"] if framework not in skip]
+            jobs = [Job(framework, "", "") for framework in grid.frameworks if framework not in skip]
         elif stage.jobs == "group":
-            jobs = [Group("", 0, tuple(grid["frameworks"]), tuple(grid["loss_modes"]))]
+            jobs = [Group("", 0, grid.frameworks, grid.loss_modes)]
         found.update({fingerprint_name(stage, job): (stage, job) for job in jobs})
     return found
 

@@ -135,11 +135,11 @@ def time_group(
     """Run the group's blocks and build one result per cell (see the module docstring). `launch`
     runs one block, by default forked by the framework's block server; `watch` replaces
     run_blocks' machine readings (probe, load, cores), for tests."""
-    timing = params.section("timing")
+    timing = params.timing
     cells = [f"{job.framework}/{job.loss}" for job in group.jobs()]
     control = cells[0]
     seed = schedule_seed(params, group)
-    slots = schedule(arms_with_control(cells, control), int(timing["blocks"]), seed)
+    slots = schedule(arms_with_control(cells, control), timing.blocks, seed)
     try:
         with contextlib.ExitStack() as stack:
             if launch is None:
@@ -157,8 +157,8 @@ def time_group(
         flops = int(total_flops(2**group.batch_exp, params.model.n_joints))
         extra = next(b.extra for b in reversed(blocks) if b.arm == cell)
         results[job] = TimingResult.create(
-            **job_header(params, job, synthetic, int(timing["warmup"]), int(timing["repeats"])),
-            rounds=int(timing["blocks"]),
+            **job_header(params, job, synthetic, timing.warmup, timing.repeats),
+            rounds=timing.blocks,
             loss_repeats=LOSS_REPEATS,
             schedule_seed=seed,
             group=cells,
@@ -191,10 +191,8 @@ def summary_line(result: TimingResult) -> str:
 
 def run(args: argparse.Namespace) -> None:
     params = load_params(args.params)
-    check_job(
-        params.raw["grid"]["frameworks"][0], params.raw["grid"]["loss_modes"][0], args.device, args.batch_exp
-    )
-    group = Group.of(params.raw["grid"], args.device, args.batch_exp)
+    check_job(params.grid.frameworks[0], params.grid.loss_modes[0], args.device, args.batch_exp)
+    group = Group.of(params.grid, args.device, args.batch_exp)
     with measurement_lock(f"time {group.label}"):
         for job in group.jobs():
             check_memory(params, job)

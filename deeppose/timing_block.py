@@ -58,8 +58,7 @@ def measure_block(
 ) -> BlockOutput:
     """Every measurement of one block of `job` (see the module docstring); `updates`: time the
     optimisers' updates too (a group's first round)."""
-    timing = params.section("timing")
-    warmup, repeats = int(timing["warmup"]), int(timing["repeats"])
+    warmup, repeats = params.timing.warmup, params.timing.repeats
     backend, (images, targets, visible) = core_inputs(params, job, synthetic, data)
 
     def core() -> Any:
@@ -77,7 +76,7 @@ def measure_block(
         core, repeats=repeats, warmup=warmup, setup=backend.zero_grad, sync=backend.synchronize
     )
     steps_s: dict[str, list[float]] = {}
-    for name in timing["optimizers"] if updates else ():
+    for name in params.timing.optimizers if updates else ():
         # Every update applies the gradients the last timed core run left (an update's cost does
         # not depend on the gradients' values), so no core run is repeated for them.
         backend.set_optimizer(replace(params.optimizer, name=name))

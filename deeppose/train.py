@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> None:
     with measurement_lock(f"train {job.label}"):
         if job.device == "cpu":
             memory.check_fits(
-                int(params.section("train")["batch_size"]),
+                params.train.batch_size,
                 job.framework,
                 params.optimizer.name,
                 params.model.lrn,
@@ -152,17 +152,17 @@ def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, A
     from deeppose.data.batches import batch_rng, epoch_order, iterations_per_epoch, make_batch
     from deeppose.data.dataset import load_prepared
 
-    settings = params.section("train")
+    settings = params.train
     check_job(job.framework, job.loss, job.device)
-    backend = create_backend(job.framework, job.device, threads=int(settings["threads"]))
+    backend = create_backend(job.framework, job.device, threads=settings.threads)
     train_set, test_set = load_prepared(split="train"), load_prepared(split="test")
-    batch_size, epochs = int(settings["batch_size"]), int(settings["epochs"])
-    crop = "random" if settings["augment"] else "center"
+    batch_size, epochs = settings.batch_size, settings.epochs
+    crop = "random" if settings.augment else "center"
     identity = {
         "job": [job.framework, job.loss, job.device],
         "seed": params.seed,
-        "train": settings,
-        "model": params.section("model"),
+        "train": params.value("train"),  # the file's values: the identity of existing checkpoints
+        "model": params.value("model"),
         "data": _prepared_fingerprint(),
     }
     identity_hash = ckpt.fingerprint(identity)
@@ -244,7 +244,7 @@ def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, A
                 bar.update(1)
                 bar.set_postfix(loss=f"{value:.4g}", epoch=epoch)
             paused = time.perf_counter()
-            if epoch % int(settings["eval_every"]) == 0 or epoch == epochs:
+            if epoch % settings.eval_every == 0 or epoch == epochs:
                 evaluated = (predict(backend, test_set, batch_size), *test)
                 scores = metrics.evaluate(*evaluated)
                 if epoch == epochs:  # the report's intervals are of the final network
@@ -288,7 +288,7 @@ def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, A
     record = TrainMetrics.create(
         job=job_id(job),
         seed=params.seed,
-        params={"train": settings, "model": params.section("model")},
+        params={"train": params.value("train"), "model": params.value("model")},
         epochs=epochs,
         iterations=len(iterations),
         batch_size=batch_size,

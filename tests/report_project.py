@@ -145,7 +145,7 @@ def write_train(params: Params, job: Job) -> None:
     TrainMetrics.create(
         job=job_id(job),
         seed=0,
-        params={"train": {"optimizer": params.raw["train"]["optimizer"], "batch_size": 16}, "model": {}},
+        params={"train": {"optimizer": params.train.optimizer, "batch_size": 16}, "model": {}},
         epochs=2,
         iterations=ITERATIONS,
         batch_size=16,
@@ -280,7 +280,7 @@ def manifest(framework: str) -> dict:
 
 
 def write_timing(params: Params, job: Job) -> None:
-    cell, optimizers = f"{job.framework}/{job.loss}", tuple(params.raw["timing"]["optimizers"])
+    cell, optimizers = f"{job.framework}/{job.loss}", params.timing.optimizers
     blocks = [block(job, r, cell, optimizers=optimizers) for r in range(ROUNDS)]
     if job == NOISY_TIMING:  # a disturbed first attempt, rerun
         first = block(job, 0, cell, optimizers=optimizers)
@@ -298,7 +298,7 @@ def write_timing(params: Params, job: Job) -> None:
         seed=0,
         schedule_seed=7,
         input="random",
-        group=[f"{fw}/{loss}" for fw in params.raw["grid"]["frameworks"] for loss in MODES],
+        group=[f"{fw}/{loss}" for fw in params.grid.frameworks for loss in MODES],
         control=CONTROL,
         blocks=blocks,
         control_blocks=[block(job, r, CONTROL + "#1", optimizers=optimizers) for r in range(ROUNDS)]
@@ -319,7 +319,7 @@ def write_timing(params: Params, job: Job) -> None:
         memory_source="host resident set",
         compile={"compiler": "test", "cache": "no persistent cache"} if job.framework in COMPILE_S else {},
         environment={**environment(), "fairness": manifest(job.framework)},
-        provenance=provenance.record("time", params, Group.of(params.raw["grid"], job.device, job.batch_exp)),
+        provenance=provenance.record("time", params, Group.of(params.grid, job.device, job.batch_exp)),
     ).write(paths.timing_result(job))
 
 

@@ -28,7 +28,7 @@ class FakeMachine:
     total_blocks: int
     rng: np.random.Generator
     warmup: int = 2
-    repeats: int = S.REPEATS
+    repeats: int = S.SIMULATED_REPEATS
     outlier_p: float = 0.05
     now: float = 0.0
     busy: float = 0.0
@@ -60,7 +60,7 @@ class FakeMachine:
 
 
 def run_group(
-    base_s: dict[str, float], rounds: int, seed: int, repeats: int = S.REPEATS
+    base_s: dict[str, float], rounds: int, seed: int, repeats: int = S.SIMULATED_REPEATS
 ) -> tuple[B.Block, ...]:
     """One group on the fake machine: its cells plus the A/A twin of the first, interleaved."""
     cells = list(base_s)

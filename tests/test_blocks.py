@@ -26,8 +26,8 @@ from deeppose.block_server import server_launch
 def rule_rates(
     effect: float,
     trials: int,
-    rounds: int = S.ROUNDS,
-    repeats: int = S.REPEATS,
+    rounds: int = S.SIMULATED_ROUNDS,
+    repeats: int = S.SIMULATED_REPEATS,
     threshold: float = S.THRESHOLD,
     seed: int = 0,
 ) -> tuple[float, float]:
@@ -272,7 +272,7 @@ def test_blocks_serialise_to_json() -> None:
     blocks = run_group({"a": 0.25, "b": 0.3}, rounds=2, seed=0)
     record = json.loads(json.dumps([dataclasses.asdict(b) for b in blocks], allow_nan=False))
     assert {r["arm"] for r in record} == {"a", "b", "a#1"}
-    assert all(len(r["warmup_s"]) == 2 and len(r["samples_s"]) == S.REPEATS for r in record)
+    assert all(len(r["warmup_s"]) == 2 and len(r["samples_s"]) == S.SIMULATED_REPEATS for r in record)
 
 
 # --- intervals against scipy --------------------------------------------------------------
@@ -426,7 +426,7 @@ def test_analyse_group_on_the_fake_machine() -> None:
         "chainer/autograd": 0.40,
         "chainer/explicit": 0.40,
     }
-    blocks = run_group(cells, rounds=S.ROUNDS, seed=11)
+    blocks = run_group(cells, rounds=S.SIMULATED_ROUNDS, seed=11)
     pairs = [("chainer/autograd", "pytorch/autograd"), ("pytorch/explicit", "pytorch/autograd")]
     analysis = S.analyse_group(blocks, pairs, control="pytorch/autograd")
     framework, loss = analysis.comparisons
@@ -471,7 +471,7 @@ def test_rule_false_positive_rate_and_power_on_a_drifting_machine() -> None:
     false_positive_rate, _ = rule_rates(effect=0.0, trials=1000, seed=1)
     _, power = rule_rates(effect=0.10, trials=1000, seed=2)
     print(
-        f"rounds {S.ROUNDS}, repeats {S.REPEATS}, threshold {S.THRESHOLD}: "
+        f"rounds {S.SIMULATED_ROUNDS}, repeats {S.SIMULATED_REPEATS}, threshold {S.THRESHOLD}: "
         f"A/A false-positive rate {false_positive_rate:.3f}, power at 10 % {power:.3f}"
     )
     assert false_positive_rate <= 0.05

@@ -4,7 +4,6 @@ real tiny profiles of both backends, the `breakdown` stage end to end and its re
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from pathlib import Path
@@ -379,12 +378,12 @@ def write_record(params: Params, job: Job, result: dict[str, Any]) -> None:
 @pytest.fixture()
 def report_params() -> Params:
     params = load_params(REPO / "params.yaml")
-    raw = copy.deepcopy(params.raw)
+    raw = params.value()
     raw["breakdown"]["batch_exponents"] = [4]
     raw["grid"].update(
         frameworks=["pytorch", "chainer"], loss_modes=["autograd", "explicit"], devices=["cpu"]
     )
-    return Params(params.path, raw)
+    return Params.from_raw(params.path, raw)
 
 
 def breakdown_job(result: dict[str, Any]):

@@ -21,7 +21,7 @@ from simulated_machine import FakeMachine
 from deeppose import compare as C
 from deeppose import compare_stats as S
 from deeppose import paths, timing
-from deeppose.config import load_params
+from deeppose.config import Params, load_params
 from deeppose.errors import DeepPoseError
 from deeppose.grid import Group, Job
 from deeppose.results import TimingResult, TrainMetrics
@@ -64,17 +64,18 @@ def environment(cpu: str) -> dict:
 
 @pytest.fixture(scope="module")
 def params():
-    """params.yaml's grid (2 frameworks x 2 loss modes) with compare_stats.ROUNDS blocks per cell."""
+    """params.yaml's grid (2 frameworks x 2 loss modes) with compare_stats.SIMULATED_ROUNDS blocks per cell."""
     loaded = load_params(ROOT / "params.yaml")
-    loaded.raw["timing"]["blocks"] = S.ROUNDS
-    return loaded
+    raw = loaded.value()
+    raw["timing"]["blocks"] = S.SIMULATED_ROUNDS
+    return Params.from_raw(loaded.path, raw)
 
 
 def simulated_side(params, label: str, base_s: dict[str, float], seed: int, cpu: str = "Sim CPU") -> C.Side:
     """One timing group run by the real timing stage (deeppose.timing.time_group) on the simulated
     machine: drift, a random walk of speed, per-process effects, outlier blocks, disturbed blocks rerun."""
-    group = Group.of(params.raw["grid"], "cpu", EXP)
-    machine = FakeMachine(base_s, (len(base_s) + 1) * S.ROUNDS, np.random.default_rng(seed))
+    group = Group.of(params.grid, "cpu", EXP)
+    machine = FakeMachine(base_s, (len(base_s) + 1) * S.SIMULATED_ROUNDS, np.random.default_rng(seed))
     extra = {
         "optimizer_steps_s": {},
         "loss_s": [],
@@ -321,5 +322,5 @@ def test_the_workflow_runs_both_sides_on_the_small_parameters_and_posts_compare(
     assert '-m deeppose compare "$RUNNER_TEMP/base/results" results --fail-on-regression' in text
     assert "gh pr comment" in text and "--body-file compare.md" in text
     small = load_params(ROOT / "params-pr.yaml")
-    assert small.raw["timing"]["blocks"] >= 4  # a rank interval needs 4 blocks a side at 95 %
+    assert small.timing.blocks >= 4  # a rank interval needs 4 blocks a side at 95 %
     assert S.hodges_lehmann_ratio([1.0, 1.1, 1.2, 1.3], [1.0, 1.1, 1.2, 1.3]).low is not None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import os
 from pathlib import Path
 
@@ -10,8 +12,9 @@ import pytest
 import yaml
 
 from deeppose import cli, memory
-from deeppose.config import load_params, validate
+from deeppose.config import Params, load_params, validate
 from deeppose.errors import DeepPoseError
+from deeppose.model import ModelConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -216,3 +219,57 @@ def test_a_nan_reaches_the_cli_as_one_line(tmp_path, raw, capsys):
         capsys.readouterr().err
         == f"deeppose train: error: {path}: train.lr: nan is not allowed; allowed: a finite number\n"
     )
+
+
+def _params_read_before(stage, raw: dict) -> dict:
+    """provenance.params_read as it was when Params held the file's dict: the recorded form."""
+    values = {}
+    for key in stage.params:
+        node = raw
+        for part in key.split("."):
+            node = node[part]
+        values[key] = node
+    return values
+
+
+@pytest.mark.parametrize("name", ["params.yaml", "params-study.yaml", "params-pr.yaml"])
+def test_recorded_parameter_values_keep_their_form(name):
+    """Results record the values a stage reads; typed Params must not change their JSON, or every
+    committed result would read as stale."""
+    from deeppose import provenance
+    from deeppose.stages import STAGES
+
+    params = load_params(ROOT / name)
+    raw = yaml.safe_load((ROOT / name).read_text())
+    for stage in STAGES.values():
+        before, after = _params_read_before(stage, raw), provenance.params_read(stage, params)
+        assert after == before
+        assert json.dumps(after, sort_keys=True) == json.dumps(before, sort_keys=True)
+
+
+def test_params_are_typed_and_frozen(raw):
+    raw["model"]["dropout"] = 0  # YAML gives an int; the model's field is a float
+    path = ROOT / "params.yaml"
+    params = Params.from_raw(path, raw)
+    assert params.seed == raw["seed"] and params.model == ModelConfig(dropout=0.0, lrn=raw["model"]["lrn"])
+    assert isinstance(params.model.dropout, float)
+    assert params.grid.batch_exponents == tuple(raw["grid"]["batch_exponents"])
+    assert params.grid.frameworks == tuple(raw["grid"]["frameworks"])
+    assert params.timing.optimizers == tuple(raw["timing"]["optimizers"])
+    assert params.breakdown.batch_exponents == tuple(raw["breakdown"]["batch_exponents"])
+    assert params.data.synthetic.images == raw["data"]["synthetic"]["images"]
+    assert params.data.lsp.lsp is None and isinstance(params.train.lr, float)
+    assert params.allocator.mmap_threshold_mib == raw["allocator"]["mmap_threshold_mib"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.timing.blocks = 9  # type: ignore[misc]
+    assert hash(params) == hash(Params.from_raw(path, raw))
+
+
+def test_value_is_the_files_content_and_a_copy(raw):
+    params = Params.from_raw(ROOT / "params.yaml", raw)
+    assert params.value() == raw and params.value("train.lr") == raw["train"]["lr"]
+    assert params.value("grid.frameworks") == raw["grid"]["frameworks"]
+    assert isinstance(params.value("grid.frameworks"), list)
+    params.value("timing")["blocks"] = 99
+    raw["timing"]["blocks"] = 99  # the file's dict, edited after the fact
+    assert params.value("timing.blocks") == params.timing.blocks != 99

@@ -220,6 +220,9 @@ def test_core_time_cells_ratios_and_controls(built):
     assert ratio.ratio.estimate == pytest.approx(2.0, rel=0.01) and ratio.verdict is Verdict.SLOWER
     assert [(c.batch_size, c.b) for c in cpu.controls] == [(1, CONTROL), (2, CONTROL)]
     assert findings.aa_false_positive_rate == 0.0
+    # the records' block count, not params.yaml's timing.blocks (3 there, ROUNDS in the records)
+    assert findings.aa_blocks == (ROUNDS,) != (findings.setup.params["timing"]["blocks"],)
+    assert f"the rule's simulated rate at {ROUNDS} blocks is in deeppose/compare_stats.py" in markdown
     # summary.json names each A/A pair (the trustworthy-timing issue's `aa_control`)
     pair = findings.aa_control[0]
     assert (pair.framework, pair.loss, pair.device, pair.batch_size) == (*CONTROL.split("/"), "cpu", 1)

@@ -226,7 +226,7 @@ def test_stale_reasons_name_the_changed_file_and_parameter():
 def test_a_timing_cell_is_judged_by_its_groups_code():
     """A group ran every framework: editing either backend makes every cell of it stale."""
     p = params()
-    group = Group.of(p.raw["grid"], "cpu", 1)
+    group = Group.of(p.grid, "cpu", 1)
     recorded = provenance.record("time", p, group)
     assert {"deeppose/backends/chainer.py", "deeppose/backends/pytorch.py"} <= set(recorded.code)
     for job in group.jobs():

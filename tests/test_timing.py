@@ -475,7 +475,7 @@ def test_group_interleaves_every_cell_and_keeps_every_block(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     params = load_params(write_params(tmp_path, blocks=3, repeats=3))
-    group = Group.of(params.raw["grid"], "cpu", 2)
+    group = Group.of(params.grid, "cpu", 2)
     calls: list[str] = []
     results = timing.time_group(
         params, group, synthetic=True, launch=fake_launch(calls, {"chainer/autograd": 2.0}), **QUIET

@@ -256,10 +256,10 @@ def prepare(
 
 def sources_from_params(params: Params) -> tuple[str, list[Source]]:
     """The datasets named by params.yaml's `data` section, opened, with each sample's split."""
-    data = params.raw["data"]
+    data = params.data
     where = params.path
-    if data["source"] == "synthetic":
-        count, test = int(data["synthetic"]["images"]), int(data["synthetic"]["test"])
+    if data.source == "synthetic":
+        count, test = data.synthetic.images, data.synthetic.test
         if not paths.SYNTHETIC.exists():
             raise DeepPoseError(f"{paths.SYNTHETIC}: not found; run `python -m deeppose synthesize` first")
         dataset = read_lsp(paths.SYNTHETIC)
@@ -271,8 +271,8 @@ def sources_from_params(params: Params) -> tuple[str, list[Source]]:
             )
         splits = tuple("train" if i < count - test else "test" for i in range(count))
         return "synthetic", [Source("synthetic", dataset, splits, str(paths.SYNTHETIC))]
-    lsp_path, lspet_path = data["lsp"]["lsp"], data["lsp"]["lspet"]
-    n_train = int(data["lsp"]["lsp_train"])
+    lsp_path, lspet_path = data.lsp.lsp, data.lsp.lspet
+    n_train = data.lsp.lsp_train
     lsp = read_lsp(lsp_path)
     if n_train >= len(lsp):
         lsp.close()

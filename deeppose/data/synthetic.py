@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     params = load_params(args.params)
-    count = int(params.raw["data"]["synthetic"]["images"])
+    count = params.data.synthetic.images
     synthesize(paths.SYNTHETIC, count, params.seed)
     print(f"synthesize: wrote {count} images and joints.mat to {paths.SYNTHETIC}/ (seed {params.seed})")
 

@@ -469,6 +469,7 @@ class Findings:
     off_grid: dict[str, int]  # device outside the grid -> result files found for it (not read)
     aa_control: tuple[AAPair, ...]
     aa_false_positive_rate: float | None  # over the pairs with an interval; None if none had one
+    aa_blocks: tuple[int, ...]  # blocks per cell (the records' `rounds`) of the groups holding the pairs
     study: tuple[StudyRow, ...]
     absolute: tuple[Absolute, ...]
     dominance: tuple[Dominance, ...]
@@ -630,7 +631,7 @@ def _setup(results: Results) -> Setup:
         for stage, jobs in results.costs.items()
     )
     return Setup(
-        results.params.raw,
+        results.params.value(),
         results.params.path.as_posix(),
         summary and {k: v for k, v in summary.items() if k not in ("provenance", "kind", "schema_version")},
         None if prepared.ok else f"`{prepared.path.as_posix()}`: {prepared.missing}",
@@ -962,7 +963,7 @@ def _roofline(
 
 def _breakdown(results: Results, device: str, peak: Peak) -> tuple[BreakdownBatch, ...]:
     batches = []
-    for exp in sorted(results.params.raw["breakdown"]["batch_exponents"]):
+    for exp in sorted(results.params.breakdown.batch_exponents):
         loaded = {
             job: r for job, r in results.breakdown.items() if (job.device, job.batch_exp) == (device, exp)
         }
@@ -1037,7 +1038,7 @@ def _device(results: Results, device: str, peak: Peak) -> Device:
     floor = max(reach, default=None)
     effects = ()
     if {"autograd", "explicit"} <= set(results.loss_modes):
-        train_batch = int(results.params.raw["train"]["batch_size"])
+        train_batch = results.params.train.batch_size
         effects = tuple(
             _loss_effect(
                 fw, {j.loss: s for j, s in runs.items() if j.framework == fw}, groups, train_batch, floor
@@ -1228,6 +1229,14 @@ def analyse(results: Results) -> Findings:
         AAPair(*c.b.split("/"), device, c.batch_size, c.ratio, c.difference, significant)  # type: ignore[arg-type]
         for (device, c), significant in zip(controls, summary.significant)
     )
+    aa_groups = {(pair.device, pair.batch_size) for pair in aa}
+    aa_blocks = sorted(
+        {
+            r.record.rounds
+            for job, r in results.timing.items()
+            if r.ok and job.batch_exp is not None and (job.device, 2**job.batch_exp) in aa_groups
+        }
+    )
     study, absolute, dominance = _study(results, devices)
     jobs = {
         kind: {"expected": len(found), "present": sum(r.ok for r in found.values())}
@@ -1246,6 +1255,7 @@ def analyse(results: Results) -> Findings:
         dict(results.off_grid),
         aa,
         summary.false_positive_rate,
+        tuple(aa_blocks),
         tuple(study),
         tuple(absolute),
         tuple(dominance),

@@ -70,19 +70,19 @@ class Results:
 
     @property
     def devices(self) -> list[str]:
-        return list(self.params.raw["grid"]["devices"])
+        return list(self.params.grid.devices)
 
     @property
     def frameworks(self) -> list[str]:
-        return list(self.params.raw["grid"]["frameworks"])
+        return list(self.params.grid.frameworks)
 
     @property
     def loss_modes(self) -> list[str]:
-        return list(self.params.raw["grid"]["loss_modes"])
+        return list(self.params.grid.loss_modes)
 
     @property
     def batch_exponents(self) -> list[int]:
-        return sorted(self.params.raw["grid"]["batch_exponents"])
+        return sorted(self.params.grid.batch_exponents)
 
     def everything(self) -> list[Loaded]:
         return [
@@ -173,11 +173,11 @@ def load_costs(params: Params) -> dict[str, list[StageCost | None]]:
     labels: dict[str, list[str | None]] = {
         "prepare": [None],
         "train": [job.label for job in params.train_jobs()],
-        "time": [group.label for group in timing_groups(params.raw["grid"])],
+        "time": [group.label for group in timing_groups(params.grid)],
         "peak": [None],
         "breakdown": [job.label for job in params.breakdown_jobs()],
     }
-    if params.raw["data"]["source"] == "synthetic":
+    if params.data.source == "synthetic":
         labels = {"synthesize": [None], **labels}
     return {stage: [_cost(stage, label) for label in jobs] for stage, jobs in labels.items()}
 
@@ -199,6 +199,6 @@ def load_results(params: Params) -> Results:
         breakdown,
         read(PeakResult, paths.matmul_peak(), params),
         read(PrepareSummary, paths.prepared_summary(), params),
-        _count_off_grid(list(params.raw["grid"]["devices"])),
+        _count_off_grid(list(params.grid.devices)),
         load_costs(params),
     )

@@ -21,7 +21,7 @@ except DeepPoseError as error:
 # docstring edit reruns nothing, a new machine reruns every measurement.
 provenance.write_fingerprints(PARAMS)
 
-GRID = PARAMS.raw["grid"]
+GRID = PARAMS.grid
 # Measuring jobs take every core, so that none ever runs beside another job. A cluster run has
 # no total core count (--cores): there the profile sets these rules' threads to a node's cores.
 try:
@@ -36,7 +36,7 @@ def _cell(stage, framework, loss, device, batch_exp):
     if kind is None:
         return None
     if kind == "group":
-        return Group(device, batch_exp, tuple(GRID["frameworks"]), tuple(GRID["loss_modes"]))
+        return Group(device, batch_exp, GRID.frameworks, GRID.loss_modes)
     return Job(framework, loss, device, batch_exp if STAGES[stage].batch_exponents_key else None)
 
 
