@@ -28,8 +28,9 @@ $(VENV)/.chainer-hook: $(VENV)/.installed deeppose/backends/chainer_import.py
 setup: $(VENV)/.installed $(VENV)/.chainer-hook
 
 # Runs the whole pipeline on the embedded synthetic dataset and writes reports/report.md.
+# Snakemake loads the workflow profile profiles/default/ by itself, as for a plain `snakemake`.
 run: setup
-	$(BIN)/snakemake --cores all --profile workflow/profiles/default
+	$(BIN)/snakemake --cores all
 
 test: setup
 	$(BIN)/python -m pytest

@@ -103,9 +103,17 @@ def test_snakemake_lint_is_clean():
     assert "Congratulations" in result.stdout + result.stderr
 
 
+def test_plain_snakemake_loads_the_workflow_profile():
+    """`snakemake --cores all` (what `make run` types) runs with profiles/default's settings."""
+    result = snakemake(ROOT, "-n", "--cores", "all", "--forceall")
+    assert "Using workflow specific profile profiles/default" in result.stderr, result.stderr[-2000:]
+    assert "\nShell command: python -m deeppose synthesize" in result.stdout  # printshellcmds: true
+
+
 def test_slurm_profile_dry_run_succeeds():
     result = snakemake(ROOT, "--profile", "workflow/profiles/slurm", "--dry-run", "--forceall")
     assert "train" in result.stdout
+    assert "workflow/profiles/slurm and workflow specific profile profiles/default" in result.stderr
 
 
 def test_a_bad_parameter_file_stops_snakemake_with_one_line(tmp_path):
@@ -206,7 +214,7 @@ STALE_AFTER_CHAINER_EDIT = {
 @pytest.mark.slow
 def test_snakemake_runs_everything_then_nothing_then_only_what_changed(tmp_path):
     project = copy_project(tmp_path / "project")
-    snakemake(project, "--cores", "all", "--profile", "workflow/profiles/default")
+    snakemake(project, "--cores", "all")
     missing = [out for out in expected_outputs(project) if not (project / out).exists()]
     assert not missing
     assert (
@@ -308,8 +316,6 @@ def engine_command(engine: str, job) -> list[str]:
         return [
             str(BIN / "snakemake"),
             str(paths.train_metrics(job)),
-            "--profile",
-            "workflow/profiles/default",
             "--cores",
             "2",
         ]
