@@ -1,4 +1,5 @@
-"""The two workflow engines: the same jobs, a clean lint, a cluster profile, and real runs.
+"""The two workflow engines: the same jobs, a clean lint (no conda environments aside), a cluster
+profile, and real runs.
 
 The end-to-end tests run the real pipeline in a temporary copy of the project on tiny parameters
 (a few images, one epoch, exponents 0..1, 2 blocks of 2 repeats), with each engine.
@@ -97,10 +98,19 @@ def test_chainer_imports_from_a_bare_environment():
     assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr
 
 
-def test_snakemake_lint_is_clean():
+# Rules carry no `conda:` environment on purpose: the software is the .venv `make setup` builds
+# from requirements/lock.txt, and a conda file nothing builds would be an untested way to deploy.
+NO_CONDA_LINT = "Specify a conda environment or container for each rule."
+SHELL_RULES = {"synthesize", "prepare", "train", "time", "peak", "breakdown", "report"}
+
+
+def test_snakemake_lint_is_clean_but_for_the_missing_conda_environments():
     result = snakemake(ROOT, "--lint", check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Congratulations" in result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output and "Error" not in output, output
+    linted = set(re.findall(r"^Lints for rule (\w+) ", output, flags=re.M))
+    lints = set(re.findall(r"^\s+\* (.+):$", output, flags=re.M))
+    assert linted == SHELL_RULES and lints == {NO_CONDA_LINT}, output
 
 
 def test_plain_snakemake_loads_the_workflow_profile():
