@@ -8,13 +8,13 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 .PHONY: all setup run test lint clean-results
 all: run
 
-# The stamp is rebuilt when the pins change. PIP_CONSTRAINT reaches pip's isolated build of the
-# Chainer sdist (it needs setuptools<81); see requirements/build-constraints.txt.
+# The stamp is rebuilt when the pins change. --build-constraint (pip >= 25.3) reaches pip's isolated
+# build of the Chainer sdist (it needs setuptools<81); see requirements/build-constraints.txt.
 $(VENV)/.installed: requirements/lock.txt requirements/dev.txt requirements/build-constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "pip==25.3"
-	PIP_CONSTRAINT=$(CURDIR)/requirements/build-constraints.txt \
-		$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements/lock.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		--build-constraint requirements/build-constraints.txt -r requirements/lock.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
