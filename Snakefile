@@ -1,4 +1,4 @@
-# deeppose pipeline for Snakemake: `snakemake --cores all` (the default profile adds the rest).
+# deeppose pipeline for Snakemake: `snakemake --cores all` (it loads the workflow profile profiles/default/).
 # Rules are thin calls of `python -m deeppose <stage>`; the grid and every path come from the
 # deeppose package (workflow/rules/common.smk). dvc.yaml defines the same jobs for `dvc repro`.
 from snakemake.utils import min_version

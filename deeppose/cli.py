@@ -15,6 +15,7 @@ machine refuses to read or write (permissions, a full or read-only disk), naming
     python -m deeppose fingerprint     # refresh the engines' fingerprints (before `dvc status`)
     python -m deeppose dvc-yaml        # regenerate dvc.yaml from the stage table
     python -m deeppose compare main HEAD   # what a change did to the results (exit 1 on request)
+    python -m deeppose table           # every timed run as reports/cells.csv, for pandas
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "dvc-yaml": ("deeppose.dvc_yaml", "write dvc.yaml from the stage table"),
     "time-block": ("deeppose.timing_block", "one timing block (the `time` stage's child process)"),
     "compare": ("deeppose.compare", "which changes between two revisions' results are real"),
+    "table": ("deeppose.table", "every timed run as one tidy CSV table (reports/cells.csv)"),
 }
 
 

@@ -2,13 +2,13 @@
 
 The file is read by a YAML loader that refuses duplicate keys (PyYAML keeps the last silently),
 checked for non-finite numbers (`.nan`, `.inf`: JSON Schema's bounds let them through), against
-`workflow/schemas/params.schema.yaml` (JSON Schema), then against what the code knows (registered
-frameworks, breakdown exponents within the grid) and what this machine can do (thread counts within
-its usable cores, batches within its memory, deeppose.memory). Every problem becomes one line naming
-the file, the parameter and what is allowed, so a user sees them all at once. The Snakefile and
-every `python -m deeppose` stage call `load_params`, which then builds `Params`: frozen and typed,
-one dataclass per section (`params.timing.blocks`, `params.grid.batch_exponents`). What records the
-parameters themselves reads `Params.value("train.lr")`, the file's own JSON values.
+`deeppose/schemas/params.schema.yaml` (JSON Schema, package data), then against what the code knows
+(registered frameworks, breakdown exponents within the grid) and what this machine can do (thread
+counts within its usable cores, batches within its memory, deeppose.memory). Every problem becomes
+one line naming the file, the parameter and what is allowed, so a user sees them all at once. The
+Snakefile and every `python -m deeppose` stage call `load_params`, which then builds `Params`: frozen
+and typed, one dataclass per section (`params.timing.blocks`, `params.grid.batch_exponents`). What
+records the parameters themselves reads `Params.value("train.lr")`, the file's own JSON values.
 """
 
 from __future__ import annotations
@@ -29,7 +29,10 @@ from deeppose.grid import FRAMEWORKS, Job
 from deeppose.model import ModelConfig
 from deeppose.optimizer import OptimizerConfig
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "params.schema.yaml"
+# Package data, so that an installed deeppose validates without the checkout. In a folder of its own:
+# the files beside deeppose/__init__.py count as every stage's code (provenance.package_data), and the
+# schema only accepts or refuses a file, it changes no result.
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "params.schema.yaml"
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,11 @@
 
 Every value is a plain Python float/int/bool or None (never NaN), so a result can go straight to
 `deeppose.atomic.write_json`. Quartiles use numpy's default (linear, "type 7") interpolation.
-The 95% confidence interval of the mean comes from a seeded percentile bootstrap by default
-(timing samples are skewed, with a long right tail, which a t-interval ignores); a Student-t
-interval is available for comparison. `ci_method` in the result says which was used.
+The 95% confidence interval of the mean comes from a seeded BCa bootstrap by default
+(`scipy.stats.bootstrap`, bias-corrected and accelerated: timing samples are skewed, with a long
+right tail, which a t-interval ignores and a percentile bootstrap undercovers; BCa still undercovers
+a little at a few samples, tests/test_stats.py measures by how much); a Student-t interval is
+available for comparison. `ci_method` in the result says which was used.
 """
 
 from __future__ import annotations
@@ -17,8 +19,13 @@ from typing import Any
 import numpy as np
 from scipy import stats as scipy_stats
 
+# At import, not when first used: scipy brings its own OpenBLAS, which must be loaded before a
+# measuring stage limits every native thread pool (deeppose.threads).
+from scipy import stats as scipy_stats
+
 NOISY_IQR_OVER_MEDIAN = 0.10  # a measurement whose IQR exceeds 10% of its median is flagged
 BOOTSTRAP_RESAMPLES = 2000
+BATCH_VALUES = 2**20  # the most values one bootstrap batch holds (8 MiB of float64)
 CI_LEVEL = 0.95
 CI_METHODS = ("bootstrap", "t")
 
@@ -49,19 +56,27 @@ def _float(value: float) -> float | None:
 def bootstrap_mean_ci(
     samples: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0, level: float = CI_LEVEL
 ) -> tuple[float, float]:
-    """Percentile-bootstrap interval of the mean; the same samples and seed give the same interval."""
-    rng = np.random.Generator(np.random.PCG64(seed))
-    index = rng.integers(0, samples.size, size=(resamples, samples.size))
-    means = samples[index].mean(axis=1)
-    tail = (1.0 - level) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(low), float(high)
+    """BCa-bootstrap interval of the mean; the same samples and seed give the same interval.
+    Samples that are all equal have a point as interval (BCa's acceleration is undefined there)."""
+    samples = np.asarray(samples, dtype=np.float64)
+    if np.all(samples == samples[0]):
+        return float(samples[0]), float(samples[0])
+    result = scipy_stats.bootstrap(
+        (samples,),
+        np.mean,
+        n_resamples=resamples,
+        confidence_level=level,
+        method="BCa",
+        rng=np.random.default_rng(seed),
+        # Resamples (and BCa's jackknife, n x (n - 1) without it) in batches of about 2^20 values: a
+        # training run's per-iteration times are tens of thousands of samples.
+        batch=max(1, min(resamples, BATCH_VALUES // samples.size)),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def t_mean_ci(samples: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float]:
     """Student-t interval of the mean (assumes roughly normal samples)."""
-    from scipy import stats as scipy_stats
-
     half = (
         scipy_stats.t.ppf(0.5 + level / 2, samples.size - 1) * samples.std(ddof=1) / math.sqrt(samples.size)
     )
@@ -98,7 +113,7 @@ def describe(
     else:
         variance = std = ci_low = ci_high = None
     ratio = iqr / median if median > 0 else None
-    method = f"bootstrap percentile, {resamples} resamples, seed {seed}" if ci == "bootstrap" else "student t"
+    method = f"bootstrap BCa, {resamples} resamples, seed {seed}" if ci == "bootstrap" else "student t"
     return {
         "n": n,
         "mean": float(x.mean()),

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from deeppose import machine, provenance, results
-from deeppose.config import load_params
+from deeppose.config import SCHEMA_PATH, load_params
 from deeppose.grid import DEVICES, LOSS_MODES, MAX_BATCH_EXP, OPTIMIZERS, Group, Job
 from deeppose.stages import STAGES
 
@@ -277,7 +277,7 @@ def test_the_machine_fingerprint_tells_zen_3_from_zen_4():
 
 
 def test_the_schema_speaks_the_grid_vocabulary():
-    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "params.schema.yaml").read_text())["properties"]
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())["properties"]
     grid = schema["grid"]["properties"]
     assert grid["loss_modes"]["items"]["enum"] == list(LOSS_MODES)
     assert grid["devices"]["items"]["enum"] == list(DEVICES)

@@ -152,7 +152,7 @@ def runs(cluster, tmp_path_factory):
     env = project_env(remote, cluster)
     start = time.monotonic()
     local_run = subprocess.Popen(
-        [str(BIN / "snakemake"), "--profile", "workflow/profiles/default", "--cores", "2"],
+        [str(BIN / "snakemake"), "--cores", "2"],
         cwd=local, env=project_env(local), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:

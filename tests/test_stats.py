@@ -40,9 +40,37 @@ def test_bootstrap_interval_is_seeded_and_brackets_the_mean(samples: list[float]
     assert stats["ci95_low"] < stats["mean"] < stats["ci95_high"]
     assert describe(samples) == stats  # same samples, same seed: same interval
     assert bootstrap_mean_ci(np.asarray(samples), seed=1) != (stats["ci95_low"], stats["ci95_high"])
-    # A percentile bootstrap of the mean is close to the normal interval for 37 samples.
+    # A bootstrap interval of the mean is close to the normal interval for 37 samples.
     half = 1.96 * stats["std"] / math.sqrt(stats["n"])
     assert stats["ci95_high"] - stats["ci95_low"] == pytest.approx(2 * half, rel=0.25)
+
+
+def test_bootstrap_interval_is_scipys_bca(samples: list[float]) -> None:
+    from scipy import stats as scipy_stats
+
+    stats = describe(samples, resamples=500, seed=3)
+    assert stats["ci_method"] == "bootstrap BCa, 500 resamples, seed 3"
+    direct = scipy_stats.bootstrap(
+        (np.asarray(samples),), np.mean, n_resamples=500, method="BCa", rng=np.random.default_rng(3)
+    ).confidence_interval
+    assert (stats["ci95_low"], stats["ci95_high"]) == (direct.low, direct.high)
+
+
+def test_bootstrap_interval_covers_the_mean_of_skewed_samples() -> None:
+    """Coverage over 400 seeded draws of 20 lognormal samples (the true mean known): 0.90 measured
+    (a percentile bootstrap: 0.895; both undercover at few samples, more at 5 or 10 samples)."""
+    rng = np.random.default_rng(1)
+    true_mean = math.exp(0.5**2 / 2)
+    covered = 0
+    for draw in range(400):
+        low, high = bootstrap_mean_ci(rng.lognormal(0.0, 0.5, 20), resamples=1000, seed=draw)
+        covered += low <= true_mean <= high
+    assert 0.88 <= covered / 400 <= 0.99
+
+
+def test_equal_samples_have_a_point_interval() -> None:
+    stats = describe([1.0, 1.0, 1.0, 1.0])
+    assert stats["ci95_low"] == stats["ci95_high"] == 1.0
 
 
 def test_t_interval_matches_scipy(samples: list[float]) -> None:

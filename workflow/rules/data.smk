@@ -6,8 +6,6 @@ rule synthesize:
     params:
         file=PARAMS_FILE,
         values=stage_params("synthesize"),
-    conda:
-        "../envs/deeppose.yaml"
     log:
         "logs/synthesize.log",
     benchmark:
@@ -24,8 +22,6 @@ rule prepare:
     params:
         file=PARAMS_FILE,
         values=stage_params("prepare"),
-    conda:
-        "../envs/deeppose.yaml"
     log:
         "logs/prepare.log",
     benchmark:

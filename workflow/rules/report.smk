@@ -9,8 +9,6 @@ rule report:
     params:
         file=PARAMS_FILE,
         values=stage_params("report"),
-    conda:
-        "../envs/deeppose.yaml"
     log:
         "logs/report.log",
     benchmark:

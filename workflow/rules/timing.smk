@@ -9,8 +9,6 @@ rule time:
     threads: ALL_CORES
     resources:
         gpu=gpus,
-    conda:
-        "../envs/deeppose.yaml"
     log:
         "logs/time/{device}/b{batch_exp}.log",
     benchmark:
@@ -28,8 +26,6 @@ rule peak:
         file=PARAMS_FILE,
         values=stage_params("peak"),
     threads: ALL_CORES
-    conda:
-        "../envs/deeppose.yaml"
     log:
         "logs/peak.log",
     benchmark:
@@ -49,8 +45,6 @@ rule breakdown:
     threads: ALL_CORES
     resources:
         gpu=gpus,
-    conda:
-        "../envs/deeppose.yaml"
     log:
         "logs/breakdown/{framework}/{loss}/{device}/b{batch_exp}.log",
     benchmark:

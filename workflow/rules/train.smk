@@ -13,8 +13,6 @@ rule train:
     threads: ALL_CORES
     resources:
         gpu=gpus,
-    conda:
-        "../envs/deeppose.yaml"
     log:
         "logs/train/{framework}/{loss}/{device}.log",
     benchmark:
