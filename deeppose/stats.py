@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats as scipy_stats
 
 # At import, not when first used: scipy brings its own OpenBLAS, which must be loaded before a
 # measuring stage limits every native thread pool (deeppose.threads).

@@ -89,6 +89,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "deeppose.compare_stats",
         "deeppose.status",
         "deeppose.fingerprint",
+        "deeppose.table",
         "deeppose.dvc_yaml",
         "deeppose.cli",
         "deeppose.__main__",
