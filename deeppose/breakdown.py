@@ -40,6 +40,7 @@ from deeppose.core import check_memory
 from deeppose.errors import DeepPoseError
 from deeppose.grid import Job, add_job_arguments, job_from_args
 from deeppose.lock import measurement_lock
+from deeppose.memory import check_machine
 from deeppose.results import BreakdownResult, PeakResult, RecordError
 
 PEAK_SIZE = 2048  # ~17 GFLOP per product: ~0.1 s here, big enough for the BLAS to reach its best
@@ -179,6 +180,7 @@ def summary_lines(result: BreakdownResult) -> list[str]:
 
 def run(args: argparse.Namespace) -> None:
     params = load_params(args.params)
+    check_machine(params)
     job = check_job(args)
     with measurement_lock(f"breakdown {job.framework}/{job.loss}/{job.device} b{job.batch_exp}"):
         check_memory(params, job)

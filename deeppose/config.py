@@ -3,9 +3,10 @@
 The file is read by a YAML loader that refuses duplicate keys (PyYAML keeps the last silently),
 checked for non-finite numbers (`.nan`, `.inf`: JSON Schema's bounds let them through), against
 `deeppose/schemas/params.schema.yaml` (JSON Schema, package data), then against what the code knows
-(registered frameworks, breakdown exponents within the grid) and what this machine can do (thread
-counts within its usable cores, batches within its memory, deeppose.memory). Every problem becomes
-one line naming the file, the parameter and what is allowed, so a user sees them all at once. The
+(registered frameworks, breakdown exponents within the grid). What this machine can do (thread counts
+within its usable cores, batches within its memory) is `deeppose.memory.check_machine`'s, which the
+measuring stages and the Snakefile call. Every problem becomes one line naming the file, the
+parameter and what is allowed, so a user sees them all at once. The
 Snakefile and every `python -m deeppose` stage call `load_params`, which then builds `Params`: frozen
 and typed, one dataclass per section (`params.timing.blocks`, `params.grid.batch_exponents`). What
 records the parameters themselves reads `Params.value("train.lr")`, the file's own JSON values.
@@ -23,7 +24,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from deeppose import grid, memory
+from deeppose import grid
 from deeppose.errors import DeepPoseError
 from deeppose.grid import FRAMEWORKS, Job
 from deeppose.model import ModelConfig
@@ -219,35 +220,6 @@ def _schema_problems(raw: Any, schema: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _machine_problems(raw: dict[str, Any]) -> list[str]:
-    """Thread counts beyond the usable cores (one segfaults in the BLAS) and batches beyond the
-    machine's memory (MemTotal: a batch that can never fit here; the stages check MemAvailable)."""
-    cores = len(os.sched_getaffinity(0))
-    problems = [
-        f"{section}.threads: {raw[section]['threads']} is more than the {cores} cores this process may use; "
-        f"allowed: 0 (all) to {cores}"
-        for section in ("train", "timing")
-        if raw[section]["threads"] > cores
-    ]
-    if "cpu" not in raw["grid"]["devices"]:
-        return problems
-    optimizer, lrn = raw["train"]["optimizer"], raw["model"]["lrn"]
-    known = [name for name in raw["grid"]["frameworks"] if name in FRAMEWORKS]
-    if not known:
-        return problems
-    hungriest = max(known, key=lambda name: memory.per_image_bytes(name, lrn))
-    batches = {
-        "train.batch_size": raw["train"]["batch_size"],
-        "grid.batch_exponents": 2 ** max(raw["grid"]["batch_exponents"]),
-    }
-    for where, batch in batches.items():
-        try:
-            memory.check_fits(batch, hungriest, optimizer, lrn, where)
-        except DeepPoseError as error:
-            problems.append(str(error))
-    return problems
-
-
 def _semantic_problems(raw: dict[str, Any]) -> list[str]:
     problems = []
     for index, name in enumerate(raw["grid"]["frameworks"]):
@@ -263,7 +235,7 @@ def _semantic_problems(raw: dict[str, Any]) -> list[str]:
         problems.append("data.synthetic.test: must be smaller than data.synthetic.images")
     if raw["data"]["source"] == "lsp" and not raw["data"]["lsp"]["lsp"]:
         problems.append("data.lsp.lsp: source is 'lsp' but no LSP folder or zip is given")
-    return problems + _machine_problems(raw)
+    return problems
 
 
 def validate(raw: Any, where: str = "params.yaml") -> None:

@@ -16,9 +16,12 @@ Measured against the peak resident size of one step (tests/test_memory.py): per 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from deeppose.config import Params
 from deeppose.errors import DeepPoseError
+from deeppose.grid import FRAMEWORKS
 from deeppose.model import CONVS, INPUT_SIZE, POOL_KERNEL, POOL_STRIDE, feature_sizes, linears, weight_shapes
 
 FLOAT = 4  # bytes
@@ -97,3 +100,37 @@ def check_fits(
             f"(estimated from the layer shapes), more than this machine's {gib(have)} ({key}); "
             "use a smaller batch"
         )
+
+
+def machine_problems(params: Params) -> list[str]:
+    """Thread counts beyond the usable cores (one segfaults in the BLAS) and batches beyond the
+    machine's memory (MemTotal: a batch that can never fit here; the stages check MemAvailable)."""
+    cores = len(os.sched_getaffinity(0))
+    problems = [
+        f"{section}.threads: {threads} is more than the {cores} cores this process may use; "
+        f"allowed: 0 (all) to {cores}"
+        for section, threads in (("train", params.train.threads), ("timing", params.timing.threads))
+        if threads > cores
+    ]
+    known = [name for name in params.grid.frameworks if name in FRAMEWORKS]
+    if "cpu" not in params.grid.devices or not known:
+        return problems
+    optimizer, lrn = params.train.optimizer, params.model.lrn
+    hungriest = max(known, key=lambda name: per_image_bytes(name, lrn))
+    batches = {
+        "train.batch_size": params.train.batch_size,
+        "grid.batch_exponents": 2 ** max(params.grid.batch_exponents),
+    }
+    for where, batch in batches.items():
+        try:
+            check_fits(batch, hungriest, optimizer, lrn, where)
+        except DeepPoseError as error:
+            problems.append(str(error))
+    return problems
+
+
+def check_machine(params: Params) -> None:
+    """Refuse parameters this machine cannot run, every problem on one line naming the file."""
+    problems = machine_problems(params)
+    if problems:
+        raise DeepPoseError("\n".join(f"{params.path}: {problem}" for problem in problems))

@@ -37,6 +37,7 @@ from deeppose.errors import DeepPoseError
 from deeppose.fairness import cpu_description, first_cpu
 from deeppose.harness import measure
 from deeppose.lock import measurement_lock
+from deeppose.memory import check_machine
 from deeppose.results import PeakResult
 from deeppose.stats import describe
 
@@ -241,6 +242,7 @@ def measure_bandwidth(device: str, threads: int, warmup: int = 2, repeats: int =
 
 def run(args: argparse.Namespace) -> None:
     params = load_params(args.params)
+    check_machine(params)
     if args.size < 1:
         raise DeepPoseError(f"--size: {args.size} must be a positive matrix size, e.g. {DEFAULT_SIZE}")
     if args.warmup < 0:

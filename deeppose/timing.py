@@ -37,6 +37,7 @@ from deeppose.environment import describe as describe_environment
 from deeppose.errors import DeepPoseError
 from deeppose.grid import DEVICES, Group, Job, check_job
 from deeppose.lock import measurement_lock
+from deeppose.memory import check_machine
 from deeppose.model import total_flops
 from deeppose.results import BlockRecord, IntervalRecord, TimingResult
 from deeppose.stats import cell_estimate
@@ -191,6 +192,7 @@ def summary_line(result: TimingResult) -> str:
 
 def run(args: argparse.Namespace) -> None:
     params = load_params(args.params)
+    check_machine(params)
     check_job(params.grid.frameworks[0], params.grid.loss_modes[0], args.device, args.batch_exp)
     group = Group.of(params.grid, args.device, args.batch_exp)
     with measurement_lock(f"time {group.label}"):

@@ -37,6 +37,7 @@ from deeppose.config import Params, load_params
 from deeppose.errors import DeepPoseError
 from deeppose.grid import Job, add_job_arguments, check_job, job_from_args
 from deeppose.lock import measurement_lock
+from deeppose.memory import check_machine
 from deeppose.model import N_JOINTS, init_weights
 from deeppose.results import TrainMetrics, job_id
 from deeppose.stats import describe as describe_samples
@@ -52,6 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     params = load_params(args.params)
+    check_machine(params)
     job = job_from_args(args)
     with measurement_lock(f"train {job.label}"):
         if job.device == "cpu":

@@ -25,8 +25,13 @@ def raw() -> dict:
 
 
 def problems(raw: dict) -> list[str]:
-    with pytest.raises(DeepPoseError) as error:
+    """What `load_params` refuses in `raw`, else what the measuring stages refuse on this machine."""
+    try:
         validate(raw)
+    except DeepPoseError as error:
+        return str(error).splitlines()
+    with pytest.raises(DeepPoseError) as error:
+        memory.check_machine(Params.from_raw(Path("params.yaml"), raw))
     return str(error.value).splitlines()
 
 
@@ -164,6 +169,17 @@ def test_numbers_out_of_range_for_the_code_or_the_machine_are_one_line(raw, edit
     edit(raw)
     lines = problems(raw)
     assert len(lines) == 1 and expected in lines[0], lines
+
+
+def test_the_machine_is_checked_by_the_stages_that_run_on_it_not_by_every_reader(raw, tmp_path):
+    """A report or a status may be read on a laptop: only a measuring stage needs the cores."""
+    raw["timing"]["threads"] = 100000
+    path = tmp_path / "big.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    params = load_params(path)
+    assert cli.main(["peak", "--params", str(path)]) == 2
+    with pytest.raises(DeepPoseError, match="timing.threads: 100000 is more than the"):
+        memory.check_machine(params)
 
 
 def test_the_largest_seed_numpy_takes_is_allowed(raw):

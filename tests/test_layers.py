@@ -217,7 +217,7 @@ def test_each_stage_runs_the_code_set_reviewed() -> None:
         for name in sorted(set(current) | set(expected))
         if current.get(name) != expected.get(name)
     }
-    assert differences == {}, f"code sets changed (review, then `python {Path(__file__).name}`)"
+    assert differences == {}, "code sets changed (review, then `python tests/test_layers.py`)"
 
 
 def test_no_measuring_stage_runs_report_or_review_code() -> None:

@@ -7,6 +7,7 @@ import sys
 from deeppose import paths, provenance
 from deeppose.config import load_params
 from deeppose.errors import DeepPoseError
+from deeppose.memory import check_machine
 from deeppose.grid import Group, Job
 from deeppose.stages import STAGES, command
 from snakemake.exceptions import WorkflowError
@@ -14,6 +15,7 @@ from snakemake.exceptions import WorkflowError
 PARAMS_FILE = config.get("params", "params.yaml")
 try:
     PARAMS = load_params(PARAMS_FILE)
+    check_machine(PARAMS)
 except DeepPoseError as error:
     sys.exit(str(error))
 
