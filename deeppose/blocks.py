@@ -11,7 +11,7 @@ at one time measures the machine's drift as much as the cell (DESIGN.md section 
 * one cell per group is measured twice, as two arms (`arms_with_control`): the A/A control,
   whose comparison shows the noise floor and the verdict rule's false-positive rate;
 * each block records its samples, its warm-up durations (kept apart: they are never statistics),
-  its wall-clock start and end, and what else used the machine meanwhile (`Interference`, from
+  its wall-clock start and end, and what else used the machine meanwhile (`BlockInterference`, from
   `/proc/stat`), and is marked `disturbed` with the reasons (`disturbance_reasons`); a block
   that other processes disturbed (`interfered`) is run again at once (up to `RETRIES` times),
   every attempt kept, and `final` picks the last attempt of each round and arm for the statistics.
@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO, TypeVar
 
 import numpy as np
+
+from deeppose.results import BlockInterference
 
 # Thresholds of a disturbed block. The first two follow torch.utils.benchmark's noisy-measurement
 # warning (IQR / median > 10 %) and the 1.25 outlier factor the issue asks for; the CPU figure
@@ -79,6 +81,11 @@ def twin(cell: str) -> str:
     return Arm(cell, 1).name
 
 
+def cell_of(arm: str) -> str:
+    """The cell an arm measures (a twin's cell is its original's)."""
+    return arm.partition("#")[0]
+
+
 def arms_with_control(cells: Sequence[str], control: str) -> tuple[Arm, ...]:
     """One arm per cell plus the A/A twin of `control` (itself one of `cells`)."""
     if len(set(cells)) != len(cells):
@@ -114,19 +121,6 @@ class CpuReading:
     monotonic_s: float
     machine_busy_s: float  # all CPUs: user + nice + system + irq + softirq + steal
     own_s: float  # this process and its waited-for children: user + system
-
-
-@dataclass(frozen=True)
-class Interference:
-    """What other processes did to the machine during one block."""
-
-    wall_s: float
-    machine_busy_s: float
-    own_s: float
-    other_cpu_s: float  # machine busy time not ours (never below 0: /proc/stat counts in ticks)
-    other_cores: float  # other_cpu_s / wall_s: how many cores others kept busy on average
-    load_before: tuple[float, float, float]  # os.getloadavg() just before the block
-    cores: int  # CPUs in /proc/stat's total
 
 
 def machine_busy_s(stat_text: str, ticks_per_s: float) -> float:
@@ -175,7 +169,7 @@ def interference(
     load_before: tuple[float, float, float],
     cores: int,
     unreaped_cpu_s: float = 0.0,
-) -> Interference:
+) -> BlockInterference:
     """Other processes' CPU time between two readings that bracket one block; `unreaped_cpu_s` is
     our block's CPU time that the readings' os.times() could not see."""
     wall = max(after.monotonic_s - before.monotonic_s, 1e-9)
@@ -183,20 +177,20 @@ def interference(
     own = after.own_s - before.own_s + unreaped_cpu_s
     other = max(busy - own, 0.0)
     one, five, fifteen = (float(v) for v in load_before)
-    return Interference(
+    return BlockInterference(
         wall_s=wall,
         machine_busy_s=busy,
         own_s=own,
         other_cpu_s=other,
         other_cores=other / wall,
-        load_before=(one, five, fifteen),
+        load_before=[one, five, fifteen],
         cores=cores,
     )
 
 
 def disturbance_reasons(
     samples_s: Sequence[float],
-    figures: Interference | None,
+    figures: BlockInterference | None,
     max_iqr_over_median: float = MAX_IQR_OVER_MEDIAN,
     max_max_over_median: float = MAX_MAX_OVER_MEDIAN,
     max_other_cores: float = MAX_OTHER_CORES,
@@ -288,14 +282,10 @@ class Block:
     warmup_s: tuple[float, ...]  # dropped warm-up runs, kept for inspection only
     started_at: float  # Unix time
     ended_at: float
-    interference: Interference
+    interference: BlockInterference
     disturbed: bool
     reasons: tuple[str, ...]
     extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def median_s(self) -> float:
-        return float(statistics.median(self.samples_s))
 
 
 def run_blocks(
@@ -360,6 +350,14 @@ class Attempt(Protocol):
     def attempt(self) -> int: ...
     @property
     def reasons(self) -> Sequence[str]: ...
+
+
+class Timed(Attempt, Protocol):
+    """A block as the statistics read it: a run block (`Block`) or a stored one
+    (deeppose.results.BlockRecord), whose `samples_s` may be any of its series (`series`)."""
+
+    @property
+    def samples_s(self) -> Sequence[float]: ...
 
 
 AttemptT = TypeVar("AttemptT", bound=Attempt)

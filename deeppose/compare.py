@@ -65,9 +65,9 @@ from deeppose.compare_stats import (
     THRESHOLD,
     Interval,
     Verdict,
-    as_blocks,
     format_interval,
     newcombe_difference,
+    series,
     unpaired_ratio,
     welch_ratio,
     wilson_interval,
@@ -580,7 +580,7 @@ def aa_spread(side: Side) -> tuple[float, str] | None:
             continue
         cell = f"{job.framework}/{job.loss}"
         ratio = compare_stats.compare(
-            as_blocks(result.blocks, cell) + as_blocks(result.control_blocks, cell), twin(cell), cell
+            series(result.blocks) + series(result.control_blocks), twin(cell), cell
         ).ratio.estimate
         if ratio is not None and (worst is None or abs(ratio - 1) > worst[0]):
             worst = (abs(ratio - 1), f"{job.device} b{job.batch_exp}")

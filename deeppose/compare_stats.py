@@ -45,7 +45,9 @@ The simulated machine is an assumption; the A/A arm of every group is the check 
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -53,7 +55,7 @@ from enum import Enum
 import numpy as np
 from scipy import stats as scipy_stats
 
-from deeppose.blocks import Block, Interference, final, interfered, twin
+from deeppose.blocks import Timed, cell_of, final, interfered, twin
 from deeppose.results import BlockRecord
 from deeppose.stats import LEVEL, Interval, positive_times, t_half_width
 
@@ -273,38 +275,21 @@ class Comparison:
     rounds_dropped: tuple[int, ...]  # a block of either arm in that round was disturbed
 
 
-def as_blocks(records: list[BlockRecord], cell: str, series: str = "samples_s") -> list[Block]:
-    """Records back as deeppose.blocks.Block with `series` (core, loss or update times) as samples,
-    so that deeppose.compare_stats applies its rules to what was stored."""
-    return [
-        Block(
-            round=r.round,
-            position=r.position,
-            arm=r.arm,
-            cell=cell,
-            attempt=r.attempt,
-            samples_s=tuple(getattr(r, series)),
-            warmup_s=tuple(r.warmup_s),
-            started_at=r.started_at,
-            ended_at=r.ended_at,
-            interference=Interference(
-                **{**r.interference.to_dict(), "load_before": tuple(r.interference.load_before)}
-            ),
-            disturbed=r.disturbed,
-            reasons=tuple(r.reasons),
-        )
-        for r in records
-        if getattr(r, series)
-    ]
+def series(records: Sequence[BlockRecord], name: str = "samples_s") -> list[BlockRecord]:
+    """Stored blocks with their `name` series (core, loss or update times) as the samples that
+    these rules read; blocks without that series are left out."""
+    return [dataclasses.replace(r, samples_s=getattr(r, name)) for r in records if getattr(r, name)]
 
 
-def block_medians(blocks: Sequence[Block], arm: str) -> dict[int, float]:
+def block_medians(blocks: Sequence[Timed], arm: str) -> dict[int, float]:
     """An arm's block medians keyed by round (the final attempt of each)."""
-    return {block.round: block.median_s for block in final(blocks) if block.arm == arm}
+    return {
+        block.round: float(statistics.median(block.samples_s)) for block in final(blocks) if block.arm == arm
+    }
 
 
 def compare(
-    blocks: Sequence[Block], a: str, b: str, threshold: float = THRESHOLD, level: float = COMPARE_LEVEL
+    blocks: Sequence[Timed], a: str, b: str, threshold: float = THRESHOLD, level: float = COMPARE_LEVEL
 ) -> Comparison:
     """Compare arms a and b of one group's blocks (final attempts); a round where either block is
     still disturbed by other processes after its retries is left out of both arms (pairing needs
@@ -350,7 +335,7 @@ class Agreement:
     disagree: bool
 
 
-def block_agreement(blocks: Sequence[Block], alpha: float = DISAGREEMENT_ALPHA) -> tuple[Agreement, ...]:
+def block_agreement(blocks: Sequence[Timed], alpha: float = DISAGREEMENT_ALPHA) -> tuple[Agreement, ...]:
     """Per cell of one group: do its blocks differ by more than their within-block spread explains?
 
     Rank-based (Kruskal-Wallis), so one wild sample does not decide it; `alpha` is split over the
@@ -358,10 +343,10 @@ def block_agreement(blocks: Sequence[Block], alpha: float = DISAGREEMENT_ALPHA) 
     between-block spread), but its blocks measured different machines in effect: say so.
     """
     blocks = final(blocks)
-    cells = sorted({block.cell for block in blocks})
+    cells = sorted({cell_of(block.arm) for block in blocks})
     found = []
     for cell in cells:
-        samples = [block.samples_s for block in blocks if block.cell == cell]
+        samples = [block.samples_s for block in blocks if cell_of(block.arm) == cell]
         p: float | None = None
         if len(samples) >= 2 and len({s for block in samples for s in block}) > 1:
             p = float(scipy_stats.kruskal(*samples).pvalue)
@@ -380,7 +365,7 @@ class GroupAnalysis:
 
 
 def analyse_group(
-    blocks: Sequence[Block],
+    blocks: Sequence[Timed],
     pairs: Sequence[tuple[str, str]],
     control: str,
     threshold: float = THRESHOLD,

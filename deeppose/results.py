@@ -301,7 +301,7 @@ class TrainMetrics(Record):
 
 @dataclasses.dataclass(frozen=True)
 class BlockInterference(Record):
-    """What other processes did to the machine during one block (deeppose.blocks.Interference)."""
+    """What other processes did to the machine during one block (deeppose.blocks.interference)."""
 
     wall_s: float
     machine_busy_s: float

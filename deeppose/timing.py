@@ -88,7 +88,7 @@ def server_commands(params: Params, group: Group, synthetic: bool) -> dict[str, 
 
 
 def _record(block: Block) -> BlockRecord:
-    figures = block.interference
+    """A run block as stored: its timing-specific series come from what the block process sent."""
     return BlockRecord.create(
         round=block.round,
         position=block.position,
@@ -102,15 +102,7 @@ def _record(block: Block) -> BlockRecord:
         memory_bytes=block.extra["memory_bytes"],
         started_at=block.started_at,
         ended_at=block.ended_at,
-        interference={
-            "wall_s": figures.wall_s,
-            "machine_busy_s": figures.machine_busy_s,
-            "own_s": figures.own_s,
-            "other_cpu_s": figures.other_cpu_s,
-            "other_cores": figures.other_cores,
-            "load_before": list(figures.load_before),
-            "cores": figures.cores,
-        },
+        interference=block.interference,
         disturbed=block.disturbed,
         reasons=list(block.reasons),
     )

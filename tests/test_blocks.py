@@ -20,6 +20,8 @@ from simulated_machine import run_group
 from deeppose import blocks as B
 from deeppose import compare_stats as S
 from deeppose.block_server import server_launch
+from deeppose.results import BlockInterference
+from deeppose.stats import cell_estimate
 
 
 # --- the rule on the simulated machine ----------------------------------------------------
@@ -99,9 +101,9 @@ def test_real_readings_are_sane() -> None:
     assert figures.other_cpu_s >= 0 and figures.wall_s > 0
 
 
-def _figures(other_cores: float = 0.0, load: float = 0.0) -> B.Interference:
-    return B.Interference(
-        10.0, 10.0 * (1 + other_cores), 10.0, 10.0 * other_cores, other_cores, (load, 0, 0), 2
+def _figures(other_cores: float = 0.0, load: float = 0.0) -> BlockInterference:
+    return BlockInterference(
+        10.0, 10.0 * (1 + other_cores), 10.0, 10.0 * other_cores, other_cores, [load, 0.0, 0.0], 2
     )
 
 
@@ -183,7 +185,7 @@ def test_a_block_other_processes_disturbed_is_rerun_and_a_noisy_one_is_kept() ->
     ],
 )
 def test_disturbance_reasons(
-    samples: list[float], figures: B.Interference, expected: tuple[str, ...]
+    samples: list[float], figures: BlockInterference, expected: tuple[str, ...]
 ) -> None:
     assert tuple(r.split(":")[0] for r in B.disturbance_reasons(samples, figures)) == expected
 
@@ -300,7 +302,7 @@ def test_welch_ratio_and_cell_interval_match_scipy() -> None:
     expected = scipy_stats.ttest_ind(la, lb, equal_var=False).confidence_interval(0.95)
     got = S.welch_ratio(list(KNOWN_A.values()), list(KNOWN_B.values())[:4])
     assert (math.log(got.low), math.log(got.high)) == pytest.approx((expected.low, expected.high), rel=1e-10)
-    cell = S.cell_estimate(list(KNOWN_A.values()))
+    cell = cell_estimate(list(KNOWN_A.values()))
     low, high = scipy_stats.t.interval(0.95, la.size - 1, loc=la.mean(), scale=scipy_stats.sem(la))
     assert (math.log(cell.low), math.log(cell.high)) == pytest.approx((low, high), rel=1e-12)
     assert cell.estimate == pytest.approx(np.median(list(KNOWN_A.values())))
@@ -374,12 +376,12 @@ def test_bca_interval_is_scipys_and_close_to_t_on_many_rounds() -> None:
 
 
 def test_one_block_gives_no_interval() -> None:
-    assert S.cell_estimate([0.3]).low is None
+    assert cell_estimate([0.3]).low is None
     assert S.verdict(S.paired_ratio({0: 0.3}, {0: 0.2})) is S.Verdict.TOO_FEW_BLOCKS
     with pytest.raises(ValueError):
         S.paired_ratio({0: 0.3}, {1: 0.2})
     with pytest.raises(ValueError):
-        S.cell_estimate([0.3, -1.0])
+        cell_estimate([0.3, -1.0])
 
 
 # --- the verdict rule and the A/A summary --------------------------------------------------

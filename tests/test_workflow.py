@@ -281,9 +281,12 @@ def test_snakemake_runs_everything_then_nothing_then_only_what_changed(tmp_path)
     planned = snakemake_planned(project)
     assert set(planned) == {"time", "report", "all"} and planned.count("time") == 1
 
-    # Results that came from another machine (as a clone of someone else's results would have):
-    # every measurement is stale and rerun, the peak stage (which reads no data) too.
+    # Results that came from another machine, as in a copy of someone else's project (Snakemake's
+    # own records, .snakemake/, stay behind): every measurement is stale and rerun, the peak stage
+    # (which reads no data) too. The control: the same copy of this machine's results reruns nothing.
     edit_params(project, {"timing": {"repeats": 2}, "grid": {"batch_exponents": [0, 1]}})
+    shutil.rmtree(project / ".snakemake")
+    assert snakemake_planned(project) == []
     plant_foreign_machine(project)
     planned = snakemake_planned(project)
     assert {rule: planned.count(rule) for rule in set(planned)} == {
@@ -304,10 +307,10 @@ def plant_foreign_machine(project: Path) -> None:
 
     for path in [*(project / "results").rglob("*.json")]:
         data = json.loads(path.read_text())
-        holder = data.get("provenance", data) if "fingerprints" not in path.parts else data
-        if isinstance(holder, dict) and holder.get("machine"):
+        holder = data if "fingerprints" in path.parts else data.get("provenance", {})
+        if holder.get("machine"):
             holder["machine"]["model"] = "elsewhere"
-            path.write_text(json.dumps(data))
+            path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 @pytest.mark.slow
@@ -347,6 +350,21 @@ def test_dvc_repro_produces_the_same_outputs_and_reruns_only_what_changed(tmp_pa
     out = dvc(project, "repro").stdout
     ran = set(re.findall(r"^Running stage '(\S+)'", out, flags=re.M))
     assert ran - {"report", "fingerprint"} == {"time@cpu-2"}, out
+
+    # The results and dvc.lock of another machine (as committed there): every measuring stage.
+    plant_foreign_machine(project)
+    dvc(project, "commit", "--force")
+    assert dvc_stale(project) == {
+        "fingerprint",
+        "peak",
+        *(f"train-{fw}@{loss}-cpu" for fw in ("pytorch", "chainer") for loss in ("autograd", "explicit")),
+        *(f"time@cpu-{exp}" for exp in (0, 1, 2)),
+        *(
+            f"breakdown-{fw}@{loss}-cpu-0"
+            for fw in ("pytorch", "chainer")
+            for loss in ("autograd", "explicit")
+        ),
+    }
 
 
 # --- reruns and resumes under the engines ----------------------------------------------------

@@ -27,10 +27,10 @@ from deeppose.compare_stats import (
     Interval,
     Verdict,
     analyse_group,
-    as_blocks,
     compare,
     control_summary,
     round_to_interval,
+    series,
 )
 from deeppose.grid import DEVICES, NO_BREAKDOWN, REFERENCE, Job
 from deeppose.report.load import Loaded, Results
@@ -813,10 +813,9 @@ def _groups(results: Results, device: str) -> dict[int, Any]:
         if not loaded or not all(r.ok for r in loaded.values()):
             continue
         blocks, loss_blocks = [], []
-        for job, r in loaded.items():
-            cell = f"{job.framework}/{job.loss}"
-            blocks += as_blocks(r.record.blocks, cell) + as_blocks(r.record.control_blocks, cell)
-            loss_blocks += as_blocks(r.record.blocks, cell, "loss_s")
+        for r in loaded.values():
+            blocks += series(r.record.blocks) + series(r.record.control_blocks)
+            loss_blocks += series(r.record.blocks, "loss_s")
         pairs = [(f"{fw}/{loss}", f"{REFERENCE}/{loss}") for fw in compared for loss in results.loss_modes]
         pairs += [(f"{fw}/explicit", f"{fw}/autograd") for fw in both_modes]
         losses = {fw: compare(loss_blocks, f"{fw}/explicit", f"{fw}/autograd") for fw in both_modes}
