@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Put the project's environment first so that snakemake, dvc and `python` all resolve to it.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: all setup run test lint clean-results
+.PHONY: all setup run test test-fast lint clean-results
 all: run
 
 # The stamp is rebuilt when the pins change. PIP_CONSTRAINT reaches pip's isolated build of the
@@ -31,8 +31,13 @@ setup: $(VENV)/.installed $(VENV)/.chainer-hook
 run: setup
 	$(BIN)/snakemake --cores all --profile workflow/profiles/default
 
+# The whole suite (what .ci/run calls) and the fast tier (minutes: no training, timing or engine
+# run). Both print the 15 slowest tests, so a test that grows shows up in CI's log.
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow" --durations=15
 
 lint: setup
 	$(BIN)/ruff format --check .

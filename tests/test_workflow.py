@@ -75,6 +75,7 @@ def dvc_jobs(cwd: Path) -> set[tuple[str, frozenset[str]]]:
     }
 
 
+@pytest.mark.slow
 def test_both_engines_define_the_same_jobs():
     snake, dvc_ = snakemake_jobs(ROOT), dvc_jobs(ROOT)
     assert snake == dvc_, (sorted(snake - dvc_)[:3], sorted(dvc_ - snake)[:3])
@@ -97,17 +98,20 @@ def test_chainer_imports_from_a_bare_environment():
     assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr
 
 
+@pytest.mark.slow
 def test_snakemake_lint_is_clean():
     result = snakemake(ROOT, "--lint", check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Congratulations" in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_slurm_profile_dry_run_succeeds():
     result = snakemake(ROOT, "--profile", "workflow/profiles/slurm", "--dry-run", "--forceall")
     assert "train" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_bad_parameter_file_stops_snakemake_with_one_line(tmp_path):
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["grid"]["frameworks"] = ["mxnet"]
@@ -435,6 +439,7 @@ def test_an_engine_resumes_a_killed_job_to_the_uninterrupted_result(tmp_path, en
         np.testing.assert_array_equal(resumed_weights[name], value, err_msg=name)
 
 
+@pytest.mark.slow
 def test_dvc_ignores_the_temporaries_of_interrupted_writes():
     """A checkpoint write killed midway leaves `.last.npz.<random>.tmp` in the checkpoint folder,
     a DVC output: it must never reach DVC's cache (the next write also removes it)."""
