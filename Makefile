@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Put the project's environment first so that snakemake, dvc and `python` all resolve to it.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: all setup run test lint clean-results
+.PHONY: all setup run test test-fast lint clean-results
 all: run
 
 # The stamp is rebuilt when the pins change. --build-constraint (pip >= 25.3) reaches pip's isolated
@@ -32,8 +32,13 @@ setup: $(VENV)/.installed $(VENV)/.chainer-hook
 run: setup
 	$(BIN)/snakemake --cores all
 
+# The whole suite (what .ci/run calls) and the fast tier (minutes: no training, timing or engine
+# run). Both print the 15 slowest tests, so a test that grows shows up in CI's log.
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow" --durations=15
 
 lint: setup
 	$(BIN)/ruff format --check .

@@ -321,6 +321,7 @@ def test_flops_match_the_known_alexnet_count():
 
 
 # --- optimisers -----------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["momentum_sgd", "adam"])
 def test_optimizer_steps_agree_and_state_round_trips(backends64, weights, batch, optimizer):
     """Two updates in float64, so that the update rules are compared, not float32 gradients."""

@@ -467,6 +467,7 @@ def test_format_interval_uses_the_intervals_precision() -> None:
 
 
 # --- the whole rule on the fake machine ------------------------------------------------------
+@pytest.mark.slow
 def test_rule_false_positive_rate_and_power_on_a_drifting_machine() -> None:
     """1,000 simulated groups with no difference and 1,000 with b 10 % slower, each run through
     the schedule, the runner, the disturbed-block filter and the verdict at the defaults."""

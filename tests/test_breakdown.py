@@ -219,6 +219,7 @@ def test_summarize_medians_flops_and_overhead() -> None:
 
 
 # --- real profiles of both backends -----------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize(("framework", "mode"), [("pytorch", "autograd"), ("chainer", "explicit")])
 def test_profile_core_attributes_every_layer_in_both_phases(framework: str, mode: str) -> None:
     from deeppose.backends import create_backend
@@ -266,6 +267,7 @@ def tiny_params(folder: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("framework", ["pytorch", "chainer"])
 def test_stage_writes_the_documented_result(framework: str, tmp_path: Path, monkeypatch, capsys) -> None:
     params = tiny_params(tmp_path)

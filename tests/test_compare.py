@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from report_project import ROOT, make_project
 from simulated_machine import FakeMachine
 
@@ -110,6 +111,7 @@ def called(changes: C.Changes) -> dict[str, str]:
     return {row.cell.rsplit("/", 2)[0]: row.verdict for row in changes.timing if row.changed}
 
 
+@pytest.mark.slow
 def test_false_alarms_and_power_on_the_simulated_machine(params):
     """1,000 draws of three runs of one timing group: BASE, and against it a HEAD with A/A noise
     only and a HEAD where one cell is 20 % slower (each a fresh run of the simulated machine)."""
@@ -258,6 +260,7 @@ def repository(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_compare_two_revisions_finds_the_planted_change(repository):
     done = _deeppose(repository, "compare", "HEAD~1", "HEAD")
     text = done.stdout
@@ -280,6 +283,7 @@ def test_compare_two_revisions_finds_the_planted_change(repository):
     assert "0 of 11 timing cells slower" in folders.stdout
 
 
+@pytest.mark.slow
 def test_report_baseline_adds_the_changes_section(repository):
     _deeppose(repository, "report", "--baseline", "HEAD~1")
     report = (repository / "reports" / "report.md").read_text()
@@ -288,6 +292,7 @@ def test_report_baseline_adds_the_changes_section(repository):
     _run(repository, "git", "checkout", "-q", "--", "reports")
 
 
+@pytest.mark.slow
 def test_dvc_metrics_and_plots_diff_show_the_planted_change(repository):
     show = _run(repository, sys.executable, "-m", "dvc", "metrics", "show").stdout
     assert "reports/headlines.json" in show and max(len(line) for line in show.splitlines()) <= 120
@@ -303,24 +308,54 @@ def test_dvc_metrics_and_plots_diff_show_the_planted_change(repository):
     assert (out / "index.html").exists(), html.stdout
 
 
-# --- the pull-request workflow (it cannot run here: its schema and its commands are checked) ---
-WORKFLOW = ROOT / ".github" / "workflows" / "benchmark.yml"
+# --- the workflows (they cannot run here: their schema and their commands are checked) ---
+WORKFLOWS = ROOT / ".github" / "workflows"
+WORKFLOW = WORKFLOWS / "benchmark.yml"
 CHECK = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows"]
 
 
-def test_the_pull_request_workflow_is_a_valid_github_workflow(tmp_path):
-    done = subprocess.run(CHECK + [str(WORKFLOW)], capture_output=True, text=True, check=False)
+@pytest.mark.parametrize("name", ["benchmark.yml", "tests.yml"])
+def test_the_workflows_are_valid_github_workflows(tmp_path, name):
+    workflow = WORKFLOWS / name
+    done = subprocess.run(CHECK + [str(workflow)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     broken = tmp_path / "broken.yml"
-    broken.write_text(WORKFLOW.read_text().replace("runs-on:", "runs_on:"))
+    broken.write_text(workflow.read_text().replace("runs-on:", "runs_on:"))
     assert subprocess.run(CHECK + [str(broken)], capture_output=True, check=False).returncode == 1
 
 
-def test_the_workflow_runs_both_sides_on_the_small_parameters_and_posts_compare():
+def test_the_workflow_runs_each_side_on_its_own_small_parameters_and_posts_compare():
     text = WORKFLOW.read_text()
     assert text.count('--config params="$PARAMS"') == 2 and "PARAMS: params-pr.yaml" in text
+    assert "cp " not in text  # the base runs its own params-pr.yaml, never the head's
     assert '-m deeppose compare "$RUNNER_TEMP/base/results" results --fail-on-regression' in text
     assert "gh pr comment" in text and "--body-file compare.md" in text
     small = load_params(ROOT / "params-pr.yaml")
     assert small.timing.blocks >= 4  # a rank interval needs 4 blocks a side at 95 %
     assert S.hodges_lehmann_ratio([1.0, 1.1, 1.2, 1.3], [1.0, 1.1, 1.2, 1.3]).low is not None
+
+
+def test_the_comment_is_skipped_on_forks_and_never_colours_the_job():
+    steps = yaml.safe_load(WORKFLOW.read_text())["jobs"]["compare"]["steps"]
+    comment = next(step for step in steps if "gh pr comment" in step.get("run", ""))
+    assert comment["if"] == "github.event.pull_request.head.repo.full_name == github.repository"
+    assert comment["continue-on-error"] is True
+    verdict = steps[-1]
+    assert verdict["if"] == "steps.compare.outputs.status != '0'" and "exit" in verdict["run"]
+
+
+def test_tests_run_the_fast_tier_on_pull_requests_and_the_whole_suite_on_main():
+    workflow = yaml.safe_load((WORKFLOWS / "tests.yml").read_text())
+    triggers = workflow[True]  # PyYAML reads the key `on` as True
+    assert "pull_request" in triggers and triggers["push"]["branches"] == ["main"]
+    runs = {name: [step.get("run", "") for step in job["steps"]] for name, job in workflow["jobs"].items()}
+    assert workflow["jobs"]["fast"]["if"] == "github.event_name == 'pull_request'"
+    assert "make test-fast PYTHON=python" in runs["fast"]
+    assert workflow["jobs"]["full"]["if"] == "github.event_name == 'push'"
+    assert ".ci/run" in runs["full"] and (ROOT / ".ci" / "run").read_text().rstrip().endswith("\nmake test")
+    for job in workflow["jobs"].values():
+        cache = next(step for step in job["steps"] if step.get("uses", "").startswith("actions/cache@"))
+        assert cache["with"]["path"] == ".venv"
+        assert "hashFiles('requirements/lock.txt', 'requirements/dev.txt'" in cache["with"]["key"]
+    makefile = (ROOT / "Makefile").read_text()
+    assert '-m pytest -m "not slow"' in makefile  # the fast tier is what the README says it is

@@ -53,6 +53,7 @@ def first_line(process: subprocess.Popen, timeout: float = 120) -> str:
     return line.strip()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_a_measuring_stage_waits_for_the_lock_and_says_so(lock_file, stage, tmp_path):
     with lock.measurement_lock("the test's measurement"):
@@ -70,6 +71,7 @@ def test_a_measuring_stage_waits_for_the_lock_and_says_so(lock_file, stage, tmp_
             process.stderr.close()
 
 
+@pytest.mark.slow
 def test_the_second_run_measures_after_the_first(lock_file, tmp_path):
     """A real stage behind a held lock runs to completion once the lock is released, not before."""
     project = tmp_path / "project"

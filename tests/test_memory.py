@@ -61,6 +61,7 @@ def measure(framework: str, batch: int) -> dict[str, int]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's /proc/self/clear_refs")
 @pytest.mark.parametrize("framework", ["pytorch", "chainer"])
 def test_the_estimate_is_in_the_ballpark_of_the_measured_peak(framework):

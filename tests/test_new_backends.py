@@ -216,6 +216,7 @@ def test_pytorch_compile_dropout_is_seeded(compiled32):
     assert values[0] == values[1] and values[0] != values[2]
 
 
+@pytest.mark.slow
 def test_jax_compile_time_is_measured_and_eager_frameworks_report_none(jax32, weights, batch):
     jax32.load_weights(weights, NO_DROPOUT)
     dev = [jax32.to_device(a) for a in batch]
@@ -297,6 +298,7 @@ def _curves(project, framework: str) -> dict[str, np.ndarray]:
     return curves
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "framework",
     [
@@ -316,6 +318,7 @@ class Stopped(Exception):
     """A run stopped right after writing a checkpoint, as a killed one would be."""
 
 
+@pytest.mark.slow
 def test_a_resumed_jax_run_continues_exactly(tmp_path, monkeypatch):
     """Stopped after the first epoch's checkpoint, rerun: the same log losses and final weights
     as one uninterrupted run (Adam, so the step count matters)."""

@@ -24,6 +24,9 @@ from deeppose import checkpoint, paths
 from deeppose.config import Job, load_params
 from deeppose.train import train
 
+# Every test here resumes a real training run.
+pytestmark = pytest.mark.slow
+
 JOB = Job("pytorch", "autograd", "cpu")
 EPOCHS, N_TRAIN = 2, 8  # batch 4: 2 iterations per epoch
 

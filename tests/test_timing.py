@@ -616,6 +616,7 @@ def test_cuda_without_gpu(
 
 
 # --- threads reach the frameworks (subprocesses: the limits must not leak into pytest) ----
+@pytest.mark.slow
 def test_threads_setting_reaches_both_frameworks(tmp_path: Path) -> None:
     params = write_params(tmp_path, warmup=0, repeats=2, threads=1, optimizers=[])
     env = dict(os.environ, OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2", PYTHONPATH=str(REPO))
@@ -659,6 +660,7 @@ def test_threads_setting_reaches_both_frameworks(tmp_path: Path) -> None:
 
 
 # --- a real group: both frameworks, both loss modes, fresh processes --------------------------
+@pytest.mark.slow
 def test_real_group_end_to_end(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -692,6 +694,7 @@ def test_real_group_end_to_end(
             assert result.flops == total_flops(1)
 
 
+@pytest.mark.slow
 def test_real_block_on_prepared_data(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

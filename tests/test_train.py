@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +20,7 @@ import yaml
 from tiny_datasets import write_tiny_prepared
 
 from deeppose import checkpoint, paths
+from deeppose import model as spec
 from deeppose.config import load_params
 from deeppose.errors import DeepPoseError
 from deeppose.grid import Job
@@ -58,50 +62,93 @@ def project(tmp_path, monkeypatch) -> Path:
     return params
 
 
+JOBS = [
+    Job(framework, mode, "cpu") for framework in ("pytorch", "chainer") for mode in ("autograd", "explicit")
+]
+KEPT = Job("pytorch", "autograd", "cpu")  # the one job whose checkpoint the tests read
+
+
+@dataclass(frozen=True)
+class Trained:
+    params: Path
+    results: dict[Job, dict]
+    curves: dict[Job, np.ndarray]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Iterator[Trained]:
+    """The tiny project trained once for the module: both frameworks, both loss modes. Only KEPT's
+    checkpoint is kept (each is about 460 MB); the folder goes when the module ends."""
+    folder = tmp_path_factory.mktemp("trained")
+    params = make_project(folder)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        results, curves = {}, {}
+        for job in JOBS:
+            results[job] = train(load_params(params), job, progress=False)
+            curves[job] = losses(job)
+            if job != KEPT:  # at most two checkpoints on disk at a time
+                shutil.rmtree(paths.checkpoint_dir(job))
+    yield Trained(params, results, curves)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture()
+def in_trained(trained, monkeypatch) -> Trained:
+    monkeypatch.chdir(trained.params.parent)
+    return trained
+
+
+def expected_checkpoint_bytes(optimizer: str) -> int:
+    """Weights plus the optimiser's state, float32: one slot per weight for momentum SGD (its
+    velocity), two for Adam (its moments)."""
+    n_weights = sum(int(np.prod(shape)) for shape in spec.weight_shapes().values())
+    return 4 * n_weights * (1 + {"momentum_sgd": 1, "adam": 2}[optimizer])
+
+
+def check_checkpoint_size(path: Path, optimizer: str) -> None:
+    """The file is its arrays plus less than 1 MB of headers, header JSON and log."""
+    expected = expected_checkpoint_bytes(optimizer)
+    assert expected <= path.stat().st_size < expected + 2**20, (path.stat().st_size, expected)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("framework", ["pytorch", "chainer"])
-def test_autograd_and_explicit_give_the_same_curve(project, framework):
-    params = load_params(project)
-    curves = {}
-    for mode in ("autograd", "explicit"):
-        train(params, Job(framework, mode, "cpu"), progress=False)
-        curves[mode] = losses(Job(framework, mode, "cpu"))
+def test_autograd_and_explicit_give_the_same_curve(trained, framework):
+    curves = {mode: trained.curves[Job(framework, mode, "cpu")] for mode in ("autograd", "explicit")}
     assert len(curves["autograd"]) == 4  # 2 epochs x 8 samples / batch 4
     # Same kernels, same forward: the curves were identical (difference 0) on AMD Zen 5; 1e-5 only
     # allows for a kernel that reassociates the loss gradient's few sums.
     np.testing.assert_allclose(curves["explicit"], curves["autograd"], rtol=1e-5)
 
 
-def test_pytorch_and_chainer_curves_agree(project):
+@pytest.mark.slow
+def test_pytorch_and_chainer_curves_agree(trained):
     """Same weights, same batches: the curves agree to 1e-3 relative over the first epochs
     (float32 sums in different orders; the gap grows slowly with training).
 
     Robust on any CPU: a loss does not depend on ReLU routing to first order, and a gradient that a
     flipped ReLU moves by 1e-3 (seen on Intel) changes the next loss by about lr x 1e-3 relative.
     Measured gap 1.6e-7 (AMD Zen 5): a margin of 6,000."""
-    params = load_params(project)
-    curves = {}
-    for framework in ("pytorch", "chainer"):
-        train(params, Job(framework, "autograd", "cpu"), progress=False)
-        curves[framework] = losses(Job(framework, "autograd", "cpu"))
+    curves = {
+        framework: trained.curves[Job(framework, "autograd", "cpu")] for framework in ("pytorch", "chainer")
+    }
     np.testing.assert_allclose(curves["chainer"], curves["pytorch"], rtol=1e-3)
 
 
-def test_same_command_twice_gives_the_same_curve_and_metrics(project):
-    params = load_params(project)
-    job = Job("pytorch", "autograd", "cpu")
-    first = train(params, job, progress=False)
-    curve = losses(job)
-    for stale in paths.checkpoint_dir(job).iterdir():  # a fresh run, not a resumed one
-        stale.unlink()
-    second = train(params, job, progress=False)
-    np.testing.assert_array_equal(losses(job), curve)
-    assert first["final_test"] == second["final_test"]
-    assert second["resumed_from_epoch"] == 0
+@pytest.mark.slow
+def test_same_command_twice_gives_the_same_curve_and_metrics(trained, project):
+    """A fresh run in another folder repeats the shared run exactly."""
+    again = train(load_params(project), KEPT, progress=False)
+    np.testing.assert_array_equal(losses(KEPT), trained.curves[KEPT])
+    assert again["final_test"] == trained.results[KEPT]["final_test"]
+    assert again["resumed_from_epoch"] == 0
 
 
-def test_outputs_have_the_documented_shape(project):
+@pytest.mark.slow
+def test_outputs_have_the_documented_shape(in_trained):
     job = Job("pytorch", "explicit", "cpu")
-    result = train(load_params(project), job, progress=False)
+    result = in_trained.results[job]
     lines = [json.loads(line) for line in paths.train_log(job).read_text().splitlines()]
     evals = [e for e in lines if e["kind"] == "eval"]
     assert [e["epoch"] for e in evals] == [1, 2]
@@ -137,22 +184,22 @@ def test_divergence_stops_with_a_clear_error_and_keeps_the_log(tmp_path, monkeyp
     assert not paths.train_metrics(job).exists()
 
 
-def test_a_checkpoint_of_other_parameters_is_not_resumed(project):
-    params = load_params(project)
-    job = Job("pytorch", "autograd", "cpu")
-    train(params, job, progress=False)
+@pytest.mark.slow
+def test_a_checkpoint_of_other_parameters_is_not_resumed(trained, project):
+    shutil.copytree(trained.params.parent / paths.checkpoint_dir(KEPT), paths.checkpoint_dir(KEPT))
     raw = yaml.safe_load(project.read_text())
     raw["train"]["lr"] = 0.002
     project.write_text(yaml.safe_dump(raw))
-    result = train(load_params(project), job, progress=False)
+    result = train(load_params(project), KEPT, progress=False)
     assert result["resumed_from_epoch"] == 0
 
 
-def test_checkpoints_hold_no_code(project):
-    job = Job("pytorch", "autograd", "cpu")
-    train(load_params(project), job, progress=False)
-    with np.load(paths.checkpoint_dir(job) / checkpoint.FILE_NAME, allow_pickle=False) as data:
+@pytest.mark.slow
+def test_checkpoints_hold_no_code_and_have_the_expected_size(in_trained):
+    file = paths.checkpoint_dir(KEPT) / checkpoint.FILE_NAME
+    with np.load(file, allow_pickle=False) as data:
         assert all(data[name].dtype != object for name in data.files)
+    check_checkpoint_size(file, TINY_TRAIN["optimizer"])
 
 
 def _train_command(framework: str) -> list[str]:
@@ -170,6 +217,7 @@ def _train_command(framework: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "framework, optimizer", [("pytorch", "adam"), ("chainer", "adam"), ("chainer", "momentum_sgd")]
 )
@@ -206,6 +254,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, framework, optimizer):
         metrics = json.loads((folder / paths.train_metrics(job)).read_text())
         if name == "killed":
             assert metrics["resumed_from_epoch"] >= 1 and "resuming" in result.stderr
+        check_checkpoint_size(folder / paths.checkpoint_dir(job) / checkpoint.FILE_NAME, optimizer)
         with np.load(folder / paths.checkpoint_dir(job) / checkpoint.FILE_NAME) as data:
             finals[name] = {k: data[k] for k in data.files if k.startswith("weight/")}
         lines = (folder / paths.train_log(job)).read_text().splitlines()
@@ -214,6 +263,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, framework, optimizer):
         np.testing.assert_array_equal(finals["killed"][key], value, err_msg=key)
 
 
+@pytest.mark.slow
 def test_previous_graph_is_freed_before_the_timed_region(project, monkeypatch):
     """A Chainer loss holds its iteration's graph; the previous one must be gone before the next
     forward_backward starts (inside compute_s), not freed when `loss` is rebound there."""

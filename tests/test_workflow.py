@@ -77,6 +77,7 @@ def dvc_jobs(cwd: Path) -> set[tuple[str, frozenset[str]]]:
     }
 
 
+@pytest.mark.slow
 def test_both_engines_define_the_same_jobs():
     snake, dvc_ = snakemake_jobs(ROOT), dvc_jobs(ROOT)
     assert snake == dvc_, (sorted(snake - dvc_)[:3], sorted(dvc_ - snake)[:3])
@@ -105,6 +106,7 @@ NO_CONDA_LINT = "Specify a conda environment or container for each rule."
 SHELL_RULES = {"synthesize", "prepare", "train", "time", "peak", "breakdown", "report"}
 
 
+@pytest.mark.slow
 def test_snakemake_lint_is_clean_but_for_the_missing_conda_environments():
     result = snakemake(ROOT, "--lint", check=False)
     output = result.stdout + result.stderr
@@ -114,6 +116,7 @@ def test_snakemake_lint_is_clean_but_for_the_missing_conda_environments():
     assert linted == SHELL_RULES and lints == {NO_CONDA_LINT}, output
 
 
+@pytest.mark.slow
 def test_plain_snakemake_loads_the_workflow_profile():
     """`snakemake --cores all` (what `make run` types) runs with profiles/default's settings."""
     result = snakemake(ROOT, "-n", "--cores", "all", "--forceall")
@@ -121,12 +124,14 @@ def test_plain_snakemake_loads_the_workflow_profile():
     assert "\nShell command: python -m deeppose synthesize" in result.stdout  # printshellcmds: true
 
 
+@pytest.mark.slow
 def test_slurm_profile_dry_run_succeeds():
     result = snakemake(ROOT, "--profile", "workflow/profiles/slurm", "--dry-run", "--forceall")
     assert "train" in result.stdout
     assert "workflow/profiles/slurm and workflow specific profile profiles/default" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_bad_parameter_file_stops_snakemake_with_one_line(tmp_path):
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["grid"]["frameworks"] = ["mxnet"]
@@ -518,6 +523,7 @@ def test_an_engine_resumes_a_killed_job_to_the_uninterrupted_result(tmp_path, en
         np.testing.assert_array_equal(resumed_weights[name], value, err_msg=name)
 
 
+@pytest.mark.slow
 def test_dvc_ignores_the_temporaries_of_interrupted_writes():
     """A checkpoint write killed midway leaves `.last.npz.<random>.tmp` in the checkpoint folder,
     a DVC output: it must never reach DVC's cache (the next write also removes it)."""
