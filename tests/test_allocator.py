@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from deeppose import allocator, fairness
+from deeppose import allocator, asymmetries, fairness
 
 # A child process allocates and frees a 64 MiB array ten times (after one to warm the heap) and
 # prints the minor page faults per allocation, pinned or not.
@@ -54,7 +54,7 @@ def test_frameworks_pinned_differently_are_an_asymmetry_naming_the_allocator():
         **common,
         "allocator": {"library": "glibc 2.36", "mmap_threshold_bytes": "library default (glibc: dynamic)"},
     }
-    found = fairness.asymmetries({"pytorch/cpu": {"common": common}, "chainer/cpu": {"common": other}})
+    found = asymmetries.asymmetries({"pytorch/cpu": {"common": common}, "chainer/cpu": {"common": other}})
     assert [a.field for a in found] == ["common.allocator.mmap_threshold_bytes"]
     assert "faults in" in found[0].may_bias
 

@@ -80,7 +80,7 @@ def test_the_wheel_runs_and_validates_outside_the_checkout(tmp_path):
     assert where.stdout.strip() == str(site / "deeppose" / "__init__.py"), where.stderr
     help_ = python("-m", "deeppose", "--help")
     assert help_.returncode == 0 and "synthesize" in help_.stdout, help_.stderr
-    check = "from deeppose.config import load_params; print(load_params('{}').raw['grid']['frameworks'])"
+    check = "from deeppose.config import load_params; print(load_params('{}').grid.frameworks)"
     good = python("-c", check.format("params.yaml"))
     assert good.returncode == 0 and "pytorch" in good.stdout, good.stderr
     bad = python("-c", check.format("bad.yaml"))

@@ -103,7 +103,7 @@ def write_params(path: str | Path, data: dict, seed: int = 0) -> Path:
     (keys given in `data` override those of params.yaml's data section, one level deep)."""
     import yaml
 
-    project = Path(__file__).resolve().parent.parent.parent / "params.yaml"
+    project = Path(__file__).resolve().parent.parent / "params.yaml"
     raw = yaml.safe_load(project.read_text())
     raw["seed"] = seed
     for key, value in data.items():
