@@ -7,8 +7,8 @@ and the core step's host memory peak, one fresh process per framework.
 For each framework and batch size: build the backend from the seeded neutral weights (no
 dropout), put a seeded random batch on the device, call `compile_core` (None for eager
 frameworks), run one untimed warm-up, then time `--repeats` core steps (forward + loss +
-backward) through `deeppose.harness.measure` exactly as the `time` stage does, and probe the
-host memory peak of one more step (`deeppose.memory_probe`): "step peak" is above the resident
+backward) through `deeppose.measure.harness.measure` exactly as the `time` stage does, and probe the
+host memory peak of one more step (`deeppose.measure.memory_probe`): "step peak" is above the resident
 set before that step, which after warm-up leaves out whatever memory the framework's allocator
 kept resident from earlier steps (XLA's buffers largely are), so "RSS peak", the process's
 high-water mark during the step, is printed beside it. Prints one JSON line per framework
@@ -32,8 +32,8 @@ def one_framework(
 
     from deeppose import model as spec
     from deeppose.backends import create_backend
-    from deeppose.harness import measure
-    from deeppose.memory_probe import peak_memory
+    from deeppose.measure.harness import measure
+    from deeppose.measure.memory_probe import peak_memory
     from deeppose.timing import synthetic_batch
 
     backend = create_backend(framework, "cpu", threads=threads)

@@ -5,7 +5,7 @@
 Times the same step two ways, interleaved sample by sample (in alternating order, so that drift
 and any first-or-second effect fall equally on both):
 
-* harness: `deeppose.harness.measure(step, setup=zero_grad, sync=synchronize)`, exactly as the
+* harness: `deeppose.measure.harness.measure(step, setup=zero_grad, sync=synchronize)`, exactly as the
   `time` stage calls it;
 * bare:    a hand-written loop with the harness's rules (collector off, a collection of the young
            generation before the step, the step's result released after the clock stops): zero_grad(); gc.collect(0);
@@ -36,7 +36,7 @@ import numpy as np
 
 from deeppose.backends import create_backend
 from deeppose.core import synthetic_batch
-from deeppose.harness import measure
+from deeppose.measure.harness import measure
 from deeppose.model import ModelConfig, init_weights
 
 

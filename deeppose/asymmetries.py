@@ -1,4 +1,4 @@
-"""Where fairness manifests (deeppose.fairness) differ, and what each difference may bias.
+"""Where fairness manifests (deeppose.measure.fairness) differ, and what each difference may bias.
 
 Apart from the collection so that the report and `compare`, which only read manifests, run none of
 the code that inspects a live process (thread pools, native libraries, a framework's settings).
@@ -42,7 +42,7 @@ EFFECTS = (
     (
         "common.allocator",
         "framework time ratios, most at large batches: one side faults in and zeroes its "
-        "big arrays afresh every iteration (deeppose.allocator)",
+        "big arrays afresh every iteration (deeppose.measure.allocator)",
     ),
     (
         "common.optimizer_kernel",

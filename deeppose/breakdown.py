@@ -9,7 +9,7 @@ the network from the seeded neutral weights, puts 2^N prepared test samples (cen
 
 1. runs `timing.warmup` untimed core processes (forward + loss + backward), and one profiled one;
 2. `breakdown.repeats` times, alternately: one core process timed without any profiler
-   (`deeppose.harness.measure`: perf_counter_ns, device synchronised, gradients cleared outside),
+   (`deeppose.measure.harness.measure`: perf_counter_ns, device synchronised, gradients cleared outside),
    and one under the framework's own profiler (`Backend.profile_core`: torch.profiler, Chainer's
    function hooks), which gives one raw event per top-level framework call;
 3. groups the events into layers once for every framework (`deeppose.layer_groups`): conv1..conv5,
@@ -34,14 +34,15 @@ import subprocess
 import sys
 from typing import Any
 
-from deeppose import layer_groups, paths, provenance
+from deeppose import layer_groups, provenance
 from deeppose.config import Params, load_params
 from deeppose.core import check_memory
 from deeppose.errors import DeepPoseError
 from deeppose.grid import Job, add_job_arguments, job_from_args
-from deeppose.lock import measurement_lock
+from deeppose.measure.lock import measurement_lock
 from deeppose.memory import check_machine
-from deeppose.results import BreakdownResult, PeakResult, RecordError
+from deeppose.records import paths
+from deeppose.records.results import BreakdownResult, PeakResult, RecordError
 
 PEAK_SIZE = 2048  # ~17 GFLOP per product: ~0.1 s here, big enough for the BLAS to reach its best
 PEAK_REPEATS = 5
@@ -99,8 +100,8 @@ def peak_record(device: str, size: int, threads: int) -> dict[str, Any]:
 def breakdown_job(params: Params, job: Job, synthetic: bool, peak_size: int = PEAK_SIZE) -> BreakdownResult:
     """Measure one job (see the module docstring) and return its result."""
     from deeppose.core import core_inputs, job_header
-    from deeppose.environment import describe as describe_environment
-    from deeppose.harness import measure
+    from deeppose.measure.environment import describe as describe_environment
+    from deeppose.measure.harness import measure
 
     warmup, threads = params.timing.warmup, params.timing.threads
     repeats = params.breakdown.repeats

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from deeppose.atomic import atomic_path
+from deeppose.records.atomic import atomic_path
 
 FILE_NAME = "last.npz"
 

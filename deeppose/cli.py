@@ -26,8 +26,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from deeppose.atomic import MACHINE_ERRNOS
 from deeppose.errors import DeepPoseError
+from deeppose.records.atomic import MACHINE_ERRNOS
 
 # Tools beside the pipeline's stages (deeppose.stages): command -> (module, one-line help)
 TOOLS: dict[str, tuple[str, str]] = {
@@ -62,24 +62,24 @@ def build_parser(stage: str | None = None) -> argparse.ArgumentParser:
 
 
 def _cost_record(args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
-    """A pipeline stage records what its job cost (deeppose.cost); the tools beside it do not."""
+    """A pipeline stage records what its job cost (deeppose.measure.cost); the tools beside it do not."""
     from deeppose.stages import STAGES, job_label
 
     if args.stage not in STAGES:
         return contextlib.nullcontext()
-    from deeppose.cost import recorded
+    from deeppose.measure.cost import recorded
 
     return recorded(args.stage, job_label(STAGES[args.stage], args))
 
 
 def _pin_allocator(args: argparse.Namespace) -> None:
     """A process that measures (a measuring stage, or the timing stage's block server) pins glibc's
-    allocator from the parameters before anything allocates (deeppose.allocator)."""
+    allocator from the parameters before anything allocates (deeppose.measure.allocator)."""
     from deeppose.stages import STAGES
 
     if args.stage == "time-block" or (args.stage in STAGES and STAGES[args.stage].measures):
-        from deeppose import allocator
         from deeppose.config import load_params
+        from deeppose.measure import allocator
 
         allocator.pin(load_params(args.params).allocator.mmap_threshold_mib)
 

@@ -6,7 +6,7 @@
     python -m deeppose compare main HEAD --fail-on-regression  # exit status 1 when a cell got slower
     python -m deeppose compare their/results results --across-machines
 
-Each side is read through the result records (deeppose.results), from a results folder or from
+Each side is read through the result records (deeppose.records.results), from a results folder or from
 `git archive REV results` (the working tree is never touched). Cells present on both sides are
 compared; those on one side only are counted.
 
@@ -57,9 +57,8 @@ from typing import Any
 
 import numpy as np
 
-from deeppose import compare_stats, fmt, paths
+from deeppose import compare_stats, fmt
 from deeppose.asymmetries import asymmetries
-from deeppose.blocks import twin, usable
 from deeppose.compare_stats import (
     LEVEL,
     THRESHOLD,
@@ -74,7 +73,9 @@ from deeppose.compare_stats import (
 )
 from deeppose.errors import DeepPoseError
 from deeppose.grid import REFERENCE, Job
-from deeppose.results import (
+from deeppose.measure.blocks import twin, usable
+from deeppose.records import paths
+from deeppose.records.results import (
     BreakdownResult,
     PeakResult,
     Record,
@@ -102,7 +103,7 @@ WORDS = {
     Verdict.TOO_FEW_BLOCKS: TOO_FEW,
 }
 UNCHANGED = (NO_CHANGE, TOO_FEW, NOT_COMPARABLE, NO_INTERVAL)
-ANY = Job("*", "*", "*", "*")  # type: ignore[arg-type]  # glob patterns from deeppose.paths
+ANY = Job("*", "*", "*", "*")  # type: ignore[arg-type]  # glob patterns from deeppose.records.paths
 
 
 # --- reading a side -------------------------------------------------------------------------

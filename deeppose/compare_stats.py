@@ -1,7 +1,7 @@
 """Statistics over blocks: a cell's time, comparisons of two arms, verdicts, the A/A control and
 the precision every printed figure is given.
 
-The block (one fresh process, `deeppose.blocks`) is the unit of replication: samples within a
+The block (one fresh process, `deeppose.measure.blocks`) is the unit of replication: samples within a
 block share the process's memory layout, library choices and the machine's state at that time, so
 they are not independent of each other, and an interval from samples is far too narrow (DESIGN.md
 section 8). Here every interval is computed from one number per block, its median:
@@ -55,8 +55,8 @@ from enum import Enum
 import numpy as np
 from scipy import stats as scipy_stats
 
-from deeppose.blocks import Timed, cell_of, final, interfered, twin
-from deeppose.results import BlockRecord
+from deeppose.measure.blocks import Timed, cell_of, final, interfered, twin
+from deeppose.records.results import BlockRecord
 from deeppose.stats import LEVEL, Interval, positive_times, t_half_width
 
 COMPARE_LEVEL = 0.90  # intervals of comparisons, the ones verdicts read (see the module docstring)

@@ -12,11 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from deeppose import memory, paths
+from deeppose import memory
 from deeppose.config import Params
 from deeppose.errors import DeepPoseError
 from deeppose.grid import Job
-from deeppose.results import job_id
+from deeppose.records import paths
+from deeppose.records.results import job_id
 
 
 # --- input ------------------------------------------------------------------------------

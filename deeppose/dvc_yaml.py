@@ -23,12 +23,12 @@ from typing import Any
 
 import yaml
 
-from deeppose import paths
-from deeppose.atomic import write_text
 from deeppose.config import Params, load_params
 from deeppose.errors import DeepPoseError
 from deeppose.grid import NO_BREAKDOWN, Group, Job
 from deeppose.provenance import fingerprint_jobs, fingerprint_name
+from deeppose.records import paths
+from deeppose.records.atomic import write_text
 from deeppose.report import dvc_files
 from deeppose.stages import STAGES, Stage, command
 

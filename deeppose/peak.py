@@ -8,7 +8,7 @@ cores) set in both frameworks and every BLAS/OpenMP pool, exactly as the `time` 
 an n x n matrix product through numpy (OpenBLAS in the pinned wheels) and through `torch.matmul`
 (MKL on CPU), and two convolutions through torch (oneDNN on CPU, cuDNN on CUDA): the same GEMM as a
 1x1 convolution and a 3x3 convolution of the shape those libraries are tuned for. Each kernel gets
-untimed warm-ups and `repeats` timed runs through `deeppose.harness.measure`; its rate is FLOPs /
+untimed warm-ups and `repeats` timed runs through `deeppose.measure.harness.measure`; its rate is FLOPs /
 median, and `peak_flops_per_s` is the best rate. A matrix product alone is no ceiling here: on AMD
 CPUs MKL runs far below oneDNN, and the network's convolutions would exceed "the peak". The
 `breakdown` stage measures the same kernels (`measure_rates`) beside its layers. The result goes to
@@ -30,15 +30,16 @@ from typing import Any
 
 import numpy as np
 
-from deeppose import paths, provenance
+from deeppose import provenance
 from deeppose.config import load_params
-from deeppose.environment import describe as describe_environment
 from deeppose.errors import DeepPoseError
-from deeppose.fairness import cpu_description, first_cpu
-from deeppose.harness import measure
-from deeppose.lock import measurement_lock
+from deeppose.measure.environment import describe as describe_environment
+from deeppose.measure.fairness import cpu_description, first_cpu
+from deeppose.measure.harness import measure
+from deeppose.measure.lock import measurement_lock
 from deeppose.memory import check_machine
-from deeppose.results import PeakResult
+from deeppose.records import paths
+from deeppose.records.results import PeakResult
 from deeppose.stats import describe
 
 DEFAULT_SIZE = 2048  # ~17 GFLOP a product: ~0.1 s at 150 GFLOP/s, big enough to reach the BLAS peak
@@ -85,7 +86,7 @@ def _kernel_record(samples_s: list[float], flops: int) -> dict[str, Any]:
 def _set_threads(threads: int) -> tuple[int, Any]:
     """`threads` (0 = all cores) in torch and every BLAS/OpenMP pool, as the `time` stage sets
     them; returns the count and torch, or None where it cannot be imported."""
-    from deeppose.threads import limit_native_threads, resolve_threads
+    from deeppose.measure.threads import limit_native_threads, resolve_threads
 
     n_threads = resolve_threads(threads)
     try:
@@ -102,7 +103,7 @@ def measure_rates(
     device: str, size: int, threads: int, warmup: int = 2, repeats: int = 5, seed: int = 0
 ) -> dict[str, Any]:
     """Set threads, time every kernel on `device`, return the rates and the best one."""
-    from deeppose.threads import native_thread_info
+    from deeppose.measure.threads import native_thread_info
 
     n_threads, torch = _set_threads(threads)
 

@@ -9,7 +9,7 @@ touches only Chainer's jobs.
 Staleness compares behaviour, not bytes: a Python file is hashed as its syntax tree with docstrings
 removed (comments and formatting never reach the tree), so a docstring edit stales nothing while a
 one-token change stales exactly the jobs that run the file. The byte hashes are recorded beside,
-for forensics. A measurement also records the machine (deeppose.machine) and is stale on another.
+for forensics. A measurement also records the machine (deeppose.measure.machine) and is stale on another.
 
 Both engines see the same thing through one fingerprint file per stage, or per stage and framework
 (`results/fingerprints/`), rewritten only when its content changes (`write_fingerprints`): the
@@ -26,11 +26,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from deeppose import machine, paths
-from deeppose.atomic import write_text
 from deeppose.config import Params
 from deeppose.grid import NO_BREAKDOWN, Group, Job
-from deeppose.results import Provenance
+from deeppose.measure import machine
+from deeppose.records import paths
+from deeppose.records.atomic import write_text
+from deeppose.records.results import Provenance
 from deeppose.stages import STAGES, Stage, backend_module
 
 ROOT = Path(__file__).resolve().parent.parent

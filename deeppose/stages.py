@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deeppose import paths
 from deeppose.grid import FRAMEWORK_MODULES, Group, Job
+from deeppose.records import paths
 
 
 @dataclass(frozen=True)

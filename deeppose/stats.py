@@ -1,7 +1,7 @@
 """Summary statistics of timing samples, computed from the kept (timed, post-warm-up) samples only.
 
 Every value is a plain Python float/int/bool or None (never NaN), so a result can go straight to
-`deeppose.atomic.write_json`. Quartiles use numpy's default (linear, "type 7") interpolation.
+`deeppose.records.atomic.write_json`. Quartiles use numpy's default (linear, "type 7") interpolation.
 The 95% confidence interval of the mean comes from a seeded BCa bootstrap by default
 (`scipy.stats.bootstrap`, bias-corrected and accelerated: timing samples are skewed, with a long
 right tail, which a t-interval ignores and a percentile bootstrap undercovers; BCa still undercovers
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 # At import, not when first used: scipy brings its own OpenBLAS, which must be loaded before a
-# measuring stage limits every native thread pool (deeppose.threads).
+# measuring stage limits every native thread pool (deeppose.measure.threads).
 from scipy import stats as scipy_stats
 
 NOISY_IQR_OVER_MEDIAN = 0.10  # a measurement whose IQR exceeds 10% of its median is flagged

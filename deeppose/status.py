@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 
-from deeppose import paths, provenance
+from deeppose import provenance
 from deeppose.config import Params, load_params
+from deeppose.records import paths
+from deeppose.records.results import RecordError, ReportSummary
 from deeppose.report.load import load_results
-from deeppose.results import RecordError, ReportSummary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

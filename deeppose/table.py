@@ -26,11 +26,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from deeppose import paths
-from deeppose.atomic import write_text
 from deeppose.config import load_params
+from deeppose.records import paths
+from deeppose.records.atomic import write_text
+from deeppose.records.results import TimingResult
 from deeppose.report.load import load_results
-from deeppose.results import TimingResult
 
 TABLE = paths.REPORTS / "cells.csv"
 COLUMNS = (

@@ -3,9 +3,9 @@ one device and batch size.
 
     python -m deeppose time --device cpu --batch-exp 3
 
-The cells the report compares with each other are measured together (deeppose.blocks): in each of
+The cells the report compares with each other are measured together (deeppose.measure.blocks): in each of
 `timing.blocks` rounds every arm runs one block, a fresh process forked by its framework's block
-server (`python -m deeppose time-block --serve`, deeppose.block_server), in an order drawn from a
+server (`python -m deeppose time-block --serve`, deeppose.measure.block_server), in an order drawn from a
 generator seeded by (seed, device, batch exponent), so drift and interference fall on every arm
 alike and two arms pair by round. One cell, the group's first, is
 measured twice as two arms: the A/A control, whose comparison shows what noise alone does. Each
@@ -27,19 +27,29 @@ from typing import Any
 
 import numpy as np
 
-from deeppose import paths, provenance
-from deeppose.atomic import json_text, write_together
-from deeppose.block_server import server_launch
-from deeppose.blocks import Block, Launch, arms_with_control, interfered, run_blocks, schedule, twin, usable
+from deeppose import provenance
 from deeppose.config import Params, load_params
 from deeppose.core import check_memory, job_header
-from deeppose.environment import describe as describe_environment
 from deeppose.errors import DeepPoseError
 from deeppose.grid import DEVICES, Group, Job, check_job
-from deeppose.lock import measurement_lock
+from deeppose.measure.block_server import server_launch
+from deeppose.measure.blocks import (
+    Block,
+    Launch,
+    arms_with_control,
+    interfered,
+    run_blocks,
+    schedule,
+    twin,
+    usable,
+)
+from deeppose.measure.environment import describe as describe_environment
+from deeppose.measure.lock import measurement_lock
 from deeppose.memory import check_machine
 from deeppose.model import total_flops
-from deeppose.results import BlockRecord, IntervalRecord, TimingResult
+from deeppose.records import paths
+from deeppose.records.atomic import json_text, write_together
+from deeppose.records.results import BlockRecord, IntervalRecord, TimingResult
 from deeppose.stats import cell_estimate
 from deeppose.timing_block import LOSS_REPEATS
 
@@ -63,7 +73,7 @@ def schedule_seed(params: Params, group: Group) -> int:
 
 
 def server_commands(params: Params, group: Group, synthetic: bool) -> dict[str, list[str]]:
-    """One block server per framework of the group (deeppose.block_server)."""
+    """One block server per framework of the group (deeppose.measure.block_server)."""
     commands = {}
     for framework in group.frameworks:
         argv = [

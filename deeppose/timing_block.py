@@ -3,13 +3,13 @@
     python -m deeppose time-block --framework chainer --loss explicit --device cpu --batch-exp 3
     python -m deeppose time-block --serve --framework chainer --device cpu --batch-exp 3
 
-With `--serve` it is the framework's block server of one group (deeppose.block_server): it loads
+With `--serve` it is the framework's block server of one group (deeppose.measure.block_server): it loads
 the framework, the batch and the weights once, then forks one block per `framework/loss round`
 line read from stdin.
 
-A block is one fresh process that loads one framework and times one cell (deeppose.blocks): the
+A block is one fresh process that loads one framework and times one cell (deeppose.measure.blocks): the
 core process (forward in train mode + loss + backward) `timing.warmup` + `timing.repeats` times
-through `deeppose.harness.measure` (gradients cleared outside the timed region, the device
+through `deeppose.measure.harness.measure` (gradients cleared outside the timed region, the device
 synchronised before every clock read, no garbage collection inside it); in a group's first round
 only, the update of each optimiser in `timing.optimizers` the same way (the study's MomentumSGD
 beside the default training's Adam, so that both set-ups' iterations can be built from timing
@@ -27,16 +27,16 @@ import argparse
 from dataclasses import replace
 from typing import Any
 
-from deeppose import fairness
 from deeppose.backends import backend_class
-from deeppose.block_server import serve
-from deeppose.blocks import BlockOutput, emit_block
 from deeppose.config import Params, load_params
 from deeppose.core import CoreData, core_data, core_inputs
 from deeppose.errors import DeepPoseError
 from deeppose.grid import Job, add_job_arguments, job_from_args
-from deeppose.harness import measure
-from deeppose.memory_probe import peak_memory
+from deeppose.measure import fairness
+from deeppose.measure.block_server import serve
+from deeppose.measure.blocks import BlockOutput, emit_block
+from deeppose.measure.harness import measure
+from deeppose.measure.memory_probe import peak_memory
 
 LOSS_WARMUP, LOSS_REPEATS = 20, 200  # the loss takes ~0.1-0.3 ms: many runs for microseconds
 

@@ -30,16 +30,18 @@ from typing import Any, TextIO
 import numpy as np
 
 from deeppose import checkpoint as ckpt
-from deeppose import environment, memory, metrics, paths, provenance, resume
-from deeppose.atomic import remove_stale, write_text
+from deeppose import memory, metrics, provenance, resume
 from deeppose.backends import Backend, create_backend
 from deeppose.config import Params, load_params
 from deeppose.errors import DeepPoseError
 from deeppose.grid import Job, add_job_arguments, check_job, job_from_args
-from deeppose.lock import measurement_lock
+from deeppose.measure import environment
+from deeppose.measure.lock import measurement_lock
 from deeppose.memory import check_machine
 from deeppose.model import N_JOINTS, init_weights
-from deeppose.results import TrainMetrics, job_id
+from deeppose.records import paths
+from deeppose.records.atomic import remove_stale, write_text
+from deeppose.records.results import TrainMetrics, job_id
 from deeppose.stats import describe as describe_samples
 
 # Test accuracies count every annotated joint (LSP's convention: occluded ones too, inside the crop

@@ -9,16 +9,16 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from deeppose import allocator
 from deeppose import model as spec
-from deeppose.lock import ENV as LOCK_ENV
+from deeppose.measure import allocator
+from deeppose.measure.lock import ENV as LOCK_ENV
 
 
 @pytest.fixture(scope="session", autouse=True)
 def own_measurement_lock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The tests' measuring stages (and the engines and cluster jobs they start, which inherit the
     environment) take a lock of their own: a pipeline run on this machine, or a job another session
-    left behind, must not make them wait (deeppose.lock). A lock set by the caller is kept."""
+    left behind, must not make them wait (deeppose.measure.lock). A lock set by the caller is kept."""
     with pytest.MonkeyPatch.context() as patch:
         if not os.environ.get(LOCK_ENV):
             patch.setenv(LOCK_ENV, str(tmp_path_factory.mktemp("lock") / "measure.lock"))
@@ -28,7 +28,7 @@ def own_measurement_lock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
 @pytest.fixture(scope="session", autouse=True)
 def keep_the_test_process_allocator() -> Iterator[None]:
     """A stage run in-process (`cli.main`) would pin glibc's allocator in the test process for the
-    rest of the session (deeppose.allocator): freed memory is then kept, the session's resident set
+    rest of the session (deeppose.measure.allocator): freed memory is then kept, the session's resident set
     grows by gigabytes and a later memory probe sees no new pages. So here pinning does nothing;
     every process a test starts (block servers, engines' jobs, tests/test_allocator.py's children)
     still pins for real."""

@@ -1,4 +1,4 @@
-"""A small hand-made project with results written through deeppose.results, for the report's and
+"""A small hand-made project with results written through deeppose.records.results, for the report's and
 compare's tests.
 
 The project has a grid of 2 frameworks x 2 loss modes x {cpu, cuda}, timing batch sizes
@@ -21,11 +21,19 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from deeppose import paths, provenance
+from deeppose import provenance
 from deeppose.config import Params, load_params
 from deeppose.grid import Group, Job
 from deeppose.layer_groups import CONV_LAYERS, FC_LAYERS, PHASES, summarize
-from deeppose.results import BreakdownResult, PeakResult, PrepareSummary, TimingResult, TrainMetrics, job_id
+from deeppose.records import paths
+from deeppose.records.results import (
+    BreakdownResult,
+    PeakResult,
+    PrepareSummary,
+    TimingResult,
+    TrainMetrics,
+    job_id,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 FRAMEWORKS, MODES, EXPS = ("pytorch", "chainer"), ("autograd", "explicit"), (0, 1, 5)

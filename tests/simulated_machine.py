@@ -1,5 +1,5 @@
 """A simulated machine for timing tests: drift, a random walk of speed, per-process effects and
-outlier blocks, run through deeppose.blocks' schedule and runner (tests/test_blocks.py,
+outlier blocks, run through deeppose.measure.blocks' schedule and runner (tests/test_blocks.py,
 tests/test_compare.py)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deeppose import blocks as B
 from deeppose import compare_stats as S
+from deeppose.measure import blocks as B
 
 
 @dataclass

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from deeppose import allocator, asymmetries, fairness
+from deeppose import asymmetries
+from deeppose.measure import allocator, fairness
 
 # A child process allocates and frees a 64 MiB array ten times (after one to warm the heap) and
 # prints the minor page faults per allocation, pinned or not.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from deeppose.atomic import UMASK, atomic_dir, atomic_path, remove_stale, write_json
+from deeppose.records.atomic import UMASK, atomic_dir, atomic_path, remove_stale, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""deeppose.blocks and deeppose.compare_stats: the schedule, the block runner with a fake machine,
+"""deeppose.measure.blocks and deeppose.compare_stats: the schedule, the block runner with a fake machine,
 the disturbed-block detector, intervals against scipy, the precision helper, and a simulation of
 the whole rule (A/A false-positive rate and power) on a drifting machine with outlier blocks."""
 
@@ -17,10 +17,10 @@ import pytest
 from scipy import stats as scipy_stats
 from simulated_machine import run_group
 
-from deeppose import blocks as B
 from deeppose import compare_stats as S
-from deeppose.block_server import server_launch
-from deeppose.results import BlockInterference
+from deeppose.measure import blocks as B
+from deeppose.measure.block_server import server_launch
+from deeppose.records.results import BlockInterference
 from deeppose.stats import cell_estimate
 
 
@@ -223,8 +223,8 @@ def test_block_output_round_trips_through_stdout() -> None:
 
 SERVER = """
 import os, sys, time
-from deeppose.blocks import BlockOutput
-from deeppose.block_server import serve
+from deeppose.measure.blocks import BlockOutput
+from deeppose.measure.block_server import serve
 
 def run_block(request):
     cell, round_ = request.split()

@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
-from deeppose import cli, layer_groups, paths
+from deeppose import cli, layer_groups
 from deeppose import model as spec
 from deeppose.config import Params, load_params
 from deeppose.grid import Job
 from deeppose.layer_groups import CONV_LAYERS, FC_LAYERS, classify, resolve, sum_rule, summarize
+from deeppose.records import paths
 
 REPO = Path(__file__).resolve().parents[1]
 NETWORK_LAYERS = (*CONV_LAYERS, *FC_LAYERS)
@@ -355,7 +356,7 @@ def hand_made_result(framework: str, loss: str, conv_s: float, fc_s: float, core
 def write_record(params: Params, job: Job, result: dict[str, Any]) -> None:
     """`result` (hand_made_result's fields) as the stage writes it: a typed, current record."""
     from deeppose import provenance
-    from deeppose.results import BreakdownResult, job_id
+    from deeppose.records.results import BreakdownResult, job_id
 
     fields = {k: v for k, v in result.items() if k not in ("framework", "loss", "device", "batch_exp")}
     BreakdownResult.create(

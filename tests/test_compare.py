@@ -21,11 +21,12 @@ from simulated_machine import FakeMachine
 
 from deeppose import compare as C
 from deeppose import compare_stats as S
-from deeppose import paths, timing
+from deeppose import timing
 from deeppose.config import Params, load_params
 from deeppose.errors import DeepPoseError
 from deeppose.grid import Group, Job
-from deeppose.results import TimingResult, TrainMetrics
+from deeppose.records import paths
+from deeppose.records.results import TimingResult, TrainMetrics
 
 CELLS = {"pytorch/autograd": 0.05, "pytorch/explicit": 0.05, "chainer/autograd": 0.1, "chainer/explicit": 0.1}
 SLOWED = "chainer/explicit"

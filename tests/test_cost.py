@@ -7,10 +7,12 @@ import argparse
 import pytest
 from tiny_datasets import write_params
 
-from deeppose import cli, cost, paths
+from deeppose import cli
 from deeppose.config import load_params
+from deeppose.measure import cost
+from deeppose.records import paths
+from deeppose.records.results import StageCost
 from deeppose.report.load import load_costs
-from deeppose.results import StageCost
 from deeppose.stages import STAGES, job_label
 
 

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from tiny_datasets import MARK, write_lsp_folder, write_params, zip_folder
 
-from deeppose import cli, paths
+from deeppose import cli
 from deeppose.data.dataset import load_prepared
 from deeppose.data.prepare import ARRAYS, content_hash, crop_image, crop_origin
-from deeppose.results import SCHEMA_VERSION, PrepareSummary
+from deeppose.records import paths
+from deeppose.records.results import SCHEMA_VERSION, PrepareSummary
 
 
 def grid(x0: float, y0: float, step: float) -> np.ndarray:

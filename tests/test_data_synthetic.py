@@ -9,11 +9,12 @@ import pytest
 import scipy.io
 from tiny_datasets import write_params
 
-from deeppose import cli, paths
+from deeppose import cli
 from deeppose.data import synthetic
 from deeppose.data.dataset import load_prepared
 from deeppose.data.lsp import read_lsp
 from deeppose.data.synthetic import render_sample, synthesize
+from deeppose.records import paths
 
 
 def files(folder):

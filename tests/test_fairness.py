@@ -1,4 +1,4 @@
-"""deeppose.fairness and deeppose.asymmetries: manifests (hand-made and one real collection) and their
+"""deeppose.measure.fairness and deeppose.asymmetries: manifests (hand-made and one real collection) and their
 asymmetries."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from deeppose import asymmetries, fairness
+from deeppose import asymmetries
+from deeppose.measure import fairness
 
 CPUINFO = """processor\t: 0
 vendor_id\t: AuthenticAMD

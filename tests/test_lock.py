@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from deeppose import lock
-from deeppose.results import StageCost
+from deeppose.measure import lock
+from deeppose.records.results import StageCost
 
 ROOT = Path(__file__).resolve().parent.parent
 CELL = ["--framework", "pytorch", "--loss", "autograd", "--device", "cpu"]
@@ -101,7 +101,7 @@ def test_the_second_run_measures_after_the_first(lock_file, tmp_path):
 
 def test_a_killed_holder_releases_the_lock(lock_file):
     code = (
-        "import time; from deeppose.lock import measurement_lock\n"
+        "import time; from deeppose.measure.lock import measurement_lock\n"
         "with measurement_lock('doomed'):\n    print('held', flush=True); time.sleep(600)"
     )
     holder = subprocess.Popen(

@@ -22,7 +22,7 @@ from deeppose.backends import create_backend
 from deeppose.config import load_params
 from deeppose.errors import DeepPoseError
 from deeppose.grid import LOSS_MODES, Job
-from deeppose.memory_probe import host_peak
+from deeppose.measure.memory_probe import host_peak
 from deeppose.optimizer import OptimizerConfig
 from deeppose.train import train
 
@@ -322,8 +322,9 @@ class Stopped(Exception):
 def test_a_resumed_jax_run_continues_exactly(tmp_path, monkeypatch):
     """Stopped after the first epoch's checkpoint, rerun: the same log losses and final weights
     as one uninterrupted run (Adam, so the step count matters)."""
-    from deeppose import checkpoint, paths
+    from deeppose import checkpoint
     from deeppose import train as train_module
+    from deeppose.records import paths
 
     job = Job("jax", "autograd", "cpu")
     finals = {}

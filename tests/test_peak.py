@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import yaml
 
-from deeppose import cli, paths, peak
+from deeppose import cli, peak
 from deeppose.peak import KERNELS
+from deeppose.records import paths
 
 REPO = Path(__file__).resolve().parents[1]
 STAT_KEYS = {

@@ -30,9 +30,10 @@ from report_project import (
     make_project,
 )
 
-from deeppose import paths, provenance
+from deeppose import provenance
 from deeppose.config import load_params
 from deeppose.grid import Job
+from deeppose.records import paths
 from deeppose.report import sections
 
 # --- parsing the Markdown ---------------------------------------------------------------------

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deeppose import machine, provenance, results
+from deeppose import provenance
 from deeppose.config import SCHEMA_PATH, load_params
 from deeppose.grid import DEVICES, LOSS_MODES, MAX_BATCH_EXP, OPTIMIZERS, Group, Job
+from deeppose.measure import machine
+from deeppose.records import results
 from deeppose.stages import STAGES
 
 ROOT = Path(__file__).resolve().parent.parent

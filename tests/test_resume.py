@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 from test_train import ROOT, make_project
 
-from deeppose import checkpoint, paths
+from deeppose import checkpoint
 from deeppose.config import Job, load_params
+from deeppose.records import paths
 from deeppose.train import train
 
 # Every test here resumes a real training run.

@@ -94,7 +94,7 @@ def test_one_sample_gives_none_not_nan() -> None:
     assert stats["n"] == 1 and stats["mean"] == stats["median"] == 0.25
     assert stats["variance"] is None and stats["std"] is None
     assert stats["ci95_low"] is None and stats["ci95_high"] is None
-    json.dumps(stats, allow_nan=False)  # writable by deeppose.atomic.write_json
+    json.dumps(stats, allow_nan=False)  # writable by deeppose.records.atomic.write_json
 
 
 @pytest.mark.parametrize("bad", [[], [1.0, float("nan")], [[1.0, 2.0]]])

@@ -7,9 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from deeppose import cli, paths
+from deeppose import cli
 from deeppose.config import load_params
-from deeppose.results import TimingResult
+from deeppose.records import paths
+from deeppose.records.results import TimingResult
 from deeppose.table import COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,13 +17,15 @@ import numpy as np
 import pytest
 import yaml
 
-from deeppose import cli, harness, paths, timing, timing_block
-from deeppose.blocks import BlockOutput, CpuReading, parse_block
+from deeppose import cli, timing, timing_block
 from deeppose.config import load_params
 from deeppose.grid import Group, Job
-from deeppose.harness import measure
+from deeppose.measure import harness
+from deeppose.measure.blocks import BlockOutput, CpuReading, parse_block
+from deeppose.measure.harness import measure
 from deeppose.model import total_flops
-from deeppose.results import TimingResult
+from deeppose.records import paths
+from deeppose.records.results import TimingResult
 from deeppose.stages import STAGES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -689,7 +691,7 @@ def test_real_group_end_to_end(
             assert result.time_s.estimate is None or result.time_s.estimate > 0
             assert {"pytorch": "torch", "chainer": "chainer"}[framework] in result.versions
             assert result.environment["fairness"]["framework"] == framework
-            # the block server pinned glibc's allocator from params.yaml before forking (deeppose.allocator)
+            # the block server pinned glibc's allocator from params.yaml before forking (deeppose.measure.allocator)
             assert result.environment["fairness"]["common"]["allocator"]["mmap_threshold_bytes"] == 1024 << 20
             assert result.flops == total_flops(1)
 

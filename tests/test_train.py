@@ -19,11 +19,12 @@ import pytest
 import yaml
 from tiny_datasets import write_tiny_prepared
 
-from deeppose import checkpoint, paths
+from deeppose import checkpoint
 from deeppose import model as spec
 from deeppose.config import load_params
 from deeppose.errors import DeepPoseError
 from deeppose.grid import Job
+from deeppose.records import paths
 from deeppose.train import mean_pose, train
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -392,7 +392,7 @@ def train_project(tmp_path: Path, framework: str, epochs: int) -> tuple[Path, Jo
 
 def engine_command(engine: str, job) -> list[str]:
     """The command that brings one training job up to date, as a user would type it."""
-    from deeppose import paths
+    from deeppose.records import paths
 
     if engine == "snakemake":
         return [
@@ -408,7 +408,8 @@ def train_outputs(project: Path, job) -> tuple[dict, list[list[str]], dict]:
     """metrics.json, curve.csv's rows and the checkpoint's weights."""
     import json
 
-    from deeppose import checkpoint, paths
+    from deeppose import checkpoint
+    from deeppose.records import paths
 
     metrics = json.loads((project / paths.train_metrics(job)).read_text())
     curve = [row.split(",") for row in (project / paths.train_curve(job)).read_text().splitlines()[1:]]
@@ -464,7 +465,7 @@ def kill_after_first_epoch_2_line(command: list[str], project: Path, job) -> Non
     import signal
     import time
 
-    from deeppose import paths
+    from deeppose.records import paths
 
     log = project / paths.train_log(job)
     engine = subprocess.Popen(

@@ -76,8 +76,8 @@ def zip_folder(folder: str | Path, zip_path: str | Path, top: str = "") -> Path:
 
 def write_tiny_prepared(folder: str | Path, n_train: int = 8, n_test: int = 4, seed: int = 0) -> Path:
     """A prepared folder in `prepare`'s exact format, from random pixels and plausible joints."""
-    from deeppose.atomic import atomic_dir
     from deeppose.data.prepare import SPLITS, content_hash, write_prepared
+    from deeppose.records.atomic import atomic_dir
 
     rng = np.random.default_rng(seed)
     arrays = {}

@@ -26,9 +26,9 @@ import numpy as np
 
 from deeppose.errors import DeepPoseError
 from deeppose.grid import DEVICES, LOSS_MODES
+from deeppose.measure.threads import resolve_threads
 from deeppose.model import ModelConfig
 from deeppose.optimizer import OptimizerConfig
-from deeppose.threads import resolve_threads
 
 __all__ = ["Backend", "OptimizerConfig", "check_loss_mode", "DTYPES"]
 
@@ -180,7 +180,7 @@ class Backend(abc.ABC):
 
     def device_memory_peak(self, run: Callable[[], Any]) -> tuple[int, int] | None:
         """(bytes in use before, peak bytes in use during) `run` on the accelerator, from the
-        framework's allocator, synchronised; None on cpu (see deeppose.memory_probe for host
+        framework's allocator, synchronised; None on cpu (see deeppose.measure.memory_probe for host
         memory) or where the allocator keeps no resettable peak."""
         return None
 

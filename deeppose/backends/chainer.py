@@ -12,7 +12,7 @@ from deeppose import model as spec
 from deeppose.backends import base
 from deeppose.backends.chainer_import import import_chainer
 from deeppose.errors import DeepPoseError
-from deeppose.threads import limit_native_threads, native_thread_info
+from deeppose.measure.threads import limit_native_threads, native_thread_info
 
 chainer = import_chainer()
 F = chainer.functions

@@ -17,7 +17,7 @@ from torch import nn
 from deeppose import model as spec
 from deeppose.backends import base
 from deeppose.errors import DeepPoseError
-from deeppose.threads import limit_native_threads, native_thread_info
+from deeppose.measure.threads import limit_native_threads, native_thread_info
 
 
 # --- model ------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deeppose import paths
 from deeppose.errors import DeepPoseError
+from deeppose.records import paths
 
 SPLITS = ("train", "test")
 

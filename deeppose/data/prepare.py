@@ -48,13 +48,14 @@ from typing import Any
 
 import numpy as np
 
-from deeppose import paths, provenance
-from deeppose.atomic import atomic_dir, atomic_path, json_text, write_json
+from deeppose import provenance
 from deeppose.config import Params, load_params
 from deeppose.data.batches import CENTER, INPUT
 from deeppose.data.lsp import N_JOINTS, PoseDataset, read_lsp, read_lspet
 from deeppose.errors import DeepPoseError
-from deeppose.results import PrepareSummary, Provenance
+from deeppose.records import paths
+from deeppose.records.atomic import atomic_dir, atomic_path, json_text, write_json
+from deeppose.records.results import PrepareSummary, Provenance
 
 SIZE = 256  # padded image minimum and crop size (the study's)
 MAX_SPAN = 227  # visible joints must span less than the network's input

@@ -34,9 +34,9 @@ import numpy as np
 import scipy.io
 from PIL import Image, ImageDraw
 
-from deeppose import paths
-from deeppose.atomic import atomic_dir
 from deeppose.config import load_params
+from deeppose.records import paths
+from deeppose.records.atomic import atomic_dir
 
 STREAM = 0x5E7  # separates this stream from other users of the same seed
 JPEG_QUALITY = 90  # fixed: the same seed must give the same bytes

@@ -17,18 +17,19 @@ import argparse
 import json
 from typing import Any
 
-from deeppose import atomic, compare, paths, provenance
+from deeppose import compare, provenance
 from deeppose.config import Params, load_params
+from deeppose.records import atomic, paths
+from deeppose.records.results import ReportSummary
 from deeppose.report import dvc_files, figures, sections
 from deeppose.report.analysis import Findings, analyse, curves, to_json
 from deeppose.report.load import Results, load_results
-from deeppose.results import ReportSummary
 
 TITLE = "DeepPose across frameworks: why does PyTorch train faster than Chainer?"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Inputs and outputs come from deeppose.paths; --baseline names what to compare them with."""
+    """Inputs and outputs come from deeppose.records.paths; --baseline names what to compare them with."""
     parser.add_argument(
         "--baseline",
         metavar="REV",

@@ -19,9 +19,8 @@ from typing import Any
 import numpy as np
 from scipy import stats as scipy_stats
 
-from deeppose import blocks, layer_groups, paths, roofline
+from deeppose import layer_groups, roofline
 from deeppose.asymmetries import asymmetries
-from deeppose.blocks import interfered
 from deeppose.compare_stats import (
     Comparison,
     Interval,
@@ -33,8 +32,11 @@ from deeppose.compare_stats import (
     series,
 )
 from deeppose.grid import DEVICES, NO_BREAKDOWN, REFERENCE, Job
+from deeppose.measure import blocks
+from deeppose.measure.blocks import interfered
+from deeppose.records import paths
+from deeppose.records.results import BreakdownResult, TimingResult, TrainMetrics
 from deeppose.report.load import Loaded, Results
-from deeppose.results import BreakdownResult, TimingResult, TrainMetrics
 from deeppose.stats import describe
 
 LEVEL = 0.95  # every interval of a cell's time or of an accuracy

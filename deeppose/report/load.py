@@ -1,4 +1,4 @@
-"""Read every result of the grid through its typed record (deeppose.results).
+"""Read every result of the grid through its typed record (deeppose.records.results).
 
 Nothing here raises for a bad result: a job whose file is absent, damaged, of another schema
 version or written for another job is loaded as "not run" with the reader's one-line reason. A
@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deeppose import paths, provenance
+from deeppose import provenance
 from deeppose.config import Params
 from deeppose.grid import DEVICES, Job, timing_groups
-from deeppose.results import (
+from deeppose.records import paths
+from deeppose.records.results import (
     BreakdownResult,
     PeakResult,
     PrepareSummary,
@@ -168,7 +169,7 @@ def _cost(stage: str, label: str | None) -> StageCost | None:
 
 
 def load_costs(params: Params) -> dict[str, list[StageCost | None]]:
-    """What each job of this grid's stages cost (deeppose.cost), in pipeline order; the report's
+    """What each job of this grid's stages cost (deeppose.measure.cost), in pipeline order; the report's
     own record is not there yet when it runs."""
     labels: dict[str, list[str | None]] = {
         "prepare": [None],

@@ -4,11 +4,12 @@
 # file themselves, so edit the file (not --config keys) to change a parameter.
 import sys
 
-from deeppose import paths, provenance
+from deeppose import provenance
 from deeppose.config import load_params
 from deeppose.errors import DeepPoseError
 from deeppose.memory import check_machine
 from deeppose.grid import Group, Job
+from deeppose.records import paths
 from deeppose.stages import STAGES, command
 from snakemake.exceptions import WorkflowError
 

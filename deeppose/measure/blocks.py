@@ -17,7 +17,7 @@ at one time measures the machine's drift as much as the cell (DESIGN.md section 
   every attempt kept, and `final` picks the last attempt of each round and arm for the statistics.
 
 `run_blocks` runs a schedule through a `Launch` callable (cell -> `BlockOutput`); the real one,
-`deeppose.block_server.server_launch`, forks each block from a process per framework that has
+`deeppose.measure.block_server.server_launch`, forks each block from a process per framework that has
 loaded it, and reads the line the block writes with `emit_block`. Tests pass a fake launch and
 fake CPU readings.
 """
@@ -36,7 +36,7 @@ from typing import Any, Protocol, TextIO, TypeVar
 
 import numpy as np
 
-from deeppose.results import BlockInterference
+from deeppose.records.results import BlockInterference
 
 # Thresholds of a disturbed block. The first two follow torch.utils.benchmark's noisy-measurement
 # warning (IQR / median > 10 %) and the 1.25 outlier factor the issue asks for; the CPU figure
@@ -238,7 +238,7 @@ class BlockOutput:
     warmup_s: tuple[float, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. threads, versions, a manifest
     # CPU seconds of the block's process that the caller's os.times() cannot see (it is not the
-    # caller's child: deeppose.block_server), added to the caller's own in `interference`
+    # caller's child: deeppose.measure.block_server), added to the caller's own in `interference`
     unreaped_cpu_s: float = 0.0
 
 
@@ -340,7 +340,7 @@ def run_blocks(
 
 
 class Attempt(Protocol):
-    """A block as run (`Block`) or as recorded (`deeppose.results.BlockRecord`)."""
+    """A block as run (`Block`) or as recorded (`deeppose.records.results.BlockRecord`)."""
 
     @property
     def round(self) -> int: ...
@@ -354,7 +354,7 @@ class Attempt(Protocol):
 
 class Timed(Attempt, Protocol):
     """A block as the statistics read it: a run block (`Block`) or a stored one
-    (deeppose.results.BlockRecord), whose `samples_s` may be any of its series (`series`)."""
+    (deeppose.records.results.BlockRecord), whose `samples_s` may be any of its series (`series`)."""
 
     @property
     def samples_s(self) -> Sequence[float]: ...

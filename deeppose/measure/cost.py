@@ -14,9 +14,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from deeppose import lock, paths
-from deeppose.blocks import process_cpu_s
-from deeppose.results import StageCost
+from deeppose.measure import lock
+from deeppose.measure.blocks import process_cpu_s
+from deeppose.records import paths
+from deeppose.records.results import StageCost
 
 
 def startup_s() -> float:
@@ -32,7 +33,7 @@ def startup_s() -> float:
 
 @contextlib.contextmanager
 def recorded(stage: str, job_label: str | None) -> Iterator[None]:
-    """Run the stage's body; when it succeeds, write its `StageCost` (deeppose.paths.stage_cost)."""
+    """Run the stage's body; when it succeeds, write its `StageCost` (deeppose.records.paths.stage_cost)."""
     started_at, startup = time.time(), startup_s()
     tic, cpu, waited = time.perf_counter(), process_cpu_s(), lock.waited_s()
     yield

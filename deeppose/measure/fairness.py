@@ -17,7 +17,7 @@ A manifest is a plain dict of JSON values:
                          architecture
     common               the same questions answered for every framework, so they compare:
                          dtype, threads, kernel_library, kernel_isa, fp32_math, runtime_checks,
-                         optimizer_kernel, allocator (deeppose.allocator)
+                         optimizer_kernel, allocator (deeppose.measure.allocator)
     pytorch / chainer    the framework's own switches, when asked for
 
 Collect it in the process that timed, after the timing: threadpoolctl sees only libraries
@@ -35,7 +35,7 @@ from typing import Any
 
 import threadpoolctl
 
-from deeppose import allocator
+from deeppose.measure import allocator
 
 FRAMEWORKS = ("numpy", "pytorch", "pytorch_compile", "chainer", "jax")
 ENV_PREFIXES = (

@@ -1,6 +1,6 @@
 """Fresh processes for timing blocks without paying a framework's start-up in each one.
 
-A block must run in a fresh process (deeppose.blocks), and starting one costs more than most
+A block must run in a fresh process (deeppose.measure.blocks), and starting one costs more than most
 blocks measure: on 2 cores, `import torch` takes 1.7 s and building AlexNet's seeded weights
 0.8 s, against 0.1-3 s of measurement. So each framework gets one *server* process per group that
 imports the framework, builds the group's batch and weights once, and then forks one child per
@@ -13,10 +13,10 @@ fork. OpenBLAS, which starts its threads at import, shuts them down around a for
 
 Protocol (lines of JSON on the server's stdout): READY_TAG once the server has loaded; per request
 (one stdin line: the cell and its round, `chainer/explicit 0`) the child's block line
-(deeppose.blocks.emit_block) and then
+(deeppose.measure.blocks.emit_block) and then
 EXIT_TAG with the child's exit status and the CPU seconds of the server and its child over the
 request, which the caller cannot see through os.times() (it does not reap the child) and adds to
-its own when it subtracts its own work from the machine's (deeppose.blocks.interference).
+its own when it subtracts its own work from the machine's (deeppose.measure.blocks.interference).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import IO
 
-from deeppose.blocks import BlockOutput, Launch, emit_block, parse_block, process_cpu_s
+from deeppose.measure.blocks import BlockOutput, Launch, emit_block, parse_block, process_cpu_s
 
 READY_TAG = "deeppose_server_ready"
 EXIT_TAG = "deeppose_block_exit"

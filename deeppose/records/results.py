@@ -20,8 +20,8 @@ import typing
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from deeppose.atomic import write_json
 from deeppose.errors import DeepPoseError
+from deeppose.records.atomic import write_json
 
 SCHEMA_VERSION = 4  # 2: peak ceilings, per-optimiser update times, per-image PDJ/PCK; 3: scored joints,
 # the data filtering, lock waits in costs; 4: provenance keeps code hashes without docstrings and
@@ -198,7 +198,9 @@ class Provenance(Record):
     code_bytes: dict[str, str]  # path -> sha256 of its bytes, for forensics only
     params: dict[str, Any]  # dotted parameter key -> value read
     params_file: str
-    machine: dict[str, Any] | None  # deeppose.machine.fingerprint(); None for stages that measure nothing
+    machine: (
+        dict[str, Any] | None
+    )  # deeppose.measure.machine.fingerprint(); None for stages that measure nothing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -301,7 +303,7 @@ class TrainMetrics(Record):
 
 @dataclasses.dataclass(frozen=True)
 class BlockInterference(Record):
-    """What other processes did to the machine during one block (deeppose.blocks.interference)."""
+    """What other processes did to the machine during one block (deeppose.measure.blocks.interference)."""
 
     wall_s: float
     machine_busy_s: float

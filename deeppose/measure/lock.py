@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from deeppose.atomic import cannot
+from deeppose.records.atomic import cannot
 
 DEFAULT_PATH = Path("/tmp/deeppose-measure.lock")
 ENV = "DEEPPOSE_MEASURE_LOCK"
