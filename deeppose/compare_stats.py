@@ -3,8 +3,9 @@ the precision every printed figure is given.
 
 The block (one fresh process, `deeppose.measure.blocks`) is the unit of replication: samples within a
 block share the process's memory layout, library choices and the machine's state at that time, so
-they are not independent of each other, and an interval from samples is far too narrow (DESIGN.md
-section 8). Here every interval is computed from one number per block, its median:
+they are not independent of each other, and an interval from samples is far too narrow (two cells
+of one framework that differed only in the loss differed by 12-62 % between jobs). Here every
+interval is computed from one number per block, its median:
 
 * a cell's time is the median of its block medians; its interval is a Student-t interval on the
   logarithms of the block medians (timings are multiplicative: a slower machine scales every

@@ -2,7 +2,8 @@
 
 A *block* is one fresh process that loads one framework, warms up and takes `timing.repeats`
 samples of one cell (framework x loss mode at one device and batch size). One process per cell
-at one time measures the machine's drift as much as the cell (DESIGN.md section 8), so:
+at one time measures the machine's drift as much as the cell (two runs of one pipeline gave
+opposite verdicts on a loss that costs 0.3 ms), so:
 
 * every cell gets `rounds` blocks, and the cells a report compares (one group: every framework x
   loss mode at one device and batch size) share those rounds: in each round every arm runs one

@@ -3,7 +3,7 @@
 A framework comparison is only as fair as the conditions of its two sides. On one machine the
 two frameworks may still run different kernels: numpy's OpenBLAS (all of Chainer's matrix
 products on CPU) may be pinned to AVX2 by `OPENBLAS_CORETYPE=Haswell` while PyTorch's oneDNN and
-MKL use AVX-512 (DESIGN.md section 7); PyTorch lets cuDNN convolutions use TF32 by default and
+MKL use AVX-512 (seen on an AMD EPYC Zen 4 here); PyTorch lets cuDNN convolutions use TF32 by default and
 CuPy does not; Chainer checks the types of every function call unless told not to. None of this
 shows in a time, so each timed process records a manifest and `deeppose.asymmetries` lists the fields in
 which manifests differ, each with the comparisons it may bias.

@@ -53,7 +53,7 @@ ACCURACY = {
     "pdj": ("pdj_hits", "pdj_counted"),
     "pck": ("pck_hits", "pck_counted"),
 }
-STUDY = {  # the study's published figures (DESIGN.md section 1), per device
+STUDY = {  # the study's published figures (its per-iteration times at batch 32), per device
     "per_iteration": {"cpu": 1.64, "cuda": 1.61},
     "explicit_over_autograd": {"cpu": 1.00, "cuda": 0.96},
     "seconds_b32": {"cpu": {"chainer": 8.2, "pytorch": 5.0}, "cuda": {"chainer": 0.45, "pytorch": 0.28}},
