@@ -34,7 +34,8 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import IO
 
-from deeppose.measure.blocks import BlockOutput, Launch, emit_block, parse_block, process_cpu_s
+from deeppose.measure.blocks import BlockOutput, Launch, emit_block, parse_block
+from deeppose.measure.harness import process_cpu_s
 
 READY_TAG = "deeppose_server_ready"
 EXIT_TAG = "deeppose_block_exit"

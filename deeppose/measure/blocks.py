@@ -37,6 +37,7 @@ from typing import Any, Protocol, TextIO, TypeVar
 
 import numpy as np
 
+from deeppose.measure.harness import process_cpu_s
 from deeppose.records.results import BlockInterference
 
 # Thresholds of a disturbed block. The first two follow torch.utils.benchmark's noisy-measurement
@@ -144,12 +145,6 @@ def machine_busy_s(stat_text: str, ticks_per_s: float) -> float:
 
 def count_cpus(stat_text: str) -> int:
     return sum(1 for line in stat_text.splitlines() if line.startswith("cpu") and not line.startswith("cpu "))
-
-
-def process_cpu_s() -> float:
-    """User + system CPU seconds of this process and of the children it has waited for."""
-    own = os.times()
-    return own.user + own.system + own.children_user + own.children_system
 
 
 def read_cpu(stat_path: str | os.PathLike[str] = "/proc/stat") -> CpuReading:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from deeppose.measure import lock
-from deeppose.measure.blocks import process_cpu_s
+from deeppose.measure.harness import process_cpu_s
 from deeppose.records import paths
 from deeppose.records.results import StageCost
 

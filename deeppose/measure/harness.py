@@ -27,6 +27,7 @@ deallocation of the previous one's memory.
 from __future__ import annotations
 
 import gc
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -98,3 +99,9 @@ def measure(
         if was_enabled:
             gc.enable()
     return Measurement(samples_ns=tuple(durations[warmup:]), warmup_ns=tuple(durations[:warmup]))
+
+
+def process_cpu_s() -> float:
+    """User + system CPU seconds of this process and of the children it has waited for."""
+    own = os.times()
+    return own.user + own.system + own.children_user + own.children_system
