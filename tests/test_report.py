@@ -334,9 +334,13 @@ def test_study_comparison_like_for_like(built):
     assert rows["cuda", "per_iteration", "timing", "chainer"].why_not == "no timing result at batch 32"
     assert "as in the study, the network's implementation matters more" in markdown
     headlines = json.loads((built[0] / "reports" / "headlines.json").read_text())
-    assert (
-        headlines["cpu_pck_pytorch"] == pytest.approx(0.45, abs=0.05) and "cpu_chainer_x_pytorch" in headlines
-    )
+    assert headlines["cpu_pck_pytorch"] == pytest.approx(0.45, abs=0.05)
+    values = [key for key in headlines if not key.endswith(("_low", "_high"))]
+    assert any(key.startswith("cpu_b") and key.endswith("_chainer_x_pytorch") for key in values), headlines
+    assert any("_loss_alone_" in key for key in values), headlines
+    for key in values:  # every headline comes with its interval, and only with one
+        assert headlines[f"{key}_low"] <= headlines[key] <= headlines[f"{key}_high"], key
+    assert not any("explicit_x_autograd" in key for key in headlines)  # no single-run training ratio
 
 
 def test_adam_training_still_compares_with_the_study_through_the_timed_momentum_update(tmp_path, monkeypatch):

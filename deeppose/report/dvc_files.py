@@ -1,10 +1,10 @@
 """The report's two small files for DVC: headline metrics and the overlaid learning curves.
 
-`dvc metrics show` prints one column per number and `dvc metrics diff` one line per change, so the
-metrics are a handful of flat numbers rather than summary.json; `dvc plots diff` overlays one file's
-columns, so the curves are one column per training run.
+`dvc metrics diff` prints one line per changed number, so the metrics are flat numbers, each
+headline with its interval beside it (`_low`, `_high`), rather than summary.json; `dvc plots diff`
+overlays one file's columns, so the curves are one column per training run.
 
-    reports/headlines.json      {"cpu_chainer_x_pytorch": 4.06, "cpu_pck_pytorch": 0.151, ...}
+    reports/headlines.json      {"cpu_b8_chainer_x_pytorch": 2.3, "cpu_b8_chainer_x_pytorch_low": 2.2, ...}
     reports/learning_curves.csv iteration,pytorch/autograd/cpu,chainer/autograd/cpu,...
 """
 
@@ -13,36 +13,49 @@ from __future__ import annotations
 import csv
 import io
 
+from deeppose.compare_stats import round_to_interval
 from deeppose.config import Params
 from deeppose.grid import REFERENCE
 from deeppose.report.analysis import Findings
 from deeppose.report.load import Results
+from deeppose.stats import Interval
 
 CURVE_X = "iteration"
 
 
+def _interval(key: str, interval: Interval | None, scale: float = 1.0) -> dict[str, float]:
+    """`key`, `key_low` and `key_high`, each to the precision the interval supports; nothing when
+    there is no interval (a number without one is no headline)."""
+    if interval is None or interval.estimate is None or interval.half_width is None:
+        return {}
+    half = interval.half_width * scale
+    return {
+        f"{key}{suffix}": round_to_interval(value * scale, half).value
+        for suffix, value in (("", interval.estimate), ("_low", interval.low), ("_high", interval.high))
+    }
+
+
 def headlines(findings: Findings) -> dict[str, float]:
-    """Per device, with autograd losses: each framework's training time per iteration over PyTorch's,
-    PyTorch's explicit over autograd training time, and each framework's test PCK@0.2."""
-    found = {}
-    for row in findings.study:
-        if row.basis == "training" and row.ours is not None:
-            key = (
-                f"{row.framework}_x_{REFERENCE}"
-                if row.quantity == "per_iteration"
-                else "explicit_x_autograd"
-                if row.framework == REFERENCE
-                else None
-            )
-            found.update({f"{row.device}_{key}": float(f"{row.ours:.6g}")} if key else {})
+    """Per device: each framework's core-process time over PyTorch's (autograd, paired by round) at
+    the training batch and the largest batch with a comparison, explicit - autograd of the loss alone in
+    microseconds, and each autograd run's test PCK@0.2, each with its interval. No single-run
+    training-time ratio: one run per arm measures the machine's drift as much as the code."""
+    train_batch = int(findings.setup.params["train"]["batch_size"])
+    found: dict[str, float] = {}
     for d in findings.devices:
-        found.update(
-            {
-                f"{d.device}_pck_{r.framework}": float(f"{r.scores['pck'].estimate:.6g}")
-                for r in d.training
-                if r.loss == "autograd" and "pck" in r.scores
-            }
-        )
+        measured = {r.batch_size for r in d.ratios}
+        batches = {train_batch} & measured | {max(measured, key=lambda b: b or 0, default=None)}
+        for r in d.ratios:
+            framework, _, loss = r.a.partition("/")
+            if r.batch_size in batches and loss == "autograd" and r.b == f"{REFERENCE}/autograd":
+                found |= _interval(f"{d.device}_b{r.batch_size}_{framework}_x_{REFERENCE}", r.ratio)
+        for effect in d.loss_effects:
+            if effect.c is not None:
+                key = f"{d.device}_loss_alone_{effect.framework}_explicit_minus_autograd_us"
+                found |= _interval(key, effect.c.difference, 1e6)
+        for run in d.training:
+            if run.loss == "autograd" and "pck" in run.scores:
+                found |= _interval(f"{d.device}_pck_{run.framework}", run.scores["pck"])
     return dict(sorted(found.items()))
 
 
