@@ -12,7 +12,7 @@ one-token change stales exactly the jobs that run the file. The byte hashes are 
 for forensics. A measurement also records the machine (deeppose.measure.machine) and is stale on another.
 
 Both engines see the same thing through one fingerprint file per stage, or per stage and framework
-(`results/fingerprints/`), rewritten only when its content changes (`write_fingerprints`): the
+(`workflow/fingerprints/`), rewritten only when its content changes (`write_fingerprints`): the
 Snakefile refreshes them when it is read, DVC's `fingerprint` stage on every `dvc repro`, and each
 stage depends on its own file instead of on the code files.
 """

@@ -310,7 +310,10 @@ def plant_foreign_machine(project: Path) -> None:
     """Record another CPU model in every measurement and in the fingerprint files beside them."""
     import json
 
-    for path in [*(project / "results").rglob("*.json")]:
+    for path in [
+        *(project / "results").rglob("*.json"),
+        *(project / "workflow" / "fingerprints").glob("*.json"),
+    ]:
         data = json.loads(path.read_text())
         holder = data if "fingerprints" in path.parts else data.get("provenance", {})
         if holder.get("machine"):

@@ -67,8 +67,9 @@ def matmul_peak() -> Path:
 
 def fingerprint(name: str) -> Path:
     """A stage's (or one framework's jobs of a stage's) code and machine fingerprint, which both
-    engines depend on instead of the code files (deeppose.provenance)."""
-    return RESULTS / "fingerprints" / f"{name}.json"
+    engines depend on instead of the code files (deeppose.provenance). Not under results/, which the
+    report reads whole: a measuring stage's fingerprint is not the report's input."""
+    return Path("workflow") / "fingerprints" / f"{name}.json"
 
 
 def stage_cost(stage: str, job_label: str | None) -> Path:
