@@ -3,7 +3,7 @@
     python -m deeppose compare main HEAD                       # two git revisions of this repository
     python -m deeppose compare ../before/results results       # two results folders
     python -m deeppose compare main HEAD --json                # every figure, for programs
-    python -m deeppose compare main HEAD --fail-on-regression  # exit status 1 when a cell got slower
+    python -m deeppose compare main HEAD --fail-on-regression  # 1: a cell got slower; 2: cannot judge
     python -m deeppose compare their/results results --across-machines
 
 Each side is read through the result records (deeppose.records.results), from a results folder or from
