@@ -3,7 +3,7 @@
     python -m deeppose compare main HEAD                       # two git revisions of this repository
     python -m deeppose compare ../before/results results       # two results folders
     python -m deeppose compare main HEAD --json                # every figure, for programs
-    python -m deeppose compare main HEAD --fail-on-regression  # exit status 1 when a cell got slower
+    python -m deeppose compare main HEAD --fail-on-regression  # 1: a cell got slower; 2: cannot judge
     python -m deeppose compare their/results results --across-machines
 
 Each side is read through the result records (deeppose.records.results), from a results folder or from
@@ -46,10 +46,12 @@ import dataclasses
 import io
 import json
 import math
+import re
 import statistics
 import subprocess
 import tarfile
 import tempfile
+import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +60,6 @@ from typing import Any
 import numpy as np
 
 from deeppose import compare_stats, fmt
-from deeppose.asymmetries import asymmetries
 from deeppose.compare_stats import (
     LEVEL,
     THRESHOLD,
@@ -74,11 +75,10 @@ from deeppose.compare_stats import (
 from deeppose.errors import DeepPoseError
 from deeppose.grid import REFERENCE, Job
 from deeppose.measure.blocks import twin, usable
-from deeppose.records import paths
+from deeppose.records import paths, ranges
 from deeppose.records.results import (
     BreakdownResult,
     PeakResult,
-    Record,
     RecordError,
     TimingResult,
     TrainMetrics,
@@ -90,11 +90,12 @@ TRAIN_BLOCKS = 8  # a training run's iterations, cut into this many consecutive 
 SCORES = {"pcp": "PCP@0.5", "pdj": "PDJ@0.2", "pck": "PCK@0.2"}
 RESULT_FOLDERS = ("train", "time", "breakdown", "machine")
 MAX_FIELDS = 12  # differing machine fields listed in the markdown; the JSON has all
-NO_CHANGE, TOO_FEW, NOT_COMPARABLE, NO_INTERVAL = (
+NO_CHANGE, TOO_FEW, NOT_COMPARABLE, NO_INTERVAL, NOT_INTERLEAVED = (
     "no change",
     "too few blocks",
     "not comparable",
     "no interval",
+    "not interleaved",
 )
 WORDS = {
     Verdict.FASTER: "faster",
@@ -102,8 +103,7 @@ WORDS = {
     Verdict.NO_DIFFERENCE: NO_CHANGE,
     Verdict.TOO_FEW_BLOCKS: TOO_FEW,
 }
-UNCHANGED = (NO_CHANGE, TOO_FEW, NOT_COMPARABLE, NO_INTERVAL)
-ANY = Job("*", "*", "*", "*")  # type: ignore[arg-type]  # glob patterns from deeppose.records.paths
+UNCHANGED = (NO_CHANGE, TOO_FEW, NOT_COMPARABLE, NO_INTERVAL, NOT_INTERLEAVED)
 
 
 # --- reading a side -------------------------------------------------------------------------
@@ -117,6 +117,9 @@ class Side:
     logs: dict[Job, list[dict[str, Any]]]  # a training job's iteration lines (empty without log.jsonl)
     breakdown: dict[Job, BreakdownResult]
     peak: PeakResult | None
+    stray: tuple[str, ...] = ()  # files in the results' folders that are no cell's record (not read)
+    log_problems: dict[Job, str] = dataclasses.field(default_factory=dict)  # job -> why it is not compared
+    damaged_logs: tuple[str, ...] = ()  # logs with lines skipped, each with its first bad line
 
 
 def _pattern(path: Path) -> str:
@@ -128,19 +131,92 @@ def _job(record: TimingResult | TrainMetrics | BreakdownResult) -> Job:
     return Job(job.framework, job.loss, job.device, job.batch_exp)
 
 
+# Where each kind of per-cell record lives (deeppose.records.paths): folder, the file name of a cell
+# (a regular expression; a batch exponent as its group), and the other files that belong there.
+CELL_FILES = {
+    "time": (re.compile(r"b(0|[1-9][0-9]*)\.json"), ()),
+    "breakdown": (re.compile(r"b(0|[1-9][0-9]*)\.json"), ()),
+    "train": (re.compile(r"metrics\.json"), ("log.jsonl", "curve.csv")),
+}
+
+
+def _cells(root: Path, folder: str) -> tuple[dict[Job, Path], list[str]]:
+    """Each cell's record file under root/folder, by its place (framework/loss/device/name), and
+    the stray files there: anything that is not exactly the file deeppose.records.paths gives a
+    cell (a backup `b5.old.json`, a copy, a file at another depth) is named, never read."""
+    name, companions = CELL_FILES[folder]
+    found: dict[Job, Path] = {}
+    stray = []
+    top = root / folder
+    for path in sorted(top.rglob("*")) if top.is_dir() else []:
+        if path.is_dir() and not path.is_symlink():
+            continue
+        parts = path.relative_to(top).parts
+        matched = name.fullmatch(parts[-1]) if len(parts) == 4 else None
+        if matched is None:
+            if not (len(parts) == 4 and parts[-1] in companions):
+                stray.append(path.relative_to(root).as_posix())
+            continue
+        exp = int(matched.group(1)) if matched.groups() else None
+        job = Job(parts[0], parts[1], parts[2], exp)  # type: ignore[arg-type]
+        found[job] = path
+    return found, stray
+
+
+def _read_cell(kind: type[Any], path: Path, job: Job) -> Any:
+    """The record of `job` at `path`, its values in range and its `job` field naming its place."""
+    record = ranges.read(kind, path)
+    if _job(record) != job:
+        held = _job(record)
+        raise RecordError(
+            f"{path}: job: it holds the result of {held.label}, not of {job.label} whose place it is"
+        )
+    return record
+
+
+def _log(root: Path, job: Job, metrics: TrainMetrics) -> tuple[list[dict[str, Any]], str | None, str | None]:
+    """A training job's iteration lines, why they are not compared, and which lines were damaged: a
+    log whose last epoch is not the one its metrics.json summarises (a truncated or foreign log) is
+    named and not compared; damaged lines are skipped and named."""
+    path = root / _pattern(paths.train_log(job))
+    shown = path.relative_to(root).as_posix()
+    iterations, _, problems = read_log(path)
+    if not path.exists():
+        return [], None, None  # no learning curve: per-iteration times come from metrics.json
+    damaged = problems[0].replace(str(path), shown) if problems else None
+    last = max((line["epoch"] for line in iterations), default=None)
+    if last != metrics.epochs:
+        return [], f"{shown}: its last epoch is {last}, its metrics.json summarises {metrics.epochs}", damaged
+    return iterations, None, damaged
+
+
 def read_side(root: Path, label: str) -> Side:
-    """Every result record under `root` (a folder laid out as results/ is)."""
-
-    def each(kind: type[Record], path: Path) -> list[Any]:
-        return [kind.read(found) for found in sorted(root.glob(_pattern(path)))]
-
-    timing = {_job(r): r for r in each(TimingResult, paths.timing_result(ANY))}
-    train = {_job(r): r for r in each(TrainMetrics, paths.train_metrics(ANY))}
-    logs = {job: read_log(root / _pattern(paths.train_log(job)))[0] for job in train}
-    breakdown = {_job(r): r for r in each(BreakdownResult, paths.breakdown_result(ANY))}
+    """Every result record under `root` (a folder laid out as results/ is): exactly one record per
+    cell, read from the place deeppose.records.paths gives it, its values checked."""
+    timing_files, stray = _cells(root, "time")
+    train_files, stray_train = _cells(root, "train")
+    breakdown_files, stray_breakdown = _cells(root, "breakdown")
+    timing = {job: _read_cell(TimingResult, path, job) for job, path in timing_files.items()}
+    train = {job: _read_cell(TrainMetrics, path, job) for job, path in train_files.items()}
+    logs, log_problems, damaged = {}, {}, []
+    for job, metrics in train.items():
+        logs[job], problem, bad_lines = _log(root, job, metrics)
+        if problem:
+            log_problems[job] = problem
+        if bad_lines:
+            damaged.append(bad_lines)
+    breakdown = {job: _read_cell(BreakdownResult, path, job) for job, path in breakdown_files.items()}
     peak_file = root / _pattern(paths.matmul_peak())
     return Side(
-        label, timing, train, logs, breakdown, PeakResult.read(peak_file) if peak_file.exists() else None
+        label,
+        timing,
+        train,
+        logs,
+        breakdown,
+        ranges.read(PeakResult, peak_file) if peak_file.exists() else None,
+        tuple(stray + stray_train + stray_breakdown),
+        log_problems,
+        tuple(damaged),
     )
 
 
@@ -178,8 +254,13 @@ def load_side(spec: str, role: str) -> Side:
     if archive.returncode != 0:
         raise DeepPoseError(f"{role} {spec}: revision {sha[:12]} has no {paths.RESULTS}/ folder to compare")
     with tempfile.TemporaryDirectory(prefix="deeppose-compare-") as tmp:
-        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-            tar.extractall(tmp, filter="data")
+        try:
+            with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+                tar.extractall(tmp, filter="data")
+        except tarfile.TarError as error:  # an absolute or escaping link, a device file, a bad archive
+            raise DeepPoseError(
+                f"{role} {spec}: its {paths.RESULTS}/ cannot be read safely: {error}"
+            ) from None
         try:
             return read_side(Path(tmp) / paths.RESULTS, spec)
         except RecordError as error:
@@ -224,9 +305,14 @@ class Shift:
 
 @dataclass(frozen=True)
 class MachineField:
-    field: str  # dotted, e.g. environment.cpu or fairness.common.kernel_isa
-    base: Any
+    """A field in which the sides differ: of the machine, or (Changes.params) a parameter."""
+
+    field: str  # dotted, e.g. environment.cpu or fairness.common.kernel_isa, or timing.blocks
+    base: Any  # ABSENT where this side does not record it
     head: Any
+
+
+ABSENT = "(absent)"
 
 
 @dataclass(frozen=True)
@@ -247,11 +333,26 @@ class Changes:
     breakdown: tuple[Row, ...]
     across: tuple[Row, ...]  # machine-independent figures (--across-machines)
     unmatched: dict[str, int]  # "timing cells only in BASE" -> how many
+    params: tuple[MachineField, ...] = ()  # parameter values that differ between the sides' records
+    problems: tuple[str, ...] = ()  # what makes a verdict on this pair incomplete (missing, apart, logs)
+    notes: tuple[str, ...] = ()  # what was named and left out (stray files, damaged log lines)
 
     @property
     def regressions(self) -> list[Row]:
         """Cells whose time got slower (core process or training)."""
         return [row for row in self.timing + self.training if row.verdict == "slower"]
+
+    @property
+    def incomparable(self) -> list[str]:
+        """Why this pair cannot pass or fail a regression gate: one line each (empty: it can)."""
+        lines = []
+        if self.machines:
+            first = self.machines[0]
+            lines.append(
+                f"BASE and HEAD ran on unlike machines: {len(self.machines)} fields differ (first: "
+                f"{first.field} {first.base!r:.60} vs {first.head!r:.60})"
+            )
+        return lines + list(self.problems)
 
 
 def _label(job: Job) -> str:
@@ -306,28 +407,64 @@ def _judge(
     return judged, Shift(group, shift, len(rows))
 
 
-def _detrended(results: list[TimingResult]) -> list[list[float]]:
-    """Each cell's undisturbed block medians with the run's drift divided out.
+def _outside(cells: list[list[tuple[float, float]]], durations: list[float]) -> list[bool]:
+    """Which cells have a block outside the time span most cells of their group share.
+
+    A timing group's cells are interleaved block by block, so each cell's blocks span the same
+    stretch of the run: [the median of the cells' first start times, the median of their last],
+    widened by one round (the median of the cells' spacing between blocks) and the longest block, as
+    a cell's first block may open its round. A cell outside it did not run with its group (restored
+    from an older run, or its timestamps moved): the group's drift and shift say nothing about it.
+    Where half the cells or more lie apart, no span is shared, and every cell outside the medians'
+    span is named."""
+    timed = [cell for cell in cells if cell]
+    if len(timed) < 2:
+        return [False] * len(cells)
+    low = statistics.median(min(t for t, _ in cell) for cell in timed)
+    high = statistics.median(max(t for t, _ in cell) for cell in timed)
+    rounds = [(max(t for t, _ in c) - min(t for t, _ in c)) / (len(c) - 1) for c in timed if len(c) > 1]
+    slack = (statistics.median(rounds) if rounds else 0.0) + max(durations, default=0.0)
+    return [any(not low - slack <= t <= high + slack for t, _ in cell) for cell in cells]
+
+
+def _detrended(results: list[TimingResult]) -> tuple[list[list[float]], list[bool]]:
+    """Each cell's undisturbed block medians with the run's drift divided out, and which cells were
+    left as measured because their blocks lie outside their group's time span (`_outside`).
 
     A machine drifts over a run (the simulated one by 15 %), and a cell's blocks are spread over
     it, so the drift widens every cell's interval though it is common to all of them. It is taken
     as one slope of log block median on the block's start time per run: the median of the slopes
     between every two blocks of one cell (Theil-Sen within cells: a changed cell moves its level,
     not the slope, and a silent outlier block moves the median little). One figure per run, so the
-    intervals keep the between-block spread that is not drift."""
+    intervals keep the between-block spread that is not drift. The slope is fitted on, and applied
+    within, the span the group's interleaved cells cover: never extrapolated to a block outside it
+    (one block from 10 minutes later, at the slope of a 4-second run, made a cell 1.9x slower)."""
     blocks = [
         [(b.started_at, math.log(statistics.median(b.samples_s))) for b in usable(r.blocks)] for r in results
     ]
+    durations = [b.ended_at - b.started_at for r in results for b in usable(r.blocks)]
+    apart = _outside(blocks, durations)
+    inside = [cell for cell, out in zip(blocks, apart) if not out and cell]
     slopes = [
         (y2 - y1) / (t2 - t1)
-        for cell in blocks
+        for cell in inside
         for i, (t1, y1) in enumerate(cell)
         for t2, y2 in cell[i + 1 :]
         if t2 != t1
     ]
     slope = statistics.median(slopes) if slopes else 0.0
-    centre = statistics.mean(t for cell in blocks for t, _ in cell) if any(blocks) else 0.0
-    return [[math.exp(y - slope * (t - centre)) for t, y in cell] for cell in blocks]
+    times = [t for cell in inside for t, _ in cell]
+    if not times:
+        return [[math.exp(y) for _, y in cell] for cell in blocks], apart
+    centre, low, high = statistics.mean(times), min(times), max(times)
+
+    def steady(t: float, y: float) -> float:
+        return math.exp(y - slope * (min(max(t, low), high) - centre))
+
+    return [
+        [math.exp(y) for _, y in cell] if out else [steady(t, y) for t, y in cell]
+        for cell, out in zip(blocks, apart)
+    ], apart
 
 
 def _cell_time(result: TimingResult) -> float:
@@ -335,28 +472,47 @@ def _cell_time(result: TimingResult) -> float:
     return statistics.median(statistics.median(block.samples_s) for block in usable(result.blocks))
 
 
-def _timing(base: Side, head: Side, threshold: float, comparable: bool) -> tuple[list[Row], list[Shift]]:
+def _timing(
+    base: Side, head: Side, threshold: float, comparable: bool
+) -> tuple[list[Row], list[Shift], list[str]]:
+    """Core-time rows and group shifts, and a line for each cell whose blocks lie outside its
+    group's time span on a side: it keeps its ratio, uncorrected, gets no verdict and is left out of
+    its group's shift."""
     groups: dict[tuple[str, int | None], list[Job]] = {}
     for job in sorted(set(base.timing) & set(head.timing), key=_label):
         groups.setdefault((job.device, job.batch_exp), []).append(job)
-    rows, shifts = [], []
+    rows, shifts, apart = [], [], []
     for (device, exp), jobs in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] or 0)):
-        steady = [_detrended([side.timing[job] for job in jobs]) for side in (base, head)]
-        cells = []
-        for job, b, h in zip(jobs, *steady):
-            cells.append(
-                (
-                    "core time",
-                    _label(job),
-                    _cell_time(base.timing[job]),
-                    _cell_time(head.timing[job]),
-                    unpaired_ratio(h, b),
-                )
+        (b_steady, b_apart), (h_steady, h_apart) = (
+            _detrended([side.timing[job] for job in jobs]) for side in (base, head)
+        )
+        cells, loose = [], []
+        for job, b, h, out_b, out_h in zip(jobs, b_steady, h_steady, b_apart, h_apart):
+            cell = (
+                "core time",
+                _label(job),
+                _cell_time(base.timing[job]),
+                _cell_time(head.timing[job]),
+                unpaired_ratio(h, b),
             )
+            sides = [name for name, out in (("BASE", out_b), ("HEAD", out_h)) if out]
+            if sides:
+                loose.append(cell)
+                apart.append(
+                    f"{_label(job)}: its blocks on {' and '.join(sides)} lie outside the time span of its "
+                    "timing group (restored from another run, or its timestamps moved): not corrected "
+                    "for drift, no verdict"
+                )
+            else:
+                cells.append(cell)
         judged, shift = _judge(cells, f"{device} b{exp}", threshold, comparable)
-        rows += judged
+        by_cell = {row.cell: row for row in judged} | {
+            cell: Row(what, cell, b, h, "s", change, change, NOT_INTERLEAVED)
+            for what, cell, b, h, change in loose
+        }
+        rows += [by_cell[_label(job)] for job in jobs]
         shifts.append(shift)
-    return rows, shifts
+    return rows, shifts, apart
 
 
 def _iteration_blocks(metrics: TrainMetrics, log: list[dict[str, Any]]) -> list[float]:
@@ -370,7 +526,8 @@ def _iteration_blocks(metrics: TrainMetrics, log: list[dict[str, Any]]) -> list[
 def _training(base: Side, head: Side, threshold: float, comparable: bool) -> tuple[list[Row], list[Shift]]:
     by_device: dict[str, list[Job]] = {}
     for job in sorted(set(base.train) & set(head.train), key=_label):
-        by_device.setdefault(job.device, []).append(job)
+        if job not in base.log_problems and job not in head.log_problems:  # named in Changes.problems
+            by_device.setdefault(job.device, []).append(job)
     rows, shifts = [], []
     for device, jobs in sorted(by_device.items()):
         cells = []
@@ -542,7 +699,8 @@ def _unordered(value: Any) -> Any:
 
 def _description(record: TimingResult | TrainMetrics | BreakdownResult) -> dict[str, Any]:
     """What the machine and libraries were, for comparing sides: the environment record (less
-    TRANSIENT fields), the fairness manifest, threads and versions."""
+    TRANSIENT fields), the fairness manifest, threads, versions and the machine fingerprint of the
+    record's provenance (deeppose.measure.machine)."""
     environment = {k: v for k, v in record.environment.items() if k not in TRANSIENT}
     return _unordered(
         {
@@ -550,25 +708,52 @@ def _description(record: TimingResult | TrainMetrics | BreakdownResult) -> dict[
             "fairness": record.environment.get("fairness", {}),
             "threads": record.threads,
             "versions": record.versions,
+            "machine": record.provenance.machine,
         }
     )
 
 
-def machine_differences(base: Side, head: Side) -> tuple[MachineField, ...]:
-    """Every field in which a matched result's machine description differs between the sides."""
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted field -> value of nested objects (lists are values)."""
+    if isinstance(value, dict) and value:
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            flat.update(_flat(item, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    return {prefix: value}
+
+
+def _field_differences(pairs: Iterable[tuple[dict[str, Any], dict[str, Any]]]) -> tuple[MachineField, ...]:
+    """Every dotted field in which a BASE description differs from its HEAD one; a field present
+    on one side only is a difference (ABSENT on the other), never taken as equal."""
     found: dict[str, MachineField] = {}
+    for ours, theirs in pairs:
+        b, h = _flat(ours), _flat(theirs)
+        for field in sorted(set(b) | set(h)):
+            vb, vh = b.get(field, ABSENT), h.get(field, ABSENT)
+            if vb != vh:
+                found.setdefault(field, MachineField(field, vb, vh))
+    return tuple(found[name] for name in sorted(found))
+
+
+def _matched(base: Side, head: Side) -> list[tuple[Any, Any]]:
+    """Every record matched between the sides (timing cells, training runs, breakdown jobs)."""
+    pairs = []
     for kind in ("timing", "train", "breakdown"):
         ours, theirs = getattr(base, kind), getattr(head, kind)
-        for job in sorted(set(ours) & set(theirs), key=_label):
-            pair = {"BASE": _description(ours[job]), "HEAD": _description(theirs[job])}
-            for difference in asymmetries(pair):
-                found.setdefault(
-                    difference.field,
-                    MachineField(
-                        difference.field, difference.values.get("BASE"), difference.values.get("HEAD")
-                    ),
-                )
-    return tuple(found[name] for name in sorted(found))
+        pairs += [(ours[job], theirs[job]) for job in sorted(set(ours) & set(theirs), key=_label)]
+    return pairs
+
+
+def machine_differences(base: Side, head: Side) -> tuple[MachineField, ...]:
+    """Every field in which a matched result's machine description differs between the sides."""
+    return _field_differences((_description(b), _description(h)) for b, h in _matched(base, head))
+
+
+def parameter_differences(base: Side, head: Side) -> tuple[MachineField, ...]:
+    """The parameter values (dotted keys, as each record's provenance read them) that differ
+    between the sides' matched records: what the two runs were asked to do differently."""
+    return _field_differences((b.provenance.params, h.provenance.params) for b, h in _matched(base, head))
 
 
 def aa_spread(side: Side) -> tuple[float, str] | None:
@@ -635,7 +820,20 @@ def compare_sides(
     level_threshold, source = _threshold(base, head, threshold)
     machines = machine_differences(base, head)
     comparable = not machines
-    timing, shifts = _timing(base, head, level_threshold, comparable)
+    timing, shifts, apart = _timing(base, head, level_threshold, comparable)
+    problems = [
+        f"HEAD lacks {n} {what.removesuffix(' only in BASE')} that BASE has"
+        for what, n in _unmatched(base, head).items()
+        if what.endswith("only in BASE")
+    ]
+    problems += apart
+    problems += [f"{side.label}: {line}" for side in (base, head) for line in side.log_problems.values()]
+    notes = [
+        f"{side.label}: stray file {name} (not a cell's record; not read)"
+        for side in (base, head)
+        for name in side.stray
+    ]
+    notes += [f"{side.label}: {line}" for side in (base, head) for line in side.damaged_logs]
     training, train_shifts = _training(base, head, level_threshold, comparable)
     breakdown, _ = _breakdown(base, head, level_threshold, comparable)
     return Changes(
@@ -653,6 +851,9 @@ def compare_sides(
         breakdown=tuple(breakdown),
         across=tuple(_across(base, head, level_threshold)) if across_machines else (),
         unmatched=_unmatched(base, head),
+        params=parameter_differences(base, head),
+        problems=tuple(problems),
+        notes=tuple(notes),
     )
 
 
@@ -761,11 +962,31 @@ def render_markdown(changes: Changes) -> str:
     parts += [text for title, rows, judged in sections if (text := _table(title, rows, judged))]
     if not changes.machines and (line := _shift_line(changes.shifts)):
         parts.append(line)
+    if changes.params:
+        rows = [[f"`{p.field}`", fmt.escape(p.base), fmt.escape(p.head)] for p in changes.params[:MAX_FIELDS]]
+        more = len(changes.params) - MAX_FIELDS
+        parts.append(
+            f"**Parameters that differ** ({len(changes.params)}; the verdicts compare runs asked to do "
+            "different things):\n\n"
+            + fmt.table(["parameter", "BASE", "HEAD"], rows)
+            + (f"\n\n...and {more} more (`--json`)." if more > 0 else "")
+        )
     if changes.unmatched:
         parts.append(
             "Not compared: " + ", ".join(f"{n} {what}" for what, n in changes.unmatched.items()) + "."
         )
+    if changes.problems:
+        parts.append("**Incomplete** (no regression gate passes this pair):\n\n" + _bullets(changes.problems))
+    if changes.notes:
+        parts.append("Named and left out:\n\n" + _bullets(changes.notes))
     return "\n\n".join(parts) + "\n"
+
+
+def _bullets(lines: Iterable[str]) -> str:
+    listed = list(lines)
+    shown = [f"- {fmt.escape(line)}" for line in listed[:MAX_FIELDS]]
+    more = len(listed) - MAX_FIELDS
+    return "\n".join(shown + ([f"- ...and {more} more (`--json`)"] if more > 0 else []))
 
 
 def to_json(changes: Changes) -> str:
@@ -784,7 +1005,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print every figure as JSON instead of markdown")
     parser.add_argument(
-        "--fail-on-regression", action="store_true", help="exit with status 1 when a cell got slower"
+        "--fail-on-regression",
+        action="store_true",
+        help="exit with status 1 when a cell got slower, 2 when the pair cannot be judged (unlike "
+        "machines, cells missing on HEAD, damaged results)",
     )
     parser.add_argument(
         "--across-machines",
@@ -794,8 +1018,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    changes = compare_sides(
-        load_side(args.base, "BASE"), load_side(args.head, "HEAD"), args.threshold, args.across_machines
-    )
+    """Exit status: 0 (no regression, or no --fail-on-regression), 1 (--fail-on-regression: a cell
+    got slower), 2 (an input or usage error, or a pair no gate can judge: unlike machines, cells
+    missing on HEAD, cells apart from their group, logs that do not match their metrics). An
+    unforeseen failure is reported as 2 as well, in one line: never as a traceback's 1, which a
+    gate would read as "slower"."""
+    try:
+        changes = compare_sides(
+            load_side(args.base, "BASE"), load_side(args.head, "HEAD"), args.threshold, args.across_machines
+        )
+    except DeepPoseError:
+        raise
+    except Exception as error:  # noqa: BLE001 (a gate must never read a crash as a regression)
+        where = traceback.extract_tb(error.__traceback__)[-1]
+        raise DeepPoseError(
+            f"no verdict: {type(error).__name__}: {error} (at {Path(where.filename).name}:{where.lineno}; "
+            "a bug: please report it with the two sides)"
+        ) from error
     print(to_json(changes) if args.json else render_markdown(changes), end="")
-    return 1 if args.fail_on_regression and changes.regressions else 0
+    if not args.fail_on_regression:
+        return 0
+    if changes.incomparable:  # neither "no regression" nor "a regression": exit 2, one line each
+        raise DeepPoseError("\n".join(f"no regression verdict: {line}" for line in changes.incomparable))
+    return 1 if changes.regressions else 0

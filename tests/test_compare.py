@@ -163,6 +163,7 @@ def test_the_same_machine_is_like_itself_whatever_its_load_and_library_order():
             environment={"cpu": "Sim CPU", "load_average_1m": load, "commit": "x"},
             threads={"native": native},
             versions={},
+            provenance=types.SimpleNamespace(machine={"cpu": "Sim CPU", "usable_cores": 2}),
         )
         return C._description(record)
 

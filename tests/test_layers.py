@@ -53,6 +53,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "deeppose.grid",
         "deeppose.records.paths",
         "deeppose.records.results",
+        "deeppose.records.ranges",
         "deeppose.stages",
         "deeppose.optimizer",
         "deeppose.measure.blocks",
