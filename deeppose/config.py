@@ -275,6 +275,10 @@ def load_params(path: str | os.PathLike[str] = "params.yaml") -> Params:
         raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise DeepPoseError(f"{path}: parameter file not found") from None
+    except IsADirectoryError:
+        raise DeepPoseError(f"{path}: a folder, not a parameter file; give a YAML file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise DeepPoseError(f"{path}: unreadable as a parameter file ({type(error).__name__})") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""

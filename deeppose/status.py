@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 
 from deeppose import provenance
-from deeppose.config import Params
+from deeppose.config import Params, load_params
 from deeppose.records import paths
 from deeppose.records.results import RecordError, ReportSummary
-from deeppose.report.load import load_results, read_params
+from deeppose.report.load import load_results
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +40,7 @@ def _outdated_fingerprints(params: Params) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    params = read_params(args.params)
+    params = load_params(args.params)
     results = load_results(params)
     lines = [f"stale {path}: {'; '.join(reasons)}" for path, reasons in sorted(results.stale.items())]
     lines += [f"missing {loaded.path}: {loaded.missing}" for loaded in results.everything() if not loaded.ok]

@@ -18,12 +18,12 @@ import json
 from typing import Any
 
 from deeppose import compare, provenance
-from deeppose.config import Params
+from deeppose.config import Params, load_params
 from deeppose.records import atomic, paths
 from deeppose.records.results import ReportSummary
 from deeppose.report import dvc_files, figures, sections
 from deeppose.report.analysis import Findings, analyse, curves, to_json
-from deeppose.report.load import Results, load_results, read_params
+from deeppose.report.load import Results, load_results
 
 TITLE = "DeepPose across frameworks: why does PyTorch train faster than Chainer?"
 
@@ -92,5 +92,5 @@ def compact_json(value: Any, indent: str = "") -> str:
 
 
 def run(args: argparse.Namespace) -> None:
-    build(read_params(args.params), args.baseline)
+    build(load_params(args.params), args.baseline)
     print(f"deeppose report: wrote {paths.report_markdown()}, {paths.report_summary()} and the figures")

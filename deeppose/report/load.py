@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from deeppose import provenance
-from deeppose.config import Params, load_params
-from deeppose.errors import DeepPoseError
+from deeppose.config import Params
 from deeppose.grid import DEVICES, Job, timing_groups
 from deeppose.records import paths, ranges
 from deeppose.records.results import (
@@ -182,18 +181,6 @@ def load_costs(params: Params) -> dict[str, list[StageCost | None]]:
     if params.data.source == "synthetic":
         labels = {"synthesize": [None], **labels}
     return {stage: [_cost(stage, label) for label in jobs] for stage, jobs in labels.items()}
-
-
-def read_params(path: str | Path) -> Params:
-    """load_params for the tools that read results: a folder or an unreadable (binary) file given as
-    --params is one line naming it, not a traceback. (Here, not in deeppose.config: that module is in
-    every measuring stage's code set, and an edit to it would stale every measurement.)"""
-    try:
-        return load_params(path)
-    except IsADirectoryError:
-        raise DeepPoseError(f"{path}: a folder, not a parameter file; give a YAML file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise DeepPoseError(f"{path}: unreadable as a parameter file ({type(error).__name__})") from None
 
 
 def load_results(params: Params) -> Results:
