@@ -16,7 +16,7 @@ from deeppose.measure import allocator, fairness
 PROBE = """
 import json, resource, sys
 import numpy as np
-from deeppose import allocator, fairness
+from deeppose.measure import allocator, fairness
 allocator.pin(None if sys.argv[1] == "none" else int(sys.argv[1]))
 faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 np.ones(8 << 20).sum()
