@@ -84,8 +84,10 @@ def generate(params: Params) -> dict[str, Any]:
         FINGERPRINT: {
             "cmd": f"python -m deeppose fingerprint --params {PARAMS_FILE}",
             "always_changed": True,
+            # persist: DVC would delete them before the stage runs, and rewrite every one
             "outs": [
-                {paths.fingerprint(name).as_posix(): {"cache": False}} for name in fingerprint_jobs(params)
+                {paths.fingerprint(name).as_posix(): {"cache": False, "persist": True}}
+                for name in fingerprint_jobs(params)
             ],
         }
     }

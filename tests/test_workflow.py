@@ -351,7 +351,7 @@ def test_dvc_repro_produces_the_same_outputs_and_reruns_only_what_changed(tmp_pa
     assert dvc_stale(project) == {"fingerprint", "time@cpu-0", "time@cpu-1"}
 
     out = dvc(project, "repro").stdout
-    assert "train-" not in re.sub(r"Stage 'train-\S+' didn't change, skipping", "", out)
+    assert "Running stage 'train-" not in out, out
     assert dvc(project, "metrics", "show").returncode == 0
 
     edit_params(project, {"grid": {"batch_exponents": [0, 1, 2]}})
