@@ -15,25 +15,9 @@ import yaml
 from deeppose import cli, peak
 from deeppose.peak import KERNELS
 from deeppose.records import paths
+from deeppose.stats import STAT_KEYS
 
 REPO = Path(__file__).resolve().parents[1]
-STAT_KEYS = {
-    "n",
-    "mean",
-    "variance",
-    "std",
-    "median",
-    "q1",
-    "q3",
-    "iqr",
-    "min",
-    "max",
-    "ci95_low",
-    "ci95_high",
-    "ci_method",
-    "iqr_over_median",
-    "noisy",
-}
 
 
 def write_params(folder: Path, threads: int) -> Path:
@@ -75,7 +59,7 @@ def test_peak_result_shape(
     assert set(result["kernels"]) == set(KERNELS)
     for name, record in result["kernels"].items():
         assert set(record) == {"samples_s", "stats", "flops", "flops_per_s"}
-        assert len(record["samples_s"]) == 3 and set(record["stats"]) == STAT_KEYS
+        assert len(record["samples_s"]) == 3 and set(record["stats"]) == set(STAT_KEYS)
         assert record["stats"]["median"] == pytest.approx(np.median(record["samples_s"]))
         assert record["flops_per_s"] == pytest.approx(record["flops"] / record["stats"]["median"])
         assert result["rates_flops_per_s"][name] == record["flops_per_s"]
