@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Put the project's environment first so that snakemake, dvc and `python` all resolve to it.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: all setup run test test-fast lint clean-results
+.PHONY: all setup run test test-fast lint
 all: run
 
 # The stamp is rebuilt when the pins change. --build-constraint (pip >= 25.3) reaches pip's isolated

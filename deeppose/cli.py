@@ -9,7 +9,7 @@ machine refuses to read or write (permissions, a full or read-only disk), naming
     python -m deeppose synthesize --params params.yaml
     python -m deeppose prepare --params params.yaml
     python -m deeppose train --framework pytorch --loss autograd --device cpu
-    python -m deeppose time --framework chainer --loss explicit --device cpu --batch-exp 3
+    python -m deeppose time --device cpu --batch-exp 3     # one timing group: every framework x loss
     python -m deeppose report
     python -m deeppose status          # stale results, without running anything (--check: exit 1)
     python -m deeppose fingerprint     # refresh the engines' fingerprints (before `dvc status`)

@@ -32,6 +32,7 @@ from report_project import (
 
 from deeppose import provenance
 from deeppose.config import load_params
+from deeppose.errors import DeepPoseError
 from deeppose.grid import Job
 from deeppose.records import paths
 from deeppose.report import sections
@@ -601,3 +602,20 @@ def test_summary_json_holds_no_raw_series(built):
     assert "elapsed_s" not in text and "smoothed" not in text and "rounds_used" not in text
     assert max(len(line) for line in text.splitlines()) <= 200
     assert len(text) < 40_000
+
+
+def test_the_report_refuses_to_combine_two_machines_measurements(tmp_path, monkeypatch):
+    root = make_project(tmp_path)
+    monkeypatch.chdir(root)
+    moved = root / "results" / "time" / "chainer" / "explicit" / "cpu" / "b1.json"
+    record = json.loads(moved.read_text())
+    record["provenance"]["machine"]["model"] = "elsewhere"
+    moved.write_text(json.dumps(record))
+    from deeppose.report import build
+
+    with pytest.raises(DeepPoseError) as error:
+        build(load_params("params.yaml"))
+    lines = str(error.value).splitlines()
+    assert lines[0] == "the results were measured on 2 machines; a report combines one machine's:"
+    assert lines[2].endswith("results/time/chainer/explicit/cpu/b1.json") and "model elsewhere" in lines[2]
+    assert not (root / "reports" / "report.md").exists()  # nothing written

@@ -19,6 +19,8 @@ from typing import Any
 
 from deeppose import compare, provenance
 from deeppose.config import Params, load_params
+from deeppose.errors import DeepPoseError
+from deeppose.measure import machine
 from deeppose.records import atomic, paths
 from deeppose.records.results import ReportSummary
 from deeppose.report import dvc_files, figures, sections
@@ -51,9 +53,27 @@ def render(results: Results, baseline: str | None = None) -> tuple[Findings, dic
     return findings, pngs, sections.document(findings, set(pngs), TITLE, changes)
 
 
+def _one_machine(results: Results) -> None:
+    """Refuse to combine measurements of unlike machines (deeppose.measure.machine): a ratio of a
+    Zen 3's time over a Zen 4's measures the machines. One line per machine, naming its files."""
+    machines = results.machines()
+    if len(machines) > 1:
+        lines = [f"the results were measured on {len(machines)} machines; a report combines one machine's:"]
+        for fingerprint, files in sorted(machines.items(), key=lambda item: -len(item[1])):
+            shown = ", ".join(str(path) for path in files[:2]) + (
+                f" and {len(files) - 2} more" if len(files) > 2 else ""
+            )
+            lines.append(f"{machine.describe(json.loads(fingerprint))}: {shown}")
+        lines.append(
+            "rerun the measurements of the other machines here (`python -m deeppose status` lists them)"
+        )
+        raise DeepPoseError("\n".join(lines))
+
+
 def build(params: Params, baseline: str | None = None) -> Findings:
     """Write report.md, summary.json, the DVC files and the figures, all at once."""
     results = load_results(params)
+    _one_machine(results)
     findings, pngs, text = render(results, baseline)
     summary = ReportSummary.create(
         headlines=to_json(findings),

@@ -8,6 +8,7 @@ and marked stale (deeppose.provenance), so the report can say so instead of pres
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,15 @@ class Results:
             *self.timing.values(),
             *self.breakdown.values(),
         ]
+
+    def machines(self) -> dict[str, list[Path]]:
+        """Each machine the measurements record (its fingerprint as JSON) -> the files measured there."""
+        found: dict[str, list[Path]] = {}
+        for loaded in self.everything():
+            fingerprint = loaded.record.provenance.machine if loaded.ok else None
+            if fingerprint is not None:
+                found.setdefault(json.dumps(fingerprint, sort_keys=True), []).append(loaded.path)
+        return found
 
     def input_hashes(self) -> dict[str, str]:
         """Content hash of every result file there is to read (relative to the working folder)."""
