@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -286,3 +287,24 @@ def test_the_schema_speaks_the_grid_vocabulary():
     assert schema["train"]["properties"]["optimizer"]["enum"] == list(OPTIMIZERS)
     assert grid["batch_exponents"]["items"]["maximum"] == MAX_BATCH_EXP
     assert schema["breakdown"]["properties"]["batch_exponents"]["items"]["maximum"] == MAX_BATCH_EXP
+
+
+def test_the_fingerprint_command_rewrites_only_what_changed(tmp_path, monkeypatch, capsys):
+    """The files both engines depend on: written once, then left alone (their modification time
+    is Snakemake's signal) until a stage's code or machine changes."""
+    from deeppose import cli
+
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["fingerprint"]) == 0
+    written = sorted((tmp_path / "workflow" / "fingerprints").glob("*.json"))
+    assert {path.stem for path in written} == set(provenance.fingerprint_jobs(params()))
+    times = {path: path.stat().st_mtime_ns for path in written}
+    capsys.readouterr()
+    assert cli.main(["fingerprint"]) == 0
+    assert capsys.readouterr().out.strip() == "every fingerprint is current"
+    assert {path: path.stat().st_mtime_ns for path in written} == times
+    peak = tmp_path / "workflow" / "fingerprints" / "peak.json"
+    peak.write_text(peak.read_text().replace('"model"', '"model_elsewhere"'))
+    assert cli.main(["fingerprint"]) == 0
+    assert capsys.readouterr().out.strip() == f"updated {peak.relative_to(tmp_path)}"
