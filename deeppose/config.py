@@ -82,7 +82,10 @@ class GridParams:
 class TimingParams:
     warmup: int
     repeats: int  # timed runs per block
-    blocks: int  # fresh processes per cell
+    blocks: int  # rounds every group runs: fresh processes per cell
+    max_blocks: int  # rounds at most, added while a comparison of the group is inconclusive
+    margin: float  # equivalence margin of a ratio: 1 +- margin (multiplicatively) counts as equal
+    planted: float  # the positive control's planted slowdown, a fraction of its own run time
     threads: int  # 0 = all cores
     optimizers: tuple[str, ...]
 
@@ -148,6 +151,9 @@ class Params:
                 warmup=int(timing["warmup"]),
                 repeats=int(timing["repeats"]),
                 blocks=int(timing["blocks"]),
+                max_blocks=int(timing["max_blocks"]),
+                margin=float(timing["margin"]),
+                planted=float(timing["planted"]),
                 threads=int(timing["threads"]),
                 optimizers=tuple(map(str, timing["optimizers"])),
             ),
@@ -230,6 +236,8 @@ def _semantic_problems(raw: dict[str, Any]) -> list[str]:
     extra = sorted(set(raw["breakdown"]["batch_exponents"]) - set(raw["grid"]["batch_exponents"]))
     if extra:
         problems.append(f"breakdown.batch_exponents: {extra} not in grid.batch_exponents")
+    if raw["timing"]["max_blocks"] < raw["timing"]["blocks"]:
+        problems.append("timing.max_blocks: must be at least timing.blocks")
     synthetic = raw["data"]["synthetic"]
     if synthetic["test"] >= synthetic["images"]:
         problems.append("data.synthetic.test: must be smaller than data.synthetic.images")

@@ -68,6 +68,14 @@ def test_grid_expands_to_every_combination(raw):
         ),
         (lambda r: r["train"].update(lr="fast"), "train.lr: 'fast' is not of type 'number'"),
         (lambda r: r["timing"].update(repeat=3), "timing: unknown key(s) repeat; allowed:"),
+        (
+            lambda r: r["timing"].update(blocks=5, max_blocks=4),
+            "timing.max_blocks: must be at least timing.blocks",
+        ),
+        (
+            lambda r: r["timing"].update(margin=0),
+            "timing.margin: 0 is less than or equal to the minimum of 0",
+        ),
         (lambda r: r.update(extra=1), "(top level): unknown key(s) extra"),
         (
             lambda r: r["data"].update(source="coco"),

@@ -151,7 +151,16 @@ TINY = {
     "data": {"synthetic": {"images": 40, "test": 12}},
     "train": {"batch_size": 4, "epochs": 1, "threads": 1},
     "grid": {"batch_exponents": [0, 1], "devices": ["cpu"]},
-    "timing": {"warmup": 0, "repeats": 2, "blocks": 2, "threads": 1, "optimizers": []},
+    "timing": {
+        "warmup": 0,
+        "repeats": 2,
+        "blocks": 2,
+        "max_blocks": 2,
+        "margin": 0.05,
+        "planted": 0.1,
+        "threads": 1,
+        "optimizers": [],
+    },
     "breakdown": {"batch_exponents": [0], "repeats": 1},
 }
 
