@@ -136,6 +136,21 @@ class Group:
             Job(fw, loss, self.device, self.batch_exp) for fw in self.frameworks for loss in self.loss_modes
         ]
 
+    def comparisons(self) -> list[tuple[str, str]]:
+        """The (a, b) cell pairs whose ratio a / b the benchmark reports: each framework against
+        REFERENCE at every loss mode, and each framework's explicit against its autograd loss."""
+        pairs = []
+        if REFERENCE in self.frameworks:
+            pairs += [
+                (f"{fw}/{loss}", f"{REFERENCE}/{loss}")
+                for fw in self.frameworks
+                if fw != REFERENCE
+                for loss in self.loss_modes
+            ]
+        if {"autograd", "explicit"} <= set(self.loss_modes):
+            pairs += [(f"{fw}/explicit", f"{fw}/autograd") for fw in self.frameworks]
+        return pairs
+
 
 def timing_groups(grid: GridSection) -> list[Group]:
     return [Group.of(grid, device, int(exp)) for device in grid.devices for exp in grid.batch_exponents]

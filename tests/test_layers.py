@@ -36,6 +36,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "deeppose.model",
         "deeppose.measure.harness",
         "deeppose.stats",
+        "deeppose.verdicts",
         "deeppose.metrics",
         "deeppose.measure.threads",
         "deeppose.measure.allocator",
