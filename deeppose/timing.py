@@ -49,8 +49,9 @@ from deeppose.memory import check_machine
 from deeppose.model import total_flops
 from deeppose.records import paths
 from deeppose.records.atomic import json_text, write_together
-from deeppose.records.results import BlockRecord, IntervalRecord, TimingResult
+from deeppose.records.results import BlockRecord, IntervalRecord, TimingDesign, TimingResult
 from deeppose.stats import cell_estimate
+from deeppose.verdicts import DECISION_LEVEL
 from deeppose.timing_block import LOSS_REPEATS
 
 BLOCK_TIMEOUT_S = 1800  # a block of AlexNet at batch 4096 on a slow CPU; beyond it, something hangs
@@ -165,9 +166,21 @@ def time_group(
             loss_repeats=LOSS_REPEATS,
             schedule_seed=seed,
             group=cells,
-            control=control,
+            design=TimingDesign.create(
+                pairing="blocks",
+                first_rounds=timing.blocks,
+                max_rounds=timing.blocks,
+                looks=1,
+                stopped="max_rounds",
+                margin=timing.margin,
+                decision_level=DECISION_LEVEL,
+                planted=timing.planted,
+            ),
+            controls=[control],
+            planted_cell=None,
             blocks=own,
             control_blocks=twins,
+            planted_blocks=[],
             time_s=time_s,
             flops=flops,
             flops_per_s=flops / time_s.estimate if time_s.estimate else None,

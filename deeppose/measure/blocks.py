@@ -57,12 +57,16 @@ BLOCK_TAG = "deeppose_block"  # the key of the JSON line a block process writes 
 
 
 # --- arms and the schedule ----------------------------------------------------------------
+PLANTED = "planted"  # the replica name of a positive control: its cell with a planted slowdown
+
+
 @dataclass(frozen=True)
 class Arm:
-    """One measured series: a cell, and which replica of it (1 only for the A/A twin)."""
+    """One measured series: a cell, and which replica of it (1 for the A/A twin, PLANTED for the
+    positive control, which runs the cell with a known slowdown added to every timed run)."""
 
     cell: str
-    replica: int = 0
+    replica: int | str = 0
 
     @property
     def name(self) -> str:
@@ -81,6 +85,11 @@ class Slot:
 def twin(cell: str) -> str:
     """The name of a cell's A/A twin arm."""
     return Arm(cell, 1).name
+
+
+def planted(cell: str) -> str:
+    """The name of a cell's positive-control arm."""
+    return Arm(cell, PLANTED).name
 
 
 def cell_of(arm: str) -> str:

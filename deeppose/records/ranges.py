@@ -72,6 +72,7 @@ def check(record: R, where: str | Path) -> R:
             raise RecordError(f"{where}: blocks: no blocks")
         _blocks(record.blocks, f"{where}: blocks")
         _blocks(record.control_blocks, f"{where}: control_blocks")
+        _blocks(record.planted_blocks, f"{where}: planted_blocks")
         fairness = record.environment.get("fairness")
         if not isinstance(fairness, dict) or not all(isinstance(fairness.get(k), dict) for k in FAIRNESS):
             raise RecordError(

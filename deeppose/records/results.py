@@ -23,9 +23,10 @@ from typing import Any, ClassVar, TypeVar
 from deeppose.errors import DeepPoseError
 from deeppose.records.atomic import write_json
 
-SCHEMA_VERSION = 4  # 2: peak ceilings, per-optimiser update times, per-image PDJ/PCK; 3: scored joints,
+SCHEMA_VERSION = 5  # 2: peak ceilings, per-optimiser update times, per-image PDJ/PCK; 3: scored joints,
 # the data filtering, lock waits in costs; 4: provenance keeps code hashes without docstrings and
-# comments, the byte hashes beside them, and the machine
+# comments, the byte hashes beside them, and the machine; 5: timing design (adaptive rounds, pairing,
+# margin), an A/A twin per framework and a planted positive control
 
 R = TypeVar("R", bound="Record")
 
@@ -320,7 +321,7 @@ class BlockRecord(Record):
 
     round: int
     position: int  # its place in the round's seeded order
-    arm: str  # the cell, or the cell's A/A twin (`cell#1`)
+    arm: str  # the cell, its A/A twin (`cell#1`) or its planted positive control (`cell#planted`)
     attempt: int  # 0, or the how-many-th rerun of a disturbed block
     samples_s: list[float]  # the core process (forward + loss + backward)
     warmup_s: list[float]
@@ -349,24 +350,42 @@ class IntervalRecord(Record):
 
 
 @dataclasses.dataclass(frozen=True)
+class TimingDesign(Record):
+    """How a timing group was measured and when it stopped (deeppose.timing): what every verdict
+    on its blocks must be read with."""
+
+    pairing: str  # how a round's arms ran: "turns" (live processes alternating run by run) or "blocks"
+    first_rounds: int  # timing.blocks: rounds every group runs
+    max_rounds: int  # timing.max_blocks
+    looks: int  # times the stopping rule looked at the comparisons (1 + rounds added)
+    stopped: str  # "decided": every comparison decided; "max_rounds": some still inconclusive
+    margin: float  # timing.margin
+    decision_level: float  # the two-sided level of each look's interval (deeppose.verdicts.sequential_level)
+    planted: float  # the positive control's planted slowdown, a fraction of its own run time
+
+
+@dataclasses.dataclass(frozen=True)
 class TimingResult(Record):
-    """One cell of a timing group: every block of its arm (and of its A/A twin when it is the
-    group's control), and its time from the blocks."""
+    """One cell of a timing group: every block of its arm (and of its A/A twin, and of its
+    planted positive control, when it has them), and its time from the blocks."""
 
     KIND: ClassVar[str] = "time"
     job: JobId
     batch_size: int
     warmup: int
     repeats: int  # samples per block
-    rounds: int  # blocks per arm (timing.blocks)
+    rounds: int  # rounds the group ran: blocks per arm (timing.blocks to timing.max_blocks)
     loss_repeats: int  # runs of the loss alone per block (loss_s)
     seed: int
     schedule_seed: int  # the group's block order
     input: str
     group: list[str]  # the cells measured interleaved with this one, `framework/loss`
-    control: str  # the group's A/A cell
+    design: TimingDesign
+    controls: list[str]  # the group's cells with an A/A twin (one per framework)
+    planted_cell: str | None  # the group's cell with a planted positive control
     blocks: list[BlockRecord]
-    control_blocks: list[BlockRecord]  # the A/A twin's blocks, in the control cell's file only
+    control_blocks: list[BlockRecord]  # this cell's A/A twin's blocks (`cell#1`); empty if it has none
+    planted_blocks: list[BlockRecord]  # this cell's planted twin's blocks (`cell#planted`); empty if none
     time_s: IntervalRecord  # the core process: median of block medians, t-interval on logs
     flops: int
     flops_per_s: float | None  # flops / time_s.estimate
