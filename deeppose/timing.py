@@ -51,8 +51,8 @@ from deeppose.records import paths
 from deeppose.records.atomic import json_text, write_together
 from deeppose.records.results import BlockRecord, IntervalRecord, TimingDesign, TimingResult
 from deeppose.stats import cell_estimate
-from deeppose.verdicts import DECISION_LEVEL
 from deeppose.timing_block import LOSS_REPEATS
+from deeppose.verdicts import DECISION_LEVEL
 
 BLOCK_TIMEOUT_S = 1800  # a block of AlexNet at batch 4096 on a slow CPU; beyond it, something hangs
 
