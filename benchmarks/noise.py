@@ -23,6 +23,7 @@ stdout. Run it on a quiet machine: it measures the machine as much as the framew
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -49,6 +50,7 @@ def worker(
     from deeppose.core import core_data, core_inputs
     from deeppose.grid import Job
     from deeppose.measure import allocator
+    from deeppose.measure.harness import measure
     from deeppose.measure.turns import LiveArm, alternating_order
 
     params = load_params(params_path)
@@ -57,30 +59,35 @@ def worker(
     data = core_data(params, exp, synthetic=True)
     job = Job(framework, "autograd", "cpu", exp)
 
-    def prepare() -> tuple[Any, Any, Any]:
-        backend, (images, targets, visible) = core_inputs(params, job, True, data)
+    class Core:
+        """The core process of the cell in a live child, one timed run per turn."""
 
-        def core() -> Any:
-            return backend.forward_backward(images, targets, visible, "autograd")
+        def __init__(self) -> None:
+            backend, (images, targets, visible) = core_inputs(params, job, True, data)
+            self.backend = backend
+            self.core = lambda: backend.forward_backward(images, targets, visible, "autograd")
+            backend.zero_grad()
+            self.core()  # the untimed first run, as the timing stage's
 
-        backend.zero_grad()
-        core()  # the untimed first run, as the timing stage's memory pass
-        return core, backend.zero_grad, backend.synchronize
+        def run(self) -> float:
+            backend = self.backend
+            timed = measure(self.core, repeats=1, setup=backend.zero_grad, sync=backend.synchronize)
+            return timed.samples_s[0]
+
+        def finish(self) -> dict[str, Any]:
+            return {}
 
     sequential = []
     for _ in range(processes):
-        arm = LiveArm(prepare)
+        arm = LiveArm(Core)
         sequential.append([arm.turn().seconds for _ in range(runs)])
-        arm.close()
-    pair = [LiveArm(prepare), LiveArm(prepare)]
+        arm.finish()
+    pair = [LiveArm(Core), LiveArm(Core)]
     taken: list[list[dict[str, float]]] = [[], []]
-    for index in alternating_order(2, turns, [0, 1]):
-        turn = pair[index].turn()
-        taken[index].append(
-            {"s": turn.seconds, "waiting_cpu_s": turn.waiting_cpu_s, "waiting_s": turn.waiting_s}
-        )
+    for index in alternating_order([0, 1], turns):
+        taken[index].append(dataclasses.asdict(pair[index].turn()))
     for arm in pair:
-        arm.close()
+        arm.finish()
     return {"sequential": sequential, "turns": taken}
 
 

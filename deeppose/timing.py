@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,13 +34,17 @@ from deeppose.config import Params, load_params
 from deeppose.core import check_memory, job_header
 from deeppose.errors import DeepPoseError
 from deeppose.grid import DEVICES, Group, Job, check_job
-from deeppose.measure.block_server import server_launch
+from deeppose.measure.block_server import server_pool
 from deeppose.measure.blocks import (
-    Block,
-    Launch,
-    arms_with_control,
+    PLANTED,
+    Arm,
+    Pool,
+    Slot,
+    count_cpus,
     interfered,
-    run_blocks,
+    paired,
+    planted,
+    run_rounds,
     schedule,
     twin,
     usable,
@@ -52,7 +58,7 @@ from deeppose.records.atomic import json_text, write_together
 from deeppose.records.results import BlockRecord, IntervalRecord, TimingDesign, TimingResult
 from deeppose.stats import cell_estimate
 from deeppose.timing_block import LOSS_REPEATS
-from deeppose.verdicts import DECISION_LEVEL
+from deeppose.verdicts import classify, paired_log_ratio, sequential_level
 
 BLOCK_TIMEOUT_S = 1800  # a block of AlexNet at batch 4096 on a slow CPU; beyond it, something hangs
 
@@ -82,7 +88,6 @@ def server_commands(params: Params, group: Group, synthetic: bool) -> dict[str, 
             "-m",
             "deeppose",
             "time-block",
-            "--serve",
             "--params",
             str(params.path),
             "--framework",
@@ -98,25 +103,57 @@ def server_commands(params: Params, group: Group, synthetic: bool) -> dict[str, 
     return commands
 
 
-def _record(block: Block) -> BlockRecord:
-    """A run block as stored: its timing-specific series come from what the block process sent."""
-    return BlockRecord.create(
-        round=block.round,
-        position=block.position,
-        arm=block.arm,
-        attempt=block.attempt,
-        samples_s=list(block.samples_s),
-        warmup_s=list(block.warmup_s),
-        optimizer_steps_s=block.extra["optimizer_steps_s"],
-        loss_s=block.extra["loss_s"],
-        compile_s=block.extra["compile_s"],
-        memory_bytes=block.extra["memory_bytes"],
-        started_at=block.started_at,
-        ended_at=block.ended_at,
-        interference=block.interference,
-        disturbed=block.disturbed,
-        reasons=list(block.reasons),
+def group_arms(group: Group) -> tuple[tuple[Arm, ...], list[str], str]:
+    """Every cell of the group, an A/A twin of each framework's first cell and a positive control
+    (`cell#planted`) of the group's first cell; with the twinned cells and the planted one."""
+    cells = [f"{job.framework}/{job.loss}" for job in group.jobs()]
+    controls = [f"{framework}/{group.loss_modes[0]}" for framework in group.frameworks]
+    arms = tuple(Arm(cell) for cell in cells) + tuple(Arm(cell, 1) for cell in controls)
+    return arms + (Arm(cells[0], PLANTED),), controls, cells[0]
+
+
+def undecided(
+    blocks: Sequence[BlockRecord], pairs: Sequence[tuple[str, str]], margin: float, level: float
+) -> list[tuple[str, str]]:
+    """The pairs whose paired ratio's interval at `level` is still inconclusive (deeppose.verdicts)."""
+    found = []
+    for a, b in pairs:
+        both = paired(blocks, a, b)
+        _, low, high = paired_log_ratio(both.a, both.b, level)
+        if not classify(low, high, margin).decided:
+            found.append((a, b))
+    return found
+
+
+def _measure(
+    params: Params, group: Group, pool: Pool, slots: Sequence[Slot], **watch: Any
+) -> tuple[list[BlockRecord], dict[str, dict[str, Any]], TimingDesign]:
+    """Rounds until every comparison of the group is decided or timing.max_blocks have run: the
+    first timing.blocks rounds, then one more while any is inconclusive, each look at the per-look
+    level that keeps the chance of a false decision over all looks at DECISION_LEVEL's."""
+    timing = params.timing
+    level = sequential_level(timing.blocks, timing.max_blocks)
+    pairs = group.comparisons()
+    rounds = timing.blocks
+    blocks, extras = run_rounds(pool, [s for s in slots if s.round < rounds], timing.repeats, **watch)
+    looks = 1
+    while undecided(blocks, pairs, timing.margin, level) and rounds < timing.max_blocks:
+        more, reported = run_rounds(pool, [s for s in slots if s.round == rounds], timing.repeats, **watch)
+        blocks += more
+        extras.update(reported)
+        rounds += 1
+        looks += 1
+    design = TimingDesign.create(
+        pairing="turns",
+        first_rounds=timing.blocks,
+        max_rounds=timing.max_blocks,
+        looks=looks,
+        stopped="max_rounds" if undecided(blocks, pairs, timing.margin, level) else "decided",
+        margin=timing.margin,
+        decision_level=level,
+        planted=timing.planted,
     )
+    return blocks, extras, design
 
 
 def cell_time(blocks: list[BlockRecord]) -> IntervalRecord:
@@ -134,53 +171,43 @@ def cell_time(blocks: list[BlockRecord]) -> IntervalRecord:
 
 
 def time_group(
-    params: Params, group: Group, synthetic: bool, launch: Launch | None = None, **watch: Any
+    params: Params, group: Group, synthetic: bool, pool: Pool | None = None, **watch: Any
 ) -> dict[Job, TimingResult]:
-    """Run the group's blocks and build one result per cell (see the module docstring). `launch`
-    runs one block, by default forked by the framework's block server; `watch` replaces
-    run_blocks' machine readings (probe, load, cores), for tests."""
-    timing = params.timing
-    cells = [f"{job.framework}/{job.loss}" for job in group.jobs()]
-    control = cells[0]
+    """Run the group's rounds and build one result per cell (see the module docstring). `pool`
+    runs the live arms, by default forked by each framework's block server; `watch` replaces
+    run_round's machine readings (probe, load, cores), for tests."""
+    arms, controls, planted_cell = group_arms(group)
+    cells = [arm.cell for arm in arms if arm.replica == 0]
     seed = schedule_seed(params, group)
-    slots = schedule(arms_with_control(cells, control), timing.blocks, seed)
+    slots = schedule(arms, params.timing.max_blocks, seed)
+    watch.setdefault("cores", count_cpus(Path("/proc/stat").read_text()))
     try:
         with contextlib.ExitStack() as stack:
-            if launch is None:
+            if pool is None:
                 commands = server_commands(params, group, synthetic)
-                launch = stack.enter_context(server_launch(commands, timeout_s=BLOCK_TIMEOUT_S))
-            blocks = run_blocks(slots, launch, **watch)
+                pool = stack.enter_context(server_pool(commands, timeout_s=BLOCK_TIMEOUT_S))
+            blocks, extras, design = _measure(params, group, pool, slots, **watch)
     except RuntimeError as error:
         raise DeepPoseError(f"time {group.label}: {error}") from None
     environment = describe_environment()
     results = {}
     for job, cell in zip(group.jobs(), cells):
-        own = [_record(b) for b in blocks if b.arm == cell]
-        twins = [_record(b) for b in blocks if b.arm == twin(cell)]
+        own = [b for b in blocks if b.arm == cell]
         time_s = cell_time(own)
         flops = int(total_flops(2**group.batch_exp, params.model.n_joints))
-        extra = next(b.extra for b in reversed(blocks) if b.arm == cell)
+        extra = extras[cell]
         results[job] = TimingResult.create(
-            **job_header(params, job, synthetic, timing.warmup, timing.repeats),
-            rounds=timing.blocks,
+            **job_header(params, job, synthetic, params.timing.warmup, params.timing.repeats),
+            rounds=len({b.round for b in own}),
             loss_repeats=LOSS_REPEATS,
             schedule_seed=seed,
             group=cells,
-            design=TimingDesign.create(
-                pairing="blocks",
-                first_rounds=timing.blocks,
-                max_rounds=timing.blocks,
-                looks=1,
-                stopped="max_rounds",
-                margin=timing.margin,
-                decision_level=DECISION_LEVEL,
-                planted=timing.planted,
-            ),
-            controls=[control],
-            planted_cell=None,
+            design=design,
+            controls=controls,
+            planted_cell=planted_cell,
             blocks=own,
-            control_blocks=twins,
-            planted_blocks=[],
+            control_blocks=[b for b in blocks if b.arm == twin(cell)],
+            planted_blocks=[b for b in blocks if b.arm == planted(cell)],
             time_s=time_s,
             flops=flops,
             flops_per_s=flops / time_s.estimate if time_s.estimate else None,

@@ -1,29 +1,32 @@
-"""`python -m deeppose time-block`: timing blocks, the child processes of the `time` stage.
+"""`python -m deeppose time-block`: the block server of one framework in one timing group
+(deeppose.measure.block_server), which the `time` stage starts.
 
-    python -m deeppose time-block --framework chainer --loss explicit --device cpu --batch-exp 3
-    python -m deeppose time-block --serve --framework chainer --device cpu --batch-exp 3
+    python -m deeppose time-block --framework chainer --device cpu --batch-exp 3
 
-With `--serve` it is the framework's block server of one group (deeppose.measure.block_server): it loads
-the framework, the batch and the weights once, then forks one block per `framework/loss round`
-line read from stdin.
+It loads the framework, the batch and the weights once, then forks one live child per block
+(deeppose.measure.turns), whose session is `CoreSession`:
 
-A block is one fresh process that loads one framework and times one cell (deeppose.measure.blocks): the
-core process (forward in train mode + loss + backward) `timing.warmup` + `timing.repeats` times
-through `deeppose.measure.harness.measure` (gradients cleared outside the timed region, the device
-synchronised before every clock read, no garbage collection inside it); in a group's first round
-only, the update of each optimiser in `timing.optimizers` the same way (the study's MomentumSGD
-beside the default training's Adam, so that both set-ups' iterations can be built from timing
-results; an update's cost depends on neither the batch nor the loss, and Chainer's take 0.5 s each,
-so the other rounds skip them); and the loss alone, forward + backward into the
-network's predictions, `LOSS_REPEATS` times, because at about 0.1 % of the core process only a
-direct measurement can show what the explicit backward changes. It writes no file: its result is
-the last line of its stdout (`blocks.emit_block`), with the threads, versions and fairness
-manifest of the process that timed.
+* set-up: the network from the neutral weights given to it, the batch on the device, a compiling
+  framework's first call (`compile_s`), then one untimed first run: in round 0, of an arm's own
+  cell (not its twins), the memory pass (deeppose.measure.memory_probe), elsewhere a plain run;
+  then `timing.warmup` more untimed runs;
+* each turn: one core process (forward in train mode + loss + backward) through
+  `deeppose.measure.harness.measure` (gradients cleared outside the timed region, the device
+  synchronised before every clock read, no garbage collection inside it). The positive control
+  (`cell#planted`) adds a busy wait of `timing.planted` times its own calibration run inside the
+  timed region: a known slowdown the group's comparison must find;
+* finish, for a cell's own arm: in round 0 only, the update of each optimiser in
+  `timing.optimizers` (the study's MomentumSGD beside the default training's Adam; an update's cost
+  depends on neither the batch nor the loss); and the loss alone, forward + backward into the
+  network's predictions, `LOSS_REPEATS` times, because at about 0.1 % of the core process only a
+  direct measurement can show what the explicit backward changes. Every arm reports the threads,
+  versions and fairness manifest of the process that timed.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -34,7 +37,7 @@ from deeppose.errors import DeepPoseError
 from deeppose.grid import Job, add_job_arguments, job_from_args
 from deeppose.measure import fairness
 from deeppose.measure.block_server import serve
-from deeppose.measure.blocks import BlockOutput, emit_block
+from deeppose.measure.blocks import PLANTED, Arm, cell_of
 from deeppose.measure.harness import measure
 from deeppose.measure.memory_probe import peak_memory
 
@@ -46,77 +49,118 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--synthetic-input", action="store_true", help="seeded random tensors, not the test set"
     )
-    parser.add_argument(
-        "--serve",
-        action="store_true",
-        help="fork one block per `framework/loss round` line on stdin (--loss is ignored)",
-    )
 
 
-def measure_block(
-    params: Params, job: Job, synthetic: bool, data: CoreData | None = None, updates: bool = True
-) -> BlockOutput:
-    """Every measurement of one block of `job` (see the module docstring); `updates`: time the
-    optimisers' updates too (a group's first round)."""
-    warmup, repeats = params.timing.warmup, params.timing.repeats
-    backend, (images, targets, visible) = core_inputs(params, job, synthetic, data)
+def busy_wait(seconds: float) -> None:
+    """Spin on the clock for `seconds`: one core busy, like the work it stands for."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
 
-    def core() -> Any:
-        return backend.forward_backward(images, targets, visible, job.loss)
 
-    # A compiling framework's first call (trace + compile + one run), before anything else runs
-    # the step; None for eager frameworks, which run nothing here.
-    compile_s = backend.compile_core(images, targets, visible, job.loss)
-    backend.zero_grad()
-    try:
-        memory = peak_memory(backend, core)  # its own untimed pass: the first steady call
-    except DeepPoseError:  # a kernel that refuses /proc/self/clear_refs: no figure, not a failed block
-        memory = None
-    core_run = measure(
-        core, repeats=repeats, warmup=warmup, setup=backend.zero_grad, sync=backend.synchronize
-    )
-    steps_s: dict[str, list[float]] = {}
-    for name in params.timing.optimizers if updates else ():
-        # Every update applies the gradients the last timed core run left (an update's cost does
-        # not depend on the gradients' values), so no core run is repeated for them.
-        backend.set_optimizer(replace(params.optimizer, name=name))
-        # At least one untimed update: the first allocates the optimiser's state (Adam's moments).
-        step_run = measure(
-            backend.optimizer_step, repeats=repeats, warmup=max(warmup, 1), sync=backend.synchronize
-        )
-        steps_s[name] = step_run.samples_s
-    pred = backend.to_numpy(backend.forward(images, train=True))
-    run, setup = backend.loss_probe(pred, backend.to_numpy(targets), backend.to_numpy(visible), job.loss)
-    loss_s = measure(
-        run, repeats=LOSS_REPEATS, warmup=LOSS_WARMUP, setup=setup, sync=backend.synchronize
-    ).samples_s
-    extra = {
-        "optimizer_steps_s": steps_s,
-        "loss_s": loss_s,
-        "compile_s": compile_s,
-        "memory_bytes": memory.above_baseline_bytes if memory else None,
-        "memory_source": memory.source if memory else None,
-        "compile": backend.compile_info(),
-        # Read after the runs: a library loaded lazily by the first run shows here too.
-        "threads": backend.thread_info(),
-        "versions": backend.versions(),
-        "fairness": fairness.collect(job.framework, job.device, str(backend.dtype)),
-    }
-    return BlockOutput(tuple(core_run.samples_s), tuple(w / 1e9 for w in core_run.warmup_ns), extra)
+class CoreSession:
+    """One arm of one round in its live child (see the module docstring)."""
+
+    def __init__(
+        self, params: Params, job: Job, arm: Arm, round_: int, synthetic: bool, data: CoreData
+    ) -> None:
+        self.params, self.job, self.arm, self.round = params, job, arm, round_
+        self.own = arm.replica == 0
+        backend, (images, targets, visible) = core_inputs(params, job, synthetic, data)
+        self.backend, self.inputs = backend, (images, targets, visible)
+
+        def core() -> Any:
+            return backend.forward_backward(images, targets, visible, job.loss)
+
+        # A compiling framework's first call (trace + compile + one run), before anything else runs
+        # the step; None for eager frameworks, which run nothing here.
+        self.compile_s = backend.compile_core(images, targets, visible, job.loss)
+        backend.zero_grad()
+        self.memory = None
+        if self.own and round_ == 0:
+            try:
+                self.memory = peak_memory(backend, core)  # its own untimed pass: the first steady call
+            except (
+                DeepPoseError
+            ):  # a kernel that refuses /proc/self/clear_refs: no figure, not a failed block
+                pass
+            first = []
+        else:
+            first = self._runs(core, 1)
+        self.warmup_s = first + self._runs(core, params.timing.warmup)
+        self.timed = core
+        if arm.replica == PLANTED:
+            # Calibrated on a run of its own, after warm-up, so that the slowdown is a share of
+            # this process's own speed.
+            calibration = self._runs(core, 1)
+            self.warmup_s += calibration
+            delay = params.timing.planted * calibration[0]
+            self.timed = lambda: (core(), busy_wait(delay))
+
+    def _runs(self, run: Any, repeats: int) -> list[float]:
+        if repeats == 0:
+            return []
+        backend = self.backend
+        return measure(run, repeats=repeats, setup=backend.zero_grad, sync=backend.synchronize).samples_s
+
+    def run(self) -> float:
+        return self._runs(self.timed, 1)[0]
+
+    def finish(self) -> dict[str, Any]:
+        backend, params = self.backend, self.params
+        steps_s: dict[str, list[float]] = {}
+        loss_s: list[float] = []
+        if self.own:
+            for name in params.timing.optimizers if self.round == 0 else ():
+                # Every update applies the gradients the last timed core run left (an update's cost
+                # does not depend on the gradients' values), so no core run is repeated for them.
+                backend.set_optimizer(replace(params.optimizer, name=name))
+                # At least one untimed update: the first allocates the optimiser's state (Adam's moments).
+                step_run = measure(
+                    backend.optimizer_step,
+                    repeats=params.timing.repeats,
+                    warmup=max(params.timing.warmup, 1),
+                    sync=backend.synchronize,
+                )
+                steps_s[name] = step_run.samples_s
+            images, targets, visible = self.inputs
+            pred = backend.to_numpy(backend.forward(images, train=True))
+            run, setup = backend.loss_probe(
+                pred, backend.to_numpy(targets), backend.to_numpy(visible), self.job.loss
+            )
+            loss_s = measure(
+                run, repeats=LOSS_REPEATS, warmup=LOSS_WARMUP, setup=setup, sync=backend.synchronize
+            ).samples_s
+        return {
+            "warmup_s": self.warmup_s,
+            "optimizer_steps_s": steps_s,
+            "loss_s": loss_s,
+            "compile_s": self.compile_s,
+            "memory_bytes": self.memory.above_baseline_bytes if self.memory else None,
+            "memory_source": self.memory.source if self.memory else None,
+            "compile": backend.compile_info(),
+            # Read after the runs: a library loaded lazily by the first run shows here too.
+            "threads": backend.thread_info(),
+            "versions": backend.versions(),
+            "fairness": fairness.collect(self.job.framework, self.job.device, str(backend.dtype)),
+        }
+
+
+def arm_of(name: str) -> Arm:
+    """The Arm an arm's name (`cell`, `cell#1`, `cell#planted`) stands for."""
+    cell, _, replica = name.partition("#")
+    return Arm(cell, 0 if not replica else PLANTED if replica == PLANTED else int(replica))
 
 
 def run(args: argparse.Namespace) -> None:
     params, job = load_params(args.params), job_from_args(args)
-    if not args.serve:
-        emit_block(measure_block(params, job, args.synthetic_input))
-        return
     backend_class(job.framework)  # imports the framework before any fork
     data = core_data(params, int(job.batch_exp), args.synthetic_input)
 
-    def run_block(request: str) -> BlockOutput:
-        cell, round_ = request.split()
-        framework, loss = cell.split("/")
-        job_of_cell = replace(job, framework=framework, loss=loss)
-        return measure_block(params, job_of_cell, args.synthetic_input, data, updates=int(round_) == 0)
+    def open_arm(name: str, round_: int) -> Any:
+        arm = arm_of(name)
+        framework, loss = cell_of(name).split("/")
+        job_of_arm = replace(job, framework=framework, loss=loss)
+        return lambda: CoreSession(params, job_of_arm, arm, round_, args.synthetic_input, data)
 
-    serve(run_block)
+    serve(open_arm)

@@ -25,10 +25,13 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
 from enum import Enum
 
 import numpy as np
 from scipy import stats as scipy_stats
+
+from deeppose.stats import positive_times, t_half_width
 
 DECISION_LEVEL = 0.90  # the interval verdicts read: 5 % per side (TOST's usual choice)
 POCOCK_DRAWS = 200_000  # simulated sequences for the boundary; its Monte Carlo error is < 0.002 in z
@@ -61,6 +64,23 @@ def classify(low: float | None, high: float | None, margin: float) -> Verdict:
     if lower <= low and high <= upper:
         return Verdict.EQUIVALENT
     return Verdict.INCONCLUSIVE
+
+
+def paired_log_ratio(
+    a: Mapping[int, float], b: Mapping[int, float], level: float
+) -> tuple[float | None, float | None, float | None]:
+    """Ratio a / b of two arms' times paired by key (round): exp of the mean log ratio, with the
+    paired Student-t interval of that mean at `level`; (None, None, None) without a shared key,
+    no interval from one."""
+    keys = sorted(set(a) & set(b))
+    if not keys:
+        return None, None, None
+    d = np.log(positive_times([a[k] for k in keys], "a")) - np.log(positive_times([b[k] for k in keys], "b"))
+    centre = float(d.mean())
+    if d.size < 2:
+        return math.exp(centre), None, None
+    half = t_half_width(d, level)
+    return math.exp(centre), math.exp(centre - half), math.exp(centre + half)
 
 
 @functools.lru_cache(maxsize=64)

@@ -1,56 +1,35 @@
-"""deeppose.measure.blocks and deeppose.compare_stats: the schedule, the block runner with a fake machine,
-the disturbed-block detector, intervals against scipy, the precision helper, and a simulation of
-the whole rule (A/A false-positive rate and power) on a drifting machine with outlier blocks."""
+"""deeppose.measure.blocks and deeppose.compare_stats: the schedule, the disturbed-block detector,
+intervals against scipy, verdicts and the precision helper (the round runner and live arms:
+tests/test_turns.py; the stopping rule's simulation: tests/test_timing.py)."""
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import math
 import os
-import sys
 from collections import Counter
 
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
-from simulated_machine import run_group
+from simulated_machine import block, quiet_figures, run_group
 
 from deeppose import compare_stats as S
 from deeppose.measure import blocks as B
-from deeppose.measure.block_server import server_launch
-from deeppose.records.results import BlockInterference
+from deeppose.records.results import BlockInterference, BlockRecord
 from deeppose.stats import cell_estimate
-
-
-# --- the rule on the simulated machine ----------------------------------------------------
-def rule_rates(
-    effect: float,
-    trials: int,
-    rounds: int = S.SIMULATED_ROUNDS,
-    repeats: int = S.SIMULATED_REPEATS,
-    threshold: float = S.THRESHOLD,
-    seed: int = 0,
-) -> tuple[float, float]:
-    """The rule over `trials` simulated groups of cells a (0.25 s) and b (a x (1 + effect)):
-    (rate of any verdict on the A/A pair, rate of 'b slower than a')."""
-    false_positives = detected = 0
-    for trial in range(trials):
-        blocks = run_group({"a": 0.25, "b": 0.25 * (1 + effect)}, rounds, seed * 100_000 + trial, repeats)
-        aa = S.compare(blocks, "a#1", "a", threshold)
-        false_positives += aa.verdict in (S.Verdict.FASTER, S.Verdict.SLOWER)
-        detected += S.compare(blocks, "b", "a", threshold).verdict is S.Verdict.SLOWER
-    return false_positives / trials, detected / trials
 
 
 # --- the schedule -------------------------------------------------------------------------
 def test_schedule_interleaves_every_arm_once_per_round_in_seeded_random_orders() -> None:
-    arms = B.arms_with_control(
-        ["pytorch/autograd", "pytorch/explicit", "chainer/autograd", "chainer/explicit"],
-        control="chainer/explicit",
-    )
-    assert [a.name for a in arms][-1] == "chainer/explicit#1" and arms[-1].cell == "chainer/explicit"
+    cells = ["pytorch/autograd", "pytorch/explicit", "chainer/autograd", "chainer/explicit"]
+    arms = [B.Arm(cell) for cell in cells] + [
+        B.Arm("chainer/explicit", 1),
+        B.Arm("pytorch/autograd", B.PLANTED),
+    ]
+    assert [a.name for a in arms][-2:] == ["chainer/explicit#1", "pytorch/autograd#planted"]
+    assert B.cell_of(arms[-1].name) == "pytorch/autograd" and B.planted("x/y") == "x/y#planted"
     slots = B.schedule(arms, rounds=20, seed=3)
     assert slots == B.schedule(arms, rounds=20, seed=3)
     assert slots != B.schedule(arms, rounds=20, seed=4)
@@ -62,7 +41,7 @@ def test_schedule_interleaves_every_arm_once_per_round_in_seeded_random_orders()
     assert [s.round for s in slots] == sorted(s.round for s in slots)
     orders = {tuple(s.arm.name for s in slots if s.round == r) for r in range(20)}
     assert len(orders) > 10
-    firsts = Counter(s.arm.name for s in slots if s.position == 0)
+    firsts = Counter(s.arm.name for s in B.schedule(arms, rounds=60, seed=3) if s.position == 0)
     assert len(firsts) == len(arms)  # every arm leads some round
 
 
@@ -71,8 +50,6 @@ def test_schedule_and_arms_reject_bad_input() -> None:
         B.schedule([B.Arm("a")], rounds=0, seed=0)
     with pytest.raises(ValueError):
         B.schedule([B.Arm("a"), B.Arm("a")], rounds=1, seed=0)
-    with pytest.raises(ValueError):
-        B.arms_with_control(["a", "b"], control="c")
 
 
 # --- interference and disturbed blocks ----------------------------------------------------
@@ -101,87 +78,14 @@ def test_real_readings_are_sane() -> None:
     assert figures.other_cpu_s >= 0 and figures.wall_s > 0
 
 
-def _figures(other_cores: float = 0.0, load: float = 0.0) -> BlockInterference:
-    return BlockInterference(
-        10.0, 10.0 * (1 + other_cores), 10.0, 10.0 * other_cores, other_cores, [load, 0.0, 0.0], 2
-    )
-
-
-def test_disturbed_block_detector_on_one_contaminated_block() -> None:
-    """Five quiet blocks and one that another process shared: only that one is flagged."""
-    rng = np.random.default_rng(5)
-    quiet = [0.25 * rng.lognormal(0, 0.01, 6) for _ in range(5)]
-    contaminated = 0.25 * rng.lognormal(0, 0.01, 6) * np.array([1, 1, 1.4, 1.5, 1, 1.05])
-    outputs = (
-        [B.BlockOutput(tuple(s)) for s in quiet[:3]]
-        + [B.BlockOutput(tuple(contaminated))]
-        + [B.BlockOutput(tuple(s)) for s in quiet[3:]]
-    )
-    readings = iter(
-        [B.CpuReading(0, 0, 0), B.CpuReading(10, 10, 10)] * 3
-        + [B.CpuReading(10, 10, 10), B.CpuReading(20, 28, 20)]  # others used 8 CPU s in 10 s
-        + [B.CpuReading(0, 0, 0), B.CpuReading(10, 10.5, 10)] * 2  # half a CPU s: below 0.1 cores
-    )
-    launched = iter(outputs)
-    slots = B.schedule([B.Arm("x")], rounds=6, seed=0)
-    blocks = B.run_blocks(
-        slots,
-        lambda cell, round_: next(launched),
-        retries=0,
-        probe=lambda: next(readings),
-        load=lambda: (0.3, 0.2, 0.1),
-        cores=2,
-        wall_clock=lambda: 0.0,
-    )
-    assert [b.disturbed for b in blocks] == [False, False, False, True, False, False]
-    reasons = " ".join(blocks[3].reasons)
-    assert "IQR/median" in reasons and "max/median" in reasons and "other processes" in reasons
-    assert blocks[3].interference.other_cores == pytest.approx(0.8)
-    assert blocks[4].interference.other_cpu_s == pytest.approx(0.5)
-
-
-def test_a_block_other_processes_disturbed_is_rerun_and_a_noisy_one_is_kept() -> None:
-    calm, spiky = B.BlockOutput((1.1, 1.1, 1.1)), B.BlockOutput((1.0, 1.0, 2.0))
-    # x: other processes busy during two attempts, quiet on the third; y: quiet but noisy on its own;
-    # z: other processes busy every time
-    runs = iter([(calm, 1.5), (calm, 1.5), (calm, 0.0), (spiky, 0.0), (calm, 1.5), (calm, 1.5), (calm, 1.5)])
-    readings: list[B.CpuReading] = []
-
-    def launch(cell: str, round_: int) -> B.BlockOutput:
-        output, others = next(runs)
-        start = readings[-1]
-        readings.append(B.CpuReading(start.monotonic_s + 1, start.machine_busy_s + others, start.own_s))
-        return output
-
-    def probe() -> B.CpuReading:
-        if not readings:
-            readings.append(B.CpuReading(0.0, 0.0, 0.0))
-        return readings[-1]
-
-    slots = [B.Slot(0, 0, B.Arm("x")), B.Slot(0, 1, B.Arm("y")), B.Slot(0, 2, B.Arm("z"))]
-    blocks = B.run_blocks(slots, launch, retries=2, probe=probe, load=lambda: (0.0, 0.0, 0.0), cores=2)
-    assert [(b.arm, b.attempt, b.disturbed, B.interfered(b.reasons)) for b in blocks] == [
-        ("x", 0, True, True),
-        ("x", 1, True, True),
-        ("x", 2, False, False),
-        ("y", 0, True, False),  # flagged (an outlier sample), not rerun: its spread is the cell's own
-        ("z", 0, True, True),
-        ("z", 1, True, True),
-        ("z", 2, True, True),
-    ]
-    kept = {b.arm: b for b in B.final(blocks)}
-    assert kept["x"].attempt == 2 and kept["y"].samples_s == spiky.samples_s
-    assert kept["z"].disturbed and kept["z"].attempt == 2  # every retry disturbed: left to the analysis
-
-
 @pytest.mark.parametrize(
     ("samples", "figures", "expected"),
     [
-        ([1.0, 1.0, 1.0, 1.0], _figures(), ()),
-        ([1.0, 1.0, 1.0, 1.3], _figures(), ("outlier",)),
-        ([0.8, 0.9, 1.1, 1.2], _figures(), ("spread",)),
-        ([1.0, 1.0, 1.0, 1.0], _figures(other_cores=0.5), ("other processes",)),
-        ([1.0, 1.0, 1.0, 1.0], _figures(load=3.5), ()),  # recorded, but our own last block is in it
+        ([1.0, 1.0, 1.0, 1.0], quiet_figures(), ()),
+        ([1.0, 1.0, 1.0, 1.3], quiet_figures(), ("outlier",)),
+        ([0.8, 0.9, 1.1, 1.2], quiet_figures(), ("spread",)),
+        ([1.0, 1.0, 1.0, 1.0], quiet_figures(other_cores=0.5), ("other processes",)),
+        ([1.0, 1.0, 1.0, 1.0], quiet_figures(load=3.5), ()),  # recorded, but our own last block is in it
     ],
 )
 def test_disturbance_reasons(
@@ -191,16 +95,11 @@ def test_disturbance_reasons(
 
 
 def test_a_disturbed_round_is_left_out_of_both_arms() -> None:
-    def block(arm: str, round_: int, median: float, reasons: tuple[str, ...] = ()) -> B.Block:
-        return B.Block(
-            round_, 0, arm, arm.split("#")[0], 0, (median,), (), 0.0, 1.0, _figures(), bool(reasons), reasons
-        )
-
-    blocks = [block("a", r, 1.0 + 0.01 * r) for r in range(4)] + [
-        block("b", r, 1.2 + 0.01 * r) for r in range(4)
+    blocks = [block("a", r, [1.0 + 0.01 * r]) for r in range(4)] + [
+        block("b", r, [1.2 + 0.01 * r]) for r in range(4)
     ]
-    blocks[6] = block("b", 2, 5.0, reasons=("other processes: 0.90 CPU s in 1.00 s (0.90 cores > 0.1)",))
-    blocks[1] = block("a", 1, 1.01, reasons=("spread: IQR/median 0.20 > 0.1",))  # noisy on its own: counts
+    blocks[6] = block("b", 2, [5.0], reasons=("other processes: 0.90 CPU s in 1.00 s (0.90 cores > 0.1)",))
+    blocks[1] = block("a", 1, [1.01], reasons=("spread: IQR/median 0.20 > 0.1",))  # noisy on its own: counts
     result = S.compare(blocks, "b", "a")
     assert result.rounds_used == (0, 1, 3) and result.rounds_dropped == (2,)
     assert result.verdict is S.Verdict.SLOWER and result.ratio.n == 3
@@ -208,73 +107,6 @@ def test_a_disturbed_round_is_left_out_of_both_arms() -> None:
     nothing = S.compare(blocks[2:3] + blocks[6:7], "b", "a")  # the one shared round is disturbed
     assert nothing.verdict is S.Verdict.TOO_FEW_BLOCKS and nothing.ratio.estimate is None
     assert S.format_interval(nothing.ratio) == "n/a (no usable block)"
-
-
-# --- the block process protocol -----------------------------------------------------------
-def test_block_output_round_trips_through_stdout() -> None:
-    stream = io.StringIO()
-    print("framework chatter", file=stream)
-    B.emit_block(B.BlockOutput((0.25, 0.26), (0.9,), {"threads": 2}), stream)
-    parsed = B.parse_block(stream.getvalue())
-    assert parsed == B.BlockOutput((0.25, 0.26), (0.9,), {"threads": 2})
-    with pytest.raises(ValueError):
-        B.parse_block("nothing here\n")
-
-
-SERVER = """
-import os, sys, time
-from deeppose.measure.blocks import BlockOutput
-from deeppose.measure.block_server import serve
-
-def run_block(request):
-    cell, round_ = request.split()
-    if cell.endswith("boom"):
-        raise ValueError("boom in " + cell)
-    t = time.process_time()
-    while time.process_time() - t < 0.1:  # CPU work the caller cannot reap
-        pass
-    return BlockOutput((0.001 * len(cell),), (), {"pid": os.getpid(), "server": os.getppid(), "round": int(round_)})
-
-serve(run_block)
-"""
-
-
-def server_command(code: str = SERVER) -> list[str]:
-    return [sys.executable, "-c", code]
-
-
-def test_server_launch_forks_a_fresh_process_per_block_and_counts_its_cpu() -> None:
-    commands = {"a": server_command(), "b": server_command()}
-    with server_launch(commands, timeout_s=60) as launch:
-        # retries=0: on a shared machine other processes may well disturb these tiny blocks
-        blocks = B.run_blocks(B.schedule([B.Arm("a/x"), B.Arm("b/xyz")], rounds=2, seed=1), launch, retries=0)
-        with pytest.raises(RuntimeError, match="status 1: ValueError: boom in a/boom"):
-            launch("a/boom", 0)
-        assert launch("a/x", 0).samples_s == (0.003,)  # a failed block leaves its server serving
-    pids = {b.extra["pid"] for b in blocks}
-    assert len(pids) == 4 and os.getpid() not in pids
-    assert len({b.extra["server"] for b in blocks if b.cell == "a/x"}) == 1  # one server per framework
-    assert {b.cell: b.samples_s for b in blocks} == {"a/x": (0.003,), "b/xyz": (0.005,)}
-    assert all(b.extra["round"] == b.round for b in blocks)  # each request names its round
-    # the forked children's CPU time is ours, not "other processes'"
-    assert all(b.interference.own_s >= 0.05 and b.ended_at >= b.started_at for b in blocks)
-
-
-def test_a_server_that_cannot_start_is_a_one_line_error() -> None:
-    with pytest.raises(
-        RuntimeError, match=r"a block server exited with status 1, starting: SystemExit: no framework"
-    ):
-        with server_launch(
-            {"a": server_command("raise SystemExit('SystemExit: no framework')")}, timeout_s=60
-        ):
-            pass
-
-
-def test_blocks_serialise_to_json() -> None:
-    blocks = run_group({"a": 0.25, "b": 0.3}, rounds=2, seed=0)
-    record = json.loads(json.dumps([dataclasses.asdict(b) for b in blocks], allow_nan=False))
-    assert {r["arm"] for r in record} == {"a", "b", "a#1"}
-    assert all(len(r["warmup_s"]) == 2 and len(r["samples_s"]) == S.SIMULATED_REPEATS for r in record)
 
 
 # --- intervals against scipy --------------------------------------------------------------
@@ -410,12 +242,11 @@ def test_control_summary_counts_false_positives() -> None:
 def test_between_block_disagreement_is_flagged() -> None:
     rng = np.random.default_rng(1)
 
-    def block(cell: str, round_: int, level: float) -> B.Block:
-        samples = tuple((level * rng.lognormal(0, 0.01, 6)).tolist())
-        return B.Block(round_, 0, cell, cell, 0, samples, (), 0.0, 1.0, _figures(), False, ())
+    def levelled(cell: str, round_: int, level: float) -> BlockRecord:
+        return block(cell, round_, (level * rng.lognormal(0, 0.01, 6)).tolist())
 
-    steady = [block("a", r, 0.25) for r in range(4)]
-    shifting = [block("b", r, 0.25 * (1 + 0.1 * r)) for r in range(4)]
+    steady = [levelled("a", r, 0.25) for r in range(4)]
+    shifting = [levelled("b", r, 0.25 * (1 + 0.1 * r)) for r in range(4)]
     found = {agreement.cell: agreement for agreement in S.block_agreement(steady + shifting)}
     assert not found["a"].disagree and found["a"].p_value > 0.05
     assert found["b"].disagree and found["b"].p_value < 0.001
@@ -464,18 +295,3 @@ def test_format_interval_uses_the_intervals_precision() -> None:
     assert S.format_interval(S.Interval(0.25, None, None, 1, 0.95, "one")) == "0.25 (no interval)"
     with pytest.raises(ValueError):
         S.round_to_interval(1.0, -0.1)
-
-
-# --- the whole rule on the fake machine ------------------------------------------------------
-@pytest.mark.slow
-def test_rule_false_positive_rate_and_power_on_a_drifting_machine() -> None:
-    """1,000 simulated groups with no difference and 1,000 with b 10 % slower, each run through
-    the schedule, the runner, the disturbed-block filter and the verdict at the defaults."""
-    false_positive_rate, _ = rule_rates(effect=0.0, trials=1000, seed=1)
-    _, power = rule_rates(effect=0.10, trials=1000, seed=2)
-    print(
-        f"rounds {S.SIMULATED_ROUNDS}, repeats {S.SIMULATED_REPEATS}, threshold {S.THRESHOLD}: "
-        f"A/A false-positive rate {false_positive_rate:.3f}, power at 10 % {power:.3f}"
-    )
-    assert false_positive_rate <= 0.05
-    assert power >= 0.90

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 from report_project import ROOT, make_project
-from simulated_machine import FakeMachine
+from simulated_machine import FakePool
 
 from deeppose import compare as C
 from deeppose import compare_stats as S
@@ -69,42 +69,29 @@ def params():
     """params.yaml's grid (2 frameworks x 2 loss modes) with compare_stats.SIMULATED_ROUNDS blocks per cell."""
     loaded = load_params(ROOT / "params.yaml")
     raw = loaded.value()
-    raw["timing"]["blocks"] = S.SIMULATED_ROUNDS
+    raw["timing"].update(blocks=S.SIMULATED_ROUNDS, max_blocks=S.SIMULATED_ROUNDS)
     return Params.from_raw(loaded.path, raw)
+
+
+@dataclasses.dataclass
+class ManifestPool(FakePool):
+    """The simulated machine, its arms reporting a given fairness manifest."""
+
+    manifest: dict = dataclasses.field(default_factory=dict)
+
+    def finish(self, arm: str):
+        extra, cpu_s = super().finish(arm)
+        return {**extra, "fairness": self.manifest, "versions": {"numpy": "1.26.4"}}, cpu_s
 
 
 def simulated_side(params, label: str, base_s: dict[str, float], seed: int, cpu: str = "Sim CPU") -> C.Side:
     """One timing group run by the real timing stage (deeppose.timing.time_group) on the simulated
     machine: drift, a random walk of speed, per-process effects, outlier blocks, disturbed blocks rerun."""
     group = Group.of(params.grid, "cpu", EXP)
-    machine = FakeMachine(base_s, (len(base_s) + 1) * S.SIMULATED_ROUNDS, np.random.default_rng(seed))
-    extra = {
-        "optimizer_steps_s": {},
-        "loss_s": [],
-        "compile_s": None,
-        "memory_bytes": None,
-        "compile": {},
-        "memory_source": None,
-        "threads": {"requested": 2},
-        "versions": {"numpy": "1.26.4"},
-        "fairness": manifest(cpu),
-    }
-
-    def launch(cell: str, round_: int):
-        return dataclasses.replace(machine.launch(cell, round_), extra=extra)
-
+    pool = ManifestPool(base_s, np.random.default_rng(seed), manifest=manifest(cpu))
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(timing, "describe_environment", lambda: environment(cpu))
-        results = timing.time_group(
-            params,
-            group,
-            True,
-            launch,
-            probe=machine.probe,
-            load=lambda: (0.0, 0.0, 0.0),
-            cores=2,
-            wall_clock=lambda: machine.now,
-        )
+        results = timing.time_group(params, group, True, pool, **pool.watch())
     return C.Side(label, results, {}, {}, {}, None)
 
 

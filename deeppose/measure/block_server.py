@@ -3,25 +3,28 @@
 A block must run in a fresh process (deeppose.measure.blocks), and starting one costs more than most
 blocks measure: on 2 cores, `import torch` takes 1.7 s and building AlexNet's seeded weights
 0.8 s, against 0.1-3 s of measurement. So each framework gets one *server* process per group that
-imports the framework, builds the group's batch and weights once, and then forks one child per
-block. The child is a new process (its own address space, allocator and caches; nothing has run a
-network in the server before the fork), which measures its block and exits.
+imports the framework, builds the group's batch and weights once, and then forks one live child
+per block (deeppose.measure.turns.LiveArm). The child is a new process (its own address space,
+allocator and caches; nothing has run a network in the server before the fork); it sets up its
+arm, takes its turns, reports its extras and exits.
 
 Fork safety: the server only imports and allocates numpy arrays before forking; it never runs a
 framework operation, so no thread pool (OpenMP, oneDNN, XLA) exists yet to be broken by the
 fork. OpenBLAS, which starts its threads at import, shuts them down around a fork itself.
 
-Protocol (lines of JSON on the server's stdout): READY_TAG once the server has loaded; per request
-(one stdin line: the cell and its round, `chainer/explicit 0`) the child's block line
-(deeppose.measure.blocks.emit_block) and then
-EXIT_TAG with the child's exit status and the CPU seconds of the server and its child over the
-request, which the caller cannot see through os.times() (it does not reap the child) and adds to
-its own when it subtracts its own work from the machine's (deeppose.measure.blocks.interference).
+Protocol: one JSON object per line each way. The server writes READY_TAG once it has loaded, then
+answers each request on stdin, in order, with one line carrying ANSWER_TAG:
+`{"open": arm, "round": r}` forks the arm's child, `{"run": arm}` gives it a turn
+(the `Turn`), `{"finish": arm}` collects its extras and CPU seconds and reaps it, `{"cpu": true}`
+gives the server's own CPU seconds with its reaped children's, which the caller cannot see through
+os.times() (it does not reap the server) and adds to its own when it subtracts its own work from
+the machine's (deeppose.measure.blocks.interference). A failure answers `{"error": ...}`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import queue
@@ -32,41 +35,53 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import IO
+from typing import IO, Any
 
-from deeppose.measure.blocks import BlockOutput, Launch, emit_block, parse_block
 from deeppose.measure.harness import process_cpu_s
+from deeppose.measure.turns import LiveArm, Session, Turn
 
 READY_TAG = "deeppose_server_ready"
-EXIT_TAG = "deeppose_block_exit"
+ANSWER_TAG = "deeppose_answer"
 
 
 # --- the server side -----------------------------------------------------------------------
-def serve(run_block: Callable[[str], BlockOutput], requests: IO[str] | None = None) -> None:
-    """Answer each request line (`cell round`) by forking a child that runs `run_block(line)` and
-    writes its result; report the child's exit status and CPU time after it. Returns at end of input."""
+def _answer(
+    request: dict[str, Any], arms: dict[str, LiveArm], open_arm: Callable[[str, int], Callable[[], Session]]
+) -> dict[str, Any]:
+    if "open" in request:
+        arms[request["open"]] = LiveArm(open_arm(str(request["open"]), int(request["round"])))
+        return {"opened": request["open"]}
+    if "run" in request:
+        return {"turn": dataclasses.asdict(arms[request["run"]].turn())}
+    if "finish" in request:
+        extra, cpu_s = arms.pop(request["finish"]).finish()
+        return {"extra": extra, "cpu_s": cpu_s}
+    if "cpu" in request:
+        return {"cpu_s": process_cpu_s()}
+    raise ValueError(f"unknown request {request!r}")
+
+
+def serve(open_arm: Callable[[str, int], Callable[[], Session]], requests: IO[str] | None = None) -> None:
+    """Answer each request line (see the module docstring); `open_arm(arm, round)` gives the
+    child's set-up (`arm`: its name, `cell#1` for an A/A twin). Returns at end of input, after
+    killing any arm still live."""
     requests = requests or sys.stdin
     out = sys.stdout
     print(json.dumps({READY_TAG: os.getpid()}), file=out, flush=True)
-    for line in requests:
-        request = line.strip()
-        if not request:
-            continue
-        before = process_cpu_s()
-        pid = os.fork()
-        if pid == 0:
-            status = 0
+    arms: dict[str, LiveArm] = {}
+    try:
+        for line in requests:
+            if not line.strip():
+                continue
             try:
-                emit_block(run_block(request), out)
-            except BaseException:  # noqa: BLE001 - the child must never return into the server's loop
+                answer = _answer(json.loads(line), arms, open_arm)
+            except Exception as error:  # noqa: BLE001 - answered, so that the caller can say what failed
                 traceback.print_exc(file=sys.stderr)
-                status = 1
-            finally:
-                sys.stderr.flush()
-                os._exit(status)
-        _, wait_status = os.waitpid(pid, 0)
-        code = os.waitstatus_to_exitcode(wait_status)
-        print(json.dumps({EXIT_TAG: code, "cpu_s": process_cpu_s() - before}), file=out, flush=True)
+                answer = {"error": f"{type(error).__name__}: {error}"}
+            print(json.dumps({ANSWER_TAG: answer}), file=out, flush=True)
+    finally:
+        for arm in arms.values():
+            arm.kill()
 
 
 # --- the caller side -----------------------------------------------------------------------
@@ -103,10 +118,9 @@ class _Server:
         lines = [line for line in self.stderr.read().strip().splitlines() if line.strip()]
         return lines[-1] if lines else "(no stderr)"
 
-    def _read_until(self, tag: str, what: str) -> tuple[dict[str, object], list[str]]:
-        """Lines up to the first carrying `tag` (that line parsed, and the ones before it)."""
+    def _read_until(self, tag: str, what: str) -> Any:
+        """The value under `tag` of the first line carrying it (other output is skipped)."""
         deadline = time.monotonic() + self.timeout_s
-        seen: list[str] = []
         while True:
             try:
                 line = self.lines.get(timeout=max(deadline - time.monotonic(), 0))
@@ -121,20 +135,16 @@ class _Server:
                     f"{self.name} block server exited with status {code}, {what}: {self._error_tail()}"
                 )
             if tag in line:
-                return json.loads(line), seen
-            seen.append(line)
+                return json.loads(line)[tag]
 
-    def run(self, cell: str, round_: int) -> BlockOutput:
+    def ask(self, request: dict[str, Any], what: str) -> dict[str, Any]:
         assert self.process.stdin is not None
-        self.process.stdin.write(f"{cell} {round_}\n")
+        self.process.stdin.write(json.dumps(request) + "\n")
         self.process.stdin.flush()
-        status, lines = self._read_until(EXIT_TAG, f"timing {cell}")
-        if status[EXIT_TAG] != 0:
-            raise RuntimeError(f"block of {cell} exited with status {status[EXIT_TAG]}: {self._error_tail()}")
-        output = parse_block("".join(lines))
-        return BlockOutput(
-            output.samples_s, output.warmup_s, output.extra, unreaped_cpu_s=float(status["cpu_s"])
-        )
+        answer = dict(self._read_until(ANSWER_TAG, what))
+        if "error" in answer:
+            raise RuntimeError(f"{self.name} block server, {what}: {answer['error']}")
+        return answer
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -149,20 +159,41 @@ class _Server:
         self.stderr.close()
 
 
+class ServerPool:
+    """deeppose.measure.blocks.Pool over one server per framework: an arm `framework/loss[#...]`
+    goes to the server of its framework."""
+
+    def __init__(self, servers: Mapping[str, _Server]) -> None:
+        self.servers = servers
+
+    def _server(self, arm: str) -> _Server:
+        return self.servers[arm.split("/")[0]]
+
+    def open(self, arm: str, round_: int) -> None:
+        self._server(arm).ask({"open": arm, "round": round_}, f"opening {arm}")
+
+    def run(self, arm: str) -> Turn:
+        return Turn(**self._server(arm).ask({"run": arm}, f"timing {arm}")["turn"])
+
+    def finish(self, arm: str) -> tuple[dict[str, Any], float]:
+        answer = self._server(arm).ask({"finish": arm}, f"finishing {arm}")
+        return dict(answer["extra"]), float(answer["cpu_s"])
+
+    def cpu_s(self) -> float:
+        return sum(
+            float(s.ask({"cpu": True}, "reading its CPU time")["cpu_s"]) for s in self.servers.values()
+        )
+
+
 @contextlib.contextmanager
-def server_launch(commands: Mapping[str, Sequence[str]], timeout_s: float) -> Iterator[Launch]:
-    """A Launch over one server per key (a framework): a cell `framework/loss` is sent, whole, to
-    the server of its framework. Every server has loaded before this yields, so no block's clock or
-    CPU window holds a server's start-up; all are stopped on exit, whatever happened."""
+def server_pool(commands: Mapping[str, Sequence[str]], timeout_s: float) -> Iterator[ServerPool]:
+    """One server per key (a framework), every one loaded before this yields, so that no block's
+    clock or CPU window holds a server's start-up; all are stopped on exit, whatever happened."""
     servers: dict[str, _Server] = {}
     try:
         for key, command in commands.items():
             servers[key] = _Server(key, command, timeout_s)
-
-        def launch(cell: str, round_: int) -> BlockOutput:
-            return servers[cell.split("/")[0]].run(cell, round_)
-
-        yield launch
+        yield ServerPool(servers)
     finally:
         for server in servers.values():
             server.close()

@@ -25,20 +25,19 @@ fake CPU readings.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TextIO, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from deeppose.measure.harness import process_cpu_s
-from deeppose.records.results import BlockInterference
+from deeppose.measure.turns import Turn, alternating_order
+from deeppose.records.results import BlockInterference, BlockRecord
 
 # Thresholds of a disturbed block. The first two follow torch.utils.benchmark's noisy-measurement
 # warning (IQR / median > 10 %) and the 1.25 outlier factor the issue asks for; the CPU figure
@@ -53,7 +52,6 @@ MAX_OTHER_CORES = 0.10
 # tripled the cost and left the cell with one block.
 RETRIES = 2
 OTHER_PROCESSES = "other processes"  # the reason a rerun can cure
-BLOCK_TAG = "deeppose_block"  # the key of the JSON line a block process writes last on stdout
 
 
 # --- arms and the schedule ----------------------------------------------------------------
@@ -234,118 +232,106 @@ def interfered(reasons: Sequence[str]) -> bool:
     return any(reason.startswith(OTHER_PROCESSES) for reason in reasons)
 
 
-# --- one block's output, both sides of the process boundary ---------------------------------
-@dataclass(frozen=True)
-class BlockOutput:
-    """What a block process reports: kept samples and the dropped warm-up durations (seconds)."""
+# --- running rounds -------------------------------------------------------------------------
+class Pool(Protocol):
+    """Live arms in fresh processes (deeppose.measure.block_server.server_pool): open one, give it
+    a turn, finish it (its extras and its process's CPU seconds); `cpu_s` is every server's CPU
+    time so far, reaped children included."""
 
-    samples_s: tuple[float, ...]
-    warmup_s: tuple[float, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)  # e.g. threads, versions, a manifest
-    # CPU seconds of the block's process that the caller's os.times() cannot see (it is not the
-    # caller's child: deeppose.measure.block_server), added to the caller's own in `interference`
-    unreaped_cpu_s: float = 0.0
+    def open(self, arm: str, round_: int) -> None: ...
 
+    def run(self, arm: str) -> Turn: ...
 
-def emit_block(output: BlockOutput, stream: TextIO | None = None) -> None:
-    """Write the block's result as the last line of stdout (the block process side)."""
-    stream = stream or sys.stdout  # looked up now: a redirected stdout (pytest's capsys) counts
-    record = {"samples_s": list(output.samples_s), "warmup_s": list(output.warmup_s), "extra": output.extra}
-    stream.write(json.dumps({BLOCK_TAG: record}) + "\n")
-    stream.flush()
+    def finish(self, arm: str) -> tuple[dict[str, Any], float]: ...
+
+    def cpu_s(self) -> float: ...
 
 
-def parse_block(stdout: str) -> BlockOutput:
-    """The block's result from its stdout: the last line that carries BLOCK_TAG."""
-    for line in reversed(stdout.splitlines()):
-        if BLOCK_TAG in line:
-            record = json.loads(line)[BLOCK_TAG]
-            if not record["samples_s"]:
-                raise ValueError("a block reported no samples")
-            return BlockOutput(
-                tuple(float(v) for v in record["samples_s"]),
-                tuple(float(v) for v in record["warmup_s"]),
-                dict(record.get("extra", {})),
-            )
-    raise ValueError(f"no {BLOCK_TAG!r} line in the block's output")
-
-
-Launch = Callable[[str, int], BlockOutput]  # runs one block of a cell, in a round, in a fresh process
-
-
-# --- running a schedule -------------------------------------------------------------------
-@dataclass(frozen=True)
-class Block:
-    """One block as run: where it sat in the schedule, its samples, when, and what disturbed it."""
-
-    round: int
-    position: int
-    arm: str
-    cell: str
-    attempt: int  # 0, or the how-many-th rerun of a disturbed block
-    samples_s: tuple[float, ...]
-    warmup_s: tuple[float, ...]  # dropped warm-up runs, kept for inspection only
-    started_at: float  # Unix time
-    ended_at: float
-    interference: BlockInterference
-    disturbed: bool
-    reasons: tuple[str, ...]
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def run_blocks(
+def run_round(
+    pool: Pool,
     slots: Sequence[Slot],
-    launch: Launch,
+    repeats: int,
+    attempt: int = 0,
     *,
-    retries: int = RETRIES,
     probe: Callable[[], CpuReading] = read_cpu,
     load: Callable[[], tuple[float, float, float]] = os.getloadavg,
-    cores: int | None = None,
+    cores: int,
     wall_clock: Callable[[], float] = time.time,
-) -> tuple[Block, ...]:
-    """Run every slot in order, one block at a time, and record each (see the module docstring);
-    a disturbed block is rerun at once, up to `retries` times. Returns every attempt.
-
-    Nothing else of ours runs between the two CPU readings of a block, so the machine's busy time
-    not accounted for by this process and the block's child is other processes' work.
-    """
-    if cores is None:
-        cores = count_cpus(Path("/proc/stat").read_text())
-    blocks: list[Block] = []
+) -> tuple[tuple[BlockRecord, ...], dict[str, dict[str, Any]]]:
+    """One round: every slot's arm opened live (in the slots' order), `repeats` turns each in
+    alternating order (`alternating_order`), then each finished. One reading of the machine
+    brackets the whole round, so other processes' CPU time is the round's, on every block.
+    Returns the round's blocks and, per arm, the rest of what its process reported (threads,
+    versions, the fairness manifest)."""
+    load_before = load()
+    before, servers_before = probe(), pool.cpu_s()
+    opened: dict[str, float] = {}
     for slot in slots:
-        for attempt in range(retries + 1):
-            load_before = load()
-            started = wall_clock()
-            before = probe()
-            output = launch(slot.arm.cell, slot.round)
-            after = probe()
-            ended = wall_clock()
-            figures = interference(before, after, load_before, cores, output.unreaped_cpu_s)
-            reasons = disturbance_reasons(output.samples_s, figures)
-            blocks.append(
-                Block(
-                    round=slot.round,
-                    position=slot.position,
-                    arm=slot.arm.name,
-                    cell=slot.arm.cell,
-                    attempt=attempt,
-                    samples_s=output.samples_s,
-                    warmup_s=output.warmup_s,
-                    started_at=started,
-                    ended_at=ended,
-                    interference=figures,
-                    disturbed=bool(reasons),
-                    reasons=reasons,
-                    extra=output.extra,
-                )
+        opened[slot.arm.name] = wall_clock()
+        pool.open(slot.arm.name, slot.round)
+    turns: dict[str, list[Turn]] = {slot.arm.name: [] for slot in slots}
+    for index in alternating_order(list(range(len(slots))), repeats):
+        name = slots[index].arm.name
+        turns[name].append(pool.run(name))
+    extras: dict[str, dict[str, Any]] = {}
+    ended: dict[str, float] = {}
+    for slot in slots:
+        extras[slot.arm.name], _ = pool.finish(slot.arm.name)
+        ended[slot.arm.name] = wall_clock()
+    after = probe()
+    figures = interference(before, after, load_before, cores, pool.cpu_s() - servers_before)
+    blocks = []
+    for slot in slots:
+        name = slot.arm.name
+        samples = [t.seconds for t in turns[name]]
+        reasons = disturbance_reasons(samples, figures)
+        extra = extras[name]
+        blocks.append(
+            BlockRecord.create(
+                round=slot.round,
+                position=slot.position,
+                arm=name,
+                attempt=attempt,
+                samples_s=samples,
+                warmup_s=extra.pop("warmup_s"),
+                waiting_cpu_s=[t.waiting_cpu_s for t in turns[name]],
+                settle_s=[t.settle_s for t in turns[name]],
+                optimizer_steps_s=extra.pop("optimizer_steps_s"),
+                loss_s=extra.pop("loss_s"),
+                compile_s=extra.pop("compile_s"),
+                memory_bytes=extra.pop("memory_bytes"),
+                started_at=opened[name],
+                ended_at=ended[name],
+                interference=figures,
+                disturbed=bool(reasons),
+                reasons=list(reasons),
             )
-            if not interfered(reasons):
+        )
+        extras[name] = extra
+    return tuple(blocks), extras
+
+
+def run_rounds(
+    pool: Pool, slots: Sequence[Slot], repeats: int, *, retries: int = RETRIES, **watch: Any
+) -> tuple[list[BlockRecord], dict[str, dict[str, Any]]]:
+    """`run_round` for each round of `slots` in turn; a round that other processes disturbed is
+    run again at once, up to `retries` times, every attempt kept. `watch`: run_round's machine
+    readings (probe, load, cores, wall_clock)."""
+    blocks: list[BlockRecord] = []
+    extras: dict[str, dict[str, Any]] = {}
+    for round_ in sorted({slot.round for slot in slots}):
+        in_round = [slot for slot in slots if slot.round == round_]
+        for attempt in range(retries + 1):
+            found, reported = run_round(pool, in_round, repeats, attempt, **watch)
+            blocks += found
+            extras.update(reported)
+            if not any(interfered(block.reasons) for block in found):
                 break
-    return tuple(blocks)
+    return blocks, extras
 
 
 class Attempt(Protocol):
-    """A block as run (`Block`) or as recorded (`deeppose.records.results.BlockRecord`)."""
+    """A block as recorded (`deeppose.records.results.BlockRecord`), or a test's stand-in."""
 
     @property
     def round(self) -> int: ...
@@ -358,8 +344,8 @@ class Attempt(Protocol):
 
 
 class Timed(Attempt, Protocol):
-    """A block as the statistics read it: a run block (`Block`) or a stored one
-    (deeppose.records.results.BlockRecord), whose `samples_s` may be any of its series (`series`)."""
+    """A block as the statistics read it: a stored one (deeppose.records.results.BlockRecord),
+    whose `samples_s` may be any of its series (deeppose.compare_stats.series)."""
 
     @property
     def samples_s(self) -> Sequence[float]: ...
@@ -384,3 +370,33 @@ def usable(blocks: Sequence[AttemptT]) -> tuple[AttemptT, ...]:
     then still has a time, and its method says so)."""
     kept = final(blocks)
     return tuple(b for b in kept if not interfered(b.reasons)) or kept
+
+
+def round_medians(blocks: Sequence[Timed], arm: str) -> dict[int, float]:
+    """An arm's block medians keyed by round (the final attempt of each)."""
+    return {
+        block.round: float(statistics.median(block.samples_s)) for block in final(blocks) if block.arm == arm
+    }
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Two arms' block medians over the rounds both have and no other process disturbed."""
+
+    a: dict[int, float]
+    b: dict[int, float]
+    used: tuple[int, ...]
+    dropped: tuple[int, ...]  # a block of either arm in that round stayed disturbed through its retries
+
+
+def paired(blocks: Sequence[Timed], a: str, b: str) -> Paired:
+    """Arms a and b paired by round: a round where either block is still disturbed by other
+    processes after its retries is left out of both (pairing needs both); a block only noisy on
+    its own counts."""
+    kept = final(blocks)
+    ma, mb = round_medians(kept, a), round_medians(kept, b)
+    disturbed = {block.round for block in kept if block.arm in (a, b) and interfered(block.reasons)}
+    shared = sorted(set(ma) & set(mb))
+    used = tuple(r for r in shared if r not in disturbed)
+    dropped = tuple(r for r in shared if r in disturbed)
+    return Paired({r: ma[r] for r in used}, {r: mb[r] for r in used}, used, dropped)

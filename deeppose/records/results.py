@@ -324,7 +324,9 @@ class BlockRecord(Record):
     arm: str  # the cell, its A/A twin (`cell#1`) or its planted positive control (`cell#planted`)
     attempt: int  # 0, or the how-many-th rerun of a disturbed block
     samples_s: list[float]  # the core process (forward + loss + backward)
-    warmup_s: list[float]
+    warmup_s: list[float]  # untimed runs: the first (or the memory pass), timing.warmup, a calibration
+    waiting_cpu_s: list[float]  # per timed run: CPU time its process used while the other arms ran
+    settle_s: list[float]  # per timed run: wall time until its process was quiet after it
     optimizer_steps_s: dict[str, list[float]]  # each optimiser's update (timing.optimizers), round 0 only
     loss_s: list[float]  # the loss alone, forward + backward into the predictions
     compile_s: float | None  # a compiling framework's first call (trace + compile + run); None: eager
