@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 
 from deeppose import provenance
-from deeppose.config import Params, load_params
+from deeppose.config import load_params
 from deeppose.records import output_set, paths
 from deeppose.records.results import RecordError, ReportSummary
 from deeppose.report.load import load_results
@@ -25,19 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--check", action="store_true", help="exit with status 1 when any result is stale or missing"
     )
-
-
-def _outdated_fingerprints(params: Params) -> list[str]:
-    outdated = []
-    for name, (stage, job) in provenance.fingerprint_jobs(params).items():
-        path = paths.fingerprint(name)
-        try:
-            current = path.read_text(encoding="utf-8")
-        except OSError:
-            current = None
-        if current != provenance.fingerprint_text(stage, job):
-            outdated.append(f"outdated {path}: run `python -m deeppose fingerprint` before `dvc status`")
-    return outdated
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
         "run `python -m deeppose report`, which puts the previous set back first"
         for _ in output_set.interrupted(paths.REPORTS)[:1]
     ]
-    lines += _outdated_fingerprints(params)
+    lines += [
+        f"outdated {path}: run `python -m deeppose fingerprint` before `dvc status`"
+        for path in provenance.outdated_fingerprints(params)
+    ]
     print("\n".join(lines) if lines else f"every result of {params.path} is current")
     return 1 if lines and args.check else 0

@@ -104,9 +104,21 @@ def examples() -> dict[type, results.Record]:
             schedule_seed=3,
             input="synthetic",
             group=["pytorch/autograd"],
-            control="pytorch/autograd",
+            design={
+                "pairing": "blocks",
+                "first_rounds": 1,
+                "max_rounds": 1,
+                "looks": 1,
+                "stopped": "max_rounds",
+                "margin": 0.05,
+                "decision_level": 0.95,
+                "planted": 0.1,
+            },
+            controls=["pytorch/autograd"],
+            planted_cell="pytorch/autograd",
             blocks=[BLOCK],
             control_blocks=[{**BLOCK, "arm": "pytorch/autograd#1"}],
+            planted_blocks=[{**BLOCK, "arm": "pytorch/autograd#planted"}],
             time_s={"estimate": 1.0, "low": None, "high": None, "n": 1, "level": 0.95, "method": "one block"},
             flops=10,
             flops_per_s=None,
@@ -308,3 +320,33 @@ def test_the_fingerprint_command_rewrites_only_what_changed(tmp_path, monkeypatc
     peak.write_text(peak.read_text().replace('"model"', '"model_elsewhere"'))
     assert cli.main(["fingerprint"]) == 0
     assert capsys.readouterr().out.strip() == f"updated {peak.relative_to(tmp_path)}"
+
+
+def test_status_and_the_fingerprint_command_share_one_reading_of_outdated_fingerprints(
+    tmp_path, monkeypatch, capsys
+):
+    """Issue 25: status had its own copy of write_fingerprints' loop; both now read
+    provenance.outdated_fingerprints, so they cannot disagree on which file is out of date."""
+    import argparse
+    import inspect
+
+    from deeppose import status
+    from deeppose.records import paths
+
+    assert "fingerprint_text" not in inspect.getsource(status)  # no second copy of the comparison
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    p = params()
+    outdated = provenance.outdated_fingerprints(p)
+    assert set(outdated) == {paths.fingerprint(name) for name in provenance.fingerprint_jobs(p)}  # none yet
+    assert provenance.write_fingerprints(p) == list(outdated)
+    assert provenance.outdated_fingerprints(p) == {}
+    peak = paths.fingerprint("peak")
+    peak.write_text("{}")
+    assert list(provenance.outdated_fingerprints(p)) == [peak]
+    capsys.readouterr()
+    status.run(argparse.Namespace(params="params.yaml", check=False))
+    out = capsys.readouterr().out.splitlines()
+    assert [line for line in out if line.startswith("outdated")] == [
+        f"outdated {peak}: run `python -m deeppose fingerprint` before `dvc status`"
+    ]
