@@ -37,14 +37,18 @@ LOCK_NAME = ".lock"  # one per output folder; never removed (a removed lock file
 JOURNAL = "journal.json"  # in a staging folder while its swap runs: each entry -> whether it existed
 
 
-def require_root(marker: Path) -> None:
-    """Refuse, in one line, to run where the project's relative paths do not lead: a working folder
-    without `marker` (results/) is not the project root; from a subfolder the report would read no
-    results and write an empty report there. Names the project root when a folder above is one."""
-    if marker.is_dir():
-        return
+def require_root(marker: Path, params_file: Path) -> None:
+    """Refuse, in one line, to run where the project's relative paths do not lead. The project root
+    holds `marker` (results/) or, before anything ran, the parameter file; from a subfolder the
+    report would read no results and write an empty report there. Names the root it can see: the
+    parameter file's folder, else the nearest folder above with `marker`."""
     here = Path.cwd()
-    root = next((folder for folder in here.parents if (folder / marker).is_dir()), None)
+    home = Path(params_file).resolve().parent
+    if marker.is_dir() or home == here.resolve():
+        return
+    root = (
+        home if (home / marker).is_dir() else next((f for f in here.parents if (f / marker).is_dir()), None)
+    )
     hint = f"; the project root looks like {root}" if root else ""
     raise DeepPoseError(f"run it from the project root: {here} has no {marker}/ folder{hint}")
 

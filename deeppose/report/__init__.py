@@ -76,7 +76,7 @@ def build(params: Params, baseline: str | None = None) -> Findings:
     """Write report.md, summary.json, the DVC files and the figures as one set (deeppose.records.output_set):
     rendered into a staging folder beside them, then swapped in with the previous set put back on
     any failure. One report run per output folder at a time: a second is refused with one line."""
-    output_set.require_root(paths.RESULTS)
+    output_set.require_root(paths.RESULTS, params.path)
     with output_set.folder_lock(paths.REPORTS, "`python -m deeppose report`"):
         results = load_results(params)
         _one_machine(results)
