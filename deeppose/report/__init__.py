@@ -1,14 +1,15 @@
 """`python -m deeppose report`: read every result of the grid, compute the findings, write the report.
 
-    python -m deeppose report                  # reports/report.md, figures/*.png, summary.json
+    python -m deeppose report                  # reports/report.md, figures/*.png, summary.json, cells.csv
     python -m deeppose report --params params-study.yaml
     python -m deeppose report --baseline main  # adds "Changes since main" (deeppose.compare)
 
 Compute first, render second: `analysis.analyse` turns the result records (deeppose.report.load)
 into one frozen `Findings`; summary.json is that value serialised; `sections` and `figures` are
 functions of it. A job without a result is shown as not run, with the reader's one-line reason.
-report.md, summary.json, the DVC files (`dvc_files`) and the figures are one set: staged beside
-reports/ and swapped in together under reports/.lock (deeppose.records.output_set), and the same
+report.md, summary.json, the DVC files (`dvc_files`), the tidy table of every timed run (`cells`,
+as `python -m deeppose table` writes it) and the figures are one set: staged beside reports/ and
+swapped in together under reports/.lock (deeppose.records.output_set), and the same
 results give the same bytes. It runs from the project root only. It imports no deep-learning
 framework.
 """
@@ -25,7 +26,7 @@ from deeppose.errors import DeepPoseError
 from deeppose.measure import machine
 from deeppose.records import atomic, output_set, paths
 from deeppose.records.results import ReportSummary
-from deeppose.report import dvc_files, figures, sections
+from deeppose.report import cells, dvc_files, figures, sections
 from deeppose.report.analysis import Findings, analyse, curves, to_json
 from deeppose.report.load import Results, load_results
 
@@ -90,6 +91,7 @@ def build(params: Params, baseline: str | None = None) -> Findings:
         outputs = {
             **{paths.report_figures() / file: data for file, data in pngs.items()},
             paths.report_curves(): dvc_files.learning_curves(results).encode(),
+            paths.report_cells(): cells.csv_text(cells.frame(results)[0]).encode(),
             paths.report_headlines(): atomic.json_text(dvc_files.headlines(findings)).encode(),
             paths.report_markdown(): text.encode(),
             paths.report_summary(): (compact_json(summary.to_dict()) + "\n").encode(),  # last: see status
