@@ -241,11 +241,10 @@ def fingerprint_text(stage: Stage, job: Job | Group | None) -> str:
     return json.dumps(content, indent=1, sort_keys=True) + "\n"
 
 
-def write_fingerprints(params: Params) -> list[Path]:
-    """Bring every fingerprint file up to date, rewriting only those whose content changed (an
-    unchanged file keeps its modification time, so Snakemake reruns nothing for it); returns the
-    files rewritten."""
-    written = []
+def outdated_fingerprints(params: Params) -> dict[Path, str]:
+    """The fingerprint files whose content is not what this tree and machine would write now
+    (absent or unreadable ones too), each with the text it should hold."""
+    outdated = {}
     for name, (stage, job) in fingerprint_jobs(params).items():
         path = paths.fingerprint(name)
         text = fingerprint_text(stage, job)
@@ -254,6 +253,15 @@ def write_fingerprints(params: Params) -> list[Path]:
         except OSError:
             current = None
         if current != text:
-            write_text(path, text)
-            written.append(path)
-    return written
+            outdated[path] = text
+    return outdated
+
+
+def write_fingerprints(params: Params) -> list[Path]:
+    """Bring every fingerprint file up to date, rewriting only those whose content changed (an
+    unchanged file keeps its modification time, so Snakemake reruns nothing for it); returns the
+    files rewritten."""
+    outdated = outdated_fingerprints(params)
+    for path, text in outdated.items():
+        write_text(path, text)
+    return list(outdated)

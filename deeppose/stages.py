@@ -132,7 +132,7 @@ STAGES: dict[str, Stage] = {
         Stage(
             "report",
             "deeppose.report",
-            "write reports/report.md and its figures",
+            "write reports/report.md, its figures and the tidy table reports/cells.csv",
             params=("grid", "breakdown.batch_exponents"),
             reads_results=True,
             outputs=lambda job: {
@@ -140,6 +140,7 @@ STAGES: dict[str, Stage] = {
                 "summary": paths.report_summary(),
                 "headlines": paths.report_headlines(),
                 "curves": paths.report_curves(),
+                "cells": paths.report_cells(),
                 "figures": paths.report_figures(),
             },
             directories=("figures",),

@@ -25,7 +25,7 @@ from scipy import stats as scipy_stats
 NOISY_IQR_OVER_MEDIAN = 0.10  # a measurement whose IQR exceeds 10% of its median is flagged
 BOOTSTRAP_RESAMPLES = 2000
 BATCH_VALUES = 2**20  # the most values one bootstrap batch holds (8 MiB of float64)
-CI_LEVEL = 0.95
+LEVEL = 0.95  # every interval of this module: a sample's and a cell's time
 CI_METHODS = ("bootstrap", "t")
 
 STAT_KEYS = (
@@ -53,7 +53,7 @@ def _float(value: float) -> float | None:
 
 
 def bootstrap_mean_ci(
-    samples: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0, level: float = CI_LEVEL
+    samples: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0, level: float = LEVEL
 ) -> tuple[float, float]:
     """BCa-bootstrap interval of the mean; the same samples and seed give the same interval.
     Samples that are all equal have a point as interval (BCa's acceleration is undefined there)."""
@@ -74,7 +74,7 @@ def bootstrap_mean_ci(
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def t_mean_ci(samples: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float]:
+def t_mean_ci(samples: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
     """Student-t interval of the mean (assumes roughly normal samples)."""
     half = (
         scipy_stats.t.ppf(0.5 + level / 2, samples.size - 1) * samples.std(ddof=1) / math.sqrt(samples.size)
@@ -133,9 +133,6 @@ def describe(
 
 
 # --- a cell's time and its interval, from block medians (deeppose.compare_stats builds on these) ---
-LEVEL = 0.95  # intervals of a cell's time
-
-
 @dataclass(frozen=True)
 class Interval:
     """An estimate with its interval (None when one block cannot give one) and how it was made.

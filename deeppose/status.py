@@ -6,7 +6,8 @@
 Runs nothing. Every result records what its code does, the parameter values it read and, for a
 measurement, the machine (deeppose.provenance); a result is stale when this tree on this machine
 would now record something else. Missing and unreadable results are listed too, each with its
-reason, and so are fingerprint files that `dvc status` would read out of date.
+reason, and so are a report whose files a killed run left half-replaced (summary.json, which it
+reads, is replaced last) and fingerprint files that `dvc status` would read out of date.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from __future__ import annotations
 import argparse
 
 from deeppose import provenance
-from deeppose.config import Params, load_params
-from deeppose.records import paths
+from deeppose.config import load_params
+from deeppose.records import output_set, paths
 from deeppose.records.results import RecordError, ReportSummary
 from deeppose.report.load import load_results
 
@@ -24,19 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--check", action="store_true", help="exit with status 1 when any result is stale or missing"
     )
-
-
-def _outdated_fingerprints(params: Params) -> list[str]:
-    outdated = []
-    for name, (stage, job) in provenance.fingerprint_jobs(params).items():
-        path = paths.fingerprint(name)
-        try:
-            current = path.read_text(encoding="utf-8")
-        except OSError:
-            current = None
-        if current != provenance.fingerprint_text(stage, job):
-            outdated.append(f"outdated {path}: run `python -m deeppose fingerprint` before `dvc status`")
-    return outdated
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,6 +42,14 @@ def run(args: argparse.Namespace) -> int:
         lines += [f"stale {paths.report_summary()}: {'; '.join(reasons)}"] if reasons else []
     except RecordError as error:
         lines.append(f"missing {paths.report_summary()}: {error}")
-    lines += _outdated_fingerprints(params)
+    lines += [
+        f"interrupted {paths.REPORTS}/: a report run stopped while replacing its files; "
+        "run `python -m deeppose report`, which puts the previous set back first"
+        for _ in output_set.interrupted(paths.REPORTS)[:1]
+    ]
+    lines += [
+        f"outdated {path}: run `python -m deeppose fingerprint` before `dvc status`"
+        for path in provenance.outdated_fingerprints(params)
+    ]
     print("\n".join(lines) if lines else f"every result of {params.path} is current")
     return 1 if lines and args.check else 0

@@ -307,7 +307,19 @@ def write_timing(params: Params, job: Job) -> None:
         schedule_seed=7,
         input="random",
         group=[f"{fw}/{loss}" for fw in params.grid.frameworks for loss in MODES],
-        control=CONTROL,
+        design={  # schema 5; the old design in the new shape, as the timing stage writes it for now
+            "pairing": "blocks",
+            "first_rounds": ROUNDS,
+            "max_rounds": ROUNDS,
+            "looks": 1,
+            "stopped": "max_rounds",
+            "margin": params.timing.margin,
+            "decision_level": 0.95,
+            "planted": params.timing.planted,
+        },
+        controls=[CONTROL],
+        planted_cell=None,
+        planted_blocks=[],
         blocks=blocks,
         control_blocks=[block(job, r, CONTROL + "#1", optimizers=optimizers) for r in range(ROUNDS)]
         if cell == CONTROL

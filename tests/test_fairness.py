@@ -169,3 +169,41 @@ def test_real_collection_of_both_frameworks() -> None:
     assert not any(field.startswith(("cpu.", "device")) for field in found)  # one machine, one device
     with pytest.raises(ValueError, match="allowed"):
         fairness.collect("tensorflow")
+
+
+TWO_CPUS = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
+model name\t: AMD EPYC 9R14
+flags\t\t: fpu avx2 avx512f
+
+processor\t: 1
+vendor_id\t: AuthenticAMD
+model name\t: another
+"""
+
+
+def test_one_parser_of_proc_cpuinfo_serves_the_fingerprint_the_manifest_and_the_environment(monkeypatch):
+    """Issue 25: /proc/cpuinfo was parsed three times (machine._cpuinfo, fairness.first_cpu,
+    environment.cpu_model); now machine.first_cpu is the only parser and the outputs are unchanged."""
+    import inspect
+    import pathlib
+
+    from deeppose.measure import environment, machine
+
+    package = pathlib.Path(machine.__file__).parent.parent
+    readers = sorted(
+        str(path.relative_to(package.parent))
+        for path in package.rglob("*.py")
+        if '"/proc/cpuinfo"' in path.read_text()
+    )
+    assert readers == ["deeppose/measure/machine.py"]
+    assert fairness.first_cpu is machine.first_cpu
+    fields = machine.first_cpu(TWO_CPUS)
+    assert fields["model name"] == "AMD EPYC 9R14" and fields["cpu family"] == "25" and "processor" in fields
+    assert machine.fingerprint(TWO_CPUS)["cpu"] == "AMD EPYC 9R14"
+    assert fairness.cpu_description(TWO_CPUS)["model"] == "AMD EPYC 9R14"
+    monkeypatch.setattr(machine, "_read", lambda path: TWO_CPUS if path == "/proc/cpuinfo" else "")
+    assert environment.cpu_model() == "AMD EPYC 9R14"
+    assert "first_cpu" in inspect.getsource(environment.cpu_model)

@@ -31,6 +31,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "deeppose.measure",  # the packages' own modules hold only their maps
         "deeppose.records",
         "deeppose.records.atomic",
+        "deeppose.records.output_set",
         "deeppose.fmt",
         "deeppose.measure.machine",
         "deeppose.model",

@@ -106,3 +106,14 @@ def test_rejects_bad_samples(bad: list) -> None:
 def test_rejects_unknown_ci_method() -> None:
     with pytest.raises(ValueError, match="allowed"):
         describe([1.0, 2.0], ci="jackknife")
+
+
+def test_one_constant_for_the_level_of_every_interval():
+    """Issue 25: CI_LEVEL and LEVEL held the same 0.95; one remains, the default of every interval."""
+    import inspect
+
+    from deeppose import stats
+
+    assert not hasattr(stats, "CI_LEVEL") and stats.LEVEL == 0.95
+    for function in (stats.bootstrap_mean_ci, stats.t_mean_ci, stats.cell_estimate):
+        assert inspect.signature(function).parameters["level"].default is stats.LEVEL

@@ -7,20 +7,16 @@ import platform
 import subprocess
 import sys
 from importlib import metadata
-from pathlib import Path
 from typing import Any
+
+from deeppose.measure.machine import first_cpu
 
 PACKAGES = ("numpy", "torch", "chainer", "cupy", "scipy")
 
 
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    """The first processor's model name (deeppose.measure.machine.first_cpu), else what Python knows."""
+    return first_cpu().get("model name") or platform.processor() or platform.machine()
 
 
 def git_commit(root: str | os.PathLike[str] = ".") -> str:

@@ -36,6 +36,7 @@ from typing import Any
 import threadpoolctl
 
 from deeppose.measure import allocator
+from deeppose.measure.machine import first_cpu  # the one parser of /proc/cpuinfo; peak reads it here
 
 FRAMEWORKS = ("numpy", "pytorch", "pytorch_compile", "chainer", "jax")
 ENV_PREFIXES = (
@@ -95,22 +96,6 @@ CHAINER_CONFIG = (
 
 
 # --- collection ---------------------------------------------------------------------------
-def first_cpu(cpuinfo: str | None = None) -> dict[str, str]:
-    """The fields of the first processor in /proc/cpuinfo (empty when it cannot be read)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return {}
-    fields: dict[str, str] = {}
-    for line in cpuinfo.splitlines():
-        if not line.strip() and fields:
-            break
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-    return fields
-
-
 def _int(text: str | None) -> int | None:
     return int(text) if text and text.isdigit() else None
 

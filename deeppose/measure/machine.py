@@ -20,8 +20,11 @@ ISA_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx
 KERNEL_PINS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "MKL_ENABLE_INSTRUCTIONS", "DNNL_MAX_CPU_ISA")
 
 
-def _cpuinfo(text: str) -> dict[str, str]:
-    """The first processor's fields of /proc/cpuinfo."""
+def first_cpu(cpuinfo: str | None = None) -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo's text (read when None; empty when it cannot
+    be): the one parser of that file, which the fingerprint, the fairness manifest and the
+    environment record read."""
+    text = _read("/proc/cpuinfo") if cpuinfo is None else cpuinfo
     fields: dict[str, str] = {}
     for line in text.splitlines():
         if not line.strip():
@@ -42,7 +45,7 @@ def _read(path: str) -> str:
 
 def fingerprint(cpuinfo: str | None = None) -> dict[str, Any]:
     """The machine's identity for provenance: equal fingerprints mean measurements may be combined."""
-    cpu = _cpuinfo(_read("/proc/cpuinfo") if cpuinfo is None else cpuinfo)
+    cpu = first_cpu(cpuinfo)
     flags = set(cpu.get("flags", cpu.get("Features", "")).split())
     return {
         "arch": platform.machine(),

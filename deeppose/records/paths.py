@@ -97,3 +97,8 @@ def report_headlines() -> Path:
 def report_curves() -> Path:
     """Every training run's loss by iteration, one column per run: the overlaid plot of `dvc plots`."""
     return REPORTS / "learning_curves.csv"
+
+
+def report_cells() -> Path:
+    """Every timed run of every timing cell, one row each (deeppose.report.cells): the tidy table."""
+    return REPORTS / "cells.csv"

@@ -1,14 +1,17 @@
 """`python -m deeppose report`: read every result of the grid, compute the findings, write the report.
 
-    python -m deeppose report                          # reports/report.md, figures/*.png, summary.json
+    python -m deeppose report                  # reports/report.md, figures/*.png, summary.json, cells.csv
     python -m deeppose report --params params-study.yaml
-    python -m deeppose report --baseline main          # adds "Changes since main" (deeppose.compare)
+    python -m deeppose report --baseline main  # adds "Changes since main" (deeppose.compare)
 
 Compute first, render second: `analysis.analyse` turns the result records (deeppose.report.load)
 into one frozen `Findings`; summary.json is that value serialised; `sections` and `figures` are
 functions of it. A job without a result is shown as not run, with the reader's one-line reason.
-report.md, summary.json, the DVC files (`dvc_files`) and the figures are written together, and the
-same results give the same bytes. It imports no deep-learning framework.
+report.md, summary.json, the DVC files (`dvc_files`), the tidy table of every timed run (`cells`,
+as `python -m deeppose table` writes it) and the figures are one set: staged beside reports/ and
+swapped in together under reports/.lock (deeppose.records.output_set), and the same
+results give the same bytes. It runs from the project root only. It imports no deep-learning
+framework.
 """
 
 from __future__ import annotations
@@ -21,9 +24,9 @@ from deeppose import compare, provenance
 from deeppose.config import Params, load_params
 from deeppose.errors import DeepPoseError
 from deeppose.measure import machine
-from deeppose.records import atomic, paths
+from deeppose.records import atomic, output_set, paths
 from deeppose.records.results import ReportSummary
-from deeppose.report import dvc_files, figures, sections
+from deeppose.report import cells, dvc_files, figures, sections
 from deeppose.report.analysis import Findings, analyse, curves, to_json
 from deeppose.report.load import Results, load_results
 
@@ -71,27 +74,33 @@ def _one_machine(results: Results) -> None:
 
 
 def build(params: Params, baseline: str | None = None) -> Findings:
-    """Write report.md, summary.json, the DVC files and the figures, all at once."""
-    results = load_results(params)
-    _one_machine(results)
-    findings, pngs, text = render(results, baseline)
-    summary = ReportSummary.create(
-        headlines=to_json(findings),
-        stale=results.stale,
-        inputs=results.input_hashes(),
-        provenance=provenance.record("report", params),
-    )
-    atomic.write_together(
-        {
-            paths.report_markdown(): text.encode(),
-            paths.report_summary(): (compact_json(summary.to_dict()) + "\n").encode(),
-            paths.report_headlines(): atomic.json_text(dvc_files.headlines(findings)).encode(),
-            paths.report_curves(): dvc_files.learning_curves(results).encode(),
+    """Write report.md, summary.json, the DVC files and the figures as one set (deeppose.records.output_set):
+    rendered into a staging folder beside them, then swapped in with the previous set put back on
+    any failure. One report run per output folder at a time: a second is refused with one line."""
+    output_set.require_root(paths.RESULTS, params.path)
+    with output_set.folder_lock(paths.REPORTS, "`python -m deeppose report`"):
+        results = load_results(params)
+        _one_machine(results)
+        findings, pngs, text = render(results, baseline)
+        summary = ReportSummary.create(
+            headlines=to_json(findings),
+            stale=results.stale,
+            inputs=results.input_hashes(),
+            provenance=provenance.record("report", params),
+        )
+        outputs = {
             **{paths.report_figures() / file: data for file, data in pngs.items()},
+            paths.report_curves(): dvc_files.learning_curves(results).encode(),
+            paths.report_cells(): cells.csv_text(cells.frame(results)[0]).encode(),
+            paths.report_headlines(): atomic.json_text(dvc_files.headlines(findings)).encode(),
+            paths.report_markdown(): text.encode(),
+            paths.report_summary(): (compact_json(summary.to_dict()) + "\n").encode(),  # last: see status
         }
-    )
-    for old in set(paths.report_figures().glob("*.png")) - {paths.report_figures() / file for file in pngs}:
-        old.unlink()  # a figure the findings no longer support (its results are gone) must not linger
+        output_set.replace_set(
+            paths.REPORTS,
+            {path.relative_to(paths.REPORTS).as_posix(): data for path, data in outputs.items()},
+            folders=(paths.report_figures().name,),  # replaced whole: no figure of older findings lingers
+        )
     return findings
 
 

@@ -821,7 +821,10 @@ def _groups(results: Results, device: str) -> dict[int, Any]:
         pairs = [(f"{fw}/{loss}", f"{REFERENCE}/{loss}") for fw in compared for loss in results.loss_modes]
         pairs += [(f"{fw}/explicit", f"{fw}/autograd") for fw in both_modes]
         losses = {fw: compare(loss_blocks, f"{fw}/explicit", f"{fw}/autograd") for fw in both_modes}
-        found[2**exp] = (analyse_group(blocks, pairs, next(iter(loaded.values())).record.control), losses)
+        found[2**exp] = (
+            analyse_group(blocks, pairs, (next(iter(loaded.values())).record.controls or [None])[0]),
+            losses,
+        )
     return found
 
 

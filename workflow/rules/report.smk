@@ -1,6 +1,7 @@
 # The report reads every result of the grid (report_inputs: training, timing, per-layer breakdown,
 # matmul peak, data summary) and its own code; it writes report.md, summary.json, the DVC metrics
-# and plot files (headlines.json, learning_curves.csv) and its figures.
+# and plot files (headlines.json, learning_curves.csv), the tidy table of every timed run (cells.csv)
+# and its figures.
 rule report:
     input:
         unpack(stage_inputs("report")),
