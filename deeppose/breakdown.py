@@ -184,7 +184,7 @@ def run(args: argparse.Namespace) -> None:
     check_machine(params)
     job = check_job(args)
     with measurement_lock(f"breakdown {job.framework}/{job.loss}/{job.device} b{job.batch_exp}"):
-        check_memory(params, job)
+        check_memory(params, [job])
         result = breakdown_job(params, job, synthetic=args.synthetic_input, peak_size=args.peak_size)
     out = paths.breakdown_result(job)
     result.write(out)

@@ -106,15 +106,32 @@ def job_header(params: Params, job: Job, synthetic: bool, warmup: int, repeats: 
     }
 
 
-def check_memory(params: Params, job: Job) -> None:
-    """Refuse a batch that this machine's free memory cannot hold (deeppose.memory), before any
-    allocation: an out-of-memory kill would take the whole machine's jobs with it."""
-    if job.device == "cpu":
+def check_memory(params: Params, jobs: list[Job]) -> None:
+    """Refuse batches that this machine's free memory cannot hold all at once (deeppose.memory:
+    one job per process alive together, e.g. a timing round's live arms), before any allocation:
+    an out-of-memory kill would take the whole machine's jobs with it."""
+    on_cpu = [job for job in jobs if job.device == "cpu"]
+    if len(on_cpu) == 1:
+        job = on_cpu[0]
+        where = f"--batch-exp {job.batch_exp}"
         memory.check_fits(
             2 ** int(job.batch_exp),
             job.framework,
             params.optimizer.name,
             params.model.lrn,
-            f"--batch-exp {job.batch_exp}",
+            where,
             key="MemAvailable",
         )
+    elif on_cpu:
+        batch = 2 ** int(on_cpu[0].batch_exp)
+        need = sum(
+            memory.estimate_bytes(batch, job.framework, params.optimizer.name, params.model.lrn)
+            for job in on_cpu
+        )
+        have = memory.meminfo("MemAvailable")
+        if have is not None and need > have:
+            raise DeepPoseError(
+                f"--batch-exp {on_cpu[0].batch_exp}: batch {batch} needs about {memory.gib(need)} of memory "
+                f"in {len(on_cpu)} processes alive together (estimated from the layer shapes), more than "
+                f"this machine's {memory.gib(have)} (MemAvailable); use a smaller batch"
+            )

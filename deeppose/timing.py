@@ -238,8 +238,8 @@ def run(args: argparse.Namespace) -> None:
     check_job(params.grid.frameworks[0], params.grid.loss_modes[0], args.device, args.batch_exp)
     group = Group.of(params.grid, args.device, args.batch_exp)
     with measurement_lock(f"time {group.label}"):
-        for job in group.jobs():
-            check_memory(params, job)
+        live = [Job(*arm.cell.split("/"), group.device, group.batch_exp) for arm in group_arms(group)[0]]
+        check_memory(params, live)  # a round's arms are alive together
         results = time_group(params, group, synthetic=args.synthetic_input)
     write_together({paths.timing_result(job): json_text(r.to_dict()).encode() for job, r in results.items()})
     print(f"time {group.label}: " + "; ".join(summary_line(r) for r in results.values()))
