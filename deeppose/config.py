@@ -15,6 +15,7 @@ records the parameters themselves reads `Params.value("train.lr")`, the file's o
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
@@ -101,6 +102,14 @@ class AllocatorParams:
     mmap_threshold_mib: int | None  # None: glibc's default
 
 
+# `time --fast` and `--rigorous`, named like pyperf's: a quick look, and a run for a decision that
+# the default leaves open; a result records which it used (TimingDesign.preset).
+TIMING_PRESETS: dict[str, dict[str, int]] = {
+    "fast": {"blocks": 2, "max_blocks": 2, "repeats": 3},
+    "rigorous": {"blocks": 5, "max_blocks": 12, "repeats": 8},
+}
+
+
 @dataclass(frozen=True)
 class Params:
     """The validated parameters, one frozen dataclass per section of the file (the model's is
@@ -172,6 +181,12 @@ class Params:
         for part in key.split(".") if key else ():
             node = node[part]
         return copy.deepcopy(node)
+
+    def with_preset(self, preset: str | None) -> Params:
+        """These parameters with a timing preset's values in place of the file's (None: unchanged)."""
+        if preset is None:
+            return self
+        return dataclasses.replace(self, timing=dataclasses.replace(self.timing, **TIMING_PRESETS[preset]))
 
     @property
     def optimizer(self) -> OptimizerConfig:

@@ -1,21 +1,22 @@
-"""Stage `time`: one group of interleaved timing blocks, every framework x loss mode of the grid at
-one device and batch size.
+"""Stage `time`: one timing group, every framework x loss mode of the grid at one device and
+batch size, measured together in rounds (docs/timing.md).
 
-    python -m deeppose time --device cpu --batch-exp 3
+    python -m deeppose time --device cpu --batch-exp 3 [--fast | --rigorous]
 
-The cells the report compares with each other are measured together (deeppose.measure.blocks): in each of
-`timing.blocks` rounds every arm runs one block, a fresh process forked by its framework's block
-server (`python -m deeppose time-block --serve`, deeppose.measure.block_server), in an order drawn from a
-generator seeded by (seed, device, batch exponent), so drift and interference fall on every arm
-alike and two arms pair by round. One cell, the group's first, is
-measured twice as two arms: the A/A control, whose comparison shows what noise alone does. Each
-block records every raw sample, its warm-ups apart, and what else used the machine meanwhile; a
-block that other processes disturbed is rerun at once and every attempt kept.
+Each round runs every arm of the group as a fresh live process, forked by its framework's block
+server (deeppose.measure.block_server, `python -m deeppose time-block`): the cells, an A/A twin of
+each framework's first cell (identical arms: what noise alone does) and a planted positive
+control (the group's first cell with a known slowdown: what the design can see). The arms of a
+round take turns run by run in alternating order (deeppose.measure.turns), so each round's paired
+ratios come from runs seconds apart; the round order is drawn from a generator seeded by (seed,
+device, batch exponent). After timing.blocks rounds, one more is added while any of the group's
+comparisons is inconclusive (deeppose.verdicts), up to timing.max_blocks, every look at Pocock's
+widened level. A round that other processes disturbed is run again at once, every attempt kept.
 
 One result per cell goes to `results/time/<framework>/<loss>/<device>/b<N>.json` (a
-`TimingResult`): its blocks, the A/A twin's blocks in the control cell's file, and its time (the
-median of its block medians with a t-interval on their logarithms). Nothing is written unless
-every block of the group ran.
+`TimingResult`): its blocks, its twin's and planted control's blocks when it has them, the design,
+and its time (the median of its round medians with a t-interval on their logarithms). Nothing is
+written unless every round of the group ran.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from deeppose import provenance
-from deeppose.config import Params, load_params
+from deeppose.config import TIMING_PRESETS, Params, load_params
 from deeppose.core import check_memory, job_header
 from deeppose.errors import DeepPoseError
 from deeppose.grid import DEVICES, Group, Job, check_job
@@ -65,6 +66,12 @@ BLOCK_TIMEOUT_S = 1800  # a block of AlexNet at batch 4096 on a slow CPU; beyond
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help=f"device: {', '.join(DEVICES)} (default: cpu)")
+    presets = parser.add_mutually_exclusive_group()
+    for name, values in TIMING_PRESETS.items():
+        settings = ", ".join(f"timing.{key} {value}" for key, value in values.items())
+        presets.add_argument(
+            f"--{name}", dest="preset", action="store_const", const=name, help=f"{settings} (recorded)"
+        )
     parser.add_argument("--batch-exp", type=int, required=True, help="batch size 2^N")
     parser.add_argument(
         "--synthetic-input", action="store_true", help="seeded random tensors, not the test set"
@@ -79,7 +86,9 @@ def schedule_seed(params: Params, group: Group) -> int:
     )
 
 
-def server_commands(params: Params, group: Group, synthetic: bool) -> dict[str, list[str]]:
+def server_commands(
+    params: Params, group: Group, synthetic: bool, preset: str | None = None
+) -> dict[str, list[str]]:
     """One block server per framework of the group (deeppose.measure.block_server)."""
     commands = {}
     for framework in group.frameworks:
@@ -99,7 +108,9 @@ def server_commands(params: Params, group: Group, synthetic: bool) -> dict[str, 
             "--batch-exp",
             str(group.batch_exp),
         ]
-        commands[framework] = argv + (["--synthetic-input"] if synthetic else [])
+        commands[framework] = (
+            argv + (["--synthetic-input"] if synthetic else []) + ([f"--{preset}"] if preset else [])
+        )
     return commands
 
 
@@ -126,7 +137,7 @@ def undecided(
 
 
 def _measure(
-    params: Params, group: Group, pool: Pool, slots: Sequence[Slot], **watch: Any
+    params: Params, group: Group, pool: Pool, slots: Sequence[Slot], preset: str | None, **watch: Any
 ) -> tuple[list[BlockRecord], dict[str, dict[str, Any]], TimingDesign]:
     """Rounds until every comparison of the group is decided or timing.max_blocks have run: the
     first timing.blocks rounds, then one more while any is inconclusive, each look at the per-look
@@ -144,6 +155,7 @@ def _measure(
         rounds += 1
         looks += 1
     design = TimingDesign.create(
+        preset=preset,
         pairing="turns",
         first_rounds=timing.blocks,
         max_rounds=timing.max_blocks,
@@ -171,11 +183,18 @@ def cell_time(blocks: list[BlockRecord]) -> IntervalRecord:
 
 
 def time_group(
-    params: Params, group: Group, synthetic: bool, pool: Pool | None = None, **watch: Any
+    params: Params,
+    group: Group,
+    synthetic: bool,
+    pool: Pool | None = None,
+    preset: str | None = None,
+    **watch: Any,
 ) -> dict[Job, TimingResult]:
     """Run the group's rounds and build one result per cell (see the module docstring). `pool`
-    runs the live arms, by default forked by each framework's block server; `watch` replaces
+    runs the live arms, by default forked by each framework's block server; `preset` replaces the
+    file's timing values (deeppose.config.TIMING_PRESETS) and is recorded; `watch` replaces
     run_round's machine readings (probe, load, cores), for tests."""
+    params = params.with_preset(preset)
     arms, controls, planted_cell = group_arms(group)
     cells = [arm.cell for arm in arms if arm.replica == 0]
     seed = schedule_seed(params, group)
@@ -184,9 +203,9 @@ def time_group(
     try:
         with contextlib.ExitStack() as stack:
             if pool is None:
-                commands = server_commands(params, group, synthetic)
+                commands = server_commands(params, group, synthetic, preset)
                 pool = stack.enter_context(server_pool(commands, timeout_s=BLOCK_TIMEOUT_S))
-            blocks, extras, design = _measure(params, group, pool, slots, **watch)
+            blocks, extras, design = _measure(params, group, pool, slots, preset, **watch)
     except RuntimeError as error:
         raise DeepPoseError(f"time {group.label}: {error}") from None
     environment = describe_environment()
@@ -240,6 +259,6 @@ def run(args: argparse.Namespace) -> None:
     with measurement_lock(f"time {group.label}"):
         live = [Job(*arm.cell.split("/"), group.device, group.batch_exp) for arm in group_arms(group)[0]]
         check_memory(params, live)  # a round's arms are alive together
-        results = time_group(params, group, synthetic=args.synthetic_input)
+        results = time_group(params, group, synthetic=args.synthetic_input, preset=args.preset)
     write_together({paths.timing_result(job): json_text(r.to_dict()).encode() for job, r in results.items()})
     print(f"time {group.label}: " + "; ".join(summary_line(r) for r in results.values()))

@@ -31,7 +31,7 @@ from dataclasses import replace
 from typing import Any
 
 from deeppose.backends import backend_class
-from deeppose.config import Params, load_params
+from deeppose.config import TIMING_PRESETS, Params, load_params
 from deeppose.core import CoreData, core_data, core_inputs
 from deeppose.errors import DeepPoseError
 from deeppose.grid import Job, add_job_arguments, job_from_args
@@ -49,6 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--synthetic-input", action="store_true", help="seeded random tensors, not the test set"
     )
+    presets = parser.add_mutually_exclusive_group()
+    for name in TIMING_PRESETS:
+        presets.add_argument(
+            f"--{name}", dest="preset", action="store_const", const=name, help="the `time` preset"
+        )
 
 
 def busy_wait(seconds: float) -> None:
@@ -153,7 +158,7 @@ def arm_of(name: str) -> Arm:
 
 
 def run(args: argparse.Namespace) -> None:
-    params, job = load_params(args.params), job_from_args(args)
+    params, job = load_params(args.params).with_preset(args.preset), job_from_args(args)
     backend_class(job.framework)  # imports the framework before any fork
     data = core_data(params, int(job.batch_exp), args.synthetic_input)
 

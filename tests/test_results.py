@@ -107,6 +107,7 @@ def examples() -> dict[type, results.Record]:
             input="synthetic",
             group=["pytorch/autograd"],
             design={
+                "preset": None,
                 "pairing": "turns",
                 "first_rounds": 2,
                 "max_rounds": 3,

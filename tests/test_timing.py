@@ -476,6 +476,7 @@ def test_group_runs_every_arm_live_each_round_and_keeps_every_block(
     assert [f"{job.framework}/{job.loss}" for job in results] == CELLS
     first = results[Job("pytorch", "autograd", "cpu", 2)]
     design = first.design
+    assert design.preset is None
     assert (design.pairing, design.looks, design.stopped, design.first_rounds, design.max_rounds) == (
         "turns",
         1,
@@ -524,6 +525,18 @@ def test_rounds_are_added_while_a_comparison_is_inconclusive(tmp_path: Path) -> 
     )
     assert ("pytorch/explicit", "pytorch/autograd") in left
     assert ("chainer/autograd", "pytorch/autograd") not in left
+
+
+def test_a_preset_replaces_the_files_timing_values_and_is_recorded(tmp_path: Path) -> None:
+    params = load_params(write_params(tmp_path, blocks=3, max_blocks=6, repeats=4))
+    group = Group.of(params.grid, "cpu", 2)
+    pool = quiet_pool({cell: 0.1 for cell in CELLS})
+    results = timing.time_group(params, group, synthetic=True, pool=pool, preset="fast", **pool.watch())
+    design = next(iter(results.values())).design
+    assert (design.preset, design.first_rounds, design.max_rounds) == ("fast", 2, 2)
+    assert {len(b.samples_s) for r in results.values() for b in r.blocks} == {3} and len(pool.opened) == 14
+    assert "--fast" in timing.server_commands(params, group, True, "fast")["pytorch"]
+    assert params.with_preset(None) is params
 
 
 def stopping_rule_rates(trials: int, effect: float, seed: int) -> tuple[float, float, float, float]:

@@ -356,7 +356,8 @@ class TimingDesign(Record):
     """How a timing group was measured and when it stopped (deeppose.timing): what every verdict
     on its blocks must be read with."""
 
-    pairing: str  # how a round's arms ran: "turns" (live processes alternating run by run) or "blocks"
+    preset: str | None  # `time --fast` or `--rigorous` (deeppose.timing.PRESETS); None: params.yaml's values
+    pairing: str  # how a round's arms ran: "turns" (live processes alternating run by run)
     first_rounds: int  # timing.blocks: rounds every group runs
     max_rounds: int  # timing.max_blocks
     looks: int  # times the stopping rule looked at the comparisons (1 + rounds added)
