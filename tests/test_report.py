@@ -18,11 +18,13 @@ import numpy as np
 import pytest
 import report_project
 from report_project import (
-    CONTROL,
+    CONTROLS,
     ITERATIONS,
     MISSING_TIMING,
     NOISY_TIMING,
     PEAK,
+    PLANTED,
+    PLANTED_CELL,
     ROOT,
     ROUNDS,
     compute_times,
@@ -115,18 +117,22 @@ def test_summary_json_is_the_serialised_findings(built):
     _, findings, _, summary = built
     assert summary == json.loads(json.dumps(to_json(findings)))
     assert summary["setup"]["peak"]["best_observed"] == PEAK
-    assert summary["aa_false_positive_rate"] == 0.0
-    aa = summary["aa_control"]  # a table: one row per A/A pair
+    controls = summary["controls"]
+    assert controls["false_verdicts"] == 0 and controls["false_rate"][0] == 0.0 < controls["false_rate"][2]
+    aa = controls["aa"]  # a table: one row per A/A pair
     assert aa["columns"] == [
         "framework",
         "loss",
         "device",
         "batch_size",
         "ratio",
-        "difference",
-        "significant",
+        "verdict",
+        "false",
+        "rounds",
     ]
-    assert len(aa["rows"]) == len(findings.aa_control) and aa["rows"][0][6] is False
+    assert len(aa["rows"]) == len(findings.controls.aa) == 4
+    assert {row[5] for row in aa["rows"]} == {"equivalent"} and not any(row[6] for row in aa["rows"])
+    assert [row[7] for row in controls["planted"]["rows"]] == [True, True]  # found, at batch 1 and 2
 
 
 def test_setup_shows_parameters_data_environment_and_ceilings(built):
@@ -191,11 +197,12 @@ def test_training_runs_match_inputs(built):
 def test_autodiff_verdicts(built):
     """The loss alone decides: PyTorch's modes cost the same, Chainer's explicit backward 50 µs more;
     whole training runs get a ratio and the A/A noise floor, never a verdict."""
-    from deeppose.compare_stats import Verdict
+    from deeppose.verdicts import Verdict
 
     _, findings, markdown, _ = built
     effects = {e.framework: e for e in findings.devices[0].loss_effects}
-    assert effects["pytorch"].c.verdict is Verdict.NO_DIFFERENCE and effects["pytorch"].batch_size == 2
+    # the same cost and a tight interval: equivalent within the margin, not merely "not different"
+    assert effects["pytorch"].c.verdict is Verdict.EQUIVALENT and effects["pytorch"].batch_size == 2
     assert effects["chainer"].c.verdict is Verdict.SLOWER
     assert effects["chainer"].c.difference.low < 50e-6 < effects["chainer"].c.difference.high
     section = markdown.split("## 2.")[1].split("## 3.")[0]
@@ -204,7 +211,7 @@ def test_autodiff_verdicts(built):
 
 
 def test_core_time_cells_ratios_and_controls(built):
-    from deeppose.compare_stats import Verdict
+    from deeppose.verdicts import Verdict
 
     _, findings, markdown, _ = built
     cpu = findings.devices[0]
@@ -220,19 +227,72 @@ def test_core_time_cells_ratios_and_controls(built):
         r for r in cpu.ratios if (r.batch_size, r.a, r.b) == (2, "chainer/autograd", "pytorch/autograd")
     )
     assert ratio.ratio.estimate == pytest.approx(2.0, rel=0.01) and ratio.verdict is Verdict.SLOWER
-    assert [(c.batch_size, c.b) for c in cpu.controls] == [(1, CONTROL), (2, CONTROL)]
-    assert findings.aa_false_positive_rate == 0.0
-    # the records' block count, not params.yaml's timing.blocks (3 there, ROUNDS in the records)
-    assert findings.aa_blocks == (ROUNDS,) != (findings.setup.params["timing"]["blocks"],)
-    assert f"the rule's simulated rate at {ROUNDS} blocks is in deeppose/compare_stats.py" in markdown
-    # summary.json names each A/A pair (the trustworthy-timing issue's `aa_control`)
-    pair = findings.aa_control[0]
-    assert (pair.framework, pair.loss, pair.device, pair.batch_size) == (*CONTROL.split("/"), "cpu", 1)
-    assert (
-        pair.difference.low <= pair.difference.estimate <= pair.difference.high and pair.significant is False
-    )
+    # every A/A twin of every complete group (batch 32 lacks a cell), each equivalent to its cell
+    aa = findings.controls.aa
+    assert [(p.batch_size, f"{p.framework}/{p.loss}") for p in aa] == [
+        (b, cell) for b in (1, 2) for cell in CONTROLS
+    ]
+    assert all(p.verdict is Verdict.EQUIVALENT and p.rounds == ROUNDS and not p.false for p in aa)
+    c = findings.controls
+    assert (c.false_verdicts, c.judged, c.rounds) == (0, 4, (ROUNDS,))
+    assert c.false_rate.estimate == 0 and c.false_rate.high == pytest.approx(1 - 0.025 ** (1 / 4))
+    pair = c.aa[0]
+    assert (pair.framework, pair.loss, pair.device, pair.batch_size) == (*CONTROLS[0].split("/"), "cpu", 1)
+    # the positive control: the planted arm against its cell, found with its ratio and the expected one
+    assert [(p.batch_size, f"{p.framework}/{p.loss}") for p in c.planted] == [
+        (1, PLANTED_CELL),
+        (2, PLANTED_CELL),
+    ]
+    for p in c.planted:
+        assert p.found and p.verdict is Verdict.SLOWER and p.expected == 1 + PLANTED
+        assert p.ratio.estimate == pytest.approx(1 + PLANTED, rel=0.005)
+    # explicit / autograd of one framework: near-A/A; PyTorch's cost the same, Chainer's too (core)
+    near = {n.framework: n for n in c.near_aa}
+    assert near["pytorch"].pairs == 2 and near["pytorch"].slower == near["pytorch"].faster == 0
+    # each group's noise and the ratio it could detect, from its own comparisons
+    (b1, b2) = cpu.groups
+    assert (b1.batch_size, b1.rounds, b1.margin, b1.level, b1.pairing) == (1, ROUNDS, 0.05, 0.90, "blocks")
+    assert 0 < b1.sd_log < 0.02 and 1.05 < b1.detectable < 1.1
     cpu_md = markdown.split("## 3.")[1].split("## 4.")[0]
     assert "![Core-process time against batch size on cpu](figures/core_time_cpu.png)" in cpu_md
+    assert "0 called slower or faster, a false-verdict rate of 0 [0, 60] %" in cpu_md
+    assert "found (called slower) in 2 of 2 groups" in cpu_md
+    groups = next(t for t in tables_under(cpu_md, "### cpu") if "minimum detectable ratio" in t[0])
+    assert [r["batch"] for r in groups] == ["1", "2"] and groups[0]["margin"] == "± 5 %"
+    assert float(groups[0]["minimum detectable ratio"]) == pytest.approx(b1.detectable, rel=0.01)
+    planted = next(t for t in tables_under(cpu_md, "### cpu") if "planted / cell" in t[0])
+    assert [(r["cell"], r["expected"], r["verdict"], r["found"]) for r in planted] == [
+        (PLANTED_CELL, "1.10", "slower", "yes")
+    ] * 2
+
+
+def test_no_verdict_reads_no_difference(built):
+    """Four verdicts everywhere: what is not decided is inconclusive, never "no difference"."""
+    root, _, markdown, _ = built
+    for text in (markdown, (root / "reports" / "summary.json").read_text()):
+        assert "no difference" not in text and "no_difference" not in text
+
+
+def test_a_false_aa_verdict_and_a_missed_positive_control_are_reported(tmp_path, monkeypatch):
+    """A twin 30 % slower than its identical cell is a false verdict, counted with its interval; a
+    planted slowdown that did not show (the planted arm as fast as its cell) is a control not found."""
+    root = make_project(tmp_path, devices=("cpu",))
+    monkeypatch.chdir(root)
+    for exp, key, factor in ((0, "control_blocks", 1.3), (1, "planted_blocks", 1 / (1 + PLANTED))):
+        path = paths.timing_result(Job(*CONTROLS[1].split("/"), "cpu", exp))
+        data = json.loads(path.read_text())
+        for block in data[key]:
+            block["samples_s"] = [x * factor for x in block["samples_s"]]
+        path.write_text(json.dumps(data))
+    from deeppose.report import render
+    from deeppose.report.load import load_results
+
+    findings, _, markdown = render(load_results(load_params("params.yaml")))
+    c = findings.controls
+    assert c.false_verdicts == 1 and c.judged == 4 and c.false_rate.estimate == 0.25
+    assert [p.found for p in c.planted] == [True, False]
+    assert "1 called slower or faster, a false-verdict rate of 25 [1, 81] %" in markdown
+    assert "slower (false)" in markdown and "found (called slower) in 1 of 2 groups" in markdown
 
 
 def test_breakdown_attribution(built):
@@ -336,7 +396,10 @@ def test_study_comparison_like_for_like(built):
     assert "as in the study, the network's implementation matters more" in markdown
     headlines = json.loads((built[0] / "reports" / "headlines.json").read_text())
     assert headlines["cpu_pck_pytorch"] == pytest.approx(0.45, abs=0.05)
-    values = [key for key in headlines if not key.endswith(("_low", "_high"))]
+    values = [key for key in headlines if not key.endswith(("_low", "_high", "_verdict"))]
+    verdicts = {key: value for key, value in headlines.items() if key.endswith("_verdict")}
+    assert verdicts["cpu_b2_chainer_x_pytorch_verdict"] == "slower"
+    assert set(verdicts.values()) <= {"slower", "faster", "equivalent", "inconclusive"}
     assert any(key.startswith("cpu_b") and key.endswith("_chainer_x_pytorch") for key in values), headlines
     assert any("_loss_alone_" in key for key in values), headlines
     for key in values:  # every headline comes with its interval, and only with one

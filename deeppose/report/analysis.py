@@ -21,21 +21,13 @@ from scipy import stats as scipy_stats
 
 from deeppose import layer_groups, roofline
 from deeppose.asymmetries import asymmetries
-from deeppose.compare_stats import (
-    Comparison,
-    Interval,
-    Verdict,
-    analyse_group,
-    compare,
-    control_summary,
-    round_to_interval,
-    series,
-)
-from deeppose.grid import DEVICES, NO_BREAKDOWN, REFERENCE, Job
+from deeppose.compare_stats import Interval, analyse_group, compare, round_to_interval, series
+from deeppose.grid import DEVICES, NO_BREAKDOWN, REFERENCE, Group, Job
 from deeppose.measure import blocks
 from deeppose.measure.blocks import interfered
 from deeppose.records import paths
 from deeppose.records.results import BreakdownResult, TimingResult, TrainMetrics
+from deeppose.report.controls import Controls, GroupNoise, Ratio, controls, group_noise, ratio
 from deeppose.report.load import Loaded, Results
 from deeppose.stats import describe
 
@@ -263,33 +255,6 @@ def break_even(compile_s: float, step_s: float, eager_s: float) -> int | None:
 
 
 @dataclass(frozen=True)
-class Ratio:
-    """deeppose.compare_stats.Comparison of arm a against arm b, with the rounds counted."""
-
-    batch_size: int | None
-    a: str
-    b: str
-    ratio: Interval  # time a / time b
-    difference: Interval | None  # time a - time b, seconds: kept where the report states it (the loss alone)
-    verdict: Verdict
-    rounds: int  # undisturbed rounds both arms share
-    disagree: bool = False  # (A/A control) a cell's blocks differ more than their spread explains
-
-
-def ratio(batch_size: int | None, c: Comparison, disagree: bool = False, difference: bool = False) -> Ratio:
-    return Ratio(
-        batch_size,
-        c.a,
-        c.b,
-        c.ratio,
-        c.difference if difference else None,
-        c.verdict,
-        len(c.rounds_used),
-        disagree,
-    )
-
-
-@dataclass(frozen=True)
 class RatioTrend:
     framework: str
     loss: str
@@ -400,24 +365,11 @@ class Device:
     loss_effects: tuple[LossEffect, ...]
     cells: tuple[Cell, ...]
     ratios: tuple[Ratio, ...]
-    controls: tuple[Ratio, ...]
+    groups: tuple[GroupNoise, ...]  # each timing group's design, noise and minimum detectable ratio
     trends: tuple[RatioTrend, ...]
     breakdown: tuple[BreakdownBatch, ...]
     missing: dict[str, int]  # kind -> jobs of this device without a result
     jobs: dict[str, int]  # kind -> jobs of this device
-
-
-@dataclass(frozen=True)
-class AAPair:
-    """One A/A control: a cell measured as two arms (`twin` / cell) under the comparisons' rule."""
-
-    framework: str
-    loss: str
-    device: str
-    batch_size: int | None
-    ratio: Interval  # twin / cell
-    difference: Interval  # twin - cell, seconds
-    significant: bool  # the rule called identical arms different: a false positive
 
 
 @dataclass(frozen=True)
@@ -469,9 +421,7 @@ class Findings:
     batch_sizes: tuple[int, ...]
     devices: tuple[Device, ...]
     off_grid: dict[str, int]  # device outside the grid -> result files found for it (not read)
-    aa_control: tuple[AAPair, ...]
-    aa_false_positive_rate: float | None  # over the pairs with an interval; None if none had one
-    aa_blocks: tuple[int, ...]  # blocks per cell (the records' `rounds`) of the groups holding the pairs
+    controls: Controls  # the A/A pairs pooled over groups, the positive controls, the near-A/A pairs
     study: tuple[StudyRow, ...]
     absolute: tuple[Absolute, ...]
     dominance: tuple[Dominance, ...]
@@ -486,10 +436,10 @@ class Findings:
 def to_json(value: Any) -> Any:
     """`Findings` as summary.json holds it: interval bounds to two significant digits of the
     half-width (deeppose.compare_stats.round_to_interval) as [estimate, low, high] (its level is the
-    report's: LEVEL, or COMPARE_LEVEL for a comparison), other numbers to four significant digits;
-    a field that is None or empty is left out. Records of one kind that hold no records themselves
-    (cells, layers, ratios) form a table, {"columns": [...], "rows": [[...], ...]}, so that no key is
-    repeated per record."""
+    report's: LEVEL, or the group's decision level for a comparison), other numbers to four
+    significant digits; a field that is None or empty is left out. Records of one kind that hold
+    no records themselves (cells, layers, ratios) form a table, {"columns": [...], "rows":
+    [[...], ...]}, so that no key is repeated per record."""
     if isinstance(value, Interval) and value.half_width is not None and value.estimate is not None:
         return [
             float(f"{round_to_interval(x, value.half_width).value:.6g}")
@@ -805,10 +755,10 @@ def _cell(job: Job, r: TimingResult, peak: Peak) -> Cell:
 
 
 def _groups(results: Results, device: str) -> dict[int, Any]:
-    """Batch size -> (core-process analysis, explicit-vs-autograd loss comparisons) of each timing
-    group whose every cell has a result, by deeppose.compare_stats' rules."""
+    """Batch size -> (core-process analysis, explicit-vs-autograd loss comparisons, design) of each
+    timing group whose every cell has a result, by deeppose.compare_stats' rules at the margin and
+    level of the group's own design (its records'; the first cell's stands for the group)."""
     found = {}
-    compared = [fw for fw in results.frameworks if fw != REFERENCE] if REFERENCE in results.frameworks else []
     both_modes = results.frameworks if {"autograd", "explicit"} <= set(results.loss_modes) else []
     for exp in results.batch_exponents:
         loaded = {job: r for job, r in results.timing.items() if (job.device, job.batch_exp) == (device, exp)}
@@ -816,12 +766,18 @@ def _groups(results: Results, device: str) -> dict[int, Any]:
             continue
         blocks, loss_blocks = [], []
         for r in loaded.values():
-            blocks += series(r.record.blocks) + series(r.record.control_blocks)
-            loss_blocks += series(r.record.blocks, "loss_s")
-        pairs = [(f"{fw}/{loss}", f"{REFERENCE}/{loss}") for fw in compared for loss in results.loss_modes]
-        pairs += [(f"{fw}/explicit", f"{fw}/autograd") for fw in both_modes]
-        losses = {fw: compare(loss_blocks, f"{fw}/explicit", f"{fw}/autograd") for fw in both_modes}
-        found[2**exp] = (analyse_group(blocks, pairs, next(iter(loaded.values())).record.control), losses)
+            record = r.record
+            blocks += series(record.blocks) + series(record.control_blocks) + series(record.planted_blocks)
+            loss_blocks += series(record.blocks, "loss_s")
+        first = next(iter(loaded.values())).record
+        design = first.design
+        margin, level = design.margin, design.decision_level
+        pairs = Group.of(results.params.grid, device, exp).comparisons()
+        losses = {
+            fw: compare(loss_blocks, f"{fw}/explicit", f"{fw}/autograd", margin, level) for fw in both_modes
+        }
+        analysis = analyse_group(blocks, pairs, first.controls, first.planted_cell, margin, level)
+        found[2**exp] = (analysis, losses, design)
     return found
 
 
@@ -1010,7 +966,7 @@ def _breakdown(results: Results, device: str, peak: Peak) -> tuple[BreakdownBatc
 
 
 # --- one device ---------------------------------------------------------------------------------
-def _device(results: Results, device: str, peak: Peak) -> Device:
+def _device(results: Results, device: str, peak: Peak, groups: dict[int, Any]) -> Device:
     on = {
         kind: {j: r for j, r in found.items() if j.device == device}
         for kind, found in (
@@ -1033,9 +989,8 @@ def _device(results: Results, device: str, peak: Peak) -> Device:
                 break_even=break_even(c.compile_s, c.time.estimate, eager.time.estimate),
             )
     runs = {j: _train_run(j, r.record, r, cells) for j, r in on["training"].items() if r.ok}
-    groups = _groups(results, device)
-    controls = tuple(ratio(b, g.control, g.disagree, difference=True) for b, (g, _) in groups.items())
-    reach = [max(c.ratio.high - 1, 1 - c.ratio.low) for c in controls if c.ratio.low is not None]
+    aa = [c for g, _, _ in groups.values() for c in g.controls]
+    reach = [max(c.ratio.high - 1, 1 - c.ratio.low) for c in aa if c.ratio.low is not None]
     floor = max(reach, default=None)
     effects = ()
     if {"autograd", "explicit"} <= set(results.loss_modes):
@@ -1068,8 +1023,8 @@ def _device(results: Results, device: str, peak: Peak) -> Device:
         _accuracy_differences(results, device),
         effects,
         tuple(cells.values()),
-        tuple(ratio(b, c) for b, (g, _) in groups.items() for c in g.comparisons),
-        controls,
+        tuple(ratio(b, c) for b, (g, _, _) in groups.items() for c in g.comparisons),
+        tuple(group_noise(b, g, design) for b, (g, _, design) in groups.items()),
         tuple(trends),
         _breakdown(results, device, peak),
         {k: sum(not r.ok for r in v.values()) for k, v in on.items()},
@@ -1223,21 +1178,14 @@ def _missing(results: Results) -> list[Missing]:
 def analyse(results: Results) -> Findings:
     """Every figure of the report from `results`; deterministic (seeded bootstraps)."""
     setup = _setup(results)
-    devices = {d: _device(results, d, setup.peak) for d in results.devices}
-    controls = [(d.device, c) for d in devices.values() for c in d.controls]
-    summary = control_summary([c.verdict for _, c in controls])
-    aa = tuple(
-        AAPair(*c.b.split("/"), device, c.batch_size, c.ratio, c.difference, significant)  # type: ignore[arg-type]
-        for (device, c), significant in zip(controls, summary.significant)
-    )
-    aa_groups = {(pair.device, pair.batch_size) for pair in aa}
-    aa_blocks = sorted(
-        {
-            r.record.rounds
-            for job, r in results.timing.items()
-            if r.ok and job.batch_exp is not None and (job.device, 2**job.batch_exp) in aa_groups
-        }
-    )
+    grouped = {d: _groups(results, d) for d in results.devices}
+    devices = {d: _device(results, d, setup.peak, grouped[d]) for d in results.devices}
+    groups = [
+        (device, batch, analysis, design)
+        for device in results.devices
+        for batch, (analysis, _, design) in grouped[device].items()
+    ]
+    found_controls = controls(groups, [r for d in devices.values() for r in d.ratios])
     study, absolute, dominance = _study(results, devices)
     jobs = {
         kind: {"expected": len(found), "present": sum(r.ok for r in found.values())}
@@ -1254,9 +1202,7 @@ def analyse(results: Results) -> Findings:
         tuple(2**e for e in results.batch_exponents),
         tuple(devices.values()),
         dict(results.off_grid),
-        aa,
-        summary.false_positive_rate,
-        tuple(aa_blocks),
+        found_controls,
         tuple(study),
         tuple(absolute),
         tuple(dominance),

@@ -12,8 +12,9 @@ from typing import Any
 import jinja2
 
 from deeppose import fmt
-from deeppose.compare_stats import COMPARE_LEVEL, THRESHOLD, Interval, format_interval
+from deeppose.compare_stats import Interval, format_interval
 from deeppose.report.analysis import ABOUT_ONE, AGREE_WITHIN, CONFIRM_SHARE, LEVEL, Findings
+from deeppose.report.controls import Controls, GroupNoise
 
 HEADINGS = (
     "Set-up",
@@ -37,8 +38,6 @@ FAIRNESS = (
 )
 CONSTANTS = {
     "CI": f"{round(LEVEL * 100)} % CI",
-    "COMPARE_CI": f"{round(COMPARE_LEVEL * 100)} % CI",
-    "THRESHOLD": THRESHOLD,
     "CONFIRM_SHARE": CONFIRM_SHARE,
     "AGREE_WITHIN": AGREE_WITHIN,
     "ABOUT_ONE": ABOUT_ONE,
@@ -115,7 +114,112 @@ def comparison(r: Any, ratios: list[Any] | None = None) -> str:
     """A ratio with its verdict; given `ratios`, `r` is the (a, b) arms of the one to show."""
     if ratios is not None:
         r = next((x for x in ratios if (x.a, x.b) == r), None)
-    return f"{format_interval(r.ratio)} {r.verdict.value.replace('_', ' ')}" if r else fmt.MISSING
+    return f"{format_interval(r.ratio)} {r.verdict.value}" if r else fmt.MISSING
+
+
+def _level(level: float) -> str:
+    return f"{fmt.sig(100 * level).rstrip('0').rstrip('.')} %"
+
+
+def _disagree(value: bool | None) -> str:
+    return "n/a (cannot reach its level at these sizes)" if value is None else "yes" if value else "no"
+
+
+NOISE_HEADERS = [
+    "batch",
+    "pairing",
+    "rounds (looks)",
+    "margin",
+    "interval level",
+    "SD of log ratio per round",
+    "minimum detectable ratio",
+    "blocks disagree",
+]
+
+
+def noise_rows(groups: tuple[GroupNoise, ...]) -> list[list[Any]]:
+    """Each timing group's design, pooled noise and minimum detectable ratio, as table rows."""
+    return [
+        [
+            g.batch_size,
+            g.pairing,
+            f"{g.rounds} ({g.looks})",
+            f"± {_level(g.margin)}",
+            _level(g.level),
+            fmt.sig(g.sd_log, 2),
+            fmt.sig(g.detectable),
+            _disagree(g.disagree),
+        ]
+        for g in groups
+    ]
+
+
+def control_rows(c: Controls, device: str) -> list[list[Any]]:
+    """A/A pairs on `device` as rows: batch, cell, twin / cell, verdict (a decided difference is
+    false), rounds."""
+    return [
+        [
+            p.batch_size,
+            f"{p.framework}/{p.loss}",
+            format_interval(p.ratio),
+            p.verdict.value + (" (false)" if p.false else ""),
+            p.rounds,
+        ]
+        for p in c.aa
+        if p.device == device
+    ]
+
+
+def planted_rows(c: Controls, device: str) -> list[list[Any]]:
+    """Positive controls on `device` as rows: batch, cell, planted / cell, expected, verdict, found."""
+    return [
+        [
+            p.batch_size,
+            f"{p.framework}/{p.loss}",
+            format_interval(p.ratio),
+            fmt.sig(p.expected),
+            p.verdict.value,
+            "yes" if p.found else "no",
+        ]
+        for p in c.planted
+        if p.device == device
+    ]
+
+
+def control_lines(c: Controls) -> list[str]:
+    """The controls' sentences: A/A false verdicts pooled, positive controls found, near-A/A calls."""
+    lines = []
+    if c.aa:
+        rate = format_interval(c.false_rate, 100, "%") if c.judged else "n/a (no pair had an interval)"
+        lines.append(
+            f"A/A pairs (a cell's twin process against the cell), pooled over {len(c.aa)} pairs "
+            f"({c.judged} with an interval, {' or '.join(map(str, c.rounds))} rounds): {c.false_verdicts} "
+            f"called slower or faster, a false-verdict rate of {rate} "
+            f"({_level(c.false_rate.level)} Clopper-Pearson interval)."
+        )
+    else:
+        lines.append("No A/A pair was measured: the run has no check of false verdicts.")
+    if c.planted:
+        found = sum(p.found for p in c.planted)
+        lines.append(
+            f"Positive controls (a cell with a planted slowdown against the cell): found (called slower) "
+            f"in {found} of {len(c.planted)} groups."
+        )
+    else:
+        lines.append("No positive control was measured: the run does not check that it can see a slowdown.")
+    for n in c.near_aa:
+        lines.append(
+            f"{fmt.framework_name(n.framework)} explicit / autograd core process (near-A/A: the loss is a "
+            f"tiny part of it): {n.slower} slower and {n.faster} faster of {n.pairs} groups "
+            f"({n.equivalent} equivalent, {n.inconclusive} inconclusive)."
+        )
+    return lines
+
+
+def margins(f: Findings) -> str:
+    """The groups' margins as "± 5 %" (each distinct one), or "as recorded" when none is."""
+    found = sorted({g.margin for d in f.devices for g in d.groups})
+    return ", ".join(f"± {_level(m)}" for m in found) or "as recorded"
 
 
 def layer_rate(job: Any, layer: str, phase: str) -> str:
@@ -165,7 +269,7 @@ FILTERS = {
     ),
     "extract": lambda key, mapping: mapping.get(key),
     "format_with": lambda value, text: text.replace("{}", str(value)),
-    "verdict": lambda v: v.value.replace("_", " "),
+    "verdict": lambda v: v.value,
     "arms": lambda r: (r.a, r.b),
     "name_layer": lambda x: f"{fmt.framework_name(x[0])} {x[1]} {x[2]}",
 }
@@ -183,7 +287,17 @@ def _environment() -> jinja2.Environment:
     )
     env.filters.update(FILTERS)
     env.tests.update(TESTS)
-    env.globals.update(CONSTANTS, head=head, row=row)
+    env.globals.update(
+        CONSTANTS,
+        head=head,
+        row=row,
+        noise_rows=noise_rows,
+        control_rows=control_rows,
+        planted_rows=planted_rows,
+        control_lines=control_lines,
+        margins=margins,
+        NOISE_HEADERS=NOISE_HEADERS,
+    )
     return env
 
 
