@@ -391,7 +391,7 @@ def report_params() -> Params:
 
 def breakdown_job(result: dict[str, Any]):
     """hand_made_result as the report's analysis holds it."""
-    from deeppose.report.analysis import BreakdownJob, Layer
+    from deeppose.report.breakdown import BreakdownJob, Layer
 
     layers = tuple(
         Layer(r["layer"], r["phase"], r["time_s"], r.get("flops_per_s"), None) for r in result["layers"]
@@ -411,7 +411,7 @@ def breakdown_job(result: dict[str, Any]):
 
 
 def test_attribution_adds_up_and_gives_the_verdict() -> None:
-    from deeppose.report.analysis import LayerVerdict, attribute
+    from deeppose.report.breakdown import LayerVerdict, attribute
 
     torch_like = breakdown_job(hand_made_result("pytorch", "autograd", conv_s=0.2, fc_s=0.1, core_s=0.35))
     conv_heavy = breakdown_job(hand_made_result("chainer", "autograd", conv_s=1.5, fc_s=0.12, core_s=1.7))

@@ -24,8 +24,9 @@ from deeppose.measure import machine
 from deeppose.records import atomic, paths
 from deeppose.records.results import ReportSummary
 from deeppose.report import dvc_files, figures, sections
-from deeppose.report.analysis import Findings, analyse, curves, to_json
+from deeppose.report.analysis import Findings, analyse, to_json
 from deeppose.report.load import Results, load_results
+from deeppose.report.training import curves
 
 TITLE = "DeepPose across frameworks: why does PyTorch train faster than Chainer?"
 

@@ -13,8 +13,11 @@ import jinja2
 
 from deeppose import fmt
 from deeppose.compare_stats import Interval, format_interval
-from deeppose.report.analysis import ABOUT_ONE, AGREE_WITHIN, CONFIRM_SHARE, LEVEL, Findings
+from deeppose.report.analysis import Findings
+from deeppose.report.breakdown import CONFIRM_SHARE
+from deeppose.report.common import ABOUT_ONE, LEVEL
 from deeppose.report.controls import Controls, GroupNoise
+from deeppose.report.study import AGREE_WITHIN
 
 HEADINGS = (
     "Set-up",
