@@ -682,3 +682,30 @@ def test_the_report_refuses_to_combine_two_machines_measurements(tmp_path, monke
     assert lines[0] == "the results were measured on 2 machines; a report combines one machine's:"
     assert lines[2].endswith("results/time/chainer/explicit/cpu/b1.json") and "model elsewhere" in lines[2]
     assert not (root / "reports" / "report.md").exists()  # nothing written
+
+
+def test_a_trend_needs_separated_intervals_of_the_paired_ratios(built):
+    """One estimator per quantity: the Summary's trend quotes the paired ratios of section 3, and
+    says "rises" or "falls" only when the first and last batches' intervals do not overlap (the old
+    trend compared ratios of medians and called 1.46 -> 2.86 a rise whatever the intervals)."""
+    from deeppose.compare_stats import Interval
+    from deeppose.report.core_time import Trend, ratio_trend
+
+    _, findings, _, _ = built
+    cpu = findings.devices[0]
+    for t in cpu.trends:
+        quoted = {(r.batch_size, r.ratio) for r in cpu.ratios if r.a == f"{t.framework}/{t.loss}"}
+        assert {t.first, t.last} <= quoted
+
+    def at(estimate: float, low: float, high: float) -> Interval:
+        return Interval(estimate, low, high, 3, 0.9, "t")
+
+    overlapping = [(1, at(1.46, 1.0, 2.2)), (32, at(2.86, 2.1, 3.9))]
+    assert ratio_trend("chainer", "autograd", overlapping).trend is Trend.OVERLAP
+    rising = [(1, at(1.59, 1.14, 2.23)), (8, at(1.2, 1.1, 1.3)), (32, at(2.91, 2.6, 3.2))]
+    trend = ratio_trend("chainer", "autograd", rising)
+    assert trend.trend is Trend.RISES and trend.lowest[0] == 8 and trend.highest[0] == 32
+    assert ratio_trend("chainer", "autograd", rising[::-1]).trend is Trend.FALLS
+    assert ratio_trend("chainer", "autograd", [(1, at(1.5, None, None)), (2, at(3.0, None, None))]).trend is (
+        Trend.OVERLAP
+    )

@@ -15,7 +15,6 @@ from typing import Any
 from deeppose.compare_stats import Interval, round_to_interval
 from deeppose.grid import NO_BREAKDOWN, REFERENCE, Job
 from deeppose.report.breakdown import BreakdownBatch, breakdown_batches
-from deeppose.report.common import safe_ratio
 from deeppose.report.controls import Controls, GroupNoise, Ratio, controls, group_noise, ratio
 from deeppose.report.core_time import (
     Cell,
@@ -155,18 +154,13 @@ def _device(results: Results, device: str, peak: Peak, groups: dict[int, Any]) -
             )
             for fw in results.frameworks
         )
+    ratios = tuple(ratio(b, c) for b, (g, _, _) in groups.items() for c in g.comparisons)
     trends = []
     for fw in results.frameworks:
         for loss in results.loss_modes:
-            points = [
-                (2**e, r)
-                for e in results.batch_exponents
-                if fw != REFERENCE
-                and (a := cells.get(Job(fw, loss, device, e)))
-                and (b := cells.get(Job(REFERENCE, loss, device, e)))
-                and (r := safe_ratio(a.time.estimate, b.time.estimate)) is not None
-            ]
-            trends += [ratio_trend(fw, loss, points)] if points else []
+            arms = (f"{fw}/{loss}", f"{REFERENCE}/{loss}")
+            points = [(r.batch_size, r.ratio) for r in ratios if (r.a, r.b) == arms and r.ratio.estimate]
+            trends += [ratio_trend(fw, loss, points)] if fw != REFERENCE and points else []
     baselines = [r.record.baseline_test.to_dict() for r in on["training"].values() if r.ok]
     baseline = {k: v for k, v in (baselines or [{}])[0].items() if v is not None}
     return Device(
@@ -177,7 +171,7 @@ def _device(results: Results, device: str, peak: Peak, groups: dict[int, Any]) -
         accuracy_differences(results, device),
         effects,
         tuple(cells.values()),
-        tuple(ratio(b, c) for b, (g, _, _) in groups.items() for c in g.comparisons),
+        ratios,
         tuple(group_noise(b, g, design) for b, (g, _, design) in groups.items()),
         tuple(trends),
         breakdown_batches(results, device, peak),

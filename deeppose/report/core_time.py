@@ -14,7 +14,7 @@ from deeppose.grid import Group, Job
 from deeppose.measure import blocks
 from deeppose.measure.blocks import interfered
 from deeppose.records.results import TimingResult
-from deeppose.report.common import ABOUT_ONE, safe_ratio
+from deeppose.report.common import safe_ratio
 from deeppose.report.controls import Ratio, ratio
 from deeppose.report.load import Results
 from deeppose.report.setup import Peak
@@ -24,7 +24,7 @@ from deeppose.report.training import TrainRun, sample
 class Trend(str, Enum):
     RISES = "rises"
     FALLS = "falls"
-    FLAT = "is about the same"
+    OVERLAP = "shows no trend its intervals support"
 
 
 @dataclass(frozen=True)
@@ -61,11 +61,11 @@ def break_even(compile_s: float, step_s: float, eager_s: float) -> int | None:
 class RatioTrend:
     framework: str
     loss: str
-    first: tuple[int, float]  # (batch size, <framework> / PyTorch core time)
-    last: tuple[int, float]
-    lowest: tuple[int, float]
-    highest: tuple[int, float]
-    trend: Trend
+    first: tuple[int, Interval]  # (batch size, <framework> / PyTorch core time, paired by round)
+    last: tuple[int, Interval]
+    lowest: tuple[int, Interval]
+    highest: tuple[int, Interval]
+    trend: Trend  # rises or falls only when the first and last batches' intervals are disjoint
 
 
 @dataclass(frozen=True)
@@ -139,16 +139,22 @@ def group_analyses(results: Results, device: str) -> dict[int, Any]:
     return found
 
 
-def ratio_trend(fw: str, loss: str, points: list[tuple[int, float]]) -> RatioTrend:
+def ratio_trend(fw: str, loss: str, points: list[tuple[int, Interval]]) -> RatioTrend:
+    """How <framework> / PyTorch moves with the batch size, from the paired ratios (the one estimator
+    the report quotes): a trend only where the smallest and largest batches' intervals separate."""
     (_, r0), (_, r1) = points[0], points[-1]
-    trend = Trend.FLAT if abs(r1 / r0 - 1) <= ABOUT_ONE else Trend.RISES if r1 > r0 else Trend.FALLS
+    trend = Trend.OVERLAP
+    if r0.high is not None and r1.low is not None and r1.low > r0.high:
+        trend = Trend.RISES
+    elif r0.low is not None and r1.high is not None and r1.high < r0.low:
+        trend = Trend.FALLS
     return RatioTrend(
         fw,
         loss,
         points[0],
         points[-1],
-        min(points, key=lambda p: p[1]),
-        max(points, key=lambda p: p[1]),
+        min(points, key=lambda p: p[1].estimate),
+        max(points, key=lambda p: p[1].estimate),
         trend,
     )
 

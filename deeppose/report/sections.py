@@ -219,6 +219,25 @@ def control_lines(c: Controls) -> list[str]:
     return lines
 
 
+def trend_line(t: Any) -> str:
+    """A framework ratio's course over batch sizes, from the paired ratios with their intervals."""
+    points = [
+        f"{format_interval(t.first[1])} at batch {t.first[0]}",
+        f"{format_interval(t.last[1])} at batch {t.last[0]}",
+    ]
+    extremes = [
+        f"{word} {format_interval(point[1])} at batch {point[0]}"
+        for word, point in (("lowest", t.lowest), ("highest", t.highest))
+        if point[0] not in (t.first[0], t.last[0])
+    ]
+    return (
+        f"{fmt.framework_name(t.framework)} / PyTorch core-process time ({t.loss}, paired by round) "
+        f"{t.trend.value}: {points[0]} against {points[1]}"
+        + ("; " + ", ".join(extremes) if extremes else "")
+        + "."
+    )
+
+
 def margins(f: Findings) -> str:
     """The groups' margins as "± 5 %" (each distinct one), or "as recorded" when none is."""
     found = sorted({g.margin for d in f.devices for g in d.groups})
@@ -299,6 +318,7 @@ def _environment() -> jinja2.Environment:
         planted_rows=planted_rows,
         control_lines=control_lines,
         margins=margins,
+        trend_line=trend_line,
         NOISE_HEADERS=NOISE_HEADERS,
     )
     return env
