@@ -315,7 +315,7 @@ def test_compare_two_revisions_finds_the_planted_change(repository):
 def test_report_baseline_adds_the_changes_section(repository):
     _deeppose(repository, "report", "--baseline", "HEAD~1")
     report = (repository / "reports" / "report.md").read_text()
-    section = report.split("## 1. Changes since HEAD~1\n", 1)[1].split("\n## ", 1)[0]
+    section = report.split("## 2. Changes since HEAD~1\n", 1)[1].split("\n## ", 1)[0]
     assert "chainer/autograd/cpu/b0" in section and "**slower**" in section
     _run(repository, "git", "checkout", "-q", "--", "reports")
 

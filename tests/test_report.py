@@ -101,14 +101,43 @@ def test_sections_in_study_order(built):
     _, _, markdown, _ = built
     headings = re.findall(r"^## (.+)$", markdown, flags=re.M)
     assert headings == [
-        "1. Set-up",
+        "1. Findings",
         "2. Effect of automatic differentiation",
         "3. Impact of the network implementation",
         "4. Per-layer breakdown of the core process",
         "5. Accuracy",
         "6. Against the original study",
         "7. Summary",
+        "8. Appendix: set-up, environment, fairness and cost",
     ]
+
+
+def test_the_first_screen_answers_the_studys_questions(built):
+    """Findings first: each answer a verdict of the four, an interval (or two significant digits
+    marked single run) and one caveat, within the first screen; a neutral title."""
+    from deeppose.verdicts import Verdict
+
+    _, findings, markdown, _ = built
+    title = markdown.splitlines()[0]
+    assert title.startswith("# ") and "why" not in title.lower() and "faster" not in title.lower()
+    first = markdown.split("## 2.")[0]
+    assert "## 1. Findings" in first and len(first.splitlines()) <= 40
+    lines = [line for line in first.splitlines() if line.startswith("- ")]
+    assert 1 <= len(lines) <= 10 and len(lines) == len(findings.answers)
+    assert all(re.search(r"\*\*(slower|faster|equivalent|inconclusive)\*\*", line) for line in lines)
+    by = {(a.question, a.subject.split(" ")[0]): a for a in findings.answers}
+    assert by["loss backward", "Chainer"].verdict is Verdict.SLOWER
+    assert by["loss backward", "PyTorch"].verdict is Verdict.EQUIVALENT
+    assert (
+        by["framework", "Chainer"].verdict is Verdict.SLOWER
+        and "batch 2" in by["framework", "Chainer"].subject
+    )
+    # one training run per framework: no claim that the frameworks differ in accuracy
+    assert by["accuracy", "Chainer"].verdict is Verdict.INCONCLUSIVE
+    assert "training variability is not measured" in first
+    # one profiled process per arm: a number without interval gets two digits and says so
+    assert "**inconclusive**, 96 % (single run)" in first and "96.3" not in first
+    assert "Checks of the timing: A/A pairs called slower or faster 0 of 4 times (0 [0, 60] %)" in first
 
 
 def test_summary_json_is_the_serialised_findings(built):
@@ -137,7 +166,7 @@ def test_summary_json_is_the_serialised_findings(built):
 
 def test_setup_shows_parameters_data_environment_and_ceilings(built):
     _, findings, markdown, _ = built
-    section = markdown.split("## 1.")[1].split("## 2.")[0]
+    section = markdown.split("## 8.")[1]
     assert "Training: 3 epochs at batch 16, momentum_sgd (lr 0.01, momentum 0.9)" in section
     assert "Prepared data: source synthetic; kept train 290, test 95; dropped 15 (span >= 227: 15)" in section
     params = {r["parameter"]: r["value"] for r in tables_under(section, "### Parameters")[0]}

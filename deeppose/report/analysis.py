@@ -13,40 +13,17 @@ from enum import Enum
 from typing import Any
 
 from deeppose.compare_stats import Interval, round_to_interval
-from deeppose.grid import NO_BREAKDOWN, REFERENCE, Job
-from deeppose.report.breakdown import BreakdownBatch, breakdown_batches
-from deeppose.report.controls import Controls, GroupNoise, Ratio, controls, group_noise, ratio
+from deeppose.grid import NO_BREAKDOWN, Job
+from deeppose.report.answers import Answer, answers
+from deeppose.report.controls import Controls, controls
 from deeppose.report.core_time import (
-    Cell,
-    LossEffect,
-    RatioTrend,
-    break_even,
     group_analyses,
-    loss_effect,
-    ratio_trend,
-    timing_cell,
 )
+from deeppose.report.device import Device, build_device
 from deeppose.report.load import Results
-from deeppose.report.setup import Peak, Setup, build_setup
+from deeppose.report.setup import Setup, build_setup
 from deeppose.report.study import Absolute, Dominance, StudyRow, study_rows
-from deeppose.report.training import ACCURACY, AccuracyDifference, TrainRun, accuracy_differences, train_run
-
-
-@dataclass(frozen=True)
-class Device:
-    device: str
-    training: tuple[TrainRun, ...]
-    baseline: dict[str, float]  # the mean-pose predictor's test scores
-    baseline_differs: int  # runs whose baseline differs from the first's: not the same test data
-    accuracy_differences: tuple[AccuracyDifference, ...]
-    loss_effects: tuple[LossEffect, ...]
-    cells: tuple[Cell, ...]
-    ratios: tuple[Ratio, ...]
-    groups: tuple[GroupNoise, ...]  # each timing group's design, noise and minimum detectable ratio
-    trends: tuple[RatioTrend, ...]
-    breakdown: tuple[BreakdownBatch, ...]
-    missing: dict[str, int]  # kind -> jobs of this device without a result
-    jobs: dict[str, int]  # kind -> jobs of this device
+from deeppose.report.training import ACCURACY
 
 
 @dataclass(frozen=True)
@@ -65,6 +42,7 @@ class Findings:
     batch_sizes: tuple[int, ...]
     devices: tuple[Device, ...]
     off_grid: dict[str, int]  # device outside the grid -> result files found for it (not read)
+    answers: tuple[Answer, ...]  # the study's questions answered: the report's first screen
     controls: Controls  # the A/A pairs pooled over groups, the positive controls, the near-A/A pairs
     study: tuple[StudyRow, ...]
     absolute: tuple[Absolute, ...]
@@ -119,68 +97,6 @@ def _one_kind(records: tuple[Any, ...]) -> bool:
 
 
 # --- one device ---------------------------------------------------------------------------------
-def _device(results: Results, device: str, peak: Peak, groups: dict[int, Any]) -> Device:
-    on = {
-        kind: {j: r for j, r in found.items() if j.device == device}
-        for kind, found in (
-            ("training", results.train),
-            ("timing", results.timing),
-            ("breakdown", results.breakdown),
-        )
-    }
-    cells = {
-        j: timing_cell(j, r.record, peak)
-        for j, r in sorted(on["timing"].items(), key=lambda i: i[0].batch_exp)
-        if r.ok
-    }
-    for j, c in cells.items():
-        eager = cells.get(Job(REFERENCE, j.loss, j.device, j.batch_exp))
-        if c.compile_s is not None and eager is not None:
-            cells[j] = dataclasses.replace(
-                c,
-                eager_s=eager.time.estimate,
-                break_even=break_even(c.compile_s, c.time.estimate, eager.time.estimate),
-            )
-    runs = {j: train_run(j, r.record, r, cells) for j, r in on["training"].items() if r.ok}
-    aa = [c for g, _, _ in groups.values() for c in g.controls]
-    reach = [max(c.ratio.high - 1, 1 - c.ratio.low) for c in aa if c.ratio.low is not None]
-    floor = max(reach, default=None)
-    effects = ()
-    if {"autograd", "explicit"} <= set(results.loss_modes):
-        train_batch = results.params.train.batch_size
-        effects = tuple(
-            loss_effect(
-                fw, {j.loss: s for j, s in runs.items() if j.framework == fw}, groups, train_batch, floor
-            )
-            for fw in results.frameworks
-        )
-    ratios = tuple(ratio(b, c) for b, (g, _, _) in groups.items() for c in g.comparisons)
-    trends = []
-    for fw in results.frameworks:
-        for loss in results.loss_modes:
-            arms = (f"{fw}/{loss}", f"{REFERENCE}/{loss}")
-            points = [(r.batch_size, r.ratio) for r in ratios if (r.a, r.b) == arms and r.ratio.estimate]
-            trends += [ratio_trend(fw, loss, points)] if fw != REFERENCE and points else []
-    baselines = [r.record.baseline_test.to_dict() for r in on["training"].values() if r.ok]
-    baseline = {k: v for k, v in (baselines or [{}])[0].items() if v is not None}
-    return Device(
-        device,
-        tuple(runs.values()),
-        baseline,
-        sum(b != baselines[0] for b in baselines),
-        accuracy_differences(results, device),
-        effects,
-        tuple(cells.values()),
-        ratios,
-        tuple(group_noise(b, g, design) for b, (g, _, design) in groups.items()),
-        tuple(trends),
-        breakdown_batches(results, device, peak),
-        {k: sum(not r.ok for r in v.values()) for k, v in on.items()},
-        {k: len(v) for k, v in on.items()},
-    )
-
-
-# --- the whole ----------------------------------------------------------------------------------
 def _missing(results: Results) -> list[Missing]:
     found = [Missing("training", job.label, (), r.missing) for job, r in results.train.items() if not r.ok]
     for kind, loaded in (("timing", results.timing), ("per-layer breakdown", results.breakdown)):
@@ -197,7 +113,7 @@ def analyse(results: Results) -> Findings:
     """Every figure of the report from `results`; deterministic (seeded bootstraps)."""
     setup = build_setup(results)
     grouped = {d: group_analyses(results, d) for d in results.devices}
-    devices = {d: _device(results, d, setup.peak, grouped[d]) for d in results.devices}
+    devices = {d: build_device(results, d, setup.peak, grouped[d]) for d in results.devices}
     groups = [
         (device, batch, analysis, design)
         for device in results.devices
@@ -220,6 +136,7 @@ def analyse(results: Results) -> Findings:
         tuple(2**e for e in results.batch_exponents),
         tuple(devices.values()),
         dict(results.off_grid),
+        answers(tuple(devices.values()), results.params.train.batch_size),
         found_controls,
         tuple(study),
         tuple(absolute),

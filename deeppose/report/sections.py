@@ -19,14 +19,16 @@ from deeppose.report.common import ABOUT_ONE, LEVEL
 from deeppose.report.controls import Controls, GroupNoise
 from deeppose.report.study import AGREE_WITHIN
 
+FINDINGS = "Findings"
+APPENDIX = "Appendix: set-up, environment, fairness and cost"
 HEADINGS = (
-    "Set-up",
     "Effect of automatic differentiation",
     "Impact of the network implementation",
     "Per-layer breakdown of the core process",
     "Accuracy",
     "Against the original study",
     "Summary",
+    APPENDIX,
 )
 METRICS = {"loss": "test loss", "pcp": "PCP@0.5", "pdj": "PDJ@0.2", "pck": "PCK@0.2"}
 FAIRNESS = (
@@ -238,6 +240,61 @@ def trend_line(t: Any) -> str:
     )
 
 
+QUESTIONS = {
+    "loss backward": "Does writing the loss's backward by hand change the time?",
+    "framework": "How does the framework change the core process's time?",
+    "layers": "Do the convolutions explain the frameworks' difference (the study's conclusion)?",
+    "accuracy": "Do the frameworks reach different accuracy?",
+}
+
+
+def answer_line(a: Any) -> str:
+    """One answer: the subject, its verdict, the quantity with its interval (or two significant
+    digits marked single run), and the caveat."""
+    if a.interval is not None:
+        value = format_interval(a.interval, a.scale, a.unit)
+    elif a.single is not None:
+        value = f"{a.single * a.scale:.2g}{' ' + a.unit if a.unit else ''} (single run)"
+    else:
+        value = fmt.MISSING
+    return f"{a.subject} ({a.device}): **{a.verdict.value}**, {value}; {a.caveat}."
+
+
+def answer_groups(f: Findings) -> list[tuple[str, list[str]]]:
+    """(question, its answer lines) in the order of QUESTIONS, questions without an answer left out."""
+    return [
+        (text, [answer_line(a) for a in f.answers if a.question == key])
+        for key, text in QUESTIONS.items()
+        if any(a.question == key for a in f.answers)
+    ]
+
+
+def checks_line(f: Findings) -> str:
+    """What the run's own controls say about the verdicts above, in one line."""
+    c = f.controls
+    parts = []
+    if c.judged:
+        parts.append(
+            f"A/A pairs called slower or faster {c.false_verdicts} of {c.judged} times "
+            f"({format_interval(c.false_rate, 100, '%')})"
+        )
+    else:
+        parts.append("no A/A pair with an interval")
+    found = sum(p.found for p in c.planted)
+    parts.append(
+        f"positive control found in {found} of {len(c.planted)} groups"
+        if c.planted
+        else "no positive control"
+    )
+    detectable = sorted(
+        {fmt.sig(g.detectable) for d in f.devices for g in d.groups if g.detectable}, key=float
+    )
+    if detectable:
+        span = detectable[0] + (f" to {detectable[-1]}" if len(detectable) > 1 else "")
+        parts.append(f"smallest detectable ratio per group {span}")
+    return "Checks of the timing: " + "; ".join(parts) + " (section 3)."
+
+
 def margins(f: Findings) -> str:
     """The groups' margins as "± 5 %" (each distinct one), or "as recorded" when none is."""
     found = sorted({g.margin for d in f.devices for g in d.groups})
@@ -319,6 +376,8 @@ def _environment() -> jinja2.Environment:
         control_lines=control_lines,
         margins=margins,
         trend_line=trend_line,
+        answer_groups=answer_groups,
+        checks_line=checks_line,
         NOISE_HEADERS=NOISE_HEADERS,
     )
     return env
@@ -328,7 +387,7 @@ def document(f: Findings, figures: set[str], title: str, changes: str | None = N
     """The whole report.md; `changes` (deeppose.compare's markdown, its first line the baseline)
     opens it as its own section."""
     baseline, _, markdown = (changes or "").partition("\n")
-    headings = ([f"Changes since {baseline}"] if changes else []) + list(HEADINGS)
+    headings = [FINDINGS] + ([f"Changes since {baseline}"] if changes else []) + list(HEADINGS)
     text = (
         _environment()
         .get_template("report.md.j2")

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING
 
 from deeppose.grid import DEVICES, REFERENCE
 from deeppose.report.common import ABOUT_ONE, safe_ratio
+from deeppose.report.device import Device
 from deeppose.report.load import Results
-
-if TYPE_CHECKING:  # annotations only: the module that builds it imports this one
-    from deeppose.report.analysis import Device
-
 
 AGREE_WITHIN = 0.10  # a ratio agrees with the study's when within 10 % of it
 STUDY_BATCH_EXP, STUDY_OPTIMIZER = 5, "momentum_sgd"  # the study's batch 32 and MomentumSGD

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from scipy import stats as scipy_stats
@@ -16,10 +16,6 @@ from deeppose.records.results import TrainMetrics
 from deeppose.report.common import LEVEL
 from deeppose.report.load import Results
 from deeppose.stats import describe
-
-if TYPE_CHECKING:  # annotations only: the module that builds it imports this one
-    from deeppose.report.core_time import Cell
-
 
 RESAMPLES = 2000  # bootstrap resamples of the test images
 SMOOTHING = 0.1  # weight of each new loss in the learning curves' moving average
@@ -169,7 +165,8 @@ def _curve(iterations: list[dict[str, Any]], evals: list[dict[str, Any]]) -> Cur
     )
 
 
-def train_run(job: Job, m: TrainMetrics, run: Any, cells: dict[Job, Cell]) -> TrainRun:
+def train_run(job: Job, m: TrainMetrics, run: Any, core_s: dict[Job, tuple[int, float]]) -> TrainRun:
+    """`core_s`: each timing cell's (batch size, core-process time), for the run's own batch."""
     compute = sample([r["compute_s"] for r in run.iterations], "log.jsonl compute_s") or Sample(
         *(m.iteration_time_s[k] for k in ("n", "mean", "std", "median", "iqr_over_median", "noisy")),
         "metrics.json iteration_time_s",
@@ -178,7 +175,7 @@ def train_run(job: Job, m: TrainMetrics, run: Any, cells: dict[Job, Cell]) -> Tr
     for metric, value in m.final_test.to_dict().items():
         if metric not in scores and value is not None:
             scores[metric] = Interval(value, None, None, m.test_samples, LEVEL, "no per-image data")
-    core = cells.get(Job(job.framework, job.loss, job.device, m.batch_size.bit_length() - 1))
+    core = core_s.get(Job(job.framework, job.loss, job.device, m.batch_size.bit_length() - 1))
     setup = f"{m.params['train']['optimizer']}, batch {m.batch_size}, {m.epochs} epochs"
     return TrainRun(
         job.framework,
@@ -189,7 +186,7 @@ def train_run(job: Job, m: TrainMetrics, run: Any, cells: dict[Job, Cell]) -> Tr
         m.train_time_s,
         m.train_time_s / m.iterations,
         compute,
-        core.time.estimate if core and core.batch_size == m.batch_size else None,
+        core[1] if core and core[0] == m.batch_size else None,
         m.final_train_loss,
         scores,
         gaps,
