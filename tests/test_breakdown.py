@@ -456,7 +456,7 @@ def test_report_section_renders_from_hand_made_results(
     assert "### cpu, batch 16" in markdown and not re.search(r"^#{1,2} ", markdown, flags=re.M)
     assert "](figures/breakdown_cpu_b16.png)" in markdown and "](figures/roofline_cpu_b16.png)" in markdown
     assert "| Layer | Phase | PyTorch (ms) | Chainer (ms) | Chainer/PyTorch |" in markdown
-    assert "Convolutions account for" in markdown and "confirms the study's conclusion" in markdown
+    assert "convolutions account for" in markdown and "confirms the study's conclusion" in markdown
     assert (
         "| Chainer | explicit | not run |" in markdown
         and "1 of 4 per-layer breakdown jobs on cpu" in markdown

@@ -82,6 +82,16 @@ class Attribution:
     def extra_s(self) -> float:
         return self.other_s - self.reference_s
 
+    @property
+    def ratio(self) -> float:
+        """<framework> / PyTorch core time, of one profiled process each."""
+        return self.other_s / self.reference_s
+
+    @property
+    def shares(self) -> dict[str, float | None]:
+        """Each part's share of the extra time (conv, fc, elementwise, overhead); None when not slower."""
+        return {part: s / self.extra_s if self.extra_s > 0 else None for part, s in self.parts_s.items()}
+
 
 @dataclass(frozen=True)
 class RooflinePoint:

@@ -320,6 +320,16 @@ def pairs(items: Any, sep: str = ", ") -> str:
     return sep.join(f"{k} {v}" for k, v in dict(items).items())
 
 
+def single(x: float | None, unit: str = "") -> str:
+    """A number without an interval: two significant digits, said to be one run's."""
+    return fmt.MISSING if x is None else f"{fmt.sig(x, 2)}{unit} (single run)"
+
+
+def share(x: float | None) -> str:
+    """A share without an interval, in %: two significant digits."""
+    return fmt.MISSING if x is None else f"{fmt.sig(100 * x, 2)} %"
+
+
 FILTERS = {
     "name": fmt.framework_name,
     "sig": fmt.sig,
@@ -328,6 +338,8 @@ FILTERS = {
     "flops": fmt.flops,
     "ms": lambda x, signed=False: fmt.scaled(x, 1e-3, signed),
     "interval": format_interval,
+    "single": single,
+    "share": share,
     "words": fmt.join_words,
     "cell": fmt.escape,
     "flatten": flatten,
