@@ -325,6 +325,26 @@ def single(x: float | None, unit: str = "") -> str:
     return fmt.MISSING if x is None else f"{fmt.sig(x, 2)}{unit} (single run)"
 
 
+def _setting(v: Any) -> Any:
+    return v if isinstance(v, str) or v is None else pairs(v) if isinstance(v, dict) else json.dumps(v)
+
+
+def fairness_table(fair: Any) -> tuple[list[str], list[list[Any]]]:
+    """A fairness manifest comparison with one column per framework and one row per setting (so the
+    table stays narrow however many settings there are)."""
+    frameworks = list(fair.common)
+    rows = [[field] + [_setting(fair.common[fw].get(field)) for fw in frameworks] for field in FAIRNESS]
+    rows.append(["steering variables"] + [pairs(sorted(fair.env[fw].items())) or "none" for fw in frameworks])
+    return ["setting"] + [fmt.framework_name(fw) for fw in frameworks], rows
+
+
+def in_units(x: float | None, scale: float, decimals: int | None = None) -> str:
+    """`x` times `scale`, to three significant digits (or `decimals` places); a dash when absent."""
+    if x is None:
+        return fmt.MISSING
+    return fmt.sig(x * scale) if decimals is None else f"{x * scale:.{decimals}f}"
+
+
 def share(x: float | None) -> str:
     """A share without an interval, in %: two significant digits."""
     return fmt.MISSING if x is None else f"{fmt.sig(100 * x, 2)} %"
@@ -339,6 +359,7 @@ FILTERS = {
     "ms": lambda x, signed=False: fmt.scaled(x, 1e-3, signed),
     "interval": format_interval,
     "single": single,
+    "in_units": in_units,
     "share": share,
     "words": fmt.join_words,
     "cell": fmt.escape,
@@ -355,9 +376,7 @@ FILTERS = {
     "kernels": lambda rates: ", ".join(
         f"{k.replace('_', ' ')} {fmt.flops(v)}" for k, v in rates.items() if v
     ),
-    "setting": lambda v: (
-        v if isinstance(v, str) or v is None else pairs(v) if isinstance(v, dict) else json.dumps(v)
-    ),
+    "setting": _setting,
     "extract": lambda key, mapping: mapping.get(key),
     "format_with": lambda value, text: text.replace("{}", str(value)),
     "verdict": lambda v: v.value,
@@ -389,6 +408,7 @@ def _environment() -> jinja2.Environment:
         margins=margins,
         trend_line=trend_line,
         answer_groups=answer_groups,
+        fairness_table=fairness_table,
         checks_line=checks_line,
         NOISE_HEADERS=NOISE_HEADERS,
     )
