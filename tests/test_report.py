@@ -743,3 +743,16 @@ def test_a_trend_needs_separated_intervals_of_the_paired_ratios(built):
     assert ratio_trend("chainer", "autograd", [(1, at(1.5, None, None)), (2, at(3.0, None, None))]).trend is (
         Trend.OVERLAP
     )
+
+
+def test_a_share_above_100_percent_is_flagged_as_drift(built):
+    """A part larger than its whole (the core process at 109 % of a training iteration) is evidence
+    of drift between the stages' processes, and the report says so instead of printing it bare."""
+    from deeppose.report.lines import core_share_line
+
+    _, findings, _, _ = built
+    run = findings.devices[0].training[0]
+    over = dataclasses.replace(run, core_s=1.09 * run.per_iteration_s)
+    assert "110 % of a training iteration" in core_share_line(over) and "drift" in core_share_line(over)
+    under = dataclasses.replace(run, core_s=0.5 * run.per_iteration_s)
+    assert "50 % of a training iteration" in core_share_line(under) and "drift" not in core_share_line(under)

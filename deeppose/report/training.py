@@ -78,6 +78,11 @@ class TrainRun:
     gaps: dict[str, Gap]
     scored_joints: str  # which joints the accuracies count (deeppose.train.SCORED_JOINTS)
 
+    @property
+    def core_share(self) -> float | None:
+        """The core process's time (timing stage) over a training iteration's (training stage)."""
+        return None if self.core_s is None else self.core_s / self.per_iteration_s
+
 
 @dataclass(frozen=True)
 class AccuracyDifference:
