@@ -17,15 +17,19 @@ compared; those on one side only are counted.
   first (`_detrended`). A rerun also moves every cell of a timing group together (the machine's
   state that hour: DESIGN.md section 8 saw 12-62 % between jobs), and nothing in one pair of runs
   tells that apart from a change that slows every cell alike. So a group's *shift* is reported on
-  its own, and a cell's verdict reads its ratio over its group's shift (`_judge`): faster or slower
-  needs that interval to exclude 1 *and* the ratio beyond the threshold, by default the larger of
-  5 % and the A/A spread of the two runs (how far apart each run's A/A control measured two
-  identical arms, the two added in quadrature).
-  Measured on the simulated machine of tests/test_compare.py (a 15 % trend, a random walk of
-  speed, per-process effects, outlier blocks, disturbed blocks rerun; 8 blocks a cell, 4 cells):
-  over 1,000 pairs of runs a change is called in 0.8 % of unchanged cells, and one cell slowed by
-  20 % is found, and no other cell called, in 99 % of draws. Welch's interval on the raw ratios,
-  without the shift, calls about a third of unchanged cells changed.
+  its own, and a cell's verdict reads its ratio over its group's shift (`_judge`): one of the four
+  verdicts of deeppose.verdicts against a margin m: *slower* or *faster* when the whole interval
+  lies beyond 1 + m or below 1 / (1 + m), *equivalent* when it lies inside both, *inconclusive*
+  otherwise (never "no change": an interval too wide to tell says so). The margin is by default
+  the larger of HEAD's `timing.margin` (its timing records' design) and the A/A spread of the two
+  runs (how far apart each run's A/A controls measured two identical arms, the two added in
+  quadrature). Only *slower* fails `--fail-on-regression`.
+  Measured with this rule on the simulated machine of tests/test_compare.py (a 15 % trend, a
+  random walk of speed, per-process effects, outlier blocks, disturbed blocks rerun; 8 blocks a
+  cell, 4 cells): over 1,000 draws a change is called in none of 4,000 unchanged cells, and one
+  cell slowed by 20 % is found, and no other cell called, in 99.1 % of draws.
+  Welch's interval on the raw ratios, without the shift, calls about a third of unchanged cells
+  changed.
 * Training compute per iteration: the same rule; a run's iterations cut into TRAIN_BLOCKS
   consecutive blocks stand for blocks, and a device's training runs for a group.
 * Accuracy: the final training loss (the last epoch's iterations, Welch on logs) and the test
@@ -62,7 +66,6 @@ import numpy as np
 from deeppose import compare_stats, fmt
 from deeppose.compare_stats import (
     LEVEL,
-    THRESHOLD,
     Interval,
     Verdict,
     format_interval,
@@ -90,20 +93,17 @@ TRAIN_BLOCKS = 8  # a training run's iterations, cut into this many consecutive 
 SCORES = {"pcp": "PCP@0.5", "pdj": "PDJ@0.2", "pck": "PCK@0.2"}
 RESULT_FOLDERS = ("train", "time", "breakdown", "machine")
 MAX_FIELDS = 12  # differing machine fields listed in the markdown; the JSON has all
-NO_CHANGE, TOO_FEW, NOT_COMPARABLE, NO_INTERVAL, NOT_INTERLEAVED = (
-    "no change",
-    "too few blocks",
-    "not comparable",
-    "no interval",
-    "not interleaved",
+DEFAULT_MARGIN = 0.05  # params.yaml's timing.margin, for a HEAD without a timing record to read it from
+NOT_COMPARABLE, NO_INTERVAL, NOT_INTERLEAVED = ("not comparable", "no interval", "not interleaved")
+WORDS = {verdict: verdict.value for verdict in Verdict}  # slower, faster, equivalent, inconclusive
+# a row whose verdict is one of these did not change: equivalent within the margin, or not decided
+UNCHANGED = (
+    Verdict.EQUIVALENT.value,
+    Verdict.INCONCLUSIVE.value,
+    NOT_COMPARABLE,
+    NO_INTERVAL,
+    NOT_INTERLEAVED,
 )
-WORDS = {
-    Verdict.FASTER: "faster",
-    Verdict.SLOWER: "slower",
-    Verdict.NO_DIFFERENCE: NO_CHANGE,
-    Verdict.TOO_FEW_BLOCKS: TOO_FEW,
-}
-UNCHANGED = (NO_CHANGE, TOO_FEW, NOT_COMPARABLE, NO_INTERVAL, NOT_INTERLEAVED)
 
 
 # --- reading a side -------------------------------------------------------------------------
@@ -322,8 +322,8 @@ class Changes:
     base: str
     head: str
     level: float
-    threshold: float
-    threshold_source: str
+    margin: float
+    margin_source: str
     machines: tuple[MachineField, ...]  # fields in which the sides' machines differ; empty: alike
     across_machines: bool
     timing: tuple[Row, ...]
@@ -371,13 +371,13 @@ def _divide(interval: Interval, by: float) -> Interval:
 def _verdicts(
     rows: list[tuple[str, str, float | None, float | None, Interval]],
     shift: float,
-    threshold: float,
+    margin: float,
     comparable: bool,
 ) -> list[Row]:
     judged = []
     for what, cell, base, head, change in rows:
         relative = _divide(change, shift)
-        word = WORDS[compare_stats.verdict(relative, threshold)] if comparable else NOT_COMPARABLE
+        word = WORDS[compare_stats.verdict(relative, margin)] if comparable else NOT_COMPARABLE
         judged.append(Row(what, cell, base, head, "s", change, relative, word))
     return judged
 
@@ -385,7 +385,7 @@ def _verdicts(
 def _judge(
     rows: list[tuple[str, str, float | None, float | None, Interval]],
     group: str,
-    threshold: float,
+    margin: float,
     comparable: bool,
 ) -> tuple[list[Row], Shift]:
     """Time rows (what, cell, base, head, HEAD/BASE) of one group, judged against its shift.
@@ -396,14 +396,14 @@ def _judge(
     (the mean of the rest) and every cell judged again."""
     logs = {cell: math.log(change.estimate) for _, cell, _, _, change in rows if change.estimate is not None}
     if len(logs) < MIN_GROUP:
-        return _verdicts(rows, 1.0, threshold, comparable), Shift(group, None, len(rows))
+        return _verdicts(rows, 1.0, margin, comparable), Shift(group, None, len(rows))
     shift = math.exp(statistics.median(logs.values()))
-    judged = _verdicts(rows, shift, threshold, comparable)
+    judged = _verdicts(rows, shift, margin, comparable)
     moved = [row for row in judged if row.verdict in ("faster", "slower")]
     if moved and len(logs) > MIN_GROUP:
         most = max(moved, key=lambda row: row.effect).cell
         shift = math.exp(statistics.mean(value for cell, value in logs.items() if cell != most))
-        judged = _verdicts(rows, shift, threshold, comparable)
+        judged = _verdicts(rows, shift, margin, comparable)
     return judged, Shift(group, shift, len(rows))
 
 
@@ -473,7 +473,7 @@ def _cell_time(result: TimingResult) -> float:
 
 
 def _timing(
-    base: Side, head: Side, threshold: float, comparable: bool
+    base: Side, head: Side, margin: float, comparable: bool
 ) -> tuple[list[Row], list[Shift], list[str]]:
     """Core-time rows and group shifts, and a line for each cell whose blocks lie outside its
     group's time span on a side: it keeps its ratio, uncorrected, gets no verdict and is left out of
@@ -505,7 +505,7 @@ def _timing(
                 )
             else:
                 cells.append(cell)
-        judged, shift = _judge(cells, f"{device} b{exp}", threshold, comparable)
+        judged, shift = _judge(cells, f"{device} b{exp}", margin, comparable)
         by_cell = {row.cell: row for row in judged} | {
             cell: Row(what, cell, b, h, "s", change, change, NOT_INTERLEAVED)
             for what, cell, b, h, change in loose
@@ -523,7 +523,7 @@ def _iteration_blocks(metrics: TrainMetrics, log: list[dict[str, Any]]) -> list[
     return [float(np.median(chunk)) for chunk in np.array_split(np.asarray(times), TRAIN_BLOCKS)]
 
 
-def _training(base: Side, head: Side, threshold: float, comparable: bool) -> tuple[list[Row], list[Shift]]:
+def _training(base: Side, head: Side, margin: float, comparable: bool) -> tuple[list[Row], list[Shift]]:
     by_device: dict[str, list[Job]] = {}
     for job in sorted(set(base.train) & set(head.train), key=_label):
         if job not in base.log_problems and job not in head.log_problems:  # named in Changes.problems
@@ -544,7 +544,7 @@ def _training(base: Side, head: Side, threshold: float, comparable: bool) -> tup
                         unpaired_ratio(h, b),
                     )
                 )
-        judged, shift = _judge(cells, f"{device} training", threshold, comparable)
+        judged, shift = _judge(cells, f"{device} training", margin, comparable)
         rows += judged
         shifts.append(shift)
     return rows, shifts
@@ -555,7 +555,7 @@ def _last_epoch_losses(log: list[dict[str, Any]]) -> list[float]:
     return [line["loss"] for line in log if line["epoch"] == last and line["loss"] > 0]
 
 
-def _accuracy(base: Side, head: Side, threshold: float) -> list[Row]:
+def _accuracy(base: Side, head: Side, margin: float) -> list[Row]:
     """Final training loss and test scores of every training job on both sides. Training is seeded,
     so on one machine these move only when the code or parameters do: no group shift."""
     rows = []
@@ -564,7 +564,7 @@ def _accuracy(base: Side, head: Side, threshold: float) -> list[Row]:
         lb, lh = _last_epoch_losses(base.logs[job]), _last_epoch_losses(head.logs[job])
         if lb and lh:
             ratio = welch_ratio(lh, lb)
-            word = WORDS[compare_stats.verdict(ratio, threshold)]
+            word = WORDS[compare_stats.verdict(ratio, margin)]
             word = {"faster": "lower", "slower": "higher"}.get(word, word)
             rows.append(
                 Row(
@@ -598,7 +598,7 @@ def _accuracy(base: Side, head: Side, threshold: float) -> list[Row]:
                 wilson_interval(vh, h.test_samples), wilson_interval(vb, b.test_samples)
             )
             word = (
-                NO_CHANGE
+                Verdict.INCONCLUSIVE.value  # no margin for a score: an interval across 0 decides nothing
                 if not difference.excludes(0.0)
                 else ("better" if difference.estimate > 0 else "worse")
             )
@@ -606,7 +606,7 @@ def _accuracy(base: Side, head: Side, threshold: float) -> list[Row]:
     return rows
 
 
-def _breakdown(base: Side, head: Side, threshold: float, comparable: bool) -> tuple[list[Row], list[Shift]]:
+def _breakdown(base: Side, head: Side, margin: float, comparable: bool) -> tuple[list[Row], list[Shift]]:
     rows, shifts = [], []
     for job in sorted(set(base.breakdown) & set(head.breakdown), key=_label):
         layers = {(r["layer"], r["phase"]): r["samples_s"] for r in base.breakdown[job].layers}
@@ -623,7 +623,7 @@ def _breakdown(base: Side, head: Side, threshold: float, comparable: bool) -> tu
                         unpaired_ratio(h, b),
                     )
                 )
-        judged, shift = _judge(cells, _label(job), threshold, comparable)
+        judged, shift = _judge(cells, _label(job), margin, comparable)
         rows += judged
         shifts.append(shift)
     return rows, shifts
@@ -642,7 +642,7 @@ def _framework_ratio_blocks(side: Side, job: Job) -> list[float] | None:
     return [ours[r] / theirs[r] for r in sorted(set(ours) & set(theirs))] or None
 
 
-def _across(base: Side, head: Side, threshold: float) -> list[Row]:
+def _across(base: Side, head: Side, margin: float) -> list[Row]:
     """What a machine does not set: fraction of each side's own peak, and framework ratios."""
     rows = []
     peaks = [side.peak.peak_flops_per_s if side.peak else None for side in (base, head)]
@@ -666,7 +666,7 @@ def _across(base: Side, head: Side, threshold: float) -> list[Row]:
             b, h = _framework_ratio_blocks(base, job), _framework_ratio_blocks(head, job)
             if b and h:
                 ratio = unpaired_ratio(h, b)
-                word = WORDS[compare_stats.verdict(ratio, threshold)]
+                word = WORDS[compare_stats.verdict(ratio, margin)]
                 rows.append(
                     Row(
                         f"{fmt.framework_name(job.framework)} / {fmt.framework_name(REFERENCE)} core time",
@@ -765,28 +765,46 @@ def aa_spread(side: Side) -> tuple[float, str] | None:
         if not result.control_blocks:
             continue
         cell = f"{job.framework}/{job.loss}"
+        design = result.design
         ratio = compare_stats.compare(
-            series(result.blocks) + series(result.control_blocks), twin(cell), cell
+            series(result.blocks) + series(result.control_blocks),
+            twin(cell),
+            cell,
+            design.margin,
+            design.decision_level,
         ).ratio.estimate
         if ratio is not None and (worst is None or abs(ratio - 1) > worst[0]):
             worst = (abs(ratio - 1), f"{job.device} b{job.batch_exp}")
     return worst
 
 
-def _threshold(base: Side, head: Side, given: float | None) -> tuple[float, str]:
-    """--threshold, or the larger of THRESHOLD and the A/A spread of the two runs: a comparison of
-    two runs carries the noise of both, so their A/A spreads add in quadrature."""
+def head_margin(head: Side) -> tuple[float, str]:
+    """HEAD's equivalence margin (`timing.margin`, as its timing records' designs hold it; the
+    largest if they differ), or DEFAULT_MARGIN when HEAD has no timing record."""
+    margins = {result.design.margin for result in head.timing.values()}
+    if not margins:
+        return (
+            DEFAULT_MARGIN,
+            f"the default timing.margin, {_percent(DEFAULT_MARGIN)} (HEAD has no timing record)",
+        )
+    return max(margins), f"HEAD's timing.margin, {_percent(max(margins))}"
+
+
+def _margin(base: Side, head: Side, given: float | None) -> tuple[float, str]:
+    """--margin, or the larger of HEAD's timing.margin and the A/A spread of the two runs: a
+    comparison of two runs carries the noise of both, so their A/A spreads add in quadrature."""
     if given is not None:
         if not 0 < given < 1:
-            raise DeepPoseError(f"--threshold {given}: give a fraction between 0 and 1 (0.07 for 7 %)")
-        return given, "--threshold"
+            raise DeepPoseError(f"--margin {given}: give a fraction between 0 and 1 (0.07 for 7 %)")
+        return given, "--margin"
+    floor, source = head_margin(head)
     spreads = {side.label: found for side in (base, head) if (found := aa_spread(side)) is not None}
     if not spreads:
-        return THRESHOLD, "neither run has an A/A control"
+        return floor, f"{source}; neither run has an A/A control"
     measured = math.sqrt(sum(spread**2 for spread, _ in spreads.values()))
     parts = ", ".join(f"{label} {_percent(spread)} at {where}" for label, (spread, where) in spreads.items())
-    return max(THRESHOLD, measured), (
-        f"the larger of {_percent(THRESHOLD)} and the two runs' A/A spread, {_percent(measured)} ({parts})"
+    return max(floor, measured), (
+        f"the larger of {source} and the two runs' A/A spread, {_percent(measured)} ({parts})"
     )
 
 
@@ -805,7 +823,7 @@ def _unmatched(base: Side, head: Side) -> dict[str, int]:
 
 
 def compare_sides(
-    base: Side, head: Side, threshold: float | None = None, across_machines: bool = False
+    base: Side, head: Side, margin: float | None = None, across_machines: bool = False
 ) -> Changes:
     """Match the two sides' cells and judge each (see the module docstring)."""
     if not (set(base.timing) & set(head.timing) or set(base.train) & set(head.train)):
@@ -817,10 +835,10 @@ def compare_sides(
             f"BASE ({base.label}: {has(base)}) and HEAD ({head.label}: {has(head)}) share no "
             "timing cell or training run; compare needs results of the same grid cells"
         )
-    level_threshold, source = _threshold(base, head, threshold)
+    margin, source = _margin(base, head, margin)
     machines = machine_differences(base, head)
     comparable = not machines
-    timing, shifts, apart = _timing(base, head, level_threshold, comparable)
+    timing, shifts, apart = _timing(base, head, margin, comparable)
     problems = [
         f"HEAD lacks {n} {what.removesuffix(' only in BASE')} that BASE has"
         for what, n in _unmatched(base, head).items()
@@ -834,22 +852,22 @@ def compare_sides(
         for name in side.stray
     ]
     notes += [f"{side.label}: {line}" for side in (base, head) for line in side.damaged_logs]
-    training, train_shifts = _training(base, head, level_threshold, comparable)
-    breakdown, _ = _breakdown(base, head, level_threshold, comparable)
+    training, train_shifts = _training(base, head, margin, comparable)
+    breakdown, _ = _breakdown(base, head, margin, comparable)
     return Changes(
         base=base.label,
         head=head.label,
         level=LEVEL,
-        threshold=level_threshold,
-        threshold_source=source,
+        margin=margin,
+        margin_source=source,
         machines=machines,
         across_machines=across_machines,
         timing=tuple(timing),
         shifts=tuple(shifts + train_shifts),
         training=tuple(training),
-        accuracy=tuple(_accuracy(base, head, level_threshold)),
+        accuracy=tuple(_accuracy(base, head, margin)),
         breakdown=tuple(breakdown),
-        across=tuple(_across(base, head, level_threshold)) if across_machines else (),
+        across=tuple(_across(base, head, margin)) if across_machines else (),
         unmatched=_unmatched(base, head),
         params=parameter_differences(base, head),
         problems=tuple(problems),
@@ -923,6 +941,8 @@ def render_markdown(changes: Changes) -> str:
     bold lines, not headings, so the text nests under any heading (the report's section)."""
     slower = sum(r.verdict == "slower" for r in changes.timing)
     faster = sum(r.verdict == "faster" for r in changes.timing)
+    equivalent = sum(r.verdict == Verdict.EQUIVALENT.value for r in changes.timing)
+    inconclusive = sum(r.verdict == Verdict.INCONCLUSIVE.value for r in changes.timing)
     head = f"**deeppose compare** `{changes.base}` → `{changes.head}`: "
     if changes.machines:
         head += (
@@ -931,8 +951,9 @@ def render_markdown(changes: Changes) -> str:
         )
     else:
         head += (
-            f"{slower} of {len(changes.timing)} timing cells slower, {faster} faster "
-            f"(threshold {_percent(changes.threshold)}: {changes.threshold_source}; "
+            f"{slower} of {len(changes.timing)} timing cells slower, {faster} faster, {equivalent} "
+            f"equivalent, {inconclusive} inconclusive "
+            f"(margin {_percent(changes.margin)}: {changes.margin_source}; "
             f"{_percent(changes.level)} intervals)."
         )
     parts = [head]
@@ -997,11 +1018,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("base", metavar="BASE", help="git revision or results folder")
     parser.add_argument("head", metavar="HEAD", help="git revision or results folder")
     parser.add_argument(
-        "--threshold",
+        "--margin",
         type=float,
         default=None,
-        help="smallest change worth a verdict, as a fraction (default: the larger of 0.05 and the "
-        "runs' A/A spread)",
+        help="equivalence margin of a ratio, as a fraction (default: the larger of HEAD's timing.margin "
+        "and the runs' A/A spread)",
     )
     parser.add_argument("--json", action="store_true", help="print every figure as JSON instead of markdown")
     parser.add_argument(
@@ -1025,7 +1046,7 @@ def run(args: argparse.Namespace) -> int:
     gate would read as "slower"."""
     try:
         changes = compare_sides(
-            load_side(args.base, "BASE"), load_side(args.head, "HEAD"), args.threshold, args.across_machines
+            load_side(args.base, "BASE"), load_side(args.head, "HEAD"), args.margin, args.across_machines
         )
     except DeepPoseError:
         raise

@@ -8,7 +8,7 @@ A ratio a / b with interval [low, high] and an equivalence margin m (timing.marg
 * *equivalent* when the whole interval lies inside [1 / (1 + m), 1 + m] (two one-sided tests,
   TOST: a 90 % interval gives each side 5 %);
 * *inconclusive* otherwise, or when there is no interval at all. "We could not tell" is never
-  "no difference".
+  read as equality.
 
 Because slower/faster and equivalent need disjoint intervals, two runs can disagree only by one
 of them being inconclusive, unless an interval misses the truth: a reversal or slower against

@@ -7,6 +7,9 @@ The project has a grid of 2 frameworks x 2 loss modes x {cpu, cuda}, timing batc
   difference; Chainer explicit is 20 % slower than Chainer autograd: significant.
 - Chainer is 1.6x slower than PyTorch per iteration (the study's ratio).
 - The timing job chainer/explicit/cpu/b32 is missing; pytorch/autograd/cpu/b2 is noisy.
+- Timing records are schema 5: two A/A twins per group (PyTorch and Chainer autograd, `CONTROLS`),
+  each equivalent to its cell, and a positive control (`PLANTED_CELL` with `PLANTED` more time in
+  every timed run), which the rule finds (slower).
 - Chainer explicit's log ends with a truncated line (a killed job).
 - Chainer's per-layer breakdown (autograd) spends almost all its extra time over PyTorch in
   convolutions: it confirms the study's conclusion. The breakdown job chainer/explicit/cpu/b1 is missing.
@@ -188,7 +191,9 @@ def core_mean(job: Job) -> float:
 
 ROUNDS = 4
 OPTIMIZERS = ("momentum_sgd", "adam")  # timing.optimizers
-CONTROL = "pytorch/autograd"
+CONTROLS = ("pytorch/autograd", "chainer/autograd")  # the cells with an A/A twin
+PLANTED_CELL = "chainer/autograd"  # the cell with a planted positive control
+PLANTED = 0.10  # its planted slowdown: params.yaml's timing.planted
 
 
 def loss_mean(job: Job) -> float:
@@ -207,13 +212,16 @@ def block(
 ) -> dict:
     rng = np.random.default_rng([job.batch_exp, round_, attempt, len(arm), job.loss == "explicit"])
     drift = 1 + 0.01 * (round_ - 1.5)  # the machine slows a little every round, for every arm alike
+    slowdown = 1 + PLANTED if arm.endswith("#planted") else 1.0
     return {
         "round": round_,
         "position": 0,
         "arm": arm,
         "attempt": attempt,
-        "samples_s": list(core_mean(job) * drift * (1 + rng.uniform(-0.002, 0.002, 3))),
+        "samples_s": list(core_mean(job) * drift * slowdown * (1 + rng.uniform(-0.002, 0.002, 3))),
         "warmup_s": [core_mean(job) * 3],
+        "waiting_cpu_s": [0.0002] * 3,
+        "settle_s": [0.01] * 3,
         "optimizer_steps_s": {name: [0.01 * core_mean(job) / 2**job.batch_exp] * 3 for name in optimizers}
         if round_ == 0
         else {},  # the timing stage times updates in the first round only
@@ -307,22 +315,25 @@ def write_timing(params: Params, job: Job) -> None:
         schedule_seed=7,
         input="random",
         group=[f"{fw}/{loss}" for fw in params.grid.frameworks for loss in MODES],
-        design={  # schema 5; the old design in the new shape, as the timing stage writes it for now
-            "pairing": "blocks",
+        design={
+            "preset": None,
+            "pairing": "turns",
             "first_rounds": ROUNDS,
             "max_rounds": ROUNDS,
             "looks": 1,
             "stopped": "max_rounds",
             "margin": params.timing.margin,
-            "decision_level": 0.95,
-            "planted": params.timing.planted,
+            "decision_level": 0.90,
+            "planted": PLANTED,
         },
-        controls=[CONTROL],
-        planted_cell=None,
-        planted_blocks=[],
+        controls=[c for c in CONTROLS if c.split("/")[0] in params.grid.frameworks],
+        planted_cell=PLANTED_CELL if "chainer" in params.grid.frameworks else None,
         blocks=blocks,
-        control_blocks=[block(job, r, CONTROL + "#1", optimizers=optimizers) for r in range(ROUNDS)]
-        if cell == CONTROL
+        control_blocks=[block(job, r, cell + "#1", optimizers=optimizers) for r in range(ROUNDS)]
+        if cell in CONTROLS
+        else [],
+        planted_blocks=[block(job, r, cell + "#planted", optimizers=optimizers) for r in range(ROUNDS)]
+        if cell == PLANTED_CELL
         else [],
         time_s={
             "estimate": float(np.median(medians)),

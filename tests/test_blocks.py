@@ -1,6 +1,7 @@
 """deeppose.measure.blocks and deeppose.compare_stats: the schedule, the disturbed-block detector,
-intervals against scipy, verdicts and the precision helper (the round runner and live arms:
-tests/test_turns.py; the stopping rule's simulation: tests/test_timing.py)."""
+intervals against scipy, the four verdicts, the controls, the between-block test and the precision
+helper (the round runner and live arms: tests/test_turns.py; the stopping rule's simulation on a
+machine calibrated on measured noise: tests/test_timing.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ from deeppose import compare_stats as S
 from deeppose.measure import blocks as B
 from deeppose.records.results import BlockInterference, BlockRecord
 from deeppose.stats import cell_estimate
+from deeppose.verdicts import DECISION_LEVEL, minimum_detectable_ratio
+
+MARGIN = 0.05  # params.yaml's timing.margin
 
 
 # --- the schedule -------------------------------------------------------------------------
@@ -100,12 +104,14 @@ def test_a_disturbed_round_is_left_out_of_both_arms() -> None:
     ]
     blocks[6] = block("b", 2, [5.0], reasons=("other processes: 0.90 CPU s in 1.00 s (0.90 cores > 0.1)",))
     blocks[1] = block("a", 1, [1.01], reasons=("spread: IQR/median 0.20 > 0.1",))  # noisy on its own: counts
-    result = S.compare(blocks, "b", "a")
+    result = S.compare(blocks, "b", "a", MARGIN, DECISION_LEVEL)
     assert result.rounds_used == (0, 1, 3) and result.rounds_dropped == (2,)
-    assert result.verdict is S.Verdict.SLOWER and result.ratio.n == 3
-    assert S.compare(blocks[:1] + blocks[4:5], "b", "a").verdict is S.Verdict.TOO_FEW_BLOCKS
-    nothing = S.compare(blocks[2:3] + blocks[6:7], "b", "a")  # the one shared round is disturbed
-    assert nothing.verdict is S.Verdict.TOO_FEW_BLOCKS and nothing.ratio.estimate is None
+    assert result.verdict is S.Verdict.SLOWER and result.ratio.n == 3 and result.ratio.level == DECISION_LEVEL
+    assert len(result.log_ratios) == 3
+    one = S.compare(blocks[:1] + blocks[4:5], "b", "a", MARGIN, DECISION_LEVEL)
+    assert one.verdict is S.Verdict.INCONCLUSIVE and one.ratio.low is None  # one round: no interval
+    nothing = S.compare(blocks[2:3] + blocks[6:7], "b", "a", MARGIN, DECISION_LEVEL)  # its round disturbed
+    assert nothing.verdict is S.Verdict.INCONCLUSIVE and nothing.ratio.estimate is None
     assert S.format_interval(nothing.ratio) == "n/a (no usable block)"
 
 
@@ -209,34 +215,85 @@ def test_bca_interval_is_scipys_and_close_to_t_on_many_rounds() -> None:
 
 def test_one_block_gives_no_interval() -> None:
     assert cell_estimate([0.3]).low is None
-    assert S.verdict(S.paired_ratio({0: 0.3}, {0: 0.2})) is S.Verdict.TOO_FEW_BLOCKS
+    assert S.verdict(S.paired_ratio({0: 0.3}, {0: 0.2}), MARGIN) is S.Verdict.INCONCLUSIVE
     with pytest.raises(ValueError):
         S.paired_ratio({0: 0.3}, {1: 0.2})
     with pytest.raises(ValueError):
         cell_estimate([0.3, -1.0])
 
 
-# --- the verdict rule and the A/A summary --------------------------------------------------
+# --- the verdict rule and the controls -----------------------------------------------------
 @pytest.mark.parametrize(
     ("estimate", "low", "high", "expected"),
     [
         (1.20, 1.10, 1.30, S.Verdict.SLOWER),
         (0.80, 0.70, 0.90, S.Verdict.FASTER),
-        (1.03, 1.01, 1.05, S.Verdict.NO_DIFFERENCE),  # excludes 1 but within the threshold
-        (1.20, 0.95, 1.45, S.Verdict.NO_DIFFERENCE),  # beyond the threshold but includes 1
-        (0.96, 0.94, 0.98, S.Verdict.NO_DIFFERENCE),  # 1 / 0.96 = 1.042 < 1.05
+        (1.03, 1.01, 1.04, S.Verdict.EQUIVALENT),  # excludes 1, but inside 1 +- 5 %: equivalent
+        (0.99, 0.96, 1.04, S.Verdict.EQUIVALENT),
+        (1.20, 0.95, 1.45, S.Verdict.INCONCLUSIVE),  # too wide to tell: inconclusive, not equal
+        (1.07, 1.03, 1.12, S.Verdict.INCONCLUSIVE),  # excludes 1, crosses 1.05: neither
+        (0.96, 0.94, 0.98, S.Verdict.INCONCLUSIVE),  # 0.94 < 1 / 1.05 = 0.952
+        (1.30, None, None, S.Verdict.INCONCLUSIVE),  # no interval
     ],
 )
-def test_verdict_needs_both_the_interval_and_the_threshold(estimate, low, high, expected) -> None:
-    assert S.verdict(S.Interval(estimate, low, high, 6, 0.95, "t"), threshold=0.05) is expected
+def test_four_verdicts_from_the_interval_and_the_margin(estimate, low, high, expected) -> None:
+    assert S.verdict(S.Interval(estimate, low, high, 6, 0.90, "t"), MARGIN) is expected
 
 
-def test_control_summary_counts_false_positives() -> None:
+def _comparison(low: float | None, high: float | None, verdict: S.Verdict) -> S.Comparison:
+    interval = S.Interval(1.0, low, high, 3, 0.90, "t")
+    return S.Comparison("a#1", "a", interval, interval, verdict, (0, 1, 2), ())
+
+
+def test_control_summary_counts_false_verdicts_with_a_clopper_pearson_interval() -> None:
     V = S.Verdict
-    summary = S.control_summary([V.NO_DIFFERENCE, V.SLOWER, V.NO_DIFFERENCE, V.TOO_FEW_BLOCKS, V.FASTER])
-    assert summary.significant == (False, True, False, False, True)
-    assert summary.false_positives == 2 and summary.false_positive_rate == pytest.approx(2 / 4)
-    assert S.control_summary([]).false_positive_rate is None
+    pairs = [
+        _comparison(0.98, 1.02, V.EQUIVALENT),
+        _comparison(1.06, 1.2, V.SLOWER),
+        _comparison(0.9, 1.1, V.INCONCLUSIVE),
+        _comparison(None, None, V.INCONCLUSIVE),  # no interval: not judged
+        _comparison(0.8, 0.9, V.FASTER),
+    ]
+    summary = S.control_summary(pairs)
+    assert summary.false == (False, True, False, False, True)
+    assert (summary.false_verdicts, summary.judged) == (2, 4) and summary.rate.estimate == 0.5
+    exact = scipy_stats.binomtest(2, 4).proportion_ci(confidence_level=0.95, method="exact")
+    assert (summary.rate.low, summary.rate.high) == pytest.approx((exact.low, exact.high))
+    assert summary.rate.low == pytest.approx(0.0676, abs=1e-4) and summary.rate.high == pytest.approx(
+        0.9324, abs=1e-4
+    )
+    assert S.control_summary([]).rate.estimate is None
+    zero = S.clopper_pearson(0, 6)
+    assert zero.low == 0 and zero.high == pytest.approx(1 - 0.025 ** (1 / 6))
+
+
+def test_pooled_sd_weights_each_comparison_by_its_degrees_of_freedom() -> None:
+    def with_logs(*logs: float) -> S.Comparison:
+        c = _comparison(0.9, 1.1, S.Verdict.INCONCLUSIVE)
+        return dataclasses.replace(c, log_ratios=logs)
+
+    a, b = with_logs(0.0, 0.2, 0.4), with_logs(1.0, 1.1)  # variances 0.04 (df 2) and 0.005 (df 1)
+    sd, df = S.pooled_sd([a, b, with_logs(0.3)])  # one round adds nothing
+    assert df == 3 and sd == pytest.approx(math.sqrt((0.04 * 2 + 0.005 * 1) / 3))
+    assert S.pooled_sd([with_logs(0.3)]) == (None, 0)
+
+
+def test_kruskal_wallis_is_na_where_it_cannot_reach_its_level() -> None:
+    """3 blocks of 3 samples: even perfectly separated blocks give p 0.027 (scipy's chi-square
+    approximation), above the split level: n/a, never a guaranteed "no"."""
+    assert S.smallest_kruskal_p([3, 3, 3]) == pytest.approx(math.exp(-3.6), rel=1e-9)  # H = 7.2, 2 df
+    separated = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]]
+    assert scipy_stats.kruskal(*separated).pvalue == pytest.approx(S.smallest_kruskal_p([3, 3, 3]))
+    assert S.smallest_kruskal_p([4, 2, 3]) <= scipy_stats.kruskal([1, 2, 3, 4], [5, 6], [7, 8, 9]).pvalue
+
+    blocks = [block("a", r, s) for r, s in enumerate(separated)]
+    (found,) = S.block_agreement(blocks, alpha=0.01)
+    assert found.p_value == pytest.approx(0.0273, abs=1e-4) and found.disagree is None
+    assert S.any_disagree([found]) is None
+    # at a level the test can reach, the same blocks disagree; the planted arm never counts
+    planted = [block("a#planted", r, [x * 1.1 for x in s]) for r, s in enumerate(separated)]
+    (reachable,) = S.block_agreement(blocks + planted, alpha=0.05)
+    assert reachable.disagree is True and reachable.smallest_p == found.smallest_p
 
 
 def test_between_block_disagreement_is_flagged() -> None:
@@ -261,12 +318,18 @@ def test_analyse_group_on_the_fake_machine() -> None:
     }
     blocks = run_group(cells, rounds=S.SIMULATED_ROUNDS, seed=11)
     pairs = [("chainer/autograd", "pytorch/autograd"), ("pytorch/explicit", "pytorch/autograd")]
-    analysis = S.analyse_group(blocks, pairs, control="pytorch/autograd")
+    analysis = S.analyse_group(blocks, pairs, ["pytorch/autograd"], None, MARGIN, DECISION_LEVEL)
     framework, loss = analysis.comparisons
     assert framework.verdict is S.Verdict.SLOWER and framework.ratio.low < 2.0 < framework.ratio.high
-    assert loss.verdict is S.Verdict.NO_DIFFERENCE and analysis.control.verdict is S.Verdict.NO_DIFFERENCE
-    assert analysis.disagree  # the fake's 3 % per-process effect exceeds its 2 % within-block noise
-    assert analysis.control.a == B.twin("pytorch/autograd") == "pytorch/autograd#1"
+    assert loss.verdict is not S.Verdict.SLOWER and loss.verdict is not S.Verdict.FASTER
+    (control,) = analysis.controls
+    assert control.verdict in (S.Verdict.EQUIVALENT, S.Verdict.INCONCLUSIVE) and analysis.planted is None
+    assert analysis.disagree in (True, False, None)  # the simulated machine's process effect is small
+    assert control.a == B.twin("pytorch/autograd") == "pytorch/autograd#1"
+    assert analysis.rounds == S.SIMULATED_ROUNDS and 0 < analysis.sd_log < 0.2
+    assert analysis.detectable == pytest.approx(
+        minimum_detectable_ratio(analysis.sd_log, S.SIMULATED_ROUNDS, MARGIN, DECISION_LEVEL)
+    )
     json.dumps(dataclasses.asdict(analysis), allow_nan=False)  # strict JSON, verdicts as strings
 
 

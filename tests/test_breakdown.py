@@ -391,7 +391,7 @@ def report_params() -> Params:
 
 def breakdown_job(result: dict[str, Any]):
     """hand_made_result as the report's analysis holds it."""
-    from deeppose.report.analysis import BreakdownJob, Layer
+    from deeppose.report.breakdown import BreakdownJob, Layer
 
     layers = tuple(
         Layer(r["layer"], r["phase"], r["time_s"], r.get("flops_per_s"), None) for r in result["layers"]
@@ -411,7 +411,7 @@ def breakdown_job(result: dict[str, Any]):
 
 
 def test_attribution_adds_up_and_gives_the_verdict() -> None:
-    from deeppose.report.analysis import LayerVerdict, attribute
+    from deeppose.report.breakdown import LayerVerdict, attribute
 
     torch_like = breakdown_job(hand_made_result("pytorch", "autograd", conv_s=0.2, fc_s=0.1, core_s=0.35))
     conv_heavy = breakdown_job(hand_made_result("chainer", "autograd", conv_s=1.5, fc_s=0.12, core_s=1.7))
@@ -456,7 +456,7 @@ def test_report_section_renders_from_hand_made_results(
     assert "### cpu, batch 16" in markdown and not re.search(r"^#{1,2} ", markdown, flags=re.M)
     assert "](figures/breakdown_cpu_b16.png)" in markdown and "](figures/roofline_cpu_b16.png)" in markdown
     assert "| Layer | Phase | PyTorch (ms) | Chainer (ms) | Chainer/PyTorch |" in markdown
-    assert "Convolutions account for" in markdown and "confirms the study's conclusion" in markdown
+    assert "convolutions account for" in markdown and "confirms the study's conclusion" in markdown
     assert (
         "| Chainer | explicit | not run |" in markdown
         and "1 of 4 per-layer breakdown jobs on cpu" in markdown

@@ -172,9 +172,35 @@ def test_bad_input_is_one_line_naming_it(tmp_path, params, capsys):
     other = C.Side("other", {}, {}, {}, {}, None)
     with pytest.raises(DeepPoseError, match="share no timing cell or training run"):
         C.compare_sides(simulated_side(params, "base", CELLS, 0), other)
-    with pytest.raises(DeepPoseError, match="--threshold 5"):
+    with pytest.raises(DeepPoseError, match="--margin 5"):
         side = simulated_side(params, "base", CELLS, 0)
-        C.compare_sides(side, side, threshold=5)
+        C.compare_sides(side, side, margin=5)
+
+
+def test_four_verdicts_against_heads_margin_and_only_slower_is_a_regression(params):
+    """No "no change": a cell whose interval sits inside the margin is equivalent, one too wide to tell
+    is inconclusive; neither counts as changed, and only slower makes a regression. The margin is
+    HEAD's timing.margin, as its records' design holds it."""
+    side = simulated_side(params, "head", CELLS, 5)
+    assert C.head_margin(side) == (params.timing.margin, "HEAD's timing.margin, 5 %")
+    wider = {
+        job: dataclasses.replace(r, design=dataclasses.replace(r.design, margin=0.08))
+        for job, r in side.timing.items()
+    }
+    assert C.head_margin(dataclasses.replace(side, timing=wider))[0] == 0.08
+    assert C.head_margin(C.Side("empty", {}, {}, {}, {}, None))[0] == C.DEFAULT_MARGIN
+
+    def row(low: float, high: float) -> tuple:
+        return ("core time", f"x/{low}", 1.0, 1.0, S.Interval((low + high) / 2, low, high, 8, 0.95, "t"))
+
+    rows = [row(0.98, 1.03), row(0.9, 1.2), row(1.08, 1.3), row(0.7, 0.9)]
+    judged = C._verdicts(rows, 1.0, 0.05, True)
+    assert [r.verdict for r in judged] == ["equivalent", "inconclusive", "slower", "faster"]
+    assert [r.changed for r in judged] == [False, False, True, True]
+    changes = C.compare_sides(side, side)
+    assert {r.verdict for r in changes.timing} <= {"equivalent", "inconclusive"} and not changes.regressions
+    text = C.render_markdown(changes)
+    assert "no change" not in text and "0 faster, " in text and " inconclusive (margin " in text
 
 
 # --- two commits of results in a temporary git repository -----------------------------------
@@ -265,7 +291,7 @@ def test_compare_two_revisions_finds_the_planted_change(repository):
     rows = {row["cell"]: row for row in found["timing"]}
     assert rows["chainer/autograd/cpu/b0"]["verdict"] == "slower"
     assert rows["chainer/autograd/cpu/b0"]["change"]["estimate"] == pytest.approx(1.3, rel=0.01)
-    assert sum(row["verdict"] == "no change" for row in found["timing"]) == 10
+    assert sum(row["verdict"] in ("equivalent", "inconclusive") for row in found["timing"]) == 10
     folders = _deeppose(
         repository.parent, "compare", str(repository / "results"), str(repository / "results")
     )
@@ -276,7 +302,7 @@ def test_compare_two_revisions_finds_the_planted_change(repository):
 def test_report_baseline_adds_the_changes_section(repository):
     _deeppose(repository, "report", "--baseline", "HEAD~1")
     report = (repository / "reports" / "report.md").read_text()
-    section = report.split("## 1. Changes since HEAD~1\n", 1)[1].split("\n## ", 1)[0]
+    section = report.split("## 2. Changes since HEAD~1\n", 1)[1].split("\n## ", 1)[0]
     assert "chainer/autograd/cpu/b0" in section and "**slower**" in section
     _run(repository, "git", "checkout", "-q", "--", "reports")
 

@@ -27,10 +27,11 @@ from deeppose.measure import machine
 from deeppose.records import atomic, output_set, paths
 from deeppose.records.results import ReportSummary
 from deeppose.report import cells, dvc_files, figures, sections
-from deeppose.report.analysis import Findings, analyse, curves, to_json
+from deeppose.report.analysis import Findings, analyse, to_json
 from deeppose.report.load import Results, load_results
+from deeppose.report.training import curves
 
-TITLE = "DeepPose across frameworks: why does PyTorch train faster than Chainer?"
+TITLE = "DeepPose across frameworks: training time and accuracy, measured again"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

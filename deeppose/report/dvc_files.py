@@ -1,10 +1,12 @@
 """The report's two small files for DVC: headline metrics and the overlaid learning curves.
 
-`dvc metrics diff` prints one line per changed number, so the metrics are flat numbers, each
-headline with its interval beside it (`_low`, `_high`), rather than summary.json; `dvc plots diff`
-overlays one file's columns, so the curves are one column per training run.
+`dvc metrics diff` prints one line per changed number, so the metrics are flat, each headline with
+its interval beside it (`_low`, `_high`) and, for a comparison, its verdict (`_verdict`: slower,
+faster, equivalent or inconclusive), rather than summary.json; `dvc plots diff` overlays one file's
+columns, so the curves are one column per training run.
 
-    reports/headlines.json      {"cpu_b8_chainer_x_pytorch": 2.3, "cpu_b8_chainer_x_pytorch_low": 2.2, ...}
+    reports/headlines.json      {"cpu_b8_chainer_x_pytorch": 2.3, "cpu_b8_chainer_x_pytorch_low": 2.2,
+                                 "cpu_b8_chainer_x_pytorch_verdict": "slower", ...}
     reports/learning_curves.csv iteration,pytorch/autograd/cpu,chainer/autograd/cpu,...
 """
 
@@ -35,24 +37,26 @@ def _interval(key: str, interval: Interval | None, scale: float = 1.0) -> dict[s
     }
 
 
-def headlines(findings: Findings) -> dict[str, float]:
+def headlines(findings: Findings) -> dict[str, float | str]:
     """Per device: each framework's core-process time over PyTorch's (autograd, paired by round) at
     the training batch and the largest batch with a comparison, explicit - autograd of the loss alone in
-    microseconds, and each autograd run's test PCK@0.2, each with its interval. No single-run
-    training-time ratio: one run per arm measures the machine's drift as much as the code."""
+    microseconds, and each autograd run's test PCK@0.2, each with its interval; comparisons with their
+    verdict. No single-run training-time ratio: one run per arm measures the machine's drift as much
+    as the code."""
     train_batch = int(findings.setup.params["train"]["batch_size"])
-    found: dict[str, float] = {}
+    found: dict[str, float | str] = {}
     for d in findings.devices:
         measured = {r.batch_size for r in d.ratios}
         batches = {train_batch} & measured | {max(measured, key=lambda b: b or 0, default=None)}
         for r in d.ratios:
             framework, _, loss = r.a.partition("/")
             if r.batch_size in batches and loss == "autograd" and r.b == f"{REFERENCE}/autograd":
-                found |= _interval(f"{d.device}_b{r.batch_size}_{framework}_x_{REFERENCE}", r.ratio)
+                key = f"{d.device}_b{r.batch_size}_{framework}_x_{REFERENCE}"
+                found |= _interval(key, r.ratio) | {f"{key}_verdict": r.verdict.value}
         for effect in d.loss_effects:
             if effect.c is not None:
                 key = f"{d.device}_loss_alone_{effect.framework}_explicit_minus_autograd_us"
-                found |= _interval(key, effect.c.difference, 1e6)
+                found |= _interval(key, effect.c.difference, 1e6) | {f"{key}_verdict": effect.c.verdict.value}
         for run in d.training:
             if run.loss == "autograd" and "pck" in run.scores:
                 found |= _interval(f"{d.device}_pck_{run.framework}", run.scores["pck"])

@@ -24,7 +24,10 @@ from deeppose import layer_groups
 from deeppose.fmt import flops
 from deeppose.fmt import framework_name as name
 from deeppose.grid import REFERENCE
-from deeppose.report.analysis import BreakdownBatch, Curve, Device, Findings
+from deeppose.report.analysis import Findings
+from deeppose.report.breakdown import BreakdownBatch
+from deeppose.report.device import Device
+from deeppose.report.training import Curve
 
 OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 MODES = {"autograd": ("-", "o"), "explicit": ("--", "s")}  # (line style, marker)

@@ -12,17 +12,36 @@ from typing import Any
 import jinja2
 
 from deeppose import fmt
-from deeppose.compare_stats import COMPARE_LEVEL, THRESHOLD, Interval, format_interval
-from deeppose.report.analysis import ABOUT_ONE, AGREE_WITHIN, CONFIRM_SHARE, LEVEL, Findings
+from deeppose.compare_stats import Interval, format_interval
+from deeppose.report.analysis import Findings
+from deeppose.report.breakdown import CONFIRM_SHARE
+from deeppose.report.common import ABOUT_ONE, LEVEL
+from deeppose.report.lines import (
+    NOISE_HEADERS,
+    answer_groups,
+    checks_line,
+    control_lines,
+    control_rows,
+    core_share_line,
+    margins,
+    noise_rows,
+    planted_rows,
+    share,
+    single,
+    trend_line,
+)
+from deeppose.report.study import AGREE_WITHIN
 
+FINDINGS = "Findings"
+APPENDIX = "Appendix: set-up, environment, fairness and cost"
 HEADINGS = (
-    "Set-up",
     "Effect of automatic differentiation",
     "Impact of the network implementation",
     "Per-layer breakdown of the core process",
     "Accuracy",
     "Against the original study",
     "Summary",
+    APPENDIX,
 )
 METRICS = {"loss": "test loss", "pcp": "PCP@0.5", "pdj": "PDJ@0.2", "pck": "PCK@0.2"}
 FAIRNESS = (
@@ -37,8 +56,6 @@ FAIRNESS = (
 )
 CONSTANTS = {
     "CI": f"{round(LEVEL * 100)} % CI",
-    "COMPARE_CI": f"{round(COMPARE_LEVEL * 100)} % CI",
-    "THRESHOLD": THRESHOLD,
     "CONFIRM_SHARE": CONFIRM_SHARE,
     "AGREE_WITHIN": AGREE_WITHIN,
     "ABOUT_ONE": ABOUT_ONE,
@@ -115,7 +132,7 @@ def comparison(r: Any, ratios: list[Any] | None = None) -> str:
     """A ratio with its verdict; given `ratios`, `r` is the (a, b) arms of the one to show."""
     if ratios is not None:
         r = next((x for x in ratios if (x.a, x.b) == r), None)
-    return f"{format_interval(r.ratio)} {r.verdict.value.replace('_', ' ')}" if r else fmt.MISSING
+    return f"{format_interval(r.ratio)} {r.verdict.value}" if r else fmt.MISSING
 
 
 def layer_rate(job: Any, layer: str, phase: str) -> str:
@@ -137,6 +154,26 @@ def pairs(items: Any, sep: str = ", ") -> str:
     return sep.join(f"{k} {v}" for k, v in dict(items).items())
 
 
+def _setting(v: Any) -> Any:
+    return v if isinstance(v, str) or v is None else pairs(v) if isinstance(v, dict) else json.dumps(v)
+
+
+def fairness_table(fair: Any) -> tuple[list[str], list[list[Any]]]:
+    """A fairness manifest comparison with one column per framework and one row per setting (so the
+    table stays narrow however many settings there are)."""
+    frameworks = list(fair.common)
+    rows = [[field] + [_setting(fair.common[fw].get(field)) for fw in frameworks] for field in FAIRNESS]
+    rows.append(["steering variables"] + [pairs(sorted(fair.env[fw].items())) or "none" for fw in frameworks])
+    return ["setting"] + [fmt.framework_name(fw) for fw in frameworks], rows
+
+
+def in_units(x: float | None, scale: float, decimals: int | None = None) -> str:
+    """`x` times `scale`, to three significant digits (or `decimals` places); a dash when absent."""
+    if x is None:
+        return fmt.MISSING
+    return fmt.sig(x * scale) if decimals is None else f"{x * scale:.{decimals}f}"
+
+
 FILTERS = {
     "name": fmt.framework_name,
     "sig": fmt.sig,
@@ -145,6 +182,9 @@ FILTERS = {
     "flops": fmt.flops,
     "ms": lambda x, signed=False: fmt.scaled(x, 1e-3, signed),
     "interval": format_interval,
+    "single": single,
+    "in_units": in_units,
+    "share": share,
     "words": fmt.join_words,
     "cell": fmt.escape,
     "flatten": flatten,
@@ -160,12 +200,10 @@ FILTERS = {
     "kernels": lambda rates: ", ".join(
         f"{k.replace('_', ' ')} {fmt.flops(v)}" for k, v in rates.items() if v
     ),
-    "setting": lambda v: (
-        v if isinstance(v, str) or v is None else pairs(v) if isinstance(v, dict) else json.dumps(v)
-    ),
+    "setting": _setting,
     "extract": lambda key, mapping: mapping.get(key),
     "format_with": lambda value, text: text.replace("{}", str(value)),
-    "verdict": lambda v: v.value.replace("_", " "),
+    "verdict": lambda v: v.value,
     "arms": lambda r: (r.a, r.b),
     "name_layer": lambda x: f"{fmt.framework_name(x[0])} {x[1]} {x[2]}",
 }
@@ -183,7 +221,22 @@ def _environment() -> jinja2.Environment:
     )
     env.filters.update(FILTERS)
     env.tests.update(TESTS)
-    env.globals.update(CONSTANTS, head=head, row=row)
+    env.globals.update(
+        CONSTANTS,
+        head=head,
+        row=row,
+        noise_rows=noise_rows,
+        control_rows=control_rows,
+        planted_rows=planted_rows,
+        control_lines=control_lines,
+        margins=margins,
+        trend_line=trend_line,
+        answer_groups=answer_groups,
+        fairness_table=fairness_table,
+        core_share_line=core_share_line,
+        checks_line=checks_line,
+        NOISE_HEADERS=NOISE_HEADERS,
+    )
     return env
 
 
@@ -191,7 +244,7 @@ def document(f: Findings, figures: set[str], title: str, changes: str | None = N
     """The whole report.md; `changes` (deeppose.compare's markdown, its first line the baseline)
     opens it as its own section."""
     baseline, _, markdown = (changes or "").partition("\n")
-    headings = ([f"Changes since {baseline}"] if changes else []) + list(HEADINGS)
+    headings = [FINDINGS] + ([f"Changes since {baseline}"] if changes else []) + list(HEADINGS)
     text = (
         _environment()
         .get_template("report.md.j2")

@@ -1,0 +1,135 @@
+"""The report's first screen: the study's questions, each answered with one of the four verdicts,
+its interval and the one caveat that limits it.
+
+Computed from the findings of the sections (the answer is never computed twice): the loss alone
+for the explicit backward, the paired core-process ratios for the frameworks, the per-layer
+breakdown for the study's conclusion, the training runs for accuracy. Where the design cannot
+support a verdict (one process or one training run per arm), the answer is inconclusive and says
+why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from deeppose import fmt
+from deeppose.compare_stats import Interval, Verdict
+from deeppose.grid import REFERENCE
+from deeppose.report.device import Device
+
+TRAINING_RUNS = 1  # training runs per framework and loss mode (train.seeds is not there yet)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One line of the first screen."""
+
+    question: str  # "loss backward", "framework", "layers", "accuracy"
+    device: str
+    subject: str  # what was measured, e.g. "Chainer / PyTorch core process, autograd, batch 8"
+    verdict: Verdict
+    interval: Interval | None  # the measured quantity with its interval; None where none exists
+    scale: float  # printed as interval x scale ...
+    unit: str  # ... in this unit
+    single: float | None  # a number without an interval: two significant digits, "(single run)"
+    caveat: str
+
+
+def _loss(d: Device, train_batch: int) -> list[Answer]:
+    found = []
+    for e in d.loss_effects:
+        if e.c is None:
+            continue
+        found.append(
+            Answer(
+                "loss backward",
+                d.device,
+                f"{fmt.framework_name(e.framework)} explicit − autograd, loss alone, batch {e.batch_size}",
+                e.c.verdict,
+                e.c.difference,
+                1e6,
+                "µs",
+                None,
+                "the loss alone, timed inside the blocks; whole training runs (one per arm) get no verdict",
+            )
+        )
+    return found
+
+
+def _frameworks(d: Device, train_batch: int) -> list[Answer]:
+    found = []
+    for r in d.ratios:
+        framework, _, loss = r.a.partition("/")
+        if loss != "autograd" or r.b != f"{REFERENCE}/autograd":
+            continue
+        batches = sorted({x.batch_size for x in d.ratios if x.a == r.a and x.b == r.b and x.batch_size})
+        shown = train_batch if train_batch in batches else max(batches, default=None)
+        if r.batch_size != shown:
+            continue
+        found.append(
+            Answer(
+                "framework",
+                d.device,
+                f"{fmt.framework_name(framework)} / PyTorch core process, autograd, batch {r.batch_size}",
+                r.verdict,
+                r.ratio,
+                1.0,
+                "",
+                None,
+                "on this machine only: the ratio depends on the CPU and its kernel libraries (Appendix)",
+            )
+        )
+    return found
+
+
+def _layers(d: Device, train_batch: int) -> list[Answer]:
+    found = []
+    for b in d.breakdown:
+        for a in b.attributions:
+            share = a.parts_s["conv"] / a.extra_s if a.extra_s > 0 else None
+            found.append(
+                Answer(
+                    "layers",
+                    d.device,
+                    f"share of {fmt.framework_name(a.framework)}'s extra core time in convolutions, "
+                    f"{a.loss}, batch {b.batch_size}",
+                    Verdict.INCONCLUSIVE,
+                    None,
+                    100.0,
+                    "%",
+                    share,
+                    "one profiled process per arm: no interval, so the study's conclusion is not tested",
+                )
+            )
+            break  # one loss mode stands for the layers (they do not depend on it)
+    return found
+
+
+def _accuracy(d: Device, train_batch: int) -> list[Answer]:
+    differences = [x for x in d.accuracy_differences if x.metric == "pck" and x.loss == "autograd"]
+    return [
+        Answer(
+            "accuracy",
+            d.device,
+            f"{fmt.framework_name(x.framework)} − PyTorch test PCK@0.2, autograd",
+            Verdict.INCONCLUSIVE,
+            x.difference,
+            100.0,
+            "points",
+            None,
+            f"{TRAINING_RUNS} training run per framework: training variability is not measured, so no "
+            "claim that the frameworks differ (the interval covers the test images only)",
+        )
+        for x in differences
+    ]
+
+
+def answers(devices: Sequence[Device], train_batch: int) -> tuple[Answer, ...]:
+    """The first screen's answers, question by question, device by device."""
+    return tuple(
+        answer
+        for question in (_loss, _frameworks, _layers, _accuracy)
+        for d in devices
+        for answer in question(d, train_batch)
+    )

@@ -1,0 +1,182 @@
+"""Findings of the core-process timing: each cell's time, the groups' comparisons by
+deeppose.compare_stats at the margin and level of their own design, the loss alone, and trends."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from deeppose.compare_stats import Interval, analyse_group, compare, series
+from deeppose.grid import Group, Job
+from deeppose.measure import blocks
+from deeppose.measure.blocks import interfered
+from deeppose.records.results import TimingResult
+from deeppose.report.common import safe_ratio
+from deeppose.report.controls import Ratio, ratio
+from deeppose.report.load import Results
+from deeppose.report.setup import Peak
+from deeppose.report.training import TrainRun, sample
+
+
+class Trend(str, Enum):
+    RISES = "rises"
+    FALLS = "falls"
+    OVERLAP = "shows no trend its intervals support"
+
+
+@dataclass(frozen=True)
+class Cell:
+    framework: str
+    loss: str
+    batch_size: int
+    blocks: int  # rounds with a usable block
+    time: Interval  # median of block medians
+    mean_s: float  # usable blocks' samples pooled: the spread, as the study reported it
+    std_s: float | None
+    disturbed: int
+    loss_alone_s: float | None
+    memory_bytes: float | None
+    steps_s: dict[str, float]  # each timed optimiser's update (timing.optimizers), median
+    flops_per_s: float | None
+    fraction_of_peak: float | None
+    compile_s: float | None  # a compiling framework's first call, median of blocks
+    caches: dict[str, Any]
+    eager_s: float | None = None  # compiling frameworks: eager PyTorch's time at the same batch and loss mode
+    break_even: int | None = (
+        None  # steps after which the compile has paid for itself; None: never (or no eager)
+    )
+
+
+def break_even(compile_s: float, step_s: float, eager_s: float) -> int | None:
+    """Steps after which compiling (compile_s once, then step_s a step) has cost less than eager
+    steps of eager_s; None when the compiled step is not faster: never."""
+    saved = eager_s - step_s
+    return math.ceil(compile_s / saved) if saved > 0 else None
+
+
+@dataclass(frozen=True)
+class RatioTrend:
+    framework: str
+    loss: str
+    first: tuple[int, Interval]  # (batch size, <framework> / PyTorch core time, paired by round)
+    last: tuple[int, Interval]
+    lowest: tuple[int, Interval]
+    highest: tuple[int, Interval]
+    trend: Trend  # rises or falls only when the first and last batches' intervals are disjoint
+
+
+@dataclass(frozen=True)
+class LossEffect:
+    framework: str
+    batch_size: int | None
+    c: Ratio | None  # explicit vs autograd of the loss alone, paired by round
+    share_of_iteration: float | None
+    train_time_ratio: float | None  # one run each: no verdict
+    noise_floor: float | None  # how far apart identical arms came in the A/A control
+    absent: tuple[str, ...]  # loss modes without a training result
+
+
+# --- timing -------------------------------------------------------------------------------------
+def _median(values: list[float]) -> float | None:
+    return float(statistics.median(values)) if values else None
+
+
+def timing_cell(job: Job, r: TimingResult, peak: Peak) -> Cell:
+    usable = blocks.usable(r.blocks)
+    undisturbed = [b for b in usable if not interfered(b.reasons)]
+    timed = [b for b in blocks.final(r.blocks) if b.optimizer_steps_s]  # the first round's, disturbed or not
+    steps = {
+        name: _median([s for b in timed for s in b.optimizer_steps_s.get(name, [])])
+        for name in dict.fromkeys(name for b in timed for name in b.optimizer_steps_s)
+    }
+    pooled = sample([s for b in usable for s in b.samples_s], "blocks")
+    return Cell(
+        job.framework,
+        job.loss,
+        r.batch_size,
+        len(undisturbed),
+        Interval(**r.time_s.to_dict()),
+        pooled.mean,
+        pooled.std,
+        sum(b.disturbed for b in r.blocks),
+        _median([s for b in usable for s in b.loss_s]),
+        _median([b.memory_bytes for b in usable if b.memory_bytes is not None]),
+        {name: step for name, step in steps.items() if step is not None},
+        r.flops_per_s,
+        safe_ratio(r.flops_per_s, peak.best_observed) if peak.device == job.device else None,
+        _median([b.compile_s for b in usable if b.compile_s is not None]),
+        {k: v for k, v in r.compile.items() if "cache" in k},
+    )
+
+
+def group_analyses(results: Results, device: str) -> dict[int, Any]:
+    """Batch size -> (core-process analysis, explicit-vs-autograd loss comparisons, design) of each
+    timing group whose every cell has a result, by deeppose.compare_stats' rules at the margin and
+    level of the group's own design (its records'; the first cell's stands for the group)."""
+    found = {}
+    both_modes = results.frameworks if {"autograd", "explicit"} <= set(results.loss_modes) else []
+    for exp in results.batch_exponents:
+        loaded = {job: r for job, r in results.timing.items() if (job.device, job.batch_exp) == (device, exp)}
+        if not loaded or not all(r.ok for r in loaded.values()):
+            continue
+        blocks, loss_blocks = [], []
+        for r in loaded.values():
+            record = r.record
+            blocks += series(record.blocks) + series(record.control_blocks) + series(record.planted_blocks)
+            loss_blocks += series(record.blocks, "loss_s")
+        first = next(iter(loaded.values())).record
+        design = first.design
+        margin, level = design.margin, design.decision_level
+        pairs = Group.of(results.params.grid, device, exp).comparisons()
+        losses = {
+            fw: compare(loss_blocks, f"{fw}/explicit", f"{fw}/autograd", margin, level) for fw in both_modes
+        }
+        analysis = analyse_group(blocks, pairs, first.controls, first.planted_cell, margin, level)
+        found[2**exp] = (analysis, losses, design)
+    return found
+
+
+def ratio_trend(fw: str, loss: str, points: list[tuple[int, Interval]]) -> RatioTrend:
+    """How <framework> / PyTorch moves with the batch size, from the paired ratios (the one estimator
+    the report quotes): a trend only where the smallest and largest batches' intervals separate."""
+    (_, r0), (_, r1) = points[0], points[-1]
+    trend = Trend.OVERLAP
+    if r0.high is not None and r1.low is not None and r1.low > r0.high:
+        trend = Trend.RISES
+    elif r0.low is not None and r1.high is not None and r1.high < r0.low:
+        trend = Trend.FALLS
+    return RatioTrend(
+        fw,
+        loss,
+        points[0],
+        points[-1],
+        min(points, key=lambda p: p[1].estimate),
+        max(points, key=lambda p: p[1].estimate),
+        trend,
+    )
+
+
+def loss_effect(
+    fw: str, runs: dict[str, TrainRun], groups: dict[int, Any], train_batch: int, floor: float | None
+) -> LossEffect:
+    """At the training batch size's group, else the largest measured."""
+    size = train_batch if train_batch in groups else max(groups, default=None)
+    found = groups[size][1].get(fw) if size else None
+    c = ratio(size, found, difference=True) if found else None
+    auto, explicit = runs.get("autograd"), runs.get("explicit")
+    share = None
+    if c and auto and c.difference.estimate is not None:
+        share = safe_ratio(c.difference.estimate, auto.compute.mean)
+    train_ratio = safe_ratio(explicit and explicit.train_time_s, auto and auto.train_time_s)
+    return LossEffect(
+        fw,
+        size if c else None,
+        c,
+        share,
+        train_ratio,
+        floor,
+        tuple(mode for mode, run in (("autograd", auto), ("explicit", explicit)) if run is None),
+    )

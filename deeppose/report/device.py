@@ -1,0 +1,106 @@
+"""One device's findings: its training runs, accuracy differences, loss effects, timing cells,
+ratios, groups, trends and per-layer breakdown, from deeppose.report's section modules."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from deeppose.grid import REFERENCE, Job
+from deeppose.report.breakdown import BreakdownBatch, breakdown_batches
+from deeppose.report.controls import GroupNoise, Ratio, group_noise, ratio
+from deeppose.report.core_time import (
+    Cell,
+    LossEffect,
+    RatioTrend,
+    break_even,
+    loss_effect,
+    ratio_trend,
+    timing_cell,
+)
+from deeppose.report.load import Results
+from deeppose.report.setup import Peak
+from deeppose.report.training import AccuracyDifference, TrainRun, accuracy_differences, train_run
+
+
+@dataclass(frozen=True)
+class Device:
+    device: str
+    training: tuple[TrainRun, ...]
+    baseline: dict[str, float]  # the mean-pose predictor's test scores
+    baseline_differs: int  # runs whose baseline differs from the first's: not the same test data
+    accuracy_differences: tuple[AccuracyDifference, ...]
+    loss_effects: tuple[LossEffect, ...]
+    cells: tuple[Cell, ...]
+    ratios: tuple[Ratio, ...]
+    groups: tuple[GroupNoise, ...]  # each timing group's design, noise and minimum detectable ratio
+    trends: tuple[RatioTrend, ...]
+    breakdown: tuple[BreakdownBatch, ...]
+    missing: dict[str, int]  # kind -> jobs of this device without a result
+    jobs: dict[str, int]  # kind -> jobs of this device
+
+
+def build_device(results: Results, device: str, peak: Peak, groups: dict[int, Any]) -> Device:
+    on = {
+        kind: {j: r for j, r in found.items() if j.device == device}
+        for kind, found in (
+            ("training", results.train),
+            ("timing", results.timing),
+            ("breakdown", results.breakdown),
+        )
+    }
+    cells = {
+        j: timing_cell(j, r.record, peak)
+        for j, r in sorted(on["timing"].items(), key=lambda i: i[0].batch_exp)
+        if r.ok
+    }
+    for j, c in cells.items():
+        eager = cells.get(Job(REFERENCE, j.loss, j.device, j.batch_exp))
+        if c.compile_s is not None and eager is not None:
+            cells[j] = dataclasses.replace(
+                c,
+                eager_s=eager.time.estimate,
+                break_even=break_even(c.compile_s, c.time.estimate, eager.time.estimate),
+            )
+    core_s = {j: (c.batch_size, c.time.estimate) for j, c in cells.items()}
+    runs = {j: train_run(j, r.record, r, core_s) for j, r in on["training"].items() if r.ok}
+    aa = [c for g, _, _ in groups.values() for c in g.controls]
+    reach = [max(c.ratio.high - 1, 1 - c.ratio.low) for c in aa if c.ratio.low is not None]
+    floor = max(reach, default=None)
+    effects = ()
+    if {"autograd", "explicit"} <= set(results.loss_modes):
+        train_batch = results.params.train.batch_size
+        effects = tuple(
+            loss_effect(
+                fw, {j.loss: s for j, s in runs.items() if j.framework == fw}, groups, train_batch, floor
+            )
+            for fw in results.frameworks
+        )
+    ratios = tuple(ratio(b, c) for b, (g, _, _) in groups.items() for c in g.comparisons)
+    trends = []
+    for fw in results.frameworks:
+        for loss in results.loss_modes:
+            arms = (f"{fw}/{loss}", f"{REFERENCE}/{loss}")
+            points = [(r.batch_size, r.ratio) for r in ratios if (r.a, r.b) == arms and r.ratio.estimate]
+            trends += [ratio_trend(fw, loss, points)] if fw != REFERENCE and points else []
+    baselines = [r.record.baseline_test.to_dict() for r in on["training"].values() if r.ok]
+    baseline = {k: v for k, v in (baselines or [{}])[0].items() if v is not None}
+    return Device(
+        device,
+        tuple(runs.values()),
+        baseline,
+        sum(b != baselines[0] for b in baselines),
+        accuracy_differences(results, device),
+        effects,
+        tuple(cells.values()),
+        ratios,
+        tuple(group_noise(b, g, design) for b, (g, _, design) in groups.items()),
+        tuple(trends),
+        breakdown_batches(results, device, peak),
+        {k: sum(not r.ok for r in v.values()) for k, v in on.items()},
+        {k: len(v) for k, v in on.items()},
+    )
+
+
+# --- the whole ----------------------------------------------------------------------------------

@@ -1,0 +1,218 @@
+"""Sentences and table rows the template places as they are: every verdict word, count and
+precision decided here, in Python, where a test can check it (deeppose.report.sections' template
+holds no arithmetic and no verdict branching for these)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deeppose import fmt
+from deeppose.compare_stats import format_interval
+from deeppose.report.analysis import Findings
+from deeppose.report.controls import Controls, GroupNoise
+
+
+def single(x: float | None, unit: str = "") -> str:
+    """A number without an interval: two significant digits, said to be one run's."""
+    return fmt.MISSING if x is None else f"{fmt.sig(x, 2)}{unit} (single run)"
+
+
+def share(x: float | None) -> str:
+    """A share without an interval, in %: two significant digits."""
+    return fmt.MISSING if x is None else f"{fmt.sig(100 * x, 2)} %"
+
+
+def _level(level: float) -> str:
+    return f"{fmt.sig(100 * level).rstrip('0').rstrip('.')} %"
+
+
+def _disagree(value: bool | None) -> str:
+    return "n/a (cannot reach its level at these sizes)" if value is None else "yes" if value else "no"
+
+
+NOISE_HEADERS = [
+    "batch",
+    "pairing",
+    "rounds (looks)",
+    "margin",
+    "interval level",
+    "SD of log ratio per round",
+    "minimum detectable ratio",
+    "blocks disagree",
+]
+
+
+def noise_rows(groups: tuple[GroupNoise, ...]) -> list[list[Any]]:
+    """Each timing group's design, pooled noise and minimum detectable ratio, as table rows."""
+    return [
+        [
+            g.batch_size,
+            g.pairing,
+            f"{g.rounds} ({g.looks})",
+            f"± {_level(g.margin)}",
+            _level(g.level),
+            fmt.sig(g.sd_log, 2),
+            fmt.sig(g.detectable),
+            _disagree(g.disagree),
+        ]
+        for g in groups
+    ]
+
+
+def control_rows(c: Controls, device: str) -> list[list[Any]]:
+    """A/A pairs on `device` as rows: batch, cell, twin / cell, verdict (a decided difference is
+    false), rounds."""
+    return [
+        [
+            p.batch_size,
+            f"{p.framework}/{p.loss}",
+            format_interval(p.ratio),
+            p.verdict.value + (" (false)" if p.false else ""),
+            p.rounds,
+        ]
+        for p in c.aa
+        if p.device == device
+    ]
+
+
+def planted_rows(c: Controls, device: str) -> list[list[Any]]:
+    """Positive controls on `device` as rows: batch, cell, planted / cell, expected, verdict, found."""
+    return [
+        [
+            p.batch_size,
+            f"{p.framework}/{p.loss}",
+            format_interval(p.ratio),
+            fmt.sig(p.expected),
+            p.verdict.value,
+            "yes" if p.found else "no",
+        ]
+        for p in c.planted
+        if p.device == device
+    ]
+
+
+def control_lines(c: Controls) -> list[str]:
+    """The controls' sentences: A/A false verdicts pooled, positive controls found, near-A/A calls."""
+    lines = []
+    if c.aa:
+        rate = format_interval(c.false_rate, 100, "%") if c.judged else "n/a (no pair had an interval)"
+        lines.append(
+            f"A/A pairs (a cell's twin process against the cell), pooled over {len(c.aa)} pairs "
+            f"({c.judged} with an interval, {' or '.join(map(str, c.rounds))} rounds): {c.false_verdicts} "
+            f"called slower or faster, a false-verdict rate of {rate} "
+            f"({_level(c.false_rate.level)} Clopper-Pearson interval)."
+        )
+    else:
+        lines.append("No A/A pair was measured: the run has no check of false verdicts.")
+    if c.planted:
+        found = sum(p.found for p in c.planted)
+        lines.append(
+            f"Positive controls (a cell with a planted slowdown against the cell): found (called slower) "
+            f"in {found} of {len(c.planted)} groups."
+        )
+    else:
+        lines.append("No positive control was measured: the run does not check that it can see a slowdown.")
+    for n in c.near_aa:
+        lines.append(
+            f"{fmt.framework_name(n.framework)} explicit / autograd core process (near-A/A: the loss is a "
+            f"tiny part of it): {n.slower} slower and {n.faster} faster of {n.pairs} groups "
+            f"({n.equivalent} equivalent, {n.inconclusive} inconclusive)."
+        )
+    return lines
+
+
+def trend_line(t: Any) -> str:
+    """A framework ratio's course over batch sizes, from the paired ratios with their intervals."""
+    points = [
+        f"{format_interval(t.first[1])} at batch {t.first[0]}",
+        f"{format_interval(t.last[1])} at batch {t.last[0]}",
+    ]
+    extremes = [
+        f"{word} {format_interval(point[1])} at batch {point[0]}"
+        for word, point in (("lowest", t.lowest), ("highest", t.highest))
+        if point[0] not in (t.first[0], t.last[0])
+    ]
+    return (
+        f"{fmt.framework_name(t.framework)} / PyTorch core-process time ({t.loss}, paired by round) "
+        f"{t.trend.value}: {points[0]} against {points[1]}"
+        + ("; " + ", ".join(extremes) if extremes else "")
+        + "."
+    )
+
+
+QUESTIONS = {
+    "loss backward": "Does writing the loss's backward by hand change the time?",
+    "framework": "How does the framework change the core process's time?",
+    "layers": "Do the convolutions explain the frameworks' difference (the study's conclusion)?",
+    "accuracy": "Do the frameworks reach different accuracy?",
+}
+
+
+def answer_line(a: Any) -> str:
+    """One answer: the subject, its verdict, the quantity with its interval (or two significant
+    digits marked single run), and the caveat."""
+    if a.interval is not None:
+        value = format_interval(a.interval, a.scale, a.unit)
+    elif a.single is not None:
+        value = f"{a.single * a.scale:.2g}{' ' + a.unit if a.unit else ''} (single run)"
+    else:
+        value = fmt.MISSING
+    return f"{a.subject} ({a.device}): **{a.verdict.value}**, {value}; {a.caveat}."
+
+
+def answer_groups(f: Findings) -> list[tuple[str, list[str]]]:
+    """(question, its answer lines) in the order of QUESTIONS, questions without an answer left out."""
+    return [
+        (text, [answer_line(a) for a in f.answers if a.question == key])
+        for key, text in QUESTIONS.items()
+        if any(a.question == key for a in f.answers)
+    ]
+
+
+def checks_line(f: Findings) -> str:
+    """What the run's own controls say about the verdicts above, in one line."""
+    c = f.controls
+    parts = []
+    if c.judged:
+        parts.append(
+            f"A/A pairs called slower or faster {c.false_verdicts} of {c.judged} times "
+            f"({format_interval(c.false_rate, 100, '%')})"
+        )
+    else:
+        parts.append("no A/A pair with an interval")
+    found = sum(p.found for p in c.planted)
+    parts.append(
+        f"positive control found in {found} of {len(c.planted)} groups"
+        if c.planted
+        else "no positive control"
+    )
+    detectable = sorted(
+        {fmt.sig(g.detectable) for d in f.devices for g in d.groups if g.detectable}, key=float
+    )
+    if detectable:
+        span = detectable[0] + (f" to {detectable[-1]}" if len(detectable) > 1 else "")
+        parts.append(f"smallest detectable ratio per group {span}")
+    return "Checks of the timing: " + "; ".join(parts) + " (section 3)."
+
+
+def margins(f: Findings) -> str:
+    """The groups' margins as "± 5 %" (each distinct one), or "as recorded" when none is."""
+    found = sorted({g.margin for d in f.devices for g in d.groups})
+    return ", ".join(f"± {_level(m)}" for m in found) or "as recorded"
+
+
+def core_share_line(r: Any) -> str:
+    """The core process's share of a training iteration, two significant digits (two single
+    measurements); above 100 % it is flagged: the part exceeds the whole only through drift between
+    the timing and the training processes."""
+    text = (
+        f"{fmt.framework_name(r.framework)} {r.loss}: the core process at the training batch size takes "
+        f"{fmt.seconds(r.core_s)}, {share(r.core_share)} of a training iteration "
+        f"({fmt.seconds(r.per_iteration_s)})"
+    )
+    if r.core_share > 1:
+        text += (
+            ": more than the whole, so the two stages' processes ran at different speeds (drift between "
+            "processes, not a cost)"
+        )
+    return text + "."
