@@ -287,7 +287,7 @@ def test_core_time_cells_ratios_and_controls(built):
     assert near["pytorch"].pairs == 2 and near["pytorch"].slower == near["pytorch"].faster == 0
     # each group's noise and the ratio it could detect, from its own comparisons
     (b1, b2) = cpu.groups
-    assert (b1.batch_size, b1.rounds, b1.margin, b1.level, b1.pairing) == (1, ROUNDS, 0.05, 0.90, "blocks")
+    assert (b1.batch_size, b1.rounds, b1.margin, b1.level, b1.pairing) == (1, ROUNDS, 0.05, 0.90, "turns")
     assert 0 < b1.sd_log < 0.02 and 1.05 < b1.detectable < 1.1
     cpu_md = markdown.split("## 3.")[1].split("## 4.")[0]
     assert "![Core-process time against batch size on cpu](figures/core_time_cpu.png)" in cpu_md
