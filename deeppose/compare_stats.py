@@ -44,17 +44,16 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as scipy_stats
 
-from deeppose.measure.blocks import PLANTED, Timed, cell_of, final, interfered, planted, twin
+from deeppose.measure.blocks import PLANTED, Timed, cell_of, final, paired, planted, twin
 from deeppose.records.results import BlockRecord
 from deeppose.stats import LEVEL, Interval, positive_times, t_half_width
-from deeppose.verdicts import DECISION_LEVEL, Verdict, classify, minimum_detectable_ratio
+from deeppose.verdicts import DECISION_LEVEL, Verdict, classify, minimum_detectable_ratio, paired_log_ratio
 
 __all__ = ["DECISION_LEVEL", "LEVEL", "Interval", "Verdict"]  # re-exported for compare and the report
 
@@ -91,8 +90,8 @@ def paired_ratio(
     if d.size < 2:
         return Interval(estimate, None, None, 1, level, "one round: no interval")
     if method == "t":
-        half = t_half_width(d, level)
-        low, high = d.mean() - half, d.mean() + half
+        _, low, high = paired_log_ratio(a, b, level)  # the timing stage's stopping rule reads the same
+        low, high = math.log(low), math.log(high)  # type: ignore[arg-type]
         name = "paired student t on log ratios"
     else:
         result = scipy_stats.bootstrap(
@@ -265,28 +264,16 @@ def series(records: Sequence[BlockRecord], name: str = "samples_s") -> list[Bloc
     return [dataclasses.replace(r, samples_s=getattr(r, name)) for r in records if getattr(r, name)]
 
 
-def block_medians(blocks: Sequence[Timed], arm: str) -> dict[int, float]:
-    """An arm's block medians keyed by round (the final attempt of each)."""
-    return {
-        block.round: float(statistics.median(block.samples_s)) for block in final(blocks) if block.arm == arm
-    }
-
-
 def compare(blocks: Sequence[Timed], a: str, b: str, margin: float, level: float) -> Comparison:
     """Compare arms a and b of one group's blocks (final attempts) at the interval `level` and the
     equivalence `margin` of the group's design (TimingDesign.decision_level and .margin); a round
     where either block is still disturbed by other processes after its retries is left out of both
     arms (pairing needs both); a block only noisy on its own counts."""
-    blocks = final(blocks)
-    ma, mb = block_medians(blocks, a), block_medians(blocks, b)
-    disturbed = {block.round for block in blocks if block.arm in (a, b) and interfered(block.reasons)}
-    shared = sorted(set(ma) & set(mb))
-    used = tuple(r for r in shared if r not in disturbed)
-    dropped = tuple(r for r in shared if r in disturbed)
+    both = paired(blocks, a, b)
+    used, dropped, ma, mb = both.used, both.dropped, both.a, both.b
     if not used:
         nothing = Interval(None, None, None, 0, level, "no usable round")
         return Comparison(a, b, nothing, nothing, Verdict.INCONCLUSIVE, used, dropped)
-    ma, mb = {r: ma[r] for r in used}, {r: mb[r] for r in used}
     ratio = paired_ratio(ma, mb, level)
     logs = tuple(float(x) for x in _paired_logs(ma, mb))
     difference = paired_difference(ma, mb, level)
