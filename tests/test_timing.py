@@ -439,6 +439,16 @@ QUIET = {
 CELLS = ["pytorch/autograd", "pytorch/explicit", "chainer/autograd", "chainer/explicit"]
 
 
+def base_times(pytorch_explicit: float = 0.1) -> dict[str, float]:
+    """True times of the group's cells: Chainer twice PyTorch, the loss modes as given."""
+    return {
+        "pytorch/autograd": 0.1,
+        "pytorch/explicit": pytorch_explicit,
+        "chainer/autograd": 0.2,
+        "chainer/explicit": 0.2,
+    }
+
+
 def quiet_pool(base_s: dict[str, float], seed: int = 0, noise: float = 0.001) -> FakePool:
     return FakePool(
         base_s,
@@ -457,12 +467,7 @@ def test_group_runs_every_arm_live_each_round_and_keeps_every_block(
     monkeypatch.chdir(tmp_path)
     params = load_params(write_params(tmp_path, blocks=3, max_blocks=5, repeats=3))
     group = Group.of(params.grid, "cpu", 2)
-    base = {
-        "pytorch/autograd": 0.1,
-        "pytorch/explicit": 0.1,
-        "chainer/autograd": 0.2,
-        "chainer/explicit": 0.2,
-    }
+    base = base_times()
     pool = quiet_pool(base)
     results = timing.time_group(params, group, synthetic=True, pool=pool, **pool.watch())
     arms = CELLS + ["pytorch/autograd#1", "chainer/autograd#1", "pytorch/autograd#planted"]
@@ -508,13 +513,7 @@ def test_rounds_are_added_while_a_comparison_is_inconclusive(tmp_path: Path) -> 
     margin, so the group runs to timing.max_blocks and says so; the decided pairs stay decided."""
     params = load_params(write_params(tmp_path, blocks=3, max_blocks=6, repeats=3))
     group = Group.of(params.grid, "cpu", 2)
-    base = {
-        "pytorch/autograd": 0.1,
-        "pytorch/explicit": 0.104,
-        "chainer/autograd": 0.2,
-        "chainer/explicit": 0.2,
-    }
-    pool = quiet_pool(base, noise=0.02)
+    pool = quiet_pool(base_times(pytorch_explicit=0.104), noise=0.02)
     results = timing.time_group(params, group, synthetic=True, pool=pool, **pool.watch())
     design = next(iter(results.values())).design
     assert (design.looks, design.stopped) == (4, "max_rounds")
