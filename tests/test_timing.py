@@ -717,7 +717,9 @@ def test_real_group_end_to_end(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    params = write_params(tmp_path, warmup=1, repeats=2, blocks=2, threads=0, optimizers=["adam"])
+    params = write_params(
+        tmp_path, warmup=1, repeats=2, blocks=2, max_blocks=2, threads=0, optimizers=["adam"]
+    )
     assert (
         cli.main(
             ["time", "--params", str(params), "--device", "cpu", "--batch-exp", "0", "--synthetic-input"]
@@ -730,9 +732,11 @@ def test_real_group_end_to_end(
             result = TimingResult.read(paths.timing_result(Job(framework, loss, "cpu", 0)))
             assert result.batch_size == 1 and result.repeats == 2 and result.input == "synthetic"
             finals = {b.round for b in result.blocks}
+            # round 0: the memory pass is the first run; later rounds run an untimed one first
             assert finals == {0, 1} and all(
-                len(b.samples_s) == 2 and len(b.warmup_s) == 1 for b in result.blocks
+                len(b.samples_s) == 2 and len(b.warmup_s) == 1 + b.round for b in result.blocks
             )
+            assert all(max(b.waiting_cpu_s) < 0.5 for b in result.blocks)  # the waiting side idles
             assert all(len(b.loss_s) == timing_block.LOSS_REPEATS for b in result.blocks)
             # the updates (independent of batch and loss) are timed in the group's first round only
             assert all(len(b.optimizer_steps_s["adam"]) == 2 for b in result.blocks if b.round == 0)
