@@ -35,6 +35,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "deeppose.measure.machine",
         "deeppose.model",
         "deeppose.measure.harness",
+        "deeppose.measure.registers",
         "deeppose.measure.turns",
         "deeppose.stats",
         "deeppose.verdicts",
