@@ -36,7 +36,9 @@ from deeppose.measure import blocks
 from deeppose.measure.blocks import interfered
 from deeppose.records import paths
 from deeppose.records.results import BreakdownResult, TimingResult, TrainMetrics
-from deeppose.report.load import Loaded, Results
+from deeppose.report import ceilings
+from deeppose.report.ceilings import Peak
+from deeppose.report.load import Results
 from deeppose.stats import describe
 
 LEVEL = 0.95  # every interval of a cell's time or of an accuracy
@@ -113,30 +115,6 @@ def sample(values: list[float], source: str) -> Sample | None:
 
 def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or not b > 0 else a / b
-
-
-@dataclass(frozen=True)
-class Peak:
-    """One denominator for every "% of peak": the peak stage's best observed kernel rate."""
-
-    best_observed: float | None  # FLOP/s
-    kernel: str | None
-    n: int | None
-    kernels: dict[str, float | None]
-    theoretical: float | None  # cores x clock x FLOPs per cycle and core, where CPU model and clock are known
-    theoretical_how: dict[str, Any] | None
-    implied_clock_hz: (
-        float | None
-    )  # where the best observed rate exceeds the theoretical peak: the clock it needs
-    bandwidth: float | None  # bytes/s, STREAM triad
-    bandwidth_detail: dict[str, Any] | None
-    device: str | None
-    missing: str | None
-
-    @property
-    def ridge(self) -> float | None:
-        """The intensity (FLOP/byte) from which memory traffic no longer caps the rate."""
-        return _ratio(self.best_observed, self.bandwidth)
 
 
 @dataclass(frozen=True)
@@ -525,28 +503,6 @@ def _one_kind(records: tuple[Any, ...]) -> bool:
 
 
 # --- set-up ----------------------------------------------------------------------------------
-def _peak(loaded: Loaded) -> Peak:
-    r = loaded.record
-    if r is None:
-        return Peak(None, None, None, {}, None, None, None, None, None, None, loaded.missing)
-    how, implied = r.theoretical, None
-    if r.theoretical_flops_per_s and r.peak_flops_per_s and r.peak_flops_per_s > r.theoretical_flops_per_s:
-        implied = r.peak_flops_per_s / (how["cores"] * how["flops_per_cycle_per_core"])  # the cores boost
-    return Peak(
-        r.peak_flops_per_s,
-        r.best,
-        r.n,
-        dict(r.rates_flops_per_s),
-        r.theoretical_flops_per_s,
-        how,
-        implied,
-        r.bandwidth_bytes_per_s,
-        r.bandwidth,
-        r.device,
-        None,
-    )
-
-
 def _threads(threads: dict[str, Any]) -> dict[str, int]:
     found = {k: v for k, v in sorted(threads.items()) if isinstance(v, int) and not isinstance(v, bool)}
     return found | {
@@ -641,7 +597,7 @@ def _setup(results: Results) -> Setup:
         _environment(results, largest),
         dict(sorted({k: v for env in envs for k, v in env.get("packages", {}).items()}.items())),
         tuple(sorted({str(env.get("commit")) for env in envs})),
-        _peak(results.peak),
+        ceilings.peak(results),
         tuple(f for d in results.devices if (f := _fairness(d, largest))),
         costs,
         next((r.record.loss_repeats for r in results.timing.values() if r.ok), None),
@@ -798,7 +754,7 @@ def _cell(job: Job, r: TimingResult, peak: Peak) -> Cell:
         _median([b.memory_bytes for b in usable if b.memory_bytes is not None]),
         {name: step for name, step in steps.items() if step is not None},
         r.flops_per_s,
-        _ratio(r.flops_per_s, peak.best_observed) if peak.device == job.device else None,
+        ceilings.share(r.flops_per_s, peak, job.device),
         _median([b.compile_s for b in usable if b.compile_s is not None]),
         {k: v for k, v in r.compile.items() if "cache" in k},
     )
@@ -865,11 +821,10 @@ def _loss_effect(
 # --- per-layer breakdown ----------------------------------------------------------------------
 def _breakdown_job(job: Job, r: BreakdownResult, peak: Peak, rated: bool) -> BreakdownJob:
     """`rated`: the job gives the layers' FLOP/s (one loss mode does; the layers do not depend on it)."""
-    on_peak = peak.device == job.device
     layers = []
     for row in r.layers:
         rate = row.get("flops_per_s") if rated else None
-        share = _ratio(rate, peak.best_observed) if on_peak else None
+        share = ceilings.share(rate, peak, job.device)
         layers.append(Layer(row["layer"], row["phase"], float(row["time_s"]), rate, share))
     return BreakdownJob(
         job.framework,
