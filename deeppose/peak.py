@@ -29,7 +29,8 @@ achieved in the same run (`deeppose.report.ceilings`).
 Each block also measures the all-core clock (`registers.Clock`: a dependent add chain, one cycle an
 add) and a STREAM triad (McCalpin), a = b + s c through one fused `torch.add`, on arrays at least
 four times the last-level cache, counting 3 x 4 bytes per element as STREAM does. The theoretical
-fp32 peak is cores x the measured clock (median over blocks and cores) x FLOPs per cycle, where
+fp32 peak is cores x the measured clock (the highest over blocks and cores: another process
+taking a core only lowers it) x FLOPs per cycle, where
 the microarchitecture is known from /proc/cpuinfo's vendor, family and model (`FLOPS_PER_CYCLE`);
 without a measured clock it is not given (the kernel's "cpu MHz" is recorded as the nominal clock
 only: under a hypervisor boosting cores run faster). The result goes to
@@ -445,7 +446,7 @@ def theoretical_peak(
         ),
         None,
     )
-    clock_hz = statistics.median(clock_samples_hz) if clock_samples_hz else None
+    clock_hz = max(clock_samples_hz) if clock_samples_hz else None  # interference only lowers it
     record: dict[str, Any] = {
         "cpu_model": cpu.get("model"),
         "microarchitecture": known[0] if known else None,
@@ -468,8 +469,8 @@ def theoretical_peak(
         record["how"] = f"no measured clock ({clock_unavailable or 'not measured'}): no theoretical peak"
     else:
         record["how"] = (
-            f"{cores} cores x {clock_hz / 1e9:.2f} GHz (measured, median of {len(clock_samples_hz or [])} "
-            f"core-blocks) x {known[1]} fp32 FLOPs per cycle ({known[0]})"
+            f"{cores} cores x {clock_hz / 1e9:.2f} GHz (measured, the highest of "
+            f"{len(clock_samples_hz or [])} core-blocks) x {known[1]} fp32 FLOPs per cycle ({known[0]})"
         )
     return record
 

@@ -126,9 +126,9 @@ cpu MHz\t\t: 3700.000
 def test_theoretical_peak_is_cores_times_measured_clock_times_flops_per_cycle() -> None:
     zen4 = peak.theoretical_peak(2, [3.4e9, 3.5e9, 3.6e9], ZEN4)
     assert zen4["microarchitecture"] == "Zen 4" and zen4["flops_per_cycle_per_core"] == 32  # 2 x 256-bit FMA
-    assert zen4["clock_hz"] == pytest.approx(3.5e9)  # the median of the measured samples
+    assert zen4["clock_hz"] == pytest.approx(3.6e9)  # the highest sample: interference only lowers it
     assert zen4["nominal_clock_hz"] == pytest.approx(2.596146e9)  # the first CPU's, kept, not used
-    assert zen4["flops_per_s"] == pytest.approx(2 * 3.5e9 * 32)
+    assert zen4["flops_per_s"] == pytest.approx(2 * 3.6e9 * 32)
     zen5 = peak.theoretical_peak(
         4, [3e9], ZEN4.replace("cpu family\t: 25", "cpu family\t: 26").replace(": 17", ": 2")
     )
@@ -214,12 +214,15 @@ def test_register_kernels_are_the_instructions_they_claim() -> None:
 def test_register_kernels_measure_a_plausible_clock_and_fma_rate() -> None:
     assert "lacks avx512f" in (registers.unavailable("avx512", "flags\t\t: fpu avx2 fma\n") or "")
     clock = registers.Clock(1, target_s=0.02)
-    (hz,) = clock.hz()
+    hz = max(clock.hz()[0] for _ in range(5))  # the best of five: another process only lowers it
     assert 0.3e9 < hz < 7e9
     if registers.unavailable("avx2") is None:
         fma = registers.FmaKernel("avx2", 1, target_s=0.02)
-        start = time.perf_counter()
-        fma.run()
-        per_cycle = fma.flops() / (time.perf_counter() - start) / hz
+        seconds = []
+        for _ in range(5):
+            start = time.perf_counter()
+            fma.run()
+            seconds.append(time.perf_counter() - start)
+        per_cycle = fma.flops() / min(seconds) / max(hz, *(clock.hz()[0] for _ in range(5)))
         # no x86 core retires more than two 256-bit FMAs (32 FLOPs) a cycle; a margin for the clock's drift
         assert 4 < per_cycle < 32 * 1.25
