@@ -239,3 +239,19 @@ def test_roofline_coordinates_are_rounded(project):
     for v in values:
         if math.isfinite(v) and v not in (0.0, 1.0):  # axhline/axvline span the axes in [0, 1]
             assert v == figures.plotted(v), v
+
+
+def test_a_peak_stage_above_every_achieved_rate_is_the_ceiling(project):
+    results, _ = project
+    record = dataclasses.replace(
+        results.peak.record,
+        peak_flops_per_s=1e13,
+        best="conv2_forward",
+        kernels={"conv2_forward": {"blocks": [{}] * 6, "spread": 2.719, "flops_per_s": 1e13}},
+        rates_flops_per_s={"conv2_forward": 1e13},
+    )
+    p = ceilings.peak(dataclasses.replace(results, peak=dataclasses.replace(results.peak, record=record)))
+    assert p.ceiling == p.best_observed == 1e13 and not p.lower_bound
+    assert p.label.startswith(
+        "the `peak` stage's best kernel, conv2 forward, the best of 6 blocks (spread 270 %)"
+    )

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deeppose import roofline
-from deeppose.fmt import flops, framework_name
+from deeppose.fmt import flops, framework_name, sig
 from deeppose.records.results import PeakResult
 from deeppose.report.load import Loaded, Results
 
@@ -182,7 +182,7 @@ def peak(results: Results, device: str | None = None) -> Peak:
         label = f"lower bound (achieved by {by.what}; the `peak` stage's best kernel: {measured}); {SHARE}"
     elif r.best:
         blocks = (
-            f", the best of {len(best['blocks'])} blocks (spread {100 * spread:.2g} %)"
+            f", the best of {len(best['blocks'])} blocks (spread {sig(100 * spread, 2)} %)"
             if spread is not None
             else ""
         )
