@@ -337,9 +337,9 @@ def _child(function: str, *args: Any) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _rates(blocks: list[dict[str, Any]], amount: int) -> dict[str, Any]:
-    """A kernel's blocks -> its block rates (amount / block median), the best, median and spread."""
-    rates = [amount / statistics.median(b["samples_s"]) for b in blocks]
+def _rates(blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    """A kernel's blocks -> its block rates (the block's FLOPs / its median), the best, median and spread."""
+    rates = [b["flops"] / statistics.median(b["samples_s"]) for b in blocks]
     middle = statistics.median(rates)
     return {
         "block_rates": rates,
@@ -370,19 +370,25 @@ def measure_ceiling(
     for p, part in enumerate(parts):
         for b, block in enumerate(part["blocks"]):
             for position, name in enumerate(block["order"]):
+                # FLOPs per block: each process calibrates its own FMA loops' length
                 timed.setdefault(name, []).append(
-                    {"process": p, "block": b, "position": position, "samples_s": block["samples_s"][name]}
+                    {
+                        "process": p,
+                        "block": b,
+                        "position": position,
+                        "flops": part["flops"][name],
+                        "samples_s": block["samples_s"][name],
+                    }
                 )
-    amounts = parts[0]["flops"]
     kernels: dict[str, dict[str, Any] | None] = {}
     for name in KERNELS:
         if name not in timed:
             why = parts[0]["unavailable"].get(name)
             kernels[name] = {"unavailable": why} if why else None
             continue
-        rates = _rates(timed[name], amounts[name])
+        rates = _rates(timed[name])
         kernels[name] = {
-            "flops": amounts[name],
+            "flops": timed[name][0]["flops"],  # the first block's (the FMA loops' vary by process)
             "blocks": timed[name],
             "block_rates_flops_per_s": rates["block_rates"],
             "median_flops_per_s": rates["median"],
@@ -393,9 +399,9 @@ def measure_ceiling(
             kernels[name]["batch"] = batch
     bandwidth = None
     if TRIAD in timed:
-        rates = _rates(timed[TRIAD], amounts[TRIAD])
+        rates = _rates(timed[TRIAD])
         bandwidth = parts[0]["triad"] | {
-            "bytes": amounts[TRIAD],
+            "bytes": timed[TRIAD][0]["flops"],
             "blocks": timed[TRIAD],
             "block_rates_bytes_per_s": rates["block_rates"],
             "median_bytes_per_s": rates["median"],

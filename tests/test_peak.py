@@ -80,7 +80,7 @@ def test_peak_result_shape(
         assert len(record["blocks"]) == 2  # every sample of every block kept, with where it ran
         assert [(b["process"], b["block"]) for b in record["blocks"]] == [(0, 0), (0, 1)]
         assert all(len(b["samples_s"]) == 2 for b in record["blocks"])
-        rates = [record["flops"] / np.median(b["samples_s"]) for b in record["blocks"]]
+        rates = [b["flops"] / np.median(b["samples_s"]) for b in record["blocks"]]  # its own FLOPs
         assert record["block_rates_flops_per_s"] == pytest.approx(rates)
         assert record["flops_per_s"] == pytest.approx(max(rates))  # the best block's
         assert record["spread"] == pytest.approx((max(rates) - min(rates)) / np.median(rates))
@@ -226,3 +226,11 @@ def test_register_kernels_measure_a_plausible_clock_and_fma_rate() -> None:
         per_cycle = fma.flops() / min(seconds) / max(hz, *(clock.hz()[0] for _ in range(5)))
         # no x86 core retires more than two 256-bit FMAs (32 FLOPs) a cycle; a margin for the clock's drift
         assert 4 < per_cycle < 32 * 1.25
+
+
+def test_each_block_rate_uses_its_own_flops() -> None:
+    """Each process calibrates its FMA loops' length: a block's rate divides that block's FLOPs."""
+    rates = peak._rates(
+        [{"flops": 100, "samples_s": [1.0, 1.2, 0.8]}, {"flops": 50, "samples_s": [0.5, 0.5]}]
+    )
+    assert rates["block_rates"] == [100.0, 100.0] and rates["best"] == 100.0 and rates["spread"] == 0.0
