@@ -18,8 +18,9 @@ the network from the seeded neutral weights, puts 2^N prepared test samples (cen
    `layer_groups.SUM_RULE_TOLERANCE`; the remainder is the overhead, always shown;
 5. measures the machine's fp32 peak in a child process (so that no library it loads stays in this
    one) with the `peak` stage's kernels (`deeppose.peak.measure_rates`, n = `--peak-size`) on the
-   job's device; the best rate is the peak each layer's FLOP rate is divided by. The `peak`
-   stage's file, when present, is recorded beside it.
+   job's device, recorded beside the layers with the `peak` stage's best rate when its file exists.
+   The record holds no share of a peak: the report's one ceiling takes these rates with every other
+   rate of the run (`deeppose.report.ceilings`).
 
 The result goes to `results/breakdown/<framework>/<loss>/<device>/b<N>.json`; a failed sum rule is
 recorded (`sum_rule.ok`) and printed, not fatal: the report shows it.
@@ -135,9 +136,7 @@ def breakdown_job(params: Params, job: Job, synthetic: bool, peak_size: int = PE
     del backend, images, targets, visible
 
     peak = peak_record(job.device, peak_size, threads)
-    summary = layer_groups.summarize(
-        events, core_samples, profiled_samples, batch_size, peak["peak_flops_per_s"], config.n_joints
-    )
+    summary = layer_groups.summarize(events, core_samples, profiled_samples, batch_size, config.n_joints)
     return BreakdownResult.create(
         **job_header(params, job, synthetic, warmup, repeats),
         model={"dropout": config.dropout, "lrn": config.lrn},

@@ -183,12 +183,12 @@ def summarize(
     core_samples_s: Sequence[float],
     profiled_core_samples_s: Sequence[float],
     batch_size: int,
-    peak_flops_per_s: float | None,
     n_joints: int = spec.N_JOINTS,
     tolerance: float = SUM_RULE_TOLERANCE,
 ) -> dict[str, Any]:
     """Per-layer medians with FLOP rates, overhead and the sum rule, from raw events and the core
-    times measured without (`core_samples_s`) and with (`profiled_core_samples_s`) the profiler."""
+    times measured without (`core_samples_s`) and with (`profiled_core_samples_s`) the profiler. No
+    share of a peak: the report divides by one ceiling for the whole run (deeppose.report.ceilings)."""
     repeats = len(profiled_core_samples_s)
     if repeats < 1 or not core_samples_s:
         raise ValueError("summarize needs at least one profiled and one un-profiled core time")
@@ -209,9 +209,6 @@ def summarize(
                 "samples_s": values,
                 "flops": layer_flops,
                 "flops_per_s": rate,
-                "fraction_of_peak": rate / peak_flops_per_s
-                if rate is not None and peak_flops_per_s
-                else None,
             }
         )
     core = statistics.median(core_samples_s)

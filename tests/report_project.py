@@ -382,7 +382,7 @@ def write_breakdown(params: Params, job: Job) -> None:
         profiled_core_samples_s=[core_s * 1.02],
         peak_flops_per_s=PEAK,
         peak={"best": "torch_matmul", "rates_flops_per_s": {"torch_matmul": PEAK}},
-        **summarize(events, [core_s], [core_s * 1.02], batch_size=2**job.batch_exp, peak_flops_per_s=PEAK),
+        **summarize(events, [core_s], [core_s * 1.02], batch_size=2**job.batch_exp),
         threads={"requested": 2},
         load_average={"before": [0.0, 0.0, 0.0], "after": [0.0, 0.0, 0.0]},
         versions={job.framework: "1.0"},

@@ -54,7 +54,7 @@ RESULT_KEYS = {
     "versions",
     "environment",
 }
-LAYER_KEYS = {"layer", "phase", "time_s", "samples_s", "flops", "flops_per_s", "fraction_of_peak"}
+LAYER_KEYS = {"layer", "phase", "time_s", "samples_s", "flops", "flops_per_s"}  # no share of a peak
 
 
 def ev(
@@ -198,7 +198,6 @@ def test_summarize_medians_flops_and_overhead() -> None:
         core_samples_s=[0.5, 0.6, 0.4],
         profiled_core_samples_s=[0.5, 0.6, 0.55],
         batch_size=2,
-        peak_flops_per_s=1e11,
     )
     rows = {(r["layer"], r["phase"]): r for r in result["layers"]}
     assert set(rows) >= {(layer, phase) for layer in NETWORK_LAYERS for phase in ("forward", "backward")}
@@ -208,8 +207,7 @@ def test_summarize_medians_flops_and_overhead() -> None:
     assert conv2["time_s"] == pytest.approx(0.02)  # the median over repeats
     assert conv2["flops"] == spec.layer_flops(2)["conv2"]["forward"]
     assert conv2["flops_per_s"] == pytest.approx(conv2["flops"] / 0.02)
-    assert conv2["fraction_of_peak"] == pytest.approx(conv2["flops_per_s"] / 1e11)
-    assert rows["relu", "forward"]["flops"] is None and rows["relu", "forward"]["fraction_of_peak"] is None
+    assert rows["relu", "forward"]["flops"] is None and rows["relu", "forward"]["flops_per_s"] is None
     total = sum(r["time_s"] for r in result["layers"])
     assert result["layers_time_s"] == pytest.approx(total)
     assert result["core_time_s"] == pytest.approx(0.5)
@@ -336,7 +334,7 @@ def hand_made_result(framework: str, loss: str, conv_s: float, fc_s: float, core
     for e in events:
         kind = classify(e["name"])
         e["time_s"] = conv_s / 10 if kind == "conv" else fc_s / 6 if kind == "linear" else 0.0005
-    summary = summarize(events, [core_s], [core_s * 1.02], batch_size=16, peak_flops_per_s=2e11)
+    summary = summarize(events, [core_s], [core_s * 1.02], batch_size=16)
     return {
         "framework": framework,
         "loss": loss,

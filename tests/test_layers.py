@@ -36,6 +36,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "deeppose.measure.machine",
         "deeppose.model",
         "deeppose.measure.harness",
+        "deeppose.measure.registers",
         "deeppose.measure.turns",
         "deeppose.stats",
         "deeppose.verdicts",

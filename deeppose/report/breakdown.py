@@ -9,9 +9,9 @@ from enum import Enum
 from deeppose import layer_groups, roofline
 from deeppose.grid import REFERENCE, Job
 from deeppose.records.results import BreakdownResult
-from deeppose.report.common import safe_ratio
+from deeppose.report import ceilings
+from deeppose.report.ceilings import Peak
 from deeppose.report.load import Results
-from deeppose.report.setup import Peak
 
 CONFIRM_SHARE = 0.5  # convolutions must explain half of a framework's extra time to confirm the study
 TOP_ROWS = 8  # layers listed where two frameworks differ most
@@ -123,11 +123,10 @@ class BreakdownBatch:
 # --- per-layer breakdown ----------------------------------------------------------------------
 def _breakdown_job(job: Job, r: BreakdownResult, peak: Peak, rated: bool) -> BreakdownJob:
     """`rated`: the job gives the layers' FLOP/s (one loss mode does; the layers do not depend on it)."""
-    on_peak = peak.device == job.device
     layers = []
     for row in r.layers:
         rate = row.get("flops_per_s") if rated else None
-        share = safe_ratio(rate, peak.best_observed) if on_peak else None
+        share = ceilings.share(rate, peak, job.device)
         layers.append(Layer(row["layer"], row["phase"], float(row["time_s"]), rate, share))
     return BreakdownJob(
         job.framework,

@@ -14,10 +14,11 @@ from deeppose.grid import Group, Job
 from deeppose.measure import blocks
 from deeppose.measure.blocks import interfered
 from deeppose.records.results import TimingResult
+from deeppose.report import ceilings
+from deeppose.report.ceilings import Peak
 from deeppose.report.common import safe_ratio
 from deeppose.report.controls import Ratio, ratio
 from deeppose.report.load import Results
-from deeppose.report.setup import Peak
 from deeppose.report.training import TrainRun, sample
 
 
@@ -106,7 +107,7 @@ def timing_cell(job: Job, r: TimingResult, peak: Peak) -> Cell:
         _median([b.memory_bytes for b in usable if b.memory_bytes is not None]),
         {name: step for name, step in steps.items() if step is not None},
         r.flops_per_s,
-        safe_ratio(r.flops_per_s, peak.best_observed) if peak.device == job.device else None,
+        ceilings.share(r.flops_per_s, peak, job.device),
         _median([b.compile_s for b in usable if b.compile_s is not None]),
         {k: v for k, v in r.compile.items() if "cache" in k},
     )

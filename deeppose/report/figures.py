@@ -3,6 +3,11 @@ whose bytes depend only on the data (fixed rcParams, no date metadata).
 
 Colour tells the framework apart (Okabe-Ito, safe for colour-blind readers), line style and marker
 the loss mode; legends sit outside the data and reference lines carry their value.
+
+The same findings give the same bytes on any CPU: computed coordinates (the roofline's, the ceiling
+lines) are rounded to PLOTTED_DIGITS significant digits (`plotted`), far below a pixel, and drawn
+without transcendental functions of numpy's, whose last bits depend on the CPU's vector width
+(numpy dispatches log and power to AVX-512 code where the CPU has it).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from deeppose.fmt import framework_name as name
 from deeppose.grid import REFERENCE
 from deeppose.report.analysis import Findings
 from deeppose.report.breakdown import BreakdownBatch
+from deeppose.report.ceilings import Peak
 from deeppose.report.device import Device
 from deeppose.report.training import Curve
 
@@ -47,6 +53,7 @@ LAYER_COLOURS = {
     "loss": "#000000",
     "other": "#999999",
 }
+PLOTTED_DIGITS = 4  # 1e-4 relative: a hundredth of a pixel on a log axis of a few decades
 WHITE_TEXT = {"conv1", "conv2", "fc6", "fc7", "relu", "loss"}
 RC = {
     "figure.dpi": 100,
@@ -62,6 +69,11 @@ RC = {
     "lines.linewidth": 1.6,
     "errorbar.capsize": 3,
 }
+
+
+def plotted(x: float) -> float:
+    """`x` to PLOTTED_DIGITS significant digits: a coordinate that does not depend on the last bits."""
+    return float(f"{x:.{PLOTTED_DIGITS}g}")
 
 
 def colour(framework: str, frameworks: tuple[str, ...]) -> str:
@@ -236,13 +248,14 @@ def _per_batch(f: Findings, d: Device, value: Callable, ylabel: str, title: str)
     return figure
 
 
-def _peak_line(ax, peak: float | None, right: bool = True) -> None:
-    """The best observed kernel rate as a dashed line, its value written on it where no data lie."""
-    if peak:
-        ax.axhline(peak / 1e9, color="black", linewidth=1.1, linestyle="--")
+def _peak_line(ax, peak: Peak, right: bool = True) -> None:
+    """The compute ceiling as a dashed line, its value written on it where no data lie."""
+    if peak.ceiling:
+        y = plotted(peak.ceiling / 1e9)
+        ax.axhline(y, color="black", linewidth=1.1, linestyle="--")
         ax.annotate(
-            f"best observed: {flops(peak)}",
-            (0.99 if right else 0.01, peak / 1e9),
+            f"ceiling{' (lower bound)' if peak.lower_bound else ''}: {flops(peak.ceiling)}",
+            (0.99 if right else 0.01, y),
             fontsize=8,
             xycoords=("axes fraction", "data"),
             xytext=(0, 3),
@@ -272,8 +285,8 @@ def achieved(f: Findings, d: Device) -> Figure:
         "achieved GFLOP/s (forward + backward)",
         f"Achieved throughput of the core process on {d.device}",
     )
-    ax, peak = figure.axes[0], f.setup.peak.best_observed
-    _peak_line(ax, peak)
+    ax, peak = figure.axes[0], f.setup.peak.ceiling
+    _peak_line(ax, f.setup.peak)
     ax.set_ylim(0, max([peak or 0] + [c.flops_per_s or 0 for c in d.cells]) / 1e9 * 1.15)
     return figure
 
@@ -334,7 +347,7 @@ def stacked(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
 
 
 def layer_rates(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
-    """Achieved FLOP/s of each conv/fc layer per framework, against the best observed kernel rate."""
+    """Achieved FLOP/s of each conv/fc layer per framework, against the compute ceiling."""
     layers = (*layer_groups.CONV_LAYERS, *layer_groups.FC_LAYERS)
     jobs = [j for j in b.jobs if j.loss == b.rate_loss]
     figure = _figure(10, 4.0)
@@ -351,7 +364,7 @@ def layer_rates(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
                 color=colour(j.framework, f.frameworks),
                 label=name(j.framework),
             )
-        _peak_line(ax, f.setup.peak.best_observed)
+        _peak_line(ax, f.setup.peak)
         ax.set_xticks(x, layers, fontsize=8)
         ax.set_title(phase)
         ax.grid(axis="x", visible=False)
@@ -361,26 +374,33 @@ def layer_rates(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
     return figure
 
 
-def roofline_figure(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
-    """Each layer's arithmetic intensity against its achieved FLOP/s, under the compute and bandwidth
-    ceilings."""
-    peak, bandwidth = f.setup.peak.best_observed, f.setup.peak.bandwidth
-    figure = _figure(10, 5.2)
-    ax = figure.add_subplot()
+def roofline_points(b: BreakdownBatch) -> list[tuple[str, str, float, float, str]]:
+    """(framework, phase, intensity, GFLOP/s, layer) of every rated conv/fc layer-phase, as plotted
+    (`plotted`)."""
     intensity = {(p.layer, p.phase): p.intensity for p in b.roofline}
-    points = [
-        (j.framework, x.phase, intensity[x.layer, x.phase], x.flops_per_s, x.layer)
+    return [
+        (j.framework, x.phase, plotted(intensity[x.layer, x.phase]), plotted(x.flops_per_s / 1e9), x.layer)
         for j in b.jobs
         if j.loss == b.rate_loss
         for x in j.layers
-        if (x.layer, x.phase) in intensity
+        if (x.layer, x.phase) in intensity and x.flops_per_s
     ]
+
+
+def roofline_figure(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
+    """Each layer's arithmetic intensity against its achieved FLOP/s, under the compute and bandwidth
+    ceilings (deeppose.report.ceilings: every point lies under both). Every coordinate is `plotted`,
+    the limits too (matplotlib's own would come from numpy's logarithms)."""
+    peak, bandwidth = f.setup.peak.ceiling, f.setup.peak.bandwidth
+    figure = _figure(10, 5.2)
+    ax = figure.add_subplot()
+    points = roofline_points(b)
     for phase, marker in zip(layer_groups.PHASES, ("o", "^")):
         for fw in dict.fromkeys(p[0] for p in points):
             mine = [p for p in points if p[:2] == (fw, phase)]
             ax.scatter(
                 [p[2] for p in mine],
-                [p[3] / 1e9 for p in mine],
+                [p[3] for p in mine],
                 marker=marker,
                 s=36,
                 color=colour(fw, f.frameworks),
@@ -391,10 +411,15 @@ def roofline_figure(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
     ax.set_yscale("log")
     _log_axis(ax.yaxis, lambda v: f"{v:g}")
     # room below the slowest point for the layer names
-    ax.set_ylim(min(p[3] for p in points) / 1e9 / 3, max([peak or 0] + [p[3] for p in points]) / 1e9 * 1.6)
-    low, high = ax.get_xlim()
-    if peak and bandwidth:
-        low = min(low, peak / bandwidth / 4)  # room left of the ridge, so the bandwidth roof reads as a slope
+    ax.set_ylim(
+        plotted(min(p[3] for p in points) / 3),
+        plotted(max([(peak or 0) / 1e9] + [p[3] for p in points]) * 1.6),
+    )
+    low, high = min(p[2] for p in points) / 2, max(p[2] for p in points) * 2
+    ridge = f.setup.peak.ridge
+    if ridge:
+        low = min(low, ridge / 4)  # room left of the ridge, so the bandwidth roof reads as a slope
+    low, high = plotted(low), plotted(high)
     # the layer names along the bottom, at their forward intensity, in three rows where intensities crowd;
     # a faint line leads up to the layer's points (labels beside the points covered other points)
     forward = sorted({(x, layer) for _, phase, x, _, layer in points if phase == "forward"})
@@ -410,16 +435,18 @@ def roofline_figure(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
             color="0.2",
             bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5},
         )
-    _peak_line(ax, peak, right=False)
+    _peak_line(ax, f.setup.peak, right=False)
     if bandwidth:
-        xs = np.geomspace(low, min(high, peak / bandwidth) if peak else high, 50)
+        # a straight line on log-log axes: its two ends, no sampled curve
+        end = plotted(min(high, ridge)) if ridge else high
+        bound = " (lower bound)" if f.setup.peak.bandwidth_lower_bound else ""
         ax.plot(
-            xs,
-            bandwidth * xs / 1e9,
+            [low, end],
+            [plotted(bandwidth * low / 1e9), plotted(bandwidth * end / 1e9)],
             color="black",
             linewidth=1.1,
             linestyle="-.",
-            label=f"memory bandwidth ceiling, {flops(bandwidth, 'B/s')}",
+            label=f"memory bandwidth ceiling{bound}, {flops(bandwidth, 'B/s')}",
         )  # in the legend, clear of the points
     else:
         ax.text(

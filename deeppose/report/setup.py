@@ -9,8 +9,9 @@ from typing import Any
 from deeppose.asymmetries import asymmetries
 from deeppose.records import paths
 from deeppose.records.results import TimingResult, TrainMetrics
-from deeppose.report.common import safe_ratio
-from deeppose.report.load import Loaded, Results
+from deeppose.report import ceilings
+from deeppose.report.ceilings import Peak
+from deeppose.report.load import Results
 
 PACKAGE = {"pytorch": "torch", "pytorch_compile": "torch", "chainer": "chainer", "jax": "jax"}
 
@@ -18,30 +19,6 @@ PACKAGE = {"pytorch": "torch", "pytorch_compile": "torch", "chainer": "chainer",
 Largest = dict[
     tuple[str, str], TimingResult | TrainMetrics
 ]  # (framework, device) -> its largest timing cell's record
-
-
-@dataclass(frozen=True)
-class Peak:
-    """One denominator for every "% of peak": the peak stage's best observed kernel rate."""
-
-    best_observed: float | None  # FLOP/s
-    kernel: str | None
-    n: int | None
-    kernels: dict[str, float | None]
-    theoretical: float | None  # cores x clock x FLOPs per cycle and core, where CPU model and clock are known
-    theoretical_how: dict[str, Any] | None
-    implied_clock_hz: (
-        float | None
-    )  # where the best observed rate exceeds the theoretical peak: the clock it needs
-    bandwidth: float | None  # bytes/s, STREAM triad
-    bandwidth_detail: dict[str, Any] | None
-    device: str | None
-    missing: str | None
-
-    @property
-    def ridge(self) -> float | None:
-        """The intensity (FLOP/byte) from which memory traffic no longer caps the rate."""
-        return safe_ratio(self.best_observed, self.bandwidth)
 
 
 @dataclass(frozen=True)
@@ -97,28 +74,6 @@ class Setup:
 
 
 # --- set-up ----------------------------------------------------------------------------------
-def _peak(loaded: Loaded) -> Peak:
-    r = loaded.record
-    if r is None:
-        return Peak(None, None, None, {}, None, None, None, None, None, None, loaded.missing)
-    how, implied = r.theoretical, None
-    if r.theoretical_flops_per_s and r.peak_flops_per_s and r.peak_flops_per_s > r.theoretical_flops_per_s:
-        implied = r.peak_flops_per_s / (how["cores"] * how["flops_per_cycle_per_core"])  # the cores boost
-    return Peak(
-        r.peak_flops_per_s,
-        r.best,
-        r.n,
-        dict(r.rates_flops_per_s),
-        r.theoretical_flops_per_s,
-        how,
-        implied,
-        r.bandwidth_bytes_per_s,
-        r.bandwidth,
-        r.device,
-        None,
-    )
-
-
 def _threads(threads: dict[str, Any]) -> dict[str, int]:
     found = {k: v for k, v in sorted(threads.items()) if isinstance(v, int) and not isinstance(v, bool)}
     return found | {
@@ -213,7 +168,7 @@ def build_setup(results: Results) -> Setup:
         _environment(results, largest),
         dict(sorted({k: v for env in envs for k, v in env.get("packages", {}).items()}.items())),
         tuple(sorted({str(env.get("commit")) for env in envs})),
-        _peak(results.peak),
+        ceilings.peak(results),
         tuple(f for d in results.devices if (f := _fairness(d, largest))),
         costs,
         next((r.record.loss_repeats for r in results.timing.values() if r.ok), None),
