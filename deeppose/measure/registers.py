@@ -32,7 +32,8 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
+
+from deeppose.measure.machine import first_cpu
 
 ADD_CHAIN = 100  # dependent adds per loop: the loop's dec/jnz hide beside them
 FMA_CHAINS = 12  # independent accumulators: > 4 cycles latency x 2 pipes
@@ -80,9 +81,7 @@ def fma_code(isa: str) -> bytes:
 
 
 def cpu_flags(cpuinfo: str | None = None) -> set[str]:
-    text = Path("/proc/cpuinfo").read_text() if cpuinfo is None else cpuinfo
-    line = next((line for line in text.splitlines() if line.startswith("flags")), "")
-    return set(line.partition(":")[2].split())
+    return set(first_cpu(cpuinfo).get("flags", "").split())
 
 
 def unavailable(isa: str | None = None, cpuinfo: str | None = None) -> str | None:
