@@ -26,7 +26,9 @@ def test_table_has_one_row_per_timed_run_of_the_committed_results(
     assert tuple(cells.columns) == COLUMNS
     jobs = load_params("params.yaml").timing_jobs()
     records = {job: TimingResult.read(paths.timing_result(job)) for job in jobs}
-    blocks = [(job, b) for job, r in records.items() for b in (*r.blocks, *r.control_blocks)]
+    blocks = [
+        (job, b) for job, r in records.items() for b in (*r.blocks, *r.control_blocks, *r.planted_blocks)
+    ]
     assert len(cells) == sum(len(b.samples_s) for _, b in blocks)
     assert f"{out}: {len(cells)} runs of {len(jobs)} cells" in capsys.readouterr().out
     # Every sample of one block, in order, with its block's interference.
