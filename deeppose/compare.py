@@ -24,10 +24,11 @@ compared; those on one side only are counted.
   the larger of HEAD's `timing.margin` (its timing records' design) and the A/A spread of the two
   runs (how far apart each run's A/A controls measured two identical arms, the two added in
   quadrature). Only *slower* fails `--fail-on-regression`.
-  Measured with this rule on the simulated machine of tests/test_compare.py (a 15 % trend, a
-  random walk of speed, per-process effects, outlier blocks, disturbed blocks rerun; 8 blocks a
-  cell, 4 cells): over 1,000 draws a change is called in none of 4,000 unchanged cells, and one
-  cell slowed by 20 % is found, and no other cell called, in 99.1 % of draws.
+  Measured with this rule on the simulated machine of tests/test_compare.py (tests/simulated_machine.py:
+  live arms taking turns, run, process and round noise from benchmarks/archive/2026-12-07-noise,
+  outlier rounds, disturbed rounds rerun; 8 rounds, 4 cells): over 1,000 draws a change is called in
+  none of 4,000 unchanged cells, and one cell slowed by 20 % is found, and no other cell called, in
+  98.6 % of draws.
   Welch's interval on the raw ratios, without the shift, calls about a third of unchanged cells
   changed.
 * Training compute per iteration: the same rule; a run's iterations cut into TRAIN_BLOCKS
