@@ -19,15 +19,14 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from scipy import stats as scipy_stats
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from deeppose.compare_stats import clopper_pearson, compare, format_interval  # noqa: E402
 from deeppose.grid import Group  # noqa: E402
-from deeppose.measure.blocks import paired, planted, twin  # noqa: E402
+from deeppose.measure.blocks import planted, twin  # noqa: E402
 from deeppose.records.results import TimingResult  # noqa: E402
-from deeppose.verdicts import Verdict, classify, paired_log_ratio  # noqa: E402
+from deeppose.verdicts import Verdict  # noqa: E402
 
 
 def load_groups(folder: Path) -> dict[str, list[TimingResult]]:
@@ -39,8 +38,9 @@ def load_groups(folder: Path) -> dict[str, list[TimingResult]]:
     return groups
 
 
-def verdicts(results: list[TimingResult]) -> dict[str, tuple[Verdict, tuple[float | None, ...]]]:
-    """Every comparison of one group, its controls included: name -> (verdict, (ratio, low, high))."""
+def verdicts(results: list[TimingResult]) -> dict[str, tuple[Verdict, str]]:
+    """Every comparison of one group, its controls included, by the report's rule
+    (deeppose.compare_stats.compare): name -> (verdict, its ratio and interval as printed)."""
     first = results[0]
     blocks = [b for r in results for b in (*r.blocks, *r.control_blocks, *r.planted_blocks)]
     frameworks = tuple(dict.fromkeys(r.job.framework for r in results))
@@ -52,17 +52,17 @@ def verdicts(results: list[TimingResult]) -> dict[str, tuple[Verdict, tuple[floa
         pairs.append((planted(first.planted_cell), first.planted_cell))
     found = {}
     for a, b in pairs:
-        both = paired(blocks, a, b)
-        ratio = paired_log_ratio(both.a, both.b, first.design.decision_level)
-        found[f"{a} / {b}"] = (classify(ratio[1], ratio[2], first.design.margin), ratio)
+        found_pair = compare(blocks, a, b, first.design.margin, first.design.decision_level)
+        found[f"{a} / {b}"] = (found_pair.verdict, format_interval(found_pair.ratio))
     return found
 
 
-def clopper_pearson(k: int, n: int) -> str:
+def proportion(k: int, n: int) -> str:
+    """k of n with its exact interval (deeppose.compare_stats.clopper_pearson)."""
     if n == 0:
         return "n/a"
-    ci = scipy_stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
-    return f"{k}/{n} = {k / n:.1%} [{ci.low:.1%}, {ci.high:.1%}]"
+    rate = clopper_pearson(k, n)
+    return f"{k}/{n} = {k / n:.1%} [{rate.low:.1%}, {rate.high:.1%}]"
 
 
 def timed_share(folder: Path, cost: Path | None) -> str:
@@ -137,7 +137,7 @@ def main() -> int:
     )
     print(f"contradictions: {len(contradictions)}" + "".join(f"\n  {c}" for c in contradictions))
     print(f"decided in one run, inconclusive in the other: {flips['decided/inconclusive']}")
-    print(f"A/A twins called different, both runs pooled: {clopper_pearson(sum(null_false), sum(null_n))}")
+    print(f"A/A twins called different, both runs pooled: {proportion(sum(null_false), sum(null_n))}")
     print(
         f"explicit/autograd (near-A/A) called different: A {near_null[0]}/{near_n[0]}, B {near_null[1]}/{near_n[1]}"
     )
