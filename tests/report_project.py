@@ -295,6 +295,32 @@ def manifest(framework: str) -> dict:
     }
 
 
+def write_peak(params: Params) -> None:
+    """The peak stage's record: PEAK from a standard kernel, BANDWIDTH, a theoretical peak at the
+    kernel's nominal clock."""
+    PeakResult.create(
+        device="cpu",
+        n=4096,
+        peak_flops_per_s=PEAK,
+        best="torch_conv3x3",
+        kernels={},
+        rates_flops_per_s={"numpy_matmul": 1.2e11, "torch_conv3x3": PEAK},
+        threads={"requested": 2},
+        bandwidth={
+            "n": 2**26,
+            "last_level_cache_bytes": 2**25,
+            "bytes": 12 * 2**26,
+            "samples_s": [0.02] * 3,
+            "bytes_per_s": BANDWIDTH,
+        },
+        bandwidth_bytes_per_s=BANDWIDTH,
+        theoretical=THEORETICAL,
+        theoretical_flops_per_s=THEORETICAL["flops_per_s"],
+        environment=environment(),
+        provenance=provenance.record("peak", params),
+    ).write(paths.matmul_peak())
+
+
 def write_timing(params: Params, job: Job) -> None:
     cell, optimizers = f"{job.framework}/{job.loss}", params.timing.optimizers
     blocks = [block(job, r, cell, optimizers=optimizers) for r in range(ROUNDS)]
@@ -421,27 +447,7 @@ def make_project(
         for job in params.breakdown_jobs():
             if job.device == "cpu" and job != MISSING_BREAKDOWN:
                 write_breakdown(params, job)
-        PeakResult.create(
-            device="cpu",
-            n=4096,
-            peak_flops_per_s=PEAK,
-            best="torch_conv3x3",
-            kernels={},
-            rates_flops_per_s={"numpy_matmul": 1.2e11, "torch_conv3x3": PEAK},
-            threads={"requested": 2},
-            bandwidth={
-                "n": 2**26,
-                "last_level_cache_bytes": 2**25,
-                "bytes": 12 * 2**26,
-                "samples_s": [0.02] * 3,
-                "bytes_per_s": BANDWIDTH,
-            },
-            bandwidth_bytes_per_s=BANDWIDTH,
-            theoretical=THEORETICAL,
-            theoretical_flops_per_s=THEORETICAL["flops_per_s"],
-            environment=environment(),
-            provenance=provenance.record("peak", params),
-        ).write(paths.matmul_peak())
+        write_peak(params)
         PrepareSummary.create(
             source="synthetic",
             seed=0,

@@ -25,16 +25,12 @@ from report_project import (
     MODES,
     PEAK,
     ROOT,
-    THEORETICAL,
-    environment,
     write_breakdown,
+    write_peak,
 )
 
-from deeppose import provenance
 from deeppose.config import load_params
 from deeppose.grid import Job
-from deeppose.records import paths
-from deeppose.records.results import PeakResult
 from deeppose.report import ceilings, figures
 from deeppose.report.analysis import analyse
 from deeppose.report.load import Loaded, load_results
@@ -55,21 +51,7 @@ def make_ceiling_project(root: Path) -> Path:
         for job in params.breakdown_jobs():
             if job != MISSING_BREAKDOWN:
                 write_breakdown(params, job)
-        PeakResult.create(
-            device="cpu",
-            n=4096,
-            peak_flops_per_s=PEAK,
-            best="torch_conv3x3",
-            kernels={},
-            rates_flops_per_s={"numpy_matmul": 1.2e11, "torch_conv3x3": PEAK},
-            threads={"requested": 2},
-            bandwidth={"n": 2**26, "last_level_cache_bytes": 2**25, "bytes": 12 * 2**26},
-            bandwidth_bytes_per_s=BANDWIDTH,
-            theoretical=THEORETICAL,
-            theoretical_flops_per_s=THEORETICAL["flops_per_s"],
-            environment=environment(),
-            provenance=provenance.record("peak", params),
-        ).write(paths.matmul_peak())
+        write_peak(params)
     return root
 
 
