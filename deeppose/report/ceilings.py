@@ -21,6 +21,7 @@ layer 100 % by definition.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,27 +43,30 @@ class Achieved:
 
 @dataclass(frozen=True)
 class Peak:
-    """The compute and bandwidth ceilings of the `peak` stage's device (see the module docstring)."""
+    """The compute and bandwidth ceilings of the `peak` stage's device (see the module docstring);
+    every field empty where no peak was measured (`missing` says why)."""
 
-    ceiling: float | None  # FLOP/s: the denominator of every "% of peak"
-    label: str | None  # what set it: the peak stage's kernel, or "lower bound (achieved by ...)"
-    lower_bound: bool  # a rate achieved in the run exceeded the peak stage's
-    best_observed: float | None  # FLOP/s: the peak stage's best kernel rate
-    kernel: str | None
-    n: int | None
-    kernels: dict[str, float | None]  # the peak stage's kernels and their rates
-    spread: float | None  # the best kernel's block rates: (max - min) / median
-    theoretical: float | None  # cores x measured clock x FLOPs per cycle; None where not measured
-    theoretical_how: dict[str, Any] | None
-    theoretical_note: str | None  # how it was computed, or why it is not given
-    implied_clock_hz: float | None  # the clock the ceiling needs at least
-    bandwidth: float | None  # B/s: the bandwidth ceiling
-    bandwidth_label: str | None
-    bandwidth_lower_bound: bool
-    bandwidth_measured: float | None  # B/s, the STREAM triad
-    bandwidth_detail: dict[str, Any] | None
-    device: str | None
-    missing: str | None
+    ceiling: float | None = None  # FLOP/s: the denominator of every "% of peak"
+    label: str | None = None  # what set it: the peak stage's kernel, or "lower bound (achieved by ...)"
+    lower_bound: bool = False  # a rate achieved in the run exceeded the peak stage's
+    best_observed: float | None = None  # FLOP/s: the peak stage's best kernel rate
+    kernel: str | None = None
+    n: int | None = None
+    kernels: dict[str, float | None] = dataclasses.field(
+        default_factory=dict
+    )  # the peak stage's kernels and their rates
+    spread: float | None = None  # the best kernel's block rates: (max - min) / median
+    theoretical: float | None = None  # cores x measured clock x FLOPs per cycle; None where not measured
+    theoretical_how: dict[str, Any] | None = None
+    theoretical_note: str | None = None  # how it was computed, or why it is not given
+    implied_clock_hz: float | None = None  # the clock the ceiling needs at least
+    bandwidth: float | None = None  # B/s: the bandwidth ceiling
+    bandwidth_label: str | None = None
+    bandwidth_lower_bound: bool = False
+    bandwidth_measured: float | None = None  # B/s, the STREAM triad
+    bandwidth_detail: dict[str, Any] | None = None
+    device: str | None = None
+    missing: str | None = None
 
     @property
     def ridge(self) -> float | None:
@@ -151,27 +155,7 @@ def peak(results: Results, device: str | None = None) -> Peak:
     loaded: Loaded = results.peak
     r = loaded.record
     if not isinstance(r, PeakResult):
-        return Peak(
-            None,
-            None,
-            False,
-            None,
-            None,
-            None,
-            {},
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            False,
-            None,
-            None,
-            None,
-            loaded.missing,
-        )
+        return Peak(missing=loaded.missing)
     device = device or r.device
     compute, traffic = achieved_rates(results, device)
     ceiling, by = _highest(r.peak_flops_per_s, compute)
