@@ -115,9 +115,6 @@ class BreakdownBatch:
     rate_loss: str  # the loss mode whose jobs give the FLOP/s (the layers do not depend on it)
     roofline: tuple[RooflinePoint, ...]
     memory_bound: tuple[str, ...]  # layers below the ridge in both phases
-    above_peak: tuple[
-        tuple[str, str, str], ...
-    ]  # (framework, layer, phase) faster than the best observed rate
 
 
 # --- per-layer breakdown ----------------------------------------------------------------------
@@ -242,14 +239,6 @@ def breakdown_batches(results: Results, device: str, peak: Peak) -> tuple[Breakd
         compared = [(fw, loss) for fw, loss in arms if (fw, loss) in jobs and (REFERENCE, loss) in jobs]
         rated = [j for (_, loss), j in jobs.items() if loss == rate_loss]
         points, memory = _roofline(rated, 2**exp, peak)
-        above = sorted(
-            {
-                (j.framework, x.layer, x.phase)
-                for j in rated
-                for x in j.layers
-                if (x.fraction_of_peak or 0) > 1
-            }
-        )
         batches.append(
             BreakdownBatch(
                 2**exp,
@@ -260,7 +249,6 @@ def breakdown_batches(results: Results, device: str, peak: Peak) -> tuple[Breakd
                 rate_loss,
                 points,
                 memory,
-                tuple(above),
             )
         )
     return tuple(batches)

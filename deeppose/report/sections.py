@@ -205,7 +205,6 @@ FILTERS = {
     "format_with": lambda value, text: text.replace("{}", str(value)),
     "verdict": lambda v: v.value,
     "arms": lambda r: (r.a, r.b),
-    "name_layer": lambda x: f"{fmt.framework_name(x[0])} {x[1]} {x[2]}",
 }
 TESTS = {"beats_all": lambda r: bool(r.gaps) and all(g.beats for g in r.gaps.values())}
 
