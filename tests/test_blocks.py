@@ -56,6 +56,12 @@ def test_schedule_and_arms_reject_bad_input() -> None:
         B.schedule([B.Arm("a"), B.Arm("a")], rounds=1, seed=0)
 
 
+@pytest.mark.parametrize("arm", [B.Arm("pytorch/autograd"), B.Arm("chainer/explicit", 1), B.Arm("jax/autograd", B.PLANTED)])
+def test_an_arms_name_parses_back_to_the_arm(arm: B.Arm) -> None:
+    assert B.Arm.parse(arm.name) == arm
+    assert B.cell_of(arm.name) == arm.cell
+
+
 # --- interference and disturbed blocks ----------------------------------------------------
 STAT = """cpu  {user} 5 {system} 9000 40 0 {softirq} {steal} 77 0
 cpu0 1 0 1 1 0 0 0 0 0 0

@@ -1,26 +1,25 @@
 """Replicated, interleaved timing blocks: the unit of replication of every timing comparison.
 
-A *block* is one fresh process that loads one framework, warms up and takes `timing.repeats`
-samples of one cell (framework x loss mode at one device and batch size). One process per cell
-at one time measures the machine's drift as much as the cell (two runs of one pipeline gave
-opposite verdicts on a loss that costs 0.3 ms), so:
+A *round* runs every arm of a timing group once, each arm as a fresh live process (one *block*):
+the group's cells (framework x loss mode at one device and batch size), an A/A twin of a cell
+(identical arms: what noise alone does) and a planted positive control (its cell with a known
+slowdown: what the design can see). One process per cell at one time measures the machine's drift
+as much as the cell (two runs of one pipeline gave opposite verdicts on a loss that costs 0.3 ms),
+so:
 
-* every cell gets `rounds` blocks, and the cells a report compares (one group: every framework x
-  loss mode at one device and batch size) share those rounds: in each round every arm runs one
-  block, in an order drawn from a seeded generator (`schedule`), so drift falls on all arms alike
-  and two arms can be paired by round;
-* one cell per group is measured twice, as two arms (`arms_with_control`): the A/A control,
-  whose comparison shows the noise floor and the verdict rule's false-positive rate;
+* every arm gets one block per round, and the arms of a round are alive together and take turns
+  run by run (`run_round`, deeppose.measure.turns), the first order of each round drawn from a
+  seeded generator (`schedule`): drift falls on all arms alike and two arms pair by round;
 * each block records its samples, its warm-up durations (kept apart: they are never statistics),
-  its wall-clock start and end, and what else used the machine meanwhile (`BlockInterference`, from
-  `/proc/stat`), and is marked `disturbed` with the reasons (`disturbance_reasons`); a block
-  that other processes disturbed (`interfered`) is run again at once (up to `RETRIES` times),
-  every attempt kept, and `final` picks the last attempt of each round and arm for the statistics.
+  its wall-clock start and end, what its process did while it waited for its turns, and what else
+  used the machine meanwhile (`BlockInterference`, from `/proc/stat`); it is marked `disturbed`
+  with the reasons (`disturbance_reasons`). A round that other processes disturbed
+  (`interfered`) is run again at once (up to `RETRIES` times), every attempt kept, and `final`
+  picks the last attempt of each round and arm for the statistics.
 
-`run_blocks` runs a schedule through a `Launch` callable (cell -> `BlockOutput`); the real one,
-`deeppose.measure.block_server.server_launch`, forks each block from a process per framework that has
-loaded it, and reads the line the block writes with `emit_block`. Tests pass a fake launch and
-fake CPU readings.
+`run_rounds` runs rounds through a `Pool` (arm -> live process); the real one,
+deeppose.measure.block_server's, forks each block from a process per framework that has loaded
+it. Tests pass a simulated pool and fake CPU readings.
 """
 
 from __future__ import annotations
@@ -70,6 +69,12 @@ class Arm:
     def name(self) -> str:
         return self.cell if self.replica == 0 else f"{self.cell}#{self.replica}"
 
+    @classmethod
+    def parse(cls, name: str) -> Arm:
+        """The arm `name` (`cell`, `cell#1`, `cell#planted`) stands for."""
+        cell, _, replica = name.partition("#")
+        return cls(cell, 0 if not replica else PLANTED if replica == PLANTED else int(replica))
+
 
 @dataclass(frozen=True)
 class Slot:
@@ -93,15 +98,6 @@ def planted(cell: str) -> str:
 def cell_of(arm: str) -> str:
     """The cell an arm measures (a twin's cell is its original's)."""
     return arm.partition("#")[0]
-
-
-def arms_with_control(cells: Sequence[str], control: str) -> tuple[Arm, ...]:
-    """One arm per cell plus the A/A twin of `control` (itself one of `cells`)."""
-    if len(set(cells)) != len(cells):
-        raise ValueError(f"cells must be distinct, got {list(cells)}")
-    if control not in cells:
-        raise ValueError(f"the control {control!r} is not one of the cells {list(cells)}")
-    return tuple(Arm(cell) for cell in cells) + (Arm(control, 1),)
 
 
 def schedule(arms: Sequence[Arm], rounds: int, seed: int) -> tuple[Slot, ...]:
