@@ -148,19 +148,21 @@ def _measure(
     rounds = timing.blocks
     blocks, extras = run_rounds(pool, [s for s in slots if s.round < rounds], timing.repeats, **watch)
     looks = 1
-    while undecided(blocks, pairs, timing.margin, level) and rounds < timing.max_blocks:
+    open_pairs = undecided(blocks, pairs, timing.margin, level)
+    while open_pairs and rounds < timing.max_blocks:
         more, reported = run_rounds(pool, [s for s in slots if s.round == rounds], timing.repeats, **watch)
         blocks += more
         extras.update(reported)
         rounds += 1
         looks += 1
+        open_pairs = undecided(blocks, pairs, timing.margin, level)
     design = TimingDesign.create(
         preset=preset,
         pairing="turns",
         first_rounds=timing.blocks,
         max_rounds=timing.max_blocks,
         looks=looks,
-        stopped="max_rounds" if undecided(blocks, pairs, timing.margin, level) else "decided",
+        stopped="max_rounds" if open_pairs else "decided",
         margin=timing.margin,
         decision_level=level,
         planted=timing.planted,
