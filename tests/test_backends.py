@@ -298,6 +298,22 @@ def test_weight_round_trip_is_exact(backends, weights, framework):
         np.testing.assert_array_equal(exported[name], array)
 
 
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_training_leaves_the_given_weights_untouched(backends, weights, batch, framework):
+    """A backend owns copies: the neutral weights a timing server shares with its forked arms, or
+    that one test gives to two backends, must not move when one of them trains."""
+    backend = backends[framework]
+    given = {name: array.copy() for name, array in weights.items()}
+    backend.load_weights(weights, NO_DROPOUT)
+    backend.set_optimizer(OptimizerConfig(name="momentum_sgd", lr=0.1))
+    images, targets, visible = (backend.to_device(array) for array in batch)
+    backend.forward_backward(images, targets, visible, "autograd")
+    backend.optimizer_step()
+    assert any(not np.array_equal(backend.export_weights()[k], given[k]) for k in given)
+    for name, array in given.items():
+        np.testing.assert_array_equal(weights[name], array)
+
+
 def test_initial_weights_follow_the_seed():
     a, b, c = spec.init_weights(1), spec.init_weights(1), spec.init_weights(2)
     assert all(np.array_equal(a[k], b[k]) for k in a)
