@@ -216,3 +216,28 @@ def core_share_line(r: Any) -> str:
             "processes, not a cost)"
         )
     return text + "."
+
+
+def loss_effect_line(e: Any, device: str) -> str:
+    """Section 2's line for one framework: the loss alone's difference with its own verdict, its
+    share of the core process with the study-level verdict, and the single-run training ratio."""
+    text = f"{fmt.framework_name(e.framework)} on {device}: "
+    if e.c is None:
+        text += "no timing group measured the loss alone"
+    else:
+        text += (
+            f"the explicit backward changes the loss's own forward + backward by "
+            f"{format_interval(e.c.difference, 1e6, 'µs')} at batch {e.batch_size} ({e.c.verdict.value} "
+            f"against the loss's own time, {e.c.rounds} rounds)"
+        )
+        if e.share is not None:
+            text += (
+                f", {format_interval(e.share, 100, '%')} of the autograd core process "
+                f"({e.share_verdict.value})"
+            )
+    if e.train_time_ratio is None:
+        return text + f"; no training comparison, {fmt.join_words(e.absent)} not run."
+    text += f"; whole training runs: explicit / autograd = {single(e.train_time_ratio)}, no verdict"
+    if e.noise_floor is not None:
+        text += f"; identical arms in the timing's A/A control came up to {fmt.percent(e.noise_floor)} apart"
+    return text + "."

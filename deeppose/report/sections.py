@@ -15,7 +15,7 @@ from deeppose import fmt
 from deeppose.compare_stats import Interval, format_interval
 from deeppose.report.analysis import Findings
 from deeppose.report.breakdown import CONFIRM_SHARE
-from deeppose.report.common import ABOUT_ONE, LEVEL
+from deeppose.report.common import LEVEL
 from deeppose.report.lines import (
     NOISE_HEADERS,
     answer_groups,
@@ -23,6 +23,7 @@ from deeppose.report.lines import (
     control_lines,
     control_rows,
     core_share_line,
+    loss_effect_line,
     margins,
     noise_rows,
     planted_rows,
@@ -30,7 +31,7 @@ from deeppose.report.lines import (
     single,
     trend_line,
 )
-from deeppose.report.study import AGREE_WITHIN
+from deeppose.report.study import AGREE_TEXT
 
 FINDINGS = "Findings"
 APPENDIX = "Appendix: set-up, environment, fairness and cost"
@@ -57,8 +58,7 @@ FAIRNESS = (
 CONSTANTS = {
     "CI": f"{round(LEVEL * 100)} % CI",
     "CONFIRM_SHARE": CONFIRM_SHARE,
-    "AGREE_WITHIN": AGREE_WITHIN,
-    "ABOUT_ONE": ABOUT_ONE,
+    "AGREE_TEXT": AGREE_TEXT,
     "METRICS": METRICS,
     "FAIRNESS": FAIRNESS,
 }
@@ -233,6 +233,7 @@ def _environment() -> jinja2.Environment:
         answer_groups=answer_groups,
         fairness_table=fairness_table,
         core_share_line=core_share_line,
+        loss_effect_line=loss_effect_line,
         checks_line=checks_line,
         NOISE_HEADERS=NOISE_HEADERS,
     )
