@@ -21,11 +21,7 @@ STUDY_BATCH, STUDY_OPTIMIZER = 32, "momentum_sgd"
 # The study's published figures: per-epoch CPU times 8.2 s (Chainer) and 5.0 s (PyTorch) at batch 32;
 # 100 epochs of PyTorch took 47.6 h with either backward; at batch 1 the core process was "almost the same".
 STUDY_RATIO = {"cpu": 8.2 / 5.0, "cuda": 0.45 / 0.28}
-STUDY_CAVEAT = (
-    'The study\'s own caveat: with PyTorch 0.1.12 "the result was that Chainer was rather faster" than '
-    "with 0.1.10, so in its own hands the direction of the framework ratio depended on the version"
-)
-ALLOCATOR_ARCHIVE = "benchmarks/archive/2026-11-30-allocator-pin/"
+STUDY_FRAMEWORKS = ("pytorch", "chainer")
 
 
 @dataclass(frozen=True)
@@ -46,15 +42,14 @@ class Judged:
     finding: str
     study: str
     here: str  # this run's interval and verdict
-    direction: str
-    magnitude: str
+    direction: str = "—"
+    magnitude: str = "—"
 
 
 @dataclass(frozen=True)
 class Study:
     differences: tuple[Difference, ...]
     judged: tuple[Judged, ...]
-    caveat: str
     conclusion: str | None  # the study's conclusion (loss backward negligible, network dominant) here
 
 
@@ -72,7 +67,7 @@ def direction(verdict: Verdict, study: float | None, margin: float) -> str:
         return "undecided: the interval spans the margin"
     side = classify(study, study, margin)
     if side is Verdict.EQUIVALENT:
-        return "as in the study (no difference)" if verdict is side else "differs: the study saw none"
+        return "as in the study (equivalent)" if verdict is side else "differs: the study saw none"
     return "as in the study" if verdict is side else "opposite to the study"
 
 
@@ -124,7 +119,7 @@ def _judged(d: Device, framework: str, margin: float) -> list[Judged]:
 def _loss_judged(d: Device, margin: float) -> list[Judged]:
     rows = []
     for e in d.loss_effects:
-        if e.share is None:
+        if e.share is None or e.framework not in STUDY_FRAMEWORKS:
             continue
         rows.append(
             Judged(
@@ -156,11 +151,15 @@ def _differences(d: Device, setup: Setup, framework: str) -> list[Difference]:
         else "not measured in this run"
     )
     cells = {(c.framework, c.loss, c.batch_size): c for c in d.cells}
+    timed = [
+        b for b in (train["batch_size"], STUDY_BATCH) if any(c.steps_s for k, c in cells.items() if k[2] == b)
+    ]
+    at = timed[0] if timed else None
+    a, b = (cells.get((fw, "autograd", at)) for fw in (framework, REFERENCE))
     updates = [
-        f"{fmt.framework_name(fw)} {name} {fmt.scaled(step, 1e-3)} ms"
-        for (fw, loss, b), c in cells.items()
-        if loss == "autograd" and b == train["batch_size"]
-        for name, step in c.steps_s.items()
+        f"{name} {fmt.sig(a.steps_s[name] / b.steps_s[name], 2)}"
+        for name in (a.steps_s if a and b else {})
+        if b.steps_s.get(name)
     ]
     a, b = (cells.get((fw, "autograd", STUDY_BATCH)) for fw in (framework, REFERENCE))
     with_update = ""
@@ -212,8 +211,9 @@ def _differences(d: Device, setup: Setup, framework: str) -> list[Difference]:
             "MomentumSGD",
             train["optimizer"],
             "time per training iteration (the update step)",
-            f"update at batch {train['batch_size']} (round 0, single run): "
+            f"{fmt.framework_name(framework)} / PyTorch update at batch {at}, round 0: "
             + ", ".join(updates)
+            + " (single run)"
             + with_update
             if updates
             else "not timed",
@@ -247,7 +247,7 @@ def _differences(d: Device, setup: Setup, framework: str) -> list[Difference]:
             "framework ratios, most at the smallest and largest batches",
             "this run is the unpinned measurement"
             if pin is None
-            else f"not measured in this run (an earlier unpinned run: `{ALLOCATOR_ARCHIVE}`)",
+            else "not measured in this run (docs/pipeline.md cites an earlier unpinned run)",
         ),
     ]
     return [r for r in rows if r.study != r.here]
@@ -259,13 +259,19 @@ def study_findings(devices: dict[str, Device], setup: Setup) -> Study:
     differences, judged, conclusion = [], [], None
     for d in devices.values():
         others = [fw for fw in dict.fromkeys(r.a.split("/")[0] for r in d.ratios) if fw != REFERENCE]
-        if d.device not in STUDY_RATIO or not others:
+        if d.device not in STUDY_RATIO:
+            continue
+        if not others:
+            judged.append(
+                Judged(f"Chainer / PyTorch on {d.device}", fmt.sig(STUDY_RATIO[d.device]), "no result")
+            )
             continue
         framework = "chainer" if "chainer" in others else others[0]
         margin = setup.params["timing"]["margin"]
         judged += _judged(d, framework, margin) + _loss_judged(d, margin)
         differences += _differences(d, setup, framework)
-        network = _ratio(d, framework, setup.params["train"]["batch_size"])
+        size = next((e.batch_size for e in d.loss_effects if e.batch_size), None)  # the loss's batch
+        network = _ratio(d, framework, size)
         effects = [e.share_verdict for e in d.loss_effects if e.share_verdict]
         if network and effects:
             same = network.verdict in (Verdict.SLOWER, Verdict.FASTER) and all(
@@ -280,8 +286,8 @@ def study_findings(devices: dict[str, Device], setup: Setup) -> Study:
                 f"{', '.join(v.value for v in effects)}"
             )
     judged += [
-        Judged(f"Chainer / PyTorch on {device}", fmt.sig(study), "not in this run's grid", "—", "—")
+        Judged(f"Chainer / PyTorch on {device}", fmt.sig(study), "not in this run's grid")
         for device, study in STUDY_RATIO.items()
         if device not in devices
     ]
-    return Study(tuple(differences), tuple(judged), STUDY_CAVEAT, conclusion)
+    return Study(tuple(differences), tuple(judged), conclusion)
