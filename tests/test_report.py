@@ -107,8 +107,7 @@ def test_sections_in_study_order(built):
         "4. Per-layer breakdown of the core process",
         "5. Accuracy",
         "6. Against the original study",
-        "7. Summary",
-        "8. Appendix: set-up, environment, fairness and cost",
+        "7. Appendix: set-up, environment, fairness and cost",
     ]
 
 
@@ -177,7 +176,7 @@ def test_summary_json_is_the_serialised_findings(built):
 
 def test_setup_shows_parameters_data_environment_and_ceilings(built):
     _, findings, markdown, _ = built
-    section = markdown.split("## 8.")[1]
+    section = markdown.split("## 7.")[1]
     assert "Training: 3 epochs at batch 16, momentum_sgd (lr 0.01, momentum 0.9)" in section
     assert "Prepared data: source synthetic; kept train 290, test 95; dropped 15 (span >= 227: 15)" in section
     params = {r["parameter"]: r["value"] for r in tables_under(section, "### Parameters")[0]}
@@ -369,12 +368,13 @@ def test_breakdown_attribution(built):
     assert "fc6, fc7 and fc8 lie below the ridge point in both phases: they are memory-bound" in section
 
 
-def test_summary_does_not_repeat_the_sections(built):
+def test_no_finding_is_stated_twice(built):
+    """The findings open the report and each section states its own once: no bullet repeats
+    another's text (the old Summary section restated sections 2 to 6)."""
     _, _, markdown, _ = built
-    summary = markdown.split("## 7. Summary")[1]
-    body = markdown.split("## 7. Summary")[0]
-    lines = [line[2:] for line in summary.splitlines() if line.startswith("- ")]
-    assert lines and not [line for line in lines if line in body]
+    lines = [line[2:] for line in markdown.splitlines() if line.startswith("- ")]
+    assert lines and len(lines) == len(set(lines))
+    assert "## 7. Summary" not in markdown and "*Jobs without results* in the Summary" not in markdown
 
 
 def test_accuracy(built):
@@ -396,6 +396,8 @@ def test_accuracy(built):
         (m, loss) for m in ("loss", "pcp", "pdj", "pck") for loss in ("autograd", "explicit")
     }
     assert not any(x.differ for x in diffs)  # the same per-image scores
+    # one training run per framework: an interval over test images never reads as "the frameworks differ"
+    assert "no interval excludes zero." in section and "frameworks differ" not in section
 
 
 def test_accuracy_gaps_resample_images_and_need_an_interval_clear_of_zero():
@@ -531,7 +533,7 @@ def test_device_not_in_grid(tmp_path, monkeypatch):
 
     build(load_params("params.yaml"))
     markdown = (root / "reports" / "report.md").read_text()
-    assert "**cuda**: not in this run's grid" in markdown
+    assert "Device cuda: not in this run's grid" in markdown
     assert sorted(p.name for p in (root / "reports" / "figures").iterdir()) == [
         "breakdown_cpu_b2.png",
         "breakdown_peak_cpu_b2.png",
@@ -749,7 +751,7 @@ def test_the_report_refuses_to_combine_two_machines_measurements(tmp_path, monke
 
 
 def test_a_trend_needs_separated_intervals_of_the_paired_ratios(built):
-    """One estimator per quantity: the Summary's trend quotes the paired ratios of section 3, and
+    """One estimator per quantity: section 3's trend quotes the paired ratios of section 3, and
     says "rises" or "falls" only when the first and last batches' intervals do not overlap (the old
     trend compared ratios of medians and called 1.46 -> 2.86 a rise whatever the intervals)."""
     from deeppose.compare_stats import Interval
@@ -786,3 +788,35 @@ def test_a_share_above_100_percent_is_flagged_as_drift(built):
     assert "110 % of a training iteration" in core_share_line(over) and "drift" in core_share_line(over)
     under = dataclasses.replace(run, core_s=0.5 * run.per_iteration_s)
     assert "50 % of a training iteration" in core_share_line(under) and "drift" not in core_share_line(under)
+
+
+def test_the_template_holds_no_arithmetic_and_no_verdict_branching():
+    """The view places what Python built: no operator, comparison, sum or verdict inside a tag."""
+    text = (ROOT / "deeppose" / "report" / "report.md.j2").read_text()
+    tags = [
+        re.sub(r'"[^"]*"', '""', t).strip("- ") for t in re.findall(r"\{[{%](.*?)[}%]\}", text, flags=re.S)
+    ]
+    assert tags and not [t for t in tags if re.search(r"[-+*/<>]|==|!=|verdict|\bsum\b|\bif\b.*\belse\b", t)]
+
+
+def test_tables_are_built_in_python():
+    """The breakdown's shares, the cost's totals and the roofline's classes, decided in Python."""
+    from deeppose.report import tables
+    from deeppose.report.breakdown import Attribution, BreakdownBatch, LayerDifference, LayerVerdict
+    from deeppose.report.setup import StageCost
+
+    top = LayerDifference("conv2", "backward", 0.010, 0.030)
+    parts = {"conv": 0.02, "fc": 0.0, "elementwise": 0.0, "overhead": 0.0}
+    a = Attribution(
+        "chainer", "autograd", 0.05, 0.07, parts, 0.001, 0.001, top, (top,), LayerVerdict.CONFIRMS, ()
+    )
+    rows = tables.attribution_table(a).splitlines()
+    assert rows[2] == "| conv2 | backward | 10.0 | 30.0 | 3.00 | +20.0 | 100 |"
+    assert rows[-1] == "| core process | both | 50.0 | 70.0 | 1.40 | +20.0 | 100 |"
+    assert "convolutions account for 100 %" in tables.attribution_sentence(a, "cpu", 8)
+    costs = [StageCost("train", 2, 2, 10.4, 1.0, 0.0, 2**30), StageCost("time", 0, 1, 0.0, 0.0, 0.0, None)]
+    assert tables.costs(costs).splitlines()[-1] == "| all of the above | 2 | **10** |  | 0 |  |"
+    b = BreakdownBatch(8, (), (), (), (), "autograd", (), ("fc6", "fc7"))
+    assert tables.roofline_sentence(b, None).startswith("The memory bandwidth was not measured")
+    assert "fc6 and fc7 lie below the ridge point" in tables.roofline_sentence(b, 4e10)
+    assert "(the fully connected layers" in tables.roofline_sentence(b, 4e10)

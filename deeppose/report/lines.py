@@ -42,9 +42,9 @@ NOISE_HEADERS = [
 ]
 
 
-def noise_rows(groups: tuple[GroupNoise, ...]) -> list[list[Any]]:
-    """Each timing group's design, pooled noise and minimum detectable ratio, as table rows."""
-    return [
+def noise_table(groups: tuple[GroupNoise, ...]) -> str:
+    """Each timing group's design, pooled noise and minimum detectable ratio."""
+    rows = [
         [
             g.batch_size,
             g.pairing,
@@ -57,12 +57,12 @@ def noise_rows(groups: tuple[GroupNoise, ...]) -> list[list[Any]]:
         ]
         for g in groups
     ]
+    return fmt.table(NOISE_HEADERS, rows, right=[0, 5, 6])
 
 
-def control_rows(c: Controls, device: str) -> list[list[Any]]:
-    """A/A pairs on `device` as rows: batch, cell, twin / cell, verdict (a decided difference is
-    false), rounds."""
-    return [
+def aa_table(c: Controls, device: str) -> str:
+    """A/A pairs on `device`: batch, cell, twin / cell, verdict (a decided difference is false), rounds."""
+    rows = [
         [
             p.batch_size,
             f"{p.framework}/{p.loss}",
@@ -73,11 +73,12 @@ def control_rows(c: Controls, device: str) -> list[list[Any]]:
         for p in c.aa
         if p.device == device
     ]
+    return fmt.table(["batch", "A/A cell", "twin / cell", "verdict", "rounds"], rows, right=[0, 2, 4])
 
 
-def planted_rows(c: Controls, device: str) -> list[list[Any]]:
-    """Positive controls on `device` as rows: batch, cell, planted / cell, expected, verdict, found."""
-    return [
+def planted_table(c: Controls, device: str) -> str:
+    """Positive controls on `device`: batch, cell, planted / cell, expected, verdict, found."""
+    rows = [
         [
             p.batch_size,
             f"{p.framework}/{p.loss}",
@@ -89,6 +90,8 @@ def planted_rows(c: Controls, device: str) -> list[list[Any]]:
         for p in c.planted
         if p.device == device
     ]
+    headers = ["batch", "cell", "planted / cell", "expected", "verdict", "found"]
+    return fmt.table(headers, rows, right=[0, 2, 3])
 
 
 def control_lines(c: Controls) -> list[str]:
@@ -241,3 +244,11 @@ def loss_effect_line(e: Any, device: str) -> str:
     if e.noise_floor is not None:
         text += f"; identical arms in the timing's A/A control came up to {fmt.percent(e.noise_floor)} apart"
     return text + "."
+
+
+def network_lines(d: Any) -> list[str]:
+    """Section 3's conclusions on one device: each framework ratio's course over batch sizes, and the
+    core process's share of a training iteration."""
+    return [trend_line(t) for t in d.trends] + [
+        core_share_line(r) for r in d.training if r.core_s is not None
+    ]
