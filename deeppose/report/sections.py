@@ -1,7 +1,7 @@
 """Render second: report.md is the template report.md.j2 applied to `Findings` and the names of the
 figures drawn. The template holds the prose and places what the functions registered here build:
-every table, sentence, count and verdict word comes from Python (deeppose.report.tables, .appendix,
-.lines), where a test can check it."""
+every table, sentence, count and verdict word comes from Python (deeppose.report.tables, .accuracy,
+.appendix, .lines), where a test can check it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import re
 import jinja2
 
 from deeppose import fmt
-from deeppose.report import appendix, lines, tables
+from deeppose.report import accuracy, appendix, lines, tables
 from deeppose.report.analysis import Findings
 from deeppose.report.breakdown import CONFIRM_SHARE
 from deeppose.report.common import LEVEL
@@ -28,7 +28,8 @@ HEADINGS = {  # the template's key -> the section's title, in the report's order
 }
 PLACED = {  # module -> the names the template calls
     tables: "missing training cells compiled ratios throughput breakdown_jobs attribution_table "
-    "attribution_sentence layer_rates roofline_sentence scoring_note accuracy accuracy_lines records costs",
+    "attribution_sentence layer_rates roofline_sentence records costs",
+    accuracy: "scoring_note accuracy accuracy_lines",
     appendix: "parameters details data environment ceilings fairness jobs_without_results",
     lines: "answer_groups checks_line control_lines margins loss_effect_line network_lines noise_table "
     "aa_table planted_table",
