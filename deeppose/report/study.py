@@ -22,6 +22,36 @@ STUDY_BATCH, STUDY_OPTIMIZER = 32, "momentum_sgd"
 # 100 epochs of PyTorch took 47.6 h with either backward; at batch 1 the core process was "almost the same".
 STUDY_RATIO = {"cpu": 8.2 / 5.0, "cuda": 0.45 / 0.28}
 STUDY_FRAMEWORKS = ("pytorch", "chainer")
+NOT_MEASURED = "not measured in this run"
+STUDY_SETUP = {  # aspect -> the study's value (in params' words), what a difference may move, else measured
+    "data loading": (
+        "inside its epoch times (Chainer's MultiprocessIterator)",
+        "absolute times; ratios where one framework loads more slowly",
+        NOT_MEASURED,
+    ),
+    "data": ("lsp", "accuracy; not the core time (same input shape)", "—"),
+    "dropout (fc6, fc7)": ("0.5", "fc6/fc7 time, both frameworks", NOT_MEASURED),
+    "LRN": ("none", "conv1/conv2 time", NOT_MEASURED),
+    "training batch": ("32", "the framework ratio (it grows with the batch)", NOT_MEASURED),
+    "optimiser": ("momentum_sgd", "time per training iteration (the update step)", "not timed"),
+    "epochs": ("100", "training totals, not per-iteration ratios", "—"),
+    "CPU and threads": ("not stated in part II", "every time and ratio", "one machine only"),
+    "kernel libraries": (
+        "PyTorch 0.1.10's own C kernels; Chainer's NumPy",
+        "the framework ratio",
+        "not separable from the framework here",
+    ),
+    "framework versions": (
+        "PyTorch 0.1.10 (0.1.12: Chainer faster), Chainer 1.x",
+        "the framework ratio, even its direction (the study's caveat)",
+        "one version each",
+    ),
+    "C allocator": (
+        "glibc's default",
+        "framework ratios, most at the smallest and largest batches",
+        NOT_MEASURED,
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -148,7 +178,7 @@ def _differences(d: Device, setup: Setup, framework: str) -> list[Difference]:
         f"{fmt.framework_name(framework)} / PyTorch core: {format_interval(at_train.ratio)} at batch "
         f"{train['batch_size']}, {format_interval(at_study.ratio)} at 32"
         if at_train and at_study
-        else "not measured in this run"
+        else NOT_MEASURED
     )
     cells = {(c.framework, c.loss, c.batch_size): c for c in d.cells}
     timed = [
@@ -169,88 +199,43 @@ def _differences(d: Device, setup: Setup, framework: str) -> list[Difference]:
         )
         with_update = f"; core + MomentumSGD update at batch 32: {fmt.sig(ratio, 2)} (single run)"
     env = [e for e in setup.environment if e.device == d.device and e.version]
-    libraries = {
-        fw: c.get("kernel_library")
+    libraries = [
+        (e.framework, c.get("kernel_library"))
         for f in setup.fairness
-        if f.device == d.device
-        for fw, c in f.common.items()
-    }
-    pin = raw["allocator"]["mmap_threshold_mib"]
-    rows = [
-        Difference(
-            "data loading",
-            "inside its epoch times (Chainer's MultiprocessIterator)",
-            "outside the core process; inside the training wall time",
-            "absolute times; ratios where one framework loads more slowly",
-            "data fetching's share of a training iteration (autograd): "
-            + (", ".join(fetch) or "—")
-            + " (single run)",
-        ),
-        Difference(
-            "data", "LSP", raw["data"]["source"], "accuracy; not the core time (same input shape)", "—"
-        ),
-        Difference(
-            "dropout (fc6, fc7)",
-            "0.5",
-            str(model["dropout"]),
-            "fc6/fc7 time, both frameworks",
-            "not measured in this run",
-        ),
-        Difference(
-            "LRN", "none", "on" if model["lrn"] else "none", "conv1/conv2 time", "not measured in this run"
-        ),
-        Difference(
-            "training batch",
-            "32",
-            str(train["batch_size"]),
-            "the framework ratio (it grows with the batch)",
-            batch_measured,
-        ),
-        Difference(
-            "optimiser",
-            "MomentumSGD",
-            train["optimizer"],
-            "time per training iteration (the update step)",
-            f"{fmt.framework_name(framework)} / PyTorch update at batch {at}, round 0: "
-            + ", ".join(updates)
-            + " (single run)"
-            + with_update
-            if updates
-            else "not timed",
-        ),
-        Difference("epochs", "100", str(train["epochs"]), "training totals, not per-iteration ratios", "—"),
-        Difference(
-            "CPU and threads",
-            "not stated in part II",
-            ", ".join(sorted({f"{e.cpu}, {e.usable_cores} usable cores" for e in env})) or "—",
-            "every time and ratio",
-            "one machine only",
-        ),
-        Difference(
-            "kernel libraries",
-            "PyTorch 0.1.10's own C kernels; Chainer's NumPy",
-            "; ".join(f"{fmt.framework_name(fw)} {lib}" for fw, lib in libraries.items() if lib) or "—",
-            "the framework ratio",
-            "not separable from the framework here",
-        ),
-        Difference(
-            "framework versions",
-            "PyTorch 0.1.10 (0.1.12: Chainer faster), Chainer 1.x",
-            ", ".join(f"{fmt.framework_name(e.framework)} {e.version}" for e in env) or "—",
-            "the framework ratio, even its direction (the study's caveat)",
-            "one version each",
-        ),
-        Difference(
-            "C allocator",
-            "glibc's default",
-            "glibc's default" if pin is None else f"pinned (allocator.mmap_threshold_mib: {pin})",
-            "framework ratios, most at the smallest and largest batches",
-            "this run is the unpinned measurement"
-            if pin is None
-            else "not measured in this run (docs/pipeline.md cites an earlier unpinned run)",
-        ),
+        for e in env
+        if f.device == d.device and (c := f.common.get(e.framework))
     ]
-    return [r for r in rows if r.study != r.here]
+    pin = raw["allocator"]["mmap_threshold_mib"]
+    here = {
+        "data loading": "outside the core process; inside the training wall time",
+        "data": raw["data"]["source"],
+        "dropout (fc6, fc7)": str(model["dropout"]),
+        "LRN": "on" if model["lrn"] else "none",
+        "training batch": str(train["batch_size"]),
+        "optimiser": train["optimizer"],
+        "epochs": str(train["epochs"]),
+        "CPU and threads": ", ".join(sorted({f"{e.cpu}, {e.usable_cores} usable cores" for e in env})),
+        "kernel libraries": "; ".join(f"{fmt.framework_name(fw)} {lib}" for fw, lib in libraries if lib),
+        "framework versions": ", ".join(f"{fmt.framework_name(e.framework)} {e.version}" for e in env),
+        "C allocator": "glibc's default" if pin is None else f"pinned (allocator.mmap_threshold_mib: {pin})",
+    }
+    measured = {
+        "data loading": "data fetching's share of a training iteration (autograd): "
+        f"{', '.join(fetch) or '—'} (single run)",
+        "training batch": batch_measured,
+        "optimiser": f"{fmt.framework_name(framework)} / PyTorch update at batch {at}, round 0: "
+        f"{', '.join(updates)} (single run){with_update}"
+        if updates
+        else "not timed",
+        "C allocator": "this run is the unpinned measurement"
+        if pin is None
+        else "not measured in this run (docs/pipeline.md cites an earlier unpinned run)",
+    }
+    return [
+        Difference(aspect, study, here[aspect] or fmt.MISSING, may_move, measured.get(aspect, unmeasured))
+        for aspect, (study, may_move, unmeasured) in STUDY_SETUP.items()
+        if study != here[aspect]
+    ]
 
 
 def study_findings(devices: dict[str, Device], setup: Setup) -> Study:
