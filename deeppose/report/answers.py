@@ -55,8 +55,8 @@ def _loss(d: Device, train_batch: int) -> list[Answer]:
                 100.0,
                 "%",
                 None,
-                f"over the low end of the autograd core time; on the loss's own time it is "
-                f"{e.c.verdict.value}, {own}; whole training runs (one per arm) get no verdict",
+                f"divided by the low end of the autograd core time's interval; against the loss's own "
+                f"time: {e.c.verdict.value}, {own}; whole training runs (one per arm) get no verdict",
             )
         )
     return found
