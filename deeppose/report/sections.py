@@ -6,6 +6,7 @@ every table, sentence, count and verdict word comes from Python (deeppose.report
 from __future__ import annotations
 
 import re
+from functools import partial
 
 import jinja2
 
@@ -14,6 +15,7 @@ from deeppose.report import accuracy, appendix, lines, tables
 from deeppose.report.analysis import Findings
 from deeppose.report.breakdown import CONFIRM_SHARE
 from deeppose.report.common import LEVEL
+from deeppose.report.figures import link as figure_link
 from deeppose.report.study import AGREE_TEXT
 
 HEADINGS = {  # the template's key -> the section's title, in the report's order
@@ -74,7 +76,7 @@ def document(f: Findings, figures: set[str], title: str, changes: str | None = N
         .get_template("report.md.j2")
         .render(
             f=f,
-            figures=figures,
+            figure=partial(figure_link, figures),
             title=title,
             headings=headings,
             changes={"baseline": baseline, "markdown": markdown.strip()} if changes else None,
