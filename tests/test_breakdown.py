@@ -476,7 +476,7 @@ def test_report_section_without_results(report_params: Params, tmp_path: Path, m
     findings = findings_of(report_params)
     markdown = sections.section(BREAKDOWN, findings, set(figures.plan(findings)))
     assert (
-        "No per-layer breakdown result on cpu (4 jobs): see *Jobs without results* in the Summary."
+        "No per-layer breakdown result on cpu (4 jobs): see *Jobs without results* in the Appendix."
         in markdown
     )
     assert "![" not in markdown and not figures.plan(findings)

@@ -22,7 +22,7 @@ from deeppose.report.core_time import (
 from deeppose.report.device import Device, build_device
 from deeppose.report.load import Results
 from deeppose.report.setup import Setup, build_setup
-from deeppose.report.study import Absolute, Dominance, StudyRow, study_rows
+from deeppose.report.study import Study, study_findings
 from deeppose.report.training import ACCURACY
 
 
@@ -44,9 +44,7 @@ class Findings:
     off_grid: dict[str, int]  # device outside the grid -> result files found for it (not read)
     answers: tuple[Answer, ...]  # the study's questions answered: the report's first screen
     controls: Controls  # the A/A pairs pooled over groups, the positive controls, the near-A/A pairs
-    study: tuple[StudyRow, ...]
-    absolute: tuple[Absolute, ...]
-    dominance: tuple[Dominance, ...]
+    study: Study
     jobs: dict[str, dict[str, int]]  # kind -> expected, present
     no_breakdown: dict[str, str]  # framework -> why it has no per-layer breakdown (deeppose.grid)
     missing: tuple[Missing, ...]
@@ -120,7 +118,6 @@ def analyse(results: Results) -> Findings:
         for batch, (analysis, _, design) in grouped[device].items()
     ]
     found_controls = controls(groups, [r for d in devices.values() for r in d.ratios])
-    study, absolute, dominance = study_rows(results, devices)
     jobs = {
         kind: {"expected": len(found), "present": sum(r.ok for r in found.values())}
         for kind, found in (
@@ -138,9 +135,7 @@ def analyse(results: Results) -> Findings:
         dict(results.off_grid),
         answers(tuple(devices.values()), results.params.train.batch_size),
         found_controls,
-        tuple(study),
-        tuple(absolute),
-        tuple(dominance),
+        study_findings(devices, setup),
         jobs,
         {fw: NO_BREAKDOWN[fw] for fw in results.frameworks if fw in NO_BREAKDOWN},
         tuple(_missing(results)),

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from deeppose import fmt
-from deeppose.compare_stats import Interval, Verdict
+from deeppose.compare_stats import Interval, Verdict, format_interval
 from deeppose.grid import REFERENCE
 from deeppose.report.device import Device
 
@@ -37,21 +37,26 @@ class Answer:
 
 
 def _loss(d: Device, train_batch: int) -> list[Answer]:
+    """The study's question is the training iteration's time: the loss alone's difference as a share
+    of the core process, at the group's margin; the loss's own verdict stays in the caveat."""
     found = []
     for e in d.loss_effects:
         if e.c is None:
             continue
+        own = format_interval(e.c.difference, 1e6, "µs")
         found.append(
             Answer(
                 "loss backward",
                 d.device,
-                f"{fmt.framework_name(e.framework)} explicit − autograd, loss alone, batch {e.batch_size}",
-                e.c.verdict,
-                e.c.difference,
-                1e6,
-                "µs",
+                f"{fmt.framework_name(e.framework)} explicit − autograd, loss alone, as a share of the "
+                f"core process, batch {e.batch_size}",
+                e.share_verdict or Verdict.INCONCLUSIVE,
+                e.share,
+                100.0,
+                "%",
                 None,
-                "the loss alone, timed inside the blocks; whole training runs (one per arm) get no verdict",
+                f"divided by the low end of the autograd core time's interval; against the loss's own "
+                f"time: {e.c.verdict.value}, {own}; whole training runs (one per arm) get no verdict",
             )
         )
     return found

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 LEVEL = 0.95  # every interval of a cell's time or of an accuracy
-ABOUT_ONE = 0.05  # ... on the same side of 1 when both are above 1.05, both below 0.95 or both between
 
 
 def safe_ratio(a: float | None, b: float | None) -> float | None:

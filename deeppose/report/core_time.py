@@ -20,6 +20,7 @@ from deeppose.report.common import safe_ratio
 from deeppose.report.controls import Ratio, ratio
 from deeppose.report.load import Results
 from deeppose.report.training import TrainRun, sample
+from deeppose.verdicts import Verdict, classify
 
 
 class Trend(str, Enum):
@@ -73,8 +74,9 @@ class RatioTrend:
 class LossEffect:
     framework: str
     batch_size: int | None
-    c: Ratio | None  # explicit vs autograd of the loss alone, paired by round
-    share_of_iteration: float | None
+    c: Ratio | None  # explicit vs autograd of the loss alone, paired by round: its verdict is the loss's own
+    share: Interval | None  # c's difference over the autograd core time's low end: its effect on an iteration
+    share_verdict: Verdict | None  # 1 + share classified at the group's margin: the study's question
     train_time_ratio: float | None  # one run each: no verdict
     noise_floor: float | None  # how far apart identical arms came in the A/A control
     absent: tuple[str, ...]  # loss modes without a training result
@@ -160,23 +162,49 @@ def ratio_trend(fw: str, loss: str, points: list[tuple[int, Interval]]) -> Ratio
     )
 
 
+def share_of_core(difference: Interval, core: Interval | None) -> Interval | None:
+    """The loss alone's explicit − autograd difference as a share of the autograd core process,
+    divided by the core time's low end so that the share errs large (conservative either way)."""
+    if (
+        core is None
+        or not (core.low or 0) > 0
+        or None in (difference.estimate, difference.low, difference.high)
+    ):
+        return None
+    low = core.low
+    return Interval(
+        difference.estimate / low,
+        difference.low / low,
+        difference.high / low,
+        difference.n,
+        difference.level,
+        "loss-alone difference / low end of the autograd core time",
+    )
+
+
 def loss_effect(
-    fw: str, runs: dict[str, TrainRun], groups: dict[int, Any], train_batch: int, floor: float | None
+    fw: str,
+    runs: dict[str, TrainRun],
+    groups: dict[int, Any],
+    train_batch: int,
+    floor: float | None,
+    cores: dict[int, Interval],
 ) -> LossEffect:
-    """At the training batch size's group, else the largest measured."""
+    """At the training batch size's group, else the largest measured; `cores`: batch size -> the
+    framework's autograd core-process time there."""
     size = train_batch if train_batch in groups else max(groups, default=None)
     found = groups[size][1].get(fw) if size else None
     c = ratio(size, found, difference=True) if found else None
+    share = share_of_core(c.difference, cores.get(size)) if c else None
+    verdict = classify(1 + share.low, 1 + share.high, groups[size][2].margin) if share else None
     auto, explicit = runs.get("autograd"), runs.get("explicit")
-    share = None
-    if c and auto and c.difference.estimate is not None:
-        share = safe_ratio(c.difference.estimate, auto.compute.mean)
     train_ratio = safe_ratio(explicit and explicit.train_time_s, auto and auto.train_time_s)
     return LossEffect(
         fw,
         size if c else None,
         c,
         share,
+        verdict,
         train_ratio,
         floor,
         tuple(mode for mode, run in (("autograd", auto), ("explicit", explicit)) if run is None),

@@ -73,7 +73,12 @@ def build_device(results: Results, device: str, peak: Peak, groups: dict[int, An
         train_batch = results.params.train.batch_size
         effects = tuple(
             loss_effect(
-                fw, {j.loss: s for j, s in runs.items() if j.framework == fw}, groups, train_batch, floor
+                fw,
+                {j.loss: s for j, s in runs.items() if j.framework == fw},
+                groups,
+                train_batch,
+                floor,
+                {c.batch_size: c.time for j, c in cells.items() if (j.framework, j.loss) == (fw, "autograd")},
             )
             for fw in results.frameworks
         )

@@ -39,10 +39,10 @@ def _interval(key: str, interval: Interval | None, scale: float = 1.0) -> dict[s
 
 def headlines(findings: Findings) -> dict[str, float | str]:
     """Per device: each framework's core-process time over PyTorch's (autograd, paired by round) at
-    the training batch and the largest batch with a comparison, explicit - autograd of the loss alone in
-    microseconds, and each autograd run's test PCK@0.2, each with its interval; comparisons with their
-    verdict. No single-run training-time ratio: one run per arm measures the machine's drift as much
-    as the code."""
+    the training batch and the largest batch with a comparison, explicit - autograd of the loss alone
+    in microseconds and as a percentage of the autograd core process (the study's question), and
+    each autograd run's test PCK@0.2, each with its interval; comparisons with their verdict. No
+    single-run training-time ratio: one run per arm measures the machine's drift as much as the code."""
     train_batch = int(findings.setup.params["train"]["batch_size"])
     found: dict[str, float | str] = {}
     for d in findings.devices:
@@ -57,6 +57,9 @@ def headlines(findings: Findings) -> dict[str, float | str]:
             if effect.c is not None:
                 key = f"{d.device}_loss_alone_{effect.framework}_explicit_minus_autograd_us"
                 found |= _interval(key, effect.c.difference, 1e6) | {f"{key}_verdict": effect.c.verdict.value}
+            if effect.share is not None:
+                key = f"{d.device}_loss_alone_{effect.framework}_share_of_core_pct"
+                found |= _interval(key, effect.share, 100) | {f"{key}_verdict": effect.share_verdict.value}
         for run in d.training:
             if run.loss == "autograd" and "pck" in run.scores:
                 found |= _interval(f"{d.device}_pck_{run.framework}", run.scores["pck"])

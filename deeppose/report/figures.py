@@ -466,6 +466,28 @@ def roofline_figure(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
     return figure
 
 
+FIGURES = {  # kind -> its alt text; the file is <kind>_<device>[_b<batch>].png (`file_name`)
+    "learning_curves": "Training loss against elapsed time on {device}",
+    "core_time": "Core-process time against batch size on {device}",
+    "memory": "Peak memory of the core process on {device}",
+    "flops": "Achieved FLOP/s against batch size on {device}",
+    "breakdown": "Per-layer time of one core process, {device}, batch {batch}",
+    "breakdown_peak": "Achieved FLOP/s per layer, {device}, batch {batch}",
+    "roofline": "Roofline, {device}, batch {batch}",
+}
+
+
+def file_name(kind: str, device: str, batch: int | None = None) -> str:
+    return f"{kind}_{device}" + ("" if batch is None else f"_b{batch}") + ".png"
+
+
+def link(drawn: set[str], kind: str, device: str, batch: int | None = None) -> str:
+    """The Markdown image of a figure the report drew; empty when it drew none."""
+    file = file_name(kind, device, batch)
+    alt = FIGURES[kind].format(device=device, batch=batch)
+    return f"![{alt}](figures/{file})" if file in drawn else ""
+
+
 def plan(
     f: Findings, curves: dict[tuple[str, str, str], Curve] | None = None
 ) -> dict[str, Callable[[], Figure]]:
@@ -473,16 +495,16 @@ def plan(
     found: dict[str, Callable[[], Figure]] = {}
     for d in f.devices:
         if any(key[0] == d.device for key in curves or {}):
-            found[f"learning_curves_{d.device}.png"] = partial(learning_curves, f, d, curves)
+            found[file_name("learning_curves", d.device)] = partial(learning_curves, f, d, curves)
         if d.cells:
-            found[f"core_time_{d.device}.png"] = partial(core_times, f, d)
+            found[file_name("core_time", d.device)] = partial(core_times, f, d)
         if any(c.memory_bytes for c in d.cells):
-            found[f"memory_{d.device}.png"] = partial(memory, f, d)
+            found[file_name("memory", d.device)] = partial(memory, f, d)
         if any(c.flops_per_s for c in d.cells):
-            found[f"flops_{d.device}.png"] = partial(achieved, f, d)
+            found[file_name("flops", d.device)] = partial(achieved, f, d)
         for b in d.breakdown:
-            found[f"breakdown_{d.device}_b{b.batch_size}.png"] = partial(stacked, f, d, b)
-            found[f"breakdown_peak_{d.device}_b{b.batch_size}.png"] = partial(layer_rates, f, d, b)
+            found[file_name("breakdown", d.device, b.batch_size)] = partial(stacked, f, d, b)
+            found[file_name("breakdown_peak", d.device, b.batch_size)] = partial(layer_rates, f, d, b)
             if b.roofline:
-                found[f"roofline_{d.device}_b{b.batch_size}.png"] = partial(roofline_figure, f, d, b)
+                found[file_name("roofline", d.device, b.batch_size)] = partial(roofline_figure, f, d, b)
     return found

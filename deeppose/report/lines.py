@@ -42,9 +42,9 @@ NOISE_HEADERS = [
 ]
 
 
-def noise_rows(groups: tuple[GroupNoise, ...]) -> list[list[Any]]:
-    """Each timing group's design, pooled noise and minimum detectable ratio, as table rows."""
-    return [
+def noise_table(groups: tuple[GroupNoise, ...]) -> str:
+    """Each timing group's design, pooled noise and minimum detectable ratio."""
+    rows = [
         [
             g.batch_size,
             g.pairing,
@@ -57,12 +57,12 @@ def noise_rows(groups: tuple[GroupNoise, ...]) -> list[list[Any]]:
         ]
         for g in groups
     ]
+    return fmt.table(NOISE_HEADERS, rows, right=[0, 5, 6])
 
 
-def control_rows(c: Controls, device: str) -> list[list[Any]]:
-    """A/A pairs on `device` as rows: batch, cell, twin / cell, verdict (a decided difference is
-    false), rounds."""
-    return [
+def aa_table(c: Controls, device: str) -> str:
+    """A/A pairs on `device`: batch, cell, twin / cell, verdict (a decided difference is false), rounds."""
+    rows = [
         [
             p.batch_size,
             f"{p.framework}/{p.loss}",
@@ -73,11 +73,12 @@ def control_rows(c: Controls, device: str) -> list[list[Any]]:
         for p in c.aa
         if p.device == device
     ]
+    return fmt.table(["batch", "A/A cell", "twin / cell", "verdict", "rounds"], rows, right=[0, 2, 4])
 
 
-def planted_rows(c: Controls, device: str) -> list[list[Any]]:
-    """Positive controls on `device` as rows: batch, cell, planted / cell, expected, verdict, found."""
-    return [
+def planted_table(c: Controls, device: str) -> str:
+    """Positive controls on `device`: batch, cell, planted / cell, expected, verdict, found."""
+    rows = [
         [
             p.batch_size,
             f"{p.framework}/{p.loss}",
@@ -89,6 +90,8 @@ def planted_rows(c: Controls, device: str) -> list[list[Any]]:
         for p in c.planted
         if p.device == device
     ]
+    headers = ["batch", "cell", "planted / cell", "expected", "verdict", "found"]
+    return fmt.table(headers, rows, right=[0, 2, 3])
 
 
 def control_lines(c: Controls) -> list[str]:
@@ -216,3 +219,36 @@ def core_share_line(r: Any) -> str:
             "processes, not a cost)"
         )
     return text + "."
+
+
+def loss_effect_line(e: Any, device: str) -> str:
+    """Section 2's line for one framework: the loss alone's difference with its own verdict, its
+    share of the core process with the study-level verdict, and the single-run training ratio."""
+    text = f"{fmt.framework_name(e.framework)} on {device}: "
+    if e.c is None:
+        text += "no timing group measured the loss alone"
+    else:
+        text += (
+            f"the explicit backward changes the loss's own forward + backward by "
+            f"{format_interval(e.c.difference, 1e6, 'µs')} at batch {e.batch_size} ({e.c.verdict.value} "
+            f"against the loss's own time, {e.c.rounds} rounds)"
+        )
+        if e.share is not None:
+            text += (
+                f", {format_interval(e.share, 100, '%')} of the autograd core process "
+                f"({e.share_verdict.value})"
+            )
+    if e.train_time_ratio is None:
+        return text + f"; no training comparison, {fmt.join_words(e.absent)} not run."
+    text += f"; whole training runs: explicit / autograd = {single(e.train_time_ratio)}, no verdict"
+    if e.noise_floor is not None:
+        text += f"; identical arms in the timing's A/A control came up to {fmt.percent(e.noise_floor)} apart"
+    return text + "."
+
+
+def network_lines(d: Any) -> list[str]:
+    """Section 3's conclusions on one device: each framework ratio's course over batch sizes, and the
+    core process's share of a training iteration."""
+    return [trend_line(t) for t in d.trends] + [
+        core_share_line(r) for r in d.training if r.core_s is not None
+    ]

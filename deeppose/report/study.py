@@ -1,189 +1,278 @@
-"""Findings against the original study: its published ratios set like for like against this run's."""
+"""Findings against the original study (/work/shared/seed: PyTorch 0.1.10 against Chainer, CPU and
+GPU, 2017): every difference of set-up, read from the parameters and records, and its published
+findings set against this run's paired ratios, with the direction (which framework is faster) and
+the magnitude (how far from the study's number) judged apart, each from an interval."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from typing import Any
 
-from deeppose.grid import DEVICES, REFERENCE
-from deeppose.report.common import ABOUT_ONE, safe_ratio
+from deeppose import fmt
+from deeppose.compare_stats import Interval, format_interval
+from deeppose.grid import REFERENCE
 from deeppose.report.device import Device
-from deeppose.report.load import Results
+from deeppose.report.setup import Setup
+from deeppose.verdicts import Verdict, classify
 
-AGREE_WITHIN = 0.10  # a ratio agrees with the study's when within 10 % of it
-STUDY_BATCH_EXP, STUDY_OPTIMIZER = 5, "momentum_sgd"  # the study's batch 32 and MomentumSGD
-STUDY = {  # the study's published figures (its per-iteration times at batch 32), per device
-    "per_iteration": {"cpu": 1.64, "cuda": 1.61},
-    "explicit_over_autograd": {"cpu": 1.00, "cuda": 0.96},
-    "seconds_b32": {"cpu": {"chainer": 8.2, "pytorch": 5.0}, "cuda": {"chainer": 0.45, "pytorch": 0.28}},
+AGREE_WITHIN = 0.10  # a magnitude agrees with the study's when its interval lies within 10 % of it
+AGREE_TEXT = f"{AGREE_WITHIN * 100:.0f} %"
+STUDY_BATCH, STUDY_OPTIMIZER = 32, "momentum_sgd"
+# The study's published figures: per-epoch CPU times 8.2 s (Chainer) and 5.0 s (PyTorch) at batch 32;
+# 100 epochs of PyTorch took 47.6 h with either backward; at batch 1 the core process was "almost the same".
+STUDY_RATIO = {"cpu": 8.2 / 5.0, "cuda": 0.45 / 0.28}
+STUDY_FRAMEWORKS = ("pytorch", "chainer")
+NOT_MEASURED = "not measured in this run"
+STUDY_SETUP = {  # aspect -> the study's value (in params' words), what a difference may move, else measured
+    "data loading": (
+        "inside its epoch times (Chainer's MultiprocessIterator)",
+        "absolute times; ratios where one framework loads more slowly",
+        NOT_MEASURED,
+    ),
+    "data": ("lsp", "accuracy; not the core time (same input shape)", "—"),
+    "dropout (fc6, fc7)": ("0.5", "fc6/fc7 time, both frameworks", NOT_MEASURED),
+    "LRN": ("none", "conv1/conv2 time", NOT_MEASURED),
+    "training batch": ("32", "the framework ratio (it grows with the batch)", NOT_MEASURED),
+    "optimiser": ("momentum_sgd", "time per training iteration (the update step)", "not timed"),
+    "epochs": ("100", "training totals, not per-iteration ratios", "—"),
+    "CPU and threads": ("not stated in part II", "every time and ratio", "one machine only"),
+    "kernel libraries": (
+        "PyTorch 0.1.10's own C kernels; Chainer's NumPy",
+        "the framework ratio",
+        "not separable from the framework here",
+    ),
+    "framework versions": (
+        "PyTorch 0.1.10 (0.1.12: Chainer faster), Chainer 1.x",
+        "the framework ratio, even its direction (the study's caveat)",
+        "one version each",
+    ),
+    "C allocator": (
+        "glibc's default",
+        "framework ratios, most at the smallest and largest batches",
+        NOT_MEASURED,
+    ),
 }
 
 
-class StudyVerdict(str, Enum):
-    AGREES = "agrees"
-    SAME_SIDE = "same side of 1"
-    DISAGREES = "disagrees"
-    NOT_COMPARABLE = "not comparable"
+@dataclass(frozen=True)
+class Difference:
+    """One way this run's set-up differs from the study's, and what this run measured of it."""
+
+    aspect: str
+    study: str
+    here: str
+    may_move: str
+    measured: str  # with its interval, "(single run)", or "not measured in this run"
 
 
 @dataclass(frozen=True)
-class StudyRow:
-    device: str
-    quantity: str  # "per_iteration": Chainer / PyTorch; "explicit_over_autograd": of `framework`
-    framework: str
-    basis: str  # "timing" (core + update at the study's batch and optimiser) or "training"
-    setup: str
-    study: float | None
-    ours: float | None
-    verdict: StudyVerdict
-    why_not: str | None  # why it is not comparable
+class Judged:
+    """One of the study's findings against this run: direction and magnitude apart."""
+
+    finding: str
+    study: str
+    here: str  # this run's interval and verdict
+    direction: str = "—"
+    magnitude: str = "—"
 
 
 @dataclass(frozen=True)
-class Absolute:
-    device: str
-    framework: str
-    study_s: float
-    iteration_s: float | None  # core + update at batch 32 (timing)
-    training_s: float | None  # wall per training iteration
-    training_setup: str | None
+class Study:
+    differences: tuple[Difference, ...]
+    judged: tuple[Judged, ...]
+    conclusion: str | None  # the study's conclusion (loss backward negligible, network dominant) here
 
 
-@dataclass(frozen=True)
-class Dominance:
-    device: str
-    framework: str
-    framework_ratio: float  # Chainer / PyTorch per training iteration
-    loss_framework: str
-    loss_ratio: float  # explicit / autograd training time, the larger effect
-    framework_matters_more: bool
+def _ratio(d: Device, framework: str, batch: int, loss: str = "autograd") -> Any:
+    arms = (f"{framework}/{loss}", f"{REFERENCE}/{loss}")
+    return next((r for r in d.ratios if (r.a, r.b) == arms and r.batch_size == batch), None)
 
 
-# --- against the study --------------------------------------------------------------------------
-def study_verdict(ours: float, study: float) -> StudyVerdict:
-    """Within 10 %: agrees; else on the same side of 1 (both above 1.05, both below 0.95 or both between)."""
-    if abs(ours / study - 1) <= AGREE_WITHIN:
-        return StudyVerdict.AGREES
-    side = [(x > 1 + ABOUT_ONE) - (x < 1 - ABOUT_ONE) for x in (ours, study)]
-    return StudyVerdict.SAME_SIDE if side[0] == side[1] else StudyVerdict.DISAGREES
+def direction(verdict: Verdict, study: float | None, margin: float) -> str:
+    """Which way a ratio points here against the study's (its side of the margin), a side decided
+    only by an interval clear of the margin."""
+    if study is None:
+        return "the study did not measure it"
+    if verdict is Verdict.INCONCLUSIVE:
+        return "undecided: the interval spans the margin"
+    side = classify(study, study, margin)
+    if side is Verdict.EQUIVALENT:
+        return "as in the study (equivalent)" if verdict is side else "differs: the study saw none"
+    return "as in the study" if verdict is side else "opposite to the study"
 
 
-ONE_RUN = "one training run per arm: no interval, so no verdict"  # the study's training-time ratios
+MAGNITUDE = {
+    Verdict.EQUIVALENT: f"agrees (within {AGREE_TEXT})",
+    Verdict.SLOWER: "larger than the study's",
+    Verdict.FASTER: "smaller than the study's",
+    Verdict.INCONCLUSIVE: "undecided",
+}
 
 
-def _study_row(
-    device: str,
-    quantity: str,
-    fw: str,
-    basis: str,
-    setup: str,
-    ours: float | None,
-    why_not: str | None = None,
-) -> StudyRow:
-    study = (
-        STUDY[quantity][device] if fw == ("chainer" if quantity == "per_iteration" else REFERENCE) else None
+def magnitude(ratio: Interval, study: float) -> str:
+    """This run's ratio over the study's, with its interval, and whether it agrees within 10 %."""
+    scaled = Interval(
+        ratio.estimate / study, ratio.low / study, ratio.high / study, ratio.n, ratio.level, ratio.method
     )
-    if why_not is None and (ours is None or study is None):
-        why_not = "not run here" if ours is None else "not measured by the study"
-    verdict = StudyVerdict.NOT_COMPARABLE if why_not else study_verdict(ours, study)
-    return StudyRow(device, quantity, fw, basis, setup, study, ours, verdict, why_not)
+    verdict = classify(scaled.low, scaled.high, AGREE_WITHIN)
+    return f"{format_interval(scaled)} x the study's: {MAGNITUDE[verdict]}"
 
 
-def study_rows(
-    results: Results, devices: dict[str, Device]
-) -> tuple[list[StudyRow], list[Absolute], list[Dominance]]:
-    rows, absolute, dominance = [], [], []
-    for device in DEVICES:
-        d = devices.get(device)
-        if d is None:
-            rows += [
-                _study_row(device, quantity, fw, basis, "", None, "not in this run's grid")
-                for quantity, fw, basis in (
-                    ("per_iteration", "chainer", "timing"),
-                    ("per_iteration", "chainer", "training"),
-                    ("explicit_over_autograd", REFERENCE, "training"),
-                )
-            ]
+def _judged(d: Device, framework: str, margin: float) -> list[Judged]:
+    name = f"{fmt.framework_name(framework)} / PyTorch"
+    rows = []
+    r = _ratio(d, framework, STUDY_BATCH)
+    study = STUDY_RATIO.get(d.device)
+    rows.append(
+        Judged(
+            f"{name} at batch 32 (core process, autograd, {d.device})",
+            f"{fmt.sig(study)} (its epoch times, data loading and update included)",
+            f"{format_interval(r.ratio)} {r.verdict.value}" if r else "not measured",
+            direction(r.verdict, study, margin) if r else "—",
+            magnitude(r.ratio, study) if r and r.ratio.low is not None else "—",
+        )
+    )
+    smallest = min((x.batch_size for x in d.ratios if x.batch_size), default=None)
+    r = _ratio(d, framework, 1)
+    rows.append(
+        Judged(
+            f"{name} at batch 1 (core process, autograd, {d.device})",
+            '"almost the same" (no number)',
+            f"{format_interval(r.ratio)} {r.verdict.value}" if r else f"not measured (smallest: {smallest})",
+            direction(r.verdict, 1.0, margin) if r else "—",
+            "no number to compare",
+        )
+    )
+    return rows
+
+
+def _loss_judged(d: Device, margin: float) -> list[Judged]:
+    rows = []
+    for e in d.loss_effects:
+        if e.share is None or e.framework not in STUDY_FRAMEWORKS:
             continue
-        cells = {(c.framework, c.loss, c.batch_size): c for c in d.cells}
-        runs = {(r.framework, r.loss): r for r in d.training}
-        for fw in [f for f in results.frameworks if f != REFERENCE and REFERENCE in results.frameworks]:
-            a = cells.get((fw, "autograd", 2**STUDY_BATCH_EXP))
-            b = cells.get((REFERENCE, "autograd", 2**STUDY_BATCH_EXP))
-            why = (
-                "no timing result at batch 32"
-                if not (a and b)
-                else f"the timing did not time the MomentumSGD update (timing.optimizers: "
-                f"{', '.join(a.steps_s) or 'none'})"
-                if STUDY_OPTIMIZER not in a.steps_s or STUDY_OPTIMIZER not in b.steps_s
-                else None
+        rows.append(
+            Judged(
+                f"{fmt.framework_name(e.framework)} explicit − autograd backward (loss alone, share of the "
+                f"core process, batch {e.batch_size})",
+                "47.6 h both (PyTorch, 100 epochs)" if e.framework == REFERENCE else "not measured",
+                f"{format_interval(e.share, 100, '%')} {e.share_verdict.value}",
+                direction(e.share_verdict, 1.0 if e.framework == REFERENCE else None, margin),
+                "no number to compare",
             )
-            ratio = (
-                None
-                if why
-                else safe_ratio(
-                    a.time.estimate + a.steps_s[STUDY_OPTIMIZER], b.time.estimate + b.steps_s[STUDY_OPTIMIZER]
-                )
+        )
+    return rows
+
+
+def _differences(d: Device, setup: Setup, framework: str) -> list[Difference]:
+    raw = setup.params
+    train, model = raw["train"], raw["model"]
+    runs = {(r.framework, r.loss): r for r in d.training}
+    fetch = [
+        f"{fmt.framework_name(fw)} {fmt.sig(100 * (1 - r.compute.mean / r.per_iteration_s), 2)} %"
+        for (fw, loss), r in runs.items()
+        if loss == "autograd"
+    ]
+    at_train, at_study = _ratio(d, framework, train["batch_size"]), _ratio(d, framework, STUDY_BATCH)
+    batch_measured = (
+        f"{fmt.framework_name(framework)} / PyTorch core: {format_interval(at_train.ratio)} at batch "
+        f"{train['batch_size']}, {format_interval(at_study.ratio)} at 32"
+        if at_train and at_study
+        else NOT_MEASURED
+    )
+    cells = {(c.framework, c.loss, c.batch_size): c for c in d.cells}
+    timed = [
+        b for b in (train["batch_size"], STUDY_BATCH) if any(c.steps_s for k, c in cells.items() if k[2] == b)
+    ]
+    at = timed[0] if timed else None
+    a, b = (cells.get((fw, "autograd", at)) for fw in (framework, REFERENCE))
+    updates = [
+        f"{name} {fmt.sig(a.steps_s[name] / b.steps_s[name], 2)}"
+        for name in (a.steps_s if a and b else {})
+        if b.steps_s.get(name)
+    ]
+    a, b = (cells.get((fw, "autograd", STUDY_BATCH)) for fw in (framework, REFERENCE))
+    with_update = ""
+    if a and b and STUDY_OPTIMIZER in a.steps_s and STUDY_OPTIMIZER in b.steps_s:
+        ratio = (a.time.estimate + a.steps_s[STUDY_OPTIMIZER]) / (
+            b.time.estimate + b.steps_s[STUDY_OPTIMIZER]
+        )
+        with_update = f"; core + MomentumSGD update at batch 32: {fmt.sig(ratio, 2)} (single run)"
+    env = [e for e in setup.environment if e.device == d.device and e.version]
+    libraries = [
+        (e.framework, c.get("kernel_library"))
+        for f in setup.fairness
+        for e in env
+        if f.device == d.device and (c := f.common.get(e.framework))
+    ]
+    pin = raw["allocator"]["mmap_threshold_mib"]
+    here = {
+        "data loading": "outside the core process; inside the training wall time",
+        "data": raw["data"]["source"],
+        "dropout (fc6, fc7)": str(model["dropout"]),
+        "LRN": "on" if model["lrn"] else "none",
+        "training batch": str(train["batch_size"]),
+        "optimiser": train["optimizer"],
+        "epochs": str(train["epochs"]),
+        "CPU and threads": ", ".join(sorted({f"{e.cpu}, {e.usable_cores} usable cores" for e in env})),
+        "kernel libraries": "; ".join(f"{fmt.framework_name(fw)} {lib}" for fw, lib in libraries if lib),
+        "framework versions": ", ".join(f"{fmt.framework_name(e.framework)} {e.version}" for e in env),
+        "C allocator": "glibc's default" if pin is None else f"pinned (allocator.mmap_threshold_mib: {pin})",
+    }
+    measured = {
+        "data loading": "data fetching's share of a training iteration (autograd): "
+        f"{', '.join(fetch) or '—'} (single run)",
+        "training batch": batch_measured,
+        "optimiser": f"{fmt.framework_name(framework)} / PyTorch update at batch {at}, round 0: "
+        f"{', '.join(updates)} (single run){with_update}"
+        if updates
+        else "not timed",
+        "C allocator": "this run is the unpinned measurement"
+        if pin is None
+        else "not measured in this run (docs/pipeline.md cites an earlier unpinned run)",
+    }
+    return [
+        Difference(aspect, study, here[aspect] or fmt.MISSING, may_move, measured.get(aspect, unmeasured))
+        for aspect, (study, may_move, unmeasured) in STUDY_SETUP.items()
+        if study != here[aspect]
+    ]
+
+
+def study_findings(devices: dict[str, Device], setup: Setup) -> Study:
+    """The differences and the study's findings against this run, on the devices the study timed
+    that this run measured, for the first framework beside PyTorch (the study's Chainer)."""
+    differences, judged, conclusion = [], [], None
+    for d in devices.values():
+        others = [fw for fw in dict.fromkeys(r.a.split("/")[0] for r in d.ratios) if fw != REFERENCE]
+        if d.device not in STUDY_RATIO:
+            continue
+        if not others:
+            judged.append(
+                Judged(f"Chainer / PyTorch on {d.device}", fmt.sig(STUDY_RATIO[d.device]), "no result")
             )
-            setup = f"core + {STUDY_OPTIMIZER} update, batch 32"
-            rows.append(_study_row(device, "per_iteration", fw, "timing", setup, ratio, why))
-            ra, rb = runs.get((fw, "autograd")), runs.get((REFERENCE, "autograd"))
-            train_setup = ra.setup if ra else ""
-            same = ra is not None and train_setup.startswith(f"{STUDY_OPTIMIZER}, batch 32,")
-            why = (
-                None
-                if ra is None
-                else ONE_RUN
+            continue
+        framework = "chainer" if "chainer" in others else others[0]
+        margin = setup.params["timing"]["margin"]
+        judged += _judged(d, framework, margin) + _loss_judged(d, margin)
+        differences += _differences(d, setup, framework)
+        size = next((e.batch_size for e in d.loss_effects if e.batch_size), None)  # the loss's batch
+        network = _ratio(d, framework, size)
+        effects = [e.share_verdict for e in d.loss_effects if e.share_verdict]
+        if network and effects:
+            same = network.verdict in (Verdict.SLOWER, Verdict.FASTER) and all(
+                v is Verdict.EQUIVALENT for v in effects
+            )
+            conclusion = (
+                f"On {d.device}, as in the study, the network's implementation changes the core process "
+                f"({network.verdict.value}) while the loss's backward does not (equivalent)"
                 if same
-                else f"trained with {train_setup}, not the study's set-up"
+                else f"On {d.device} this run does not reproduce the study's conclusion with decided "
+                f"verdicts: the network ratio is {network.verdict.value}, the loss's share "
+                f"{', '.join(v.value for v in effects)}"
             )
-            rows.append(
-                _study_row(
-                    device,
-                    "per_iteration",
-                    fw,
-                    "training",
-                    train_setup,
-                    safe_ratio(ra and ra.per_iteration_s, rb and rb.per_iteration_s),
-                    why,
-                )
-            )
-        for e in d.loss_effects:
-            setup = runs[e.framework, "autograd"].setup if (e.framework, "autograd") in runs else ""
-            rows.append(
-                _study_row(
-                    device,
-                    "explicit_over_autograd",
-                    e.framework,
-                    "training",
-                    setup,
-                    e.train_time_ratio,
-                    ONE_RUN if e.framework == REFERENCE else None,
-                )
-            )
-        for fw in ("chainer", "pytorch"):
-            c, r = cells.get((fw, "autograd", 2**STUDY_BATCH_EXP)), runs.get((fw, "autograd"))
-            step = c.steps_s.get(STUDY_OPTIMIZER) if c else None
-            absolute.append(
-                Absolute(
-                    device,
-                    fw,
-                    STUDY["seconds_b32"][device][fw],
-                    None if step is None else c.time.estimate + step,
-                    r and r.per_iteration_s,
-                    r and r.setup,
-                )
-            )
-        framework = [
-            (row.framework, row.ours)
-            for row in rows
-            if row.device == device
-            and row.quantity == "per_iteration"
-            and row.basis == "training"
-            and row.ours is not None
-        ]
-        loss = [(e.framework, e.train_time_ratio) for e in d.loss_effects if e.train_time_ratio is not None]
-        if framework and loss:
-            (fw, fr), (lfw, lr) = (max(x, key=lambda p: abs(p[1] - 1)) for x in (framework, loss))
-            dominance.append(Dominance(device, fw, fr, lfw, lr, abs(fr - 1) > abs(lr - 1)))
-    return rows, absolute, dominance
+    judged += [
+        Judged(f"Chainer / PyTorch on {device}", fmt.sig(study), "not in this run's grid")
+        for device, study in STUDY_RATIO.items()
+        if device not in devices
+    ]
+    return Study(tuple(differences), tuple(judged), conclusion)

@@ -1,0 +1,108 @@
+"""Section 5's tables and sentences, built in Python: each run's scores beside the mean pose's, its
+gap to the mean pose, the frameworks' differences (one training run each: an interval over test
+images, never a claim that the frameworks differ) and which joints and images were scored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deeppose import fmt
+from deeppose.compare_stats import Interval, format_interval
+
+METRICS = {"loss": "test loss", "pcp": "PCP@0.5", "pdj": "PDJ@0.2", "pck": "PCK@0.2"}
+
+
+def _score(metric: str, value: Any) -> str:
+    """A test score (an interval, or a bare number for the baseline): the loss as is, the rest in %."""
+    if value is None:
+        return fmt.MISSING
+    if isinstance(value, Interval) and value.low is not None:
+        return format_interval(value) if metric == "loss" else format_interval(value, 100, "%")
+    value = value.estimate if isinstance(value, Interval) else value
+    return fmt.sig(value) if metric == "loss" else fmt.percent(value)
+
+
+def _difference(metric: str, value: Interval) -> str:
+    return format_interval(value) if metric == "loss" else format_interval(value, 100, "points")
+
+
+def accuracy(devices: Any, metrics: Any, ci: str) -> str:
+    """Each run's final training loss and test scores beside the mean pose's, then each run's
+    difference from the mean pose, paired by test image."""
+    scores, gaps = [], []
+    for d in devices:
+        for r in d.training:
+            name = fmt.framework_name(r.framework)
+            scores.append(
+                [name, r.loss, d.device, fmt.sig(r.final_train_loss)]
+                + [_score(m, r.scores.get(m)) for m in metrics]
+            )
+            gaps.append(
+                [name, r.loss, d.device]
+                + [
+                    f"{_difference(m, g.difference)}: {'beats it' if g.beats else 'does not beat it'}"
+                    if (g := r.gaps.get(m))
+                    else fmt.MISSING
+                    for m in ("loss", "pcp")
+                ]
+            )
+        if d.baseline:
+            scores.append(
+                ["mean pose (baseline)", fmt.MISSING, d.device, fmt.MISSING]
+                + [_score(m, d.baseline.get(m)) for m in metrics]
+            )
+    headers = ["framework", "loss", "device", "final training loss"] + [
+        f"{METRICS[m]} ({ci})" for m in metrics
+    ]
+    against = ["framework", "loss", "device", f"test loss − mean pose ({ci})", f"PCP@0.5 − mean pose ({ci})"]
+    return (
+        fmt.table(headers, scores, right=range(3, 4 + len(metrics)))
+        + "\n\nAgainst the mean pose, paired by test image:\n\n"
+        + fmt.table(against, gaps, right=[3, 4])
+    )
+
+
+def accuracy_lines(d: Any) -> list[str]:
+    """Per framework and loss mode: its differences from PyTorch, paired by test image. One training
+    run each, so an interval clear of zero covers the test images, not training."""
+    pairs_: dict[tuple[str, str], list[Any]] = {}
+    for x in d.accuracy_differences:
+        pairs_.setdefault((x.framework, x.loss), []).append(x)
+    lines = []
+    for (fw, loss), diffs in pairs_.items():
+        text = "; ".join(f"{METRICS[x.metric]} {_difference(x.metric, x.difference)}" for x in diffs)
+        clear = [METRICS[x.metric] for x in diffs if x.differ]
+        lines.append(
+            f"{fmt.framework_name(fw)} − PyTorch on {d.device} ({loss}): {text}: "
+            + (
+                f"the test-image interval excludes zero on {fmt.join_words(clear)}."
+                if clear
+                else "no interval excludes zero."
+            )
+        )
+    return lines
+
+
+def scoring_note(f: Any) -> str:
+    """Which joints the accuracies score and which test images the prepare stage kept."""
+    scored = sorted({r.scored_joints for d in f.devices for r in d.training})
+    text = ""
+    if scored == ["annotated"]:
+        text = (
+            "Joints scored: every annotated joint, occluded ones too (LSP annotates them at an estimated "
+            "position), and also one outside the 227 centre crop (its target lies outside [0, 1]), as the "
+            "standard LSP protocol scores them; only the test loss stays the training objective, over the "
+            "visible joints inside the crop. "
+        )
+    elif scored:
+        text = f"Joints scored: {', '.join(scored)}. "
+    t = (f.setup.prepared or {}).get("filtering", {}).get("test")
+    if not t:
+        return text + "Test images: those the prepare stage kept (no data summary says which rules applied)."
+    return text + (
+        f"Test images: unfiltered where the data allow. The prepare stage dropped only those with "
+        f"{', '.join(t['drop_rules'])} ({t['dropped']} dropped); it kept "
+        f"{sum(t['kept_breaking_train_rules'].values())} that the training split's crop rules would have "
+        f"dropped, and {t['kept_with_joint_outside_centre_crop']} test images have an annotated joint "
+        "outside the centre crop."
+    )

@@ -1,0 +1,315 @@
+"""Tables and sentences built in Python, so that the template only places them: every ratio, share,
+sum and verdict word of the per-layer breakdown, the throughput table and the run's cost is decided
+here, where a test can check it."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from deeppose import fmt
+from deeppose.compare_stats import format_interval
+from deeppose.report.breakdown import Attribution, BreakdownBatch, LayerVerdict
+from deeppose.report.common import safe_ratio
+from deeppose.report.lines import share, single
+
+VERDICT_SENTENCE = {
+    LayerVerdict.CONFIRMS: "This confirms the study's conclusion for this machine: the implementation of the "
+    "layers, convolution above all, dominates the difference in learning time.",
+    LayerVerdict.PARTLY: "This partly confirms the study's conclusion: the layers' implementations explain "
+    "most of the difference, but convolution alone does not.",
+    LayerVerdict.REFUTES: "This refutes the study's conclusion for this machine: most of the difference lies "
+    "outside the layers, in framework overhead.",
+}
+
+
+def _ms(x: float | None, signed: bool = False) -> str:
+    return fmt.scaled(x, 1e-3, signed)
+
+
+def _pct(part: float | None, whole: float | None) -> str | None:
+    value = safe_ratio(part, whole)
+    return None if value is None else fmt.sig(100 * value)
+
+
+def breakdown_jobs(b: BreakdownBatch) -> str:
+    """Each profiled job's core time, its layers' sum and the sum rule; jobs not run as such."""
+    rows = [
+        [
+            fmt.framework_name(j.framework),
+            j.loss,
+            _ms(j.core_s),
+            _ms(j.profiled_s),
+            _ms(j.layers_s),
+            _ms(j.overhead_s, True),
+            fmt.sig(100 * j.gap),
+            f"{'yes' if j.sum_rule_ok else 'NO'} (±{fmt.percent(j.tolerance)})",
+        ]
+        for j in b.jobs
+    ] + [[fmt.framework_name(fw), loss, "not run"] + [fmt.MISSING] * 5 for fw, loss in b.absent]
+    headers = ["Framework", "Loss", "Core time (ms)", "Profiled core (ms)", "Σ layers (ms)"]
+    headers += ["Overhead (ms)", "Gap / core (%)", "Sum rule met"]
+    return fmt.table(headers, rows, right=range(2, 7))
+
+
+def attribution_table(a: Attribution) -> str:
+    """The layers that differ most, the overhead and the whole core process, each with its share of
+    the framework's extra time (none when it has no extra time)."""
+    other, extra = fmt.framework_name(a.framework), a.extra_s if a.extra_s > 0 else None
+    rows = [
+        [
+            x.layer,
+            x.phase,
+            _ms(x.reference_s),
+            _ms(x.other_s),
+            fmt.sig(safe_ratio(x.other_s, x.reference_s)),
+            _ms(x.other_s - x.reference_s, True),
+            _pct(x.other_s - x.reference_s, extra),
+        ]
+        for x in a.top
+    ]
+    overhead = a.parts_s["overhead"]
+    rows.append(
+        ["overhead", "both", _ms(a.reference_overhead_s), _ms(a.other_overhead_s), None, _ms(overhead, True)]
+        + [_pct(overhead, extra)]
+    )
+    rows.append(
+        [
+            "core process",
+            "both",
+            _ms(a.reference_s),
+            _ms(a.other_s),
+            fmt.sig(safe_ratio(a.other_s, a.reference_s)),
+        ]
+        + [_ms(a.extra_s, True), "100" if extra else None]
+    )
+    headers = ["Layer", "Phase", "PyTorch (ms)", f"{other} (ms)", f"{other}/PyTorch", "Difference (ms)"]
+    return fmt.table(
+        headers + ["Share of extra time (%)"],
+        [[fmt.MISSING if c is None else c for c in r] for r in rows],
+        right=range(2, 7),
+    )
+
+
+def attribution_sentence(a: Attribution, device: str, batch_size: int) -> str:
+    """What the breakdown says of the study's conclusion, with single-run shares."""
+    other = fmt.framework_name(a.framework)
+    text = (
+        f"On {device} at batch {batch_size} ({a.loss} loss), {other}'s core process took "
+        f"{fmt.seconds(a.other_s)} against PyTorch's {fmt.seconds(a.reference_s)} ({single(a.ratio, 'x')})"
+    )
+    if a.verdict is LayerVerdict.CANNOT_TEST:
+        text += (
+            f": {other} is not slower, so there is no extra time to attribute and the study's conclusion "
+            "cannot be tested on this machine."
+        )
+    else:
+        s, top = a.shares, a.largest
+        text += (
+            f". Of {other}'s extra time ({fmt.seconds(a.extra_s)}, one profiled process per arm: single-run "
+            f"shares), convolutions account for {share(s['conv'])}, fully-connected layers for "
+            f"{share(s['fc'])}, element-wise layers (ReLU, pooling, dropout, loss, reshapes) for "
+            f"{share(s['elementwise'])} and unattributed overhead for {share(s['overhead'])}; the largest "
+            f"single difference is {top.layer} {top.phase} "
+            f"({fmt.seconds(top.other_s - top.reference_s, signed=True)}). " + VERDICT_SENTENCE[a.verdict]
+        )
+    if a.uncertain:
+        names = fmt.join_words([fmt.framework_name(fw) for fw in a.uncertain])
+        text += (
+            f" (The layers of {names} do not add up to the measured core time within the stated tolerance, "
+            "so this attribution is uncertain.)"
+        )
+    return text
+
+
+def throughput(cells: Any, ceiling: float | None) -> str:
+    """Each timed cell's achieved GFLOP/s and its share of the compute ceiling."""
+    rows = [
+        [c.batch_size, fmt.framework_name(c.framework), c.loss, fmt.sig(c.flops_per_s / 1e9)]
+        + [fmt.sig(100 * c.fraction_of_peak) if c.fraction_of_peak else fmt.MISSING]
+        for c in cells
+        if c.flops_per_s
+    ]
+    return fmt.table(
+        ["batch", "framework", "loss", "achieved (GFLOP/s)", "% of ceiling"], rows, right=[0, 3, 4]
+    )
+
+
+def costs(stages: Any) -> str:
+    """What each stage's jobs cost, and the whole run."""
+    rows = [
+        [f"`{c.stage}`", f"{c.recorded} of {c.jobs}"]
+        + (
+            [f"{c.wall_s:.0f}", f"{c.startup_s:.1f}", f"{c.lock_wait_s:.0f}"]
+            if c.recorded
+            else [fmt.MISSING] * 3
+        )
+        + [f"{c.memory_bytes / 2**30:.1f}" if c.memory_bytes else fmt.MISSING]
+        for c in stages
+    ]
+    wall, wait = sum(c.wall_s for c in stages), sum(c.lock_wait_s for c in stages)
+    rows.append(
+        ["all of the above", sum(c.recorded for c in stages), f"**{wall:.0f}**", "", f"{wait:.0f}", ""]
+    )
+    headers = ["stage", "jobs recorded", "wall time (s)", "of which start-up (s)", "left out: lock wait (s)"]
+    return fmt.table(headers + ["peak memory (GiB)"], rows, right=[2, 3, 4, 5])
+
+
+def missing(d: Any, kind: str, what: str) -> str:
+    """Whether some or all of a device's jobs of one kind have no result; empty when all have."""
+    lacking, jobs = d.missing[kind], d.jobs[kind]
+    where = "see *Jobs without results* in the Appendix."
+    if lacking and lacking == jobs:
+        return f"No {what} result on {d.device} ({jobs} jobs): {where}"
+    return f"{lacking} of {jobs} {what} jobs on {d.device} have no usable result: {where}" if lacking else ""
+
+
+def training(runs: Any) -> str:
+    """Each training run's wall times, then its per-iteration compute (one run: a spread, no interval)."""
+    times = [
+        [fmt.framework_name(r.framework), r.loss, r.setup, r.iterations, fmt.sig(r.train_time_s)]
+        + [_ms(r.per_iteration_s)]
+        for r in runs
+    ]
+    compute = [
+        [
+            fmt.framework_name(r.framework),
+            r.loss,
+            _ms(r.compute.mean),
+            _ms(r.compute.std),
+            _ms(r.compute.median),
+        ]
+        + [fmt.sig(r.compute.iqr_over_median) + (" (noisy)" if r.compute.noisy else "")]
+        + [f"{r.compute.n} ({r.compute.source})"]
+        for r in runs
+    ]
+    head = ["framework", "loss", "set-up", "iterations", "training time (s)", "wall per iteration (ms)"]
+    spread = ["framework", "loss", "mean (ms)", "std (ms)", "median (ms)", "IQR / median", "samples (source)"]
+    return (
+        fmt.table(head, times, right=range(3, 6))
+        + "\n\nCompute per iteration (one run each: the spread of its iterations, not an interval):\n\n"
+        + fmt.table(spread, compute, right=range(2, 6))
+    )
+
+
+def cells(found: Any, ci: str) -> str:
+    """Each timed cell's core time with its interval, the samples' spread and the disturbed attempts;
+    then what lies outside the core process: the loss alone, peak memory and each timed update."""
+    steps = list(dict.fromkeys(name for c in found for name in c.steps_s))
+    core = [
+        [c.batch_size, fmt.framework_name(c.framework), c.loss, c.blocks, format_interval(c.time, 1e3)]
+        + [_ms(c.mean_s), _ms(c.std_s), c.disturbed]
+        for c in found
+    ]
+    outside = [
+        [c.batch_size, fmt.framework_name(c.framework), c.loss, fmt.scaled(c.loss_alone_s, 1e-6)]
+        + [fmt.MISSING if c.memory_bytes is None else f"{c.memory_bytes / 2**20:.0f}"]
+        + [_ms(c.steps_s.get(name)) for name in steps]
+        for c in found
+    ]
+    head = ["batch", "framework", "loss", "blocks", f"time, {ci} (ms)", "mean of samples (ms)", "std (ms)"]
+    return (
+        fmt.table(head + ["disturbed attempts"], core, right=[0, 3, 4, 5, 6, 7])
+        + "\n\nOutside the core process, per cell (medians of blocks; the updates of round 0 only):\n\n"
+        + fmt.table(
+            ["batch", "framework", "loss", "loss alone (µs)", "peak memory (MiB)"]
+            + [f"{name} update (ms)" for name in steps],
+            outside,
+            right=[0, *range(3, 5 + len(steps))],
+        )
+    )
+
+
+def compiled(found: Any) -> str:
+    """Compiling frameworks' first call against eager PyTorch, with the break-even step; empty when none."""
+    rows = [
+        [c.batch_size, fmt.framework_name(c.framework), c.loss, fmt.sig(c.compile_s), _ms(c.time.estimate)]
+        + [
+            _ms(c.eager_s),
+            c.break_even if c.break_even is not None else "never" if c.eager_s else fmt.MISSING,
+        ]
+        for c in found
+        if c.compile_s is not None
+    ]
+    if not rows:
+        return ""
+    caches = {c.framework: c.caches for c in found if c.compile_s is not None}
+    head = ["batch", "framework", "loss", "compile (s)", "then per step (ms)", "eager PyTorch per step (ms)"]
+    return (
+        "Compile time: the first call (trace, compile and one run), measured in every block before its "
+        "steady-state runs (median of blocks), against eager PyTorch at the same batch size and loss mode; "
+        "break-even is the number of steps after which compiling has cost less than running eager "
+        '("never": the compiled step is not faster).\n\n'
+        + fmt.table(head + ["break-even (steps)"], rows, right=[0, 3, 4, 5, 6])
+        + "\n\nCaches: "
+        + "; ".join(f"{fmt.framework_name(fw)}: {pairs(v) or 'none recorded'}" for fw, v in caches.items())
+        + "."
+    )
+
+
+def _arms_title(a: str, b: str) -> str:
+    """ "Chainer / PyTorch, autograd" for a framework ratio, "Chainer explicit / autograd" for a loss one."""
+    (fa, la), (fb, lb) = a.split("/"), b.split("/")
+    if la == lb:
+        return f"{fmt.framework_name(fa)} / {fmt.framework_name(fb)}, {la}"
+    return f"{fmt.framework_name(fa)} {la} / {lb}"
+
+
+def ratios(found: Any) -> str:
+    """Every paired ratio of core-process times with its verdict: one column per pair of arms."""
+    columns = list(dict.fromkeys((r.a, r.b) for r in found))
+    by = {(r.batch_size, r.a, r.b): r for r in found}
+    rows = [
+        [b]
+        + [
+            f"{format_interval(x.ratio)} {x.verdict.value}" if (x := by.get((b, *arms))) else fmt.MISSING
+            for arms in columns
+        ]
+        for b in dict.fromkeys(r.batch_size for r in found)
+    ]
+    return fmt.table(
+        ["batch"] + [_arms_title(*arms) for arms in columns], rows, right=range(1, len(columns) + 1)
+    )
+
+
+def pairs(items: Any, sep: str = ", ") -> str:
+    """A mapping (or its items) as "key value" pairs: steering variables, an allocator policy."""
+    return sep.join(f"{k} {v}" for k, v in dict(items).items())
+
+
+def records(headers: list[str], items: Any) -> str:
+    """A table of dataclass records, one column per field in order: rows built in Python already."""
+    return fmt.table(headers, [[getattr(x, f.name) for f in dataclasses.fields(x)] for x in items])
+
+
+def layer_rates(b: BreakdownBatch) -> str:
+    """Each conv/fc layer's FLOPs and achieved GFLOP/s per framework, with its share of the ceiling."""
+    rated = [j for j in b.jobs if j.loss == b.rate_loss]
+    rows = []
+    for x in b.roofline:
+        row = [x.layer, x.phase, fmt.sig(x.flops / 1e9)]
+        for j in rated:
+            y = next(
+                (y for y in j.layers if (y.layer, y.phase) == (x.layer, x.phase) and y.flops_per_s), None
+            )
+            row.append(
+                f"{fmt.sig(y.flops_per_s / 1e9)} ({fmt.percent(y.fraction_of_peak)})" if y else fmt.MISSING
+            )
+        rows.append(row)
+    headers = ["Layer", "Phase", "GFLOP"] + [fmt.framework_name(j.framework) for j in rated]
+    return fmt.table(headers, rows, right=range(2, 3 + len(rated)))
+
+
+def roofline_sentence(b: BreakdownBatch, bandwidth: float | None) -> str:
+    """Which layers the roofline classes memory-bound at this batch size, and what that means."""
+    if bandwidth is None:
+        return "The memory bandwidth was not measured by this run, so no layer is classed memory-bound here."
+    if not b.memory_bound:
+        return f"At batch {b.batch_size} every layer lies above the ridge point: all are compute-bound."
+    why = " (the fully connected layers move every weight once per batch of only a few images)"
+    return (
+        f"At batch {b.batch_size} {fmt.join_words(b.memory_bound)} lie below the ridge point in both phases: "
+        "they are memory-bound, so their percentage of the compute peak understates how well they run"
+        + (why if any(layer.startswith("fc") for layer in b.memory_bound) else "")
+        + "."
+    )
