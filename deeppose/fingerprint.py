@@ -3,7 +3,8 @@
     python -m deeppose fingerprint && dvc status   # DVC then names exactly the stale stages
 
 Snakemake refreshes them whenever it reads the Snakefile, and `dvc repro` runs this as its first
-stage; `dvc status` runs nothing, so it sees code and machine changes only after this command.
+stage whenever the package or the lock file changed; `dvc status` runs nothing, and DVC cannot see
+the machine, so it sees which stages a code edit reruns, or a new machine, only after this command.
 """
 
 from __future__ import annotations

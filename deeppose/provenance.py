@@ -13,8 +13,8 @@ for forensics. A measurement also records the machine (deeppose.measure.machine)
 
 Both engines see the same thing through one fingerprint file per stage, or per stage and framework
 (`workflow/fingerprints/`), rewritten only when its content changes (`write_fingerprints`): the
-Snakefile refreshes them when it is read, DVC's `fingerprint` stage on every `dvc repro`, and each
-stage depends on its own file instead of on the code files.
+Snakefile refreshes them when it is read, DVC's `fingerprint` stage whenever the package or the
+lock file changed, and each stage depends on its own file instead of on the code files.
 """
 
 from __future__ import annotations

@@ -34,8 +34,6 @@ class Stage:
     measures: bool = False  # takes every core: never beside another job
     outputs: Callable[[Any], dict[str, Path]] = field(default=lambda job: {})
     directories: tuple[str, ...] = ()  # output names that are folders
-    state: Callable[[Job], Path] | None = None  # a job's own resumable state (DVC persists it;
-    # Snakemake is not told of it, since it deletes declared outputs before rerunning a job)
 
     @property
     def batch_exponents_key(self) -> str | None:
@@ -87,7 +85,6 @@ STAGES: dict[str, Stage] = {
             inputs=(paths.PREPARED,),
             measures=True,
             outputs=_train_outputs,
-            state=paths.checkpoint_dir,
         ),
         Stage(
             "time",

@@ -61,8 +61,7 @@ def snakemake_jobs(cwd: Path) -> set[tuple[str, frozenset[str]]]:
 
 
 def dvc_jobs(cwd: Path) -> set[tuple[str, frozenset[str]]]:
-    """(command, outputs) of every stage in the expanded dvc.yaml, checkpoints excepted: they are
-    deliberately undeclared to Snakemake, which would delete them before a resumed run."""
+    """(command, outputs) of every stage in the expanded dvc.yaml."""
     code = (
         "import json; from dvc.repo import Repo; r = Repo('.');"
         "print(json.dumps([[s.cmd, [str(o.def_path) for o in s.outs]] for s in r.index.stages]))"
@@ -71,7 +70,7 @@ def dvc_jobs(cwd: Path) -> set[tuple[str, frozenset[str]]]:
 
     stages = json.loads(run([sys.executable, "-c", code], cwd).stdout)
     return {
-        (" ".join(cmd.split()), frozenset(o for o in outs if not o.startswith("checkpoints/")))
+        (" ".join(cmd.split()), frozenset(outs))
         for cmd, outs in stages
         if " deeppose fingerprint " not in f" {cmd} "  # Snakemake refreshes them when it reads the Snakefile
     }
@@ -180,20 +179,24 @@ def copy_project(dest: Path) -> Path:
         ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.split()
     for name in files:
-        if name.startswith(("results/", "reports/")) or not (ROOT / name).is_file():
+        if name.startswith(("results/", "reports/", "data/")) or not (ROOT / name).is_file():
             continue
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, target)
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     (dest / "params.yaml").write_text(yaml.safe_dump(deep_update(raw, TINY), sort_keys=False))
-    for command in (
-        ["git", "init", "-q"],
-        ["git", "add", "-A"],
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"],
-    ):
-        subprocess.run(command, cwd=dest, check=True, capture_output=True)
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True, capture_output=True)
+    commit_all(dest, "copy")
     return dest
+
+
+def commit_all(project: Path, message: str) -> None:
+    for command in (
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message],
+    ):
+        subprocess.run(command, cwd=project, check=True, capture_output=True)
 
 
 def expected_outputs(project: Path) -> set[str]:
@@ -315,6 +318,31 @@ def test_snakemake_runs_everything_then_nothing_then_only_what_changed(tmp_path)
     assert len(measured) == 4 + 8 + 4 + 1  # training runs, timing cells, breakdowns, the peak
 
 
+def ran_stages(dvc_repro_output: str) -> set[str]:
+    """The stages a `dvc repro` (or its `--dry` run) ran."""
+    return set(re.findall(r"^Running stage '(\S+)'", dvc_repro_output, flags=re.M))
+
+
+def assert_a_fresh_clone_is_current(project: Path, clone: Path) -> None:
+    """Commit what `dvc repro` left, clone it: DVC finds nothing to do there without running
+    anything (no DVC cache, no dataset download), and a parameter edit names exactly its stages."""
+    commit_all(project, "results")
+    assert not subprocess.run(
+        ["git", "status", "--porcelain", "--ignored", "data", "workflow"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout  # every output but the checkpoints is in git
+    subprocess.run(["git", "clone", "-q", str(project), str(clone)], check=True, capture_output=True)
+    assert dvc(clone, "status").stdout.strip() == "Data and pipelines are up to date."
+    out = dvc(clone, "repro", "--dry").stdout
+    assert ran_stages(out) == set(), out
+    edit_params(clone, {"timing": {"repeats": 3}})
+    assert dvc_stale(clone, refresh=False) == {"time@cpu-0", "time@cpu-1"}
+    assert ran_stages(dvc(clone, "repro", "--dry").stdout) == {"time@cpu-0", "time@cpu-1"}
+
+
 def plant_foreign_machine(project: Path) -> None:
     """Record another CPU model in every measurement and in the fingerprint files beside them."""
     import json
@@ -336,11 +364,14 @@ def test_dvc_repro_produces_the_same_outputs_and_reruns_only_what_changed(tmp_pa
     dvc(project, "repro")
     missing = [out for out in expected_outputs(project) if not (project / out).exists()]
     assert not missing
-    assert dvc_stale(project) == {"fingerprint"}  # always rerun by `dvc repro`; cheap
+    assert dvc_stale(project) == set()
     assert status(project).strip() == "every result of params.yaml is current"
+    assert_a_fresh_clone_is_current(project, tmp_path / "clone")
 
+    # Any code edit reruns the fingerprint stage; a docstring edit rewrites no fingerprint.
     reword(project, "deeppose/timing.py")
     assert dvc_stale(project) == {"fingerprint"}
+    assert ran_stages(dvc(project, "repro").stdout) == {"fingerprint"}
     edit_code(project, "deeppose/backends/chainer.py")
     assert dvc_stale(project, refresh=False) == {"fingerprint"}  # `dvc status` alone runs nothing
     changed = dvc_stale(project) - {"fingerprint"}
@@ -353,11 +384,10 @@ def test_dvc_repro_produces_the_same_outputs_and_reruns_only_what_changed(tmp_pa
         "breakdown-chainer@explicit-cpu-0",
     }
     out = dvc(project, "repro").stdout
-    ran = set(re.findall(r"^Running stage '(\S+)'", out, flags=re.M))
-    assert ran == changed | {"fingerprint", "report"}, out
+    assert ran_stages(out) == changed | {"fingerprint", "report"}, out
 
     edit_params(project, {"timing": {"repeats": 3}})
-    assert dvc_stale(project) == {"fingerprint", "time@cpu-0", "time@cpu-1"}
+    assert dvc_stale(project) == {"time@cpu-0", "time@cpu-1"}
 
     out = dvc(project, "repro").stdout
     assert "Running stage 'train-" not in out, out
@@ -365,8 +395,7 @@ def test_dvc_repro_produces_the_same_outputs_and_reruns_only_what_changed(tmp_pa
 
     edit_params(project, {"grid": {"batch_exponents": [0, 1, 2]}})
     out = dvc(project, "repro").stdout
-    ran = set(re.findall(r"^Running stage '(\S+)'", out, flags=re.M))
-    assert ran - {"report", "fingerprint"} == {"time@cpu-2"}, out
+    assert ran_stages(out) == {"time@cpu-2", "report"}, out
 
     # The results and dvc.lock of another machine (as committed there): every measuring stage.
     plant_foreign_machine(project)
@@ -538,15 +567,12 @@ def test_an_engine_resumes_a_killed_job_to_the_uninterrupted_result(tmp_path, en
 
 @pytest.mark.slow
 def test_dvc_ignores_the_temporaries_of_interrupted_writes():
-    """A checkpoint write killed midway leaves `.last.npz.<random>.tmp` in the checkpoint folder,
-    a DVC output: it must never reach DVC's cache (the next write also removes it)."""
-    result = dvc(
-        ROOT,
-        "check-ignore",
-        "checkpoints/pytorch/autograd/cpu/.last.npz.x7f3k2.tmp",
+    """A write killed midway leaves `.<name>.<random>.tmp` beside its target, in a folder output
+    too: it must never count in that output's hash (the next write also removes it), nor does the
+    marker Snakemake leaves in a folder output (DVC and Snakemake write the same hash)."""
+    ignored = [
+        "reports/figures/.roofline.png.x7f3k2.tmp",
         "results/time/pytorch/autograd/cpu/.b3.json.q1w2e3.tmp",
-    )
-    assert result.stdout.split() == [
-        "checkpoints/pytorch/autograd/cpu/.last.npz.x7f3k2.tmp",
-        "results/time/pytorch/autograd/cpu/.b3.json.q1w2e3.tmp",
+        "data/prepared/.snakemake_timestamp",
     ]
+    assert dvc(ROOT, "check-ignore", *ignored).stdout.split() == ignored

@@ -13,7 +13,7 @@ from deeppose.grid import Job
 
 DATA = Path("data")
 SYNTHETIC = DATA / "synthetic"  # the embedded dataset, in LSP's on-disk format
-PREPARED = DATA / "prepared"  # train/test arrays + summary.json (DVC cache)
+PREPARED = DATA / "prepared"  # train/test arrays + summary.json (in git, as data/synthetic)
 RESULTS = Path("results")
 REPORTS = Path("reports")
 
@@ -47,8 +47,9 @@ def train_metrics(job: Job) -> Path:
 
 
 def checkpoint_dir(job: Job) -> Path:
-    """Model + optimiser state at epoch ends; outside git (DVC cache), never declared to Snakemake
-    as an output so that a rerun after an interruption finds it and resumes."""
+    """Model + optimiser state at epoch ends: resume state, not a result, so outside git and
+    declared to neither engine (both delete a job's declared outputs before rerunning it), so that
+    a rerun after an interruption finds it and resumes."""
     return Path("checkpoints") / job.framework / job.loss / job.device
 
 
