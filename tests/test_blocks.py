@@ -56,7 +56,9 @@ def test_schedule_and_arms_reject_bad_input() -> None:
         B.schedule([B.Arm("a"), B.Arm("a")], rounds=1, seed=0)
 
 
-@pytest.mark.parametrize("arm", [B.Arm("pytorch/autograd"), B.Arm("chainer/explicit", 1), B.Arm("jax/autograd", B.PLANTED)])
+@pytest.mark.parametrize(
+    "arm", [B.Arm("pytorch/autograd"), B.Arm("chainer/explicit", 1), B.Arm("jax/autograd", B.PLANTED)]
+)
 def test_an_arms_name_parses_back_to_the_arm(arm: B.Arm) -> None:
     assert B.Arm.parse(arm.name) == arm
     assert B.cell_of(arm.name) == arm.cell
