@@ -1,13 +1,16 @@
-"""Fixtures shared by the tests: the session's own measurement lock; for the backend tests, one
-batch and one set of weights, whose float64 ReLU and pooling margins tests/test_backends.py checks."""
+"""Fixtures shared by the tests: the session's own measurement lock; the tiny project trained once
+per test run (tests/tiny_training.py); for the backend tests, one batch and one set of weights,
+whose float64 ReLU and pooling margins tests/test_backends.py checks."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from tiny_training import Trained, train_all
 
 from deeppose import model as spec
 from deeppose.measure import allocator
@@ -35,6 +38,16 @@ def keep_the_test_process_allocator() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(allocator, "pin", lambda threshold_mib: None)
         yield
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
+    """The tiny project, every framework and loss mode trained once for the whole test run (the
+    tests that only read a finished run share it); its folder, with KEPT's checkpoint, goes at the
+    end. A test must not write into it: copy it, or work in a folder of its own."""
+    folder = tmp_path_factory.mktemp("trained")
+    yield train_all(folder)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

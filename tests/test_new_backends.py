@@ -15,7 +15,7 @@ import json
 import numpy as np
 import pytest
 from test_backends import EXACT, NO_DROPOUT, disagreements, loss_inputs, rel_err, run_core
-from test_train import losses, make_project
+from tiny_training import KEPT, losses, make_project
 
 from deeppose import model as spec
 from deeppose.backends import create_backend
@@ -306,12 +306,12 @@ def _curves(project, framework: str) -> dict[str, np.ndarray]:
         pytest.param("pytorch_compile", marks=pytest.mark.slow),
     ],
 )
-def test_autograd_and_explicit_curves_are_identical_and_follow_pytorch(project, framework):
+def test_autograd_and_explicit_curves_are_identical_and_follow_pytorch(project, trained, framework):
+    """PyTorch's curve is the session's shared run of the same tiny project (conftest's `trained`)."""
     curves = _curves(project, framework)
     assert len(curves["autograd"]) == 4
     np.testing.assert_allclose(curves["explicit"], curves["autograd"], rtol=1e-5)
-    train(load_params(project), Job("pytorch", "autograd", "cpu"), progress=False)
-    np.testing.assert_allclose(curves["autograd"], losses(Job("pytorch", "autograd", "cpu")), rtol=1e-4)
+    np.testing.assert_allclose(curves["autograd"], trained.curves[KEPT], rtol=1e-4)
 
 
 class Stopped(Exception):

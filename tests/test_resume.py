@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_train import ROOT, make_project
+from tiny_training import ROOT, make_project
 
 from deeppose import checkpoint
 from deeppose.config import Job, load_params

@@ -1,5 +1,6 @@
 """Training: identical curves across loss modes, agreement across frameworks, repeatability,
-kill-and-resume, divergence, on a tiny prepared set in a temporary project folder."""
+kill-and-resume, divergence, on a tiny prepared set in a temporary project folder. The tests that
+read a finished run take conftest's session fixture `trained` (tests/tiny_training.py)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from tiny_datasets import write_tiny_prepared
+from tiny_training import KEPT, ROOT, TINY_TRAIN, Trained, losses, make_project
 
 from deeppose import checkpoint
 from deeppose import model as spec
@@ -27,71 +26,12 @@ from deeppose.grid import Job
 from deeppose.records import paths
 from deeppose.train import mean_pose, train
 
-ROOT = Path(__file__).resolve().parent.parent
-# MomentumSGD: its update is linear in the gradient, so float32 differences between frameworks
-# stay as small as they are (Adam divides them by the gradients' own scale).
-TINY_TRAIN = {
-    "optimizer": "momentum_sgd",
-    "batch_size": 4,
-    "epochs": 2,
-    "eval_every": 1,
-    "threads": 1,
-    "lr": 0.001,
-}
-
-
-def make_project(folder: Path, n_train: int = 8, **train_changes) -> Path:
-    """A project folder with a tiny prepared set and params.yaml; returns the params path."""
-    folder.mkdir(parents=True, exist_ok=True)
-    write_tiny_prepared(folder / paths.PREPARED, n_train=n_train, n_test=4, seed=0)
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["train"].update(TINY_TRAIN, **train_changes)
-    raw["model"]["dropout"] = 0.0
-    (folder / "params.yaml").write_text(yaml.safe_dump(raw))
-    return folder / "params.yaml"
-
-
-def losses(job: Job) -> np.ndarray:
-    lines = [json.loads(line) for line in paths.train_log(job).read_text().splitlines()]
-    return np.array([e["loss"] for e in lines if e["kind"] == "iteration"])
-
 
 @pytest.fixture()
 def project(tmp_path, monkeypatch) -> Path:
     params = make_project(tmp_path)
     monkeypatch.chdir(tmp_path)
     return params
-
-
-JOBS = [
-    Job(framework, mode, "cpu") for framework in ("pytorch", "chainer") for mode in ("autograd", "explicit")
-]
-KEPT = Job("pytorch", "autograd", "cpu")  # the one job whose checkpoint the tests read
-
-
-@dataclass(frozen=True)
-class Trained:
-    params: Path
-    results: dict[Job, dict]
-    curves: dict[Job, np.ndarray]
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Iterator[Trained]:
-    """The tiny project trained once for the module: both frameworks, both loss modes. Only KEPT's
-    checkpoint is kept (each is about 460 MB); the folder goes when the module ends."""
-    folder = tmp_path_factory.mktemp("trained")
-    params = make_project(folder)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(folder)
-        results, curves = {}, {}
-        for job in JOBS:
-            results[job] = train(load_params(params), job, progress=False)
-            curves[job] = losses(job)
-            if job != KEPT:  # at most two checkpoints on disk at a time
-                shutil.rmtree(paths.checkpoint_dir(job))
-    yield Trained(params, results, curves)
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture()
@@ -225,14 +165,15 @@ def _train_command(framework: str) -> list[str]:
     "framework, optimizer", [("pytorch", "adam"), ("chainer", "adam"), ("chainer", "momentum_sgd")]
 )
 def test_killed_run_resumes_to_the_same_weights(tmp_path, framework, optimizer):
-    """SIGKILL after the first epoch's checkpoint, rerun: same log and weights as one clean run."""
+    """SIGKILL after the first epoch's checkpoint, rerun: same log and weights as one clean run.
+    The tiny project's two epochs: the resumed run carries the optimiser's state (Adam's step
+    count, the velocities) and the batch order into epoch 2; a kill that lands after the run
+    finished fails the check that metrics.json is absent, rather than passing untested."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     finals = {}
     for name in ("clean", "killed"):
         folder = tmp_path / name
-        make_project(
-            folder, n_train=12, epochs=3, optimizer=optimizer, lr=0.0003 if optimizer == "adam" else 0.001
-        )
+        make_project(folder, optimizer=optimizer, lr=0.0003 if optimizer == "adam" else 0.001)
         job = Job(framework, "autograd", "cpu")
         if name == "killed":
             process = subprocess.Popen(

@@ -2,7 +2,10 @@
 profile, and real runs.
 
 The end-to-end tests run the real pipeline in a temporary copy of the project on tiny parameters
-(a few images, one epoch, exponents 0..1, 2 blocks of 2 repeats), with each engine.
+(a few images, one epoch, exponents 0..1, 2 blocks of 2 repeats) once per test run, under DVC (the
+module fixture `pipeline_run`); the Snakemake test starts from a copy of that run's outputs, which
+Snakemake must find current, and reruns what each edit makes stale under Snakemake itself. Both
+engines run the same commands (test_both_engines_define_the_same_jobs).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -253,12 +258,42 @@ STALE_AFTER_CHAINER_EDIT = {
 }
 
 
+@dataclass(frozen=True)
+class PipelineRun:
+    """The tiny project after one `dvc repro`: `dvc` is that project (the DVC test's, with DVC's
+    cache and the checkpoints); `snakemake` a copy of it without them (modification times kept)."""
+
+    dvc: Path
+    snakemake: Path
+
+
+def without_cache_and_checkpoints(folder: str, names: list[str]) -> set[str]:
+    """copytree's ignore: DVC's cache and the checkpoints (gigabytes; Snakemake declares neither)."""
+    here = Path(folder)
+    return {
+        name
+        for name in names
+        if (here.name == ".dvc" and name == "cache") or (name == "checkpoints" and (here / ".dvc").is_dir())
+    }
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory) -> Iterator[PipelineRun]:
+    """The tiny pipeline run once for both engines' tests."""
+    project = copy_project(tmp_path_factory.mktemp("dvc") / "project")
+    dvc(project, "repro")
+    copy = tmp_path_factory.mktemp("snakemake") / "project"
+    shutil.copytree(project, copy, ignore=without_cache_and_checkpoints)
+    yield PipelineRun(project, copy)
+    shutil.rmtree(project.parent, ignore_errors=True)
+    shutil.rmtree(copy.parent, ignore_errors=True)
+
+
 @pytest.mark.slow
-def test_snakemake_runs_everything_then_nothing_then_only_what_changed(tmp_path):
-    project = copy_project(tmp_path / "project")
-    snakemake(project, "--cores", "all")
-    missing = [out for out in expected_outputs(project) if not (project / out).exists()]
-    assert not missing
+def test_snakemake_finds_dvcs_run_current_then_reruns_only_what_changed(pipeline_run):
+    """Snakemake, on outputs DVC made: nothing to do; then each edit reruns what it makes stale."""
+    project = pipeline_run.snakemake
+    assert snakemake_planned(project) == []
     assert (
         "Nothing to be done"
         in snakemake(project, "--cores", "all").stdout + snakemake(project, "--cores", "all").stderr
@@ -359,9 +394,8 @@ def plant_foreign_machine(project: Path) -> None:
 
 
 @pytest.mark.slow
-def test_dvc_repro_produces_the_same_outputs_and_reruns_only_what_changed(tmp_path):
-    project = copy_project(tmp_path / "project")
-    dvc(project, "repro")
+def test_dvc_repro_produces_the_same_outputs_and_reruns_only_what_changed(pipeline_run):
+    project = pipeline_run.dvc
     missing = [out for out in expected_outputs(project) if not (project / out).exists()]
     assert not missing
     assert dvc_stale(project) == set()
@@ -531,8 +565,9 @@ def test_an_engine_resumes_a_killed_job_to_the_uninterrupted_result(tmp_path, en
     """Kill the training job mid-epoch 2, rerun the same engine command: the job resumes from epoch
     1 and ends with the metrics, curve and weights of an uninterrupted run (the CLI's, run after it
     in the same project, which trains afresh since the checkpoint is then of a finished run).
-    Before: metrics counted only the resumed epochs and the curve lacked epoch 1."""
-    epochs = 3
+    Before: metrics counted only the resumed epochs and the curve lacked epoch 1. Two epochs are
+    enough: the kill lands in epoch 2 (the engine must not finish first, which the kill checks)."""
+    epochs = 2
     project, job = train_project(tmp_path, framework, epochs)
     command = engine_command(engine, job)
     kill_after_first_epoch_2_line(command, project, job)

@@ -1,0 +1,82 @@
+"""The tiny training project the tests train in: a prepared set of 8 + 4 random images, momentum
+SGD, batch 4, 2 epochs, one thread.
+
+    make_project(folder, n_train=8, **train_changes)  # writes prepared/ and params.yaml
+    train_all(folder)                                  # every JOB trained once: a Trained
+
+conftest.py's session fixture `trained` calls train_all once per test run; every test that only
+reads a finished run of this project (its curves, metrics, log or KEPT's checkpoint) takes it
+instead of training again.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from tiny_datasets import write_tiny_prepared
+
+from deeppose.config import load_params
+from deeppose.grid import Job
+from deeppose.records import paths
+from deeppose.train import train
+
+ROOT = Path(__file__).resolve().parent.parent
+# MomentumSGD: its update is linear in the gradient, so float32 differences between frameworks
+# stay as small as they are (Adam divides them by the gradients' own scale).
+TINY_TRAIN = {
+    "optimizer": "momentum_sgd",
+    "batch_size": 4,
+    "epochs": 2,
+    "eval_every": 1,
+    "threads": 1,
+    "lr": 0.001,
+}
+JOBS = [
+    Job(framework, mode, "cpu") for framework in ("pytorch", "chainer") for mode in ("autograd", "explicit")
+]
+KEPT = Job("pytorch", "autograd", "cpu")  # the one job whose checkpoint the tests read
+
+
+def make_project(folder: Path, n_train: int = 8, **train_changes) -> Path:
+    """A project folder with a tiny prepared set and params.yaml; returns the params path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_tiny_prepared(folder / paths.PREPARED, n_train=n_train, n_test=4, seed=0)
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["train"].update(TINY_TRAIN, **train_changes)
+    raw["model"]["dropout"] = 0.0
+    (folder / "params.yaml").write_text(yaml.safe_dump(raw))
+    return folder / "params.yaml"
+
+
+def losses(job: Job) -> np.ndarray:
+    """The iteration losses of `job`'s training log, in the working directory."""
+    lines = [json.loads(line) for line in paths.train_log(job).read_text().splitlines()]
+    return np.array([e["loss"] for e in lines if e["kind"] == "iteration"])
+
+
+@dataclass(frozen=True)
+class Trained:
+    params: Path
+    results: dict[Job, dict]
+    curves: dict[Job, np.ndarray]
+
+
+def train_all(folder: Path) -> Trained:
+    """The default tiny project in `folder`, every JOB trained once. Only KEPT's checkpoint is
+    kept (each is about 460 MB), so at most two are on disk at a time."""
+    params = make_project(folder)
+    results, curves = {}, {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        for job in JOBS:
+            results[job] = train(load_params(params), job, progress=False)
+            curves[job] = losses(job)
+            if job != KEPT:
+                shutil.rmtree(paths.checkpoint_dir(job))
+    return Trained(params, results, curves)
