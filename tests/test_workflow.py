@@ -394,7 +394,7 @@ def plant_foreign_machine(project: Path) -> None:
 
 
 @pytest.mark.slow
-def test_dvc_repro_produces_the_same_outputs_and_reruns_only_what_changed(pipeline_run):
+def test_dvc_repro_produces_the_same_outputs_and_reruns_only_what_changed(pipeline_run, tmp_path):
     project = pipeline_run.dvc
     missing = [out for out in expected_outputs(project) if not (project / out).exists()]
     assert not missing
