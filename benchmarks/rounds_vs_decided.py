@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from timing_runs import load_groups, verdicts  # noqa: E402
+from timing_runs import control_of, load_groups, verdicts  # noqa: E402
 
 from deeppose.records.results import BlockRecord, TimingResult  # noqa: E402
 from deeppose.verdicts import Verdict  # noqa: E402
@@ -71,10 +71,11 @@ def main() -> int:
             cut = [first_rounds(r, k) for r in results]
             wall += sum(w for round_, w in round_walls(results).items() if round_ < k)
             for name, (verdict, _) in verdicts(cut).items():
-                if "#1" in name:
+                control = control_of(name)
+                if control == "aa":
                     null_n += 1
                     null_false += verdict in (Verdict.SLOWER, Verdict.FASTER)
-                elif "#planted" in name:
+                elif control == "planted":
                     planted_n += 1
                     found += verdict is Verdict.SLOWER
                 else:

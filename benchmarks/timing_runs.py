@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from deeppose.compare_stats import clopper_pearson, compare, format_interval  # noqa: E402
 from deeppose.grid import Group  # noqa: E402
-from deeppose.measure.blocks import planted, twin  # noqa: E402
+from deeppose.measure.blocks import PLANTED, Arm, planted, twin  # noqa: E402
 from deeppose.records.results import TimingResult  # noqa: E402
 from deeppose.verdicts import Verdict  # noqa: E402
 
@@ -55,6 +55,13 @@ def verdicts(results: list[TimingResult]) -> dict[str, tuple[Verdict, str]]:
         found_pair = compare(blocks, a, b, first.design.margin, first.design.decision_level)
         found[f"{a} / {b}"] = (found_pair.verdict, format_interval(found_pair.ratio))
     return found
+
+
+def control_of(name: str) -> str | None:
+    """What a comparison named `a / b` (verdicts' keys) controls: "aa" for an A/A twin against its
+    cell, "planted" for the positive control, None for a comparison of cells."""
+    replica = Arm.parse(name.split(" / ")[0]).replica
+    return "planted" if replica == PLANTED else "aa" if replica else None
 
 
 def proportion(k: int, n: int) -> str:
@@ -104,16 +111,16 @@ def main() -> int:
         found = [verdicts(run[label]) for run in runs]
         for name in found[0]:
             va, vb = found[0][name][0], found[1][name][0]
-            is_control = "#" in name
-            if not is_control:
+            control = control_of(name)
+            if control is None:
                 total += 1
                 decided[0] += va.decided
                 decided[1] += vb.decided
             for i, v in enumerate((va, vb)):
-                if "#1" in name:
+                if control == "aa":
                     null_n[i] += 1
                     null_false[i] += v in (Verdict.SLOWER, Verdict.FASTER)
-                elif "#planted" in name:
+                elif control == "planted":
                     planted_n[i] += 1
                     planted_found[i] += v is Verdict.SLOWER
                 elif "/explicit / " in name and name.split("/")[0] == name.split(" / ")[1].split("/")[0]:
