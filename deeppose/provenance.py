@@ -8,8 +8,10 @@ touches only Chainer's jobs.
 
 Staleness compares behaviour, not bytes: a Python file is hashed as its syntax tree with docstrings
 removed (comments and formatting never reach the tree), so a docstring edit stales nothing while a
-one-token change stales exactly the jobs that run the file. The byte hashes are recorded beside,
-for forensics. A measurement also records the machine (deeppose.measure.machine) and is stale on another.
+one-token change stales exactly the jobs that run the file. The stage table, which every job runs,
+counts for a stage as its own entry without its help text, so editing one stage reruns that stage
+only. The byte hashes are recorded beside, for forensics. A measurement also records the machine
+(deeppose.measure.machine) and is stale on another.
 
 Both engines see the same thing through one fingerprint file per stage, or per stage and framework
 (`workflow/fingerprints/`), rewritten only when its content changes (`write_fingerprints`): the
@@ -37,6 +39,7 @@ from deeppose.stages import STAGES, Stage, backend_module
 ROOT = Path(__file__).resolve().parent.parent
 LOCK_FILE = "requirements/lock.txt"
 ENTRY_POINT = "deeppose.cli"  # runs before every stage: parses the command, pins the allocator
+STAGE_TABLE = "deeppose/stages.py"
 
 
 def _module_file(module: str) -> Path | None:
@@ -140,6 +143,44 @@ def _behaviour_hash(path: str, mtime_ns: int, size: int) -> str:
     return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()
 
 
+def code_hashes(stage: Stage, files: list[str], root: Path = ROOT) -> dict[str, str]:
+    """The behaviour hash of each of a stage's code files, the stage table's as that stage sees it."""
+    return {
+        path: stage_entry_hash(stage.name, root) if path == STAGE_TABLE else behaviour_hash(path, root)
+        for path in files
+    }
+
+
+def stage_entry_hash(name: str, root: Path = ROOT) -> str:
+    """sha256 of the stage table as stage `name` runs it: the module's syntax tree without
+    docstrings, without the other stages' entries and without any stage's help text."""
+    path = root / STAGE_TABLE
+    stat = path.stat()
+    return _stage_entry_hash(str(path), stat.st_mtime_ns, stat.st_size, name)
+
+
+def _stage_name(node: ast.AST) -> str | None:
+    """The name a `Stage(...)` call declares, None for any other node."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Stage":
+        first = node.args[0] if node.args else None
+        if isinstance(first, ast.Constant) and isinstance(first.value, str):
+            return first.value
+    return None
+
+
+@functools.cache
+def _stage_entry_hash(path: str, mtime_ns: int, size: int, name: str) -> str:
+    tree = _without_docstrings(ast.parse(Path(path).read_text(encoding="utf-8"), path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Tuple) and node.elts and all(_stage_name(e) for e in node.elts):
+            node.elts = [e for e in node.elts if _stage_name(e) == name]
+        if _stage_name(node) is not None:
+            assert isinstance(node, ast.Call)
+            node.args = node.args[:2]
+            node.keywords = [k for k in node.keywords if k.arg != "help"]
+    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()
+
+
 def file_hash(relative: str | Path, root: Path = ROOT) -> str:
     """sha256 of a file's bytes, read once per version of the file: the report checks every
     result's provenance, and the results share most of their code files."""
@@ -164,7 +205,7 @@ def record(stage_name: str, params: Params, job: Job | Group | None = None) -> P
     files = code_files(stage, job)
     return Provenance(
         stage=stage_name,
-        code={path: behaviour_hash(path) for path in files},
+        code=code_hashes(stage, files),
         code_bytes={path: file_hash(path) for path in files},
         params=params_read(stage, params),
         params_file=params.path.as_posix(),
@@ -235,7 +276,7 @@ def fingerprint_text(stage: Stage, job: Job | Group | None) -> str:
     files = code_files(stage, job)
     content = {
         "stage": stage.name,
-        "code": {path: behaviour_hash(path) for path in files},
+        "code": code_hashes(stage, files),
         "machine": machine.fingerprint() if stage.measures else None,
     }
     return json.dumps(content, indent=1, sort_keys=True) + "\n"

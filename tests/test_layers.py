@@ -262,6 +262,34 @@ def test_a_one_token_edit_changes_the_hash(tmp_path: Path) -> None:
     assert provenance.behaviour_hash(relative, tmp_path) != provenance.behaviour_hash(relative)
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "staled"),
+    [
+        ('"time each layer\'s forward and backward"', '"profile each layer"', set()),
+        (
+            'extra_modules=("deeppose.peak",)',
+            'extra_modules=("deeppose.peak", "deeppose.stats")',
+            {"breakdown"},
+        ),
+        ("def job_label(", "def job_label_renamed(", set(STAGES)),
+    ],
+    ids=["help text", "one stage's entry", "shared code"],
+)
+def test_an_edit_to_the_stage_table_stales_the_stages_it_changes(
+    tmp_path: Path, old: str, new: str, staled: set[str]
+) -> None:
+    source = (PACKAGE / "stages.py").read_text(encoding="utf-8")
+    assert old in source
+    (tmp_path / "deeppose").mkdir()
+    (tmp_path / "deeppose" / "stages.py").write_text(source.replace(old, new), encoding="utf-8")
+    changed = {
+        name
+        for name in STAGES
+        if provenance.stage_entry_hash(name, tmp_path) != provenance.stage_entry_hash(name)
+    }
+    assert changed == staled
+
+
 def test_the_package_is_formatted_and_linted() -> None:
     ruff = [sys.executable, "-m", "ruff"]
     for command in (["format", "--check", "."], ["check", "."]):
