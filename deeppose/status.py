@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 
 from deeppose import provenance
-from deeppose.config import load_params
+from deeppose.config import Params, load_params
 from deeppose.records import output_set, paths
 from deeppose.records.results import RecordError, ReportSummary
 from deeppose.report.load import load_results
@@ -27,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    params = load_params(args.params)
+def problems(params: Params) -> list[str]:
+    """One line per result that is stale, missing or half-written, and per outdated fingerprint."""
     results = load_results(params)
     lines = [f"stale {path}: {'; '.join(reasons)}" for path, reasons in sorted(results.stale.items())]
     lines += [f"missing {loaded.path}: {loaded.missing}" for loaded in results.everything() if not loaded.ok]
@@ -51,5 +51,11 @@ def run(args: argparse.Namespace) -> int:
         f"outdated {path}: run `python -m deeppose fingerprint` before `dvc status`"
         for path in provenance.outdated_fingerprints(params)
     ]
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    params = load_params(args.params)
+    lines = problems(params)
     print("\n".join(lines) if lines else f"every result of {params.path} is current")
     return 1 if lines and args.check else 0

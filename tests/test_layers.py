@@ -95,6 +95,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "deeppose.compare",
         "deeppose.compare_stats",
         "deeppose.status",
+        "deeppose.snakemake_times",
         "deeppose.fingerprint",
         "deeppose.table",
         "deeppose.dvc_yaml",

@@ -73,6 +73,12 @@ def fingerprint(name: str) -> Path:
     return Path("workflow") / "fingerprints" / f"{name}.json"
 
 
+def snakemake_params(stage: str) -> Path:
+    """The parameter values a stage reads, as a file whose time tells Snakemake of an edit where it
+    has no metadata of its own (deeppose.snakemake_times); Snakemake's state, not in git."""
+    return Path(".snakemake") / "deeppose-params" / f"{stage}.json"
+
+
 def stage_cost(stage: str, job_label: str | None) -> Path:
     """The wall time, CPU time and memory of one job of a stage (a `StageCost`)."""
     return RESULTS / "cost" / stage / f"{job_label or stage}.json"

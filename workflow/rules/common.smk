@@ -4,7 +4,7 @@
 # file themselves, so edit the file (not --config keys) to change a parameter.
 import sys
 
-from deeppose import provenance
+from deeppose import provenance, snakemake_times
 from deeppose.config import load_params
 from deeppose.errors import DeepPoseError
 from deeppose.memory import check_machine
@@ -23,6 +23,9 @@ except DeepPoseError as error:
 # What each job runs and where, as files rewritten only when that changes (deeppose.provenance): a
 # docstring edit reruns nothing, a new machine reruns every measurement.
 provenance.write_fingerprints(PARAMS)
+# Snakemake sees parameters and results by file time, a fresh clone too (deeppose.snakemake_times).
+snakemake_times.write_params_files(PARAMS)
+snakemake_times.adopt(PARAMS)
 
 GRID = PARAMS.grid
 # Measuring jobs take every core, so that none ever runs beside another job. A cluster run has
@@ -61,7 +64,10 @@ def stage_inputs(stage):
         job = _cell(
             stage, wildcards.get("framework"), wildcards.get("loss"), wildcards.get("device"), wildcards.get("batch_exp")
         )
-        named = {"fingerprint": str(paths.fingerprint(provenance.fingerprint_name(STAGES[stage], job)))}
+        named = {
+            "fingerprint": str(paths.fingerprint(provenance.fingerprint_name(STAGES[stage], job))),
+            "parameters": str(paths.snakemake_params(stage)),
+        }
         if STAGES[stage].inputs:
             named["data"] = [str(path) for path in STAGES[stage].inputs]
         if STAGES[stage].reads_results:
