@@ -436,7 +436,7 @@ def findings_of(params: Params):
 def test_report_section_renders_from_hand_made_results(
     report_params: Params, tmp_path: Path, monkeypatch
 ) -> None:
-    from deeppose.report import figures, sections
+    from deeppose.report import figures, plot_style, sections
 
     monkeypatch.chdir(tmp_path)
     results = {
@@ -462,11 +462,13 @@ def test_report_section_renders_from_hand_made_results(
     (a,) = findings.devices[0].breakdown[0].attributions
     assert a.other_s / a.reference_s == pytest.approx(1.7 / 0.35)
     assert a.parts_s["conv"] / a.extra_s == pytest.approx(1.3 / 1.35)
-    first = [figures.png(drawn[name]) for name in sorted(drawn)]
+    first = [plot_style.png(drawn[name]) for name in sorted(drawn)]
     assert all(b.startswith(b"\x89PNG") for b in first)
     again = findings_of(report_params)
     assert sections.section(BREAKDOWN, again, set(drawn)) == markdown
-    assert [figures.png(figures.plan(again)[name]) for name in sorted(drawn)] == first  # deterministic bytes
+    assert [
+        plot_style.png(figures.plan(again)[name]) for name in sorted(drawn)
+    ] == first  # deterministic bytes
 
 
 def test_report_section_without_results(report_params: Params, tmp_path: Path, monkeypatch) -> None:

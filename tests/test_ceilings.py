@@ -31,7 +31,7 @@ from report_project import (
 
 from deeppose.config import load_params
 from deeppose.grid import Job
-from deeppose.report import ceilings, figures
+from deeppose.report import ceilings, layer_figures, plot_style
 from deeppose.report.analysis import analyse
 from deeppose.report.load import Loaded, load_results
 
@@ -129,9 +129,9 @@ def test_roofline_points_lie_under_their_roofs(project):
     checked = 0
     for d in findings.devices:
         for b in d.breakdown:
-            for fw, phase, intensity, gflops, layer in figures.roofline_points(b):
-                assert gflops <= figures.plotted(p.ceiling / 1e9), (fw, layer, phase)
-                assert gflops <= figures.plotted(p.bandwidth * intensity / 1e9) * (1 + 1e-3), (fw, layer)
+            for fw, phase, intensity, gflops, layer in layer_figures.roofline_points(b):
+                assert gflops <= plot_style.plotted(p.ceiling / 1e9), (fw, layer, phase)
+                assert gflops <= plot_style.plotted(p.bandwidth * intensity / 1e9) * (1 + 1e-3), (fw, layer)
                 checked += 1
     assert checked
 
@@ -196,7 +196,9 @@ def test_roofline_png_is_the_same_on_any_cpu(project):
     b = d.breakdown[0]
 
     def digest(f) -> str:
-        return hashlib.sha256(figures.png(lambda: figures.roofline_figure(f, f.devices[0], b))).hexdigest()
+        return hashlib.sha256(
+            plot_style.png(lambda: layer_figures.roofline_figure(f, f.devices[0], b))
+        ).hexdigest()
 
     first = digest(findings)
     assert digest(findings) == first  # regenerated: the same bytes
@@ -210,7 +212,7 @@ def test_roofline_png_is_the_same_on_any_cpu(project):
 def test_roofline_coordinates_are_rounded(project):
     _, findings = project
     d = findings.devices[0]
-    figure = figures.roofline_figure(findings, d, d.breakdown[0])
+    figure = layer_figures.roofline_figure(findings, d, d.breakdown[0])
     ax = figure.axes[0]
     values = [*ax.get_xlim(), *ax.get_ylim()]
     for line in ax.get_lines():
@@ -220,7 +222,7 @@ def test_roofline_coordinates_are_rounded(project):
     assert len(values) > 10
     for v in values:
         if math.isfinite(v) and v not in (0.0, 1.0):  # axhline/axvline span the axes in [0, 1]
-            assert v == figures.plotted(v), v
+            assert v == plot_style.plotted(v), v
 
 
 def test_a_peak_stage_above_every_achieved_rate_is_the_ceiling(project):

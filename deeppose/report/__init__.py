@@ -26,7 +26,7 @@ from deeppose.errors import DeepPoseError
 from deeppose.measure import machine
 from deeppose.records import atomic, output_set, paths
 from deeppose.records.results import ReportSummary
-from deeppose.report import cells, dvc_files, figures, sections
+from deeppose.report import cells, dvc_files, figures, plot_style, sections
 from deeppose.report.analysis import Findings, analyse, to_json
 from deeppose.report.load import Results, load_results
 from deeppose.report.training import curves
@@ -53,7 +53,7 @@ def render(results: Results, baseline: str | None = None) -> tuple[Findings, dic
         )
         changes = f"{baseline}\n{compare.render_markdown(found)}"
     findings = analyse(results)
-    pngs = {file: figures.png(draw) for file, draw in figures.plan(findings, curves(results)).items()}
+    pngs = {file: plot_style.png(draw) for file, draw in figures.plan(findings, curves(results)).items()}
     return findings, pngs, sections.document(findings, set(pngs), TITLE, changes)
 
 
