@@ -76,8 +76,10 @@ def run(args: argparse.Namespace) -> None:
             )
         result = train(params, job)
     final = result["final_test"]
+    runs = len(result["runs"])
+    which = f" (the first of {runs} seeds)" if runs > 1 else ""
     print(
-        f"{args.framework}/{args.loss}/{args.device}: {result['iterations']} iterations in "
+        f"{job.label}{which}: {result['iterations']} iterations in "
         f"{result['train_time_s']:.1f} s ({result['iteration_time_s']['mean']:.3f} s/iteration), "
         f"test loss {final['loss']:.4g} (mean pose {result['baseline_test']['loss']:.4g}), "
         f"PCP {_pct(final['pcp'])} (mean pose {_pct(result['baseline_test']['pcp'])})"
