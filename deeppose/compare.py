@@ -580,6 +580,8 @@ def _accuracy(base: Side, head: Side, margin: float) -> list[Row]:
     difference is shown but never called a change; runs identical bit for bit on both sides are."""
     rows = []
     for job in sorted(set(base.train) & set(head.train), key=_label):
+        if job in base.log_problems or job in head.log_problems:  # named in Changes.problems
+            continue
         b, h = _seed_runs(base, job), _seed_runs(head, job)
         same = identical(b, h)
         for metric, (what, ratio) in ACCURACY.items():

@@ -42,6 +42,8 @@ class BetweenSeeds:
     interval: Interval  # a / b (ratio) or a - b (difference); no bounds below two seeds
     verdict: Verdict
     seeds: int  # distinct seeds both sides have
+    margin: float  # the verdict's (classify): a ratio within 1 +- margin is equivalent, and so is a
+    # difference d whose 1 + d is
 
     @property
     def word(self) -> str:
@@ -98,6 +100,7 @@ def between_seeds(
             Interval(estimate, None, None, len(seeds), level, f"one seed: {ONE_TRAJECTORY}"),
             Verdict.INCONCLUSIVE,
             len(seeds),
+            margin,
         )
     if ratio:
         interval = paired_ratio(a, b, level)
@@ -111,4 +114,5 @@ def between_seeds(
         Interval(interval.estimate, interval.low, interval.high, len(seeds), level, method),
         verdict,
         len(seeds),
+        margin,
     )

@@ -101,10 +101,15 @@ def test_the_report_compares_frameworks_between_seeds():
         training=(SimpleNamespace(seeds=2), SimpleNamespace(seeds=2)),
     )
     (answer,) = answers._accuracy(d, 8)
-    assert answer.interval is pck and "between 2 seeds" in answer.caveat
+    assert (
+        answer.interval is pck and "between 2 seeds" in answer.caveat and "margin ± 5 points" in answer.caveat
+    )
     lines = accuracy.accuracy_lines(d)
     assert lines[0] == "Each training job on cpu ran 2 seeds; the tables above show each job's first."
-    assert lines[1].startswith("Chainer against PyTorch on cpu (autograd), between 2 seeds paired by seed: ")
+    assert lines[1].startswith(
+        "Chainer against PyTorch on cpu (autograd), between 2 seeds paired by seed (equivalence margin "
+        "timing.margin: a loss ratio within ×/÷ 1.05, PCK within 5 points): "
+    )
     assert "final training loss Chainer / PyTorch" in lines[1] and "**higher**" in lines[1]
 
 
@@ -185,3 +190,12 @@ def test_compare_judges_two_seeds_between_seeds():
         paired_t([0.90, 0.93], [0.50, 0.52])
     )
     assert pck.verdict == "better"
+
+
+def test_a_record_whose_runs_repeat_a_seed_is_refused_in_one_line():
+    from deeppose.records import ranges
+    from deeppose.records.results import RecordError
+
+    ranges.check(metrics(PYTORCH, [run(0, 0.2, 0.5), run(5, 0.2, 0.5)]), "m.json")
+    with pytest.raises(RecordError, match=r"^m.json: runs: seeds \[0, 0\] are not distinct"):
+        ranges.check(metrics(PYTORCH, [run(0, 0.2, 0.5), run(0, 0.3, 0.5)]), "m.json")

@@ -85,7 +85,7 @@ def accuracy_lines(d: Any) -> list[str]:
             measured.setdefault((x.framework, x.loss), []).append(x)
     lines += [
         f"{fmt.framework_name(fw)} against PyTorch on {d.device} ({loss}), between "
-        f"{diffs[0].between.seeds} seeds paired by seed: "
+        f"{diffs[0].between.seeds} seeds paired by seed ({_margin(diffs[0].between.margin)}): "
         + "; ".join(f"{SEED_METRICS[x.metric]} {_between(x)}: **{x.between.word}**" for x in diffs)
         + "."
         for (fw, loss), diffs in measured.items()
@@ -116,6 +116,14 @@ def accuracy_lines(d: Any) -> list[str]:
         for fw in d.identical_modes
     ]
     return lines
+
+
+def _margin(margin: float) -> str:
+    """What the between-seed verdicts count as equivalent."""
+    return (
+        f"equivalence margin timing.margin: a loss ratio within ×/÷ {1 + margin:.3g}, PCK within "
+        f"{100 * margin:.3g} points"
+    )
 
 
 def _between(x: Any) -> str:

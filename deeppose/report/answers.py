@@ -128,8 +128,9 @@ def _accuracy(d: Device, train_batch: int) -> list[Answer]:
             100.0,
             "points",
             None,
-            f"between {between.seeds} seeds, paired by seed (same initial weights and batches): the "
-            "interval covers training, on this test set",
+            f"between {between.seeds} seeds, paired by seed (same initial weights and batches), margin "
+            f"± {100 * between.margin:.3g} points (timing.margin): the interval covers training, on "
+            "this test set",
         )
         for framework, between in by_seed.items()
     ]
