@@ -27,6 +27,7 @@ import numpy as np
 
 from deeppose import checkpoint as ckpt
 from deeppose.model import weight_shapes
+from deeppose.records.results import RecordError, SeedRun
 
 # What each optimiser keeps per weight, by the backends' neutral names (deeppose.backends).
 OPTIMIZER_STATE = {"momentum_sgd": ("velocity",), "adam": ("m", "v")}
@@ -94,6 +95,11 @@ def _log_problem(
     summaries = meta.get("runs")
     if not isinstance(summaries, list) or len(summaries) != finished:
         return f"its header summarises {summaries!r:.40} runs, not the {finished} it finished"
+    try:
+        for index, summary in enumerate(summaries):
+            SeedRun.from_dict(summary, f"its header's run {index}")
+    except RecordError as error:
+        return str(error)
     return None
 
 

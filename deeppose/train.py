@@ -170,7 +170,7 @@ def run_seeds(seed: int, count: int) -> list[int]:
 
 
 @dataclass
-class _Job:
+class _Trainer:
     """What every run of one training job shares: the backend, the data, the log and the checkpoint
     folder. `run_seed` trains one seed; the runs go one after another in one process."""
 
@@ -338,7 +338,7 @@ def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, A
     start_run, resumed_from_epoch = 0, 0
     if resumed is not None:
         kept, finished = resumed.log, list(resumed.meta["runs"])
-        start_run, resumed_from_epoch = resumed.meta["run"], resumed.epoch
+        start_run, resumed_from_epoch = resumed.meta.get("run", 0), resumed.epoch
         if resumed.epoch == settings.epochs:  # that run finished: the next one starts afresh
             start_run, resumed = start_run + 1, None
 
@@ -351,7 +351,7 @@ def train(params: Params, job: Job, progress: bool | None = None) -> dict[str, A
         total = len(seeds) * settings.epochs * batches_per_epoch
         done_before = sum(1 for e in log.lines if e["kind"] == "iteration")
         bar = tqdm(total=total, initial=done_before, disable=not show, desc=job.label, unit="it")
-        trainer = _Job(params, job, backend, train_set, test_set, folder, identity_hash, log, bar)
+        trainer = _Trainer(params, job, backend, train_set, test_set, folder, identity_hash, log, bar)
         for run in range(start_run, len(seeds)):
             finished.append(trainer.run_seed(run, seeds[run], resumed, finished))
             resumed = None

@@ -126,6 +126,10 @@ def short_log(path: Path) -> None:
     resave(path, log=checkpoint.read(path).log[:-2])
 
 
+def summary_without_run(path: Path) -> None:
+    resave(path, meta={**checkpoint.read(path).meta, "runs": [{}]})
+
+
 def foreign(path: Path) -> None:
     resave(path, meta={"fingerprint": "0" * 64})
 
@@ -140,6 +144,7 @@ def foreign(path: Path) -> None:
             "is damaged: its optimizer arrays differ from the model's (missing ['conv1.W.velocity']",
         ),
         (short_log, "is damaged: its log holds 1 iterations numbered [1]..[1], not the 2 of its 1 epoch(s)"),
+        (summary_without_run, "is damaged: its header summarises [{}] runs, not the 0 it finished"),
         (foreign, "was written for other parameters or data"),
     ],
 )
