@@ -33,8 +33,10 @@ compared; those on one side only are counted.
   changed.
 * Training compute per iteration: the same rule; a run's iterations cut into TRAIN_BLOCKS
   consecutive blocks stand for blocks, and a device's training runs for a group.
-* Accuracy: the final training loss (the last epoch's iterations, Welch on logs) and the test
-  scores (Wilson intervals over the test images, Newcombe's difference); test loss as values only.
+* Accuracy: the final training loss and the test scores, HEAD against BASE between seeds, paired by
+  seed (deeppose.replicates: a ratio for losses, a difference for scores, the four verdicts at the
+  margin). Below two distinct seeds a side (train.seeds 1) a difference is one trajectory's: shown,
+  never called a change ("not replicated"); runs bit-identical on both sides are "identical".
 * Per-layer breakdown: each layer and phase against the median of its job's layers (which moved).
 
 Sides from unlike machines (environment records or fairness manifests that differ in CPU, core
@@ -70,11 +72,8 @@ from deeppose.compare_stats import (
     Interval,
     Verdict,
     format_interval,
-    newcombe_difference,
     series,
     unpaired_ratio,
-    welch_ratio,
-    wilson_interval,
 )
 from deeppose.errors import DeepPoseError
 from deeppose.grid import REFERENCE, Job
@@ -84,10 +83,12 @@ from deeppose.records.results import (
     BreakdownResult,
     PeakResult,
     RecordError,
+    SeedRun,
     TimingResult,
     TrainMetrics,
     read_log,
 )
+from deeppose.replicates import between_seeds, identical, per_seed
 
 MIN_GROUP = 3  # cells a group needs before the median of their ratios can stand for the machine's shift
 TRAIN_BLOCKS = 8  # a training run's iterations, cut into this many consecutive blocks
@@ -96,6 +97,8 @@ RESULT_FOLDERS = ("train", "time", "breakdown", "machine")
 MAX_FIELDS = 12  # differing machine fields listed in the markdown; the JSON has all
 DEFAULT_MARGIN = 0.05  # params.yaml's timing.margin, for a HEAD without a timing record to read it from
 NOT_COMPARABLE, NO_INTERVAL, NOT_INTERLEAVED = ("not comparable", "no interval", "not interleaved")
+NOT_REPLICATED = "not replicated"  # an accuracy from one seed a side: training variability unmeasured
+IDENTICAL = "identical"  # training runs bit-identical on both sides: the same trajectories
 WORDS = {verdict: verdict.value for verdict in Verdict}  # slower, faster, equivalent, inconclusive
 # a row whose verdict is one of these did not change: equivalent within the margin, or not decided
 UNCHANGED = (
@@ -104,6 +107,8 @@ UNCHANGED = (
     NOT_COMPARABLE,
     NO_INTERVAL,
     NOT_INTERLEAVED,
+    NOT_REPLICATED,
+    IDENTICAL,
 )
 
 
@@ -551,59 +556,57 @@ def _training(base: Side, head: Side, margin: float, comparable: bool) -> tuple[
     return rows, shifts
 
 
-def _last_epoch_losses(log: list[dict[str, Any]]) -> list[float]:
-    last = max((line["epoch"] for line in log), default=None)
-    return [line["loss"] for line in log if line["epoch"] == last and line["loss"] > 0]
+def _seed_runs(side: Side, job: Job) -> list[SeedRun]:
+    """A side's runs of `job` (its train.seeds), the first run's log lines standing for a record
+    written before train.seeds."""
+    return side.train[job].seed_runs([line["loss"] for line in side.logs[job] if line["run"] == 0])
+
+
+ACCURACY = {  # per_seed's metric -> the row's figure, and whether it is compared as a ratio
+    "train_loss": ("final training loss", True),
+    "loss": ("test loss", True),
+    **{key: (f"test {name}", False) for key, name in SCORES.items()},
+}
+SEED_WORDS = {  # the four verdicts of a ratio (losses) and of a difference (scores)
+    True: {"slower": "higher", "faster": "lower"},
+    False: {"slower": "better", "faster": "worse"},
+}
 
 
 def _accuracy(base: Side, head: Side, margin: float) -> list[Row]:
-    """Final training loss and test scores of every training job on both sides. Training is seeded,
-    so on one machine these move only when the code or parameters do: no group shift."""
+    """Final training loss and test scores of every training job on both sides, HEAD against BASE
+    between seeds, paired by seed (deeppose.replicates). One seed is one trajectory: float32
+    kernels of another CPU or library send it elsewhere, so below two distinct seeds a side's
+    difference is shown but never called a change; runs identical bit for bit on both sides are."""
     rows = []
     for job in sorted(set(base.train) & set(head.train), key=_label):
-        b, h = base.train[job], head.train[job]
-        lb, lh = _last_epoch_losses(base.logs[job]), _last_epoch_losses(head.logs[job])
-        if lb and lh:
-            ratio = welch_ratio(lh, lb)
-            word = WORDS[compare_stats.verdict(ratio, margin)]
-            word = {"faster": "lower", "slower": "higher"}.get(word, word)
+        if job in base.log_problems or job in head.log_problems:  # named in Changes.problems
+            continue
+        b, h = _seed_runs(base, job), _seed_runs(head, job)
+        same = identical(b, h)
+        for metric, (what, ratio) in ACCURACY.items():
+            vb, vh = per_seed(b, metric), per_seed(h, metric)
+            if not vb or not vh:
+                continue
+            between = between_seeds(vh, vb, margin, ratio)
+            if same:
+                word = IDENTICAL
+            elif not between.measured:
+                word = NOT_REPLICATED
+            else:
+                word = SEED_WORDS[ratio].get(between.verdict.value, between.verdict.value)
             rows.append(
                 Row(
-                    "final training loss",
+                    what,
                     _label(job),
-                    float(np.mean(lb)),
-                    float(np.mean(lh)),
-                    "",
-                    ratio,
-                    ratio,
+                    statistics.mean(vb.values()),
+                    statistics.mean(vh.values()),
+                    "" if ratio else "%",
+                    between.interval,
+                    between.interval,
                     word,
                 )
             )
-        rows.append(
-            Row(
-                "test loss",
-                _label(job),
-                b.final_test.loss,
-                h.final_test.loss,
-                "",
-                Interval(h.final_test.loss - b.final_test.loss, None, None, 1, LEVEL, "values only"),
-                Interval(None, None, None, 0, LEVEL, "no per-image record"),
-                NO_INTERVAL,
-            )
-        )
-        for key, name in SCORES.items():
-            vb, vh = getattr(b.final_test, key), getattr(h.final_test, key)
-            if vb is None or vh is None:
-                continue
-            difference = newcombe_difference(
-                wilson_interval(vh, h.test_samples), wilson_interval(vb, b.test_samples)
-            )
-            word = (
-                Verdict.INCONCLUSIVE.value  # no margin for a score: an interval across 0 decides nothing
-                if not difference.excludes(0.0)
-                else ("better" if difference.estimate > 0 else "worse")
-            )
-            rows.append(Row(f"test {name}", _label(job), vb, vh, "%", difference, difference, word))
     return rows
 
 
@@ -982,6 +985,12 @@ def render_markdown(changes: Changes) -> str:
     if changes.across_machines:
         sections.append(("Across machines (fraction of own peak, framework ratios)", changes.across, False))
     parts += [text for title, rows, judged in sections if (text := _table(title, rows, judged))]
+    if any(r.verdict == NOT_REPLICATED for r in changes.accuracy):
+        parts.append(
+            "Accuracy from one training run (seed) per job on a side measures one trajectory, not training "
+            "variability: no accuracy difference is called a change (train.seeds >= 2 gives a between-seed "
+            "interval)."
+        )
     if not changes.machines and (line := _shift_line(changes.shifts)):
         parts.append(line)
     if changes.params:

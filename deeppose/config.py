@@ -67,6 +67,7 @@ class TrainParams:
     eval_every: int
     augment: bool
     threads: int  # 0 = all cores
+    seeds: int  # training runs per job, one after another (deeppose.train.run_seeds); absent: 1
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,7 @@ class Params:
                 eval_every=int(raw["train"]["eval_every"]),
                 augment=bool(raw["train"]["augment"]),
                 threads=int(raw["train"]["threads"]),
+                seeds=int(raw["train"].get("seeds", 1)),
             ),
             grid=GridParams(
                 frameworks=tuple(map(str, grid_["frameworks"])),

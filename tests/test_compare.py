@@ -225,7 +225,7 @@ def _deeppose(cwd: Path, *argv: str, check: bool = True) -> subprocess.Completed
 
 def _plant_changes(root: Path) -> None:
     """HEAD: chainer/autograd/cpu/b0 30 % slower; PyTorch autograd's test PCK -> 0.80 and its
-    training loss curve halved."""
+    training loss curve halved (one seed: one trajectory, which compare must not call a change)."""
     cwd = Path.cwd()
     os.chdir(root)
     try:
@@ -282,8 +282,9 @@ def test_compare_two_revisions_finds_the_planted_change(repository):
     assert text.startswith("**deeppose compare** `HEAD~1` → `HEAD`: 1 of 11 timing cells slower, 0 faster")
     slower = [line for line in text.splitlines() if "**slower**" in line]
     assert len(slower) == 1 and "chainer/autograd/cpu/b0" in slower[0] and "1.3" in slower[0]
-    assert "pytorch/autograd/cpu" in text and "PCK@0.2" in text and "**better**" in text
-    assert "**lower**" in text  # the halved training loss
+    # one seed a side: the planted PCK and the halved training loss are one trajectory's, never a change
+    assert "**better**" not in text and "**lower**" not in text
+    assert "Accuracy from one training run (seed) per job on a side measures one trajectory" in text
     failing = _deeppose(repository, "compare", "HEAD~1", "HEAD", "--fail-on-regression", check=False)
     assert failing.returncode == 1 and failing.stdout == text
     assert _deeppose(repository, "compare", "HEAD~1", "HEAD~1", "--fail-on-regression").returncode == 0
@@ -292,6 +293,12 @@ def test_compare_two_revisions_finds_the_planted_change(repository):
     assert rows["chainer/autograd/cpu/b0"]["verdict"] == "slower"
     assert rows["chainer/autograd/cpu/b0"]["change"]["estimate"] == pytest.approx(1.3, rel=0.01)
     assert sum(row["verdict"] in ("equivalent", "inconclusive") for row in found["timing"]) == 10
+    accuracy = {(row["cell"], row["what"]): row for row in found["accuracy"]}
+    planted = accuracy[("pytorch/autograd/cpu", "test PCK@0.2")]
+    assert planted["verdict"] == "not replicated" and planted["change"]["low"] is None
+    assert planted["change"]["estimate"] == pytest.approx(0.8 - 0.6)
+    assert accuracy[("pytorch/autograd/cpu", "final training loss")]["verdict"] == "not replicated"
+    assert accuracy[("chainer/autograd/cpu", "final training loss")]["verdict"] == "identical"
     folders = _deeppose(
         repository.parent, "compare", str(repository / "results"), str(repository / "results")
     )

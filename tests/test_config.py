@@ -98,6 +98,44 @@ def test_each_problem_is_one_line(raw, edit, expected):
     assert lines[0].startswith("params.yaml: ") and expected in lines[0]
 
 
+@pytest.mark.parametrize(
+    "seeds, expected",
+    [
+        (0, "train.seeds: 0 is less than the minimum of 1"),
+        (-2, "train.seeds: -2 is less than the minimum of 1"),
+        (1.5, "train.seeds: 1.5 is not of type 'integer'"),
+        ("3", "train.seeds: '3' is not of type 'integer'"),
+        (True, "train.seeds: True is not of type 'integer'"),
+    ],
+)
+def test_a_bad_seed_count_is_one_line_from_the_cli(tmp_path, raw, capsys, seeds, expected):
+    raw["train"]["seeds"] = seeds
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    command = [
+        "train",
+        "--params",
+        str(path),
+        "--framework",
+        "pytorch",
+        "--loss",
+        "autograd",
+        "--device",
+        "cpu",
+    ]
+    assert cli.main(command) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"deeppose train: error: {path}: {expected}"]
+
+
+def test_seeds_default_to_one_and_the_study_runs_three(raw):
+    del raw["train"]["seeds"]
+    validate(raw)
+    assert Params.from_raw(Path("params.yaml"), raw).train.seeds == 1
+    assert load_params(ROOT / "params.yaml").train.seeds == 1
+    assert load_params(ROOT / "params-study.yaml").train.seeds == 3
+
+
 def test_all_problems_are_reported_at_once(raw):
     bad = copy.deepcopy(raw)
     bad["train"]["epochs"] = 0

@@ -94,6 +94,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "deeppose.report.*",
         "deeppose.compare",
         "deeppose.compare_stats",
+        "deeppose.replicates",
         "deeppose.status",
         "deeppose.snakemake_times",
         "deeppose.fingerprint",

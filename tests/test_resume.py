@@ -126,6 +126,10 @@ def short_log(path: Path) -> None:
     resave(path, log=checkpoint.read(path).log[:-2])
 
 
+def summary_without_run(path: Path) -> None:
+    resave(path, meta={**checkpoint.read(path).meta, "runs": [{}]})
+
+
 def foreign(path: Path) -> None:
     resave(path, meta={"fingerprint": "0" * 64})
 
@@ -140,6 +144,7 @@ def foreign(path: Path) -> None:
             "is damaged: its optimizer arrays differ from the model's (missing ['conv1.W.velocity']",
         ),
         (short_log, "is damaged: its log holds 1 iterations numbered [1]..[1], not the 2 of its 1 epoch(s)"),
+        (summary_without_run, "is damaged: its header summarises [{}] runs, not the 0 it finished"),
         (foreign, "was written for other parameters or data"),
     ],
 )
@@ -186,3 +191,73 @@ def test_a_temporary_left_by_a_killed_checkpoint_write_is_removed(project, capsy
     run_and_note(capsys)
     assert not leftover.exists()
     assert sorted(p.name for p in checkpoint_file(project).parent.iterdir()) == [checkpoint.FILE_NAME]
+
+
+# --- a job of several seeds (train.seeds) -----------------------------------------------------
+class Killed(Exception):
+    """Stands for a SIGKILL right after a checkpoint was written."""
+
+
+def train_seeds(folder: Path, kill_at: tuple[int, int] | None = None) -> dict:
+    """Train JOB in `folder` (two seeds), raising Killed right after the checkpoint of (run, epoch)."""
+    save = checkpoint.save
+
+    def save_then_die(where: Path, found: checkpoint.Checkpoint) -> None:
+        save(where, found)
+        if (found.meta["run"], found.epoch) == kill_at:
+            raise Killed
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        patch.setattr(checkpoint, "save", save_then_die)
+        return train(load_params("params.yaml"), JOB, progress=False)
+
+
+@pytest.fixture(scope="module")
+def two_seeds(tmp_path_factory) -> tuple[dict, list[dict]]:
+    """A clean run of JOB with two seeds: its metrics and its log."""
+    folder = tmp_path_factory.mktemp("two_seeds")
+    make_project(folder, n_train=N_TRAIN, epochs=EPOCHS, seeds=2)
+    result = train_seeds(folder)
+    log = [json.loads(line) for line in (folder / paths.train_log(JOB)).read_text().splitlines()]
+    shutil.rmtree(folder / "checkpoints")
+    return result, log
+
+
+def test_each_seed_is_a_run_of_its_own(two_seeds):
+    result, log = two_seeds
+    runs = result["runs"]
+    assert [r["seed"] for r in runs] == [0, runs[1]["seed"]] and runs[1]["seed"] != 0
+    assert runs[0]["curve_sha256"] != runs[1]["curve_sha256"]
+    for key in ("iterations", "train_time_s", "final_train_loss", "final_test"):
+        assert result[key] == runs[0][key]  # the top-level fields are the first run's, as with one seed
+    for r in (0, 1):
+        iterations = [e for e in log if e["kind"] == "iteration" and e["run"] == r]
+        assert [e["iteration"] for e in iterations] == list(range(1, EPOCHS * N_TRAIN // 4 + 1))
+        assert runs[r]["final_train_loss"] == np.mean([e["loss"] for e in iterations if e["epoch"] == EPOCHS])
+
+
+@pytest.mark.parametrize("kill_at", [(0, EPOCHS), (1, 1)], ids=["after-the-first-run", "inside-the-second"])
+def test_a_job_of_two_seeds_resumes_in_the_run_it_stopped_in(two_seeds, tmp_path, capsys, kill_at):
+    """Killed after the first run's last checkpoint (the second starts from its own seed) or inside
+    the second run: the resumed job's runs and log are the clean job's, bit for bit."""
+    clean, clean_log = two_seeds
+    make_project(tmp_path, n_train=N_TRAIN, epochs=EPOCHS, seeds=2)
+    with pytest.raises(Killed):
+        train_seeds(tmp_path, kill_at)
+    capsys.readouterr()
+    result = train_seeds(tmp_path)
+    run, epoch = kill_at
+    assert capsys.readouterr().err.splitlines() == [
+        f"pytorch/autograd/cpu: resuming after epoch {epoch} of {EPOCHS} of run {run + 1} of 2 from "
+        f"{checkpoint_file(Path('.'))}"
+    ]
+    assert result["resumed_from_epoch"] == epoch
+    timeless = ("train_time_s", "eval_time_s")
+    assert [{k: v for k, v in r.items() if k not in timeless} for r in result["runs"]] == [
+        {k: v for k, v in r.items() if k not in timeless} for r in clean["runs"]
+    ]
+    log = [json.loads(line) for line in (tmp_path / paths.train_log(JOB)).read_text().splitlines()]
+    assert [(e["run"], e["kind"], e.get("loss")) for e in log] == [
+        (e["run"], e["kind"], e.get("loss")) for e in clean_log
+    ]

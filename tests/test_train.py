@@ -95,7 +95,18 @@ def test_outputs_have_the_documented_shape(in_trained):
     lines = [json.loads(line) for line in paths.train_log(job).read_text().splitlines()]
     evals = [e for e in lines if e["kind"] == "eval"]
     assert [e["epoch"] for e in evals] == [1, 2]
-    assert set(evals[0]) == {"kind", "epoch", "iteration", "elapsed_s", "test_loss", "pcp", "pdj", "pck"}
+    assert set(evals[0]) == {
+        "kind",
+        "run",
+        "epoch",
+        "iteration",
+        "elapsed_s",
+        "test_loss",
+        "pcp",
+        "pdj",
+        "pck",
+    }
+    assert {e["run"] for e in lines} == {0}  # train.seeds 1: one run
     iterations = [e for e in lines if e["kind"] == "iteration"]
     assert all(0 < e["compute_s"] <= e["elapsed_s"] for e in iterations)
     assert [e["elapsed_s"] for e in iterations] == sorted(e["elapsed_s"] for e in iterations)
@@ -107,7 +118,10 @@ def test_outputs_have_the_documented_shape(in_trained):
     shares = result["test_per_image"]
     assert sum(shares["pck_counted"]) == 4 * 14 > sum(shares["visible"])
     assert sum(shares["pcp_counted"]) == 4 * 10
-    assert paths.train_curve(job).read_text().splitlines()[0] == "iteration,epoch,elapsed_s,loss"
+    assert paths.train_curve(job).read_text().splitlines()[0] == "iteration,epoch,elapsed_s,loss,run"
+    (run,) = result["runs"]
+    assert run["seed"] == result["seed"] and run["final_test"] == result["final_test"]
+    assert run["test_per_image"] == {k: v for k, v in shares.items() if not k.startswith("baseline_")}
     assert json.loads(paths.train_metrics(job).read_text()) == result
 
 

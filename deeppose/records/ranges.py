@@ -90,6 +90,14 @@ def check(record: R, where: str | Path) -> R:
             raise RecordError(f"{where}: epochs {record.epochs}, iterations {record.iterations}: negative")
         _time(record.train_time_s, f"{where}: train_time_s", allow_zero=True)
         _time(record.eval_time_s, f"{where}: eval_time_s", allow_zero=True)
+        for index, run in enumerate(record.runs):
+            _time(run.train_time_s, f"{where}: runs[{index}].train_time_s", allow_zero=True)
+            _time(run.eval_time_s, f"{where}: runs[{index}].eval_time_s", allow_zero=True)
+        seeds = [run.seed for run in record.runs]
+        if len(set(seeds)) != len(seeds) or (seeds and seeds[0] != record.seed):
+            raise RecordError(
+                f"{where}: runs: seeds {seeds} are not distinct, or the first is not seed {record.seed}"
+            )
     return record
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import math
 import types
@@ -108,6 +109,17 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+@functools.cache
+def _optional(cls: type) -> frozenset[str]:
+    """Fields with a default: added after files of this schema version were written, which then
+    read as the default says (a record's docstring says what it means)."""
+    return frozenset(
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+    )
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, Record):
         return value.to_dict()
@@ -143,13 +155,14 @@ class Record:
         unknown = sorted(set(data) - set(names))
         if unknown:
             raise RecordError(f"{where}: unknown field {unknown[0]!r} ({cls.__name__} has no such field)")
-        missing = [n for n in names if n not in data]
+        missing = [n for n in names if n not in data and n not in _optional(cls)]
         if missing:
             raise RecordError(f"{where}: missing field {missing[0]!r}")
         return cls(
             **{
                 n: _convert(data[n], hints[n], f"{where}: {n}" if ":" not in where else f"{where}.{n}")
                 for n in names
+                if n in data
             }
         )
 
@@ -224,7 +237,7 @@ class Scores(Record):
 
 @dataclasses.dataclass(frozen=True)
 class IterationLine(Record):
-    """One training iteration in log.jsonl."""
+    """One training iteration in log.jsonl. Epochs, iterations and clocks count within its run."""
 
     kind: str
     epoch: int
@@ -232,6 +245,7 @@ class IterationLine(Record):
     loss: float
     elapsed_s: float
     compute_s: float
+    run: int = 0  # which of the job's seeds (TrainMetrics.runs[run]); absent before train.seeds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,6 +260,29 @@ class EvalLine(Record):
     pcp: float | None
     pdj: float | None
     pck: float | None
+    run: int = 0  # which of the job's seeds, as IterationLine.run
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedRun(Record):
+    """One of a training job's runs (train.seeds), one seed each, run one after another: what the
+    report and `compare` pool between seeds."""
+
+    seed: int  # its seed (deeppose.train.run_seeds): initial weights, batch order, dropout
+    iterations: int
+    train_time_s: float  # evaluations excluded
+    eval_time_s: float
+    final_train_loss: float  # mean over its last epoch's iterations
+    final_test: Scores
+    test_per_image: dict[str, list[float]]  # its final network's (deeppose.metrics.per_image)
+    curve_sha256: str | None  # of its iteration losses (`curve_sha256`): equal hashes, one trajectory;
+    # None where no log tells
+
+
+def curve_sha256(losses: list[float]) -> str:
+    """A hash of a run's iteration losses, exact to the bit: two runs with equal hashes followed
+    one trajectory (autograd and explicit runs of one framework can) and count as one replicate."""
+    return hashlib.sha256(json.dumps([float(x).hex() for x in losses]).encode()).hexdigest()
 
 
 def log_line(data: Any, where: str) -> IterationLine | EvalLine:
@@ -300,6 +337,29 @@ class TrainMetrics(Record):
     versions: dict[str, str]
     environment: dict[str, Any]
     provenance: Provenance
+    # Every run of the job's seeds, in order; the fields above are the first's (seed = `seed`, the
+    # parameter file's), timing and per-image data included. Empty in a file written before
+    # train.seeds: one run, the fields above (`seed_runs` then derives its entry).
+    runs: list[SeedRun] = dataclasses.field(default_factory=list)
+
+    def seed_runs(self, losses: list[float]) -> list[SeedRun]:
+        """`runs`, or for a file without them the one run above (`losses`: its log's iteration
+        losses; empty where there is no log)."""
+        if self.runs:
+            return list(self.runs)
+        own = {k: v for k, v in self.test_per_image.items() if not k.startswith("baseline_")}
+        return [
+            SeedRun(
+                self.seed,
+                self.iterations,
+                self.train_time_s,
+                self.eval_time_s,
+                self.final_train_loss,
+                self.final_test,
+                own,
+                curve_sha256(losses) if losses else None,
+            )
+        ]
 
 
 @dataclasses.dataclass(frozen=True)

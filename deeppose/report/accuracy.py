@@ -1,6 +1,7 @@
 """Section 5's tables and sentences, built in Python: each run's scores beside the mean pose's, its
-gap to the mean pose, the frameworks' differences (one training run each: an interval over test
-images, never a claim that the frameworks differ) and which joints and images were scored."""
+gap to the mean pose, the frameworks' differences (between seeds where two or more ran; with one
+training run each, an interval over test images, never a claim that the frameworks differ) and
+which joints and images were scored."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from typing import Any
 
 from deeppose import fmt
 from deeppose.compare_stats import Interval, format_interval
+from deeppose.replicates import ONE_TRAJECTORY
 
 METRICS = {"loss": "test loss", "pcp": "PCP@0.5", "pdj": "PDJ@0.2", "pck": "PCK@0.2"}
+SEED_METRICS = {"train_loss": "final training loss", "pck": "test PCK@0.2"}
 
 
 def _score(metric: str, value: Any) -> str:
@@ -63,24 +66,71 @@ def accuracy(devices: Any, metrics: Any, ci: str) -> str:
 
 
 def accuracy_lines(d: Any) -> list[str]:
-    """Per framework and loss mode: its differences from PyTorch, paired by test image. One training
-    run each, so an interval clear of zero covers the test images, not training."""
+    """Per framework and loss mode: its differences from PyTorch. Between seeds where two or more
+    distinct seeds ran (deeppose.replicates): the only claim about training. The first seed's
+    networks paired by test image otherwise, with the warning that one run measures no training
+    variability. Then which runs were one trajectory twice."""
+    counts = sorted({r.seeds for r in d.training})
+    lines = (
+        [
+            f"Each training job on {d.device} ran {fmt.join_words(map(str, counts), 'or')} seeds; the "
+            "tables above show each job's first."
+        ]
+        if counts and counts != [1]
+        else []
+    )
+    measured: dict[tuple[str, str], list[Any]] = {}
+    for x in d.seed_differences:
+        if x.between.measured:
+            measured.setdefault((x.framework, x.loss), []).append(x)
+    lines += [
+        f"{fmt.framework_name(fw)} against PyTorch on {d.device} ({loss}), between "
+        f"{diffs[0].between.seeds} seeds paired by seed ({_margin(diffs[0].between.margin)}): "
+        + "; ".join(f"{SEED_METRICS[x.metric]} {_between(x)}: **{x.between.word}**" for x in diffs)
+        + "."
+        for (fw, loss), diffs in measured.items()
+    ]
     pairs_: dict[tuple[str, str], list[Any]] = {}
     for x in d.accuracy_differences:
         pairs_.setdefault((x.framework, x.loss), []).append(x)
-    lines = []
     for (fw, loss), diffs in pairs_.items():
         text = "; ".join(f"{METRICS[x.metric]} {_difference(x.metric, x.difference)}" for x in diffs)
         clear = [METRICS[x.metric] for x in diffs if x.differ]
         lines.append(
-            f"{fmt.framework_name(fw)} − PyTorch on {d.device} ({loss}): {text}: "
+            f"{fmt.framework_name(fw)} − PyTorch on {d.device} ({loss}), the first seed's networks by "
+            f"test image: {text}: "
             + (
-                f"the test-image interval excludes zero on {fmt.join_words(clear)}."
+                f"the test-image interval excludes zero on {fmt.join_words(clear)}"
                 if clear
-                else "no interval excludes zero."
+                else "no interval excludes zero"
+            )
+            + (
+                "."
+                if (fw, loss) in measured
+                else f"; one training run each: {ONE_TRAJECTORY}, so no claim that the frameworks differ."
             )
         )
+    lines += [
+        f"{fmt.framework_name(fw)}'s explicit runs repeat its autograd runs bit for bit (one trajectory): "
+        "they count as one replicate per seed, not two."
+        for fw in d.identical_modes
+    ]
     return lines
+
+
+def _margin(margin: float) -> str:
+    """What the between-seed verdicts count as equivalent."""
+    return (
+        f"equivalence margin timing.margin: a loss ratio within ×/÷ {1 + margin:.3g}, PCK within "
+        f"{100 * margin:.3g} points"
+    )
+
+
+def _between(x: Any) -> str:
+    """A between-seed difference: the training loss as a ratio, PCK in points."""
+    if x.metric == "train_loss":
+        return f"{fmt.framework_name(x.framework)} / PyTorch {format_interval(x.between.interval)}"
+    return format_interval(x.between.interval, 100, "points")
 
 
 def scoring_note(f: Any) -> str:

@@ -21,7 +21,16 @@ from deeppose.report.core_time import (
 )
 from deeppose.report.load import Results
 from deeppose.report.setup import Peak
-from deeppose.report.training import AccuracyDifference, TrainRun, accuracy_differences, train_run
+from deeppose.report.training import (
+    AccuracyDifference,
+    SeedDifference,
+    TrainRun,
+    accuracy_differences,
+    identical_modes,
+    seed_differences,
+    seed_runs,
+    train_run,
+)
 
 
 @dataclass(frozen=True)
@@ -30,7 +39,9 @@ class Device:
     training: tuple[TrainRun, ...]
     baseline: dict[str, float]  # the mean-pose predictor's test scores
     baseline_differs: int  # runs whose baseline differs from the first's: not the same test data
-    accuracy_differences: tuple[AccuracyDifference, ...]
+    accuracy_differences: tuple[AccuracyDifference, ...]  # the first seed's networks, by test image
+    seed_differences: tuple[SeedDifference, ...]  # between seeds: what speaks of training
+    identical_modes: tuple[str, ...]  # frameworks whose explicit runs repeat the autograd ones bit for bit
     loss_effects: tuple[LossEffect, ...]
     cells: tuple[Cell, ...]
     ratios: tuple[Ratio, ...]
@@ -65,6 +76,7 @@ def build_device(results: Results, device: str, peak: Peak, groups: dict[int, An
             )
     core_s = {j: (c.batch_size, c.time.estimate) for j, c in cells.items()}
     runs = {j: train_run(j, r.record, r, core_s) for j, r in on["training"].items() if r.ok}
+    replicates = {j: seed_runs(r.record, r) for j, r in on["training"].items() if r.ok}
     aa = [c for g, _, _ in groups.values() for c in g.controls]
     reach = [max(c.ratio.high - 1, 1 - c.ratio.low) for c in aa if c.ratio.low is not None]
     floor = max(reach, default=None)
@@ -97,6 +109,8 @@ def build_device(results: Results, device: str, peak: Peak, groups: dict[int, An
         baseline,
         sum(b != baselines[0] for b in baselines),
         accuracy_differences(results, device),
+        seed_differences(replicates, results.params.timing.margin),
+        identical_modes(replicates),
         effects,
         tuple(cells.values()),
         ratios,

@@ -8,6 +8,7 @@ from typing import Any
 
 from deeppose import fmt
 from deeppose.compare_stats import format_interval
+from deeppose.replicates import WORDS as ACCURACY_WORDS
 from deeppose.report.analysis import Findings
 from deeppose.report.controls import Controls, GroupNoise
 
@@ -160,7 +161,8 @@ def answer_line(a: Any) -> str:
         value = f"{a.single * a.scale:.2g}{' ' + a.unit if a.unit else ''} (single run)"
     else:
         value = fmt.MISSING
-    return f"{a.subject} ({a.device}): **{a.verdict.value}**, {value}; {a.caveat}."
+    word = ACCURACY_WORDS[a.verdict] if a.question == "accuracy" else a.verdict.value
+    return f"{a.subject} ({a.device}): **{word}**, {value}; {a.caveat}."
 
 
 def answer_groups(f: Findings) -> list[tuple[str, list[str]]]:

@@ -51,7 +51,8 @@ class Loaded:
 
 @dataclass
 class TrainRun(Loaded):
-    """A training job's metrics.json plus its log.jsonl split into iteration and eval records."""
+    """A training job's metrics.json plus its first run's log.jsonl lines (the run metrics.json's
+    top-level fields describe), split into iteration and eval records."""
 
     iterations: list[dict[str, Any]] = field(default_factory=list)
     evals: list[dict[str, Any]] = field(default_factory=list)
@@ -139,7 +140,9 @@ def read(kind: type[Record], path: Path, params: Params, job: Job | None = None)
 def load_train(params: Params, job: Job) -> TrainRun:
     run = TrainRun(**vars(read(TrainMetrics, paths.train_metrics(job), params, job)))
     if run.ok:
-        run.iterations, run.evals, problems = read_log(paths.train_log(job))
+        iterations, evals, problems = read_log(paths.train_log(job))
+        run.iterations = [line for line in iterations if line["run"] == 0]
+        run.evals = [line for line in evals if line["run"] == 0]
         run.problems += problems
     return run
 

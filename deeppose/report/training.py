@@ -1,5 +1,6 @@
 """Findings of training and accuracy: each run's times and scores, its gap to the mean pose, and the
-frameworks' accuracy differences, with BCa bootstrap intervals over test images."""
+frameworks' accuracy differences: of the first seed's networks with BCa bootstrap intervals over test
+images, and between seeds (deeppose.replicates), the only ones that speak of training."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from scipy import stats as scipy_stats
 
 from deeppose.compare_stats import Interval
 from deeppose.grid import REFERENCE, Job
-from deeppose.records.results import TrainMetrics
+from deeppose.records.results import SeedRun, TrainMetrics
+from deeppose.replicates import BetweenSeeds, between_seeds, identical, per_seed
 from deeppose.report.common import LEVEL
 from deeppose.report.load import Results
 from deeppose.stats import describe
@@ -77,6 +79,7 @@ class TrainRun:
     scores: dict[str, Interval]  # bootstrap intervals where per-image data exist
     gaps: dict[str, Gap]
     scored_joints: str  # which joints the accuracies count (deeppose.train.SCORED_JOINTS)
+    seeds: int  # runs of the job's seeds (train.seeds); the fields above are the first's
 
     @property
     def core_share(self) -> float | None:
@@ -91,6 +94,16 @@ class AccuracyDifference:
     metric: str
     difference: Interval
     differ: bool
+
+
+@dataclass(frozen=True)
+class SeedDifference:
+    """<framework> against PyTorch, same loss mode, between seeds (deeppose.replicates)."""
+
+    framework: str
+    loss: str
+    metric: str  # "train_loss": the final training loss, a ratio; "pck": test PCK@0.2, a difference
+    between: BetweenSeeds
 
 
 # --- training and accuracy --------------------------------------------------------------------
@@ -196,7 +209,13 @@ def train_run(job: Job, m: TrainMetrics, run: Any, core_s: dict[Job, tuple[int, 
         scores,
         gaps,
         m.scored_joints,
+        len(seed_runs(m, run)),
     )
+
+
+def seed_runs(m: TrainMetrics, run: Any) -> list[SeedRun]:
+    """Every run of a job's seeds, the loaded first run's log standing in for a record without them."""
+    return m.seed_runs([r["loss"] for r in run.iterations])
 
 
 def accuracy_differences(results: Results, device: str) -> tuple[AccuracyDifference, ...]:
@@ -215,3 +234,33 @@ def accuracy_differences(results: Results, device: str) -> tuple[AccuracyDiffere
                     )
                     found.append(AccuracyDifference(fw, loss, metric, d, d.excludes(0.0)))
     return tuple(found)
+
+
+def seed_differences(runs: dict[Job, list[SeedRun]], margin: float) -> tuple[SeedDifference, ...]:
+    """Each framework against PyTorch per loss mode, paired by seed: the final training loss as a
+    ratio, test PCK@0.2 as a difference; inconclusive below two distinct seeds."""
+    found = []
+    for job, run in runs.items():
+        ref = runs.get(Job(REFERENCE, job.loss, job.device))
+        if job.framework == REFERENCE or ref is None:
+            continue
+        for metric, ratio in (("train_loss", True), ("pck", False)):
+            a, b = per_seed(run, metric), per_seed(ref, metric)
+            if a and b:
+                found.append(
+                    SeedDifference(job.framework, job.loss, metric, between_seeds(a, b, margin, ratio))
+                )
+    return tuple(found)
+
+
+def identical_modes(runs: dict[Job, list[SeedRun]]) -> tuple[str, ...]:
+    """Frameworks whose autograd and explicit runs followed the same trajectories bit for bit."""
+    return tuple(
+        dict.fromkeys(
+            job.framework
+            for job, run in runs.items()
+            if job.loss == "autograd"
+            and (other := runs.get(Job(job.framework, "explicit", job.device)))
+            and identical(run, other)
+        )
+    )
