@@ -94,7 +94,8 @@ def generate(params: Params) -> dict[str, Any]:
         if stage.grouped:
             group = stage.group(grid, "${item.device}", "${item.batch_exp}")  # type: ignore[arg-type]
             matrix = {"device": "${grid.devices}", "batch_exp": "${" + str(stage.batch_exponents_key) + "}"}
-            stages[stage.name] = {"matrix": matrix, **_entry(stage, group, group)}
+            if group.frameworks:  # none when no framework of the grid has a per-layer breakdown
+                stages[stage.name] = {"matrix": matrix, **_entry(stage, group, group)}
             continue
         for framework in grid.frameworks:
             matrix = {"loss": "${grid.loss_modes}", "device": "${grid.devices}"}
