@@ -411,6 +411,24 @@ def write_record(params: Params, job: Job, result: dict[str, Any]) -> None:
     ).write(paths.breakdown_result(job))
 
 
+def test_a_process_with_a_negative_time_is_refused(
+    report_params: Params, tmp_path: Path, monkeypatch
+) -> None:
+    from deeppose.records import ranges
+    from deeppose.records.results import BreakdownResult, RecordError
+
+    monkeypatch.chdir(tmp_path)
+    job = Job("pytorch", "autograd", "cpu", 4)
+    write_record(report_params, job, hand_made_result("autograd", 0.2, 0.1, 0.35))
+    path = paths.breakdown_result(job)
+    ranges.read(BreakdownResult, path)  # as written: in range
+    data = json.loads(path.read_text())
+    data["processes"][1]["core_samples_s"] = [-0.3]
+    path.write_text(json.dumps(data))
+    with pytest.raises(RecordError, match=r"processes\[1\]: core_samples_s\[0\]"):
+        ranges.read(BreakdownResult, path)
+
+
 @pytest.fixture()
 def report_params() -> Params:
     params = load_params(REPO / "params.yaml")
