@@ -581,11 +581,18 @@ def test_the_conv_answer_has_an_interval_from_the_replicates(
         write_record(report_params, Job("pytorch", loss, "cpu", 4), hand_made_result(loss, 0.2, 0.1, 0.35))
         chainer = hand_made_result(loss, 1.5, 0.12, 1.7, (1.0, 0.97, 1.05))
         write_record(report_params, Job("chainer", loss, "cpu", 4), chainer)
-    (a,) = [a for a in findings_of(report_params).answers if a.question == "layers"]
+    findings = findings_of(report_params)
+    (a,) = [a for a in findings.answers if a.question == "layers"]
     assert a.single is None and a.interval is not None and 0.5 < a.interval.low < a.interval.high
     line = answer_line(a)
     assert "single run" not in line and "6 pairs of processes" in line
     assert "**the convolutions explain most of the difference**" in line and " [" in line
+    # the loss modes as replicates: the same processes' times in both, so each ratio is exactly 1
+    modes = findings.devices[0].breakdown[0].loss_modes
+    assert [(m.framework, m.ratio.estimate, m.verdict.value) for m in modes] == [
+        ("pytorch", pytest.approx(1.0), "equivalent"),
+        ("chainer", pytest.approx(1.0), "equivalent"),
+    ]
 
 
 def test_report_section_without_results(report_params: Params, tmp_path: Path, monkeypatch) -> None:

@@ -743,7 +743,7 @@ def test_summary_json_holds_no_raw_series(built):
     text = (root / "reports" / "summary.json").read_text()
     assert "elapsed_s" not in text and "smoothed" not in text and "rounds_used" not in text
     assert max(len(line) for line in text.splitlines()) <= 200
-    assert len(text) < 48_000  # its provenance hashes every module of the report (two lines each)
+    assert len(text) < 50_000  # its provenance hashes every module of the report (two lines each)
 
 
 def test_the_report_refuses_to_combine_two_machines_measurements(tmp_path, monkeypatch):
@@ -845,7 +845,8 @@ def test_tables_are_built_in_python():
     )
     costs = [StageCost("train", 2, 2, 10.4, 1.0, 0.0, 2**30), StageCost("time", 0, 1, 0.0, 0.0, 0.0, None)]
     assert tables.costs(costs).splitlines()[-1] == "| all of the above | 2 | **10** |  | 0 |  |"
-    b = BreakdownBatch(8, (), (), (), (), (), "autograd", (), ("fc6", "fc7"))
+    b = BreakdownBatch(8, (), (), (), (), (), (), "autograd", (), ("fc6", "fc7"))
+    assert tables.loss_modes_sentence(b).startswith("No framework ran both loss modes")
     assert tables.roofline_sentence(b, None).startswith("The memory bandwidth was not measured")
     assert "fc6 and fc7 lie below the ridge point" in tables.roofline_sentence(b, 4e10)
     assert "(the fully connected layers" in tables.roofline_sentence(b, 4e10)

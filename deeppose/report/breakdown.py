@@ -14,10 +14,12 @@ from deeppose.report import ceilings
 from deeppose.report.ceilings import Peak
 from deeppose.report.layer_replicates import (
     LossAgreement,
+    LossModes,
     Replicate,
     ReplicatedComparison,
     agreement,
     compare,
+    loss_mode_ratio,
 )
 from deeppose.report.load import Results
 
@@ -70,6 +72,7 @@ class BreakdownBatch:
     absent: tuple[tuple[str, str], ...]  # (framework, loss) without a result
     comparisons: tuple[ReplicatedComparison, ...]  # each framework against PyTorch, loss modes pooled
     agreement: tuple[LossAgreement, ...]  # each framework and loss mode: the loss modes as replicates
+    loss_modes: tuple[LossModes, ...]  # each framework's explicit / autograd, paired by round
     not_compared: tuple[tuple[str, str], ...]  # (framework, loss) whose comparison lacks a result
     rate_loss: str  # the loss mode whose jobs give the FLOP/s (the layers do not depend on it)
     roofline: tuple[RooflinePoint, ...]
@@ -119,9 +122,9 @@ def _replicates(job: Job, r: BreakdownResult) -> tuple[Replicate, ...]:
 
 def _compared(
     jobs: dict[tuple[str, str], tuple[Replicate, ...]], loss_modes: tuple[str, ...], margin: float
-) -> tuple[tuple[ReplicatedComparison, ...], tuple[LossAgreement, ...]]:
-    """Each framework against PyTorch, its loss modes pooled, and every framework and loss mode
-    apart, from each job's replicates."""
+) -> tuple[tuple[ReplicatedComparison, ...], tuple[LossAgreement, ...], tuple[LossModes, ...]]:
+    """Each framework against PyTorch, its loss modes pooled; every framework and loss mode apart;
+    each framework's explicit / autograd: from each job's replicates."""
 
     def replicates(framework: str) -> list[Replicate]:
         return [r for loss in loss_modes if (framework, loss) in jobs for r in jobs[framework, loss]]
@@ -144,7 +147,12 @@ def _compared(
         for loss in loss_modes
         if (fw, loss) in jobs
     )
-    return comparisons, agreements
+    pairs = tuple(
+        loss_mode_ratio(fw, jobs[fw, "autograd"], jobs[fw, "explicit"], margin)
+        for fw in frameworks
+        if (fw, "autograd") in jobs and (fw, "explicit") in jobs
+    )
+    return comparisons, agreements, pairs
 
 
 def _roofline(
@@ -202,7 +210,9 @@ def breakdown_batches(results: Results, device: str, peak: Peak) -> tuple[Breakd
         rated = [j for (_, loss), j in jobs.items() if loss == rate_loss]
         points, memory = _roofline(rated, 2**exp, peak)
         replicates = {(j.framework, j.loss): _replicates(j, r.record) for j, r in loaded.items() if r.ok}
-        comparisons, agreements = _compared(replicates, results.loss_modes, results.params.timing.margin)
+        comparisons, agreements, modes = _compared(
+            replicates, results.loss_modes, results.params.timing.margin
+        )
         batches.append(
             BreakdownBatch(
                 2**exp,
@@ -210,6 +220,7 @@ def breakdown_batches(results: Results, device: str, peak: Peak) -> tuple[Breakd
                 tuple((j.framework, j.loss) for j, r in loaded.items() if not r.ok),
                 comparisons,
                 agreements,
+                modes,
                 tuple(arm for arm in arms if arm not in compared),
                 rate_loss,
                 points,

@@ -15,7 +15,8 @@ round, which ran seconds apart. Every interval here is at `verdicts.DECISION_LEV
   with its t-interval (`stats.t_mean_ci`). The convolutions "explain most of the difference" only
   when that interval's low end lies above 50 %, "less than half" only when its high end lies below;
 * the loss modes' agreement: each framework's core time and convolutions' share of it per loss
-  mode, and the <framework> / PyTorch ratio per loss mode, each with its interval.
+  mode, the <framework> / PyTorch ratio per loss mode, and each framework's explicit / autograd
+  ratio paired by round, each with its interval.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 import numpy as np
 
@@ -93,6 +95,16 @@ class LossAgreement:
 
 
 @dataclass(frozen=True)
+class LossModes:
+    """One framework's explicit / autograd core time, paired by round: the loss modes are
+    replicates for the layers, so this ratio shows whether they agree."""
+
+    framework: str
+    ratio: Interval
+    verdict: Verdict
+
+
+@dataclass(frozen=True)
 class ReplicatedComparison:
     """<framework> against PyTorch at one batch size, both loss modes pooled."""
 
@@ -131,7 +143,7 @@ def mean_interval(x: np.ndarray, level: float, method: str) -> Interval:
     return Interval(float(x.mean()), low, high, int(x.size), level, method)
 
 
-def paired_ratio(a: Mapping[tuple[str, int], float], b: Mapping[tuple[str, int], float]) -> Interval:
+def paired_ratio(a: Mapping[Any, float], b: Mapping[Any, float]) -> Interval:
     estimate, low, high = paired_log_ratio(a, b, DECISION_LEVEL)
     n = len(set(a) & set(b))
     return Interval(estimate, low, high, n, DECISION_LEVEL, "paired t on log ratios of replicates")
@@ -213,3 +225,11 @@ def agreement(
         ratio,
         classify(ratio.low, ratio.high, margin) if ratio is not None else None,
     )
+
+
+def loss_mode_ratio(
+    framework: str, autograd: Sequence[Replicate], explicit: Sequence[Replicate], margin: float
+) -> LossModes:
+    """<framework>'s explicit / autograd core time, its processes paired by round."""
+    ratio = paired_ratio({r.round: r.core_s for r in explicit}, {r.round: r.core_s for r in autograd})
+    return LossModes(framework, ratio, classify(ratio.low, ratio.high, margin))

@@ -29,7 +29,7 @@ HEADINGS = {  # the template's key -> the section's title, in the report's order
 }
 PLACED = {  # module -> the names the template calls
     tables: "missing training cells compiled ratios throughput breakdown_jobs comparison_table "
-    "agreement_table comparison_sentence layer_rates roofline_sentence records costs",
+    "agreement_table loss_modes_sentence comparison_sentence layer_rates roofline_sentence records costs",
     accuracy: "scoring_note accuracy accuracy_lines",
     appendix: "parameters details data environment ceilings fairness jobs_without_results",
     lines: "answer_groups checks_line control_lines margins loss_effect_line network_lines noise_table "

@@ -93,6 +93,20 @@ def agreement_table(b: BreakdownBatch) -> str:
     return fmt.table(headers + ["Core / PyTorch's"], rows, right=range(2, 6))
 
 
+def loss_modes_sentence(b: BreakdownBatch) -> str:
+    """Whether the loss modes agree, as replicates must: each framework's explicit / autograd core
+    time, paired by round, with its verdict at the margin."""
+    if not b.loss_modes:
+        return "No framework ran both loss modes here, so their agreement is not shown."
+    parts = [
+        f"{fmt.framework_name(m.framework)} {_interval(m.ratio)} ({m.verdict.value})" for m in b.loss_modes
+    ]
+    return (
+        "Explicit / autograd core time in the same rounds (the loss modes as replicates, which should "
+        f"agree): {'; '.join(parts)}."
+    )
+
+
 def comparison_sentence(c: ReplicatedComparison, device: str, batch_size: int) -> str:
     """What the replicated breakdown says of the study's conclusion, every number with its interval."""
     other = fmt.framework_name(c.framework)
