@@ -815,7 +815,7 @@ def test_the_template_holds_no_arithmetic_and_no_verdict_branching():
 def test_tables_are_built_in_python():
     """The breakdown's shares, the cost's totals and the roofline's classes, decided in Python."""
     from deeppose.report import tables
-    from deeppose.report.breakdown import BreakdownBatch
+    from deeppose.report.breakdown import BreakdownBatch, BreakdownJob
     from deeppose.report.layer_replicates import LayerRow, ReplicatedComparison, ShareVerdict
     from deeppose.report.setup import StageCost
     from deeppose.stats import Interval
@@ -838,11 +838,16 @@ def test_tables_are_built_in_python():
     )
     rows = tables.comparison_table(c).splitlines()
     assert rows[2] == "| conv2 | 10.0 [9.0, 11.0] | 30.0 [28.0, 32.0] | 3.00 [2.80, 3.20] | 80 [70, 90] |"
-    sentence = tables.comparison_sentence(c, "cpu", 8)
+    b = BreakdownBatch(8, (), (), (c,), (), (), (), "autograd", (), ())
+    sentence = tables.comparison_sentence(c, b, "cpu")
     assert "took 1.40 [1.30, 1.50] times PyTorch's (slower at the margin)" in sentence
     assert (
         "convolutions account for 80 [70, 90] %" in sentence and "explain most of the difference" in sentence
     )
+    assert "uncertain" not in sentence
+    missed = BreakdownJob("chainer", "autograd", 0.07, 0.07, 0.05, 0.02, 0.29, 0.15, False, ())
+    b = dataclasses.replace(b, jobs=(missed,))
+    assert "The layers of Chainer do not add up" in tables.comparison_sentence(c, b, "cpu")
     costs = [StageCost("train", 2, 2, 10.4, 1.0, 0.0, 2**30), StageCost("time", 0, 1, 0.0, 0.0, 0.0, None)]
     assert tables.costs(costs).splitlines()[-1] == "| all of the above | 2 | **10** |  | 0 |  |"
     b = BreakdownBatch(8, (), (), (), (), (), (), "autograd", (), ("fc6", "fc7"))

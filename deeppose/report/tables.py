@@ -9,6 +9,7 @@ from typing import Any
 
 from deeppose import fmt
 from deeppose.compare_stats import format_interval
+from deeppose.grid import REFERENCE
 from deeppose.report.breakdown import BreakdownBatch
 from deeppose.report.layer_replicates import ReplicatedComparison, ShareVerdict
 from deeppose.stats import Interval
@@ -107,9 +108,10 @@ def loss_modes_sentence(b: BreakdownBatch) -> str:
     )
 
 
-def comparison_sentence(c: ReplicatedComparison, device: str, batch_size: int) -> str:
-    """What the replicated breakdown says of the study's conclusion, every number with its interval."""
-    other = fmt.framework_name(c.framework)
+def comparison_sentence(c: ReplicatedComparison, b: BreakdownBatch, device: str) -> str:
+    """What the replicated breakdown says of the study's conclusion, every number with its interval;
+    uncertain where a compared job's layers miss the sum rule."""
+    other, batch_size = fmt.framework_name(c.framework), b.batch_size
     level = f"{round(100 * c.ratio.level)} %"
     text = (
         f"On {device} at batch {batch_size}, the loss modes pooled ({c.pairs} pairs of processes, "
@@ -125,7 +127,15 @@ def comparison_sentence(c: ReplicatedComparison, device: str, batch_size: int) -
             f"and unattributed overhead for {s['overhead']}; the layer whose time differs most is {top.row} "
             f"({_interval(top.ratio)} times)."
         )
-    return text + " " + SHARE_SENTENCE[c.share_verdict].format(other=other)
+    text += " " + SHARE_SENTENCE[c.share_verdict].format(other=other)
+    missed = [j for j in b.jobs if j.framework in (REFERENCE, c.framework) and not j.sum_rule_ok]
+    if missed:
+        names = fmt.join_words(list(dict.fromkeys(fmt.framework_name(j.framework) for j in missed)))
+        text += (
+            f" (The layers of {names} do not add up to the measured core time within the stated tolerance, "
+            "so this attribution is uncertain.)"
+        )
+    return text
 
 
 def throughput(cells: Any, ceiling: float | None) -> str:
