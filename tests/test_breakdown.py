@@ -595,6 +595,19 @@ def test_the_conv_answer_has_an_interval_from_the_replicates(
     ]
 
 
+def test_no_comparison_without_a_shared_loss_mode(report_params: Params, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_record(
+        report_params, Job("pytorch", "explicit", "cpu", 4), hand_made_result("explicit", 0.2, 0.1, 0.35)
+    )
+    write_record(
+        report_params, Job("chainer", "autograd", "cpu", 4), hand_made_result("autograd", 1.5, 0.1, 1.7)
+    )
+    (batch,) = findings_of(report_params).devices[0].breakdown
+    assert batch.comparisons == () and batch.loss_modes == ()
+    assert batch.not_compared == (("chainer", "autograd"), ("chainer", "explicit"))
+
+
 def test_report_section_without_results(report_params: Params, tmp_path: Path, monkeypatch) -> None:
     from deeppose.report import figures, sections
 

@@ -133,7 +133,7 @@ def _compared(
     comparisons = tuple(
         compare(fw, replicates(REFERENCE), replicates(fw), margin)
         for fw in frameworks
-        if fw != REFERENCE and REFERENCE in frameworks
+        if fw != REFERENCE and any((fw, loss) in jobs and (REFERENCE, loss) in jobs for loss in loss_modes)
     )
     agreements = tuple(
         agreement(

@@ -106,7 +106,7 @@ class LossModes:
 
 @dataclass(frozen=True)
 class ReplicatedComparison:
-    """<framework> against PyTorch at one batch size, both loss modes pooled."""
+    """<framework> against PyTorch at one batch size, the loss modes pooled."""
 
     framework: str
     pairs: int
