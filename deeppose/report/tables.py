@@ -21,8 +21,8 @@ SHARE_SENTENCE = {
     "convolutions' share lies below 50 %, so the convolutions explain less than half of the difference.",
     ShareVerdict.INCONCLUSIVE: "Whether the convolutions explain most of the difference is not settled: the "
     "interval of their share reaches across 50 % (or there is none).",
-    ShareVerdict.CANNOT_TEST: "{other} is not slower than PyTorch in every pair of processes, so there is no "
-    "extra time to attribute and the study's conclusion cannot be tested on this machine.",
+    ShareVerdict.CANNOT_TEST: "{other} is not slower than PyTorch in every pair of processes, so some pair "
+    "has no extra time to attribute and the study's conclusion is not tested here.",
 }
 ROW_NAMES = {"elementwise": "element-wise layers", "overhead": "overhead", "core": "core process"}
 
