@@ -10,6 +10,7 @@ machine refuses to read or write (permissions, a full or read-only disk), naming
     python -m deeppose prepare --params params.yaml
     python -m deeppose train --framework pytorch --loss autograd --device cpu
     python -m deeppose time --device cpu --batch-exp 3     # one timing group: every framework x loss
+    python -m deeppose breakdown --device cpu --batch-exp 3  # per-layer times, interleaved processes
     python -m deeppose report
     python -m deeppose status          # stale results, without running anything (--check: exit 1)
     python -m deeppose fingerprint     # refresh the engines' fingerprints (before `dvc status`)
@@ -35,6 +36,10 @@ TOOLS: dict[str, tuple[str, str]] = {
     "fingerprint": ("deeppose.fingerprint", "update the code and machine fingerprints both engines read"),
     "dvc-yaml": ("deeppose.dvc_yaml", "write dvc.yaml from the stage table"),
     "time-block": ("deeppose.timing_block", "one timing block (the `time` stage's child process)"),
+    "breakdown-process": (
+        "deeppose.breakdown_process",
+        "one profiled process of one arm (the `breakdown` stage's child process)",
+    ),
     "compare": ("deeppose.compare", "which changes between two revisions' results are real"),
     "table": ("deeppose.table", "every timed run as one tidy CSV table (reports/cells.csv)"),
 }
@@ -73,11 +78,13 @@ def _cost_record(args: argparse.Namespace) -> contextlib.AbstractContextManager[
 
 
 def _pin_allocator(args: argparse.Namespace) -> None:
-    """A process that measures (a measuring stage, or the timing stage's block server) pins glibc's
-    allocator from the parameters before anything allocates (deeppose.measure.allocator)."""
+    """A process that measures (a measuring stage, the timing stage's block server or a breakdown
+    process) pins glibc's allocator from the parameters before anything allocates
+    (deeppose.measure.allocator)."""
     from deeppose.stages import STAGES
 
-    if args.stage == "time-block" or (args.stage in STAGES and STAGES[args.stage].measures):
+    children = ("time-block", "breakdown-process")
+    if args.stage in children or (args.stage in STAGES and STAGES[args.stage].measures):
         from deeppose.config import load_params
         from deeppose.measure import allocator
 

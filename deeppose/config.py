@@ -95,7 +95,8 @@ class TimingParams:
 @dataclass(frozen=True)
 class BreakdownParams:
     batch_exponents: tuple[int, ...]
-    repeats: int
+    repeats: int  # profiled core processes in each process
+    processes: int  # fresh processes per arm, run in interleaved rounds (deeppose.breakdown)
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,9 @@ class Params:
                 optimizers=tuple(map(str, timing["optimizers"])),
             ),
             breakdown=BreakdownParams(
-                tuple(map(int, breakdown["batch_exponents"])), int(breakdown["repeats"])
+                tuple(map(int, breakdown["batch_exponents"])),
+                int(breakdown["repeats"]),
+                int(breakdown["processes"]),
             ),
             allocator=AllocatorParams(raw["allocator"]["mmap_threshold_mib"]),
             _raw=copy.deepcopy(raw),

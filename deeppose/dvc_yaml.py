@@ -4,14 +4,14 @@
     python -m deeppose dvc-yaml --check    # fail (one line) when the committed file is not current
 
 Jobs of a framework-specific stage form one matrix stage per framework
-(`breakdown-chainer@autograd-cpu-3`): its loss modes, devices and batch exponents come from
+(`train-chainer@autograd-cpu`): its loss modes, devices and batch exponents come from
 params.yaml at `dvc repro` time, while its code dependency is that framework's own fingerprint file
 (deeppose.provenance: its backend module and what it imports, and the machine), so editing one
 backend reruns only that framework's jobs. The `fingerprint` stage, first, keeps those files
 current; it depends on the package and the lock file, so it runs after any code edit and rewrites
-only the fingerprints whose content changed. A timing group measures every framework x loss mode
-together, so `time` is one matrix stage over devices and batch exponents whose outputs name every
-cell. Changing `grid.frameworks` or `grid.loss_modes`
+only the fingerprints whose content changed. A timing or breakdown group measures every framework x loss mode
+together, so `time` and `breakdown` are one matrix stage each over devices and batch exponents
+whose outputs name every cell. Changing `grid.frameworks` or `grid.loss_modes`
 needs this command again, and so does changing `grid.devices` (the columns of the learning-curve
 plot, the one top-level `plots:` entry).
 """
@@ -26,7 +26,7 @@ import yaml
 
 from deeppose.config import Params, load_params
 from deeppose.errors import DeepPoseError
-from deeppose.grid import NO_BREAKDOWN, Group, Job
+from deeppose.grid import Group, Job
 from deeppose.provenance import LOCK_FILE, fingerprint_jobs, fingerprint_name
 from deeppose.records import paths
 from deeppose.records.atomic import write_text
@@ -91,14 +91,13 @@ def generate(params: Params) -> dict[str, Any]:
         if stage.jobs is None:
             stages[stage.name] = _entry(stage, None, None)
             continue
-        if stage.jobs == "group":
-            group = Group("${item.device}", "${item.batch_exp}", grid.frameworks, grid.loss_modes)  # type: ignore[arg-type]
+        if stage.grouped:
+            group = stage.group(grid, "${item.device}", "${item.batch_exp}")  # type: ignore[arg-type]
             matrix = {"device": "${grid.devices}", "batch_exp": "${" + str(stage.batch_exponents_key) + "}"}
-            stages[stage.name] = {"matrix": matrix, **_entry(stage, group, group)}
+            if group.frameworks:  # none when no framework of the grid has a per-layer breakdown
+                stages[stage.name] = {"matrix": matrix, **_entry(stage, group, group)}
             continue
         for framework in grid.frameworks:
-            if stage.name == "breakdown" and framework in NO_BREAKDOWN:
-                continue
             matrix = {"loss": "${grid.loss_modes}", "device": "${grid.devices}"}
             batch_exp = None
             if stage.batch_exponents_key:

@@ -115,8 +115,8 @@ def batch_jobs(grid: GridSection, exponents: Iterable[int], breakdown: bool = Fa
 
 @dataclass(frozen=True)
 class Group:
-    """One timing group: every framework x loss mode of the grid at one device and batch size,
-    measured interleaved so that they can be compared (deeppose.timing)."""
+    """One timing or breakdown group: every framework x loss mode of the grid at one device and
+    batch size, measured interleaved so that they can be compared (deeppose.timing, .breakdown)."""
 
     device: str
     batch_exp: int
@@ -124,8 +124,11 @@ class Group:
     loss_modes: tuple[str, ...]
 
     @classmethod
-    def of(cls, grid: GridSection, device: str, batch_exp: int) -> Group:
-        return cls(device, batch_exp, tuple(grid.frameworks), tuple(grid.loss_modes))
+    def of(cls, grid: GridSection, device: str, batch_exp: int, breakdown: bool = False) -> Group:
+        """The grid's group at `device` and `batch_exp`; `breakdown`: without the frameworks in
+        NO_BREAKDOWN (a breakdown group, deeppose.breakdown)."""
+        frameworks = tuple(f for f in grid.frameworks if not (breakdown and f in NO_BREAKDOWN))
+        return cls(device, batch_exp, frameworks, tuple(grid.loss_modes))
 
     @property
     def label(self) -> str:
@@ -154,3 +157,8 @@ class Group:
 
 def timing_groups(grid: GridSection) -> list[Group]:
     return [Group.of(grid, device, int(exp)) for device in grid.devices for exp in grid.batch_exponents]
+
+
+def breakdown_groups(grid: GridSection, exponents: Iterable[int]) -> list[Group]:
+    """One breakdown group per device and breakdown batch exponent."""
+    return [Group.of(grid, device, int(exp), breakdown=True) for device in grid.devices for exp in exponents]

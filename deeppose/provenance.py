@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from deeppose.config import Params
-from deeppose.grid import NO_BREAKDOWN, Group, Job
+from deeppose.grid import Group, Job
 from deeppose.measure import machine
 from deeppose.records import paths
 from deeppose.records.atomic import write_text
@@ -219,8 +219,8 @@ def stale_reasons(provenance: Provenance, params: Params, job: Job | None = None
     stage = STAGES.get(provenance.stage)
     if stage is None:
         return [f"written by an unknown stage {provenance.stage!r}; known: {', '.join(STAGES)}"]
-    if stage.jobs == "group" and job is not None and job.batch_exp is not None:
-        current = record(provenance.stage, params, Group.of(params.grid, job.device, job.batch_exp))
+    if stage.grouped and job is not None and job.batch_exp is not None:
+        current = record(provenance.stage, params, stage.group(params.grid, job.device, job.batch_exp))
     else:
         current = record(provenance.stage, params, job)
     changed = sorted(
@@ -256,11 +256,10 @@ def fingerprint_jobs(params: Params) -> dict[str, tuple[Stage, Job | Group | Non
     found: dict[str, tuple[Stage, Job | Group | None]] = {}
     for stage in STAGES.values():
         jobs: list[Job | Group | None] = [None]
-        if stage.jobs in ("train", "breakdown"):
-            skip = NO_BREAKDOWN if stage.jobs == "breakdown" else {}
-            jobs = [Job(framework, "", "") for framework in grid.frameworks if framework not in skip]
-        elif stage.jobs == "group":
-            jobs = [Group("", 0, grid.frameworks, grid.loss_modes)]
+        if stage.jobs == "train":
+            jobs = [Job(framework, "", "") for framework in grid.frameworks]
+        elif stage.grouped:
+            jobs = [stage.group(grid, "", 0)]
         found.update({fingerprint_name(stage, job): (stage, job) for job in jobs})
     return found
 

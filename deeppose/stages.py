@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deeppose.grid import FRAMEWORK_MODULES, Group, Job
+from deeppose.grid import FRAMEWORK_MODULES, GridSection, Group, Job
 from deeppose.records import paths
 
 
@@ -25,8 +25,9 @@ class Stage:
     module: str  # the module whose add_arguments/run implement it
     help: str
     params: tuple[str, ...]  # dotted params.yaml keys it reads; editing one reruns it
-    # None (one job), "train" or "breakdown" (one per grid cell), "group" (one per device and
-    # batch size: every framework x loss mode measured together, deeppose.timing)
+    # None (one job), "train" (one per grid cell), "group" (one per device and batch size: every
+    # framework x loss mode measured together, deeppose.timing) or "breakdown" (a group of the
+    # frameworks that have a per-layer breakdown, at breakdown.batch_exponents, deeppose.breakdown)
     jobs: str | None = None
     inputs: tuple[Path, ...] = ()  # what it reads that other stages write
     reads_results: bool = False  # reads every result of the grid (the report)
@@ -42,9 +43,19 @@ class Stage:
             self.jobs or ""
         )
 
+    @property
+    def grouped(self) -> bool:
+        """Its jobs are groups (one per device and batch size), not grid cells."""
+        return self.jobs in ("group", "breakdown")
 
-def _group_outputs(group: Group) -> dict[str, Path]:
-    return {f"{job.framework}_{job.loss}": paths.timing_result(job) for job in group.jobs()}
+    def group(self, grid: GridSection, device: str, batch_exp: int) -> Group:
+        """The group one job of a grouped stage measures."""
+        return Group.of(grid, device, batch_exp, breakdown=self.jobs == "breakdown")
+
+
+def _group_outputs(result: Callable[[Job], Path]) -> Callable[[Group], dict[str, Path]]:
+    """A grouped stage's outputs: one result per cell of the group, named framework_loss."""
+    return lambda group: {f"{job.framework}_{job.loss}": result(job) for job in group.jobs()}
 
 
 def _train_outputs(job: Job | None) -> dict[str, Path]:
@@ -105,7 +116,7 @@ STAGES: dict[str, Stage] = {
             inputs=(paths.PREPARED,),
             extra_modules=("deeppose.timing_block",),
             measures=True,
-            outputs=_group_outputs,
+            outputs=_group_outputs(paths.timing_result),
         ),
         Stage(
             "peak",
@@ -118,13 +129,22 @@ STAGES: dict[str, Stage] = {
         Stage(
             "breakdown",
             "deeppose.breakdown",
-            "time each layer's forward and backward",
-            params=("seed", "model", "breakdown", "timing.threads", "timing.warmup", "allocator"),
+            "time each layer's forward and backward in interleaved fresh processes",
+            params=(
+                "seed",
+                "model",
+                "breakdown",
+                "timing.threads",
+                "timing.warmup",
+                "grid.frameworks",
+                "grid.loss_modes",
+                "allocator",
+            ),
             jobs="breakdown",
             inputs=(paths.PREPARED, paths.matmul_peak()),
-            extra_modules=("deeppose.peak",),
+            extra_modules=("deeppose.peak", "deeppose.breakdown_process"),
             measures=True,
-            outputs=lambda job: {"result": paths.breakdown_result(job)},
+            outputs=_group_outputs(paths.breakdown_result),
         ),
         Stage(
             "report",
@@ -160,7 +180,7 @@ def job_label(stage: Stage, args: argparse.Namespace) -> str | None:
     """The label of the job a parsed command line of `stage` runs; None for a one-job stage."""
     if stage.jobs is None:
         return None
-    if stage.jobs == "group":
+    if stage.grouped:
         return Group(args.device, args.batch_exp, (), ()).label
     return Job(args.framework, args.loss, args.device, getattr(args, "batch_exp", None)).label
 

@@ -9,8 +9,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
+from scipy import stats as scipy_stats
 
 from deeppose import cli, layer_groups
 from deeppose import model as spec
@@ -47,10 +49,10 @@ RESULT_KEYS = {
     "sum_rule",
     "events",
     "grouping_notes",
+    "processes",
     "peak_flops_per_s",
     "peak",
     "threads",
-    "load_average",
     "versions",
     "environment",
 }
@@ -256,90 +258,125 @@ def test_profile_core_attributes_every_layer_in_both_phases(framework: str, mode
     assert covered >= 0.5 * profile["core_time_s"][0]
 
 
-# --- the stage --------------------------------------------------------------------------
-def tiny_params(folder: Path) -> Path:
+# --- the stage ---------------------------------------------------------------------------
+def tiny_params(folder: Path, **breakdown: Any) -> Path:
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["timing"].update(threads=1, warmup=1)
-    raw["breakdown"].update(repeats=1, batch_exponents=[0])
+    raw["grid"].update(frameworks=["pytorch", "chainer"], loss_modes=["autograd"])
+    raw["breakdown"].update({"repeats": 1, "batch_exponents": [0], "processes": 2, **breakdown})
     path = folder / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
 
 
+STAGE_ARGV = ["breakdown", "--device", "cpu", "--batch-exp", "0", "--synthetic-input", "--peak-size", "64"]
+
+
+def test_rounds_run_every_arm_once_in_alternating_order() -> None:
+    from deeppose.breakdown import rounds
+
+    assert rounds(["a", "b", "c"], 3) == [["a", "b", "c"], ["c", "b", "a"], ["a", "b", "c"]]
+    with pytest.raises(ValueError, match="at least 1"):
+        rounds(["a"], 0)
+
+
+def test_group_interleaves_fresh_processes_and_keeps_each_one(tmp_path: Path, monkeypatch) -> None:
+    """Every arm's processes run in rounds (never one arm's all at once), and the result keeps every
+    process's own per-layer times beside the pooled ones."""
+    from report_project import measured_processes
+
+    from deeppose import breakdown
+    from deeppose.grid import Group
+
+    params = load_params(tiny_params(tmp_path, processes=3))
+    group = Group.of(params.grid, "cpu", 0, breakdown=True)
+    events = chainer_like_run()
+    order: list[str] = []
+
+    def run_one(job: Job) -> dict[str, Any]:
+        order.append(job.framework)
+        (measured,) = measured_processes(events, 0.5 if job.framework == "chainer" else 0.3, (1.0,))
+        return {**measured, "tool": "test", "time_basis": "wall", "threads": {}, "versions": {}}
+
+    monkeypatch.setattr(breakdown, "peak_record", lambda *args: {"peak_flops_per_s": 1e11})
+    results = breakdown.breakdown_group(params, group, synthetic=True, run_one=run_one)
+    assert order == ["pytorch", "chainer", "chainer", "pytorch", "pytorch", "chainer"]
+    chainer = results[Job("chainer", "autograd", "cpu", 0)]
+    assert [(p.round, p.position) for p in chainer.processes] == [(0, 1), (1, 0), (2, 1)]
+    assert all(len(p.layers) == len(chainer.layers) and p.core_time_s == 0.5 for p in chainer.processes)
+    assert chainer.core_samples_s == [0.5] * 3 and {e["process"] for e in chainer.events} == {0, 1, 2}
+    assert sorted({e["repeat"] for e in chainer.events}) == [0, 1, 2]  # counted over the pooled repeats
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("framework", ["pytorch", "chainer"])
-def test_stage_writes_the_documented_result(framework: str, tmp_path: Path, monkeypatch, capsys) -> None:
+def test_stage_writes_the_documented_result(tmp_path: Path, monkeypatch, capsys) -> None:
     params = tiny_params(tmp_path)
     monkeypatch.chdir(tmp_path)
-    argv = [
-        "breakdown",
-        "--params",
-        str(params),
-        "--framework",
-        framework,
-        "--loss",
-        "autograd",
-        "--device",
-        "cpu",
-        "--batch-exp",
-        "0",
-        "--synthetic-input",
-        "--peak-size",
-        "64",
-    ]
-    assert cli.main(argv) == 0
-    out = paths.breakdown_result(Job(framework, "autograd", "cpu", 0))
-    assert str(out) in capsys.readouterr().out
-    result = json.loads(out.read_text())
-    assert set(result) == RESULT_KEYS
-    assert result["job"] == {"framework": framework, "loss": "autograd", "device": "cpu", "batch_exp": 0}
-    assert result["batch_size"] == 1
-    assert result["repeats"] == 1 and len(result["core_samples_s"]) == 1 and result["input"] == "synthetic"
-    assert all(set(row) == LAYER_KEYS for row in result["layers"])
-    assert {row["layer"] for row in result["layers"]} >= set(NETWORK_LAYERS)
-    assert set(result["sum_rule"]) >= {"tolerance", "relative_gap", "ok"}
-    assert result["overhead_s"] == pytest.approx(
-        result["core_time_s"] - sum(r["time_s"] for r in result["layers"])
-    )
-    assert result["peak_flops_per_s"] > 0 and result["peak"]["best"] in result["peak"]["rates_flops_per_s"]
-    assert result["events"] and {"name", "layer", "phase", "time_s", "repeat"} <= set(result["events"][0])
-    assert result["threads"]["requested"] == 1
-    assert "cpu" in result["environment"]
+    assert cli.main([*STAGE_ARGV, "--params", str(params)]) == 0
+    printed = capsys.readouterr().out
+    for framework in ("pytorch", "chainer"):
+        out = paths.breakdown_result(Job(framework, "autograd", "cpu", 0))
+        assert str(out) in printed
+        result = json.loads(out.read_text())
+        assert set(result) == RESULT_KEYS
+        assert result["job"] == {"framework": framework, "loss": "autograd", "device": "cpu", "batch_exp": 0}
+        assert result["batch_size"] == 1 and result["input"] == "synthetic"
+        assert result["repeats"] == 1 and len(result["core_samples_s"]) == 2  # 2 processes, 1 repeat each
+        assert [p["round"] for p in result["processes"]] == [0, 1]
+        assert all(set(row) == LAYER_KEYS for p in result["processes"] for row in p["layers"])
+        assert all(set(row) == LAYER_KEYS for row in result["layers"])
+        assert {row["layer"] for row in result["layers"]} >= set(NETWORK_LAYERS)
+        assert set(result["sum_rule"]) >= {"tolerance", "relative_gap", "ok"}
+        assert result["overhead_s"] == pytest.approx(
+            result["core_time_s"] - sum(r["time_s"] for r in result["layers"])
+        )
+        assert (
+            result["peak_flops_per_s"] > 0 and result["peak"]["best"] in result["peak"]["rates_flops_per_s"]
+        )
+        assert result["events"] and {"name", "layer", "phase", "time_s", "repeat", "process"} <= set(
+            result["events"][0]
+        )
+        assert result["threads"]["requested"] == 1
+        assert "cpu" in result["environment"]
 
 
-def test_stage_rejects_a_bad_job(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_stage_rejects_a_bad_device(tmp_path: Path, monkeypatch, capsys) -> None:
     params = tiny_params(tmp_path)
     monkeypatch.chdir(tmp_path)
-    argv = [
-        "breakdown",
-        "--params",
-        str(params),
-        "--framework",
-        "theano",
-        "--loss",
-        "autograd",
-        "--batch-exp",
-        "0",
-        "--synthetic-input",
-    ]
+    argv = [*STAGE_ARGV, "--params", str(params)]
+    argv[argv.index("cpu")] = "tpu"
     assert cli.main(argv) == 2
-    assert "unknown framework 'theano'" in capsys.readouterr().err
+    assert "unknown device 'tpu'" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("value", [1, 0, "three"])
+def test_stage_rejects_a_bad_processes_value(value: Any, tmp_path: Path, monkeypatch, capsys) -> None:
+    """One process per arm gives no interval: refused in one line naming the parameter."""
+    params = tiny_params(tmp_path, processes=value)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main([*STAGE_ARGV, "--params", str(params)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "breakdown.processes" in line and str(value) in line
     assert not (tmp_path / "results").exists()
 
 
 # --- the report section -----------------------------------------------------------------
-def hand_made_result(framework: str, loss: str, conv_s: float, fc_s: float, core_s: float) -> dict[str, Any]:
-    """A breakdown result as the stage writes it, from a hand-made Chainer-like profile."""
+def hand_made_result(
+    loss: str, conv_s: float, fc_s: float, core_s: float, factors: tuple[float, ...] = (1.0, 1.02, 0.99)
+) -> dict[str, Any]:
+    """A breakdown result's fields as the stage writes them, from a hand-made Chainer-like profile
+    in one fresh process per factor (deeppose.breakdown.combine)."""
+    from report_project import measured_processes
+
+    from deeppose.breakdown import combine
+
     events = chainer_like_run()
     for e in events:
         kind = classify(e["name"])
         e["time_s"] = conv_s / 10 if kind == "conv" else fc_s / 6 if kind == "linear" else 0.0005
-    summary = summarize(events, [core_s], [core_s * 1.02], batch_size=16)
+    processes = [dict(p, round=r) for r, p in enumerate(measured_processes(events, core_s, factors))]
     return {
-        "framework": framework,
-        "loss": loss,
-        "device": "cpu",
-        "batch_exp": 4,
         "batch_size": 16,
         "repeats": 1,
         "peak_flops_per_s": 2e11,
@@ -347,7 +384,7 @@ def hand_made_result(framework: str, loss: str, conv_s: float, fc_s: float, core
             "best": "torch_conv3x3",
             "rates_flops_per_s": {"numpy_matmul": 1.2e11, "torch_conv3x3": 2e11},
         },
-        **summary,
+        **combine(processes, 16),
     }
 
 
@@ -355,8 +392,9 @@ def write_record(params: Params, job: Job, result: dict[str, Any]) -> None:
     """`result` (hand_made_result's fields) as the stage writes it: a typed, current record."""
     from deeppose import provenance
     from deeppose.records.results import BreakdownResult, job_id
+    from deeppose.stages import STAGES
 
-    fields = {k: v for k, v in result.items() if k not in ("framework", "loss", "device", "batch_exp")}
+    group = STAGES["breakdown"].group(params.grid, job.device, job.batch_exp)
     BreakdownResult.create(
         job=job_id(job),
         warmup=1,
@@ -365,15 +403,30 @@ def write_record(params: Params, job: Job, result: dict[str, Any]) -> None:
         model={"dropout": 0.0, "lrn": False},
         tool="test",
         time_basis="host wall time",
-        core_samples_s=[result["core_time_s"]],
-        profiled_core_samples_s=[result["profiled_core_time_s"]],
         threads={},
         versions={},
         environment={},
-        load_average={"before": [0.0] * 3, "after": [0.0] * 3},
-        provenance=provenance.record("breakdown", params, job),
-        **fields,
+        provenance=provenance.record("breakdown", params, group),
+        **result,
     ).write(paths.breakdown_result(job))
+
+
+def test_a_process_with_a_negative_time_is_refused(
+    report_params: Params, tmp_path: Path, monkeypatch
+) -> None:
+    from deeppose.records import ranges
+    from deeppose.records.results import BreakdownResult, RecordError
+
+    monkeypatch.chdir(tmp_path)
+    job = Job("pytorch", "autograd", "cpu", 4)
+    write_record(report_params, job, hand_made_result("autograd", 0.2, 0.1, 0.35))
+    path = paths.breakdown_result(job)
+    ranges.read(BreakdownResult, path)  # as written: in range
+    data = json.loads(path.read_text())
+    data["processes"][1]["core_samples_s"] = [-0.3]
+    path.write_text(json.dumps(data))
+    with pytest.raises(RecordError, match=r"processes\[1\]: core_samples_s\[0\]"):
+        ranges.read(BreakdownResult, path)
 
 
 @pytest.fixture()
@@ -387,40 +440,86 @@ def report_params() -> Params:
     return Params.from_raw(params.path, raw)
 
 
-def breakdown_job(result: dict[str, Any]):
-    """hand_made_result as the report's analysis holds it."""
-    from deeppose.report.breakdown import BreakdownJob, Layer
+def replicates(loss: str, cores: list[float], convs: list[float]):
+    """One Replicate per round: the core time, the convolutions' time; fc 10 ms, the rest ReLU."""
+    from deeppose.report.layer_replicates import Replicate
 
-    layers = tuple(
-        Layer(r["layer"], r["phase"], r["time_s"], r.get("flops_per_s"), None) for r in result["layers"]
+    return [
+        Replicate(
+            loss,
+            r,
+            core,
+            0.001,
+            {
+                **{n: conv / 5 for n in CONV_LAYERS},
+                **{n: 0.01 / 3 for n in FC_LAYERS},
+                "relu": core - conv - 0.011,
+            },
+        )
+        for r, (core, conv) in enumerate(zip(cores, convs))
+    ]
+
+
+def t_interval(values: np.ndarray, level: float) -> tuple[float, float, float]:
+    half = scipy_stats.t.ppf(0.5 + level / 2, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size)
+    return float(values.mean()), float(values.mean() - half), float(values.mean() + half)
+
+
+def test_replicated_comparison_by_hand() -> None:
+    """The paired ratio, the share of the extra time in convolutions and a layer's time, each with
+    the interval computed here from the pooled pairs (loss mode, round)."""
+    from deeppose.report.layer_replicates import ShareVerdict, compare
+    from deeppose.verdicts import DECISION_LEVEL, Verdict
+
+    torch_core, chainer_core = [0.30, 0.32, 0.31, 0.29], [0.60, 0.66, 0.58, 0.63]
+    chainer_conv = [0.45, 0.50, 0.44, 0.47]
+    torch = replicates("autograd", torch_core[:2], [0.2] * 2) + replicates(
+        "explicit", torch_core[2:], [0.2] * 2
     )
-    return BreakdownJob(
-        result["framework"],
-        result["loss"],
-        result["core_time_s"],
-        result["profiled_core_time_s"],
-        result["layers_time_s"],
-        result["overhead_s"],
-        0.0,
-        0.15,
-        True,
-        layers,
+    chainer = replicates("autograd", chainer_core[:2], chainer_conv[:2])
+    chainer += replicates("explicit", chainer_core[2:], chainer_conv[2:])
+    c = compare("chainer", torch, chainer, margin=0.05)
+    assert c.pairs == 4
+    centre, low, high = t_interval(np.log(np.array(chainer_core) / torch_core), DECISION_LEVEL)
+    assert (c.ratio.estimate, c.ratio.low, c.ratio.high) == pytest.approx(
+        (np.exp(centre), np.exp(low), np.exp(high))
     )
+    assert c.verdict is Verdict.SLOWER
+    shares = (np.array(chainer_conv) - 0.2) / (np.array(chainer_core) - torch_core)
+    assert (c.conv_share.estimate, c.conv_share.low, c.conv_share.high) == pytest.approx(
+        t_interval(shares, DECISION_LEVEL)
+    )
+    assert c.conv_share.low > 0.5 and c.share_verdict is ShareVerdict.MOST
+    conv1 = next(r for r in c.rows if r.row == "conv1")
+    logs = np.log(np.array(chainer_conv) / 5)
+    _, low, high = t_interval(logs, DECISION_LEVEL)
+    assert (conv1.other.estimate, conv1.other.low, conv1.other.high) == pytest.approx(
+        (float(np.median(np.array(chainer_conv) / 5)), np.exp(low), np.exp(high))
+    )
+    assert sum(c.shares[p].estimate for p in ("conv", "fc", "elementwise", "overhead")) == pytest.approx(1.0)
 
 
-def test_attribution_adds_up_and_gives_the_verdict() -> None:
-    from deeppose.report.breakdown import LayerVerdict, attribute
+@pytest.mark.parametrize(
+    "chainer_conv, verdict",
+    [
+        ([0.30, 0.50, 0.26, 0.42], "inconclusive"),  # shares 0.33 .. 0.88: the interval spans 50 %
+        ([0.25, 0.26, 0.24, 0.25], "the convolutions explain less than half of the difference"),
+    ],
+)
+def test_the_conv_share_says_most_only_above_half(chainer_conv: list[float], verdict: str) -> None:
+    from deeppose.report.layer_replicates import compare
 
-    torch_like = breakdown_job(hand_made_result("pytorch", "autograd", conv_s=0.2, fc_s=0.1, core_s=0.35))
-    conv_heavy = breakdown_job(hand_made_result("chainer", "autograd", conv_s=1.5, fc_s=0.12, core_s=1.7))
-    a = attribute(torch_like, conv_heavy)
-    assert sum(a.parts_s.values()) == pytest.approx(a.extra_s) and a.extra_s == pytest.approx(1.35)
-    assert a.verdict is LayerVerdict.CONFIRMS and a.largest.layer in CONV_LAYERS
-    fc_heavy = breakdown_job(hand_made_result("chainer", "autograd", conv_s=0.3, fc_s=1.0, core_s=1.4))
-    assert attribute(torch_like, fc_heavy).verdict is LayerVerdict.PARTLY
-    overhead_heavy = breakdown_job(hand_made_result("chainer", "autograd", conv_s=0.25, fc_s=0.1, core_s=1.5))
-    assert attribute(torch_like, overhead_heavy).verdict is LayerVerdict.REFUTES
-    assert attribute(conv_heavy, torch_like).verdict is LayerVerdict.CANNOT_TEST
+    torch = replicates("autograd", [0.30, 0.32, 0.31, 0.29], [0.2] * 4)
+    c = compare("chainer", torch, replicates("autograd", [0.60, 0.66, 0.58, 0.63], chainer_conv), 0.05)
+    assert c.share_verdict.value == verdict
+
+
+def test_no_share_where_the_framework_is_not_slower_in_every_pair() -> None:
+    from deeppose.report.layer_replicates import ShareVerdict, compare
+
+    torch = replicates("autograd", [0.30, 0.32, 0.31], [0.2] * 3)
+    c = compare("chainer", torch, replicates("autograd", [0.60, 0.30, 0.58], [0.45, 0.2, 0.44]), 0.05)
+    assert c.conv_share is None and c.share_verdict is ShareVerdict.CANNOT_TEST
 
 
 BREAKDOWN = "Per-layer breakdown of the core process"
@@ -440,9 +539,9 @@ def test_report_section_renders_from_hand_made_results(
 
     monkeypatch.chdir(tmp_path)
     results = {
-        ("pytorch", "autograd"): hand_made_result("pytorch", "autograd", 0.2, 0.1, 0.35),
-        ("chainer", "autograd"): hand_made_result("chainer", "autograd", 1.5, 0.12, 1.7),
-        ("pytorch", "explicit"): hand_made_result("pytorch", "explicit", 0.2, 0.1, 0.36),
+        ("pytorch", "autograd"): hand_made_result("autograd", 0.2, 0.1, 0.35, (1.0, 1.03, 0.99)),
+        ("chainer", "autograd"): hand_made_result("autograd", 1.5, 0.12, 1.7, (1.0, 0.98, 1.04)),
+        ("pytorch", "explicit"): hand_made_result("explicit", 0.2, 0.1, 0.36),
         # chainer/explicit missing: shown as not run
     }
     for (framework, loss), result in results.items():
@@ -453,15 +552,16 @@ def test_report_section_renders_from_hand_made_results(
     markdown = sections.section(BREAKDOWN, findings, set(drawn))
     assert "### cpu, batch 16" in markdown and not re.search(r"^#{1,2} ", markdown, flags=re.M)
     assert "](figures/breakdown_cpu_b16.png)" in markdown and "](figures/roofline_cpu_b16.png)" in markdown
-    assert "| Layer | Phase | PyTorch (ms) | Chainer (ms) | Chainer/PyTorch |" in markdown
-    assert "convolutions account for" in markdown and "confirms the study's conclusion" in markdown
+    assert "| Layer | PyTorch (ms) | Chainer (ms) | Chainer/PyTorch | Share of extra time (%) |" in markdown
+    assert "convolutions account for" in markdown and "explain most of the difference" in markdown
     assert (
         "| Chainer | explicit | not run |" in markdown
         and "1 of 4 per-layer breakdown jobs on cpu" in markdown
     )
-    (a,) = findings.devices[0].breakdown[0].attributions
-    assert a.other_s / a.reference_s == pytest.approx(1.7 / 0.35)
-    assert a.parts_s["conv"] / a.extra_s == pytest.approx(1.3 / 1.35)
+    assert "| Chainer | autograd | 3 |" in markdown  # the loss modes apart, with their processes
+    (c,) = findings.devices[0].breakdown[0].comparisons
+    assert c.pairs == 3 and c.ratio.low < 1.7 / 0.35 < c.ratio.high
+    assert c.conv_share.low < 1.3 / 1.35 < c.conv_share.high
     first = [plot_style.png(drawn[name]) for name in sorted(drawn)]
     assert all(b.startswith(b"\x89PNG") for b in first)
     again = findings_of(report_params)
@@ -469,6 +569,45 @@ def test_report_section_renders_from_hand_made_results(
     assert [
         plot_style.png(figures.plan(again)[name]) for name in sorted(drawn)
     ] == first  # deterministic bytes
+
+
+def test_the_conv_answer_has_an_interval_from_the_replicates(
+    report_params: Params, tmp_path: Path, monkeypatch
+) -> None:
+    """One process per arm answered "inconclusive, 69 % (single run)": now both loss modes' processes
+    pooled give the share an interval, and "explain most" needs its low end above 50 %."""
+    from deeppose.report.lines import answer_line
+
+    monkeypatch.chdir(tmp_path)
+    for loss in ("autograd", "explicit"):
+        write_record(report_params, Job("pytorch", loss, "cpu", 4), hand_made_result(loss, 0.2, 0.1, 0.35))
+        chainer = hand_made_result(loss, 1.5, 0.12, 1.7, (1.0, 0.97, 1.05))
+        write_record(report_params, Job("chainer", loss, "cpu", 4), chainer)
+    findings = findings_of(report_params)
+    (a,) = [a for a in findings.answers if a.question == "layers"]
+    assert a.single is None and a.interval is not None and 0.5 < a.interval.low < a.interval.high
+    line = answer_line(a)
+    assert "single run" not in line and "6 pairs of processes" in line
+    assert "**the convolutions explain most of the difference**" in line and " [" in line
+    # the loss modes as replicates: the same processes' times in both, so each ratio is exactly 1
+    modes = findings.devices[0].breakdown[0].loss_modes
+    assert [(m.framework, m.ratio.estimate, m.verdict.value) for m in modes] == [
+        ("pytorch", pytest.approx(1.0), "equivalent"),
+        ("chainer", pytest.approx(1.0), "equivalent"),
+    ]
+
+
+def test_no_comparison_without_a_shared_loss_mode(report_params: Params, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_record(
+        report_params, Job("pytorch", "explicit", "cpu", 4), hand_made_result("explicit", 0.2, 0.1, 0.35)
+    )
+    write_record(
+        report_params, Job("chainer", "autograd", "cpu", 4), hand_made_result("autograd", 1.5, 0.1, 1.7)
+    )
+    (batch,) = findings_of(report_params).devices[0].breakdown
+    assert batch.comparisons == () and batch.loss_modes == ()
+    assert batch.not_compared == (("chainer", "autograd"), ("chainer", "explicit"))
 
 
 def test_report_section_without_results(report_params: Params, tmp_path: Path, monkeypatch) -> None:

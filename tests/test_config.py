@@ -86,6 +86,10 @@ def test_grid_expands_to_every_combination(raw):
             "breakdown.batch_exponents: [9] not in grid.batch_exponents",
         ),
         (
+            lambda r: r["breakdown"].update(processes=1),
+            "breakdown.processes: 1 is less than the minimum of 2",
+        ),
+        (
             lambda r: r["allocator"].update(mmap_threshold_mib=4096),
             "allocator.mmap_threshold_mib: 4096 is greater than the maximum of 2047",
         ),
@@ -319,6 +323,7 @@ def test_params_are_typed_and_frozen(raw):
     assert params.grid.frameworks == tuple(raw["grid"]["frameworks"])
     assert params.timing.optimizers == tuple(raw["timing"]["optimizers"])
     assert params.breakdown.batch_exponents == tuple(raw["breakdown"]["batch_exponents"])
+    assert params.breakdown.processes == raw["breakdown"]["processes"] == 3
     assert params.data.synthetic.images == raw["data"]["synthetic"]["images"]
     assert params.data.lsp.lsp is None and isinstance(params.train.lr, float)
     assert params.allocator.mmap_threshold_mib == raw["allocator"]["mmap_threshold_mib"]

@@ -88,6 +88,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "deeppose.timing_block",
         "deeppose.peak",
         "deeppose.breakdown",
+        "deeppose.breakdown_process",
     ),
     # what reads results, and the command line over everything
     "report and tools": (

@@ -20,7 +20,7 @@ CELL = ["--framework", "pytorch", "--loss", "autograd", "--device", "cpu"]
 STAGES = {
     "train": ["train", *CELL],
     "time": ["time", "--device", "cpu", "--batch-exp", "0", "--synthetic-input"],
-    "breakdown": ["breakdown", *CELL, "--batch-exp", "0", "--synthetic-input"],
+    "breakdown": ["breakdown", "--device", "cpu", "--batch-exp", "0", "--synthetic-input"],
     "peak": ["peak", "--size", "64", "--warmup", "0", "--repeats", "2"],
 }
 

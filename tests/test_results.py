@@ -228,8 +228,8 @@ def test_code_dependencies_follow_imports_and_only_the_jobs_backend():
 def test_stale_reasons_name_the_changed_file_and_parameter():
     p = params()
     job = Job("chainer", "autograd", "cpu", 1)
-    recorded = provenance.record("breakdown", p, job)
-    assert provenance.stale_reasons(recorded, p, job) == []
+    recorded = provenance.record("breakdown", p, STAGES["breakdown"].group(p.grid, "cpu", 1))
+    assert provenance.stale_reasons(recorded, p, job) == []  # a breakdown cell: judged by its group
     older = dataclasses.replace(
         recorded,
         code={**recorded.code, "deeppose/backends/chainer.py": "0" * 64},

@@ -46,7 +46,7 @@ TINY_SLURM = {
         "devices": ["cpu"],
     },
     "timing": {"warmup": 1, "repeats": 2, "threads": 1},
-    "breakdown": {"batch_exponents": [0], "repeats": 1},
+    "breakdown": {"batch_exponents": [0], "repeats": 1, "processes": 2},
 }
 MEASURING = ("train", "time", "peak", "breakdown")
 # The profile's values a one-node test cluster cannot satisfy, replaced on the command line.

@@ -80,11 +80,14 @@ def check(record: R, where: str | Path) -> R:
                 "stage records the manifest of the process that timed)"
             )
     elif isinstance(record, BreakdownResult):
-        _times(record.core_samples_s, f"{where}: core_samples_s")
-        _times(record.profiled_core_samples_s, f"{where}: profiled_core_samples_s")
-        for index, layer in enumerate(record.layers):
-            if "samples_s" in layer:
-                _times(layer["samples_s"], f"{where}: layers[{index}].samples_s", allow_zero=True)
+        for part, at in [(record, where)] + [
+            (p, f"{where}: processes[{i}]") for i, p in enumerate(record.processes)
+        ]:
+            _times(part.core_samples_s, f"{at}: core_samples_s")
+            _times(part.profiled_core_samples_s, f"{at}: profiled_core_samples_s")
+            for index, layer in enumerate(part.layers):
+                if "samples_s" in layer:
+                    _times(layer["samples_s"], f"{at}: layers[{index}].samples_s", allow_zero=True)
     elif isinstance(record, TrainMetrics):
         if record.iterations < 0 or record.epochs < 0:
             raise RecordError(f"{where}: epochs {record.epochs}, iterations {record.iterations}: negative")

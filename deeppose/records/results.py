@@ -461,7 +461,29 @@ class TimingResult(Record):
 
 
 @dataclasses.dataclass(frozen=True)
+class BreakdownProcess(Record):
+    """One fresh process of one breakdown arm: its own per-layer times (every repeat's, in each
+    layer's `samples_s`) and sum rule. Its events are the result's, tagged with its index."""
+
+    round: int
+    position: int  # its place in the round's order (alternated round by round)
+    core_samples_s: list[float]
+    profiled_core_samples_s: list[float]
+    core_time_s: float
+    profiled_core_time_s: float
+    layers: list[dict[str, Any]]
+    layers_time_s: float
+    overhead_s: float
+    sum_rule: dict[str, Any]
+    grouping_notes: list[str]
+    load_average: dict[str, list[float]]
+
+
+@dataclasses.dataclass(frozen=True)
 class BreakdownResult(Record):
+    """One arm of a breakdown group: the per-layer times pooled over its processes (medians over
+    every repeat of every process), and each process apart (`processes`): the replicates."""
+
     KIND: ClassVar[str] = "breakdown"
     job: JobId
     batch_size: int
@@ -485,10 +507,10 @@ class BreakdownResult(Record):
     sum_rule: dict[str, Any]
     events: list[dict[str, Any]]
     grouping_notes: list[str]
+    processes: list[BreakdownProcess]
     peak_flops_per_s: float | None
     peak: dict[str, Any]
     threads: dict[str, Any]
-    load_average: dict[str, list[float]]
     versions: dict[str, str]
     environment: dict[str, Any]
     provenance: Provenance

@@ -1,10 +1,11 @@
-"""The report's first screen: the study's questions, each answered with one of the four verdicts,
-its interval and the one caveat that limits it.
+"""The report's first screen: the study's questions, each answered with one of the four verdicts
+(a share, which is no ratio, says whether its interval lies above or below 50 %), its interval and
+the one caveat that limits it.
 
 Computed from the findings of the sections (the answer is never computed twice): the loss alone
 for the explicit backward, the paired core-process ratios for the frameworks, the per-layer
-breakdown for the study's conclusion, the training runs for accuracy. Where the design cannot
-support a verdict (one process or one training run per arm), the answer is inconclusive and says
+breakdown's replicates for the study's conclusion, the training runs for accuracy. Where the
+design cannot support a verdict (one training run per arm), the answer is inconclusive and says
 why.
 """
 
@@ -18,6 +19,7 @@ from deeppose.compare_stats import Interval, Verdict, format_interval
 from deeppose.grid import REFERENCE
 from deeppose.replicates import ONE_TRAJECTORY
 from deeppose.report.device import Device
+from deeppose.report.layer_replicates import ShareVerdict
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,7 @@ class Answer:
     question: str  # "loss backward", "framework", "layers", "accuracy"
     device: str
     subject: str  # what was measured, e.g. "Chainer / PyTorch core process, autograd, batch 8"
-    verdict: Verdict
+    verdict: Verdict | ShareVerdict  # ShareVerdict: a share, not a ratio (the layers question)
     interval: Interval | None  # the measured quantity with its interval; None where none exists
     scale: float  # printed as interval x scale ...
     unit: str  # ... in this unit
@@ -88,26 +90,25 @@ def _frameworks(d: Device, train_batch: int) -> list[Answer]:
 
 
 def _layers(d: Device, train_batch: int) -> list[Answer]:
-    found = []
-    for b in d.breakdown:
-        for a in b.attributions:
-            share = a.parts_s["conv"] / a.extra_s if a.extra_s > 0 else None
-            found.append(
-                Answer(
-                    "layers",
-                    d.device,
-                    f"share of {fmt.framework_name(a.framework)}'s extra core time in convolutions, "
-                    f"{a.loss}, batch {b.batch_size}",
-                    Verdict.INCONCLUSIVE,
-                    None,
-                    100.0,
-                    "%",
-                    share,
-                    "one profiled process per arm: no interval, so the study's conclusion is not tested",
-                )
-            )
-            break  # one loss mode stands for the layers (they do not depend on it)
-    return found
+    """The share of each framework's extra core time in convolutions, its interval from the
+    replicated breakdown (both loss modes pooled); the breakdown's own ratio in the caveat."""
+    return [
+        Answer(
+            "layers",
+            d.device,
+            f"share of {fmt.framework_name(c.framework)}'s extra core time in convolutions, the loss modes "
+            f"pooled ({c.pairs} pairs of processes), batch {b.batch_size}",
+            c.share_verdict,
+            c.conv_share,
+            100.0,
+            "%",
+            None,
+            f"{fmt.framework_name(c.framework)} / PyTorch in the same profiled processes: {c.verdict.value}, "
+            f"{format_interval(c.ratio)}",
+        )
+        for b in d.breakdown
+        for c in b.comparisons
+    ]
 
 
 def _accuracy(d: Device, train_batch: int) -> list[Answer]:

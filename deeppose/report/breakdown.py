@@ -1,28 +1,27 @@
-"""Findings of the per-layer breakdown: layer times and rates, the attribution of a framework's extra
-time over PyTorch's, and the roofline."""
+"""Findings of the per-layer breakdown: layer times and rates, the replicated comparison of each
+framework with PyTorch (deeppose.report.layer_replicates), and the roofline."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from itertools import groupby
 
 from deeppose import layer_groups, roofline
 from deeppose.grid import REFERENCE, Job
 from deeppose.records.results import BreakdownResult
 from deeppose.report import ceilings
 from deeppose.report.ceilings import Peak
+from deeppose.report.layer_replicates import (
+    LossAgreement,
+    LossModes,
+    Replicate,
+    ReplicatedComparison,
+    agreement,
+    compare,
+    loss_mode_ratio,
+)
 from deeppose.report.load import Results
-
-CONFIRM_SHARE = 0.5  # convolutions must explain half of a framework's extra time to confirm the study
-TOP_ROWS = 8  # layers listed where two frameworks differ most
-ELEMENTWISE = ("relu", "pool", "lrn", "dropout", "loss", "other")
-
-
-class LayerVerdict(str, Enum):
-    CONFIRMS = "confirms"
-    PARTLY = "partly confirms"
-    REFUTES = "refutes"
-    CANNOT_TEST = "cannot test"
 
 
 class Bound(str, Enum):
@@ -51,46 +50,7 @@ class BreakdownJob:
     gap: float
     tolerance: float
     sum_rule_ok: bool
-    layers: tuple[Layer, ...]
-
-
-@dataclass(frozen=True)
-class LayerDifference:
-    layer: str
-    phase: str
-    reference_s: float
-    other_s: float
-
-
-@dataclass(frozen=True)
-class Attribution:
-    """<framework>'s extra core time over PyTorch's, split over conv, fc, element-wise and overhead."""
-
-    framework: str
-    loss: str
-    reference_s: float
-    other_s: float
-    parts_s: dict[str, float]  # conv, fc, elementwise, overhead: they add up to the extra time
-    reference_overhead_s: float
-    other_overhead_s: float
-    largest: LayerDifference | None
-    top: tuple[LayerDifference, ...]
-    verdict: LayerVerdict
-    uncertain: tuple[str, ...]  # frameworks whose layers miss the sum rule
-
-    @property
-    def extra_s(self) -> float:
-        return self.other_s - self.reference_s
-
-    @property
-    def ratio(self) -> float:
-        """<framework> / PyTorch core time, of one profiled process each."""
-        return self.other_s / self.reference_s
-
-    @property
-    def shares(self) -> dict[str, float | None]:
-        """Each part's share of the extra time (conv, fc, elementwise, overhead); None when not slower."""
-        return {part: s / self.extra_s if self.extra_s > 0 else None for part, s in self.parts_s.items()}
+    layers: tuple[Layer, ...]  # pooled over the job's processes
 
 
 @dataclass(frozen=True)
@@ -110,7 +70,9 @@ class BreakdownBatch:
     batch_size: int
     jobs: tuple[BreakdownJob, ...]
     absent: tuple[tuple[str, str], ...]  # (framework, loss) without a result
-    attributions: tuple[Attribution, ...]
+    comparisons: tuple[ReplicatedComparison, ...]  # each framework against PyTorch, loss modes pooled
+    agreement: tuple[LossAgreement, ...]  # each framework and loss mode: the loss modes as replicates
+    loss_modes: tuple[LossModes, ...]  # each framework's explicit / autograd, paired by round
     not_compared: tuple[tuple[str, str], ...]  # (framework, loss) whose comparison lacks a result
     rate_loss: str  # the loss mode whose jobs give the FLOP/s (the layers do not depend on it)
     roofline: tuple[RooflinePoint, ...]
@@ -139,50 +101,58 @@ def _breakdown_job(job: Job, r: BreakdownResult, peak: Peak, rated: bool) -> Bre
     )
 
 
-def attribute(reference: BreakdownJob, other: BreakdownJob) -> Attribution:
-    """Split `other`'s extra core time over `reference` into conv, fc, element-wise layers and
-    overhead (core minus the layers), which add up to the extra time exactly."""
-
-    def group(job: BreakdownJob, names: tuple[str, ...]) -> float:
-        return sum(r.time_s for r in job.layers if r.layer in names)
-
-    extra = other.core_s - reference.core_s
-    parts = {
-        name: group(other, names) - group(reference, names)
-        for name, names in (
-            ("conv", layer_groups.CONV_LAYERS),
-            ("fc", layer_groups.FC_LAYERS),
-            ("elementwise", ELEMENTWISE),
+def _replicates(job: Job, r: BreakdownResult) -> tuple[Replicate, ...]:
+    """Each process of the job apart: its core time, overhead and layers (both phases together)."""
+    return tuple(
+        Replicate(
+            job.loss,
+            p.round,
+            p.core_time_s,
+            p.overhead_s,
+            {
+                layer: sum(float(row["time_s"]) for row in rows)
+                for layer, rows in groupby(
+                    sorted(p.layers, key=lambda row: row["layer"]), lambda row: row["layer"]
+                )
+            },
         )
-    }
-    parts["overhead"] = other.overhead_s - reference.overhead_s
-    times = [{(r.layer, r.phase): r.time_s for r in job.layers} for job in (reference, other)]
-    # ties in name order: a set's order varies with Python's hash seed, the report's bytes must not
-    keys = sorted(
-        set(times[0]) | set(times[1]), key=lambda k: (-abs(times[1].get(k, 0.0) - times[0].get(k, 0.0)), k)
+        for p in r.processes
     )
-    diffs = [LayerDifference(*k, times[0].get(k, 0.0), times[1].get(k, 0.0)) for k in keys]
-    if extra <= 0:
-        verdict = LayerVerdict.CANNOT_TEST
-    elif parts["conv"] / extra >= CONFIRM_SHARE:
-        verdict = LayerVerdict.CONFIRMS
-    else:
-        verdict = (
-            LayerVerdict.PARTLY if 1 - parts["overhead"] / extra >= CONFIRM_SHARE else LayerVerdict.REFUTES
+
+
+def _compared(
+    jobs: dict[tuple[str, str], tuple[Replicate, ...]], loss_modes: tuple[str, ...], margin: float
+) -> tuple[tuple[ReplicatedComparison, ...], tuple[LossAgreement, ...], tuple[LossModes, ...]]:
+    """Each framework against PyTorch, its loss modes pooled; every framework and loss mode apart;
+    each framework's explicit / autograd: from each job's replicates."""
+
+    def replicates(framework: str) -> list[Replicate]:
+        return [r for loss in loss_modes if (framework, loss) in jobs for r in jobs[framework, loss]]
+
+    frameworks = list(dict.fromkeys(fw for fw, _ in jobs))
+    comparisons = tuple(
+        compare(fw, replicates(REFERENCE), replicates(fw), margin)
+        for fw in frameworks
+        if fw != REFERENCE and any((fw, loss) in jobs and (REFERENCE, loss) in jobs for loss in loss_modes)
+    )
+    agreements = tuple(
+        agreement(
+            fw,
+            loss,
+            jobs[fw, loss],
+            jobs[REFERENCE, loss] if fw != REFERENCE and (REFERENCE, loss) in jobs else None,
+            margin,
         )
-    return Attribution(
-        other.framework,
-        other.loss,
-        reference.core_s,
-        other.core_s,
-        parts,
-        reference.overhead_s,
-        other.overhead_s,
-        max(diffs, key=lambda d: d.other_s - d.reference_s, default=None),
-        tuple(diffs[:TOP_ROWS]),
-        verdict,
-        tuple(j.framework for j in (reference, other) if not j.sum_rule_ok),
+        for fw in frameworks
+        for loss in loss_modes
+        if (fw, loss) in jobs
     )
+    pairs = tuple(
+        loss_mode_ratio(fw, jobs[fw, "autograd"], jobs[fw, "explicit"], margin)
+        for fw in frameworks
+        if (fw, "autograd") in jobs and (fw, "explicit") in jobs
+    )
+    return comparisons, agreements, pairs
 
 
 def _roofline(
@@ -239,12 +209,18 @@ def breakdown_batches(results: Results, device: str, peak: Peak) -> tuple[Breakd
         compared = [(fw, loss) for fw, loss in arms if (fw, loss) in jobs and (REFERENCE, loss) in jobs]
         rated = [j for (_, loss), j in jobs.items() if loss == rate_loss]
         points, memory = _roofline(rated, 2**exp, peak)
+        replicates = {(j.framework, j.loss): _replicates(j, r.record) for j, r in loaded.items() if r.ok}
+        comparisons, agreements, modes = _compared(
+            replicates, results.loss_modes, results.params.timing.margin
+        )
         batches.append(
             BreakdownBatch(
                 2**exp,
                 tuple(jobs.values()),
                 tuple((j.framework, j.loss) for j, r in loaded.items() if not r.ok),
-                tuple(attribute(jobs[REFERENCE, loss], jobs[fw, loss]) for fw, loss in compared),
+                comparisons,
+                agreements,
+                modes,
                 tuple(arm for arm in arms if arm not in compared),
                 rate_loss,
                 points,

@@ -4,12 +4,12 @@ roofline (Williams et al. 2009).
 A measured ceiling is a rate some kernel reached, not a bound the hardware sets. So the compute
 ceiling is the largest of the `peak` stage's best kernel rate and every rate achieved in the same
 run on its device: the `breakdown` stage's own kernel runs, every conv/fc layer-phase of every
-breakdown job and every timing cell's core process. Where an achieved rate exceeds the peak
-stage's, the ceiling is that rate, labelled a lower bound ("achieved by ..."). The bandwidth
-ceiling likewise is the STREAM triad's, or the traffic a layer must have moved when that is more
-(its FLOP/s over its arithmetic intensity, `deeppose.roofline`, which counts the fewest bytes it
-can move): every roofline point then lies under both roofs. `share` is the one "% of peak": a rate
-over the compute ceiling, never above 1.
+breakdown job (pooled and in each of its processes) and every timing cell's core process. Where
+an achieved rate exceeds the peak stage's, the ceiling is that rate, labelled a lower bound
+("achieved by ..."). The bandwidth ceiling likewise is the STREAM triad's, or the traffic a layer
+must have moved when that is more (its FLOP/s over its arithmetic intensity, `deeppose.roofline`,
+which counts the fewest bytes it can move): every roofline point then lies under both roofs.
+`share` is the one "% of peak": a rate over the compute ceiling, never above 1.
 
 The theoretical peak (cores x clock x FLOPs per cycle) is given only where the `peak` stage
 measured the clock; otherwise it is omitted, with the reason and the clock the ceiling implies
@@ -106,11 +106,14 @@ def achieved_rates(results: Results, device: str) -> tuple[list[Achieved], list[
             if rate:
                 compute.append(Achieved(rate, f"the kernel {kernel} ({where})"))
         intensity = {key: t.intensity for key, t in roofline.layer_traffic(r.batch_size).items()}
-        for row in r.layers:
+        # the pooled layers and each process's own: every one is a rate this run achieved
+        rows = [(row, where) for row in r.layers]
+        rows += [(row, f"{where}, process {i}") for i, p in enumerate(r.processes) for row in p.layers]
+        for row, source in rows:
             rate = row.get("flops_per_s")
             if not rate:
                 continue
-            what = f"{framework_name(job.framework)} {row['layer']} {row['phase']} ({where})"
+            what = f"{framework_name(job.framework)} {row['layer']} {row['phase']} ({source})"
             compute.append(Achieved(rate, what))
             if (row["layer"], row["phase"]) in intensity:
                 traffic.append(Achieved(rate / intensity[row["layer"], row["phase"]], what))

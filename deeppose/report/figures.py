@@ -189,7 +189,7 @@ FIGURES = {  # kind -> its alt text; the file is <kind>_<device>[_b<batch>].png 
     "core_time": "Core-process time against batch size on {device}",
     "memory": "Peak memory of the core process on {device}",
     "flops": "Achieved FLOP/s against batch size on {device}",
-    "breakdown": "Per-layer time of one core process, {device}, batch {batch}",
+    "breakdown": "Per-layer time of the core process (its processes pooled), {device}, batch {batch}",
     "breakdown_peak": "Achieved FLOP/s per layer, {device}, batch {batch}",
     "roofline": "Roofline, {device}, batch {batch}",
 }

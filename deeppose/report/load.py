@@ -15,7 +15,7 @@ from typing import Any
 
 from deeppose import provenance
 from deeppose.config import Params
-from deeppose.grid import DEVICES, Job, timing_groups
+from deeppose.grid import DEVICES, Job, breakdown_groups, timing_groups
 from deeppose.records import paths, ranges
 from deeppose.records.results import (
     BreakdownResult,
@@ -189,7 +189,9 @@ def load_costs(params: Params) -> dict[str, list[StageCost | None]]:
         "train": [job.label for job in params.train_jobs()],
         "time": [group.label for group in timing_groups(params.grid)],
         "peak": [None],
-        "breakdown": [job.label for job in params.breakdown_jobs()],
+        "breakdown": [
+            group.label for group in breakdown_groups(params.grid, params.breakdown.batch_exponents)
+        ],
     }
     if params.data.source == "synthetic":
         labels = {"synthesize": [None], **labels}

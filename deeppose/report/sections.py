@@ -13,7 +13,6 @@ import jinja2
 from deeppose import fmt
 from deeppose.report import accuracy, appendix, lines, tables
 from deeppose.report.analysis import Findings
-from deeppose.report.breakdown import CONFIRM_SHARE
 from deeppose.report.common import LEVEL
 from deeppose.report.figures import link as figure_link
 from deeppose.report.study import AGREE_TEXT
@@ -29,8 +28,8 @@ HEADINGS = {  # the template's key -> the section's title, in the report's order
     "appendix": "Appendix: set-up, environment, fairness and cost",
 }
 PLACED = {  # module -> the names the template calls
-    tables: "missing training cells compiled ratios throughput breakdown_jobs attribution_table "
-    "attribution_sentence layer_rates roofline_sentence records costs",
+    tables: "missing training cells compiled ratios throughput breakdown_jobs comparison_table "
+    "agreement_table loss_modes_sentence comparison_sentence layer_rates roofline_sentence records costs",
     accuracy: "scoring_note accuracy accuracy_lines",
     appendix: "parameters details data environment ceilings fairness jobs_without_results",
     lines: "answer_groups checks_line control_lines margins loss_effect_line network_lines noise_table "
@@ -59,7 +58,6 @@ def _environment() -> jinja2.Environment:
     env.globals.update(
         {name: getattr(module, name) for module, names in PLACED.items() for name in names.split()},
         CI=f"{round(LEVEL * 100)} % CI",
-        CONFIRM_SHARE=CONFIRM_SHARE,
         AGREE_TEXT=AGREE_TEXT,
     )
     return env

@@ -9,27 +9,26 @@ from typing import Any
 
 from deeppose import fmt
 from deeppose.compare_stats import format_interval
-from deeppose.report.breakdown import Attribution, BreakdownBatch, LayerVerdict
-from deeppose.report.common import safe_ratio
-from deeppose.report.lines import share, single
+from deeppose.grid import REFERENCE
+from deeppose.report.breakdown import BreakdownBatch
+from deeppose.report.layer_replicates import ReplicatedComparison, ShareVerdict
+from deeppose.stats import Interval
 
-VERDICT_SENTENCE = {
-    LayerVerdict.CONFIRMS: "This confirms the study's conclusion for this machine: the implementation of the "
-    "layers, convolution above all, dominates the difference in learning time.",
-    LayerVerdict.PARTLY: "This partly confirms the study's conclusion: the layers' implementations explain "
-    "most of the difference, but convolution alone does not.",
-    LayerVerdict.REFUTES: "This refutes the study's conclusion for this machine: most of the difference lies "
-    "outside the layers, in framework overhead.",
+SHARE_SENTENCE = {
+    ShareVerdict.MOST: "This supports the study's conclusion on this machine: the interval of the "
+    "convolutions' share lies above 50 %, so the convolutions explain most of the difference.",
+    ShareVerdict.LESS: "This does not support the study's conclusion on this machine: the interval of the "
+    "convolutions' share lies below 50 %, so the convolutions explain less than half of the difference.",
+    ShareVerdict.INCONCLUSIVE: "Whether the convolutions explain most of the difference is not settled: the "
+    "interval of their share reaches across 50 % (or there is none).",
+    ShareVerdict.CANNOT_TEST: "{other} is not slower than PyTorch in every pair of processes, so some pair "
+    "has no extra time to attribute and the study's conclusion is not tested here.",
 }
+ROW_NAMES = {"elementwise": "element-wise layers", "overhead": "overhead", "core": "core process"}
 
 
 def _ms(x: float | None, signed: bool = False) -> str:
     return fmt.scaled(x, 1e-3, signed)
-
-
-def _pct(part: float | None, whole: float | None) -> str | None:
-    value = safe_ratio(part, whole)
-    return None if value is None else fmt.sig(100 * value)
 
 
 def breakdown_jobs(b: BreakdownBatch) -> str:
@@ -52,69 +51,86 @@ def breakdown_jobs(b: BreakdownBatch) -> str:
     return fmt.table(headers, rows, right=range(2, 7))
 
 
-def attribution_table(a: Attribution) -> str:
-    """The layers that differ most, the overhead and the whole core process, each with its share of
-    the framework's extra time (none when it has no extra time)."""
-    other, extra = fmt.framework_name(a.framework), a.extra_s if a.extra_s > 0 else None
+def _interval(x: Interval | None, scale: float = 1.0) -> str:
+    return fmt.MISSING if x is None or x.estimate is None else format_interval(x, scale)
+
+
+def comparison_table(c: ReplicatedComparison) -> str:
+    """Each layer (forward and backward together), the element-wise layers, the overhead and the
+    core process: both frameworks' times, their paired ratio and the row's share of the framework's
+    extra time, each with its interval from the replicates."""
+    other = fmt.framework_name(c.framework)
     rows = [
         [
-            x.layer,
-            x.phase,
-            _ms(x.reference_s),
-            _ms(x.other_s),
-            fmt.sig(safe_ratio(x.other_s, x.reference_s)),
-            _ms(x.other_s - x.reference_s, True),
-            _pct(x.other_s - x.reference_s, extra),
+            ROW_NAMES.get(r.row, r.row),
+            _interval(r.reference, 1e3),
+            _interval(r.other, 1e3),
+            _interval(r.ratio),
+            _interval(r.share, 100),
         ]
-        for x in a.top
+        for r in c.rows
     ]
-    overhead = a.parts_s["overhead"]
-    rows.append(
-        ["overhead", "both", _ms(a.reference_overhead_s), _ms(a.other_overhead_s), None, _ms(overhead, True)]
-        + [_pct(overhead, extra)]
-    )
-    rows.append(
+    headers = ["Layer", "PyTorch (ms)", f"{other} (ms)", f"{other}/PyTorch", "Share of extra time (%)"]
+    return fmt.table(headers, rows, right=range(1, 5))
+
+
+def agreement_table(b: BreakdownBatch) -> str:
+    """Each framework and loss mode apart: the loss modes are replicates for the layers, so their
+    core times, convolutions' shares and ratios to PyTorch should agree within their intervals."""
+    rows = [
         [
-            "core process",
-            "both",
-            _ms(a.reference_s),
-            _ms(a.other_s),
-            fmt.sig(safe_ratio(a.other_s, a.reference_s)),
+            fmt.framework_name(a.framework),
+            a.loss,
+            a.core.n,
+            _interval(a.core, 1e3),
+            _interval(a.conv_of_core, 100),
+            fmt.MISSING
+            if a.ratio is None
+            else f"{_interval(a.ratio)} ({a.verdict.value if a.verdict else ''})",
         ]
-        + [_ms(a.extra_s, True), "100" if extra else None]
-    )
-    headers = ["Layer", "Phase", "PyTorch (ms)", f"{other} (ms)", f"{other}/PyTorch", "Difference (ms)"]
-    return fmt.table(
-        headers + ["Share of extra time (%)"],
-        [[fmt.MISSING if c is None else c for c in r] for r in rows],
-        right=range(2, 7),
+        for a in b.agreement
+    ]
+    headers = ["Framework", "Loss", "Processes", "Core time (ms)", "Convolutions' share of core (%)"]
+    return fmt.table(headers + ["Core / PyTorch's"], rows, right=range(2, 6))
+
+
+def loss_modes_sentence(b: BreakdownBatch) -> str:
+    """Whether the loss modes agree, as replicates must: each framework's explicit / autograd core
+    time, paired by round, with its verdict at the margin."""
+    if not b.loss_modes:
+        return "No framework ran both loss modes here, so their agreement is not shown."
+    parts = [
+        f"{fmt.framework_name(m.framework)} {_interval(m.ratio)} ({m.verdict.value})" for m in b.loss_modes
+    ]
+    return (
+        "Explicit / autograd core time in the same rounds (the loss modes as replicates, which should "
+        f"agree): {'; '.join(parts)}."
     )
 
 
-def attribution_sentence(a: Attribution, device: str, batch_size: int) -> str:
-    """What the breakdown says of the study's conclusion, with single-run shares."""
-    other = fmt.framework_name(a.framework)
+def comparison_sentence(c: ReplicatedComparison, b: BreakdownBatch, device: str) -> str:
+    """What the replicated breakdown says of the study's conclusion, every number with its interval;
+    uncertain where a compared job's layers miss the sum rule."""
+    other, batch_size = fmt.framework_name(c.framework), b.batch_size
+    level = f"{round(100 * c.ratio.level)} %"
     text = (
-        f"On {device} at batch {batch_size} ({a.loss} loss), {other}'s core process took "
-        f"{fmt.seconds(a.other_s)} against PyTorch's {fmt.seconds(a.reference_s)} ({single(a.ratio, 'x')})"
+        f"On {device} at batch {batch_size}, the loss modes pooled ({c.pairs} pairs of processes, "
+        f"{level} intervals), {other}'s core process took {_interval(c.ratio)} times PyTorch's "
+        f"({c.verdict.value} at the margin)."
     )
-    if a.verdict is LayerVerdict.CANNOT_TEST:
+    if c.conv_share is not None:
+        s = {part: _interval(x, 100) + " %" for part, x in c.shares.items()}
+        top = c.most_different
         text += (
-            f": {other} is not slower, so there is no extra time to attribute and the study's conclusion "
-            "cannot be tested on this machine."
+            f" Of {other}'s extra time, convolutions account for {s['conv']}, fully-connected layers for "
+            f"{s['fc']}, element-wise layers (ReLU, pooling, dropout, loss, reshapes) for {s['elementwise']} "
+            f"and unattributed overhead for {s['overhead']}; the layer whose time differs most is {top.row} "
+            f"({_interval(top.ratio)} times)."
         )
-    else:
-        s, top = a.shares, a.largest
-        text += (
-            f". Of {other}'s extra time ({fmt.seconds(a.extra_s)}, one profiled process per arm: single-run "
-            f"shares), convolutions account for {share(s['conv'])}, fully-connected layers for "
-            f"{share(s['fc'])}, element-wise layers (ReLU, pooling, dropout, loss, reshapes) for "
-            f"{share(s['elementwise'])} and unattributed overhead for {share(s['overhead'])}; the largest "
-            f"single difference is {top.layer} {top.phase} "
-            f"({fmt.seconds(top.other_s - top.reference_s, signed=True)}). " + VERDICT_SENTENCE[a.verdict]
-        )
-    if a.uncertain:
-        names = fmt.join_words([fmt.framework_name(fw) for fw in a.uncertain])
+    text += " " + SHARE_SENTENCE[c.share_verdict].format(other=other)
+    missed = [j for j in b.jobs if j.framework in (REFERENCE, c.framework) and not j.sum_rule_ok]
+    if missed:
+        names = fmt.join_words(list(dict.fromkeys(fmt.framework_name(j.framework) for j in missed)))
         text += (
             f" (The layers of {names} do not add up to the measured core time within the stated tolerance, "
             "so this attribution is uncertain.)"

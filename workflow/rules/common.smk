@@ -41,8 +41,8 @@ def _cell(stage, framework, loss, device, batch_exp):
     kind = STAGES[stage].jobs
     if kind is None:
         return None
-    if kind == "group":
-        return Group(device, batch_exp, GRID.frameworks, GRID.loss_modes)
+    if STAGES[stage].grouped:
+        return STAGES[stage].group(GRID, device, batch_exp)
     return Job(framework, loss, device, batch_exp if STAGES[stage].batch_exponents_key else None)
 
 

@@ -46,8 +46,8 @@ rule breakdown:
     resources:
         gpu=gpus,
     log:
-        "logs/breakdown/{framework}/{loss}/{device}/b{batch_exp}.log",
+        "logs/breakdown/{device}/b{batch_exp}.log",
     benchmark:
-        "logs/benchmarks/breakdown/{framework}/{loss}/{device}/b{batch_exp}.tsv",
+        "logs/benchmarks/breakdown/{device}/b{batch_exp}.tsv",
     shell:
         stage_shell("breakdown")

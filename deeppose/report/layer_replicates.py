@@ -1,0 +1,235 @@
+"""The per-layer breakdown's replicates: intervals on layer times, shares and the frameworks' ratio.
+
+Every arm of a breakdown group ran `breakdown.processes` fresh processes in interleaved rounds
+(deeppose.breakdown). For the layers the two loss modes are replicates too (the loss does not
+change the layers), so a framework's layer questions pool both: its replicates are its processes
+of every loss mode, and a framework's replicate pairs with PyTorch's of the same loss mode and
+round, which ran seconds apart. Every interval here is at `verdicts.DECISION_LEVEL`:
+
+* a time: the median of the replicates with the t-interval of their logs
+  (`stats.cell_estimate`); a time that can be negative (the overhead), the mean with its t-interval;
+* <framework> / PyTorch: the paired ratio over (loss mode, round) (`verdicts.paired_log_ratio`),
+  judged by `verdicts.classify` at `timing.margin`;
+* the share of <framework>'s extra core time in a part (convolutions, fully-connected layers,
+  element-wise layers, overhead): per pair the part's difference over the core time's, the mean
+  with its t-interval (`stats.t_mean_ci`). The convolutions "explain most of the difference" only
+  when that interval's low end lies above 50 %, "less than half" only when its high end lies below;
+* the loss modes' agreement: each framework's core time and convolutions' share of it per loss
+  mode, the <framework> / PyTorch ratio per loss mode, and each framework's explicit / autograd
+  ratio paired by round, each with its interval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from deeppose import layer_groups
+from deeppose.stats import Interval, cell_estimate, t_mean_ci
+from deeppose.verdicts import DECISION_LEVEL, Verdict, classify, paired_log_ratio
+
+MOST = 0.5  # "most of the difference": the share's whole interval above it
+ELEMENTWISE = ("relu", "pool", "lrn", "dropout", "loss", "other")
+PARTS: dict[str, tuple[str, ...]] = {
+    "conv": layer_groups.CONV_LAYERS,
+    "fc": layer_groups.FC_LAYERS,
+    "elementwise": ELEMENTWISE,
+}
+ROWS = (*layer_groups.CONV_LAYERS, *layer_groups.FC_LAYERS, "elementwise", "overhead", "core")
+
+
+class ShareVerdict(str, Enum):
+    """What the share of a framework's extra time in convolutions says of the study's conclusion."""
+
+    MOST = "the convolutions explain most of the difference"
+    LESS = "the convolutions explain less than half of the difference"
+    INCONCLUSIVE = "inconclusive"
+    CANNOT_TEST = "cannot test"  # not slower in every pair, or fewer than two pairs
+
+
+@dataclass(frozen=True)
+class Replicate:
+    """One process of one arm: its core time, overhead and per-layer medians (both phases)."""
+
+    loss: str
+    round: int
+    core_s: float
+    overhead_s: float
+    layers_s: Mapping[str, float]  # layer -> forward + backward, median over the process's repeats
+
+    def time(self, row: str) -> float:
+        """A row of the tables: one layer, the element-wise layers together, the overhead or the core."""
+        if row == "core":
+            return self.core_s
+        if row == "overhead":
+            return self.overhead_s
+        return sum(self.layers_s.get(name, 0.0) for name in PARTS.get(row, (row,)))
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One row of a comparison: PyTorch's and the framework's time, their paired ratio and the
+    row's share of the framework's extra core time."""
+
+    row: str
+    reference: Interval
+    other: Interval
+    ratio: Interval
+    share: Interval | None  # None where the framework is not slower in every pair
+
+
+@dataclass(frozen=True)
+class LossAgreement:
+    """One framework and loss mode: the replicates the loss modes are for the layers."""
+
+    framework: str
+    loss: str
+    core: Interval
+    conv_of_core: Interval  # the convolutions' share of the core time
+    ratio: Interval | None  # <framework> / PyTorch in this loss mode; None for PyTorch
+    verdict: Verdict | None
+
+
+@dataclass(frozen=True)
+class LossModes:
+    """One framework's explicit / autograd core time, paired by round: the loss modes are
+    replicates for the layers, so this ratio shows whether they agree."""
+
+    framework: str
+    ratio: Interval
+    verdict: Verdict
+
+
+@dataclass(frozen=True)
+class ReplicatedComparison:
+    """<framework> against PyTorch at one batch size, the loss modes pooled."""
+
+    framework: str
+    pairs: int
+    ratio: Interval
+    verdict: Verdict
+    rows: tuple[LayerRow, ...]  # ROWS' order
+    shares: Mapping[str, Interval | None]  # conv, fc, elementwise, overhead: of the extra core time
+    share_verdict: ShareVerdict  # of the convolutions' share
+
+    @property
+    def conv_share(self) -> Interval | None:
+        return self.shares["conv"]
+
+    @property
+    def most_different(self) -> LayerRow:
+        """The layer whose time differs most between the frameworks, by its paired ratio's estimate."""
+        layers = [r for r in self.rows if r.row in (*layer_groups.CONV_LAYERS, *layer_groups.FC_LAYERS)]
+        return max(layers, key=lambda r: abs(np.log(r.ratio.estimate or 1.0)))
+
+
+def time_interval(values: Sequence[float], level: float = DECISION_LEVEL) -> Interval:
+    """The replicates' median with the t-interval of their logs; where one is not positive (an
+    overhead), their mean with its t-interval."""
+    x = np.asarray(values, dtype=np.float64)
+    if np.all(x > 0):
+        return cell_estimate(list(x), level)
+    return mean_interval(x, level, "student t on the replicates")
+
+
+def mean_interval(x: np.ndarray, level: float, method: str) -> Interval:
+    if x.size < 2:
+        return Interval(float(x.mean()), None, None, int(x.size), level, "one replicate: no interval")
+    low, high = t_mean_ci(x, level)
+    return Interval(float(x.mean()), low, high, int(x.size), level, method)
+
+
+def paired_ratio(a: Mapping[Any, float], b: Mapping[Any, float]) -> Interval:
+    estimate, low, high = paired_log_ratio(a, b, DECISION_LEVEL)
+    n = len(set(a) & set(b))
+    return Interval(estimate, low, high, n, DECISION_LEVEL, "paired t on log ratios of replicates")
+
+
+def share_interval(parts: Sequence[float], extras: Sequence[float]) -> Interval | None:
+    """The mean of the per-pair shares part / extra with its t-interval; None unless every pair's
+    extra time is positive."""
+    extra = np.asarray(extras, dtype=np.float64)
+    if extra.size == 0 or np.any(extra <= 0):
+        return None
+    return mean_interval(np.asarray(parts) / extra, DECISION_LEVEL, "student t on per-pair shares")
+
+
+def share_verdict(share: Interval | None) -> ShareVerdict:
+    if share is None:
+        return ShareVerdict.CANNOT_TEST
+    if share.low is None or share.high is None:
+        return ShareVerdict.INCONCLUSIVE
+    if share.low > MOST:
+        return ShareVerdict.MOST
+    if share.high < MOST:
+        return ShareVerdict.LESS
+    return ShareVerdict.INCONCLUSIVE
+
+
+def _keyed(replicates: Sequence[Replicate], row: str) -> dict[tuple[str, int], float]:
+    return {(r.loss, r.round): r.time(row) for r in replicates}
+
+
+def compare(
+    framework: str, reference: Sequence[Replicate], other: Sequence[Replicate], margin: float
+) -> ReplicatedComparison:
+    """<framework> (`other`) against PyTorch (`reference`), pairs by (loss mode, round)."""
+    ref = {(r.loss, r.round): r for r in reference}
+    pairs = [(ref[r.loss, r.round], r) for r in other if (r.loss, r.round) in ref]
+    extras = [o.core_s - p.core_s for p, o in pairs]
+    rows = tuple(
+        LayerRow(
+            row,
+            time_interval([p.time(row) for p, _ in pairs]),
+            time_interval([o.time(row) for _, o in pairs]),
+            paired_ratio(_keyed([o for _, o in pairs], row), _keyed([p for p, _ in pairs], row))
+            if all(p.time(row) > 0 and o.time(row) > 0 for p, o in pairs)
+            else Interval(None, None, None, 0, DECISION_LEVEL, "a time not positive: no ratio"),
+            share_interval([o.time(row) - p.time(row) for p, o in pairs], extras),
+        )
+        for row in ROWS
+    )
+    ratio = next(r.ratio for r in rows if r.row == "core")
+    shares = {
+        part: share_interval([o.time(part) - p.time(part) for p, o in pairs], extras)
+        for part in (*PARTS, "overhead")
+    }
+    return ReplicatedComparison(
+        framework,
+        len(pairs),
+        ratio,
+        classify(ratio.low, ratio.high, margin),
+        rows,
+        shares,
+        share_verdict(shares["conv"]),
+    )
+
+
+def agreement(
+    framework: str, loss: str, own: Sequence[Replicate], reference: Sequence[Replicate] | None, margin: float
+) -> LossAgreement:
+    """One framework's replicates of one loss mode; `reference`: PyTorch's of that loss mode (None
+    for PyTorch itself)."""
+    ratio = paired_ratio(_keyed(own, "core"), _keyed(reference, "core")) if reference is not None else None
+    return LossAgreement(
+        framework,
+        loss,
+        time_interval([r.core_s for r in own]),
+        mean_interval(
+            np.array([r.time("conv") / r.core_s for r in own]), DECISION_LEVEL, "student t on the replicates"
+        ),
+        ratio,
+        classify(ratio.low, ratio.high, margin) if ratio is not None else None,
+    )
+
+
+def loss_mode_ratio(
+    framework: str, autograd: Sequence[Replicate], explicit: Sequence[Replicate], margin: float
+) -> LossModes:
+    """<framework>'s explicit / autograd core time, its processes paired by round."""
+    ratio = paired_ratio({r.round: r.core_s for r in explicit}, {r.round: r.core_s for r in autograd})
+    return LossModes(framework, ratio, classify(ratio.low, ratio.high, margin))
