@@ -21,7 +21,7 @@ from pathlib import Path
 
 from deeppose import provenance
 from deeppose.config import Params
-from deeppose.grid import Group, Job, timing_groups
+from deeppose.grid import Group, Job
 from deeppose.records import paths
 from deeppose.records.atomic import write_text
 from deeppose.stages import STAGES, Stage
@@ -48,10 +48,13 @@ def stage_jobs(stage: Stage, params: Params) -> list[Job | Group | None]:
     """Every job of `stage` under `params`."""
     if stage.jobs == "train":
         return list(params.train_jobs())
-    if stage.jobs == "breakdown":
-        return list(params.breakdown_jobs())
-    if stage.jobs == "group":
-        return list(timing_groups(params.grid))
+    if stage.grouped:
+        grid = params.grid
+        return [
+            stage.group(grid, device, int(exp))
+            for device in grid.devices
+            for exp in params.value(stage.batch_exponents_key)
+        ]
     return [None]
 
 

@@ -268,10 +268,14 @@ def test_a_one_token_edit_changes_the_hash(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "staled"),
     [
-        ('"time each layer\'s forward and backward"', '"profile each layer"', set()),
         (
-            'extra_modules=("deeppose.peak",)',
-            'extra_modules=("deeppose.peak", "deeppose.stats")',
+            '"time each layer\'s forward and backward in interleaved fresh processes"',
+            '"profile each layer"',
+            set(),
+        ),
+        (
+            'extra_modules=("deeppose.peak", ',
+            'extra_modules=("deeppose.stats", "deeppose.peak", ',
             {"breakdown"},
         ),
         ("def job_label(", "def job_label_renamed(", set(STAGES)),
