@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from timing_runs import control_of, load_groups, verdicts  # noqa: E402
 
-from deeppose.records.results import BlockRecord, TimingResult  # noqa: E402
+from deeppose.records.timing import BlockRecord, TimingResult  # noqa: E402
 from deeppose.verdicts import Verdict  # noqa: E402
 
 

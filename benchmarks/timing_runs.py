@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 from deeppose.compare_stats import clopper_pearson, compare, format_interval  # noqa: E402
 from deeppose.grid import Group  # noqa: E402
 from deeppose.measure.blocks import PLANTED, Arm, planted, twin  # noqa: E402
-from deeppose.records.results import TimingResult  # noqa: E402
+from deeppose.records.timing import TimingResult  # noqa: E402
 from deeppose.verdicts import Verdict  # noqa: E402
 
 

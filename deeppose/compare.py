@@ -79,15 +79,10 @@ from deeppose.errors import DeepPoseError
 from deeppose.grid import REFERENCE, Job
 from deeppose.measure.blocks import twin, usable
 from deeppose.records import paths, ranges
-from deeppose.records.results import (
-    BreakdownResult,
-    PeakResult,
-    RecordError,
-    SeedRun,
-    TimingResult,
-    TrainMetrics,
-    read_log,
-)
+from deeppose.records.breakdown import BreakdownResult, PeakResult
+from deeppose.records.results import RecordError
+from deeppose.records.timing import TimingResult
+from deeppose.records.training import SeedRun, TrainMetrics, read_log
 from deeppose.replicates import between_seeds, identical, per_seed
 
 MIN_GROUP = 3  # cells a group needs before the median of their ratios can stand for the machine's shift

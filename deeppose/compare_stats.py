@@ -51,7 +51,7 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from deeppose.measure.blocks import PLANTED, Timed, cell_of, final, paired, planted, twin
-from deeppose.records.results import BlockRecord
+from deeppose.records.timing import BlockRecord
 from deeppose.stats import LEVEL, Interval, positive_times, t_half_width
 from deeppose.verdicts import DECISION_LEVEL, Verdict, classify, minimum_detectable_ratio, paired_log_ratio
 

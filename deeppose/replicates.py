@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from deeppose.compare_stats import LEVEL, Interval, Verdict, paired_difference, paired_ratio
-from deeppose.records.results import SeedRun
+from deeppose.records.training import SeedRun
 from deeppose.verdicts import classify
 
 ONE_TRAJECTORY = "training variability is not measured"  # fewer than two distinct seeds

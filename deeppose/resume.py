@@ -27,7 +27,8 @@ import numpy as np
 
 from deeppose import checkpoint as ckpt
 from deeppose.model import weight_shapes
-from deeppose.records.results import RecordError, SeedRun
+from deeppose.records.results import RecordError
+from deeppose.records.training import SeedRun
 
 # What each optimiser keeps per weight, by the backends' neutral names (deeppose.backends).
 OPTIMIZER_STATE = {"momentum_sgd": ("velocity",), "adam": ("m", "v")}

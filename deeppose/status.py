@@ -17,7 +17,8 @@ import argparse
 from deeppose import provenance
 from deeppose.config import Params, load_params
 from deeppose.records import output_set, paths
-from deeppose.records.results import RecordError, ReportSummary
+from deeppose.records.results import RecordError
+from deeppose.records.summary import ReportSummary
 from deeppose.report.load import load_results
 
 

@@ -56,7 +56,7 @@ from deeppose.memory import check_machine
 from deeppose.model import total_flops
 from deeppose.records import paths
 from deeppose.records.atomic import json_text, write_together
-from deeppose.records.results import BlockRecord, IntervalRecord, TimingDesign, TimingResult
+from deeppose.records.timing import BlockRecord, IntervalRecord, TimingDesign, TimingResult
 from deeppose.stats import cell_estimate
 from deeppose.timing_block import LOSS_REPEATS
 from deeppose.verdicts import classify, paired_log_ratio, sequential_level

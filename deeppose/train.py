@@ -48,7 +48,8 @@ from deeppose.memory import check_machine
 from deeppose.model import N_JOINTS, init_weights
 from deeppose.records import paths
 from deeppose.records.atomic import remove_stale, write_text
-from deeppose.records.results import SeedRun, TrainMetrics, curve_sha256, job_id
+from deeppose.records.results import job_id
+from deeppose.records.training import SeedRun, TrainMetrics, curve_sha256
 from deeppose.stats import describe as describe_samples
 
 # Test accuracies count every annotated joint (LSP's convention: occluded ones too, inside the crop

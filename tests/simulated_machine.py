@@ -21,7 +21,7 @@ import numpy as np
 
 from deeppose.measure import blocks as B
 from deeppose.measure.turns import Turn
-from deeppose.records.results import BlockInterference, BlockRecord
+from deeppose.records.timing import BlockInterference, BlockRecord
 
 RUN_SD = 0.05
 PROCESS_SD = 0.015

@@ -18,7 +18,7 @@ from simulated_machine import block, quiet_figures, run_group
 
 from deeppose import compare_stats as S
 from deeppose.measure import blocks as B
-from deeppose.records.results import BlockInterference, BlockRecord
+from deeppose.records.timing import BlockInterference, BlockRecord
 from deeppose.stats import cell_estimate
 from deeppose.verdicts import DECISION_LEVEL, minimum_detectable_ratio
 

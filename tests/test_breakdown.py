@@ -391,7 +391,8 @@ def hand_made_result(
 def write_record(params: Params, job: Job, result: dict[str, Any]) -> None:
     """`result` (hand_made_result's fields) as the stage writes it: a typed, current record."""
     from deeppose import provenance
-    from deeppose.records.results import BreakdownResult, job_id
+    from deeppose.records.breakdown import BreakdownResult
+    from deeppose.records.results import job_id
     from deeppose.stages import STAGES
 
     group = STAGES["breakdown"].group(params.grid, job.device, job.batch_exp)
@@ -415,7 +416,8 @@ def test_a_process_with_a_negative_time_is_refused(
     report_params: Params, tmp_path: Path, monkeypatch
 ) -> None:
     from deeppose.records import ranges
-    from deeppose.records.results import BreakdownResult, RecordError
+    from deeppose.records.breakdown import BreakdownResult
+    from deeppose.records.results import RecordError
 
     monkeypatch.chdir(tmp_path)
     job = Job("pytorch", "autograd", "cpu", 4)

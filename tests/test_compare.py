@@ -26,7 +26,8 @@ from deeppose.config import Params, load_params
 from deeppose.errors import DeepPoseError
 from deeppose.grid import Group, Job
 from deeppose.records import paths
-from deeppose.records.results import TimingResult, TrainMetrics
+from deeppose.records.timing import TimingResult
+from deeppose.records.training import TrainMetrics
 
 CELLS = {"pytorch/autograd": 0.05, "pytorch/explicit": 0.05, "chainer/autograd": 0.1, "chainer/explicit": 0.1}
 SLOWED = "chainer/explicit"

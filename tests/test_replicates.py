@@ -14,7 +14,8 @@ from scipy import stats as scipy_stats
 from deeppose import compare
 from deeppose.compare_stats import LEVEL, Interval, Verdict
 from deeppose.grid import Job
-from deeppose.records.results import JobId, Provenance, Scores, SeedRun, TrainMetrics
+from deeppose.records.results import JobId, Provenance
+from deeppose.records.training import Scores, SeedRun, TrainMetrics
 from deeppose.replicates import ONE_TRAJECTORY, between_seeds, distinct, identical, per_seed
 from deeppose.report import accuracy, answers
 from deeppose.report.training import AccuracyDifference, identical_modes, seed_differences

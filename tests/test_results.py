@@ -16,6 +16,10 @@ from deeppose.config import SCHEMA_PATH, load_params
 from deeppose.grid import DEVICES, LOSS_MODES, MAX_BATCH_EXP, OPTIMIZERS, Group, Job
 from deeppose.measure import machine
 from deeppose.records import results
+from deeppose.records.breakdown import PeakResult
+from deeppose.records.summary import ReportSummary
+from deeppose.records.timing import TimingResult
+from deeppose.records.training import IterationLine, PrepareSummary, TrainMetrics, log_line
 from deeppose.stages import STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,7 +65,7 @@ def examples() -> dict[type, results.Record]:
     scores = {"loss": 0.1, "pcp": 0.5, "pdj": None, "pck": 0.25}
     common = dict(threads={"requested": 2}, environment=ENV)
     return {
-        results.PrepareSummary: results.PrepareSummary.create(
+        PrepareSummary: PrepareSummary.create(
             source="synthetic",
             seed=0,
             inputs=[{"name": "synthetic"}],
@@ -73,7 +77,7 @@ def examples() -> dict[type, results.Record]:
             sha256="ab",
             provenance=provenance.record("prepare", p),
         ),
-        results.TrainMetrics: results.TrainMetrics.create(
+        TrainMetrics: TrainMetrics.create(
             job=results.job_id(job),
             seed=0,
             params={},
@@ -95,7 +99,7 @@ def examples() -> dict[type, results.Record]:
             provenance=provenance.record("train", p, job),
             **common,
         ),
-        results.TimingResult: results.TimingResult.create(
+        TimingResult: TimingResult.create(
             job=results.job_id(cell),
             batch_size=8,
             warmup=1,
@@ -131,7 +135,7 @@ def examples() -> dict[type, results.Record]:
             provenance=provenance.record("time", p, cell),
             **common,
         ),
-        results.PeakResult: results.PeakResult.create(
+        PeakResult: PeakResult.create(
             device="cpu",
             n=64,
             kernels={"numpy_matmul": None},
@@ -145,7 +149,7 @@ def examples() -> dict[type, results.Record]:
             provenance=provenance.record("peak", p),
             **common,
         ),
-        results.ReportSummary: results.ReportSummary.create(
+        ReportSummary: ReportSummary.create(
             headlines={"cpu": {"ratio": 1.5}},
             stale={},
             inputs={"results/machine/matmul_peak.json": "ab"},
@@ -164,13 +168,13 @@ def test_every_record_round_trips_through_its_file(tmp_path, kind):
 
 def test_log_lines_are_records():
     line = {"kind": "iteration", "epoch": 1, "iteration": 1, "loss": 0.5, "elapsed_s": 1.0, "compute_s": 0.9}
-    assert results.log_line(line, "log.jsonl line 1") == results.IterationLine(**line)
+    assert log_line(line, "log.jsonl line 1") == IterationLine(**line)
     with pytest.raises(results.RecordError, match=r"^log.jsonl line 2: missing field 'compute_s'$"):
-        results.log_line({k: v for k, v in line.items() if k != "compute_s"}, "log.jsonl line 2")
+        log_line({k: v for k, v in line.items() if k != "compute_s"}, "log.jsonl line 2")
 
 
 def _damage(tmp_path: Path, change) -> Path:
-    data = examples()[results.TimingResult].to_dict()
+    data = examples()[TimingResult].to_dict()
     change(data)
     path = tmp_path / "b3.json"
     path.write_text(json.dumps(data))
@@ -199,14 +203,14 @@ def _damage(tmp_path: Path, change) -> Path:
 def test_a_damaged_or_foreign_file_is_one_line_naming_the_file_and_field(tmp_path, change, message):
     path = _damage(tmp_path, change)
     with pytest.raises(results.RecordError) as error:
-        results.TimingResult.read(path)
+        TimingResult.read(path)
     assert str(error.value).startswith(f"{path}: ") and message in str(error.value)
     assert "\n" not in str(error.value)
 
 
 def test_a_stage_cannot_write_what_a_reader_would_refuse():
     with pytest.raises(results.RecordError, match="PeakResult being written: n: expected an integer"):
-        results.PeakResult.create(**{**examples()[results.PeakResult].to_dict(), "n": 1.5})
+        PeakResult.create(**{**examples()[PeakResult].to_dict(), "n": 1.5})
 
 
 def test_code_dependencies_follow_imports_and_only_the_jobs_backend():

@@ -10,7 +10,7 @@ import pytest
 from deeppose import cli
 from deeppose.config import load_params
 from deeppose.records import paths
-from deeppose.records.results import TimingResult
+from deeppose.records.timing import TimingResult
 from deeppose.report.cells import COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -27,7 +27,7 @@ from deeppose.measure.blocks import PLANTED, Arm, CpuReading, paired
 from deeppose.measure.harness import measure
 from deeppose.model import total_flops
 from deeppose.records import paths
-from deeppose.records.results import TimingResult
+from deeppose.records.timing import TimingResult
 from deeppose.stages import STAGES
 from deeppose.verdicts import Verdict, classify, paired_log_ratio, sequential_level
 

@@ -36,7 +36,7 @@ import numpy as np
 
 from deeppose.measure.harness import process_cpu_s
 from deeppose.measure.turns import Turn, alternating_order
-from deeppose.records.results import BlockInterference, BlockRecord
+from deeppose.records.timing import BlockInterference, BlockRecord
 
 # Thresholds of a disturbed block. The first two follow torch.utils.benchmark's noisy-measurement
 # warning (IQR / median > 10 %) and the 1.25 outlier factor the issue asks for; the CPU figure

@@ -17,14 +17,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, TypeVar
 
-from deeppose.records.results import (
-    BlockRecord,
-    BreakdownResult,
-    Record,
-    RecordError,
-    TimingResult,
-    TrainMetrics,
-)
+from deeppose.records.breakdown import BreakdownResult
+from deeppose.records.results import Record, RecordError
+from deeppose.records.timing import BlockRecord, TimingResult
+from deeppose.records.training import TrainMetrics
 
 MAX_SECONDS = 1e6  # about 11.6 days: no single measured step of this benchmark comes near it
 

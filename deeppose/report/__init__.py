@@ -25,7 +25,7 @@ from deeppose.config import Params, load_params
 from deeppose.errors import DeepPoseError
 from deeppose.measure import machine
 from deeppose.records import atomic, output_set, paths
-from deeppose.records.results import ReportSummary
+from deeppose.records.summary import ReportSummary
 from deeppose.report import cells, dvc_files, figures, plot_style, sections
 from deeppose.report.analysis import Findings, analyse, to_json
 from deeppose.report.load import Results, load_results

@@ -9,7 +9,7 @@ from itertools import groupby
 
 from deeppose import layer_groups, roofline
 from deeppose.grid import REFERENCE, Job
-from deeppose.records.results import BreakdownResult
+from deeppose.records.breakdown import BreakdownResult
 from deeppose.report import ceilings
 from deeppose.report.ceilings import Peak
 from deeppose.report.layer_replicates import (

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from deeppose.records.results import TimingResult
+from deeppose.records.timing import TimingResult
 from deeppose.report.load import Results
 
 COLUMNS = (

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from deeppose.compare_stats import Comparison, GroupAnalysis, Interval, Verdict, control_summary
-from deeppose.records.results import TimingDesign
+from deeppose.records.timing import TimingDesign
 
 EXPLICIT, AUTOGRAD = "explicit", "autograd"
 

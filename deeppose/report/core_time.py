@@ -13,7 +13,7 @@ from deeppose.compare_stats import Interval, analyse_group, compare, series
 from deeppose.grid import Group, Job
 from deeppose.measure import blocks
 from deeppose.measure.blocks import interfered
-from deeppose.records.results import TimingResult
+from deeppose.records.timing import TimingResult
 from deeppose.report import ceilings
 from deeppose.report.ceilings import Peak
 from deeppose.report.common import safe_ratio

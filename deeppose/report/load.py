@@ -17,18 +17,10 @@ from deeppose import provenance
 from deeppose.config import Params
 from deeppose.grid import DEVICES, Job, breakdown_groups, timing_groups
 from deeppose.records import paths, ranges
-from deeppose.records.results import (
-    BreakdownResult,
-    PeakResult,
-    PrepareSummary,
-    Record,
-    RecordError,
-    StageCost,
-    TimingResult,
-    TrainMetrics,
-    job_id,
-    read_log,
-)
+from deeppose.records.breakdown import BreakdownResult, PeakResult
+from deeppose.records.results import Record, RecordError, StageCost, job_id
+from deeppose.records.timing import TimingResult
+from deeppose.records.training import PrepareSummary, TrainMetrics, read_log
 
 NO_FILE = "no result file (the job failed or was not run)"
 

@@ -8,7 +8,8 @@ from typing import Any
 
 from deeppose.asymmetries import asymmetries
 from deeppose.records import paths
-from deeppose.records.results import TimingResult, TrainMetrics
+from deeppose.records.timing import TimingResult
+from deeppose.records.training import TrainMetrics
 from deeppose.report import ceilings
 from deeppose.report.ceilings import Peak
 from deeppose.report.load import Results

@@ -13,7 +13,7 @@ from scipy import stats as scipy_stats
 
 from deeppose.compare_stats import Interval
 from deeppose.grid import REFERENCE, Job
-from deeppose.records.results import SeedRun, TrainMetrics
+from deeppose.records.training import SeedRun, TrainMetrics
 from deeppose.replicates import BetweenSeeds, between_seeds, identical, per_seed
 from deeppose.report.common import LEVEL
 from deeppose.report.load import Results
