@@ -52,7 +52,8 @@ from deeppose.memory import check_machine
 from deeppose.model import N_JOINTS
 from deeppose.records import paths
 from deeppose.records.atomic import json_text, write_together
-from deeppose.records.breakdown import BreakdownProcess, BreakdownResult, PeakResult
+from deeppose.records.breakdown import BreakdownProcess, BreakdownResult
+from deeppose.records.peak import PeakResult
 from deeppose.records.results import RecordError
 
 PEAK_SIZE = 2048  # ~17 GFLOP per product: ~0.1 s here, big enough for the BLAS to reach its best

@@ -79,7 +79,8 @@ from deeppose.errors import DeepPoseError
 from deeppose.grid import REFERENCE, Job
 from deeppose.measure.blocks import twin, usable
 from deeppose.records import paths, ranges
-from deeppose.records.breakdown import BreakdownResult, PeakResult
+from deeppose.records.breakdown import BreakdownResult
+from deeppose.records.peak import PeakResult
 from deeppose.records.results import RecordError
 from deeppose.records.timing import TimingResult
 from deeppose.records.training import SeedRun, TrainMetrics, read_log

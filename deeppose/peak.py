@@ -60,7 +60,7 @@ from deeppose.measure.harness import measure
 from deeppose.measure.lock import measurement_lock
 from deeppose.memory import check_machine
 from deeppose.records import paths
-from deeppose.records.breakdown import PeakResult
+from deeppose.records.peak import PeakResult
 from deeppose.stats import describe
 
 DEFAULT_SIZE = 2048  # ~17 GFLOP a product: ~0.1 s at 150 GFLOP/s, big enough to reach the BLAS peak

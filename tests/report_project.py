@@ -31,10 +31,12 @@ from deeppose.config import Params, load_params
 from deeppose.grid import Group, Job
 from deeppose.layer_groups import CONV_LAYERS, FC_LAYERS, PHASES
 from deeppose.records import paths
-from deeppose.records.breakdown import BreakdownResult, PeakResult
+from deeppose.records.breakdown import BreakdownResult
+from deeppose.records.data import PrepareSummary
+from deeppose.records.peak import PeakResult
 from deeppose.records.results import job_id
 from deeppose.records.timing import TimingResult
-from deeppose.records.training import PrepareSummary, TrainMetrics
+from deeppose.records.training import TrainMetrics
 from deeppose.stages import STAGES
 
 ROOT = Path(__file__).resolve().parent.parent

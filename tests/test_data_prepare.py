@@ -13,8 +13,8 @@ from deeppose import cli
 from deeppose.data.dataset import load_prepared
 from deeppose.data.prepare import ARRAYS, content_hash, crop_image, crop_origin
 from deeppose.records import paths
+from deeppose.records.data import PrepareSummary
 from deeppose.records.results import SCHEMA_VERSION
-from deeppose.records.training import PrepareSummary
 
 
 def grid(x0: float, y0: float, step: float) -> np.ndarray:

@@ -61,6 +61,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "deeppose.records.timing",
         "deeppose.records.breakdown",
         "deeppose.records.summary",
+        "deeppose.records.data",
+        "deeppose.records.peak",
         "deeppose.records.ranges",
         "deeppose.stages",
         "deeppose.optimizer",

@@ -16,10 +16,11 @@ from deeppose.config import SCHEMA_PATH, load_params
 from deeppose.grid import DEVICES, LOSS_MODES, MAX_BATCH_EXP, OPTIMIZERS, Group, Job
 from deeppose.measure import machine
 from deeppose.records import results
-from deeppose.records.breakdown import PeakResult
+from deeppose.records.data import PrepareSummary
+from deeppose.records.peak import PeakResult
 from deeppose.records.summary import ReportSummary
 from deeppose.records.timing import TimingResult
-from deeppose.records.training import IterationLine, PrepareSummary, TrainMetrics, log_line
+from deeppose.records.training import IterationLine, TrainMetrics, log_line
 from deeppose.stages import STAGES
 
 ROOT = Path(__file__).resolve().parent.parent

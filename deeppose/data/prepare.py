@@ -55,8 +55,8 @@ from deeppose.data.lsp import N_JOINTS, PoseDataset, read_lsp, read_lspet
 from deeppose.errors import DeepPoseError
 from deeppose.records import paths
 from deeppose.records.atomic import atomic_dir, atomic_path, json_text, write_json
+from deeppose.records.data import PrepareSummary
 from deeppose.records.results import Provenance
-from deeppose.records.training import PrepareSummary
 
 SIZE = 256  # padded image minimum and crop size (the study's)
 MAX_SPAN = 227  # visible joints must span less than the network's input

@@ -1,4 +1,4 @@
-"""Per-layer breakdown and the machine's measured ceiling."""
+"""Per-layer breakdown: each arm's pooled times and every process apart."""
 
 from __future__ import annotations
 
@@ -61,23 +61,5 @@ class BreakdownResult(Record):
     peak: dict[str, Any]
     threads: dict[str, Any]
     versions: dict[str, str]
-    environment: dict[str, Any]
-    provenance: Provenance
-
-
-@dataclasses.dataclass(frozen=True)
-class PeakResult(Record):
-    KIND: ClassVar[str] = "peak"
-    device: str
-    n: int
-    kernels: dict[str, dict[str, Any] | None]
-    rates_flops_per_s: dict[str, float | None]
-    best: str | None
-    peak_flops_per_s: float | None  # the best observed kernel rate
-    bandwidth: dict[str, Any] | None  # the STREAM triad's samples; None without torch
-    bandwidth_bytes_per_s: float | None
-    theoretical: dict[str, Any]  # cores x clock x FLOPs per cycle, and what it assumed
-    theoretical_flops_per_s: float | None  # None where the microarchitecture is not known
-    threads: dict[str, Any]
     environment: dict[str, Any]
     provenance: Provenance

@@ -1,4 +1,4 @@
-"""Training results: one run's log lines, its metrics and the prepared data's summary."""
+"""Training results: one run's log lines and its metrics, per seed."""
 
 from __future__ import annotations
 
@@ -76,21 +76,6 @@ def log_line(data: Any, where: str) -> IterationLine | EvalLine:
     if kind == "eval":
         return EvalLine.from_dict(data, where)
     raise RecordError(f"{where}: kind is {kind!r}, expected 'iteration' or 'eval'")
-
-
-@dataclasses.dataclass(frozen=True)
-class PrepareSummary(Record):
-    KIND: ClassVar[str] = "prepare"
-    source: str
-    seed: int
-    inputs: list[dict[str, Any]]
-    crop: dict[str, int]
-    kept: dict[str, int]
-    filtering: dict[str, Any]  # per split: the drop rules that apply, and what they dropped
-    dropped: dict[str, Any]
-    arrays: dict[str, dict[str, Any]]
-    sha256: str
-    provenance: Provenance
 
 
 @dataclasses.dataclass(frozen=True)

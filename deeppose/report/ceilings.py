@@ -27,7 +27,7 @@ from typing import Any
 
 from deeppose import roofline
 from deeppose.fmt import flops, framework_name, sig
-from deeppose.records.breakdown import PeakResult
+from deeppose.records.peak import PeakResult
 from deeppose.report.load import Loaded, Results
 
 SHARE = 'the denominator of every "% of peak"'

@@ -17,10 +17,12 @@ from deeppose import provenance
 from deeppose.config import Params
 from deeppose.grid import DEVICES, Job, breakdown_groups, timing_groups
 from deeppose.records import paths, ranges
-from deeppose.records.breakdown import BreakdownResult, PeakResult
+from deeppose.records.breakdown import BreakdownResult
+from deeppose.records.data import PrepareSummary
+from deeppose.records.peak import PeakResult
 from deeppose.records.results import Record, RecordError, StageCost, job_id
 from deeppose.records.timing import TimingResult
-from deeppose.records.training import PrepareSummary, TrainMetrics, read_log
+from deeppose.records.training import TrainMetrics, read_log
 
 NO_FILE = "no result file (the job failed or was not run)"
 
