@@ -434,14 +434,15 @@ def test_dvc_repro_produces_the_same_outputs_and_reruns_only_what_changed(pipeli
 
 # --- reruns and resumes under the engines ----------------------------------------------------
 def train_project(tmp_path: Path, framework: str, epochs: int) -> tuple[Path, Job]:
-    """A tiny project whose grid is one training job (24 images, batch 4, one thread)."""
+    """A tiny project whose grid is one training job (24 images, batch 4, one thread; momentum SGD,
+    whose checkpoint is two thirds of Adam's)."""
 
     project = copy_project(tmp_path / "project")
     edit_params(
         project,
         {
             "data": {"synthetic": {"images": 24, "test": 8}},
-            "train": {"epochs": epochs, "batch_size": 4, "threads": 1},
+            "train": {"optimizer": "momentum_sgd", "epochs": epochs, "batch_size": 4, "threads": 1},
             "grid": {"frameworks": [framework], "loss_modes": ["autograd"], "batch_exponents": [0]},
             "breakdown": {"batch_exponents": [0]},
         },
