@@ -196,6 +196,7 @@ def copy_project(dest: Path) -> Path:
         shutil.copy2(ROOT / name, target)
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     (dest / "params.yaml").write_text(yaml.safe_dump(deep_update(raw, TINY), sort_keys=False))
+    run([sys.executable, "-m", "deeppose", "dvc-yaml"], dest)  # the timing stages' outputs: TINY's loss mode
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True, capture_output=True)
     commit_all(dest, "copy")
     return dest
@@ -412,13 +413,16 @@ def test_dvc_repro_produces_the_same_outputs_and_reruns_only_what_changed(pipeli
     assert ran_stages(out) == changed | {"fingerprint", "report"}, out
     assert dvc(project, "metrics", "show").returncode == 0
 
-    # A timing parameter reruns the timing group only; a new batch exponent adds its group. Both
-    # at once: one run of each, the report once.
+    # A timing parameter makes the timing group stale, nothing else; a new batch exponent adds its
+    # group and the report (its grid changed). What DVC would run is enough here: the edit above
+    # ran its stages for real, and a timing run is most of the pipeline's time.
     edit_params(project, {"timing": {"repeats": 3}})
     assert dvc_stale(project) == {"time@cpu-0"}
     edit_params(project, {"grid": {"batch_exponents": [0, 1]}})
-    out = dvc(project, "repro").stdout
+    out = dvc(project, "repro", "--dry").stdout
     assert ran_stages(out) == {"time@cpu-0", "time@cpu-1", "report"}, out
+    edit_params(project, {"timing": {"repeats": 2}, "grid": {"batch_exponents": [0]}})
+    assert dvc_stale(project) == set()
 
     # The results and dvc.lock of another machine (as committed there): every measuring stage.
     plant_foreign_machine(project)
@@ -427,7 +431,7 @@ def test_dvc_repro_produces_the_same_outputs_and_reruns_only_what_changed(pipeli
         "fingerprint",
         "peak",
         *(f"train-{fw}@autograd-cpu" for fw in ("pytorch", "chainer")),
-        *(f"time@cpu-{exp}" for exp in (0, 1)),
+        "time@cpu-0",
         *(f"breakdown-{fw}@autograd-cpu-0" for fw in ("pytorch", "chainer")),
     }
 
