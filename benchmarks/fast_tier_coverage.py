@@ -74,7 +74,9 @@ def main(argv: list[str]) -> int:
         if "function" not in seen.get(str(path), set())
         and not ("module" in seen.get(str(path), set()) and not defines_a_function(path))
     ]
-    print(f"\npytest exit status {result.returncode}; {len(modules) - len(unexercised)} of {len(modules)} modules exercised")
+    print(
+        f"\npytest exit status {result.returncode}; {len(modules) - len(unexercised)} of {len(modules)} modules exercised"
+    )
     for path in unexercised:
         how = "imported only" if seen.get(str(path)) else "never imported"
         print(f"  {path.relative_to(ROOT)}: {how}")

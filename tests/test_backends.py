@@ -84,7 +84,8 @@ def agreement64(weights, batch) -> Agreement64:
             name: disagreements(results[name, "explicit"], results[name, "autograd"], EXACT) for name in EAGER
         },
         between_frameworks={
-            mode: disagreements(results["chainer", mode], results["pytorch", mode], EXACT) for mode in LOSS_MODES
+            mode: disagreements(results["chainer", mode], results["pytorch", mode], EXACT)
+            for mode in LOSS_MODES
         },
         gradient_names={mode: set(results["pytorch", mode][2]) for mode in LOSS_MODES},
     )
