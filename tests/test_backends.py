@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -368,9 +369,9 @@ def test_flops_match_the_known_alexnet_count():
 def two_updates_and_a_round_trip(
     framework: str, weights, batch, config: OptimizerConfig
 ) -> tuple[dict, dict]:
-    """The weights and optimiser state after two float64 updates from `weights` by a fresh backend,
-    whose state is then checked to survive loading into a fresh network. One framework at a time:
-    a float64 AlexNet with Adam's moments and their copies takes about 4 GB."""
+    """The weights and optimiser state after two float64 updates from `weights`, and a check that
+    the state survives loading into a fresh backend. A float64 AlexNet with Adam's moments and the
+    state's copies takes about 4 GB: each step's backend goes before the next one is built."""
     backend = create_backend(framework, "cpu", threads=2, dtype="float64")
     backend.load_weights(weights, NO_DROPOUT)
     backend.set_optimizer(config)
@@ -380,12 +381,18 @@ def two_updates_and_a_round_trip(
         backend.forward_backward(*dev, "autograd")
         backend.optimizer_step()
     after, state = backend.export_weights(), backend.optimizer_state()
-    backend.load_weights(after, NO_DROPOUT)
-    backend.set_optimizer(config)
-    backend.load_optimizer_state(state)
-    restored = backend.optimizer_state()
+    del backend, dev
+    gc.collect()
+    fresh = create_backend(framework, "cpu", threads=2, dtype="float64")
+    fresh.load_weights(after, NO_DROPOUT)
+    fresh.set_optimizer(config)
+    fresh.load_optimizer_state(state)
+    restored = fresh.optimizer_state()
+    assert set(restored) == set(state)
     for key, value in state.items():
         np.testing.assert_array_equal(restored[key], value, err_msg=key)
+    del fresh, restored
+    gc.collect()
     return after, state
 
 
