@@ -92,7 +92,21 @@ def test_a_stage_that_cannot_write_its_result_says_so_in_one_line(tmp_path):
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     (tmp_path / "results" / "machine").mkdir(parents=True)
     prefix = as_a_user_who_cannot_write(tmp_path / "results" / "machine")
-    done = deeppose(tmp_path, prefix, "peak", "--size", "64", "--warmup", "0", "--repeats", "2")
+    tiny = [
+        "--size",
+        "64",
+        "--batch",
+        "1",
+        "--processes",
+        "1",
+        "--blocks",
+        "2",
+        "--warmup",
+        "0",
+        "--repeats",
+        "2",
+    ]
+    done = deeppose(tmp_path, prefix, "peak", *tiny)
     assert done.returncode == 2
     assert done.stderr == (
         "deeppose peak: error: results/machine/matmul_peak.json: cannot write: Permission denied\n"

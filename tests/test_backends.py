@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -25,15 +27,22 @@ def rel_err(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(np.asarray(a, np.float64) - b) / np.linalg.norm(b))
 
 
-@pytest.fixture(scope="module")
+def fresh_backends(names: tuple[str, ...], dtype: str = "float32") -> dict:
+    """A backend holds no network until it is given weights, so a fresh set costs little; each test
+    takes its own, and the networks it loads (about 0.7 GB per float32 framework once trained,
+    twice that in float64) go when it ends instead of staying for the whole module."""
+    return {name: create_backend(name, "cpu", threads=2, dtype=dtype) for name in names}
+
+
+@pytest.fixture
 def backends() -> dict:
-    return {name: create_backend(name, "cpu", threads=2) for name in FRAMEWORKS}
+    return fresh_backends(FRAMEWORKS)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def backends64() -> dict:
     """Float64 backends: where framework results are compared exactly (see `relu_and_pool_margins`)."""
-    return {name: create_backend(name, "cpu", threads=2, dtype="float64") for name in FRAMEWORKS}
+    return fresh_backends(FRAMEWORKS, "float64")
 
 
 def run_core(backends: dict, weights, batch) -> dict:
@@ -51,13 +60,36 @@ def run_core(backends: dict, weights, batch) -> dict:
 
 
 @pytest.fixture(scope="module")
-def core_results(backends, weights, batch) -> dict:
-    return run_core({name: backends[name] for name in EAGER}, weights, batch)
+def core_outputs(weights, batch) -> dict:
+    """Float32 outputs and losses of the eager frameworks (their gradients are not compared)."""
+    results = run_core(fresh_backends(EAGER), weights, batch)
+    return {key: (output, loss) for key, (output, loss, _) in results.items()}
+
+
+@dataclass(frozen=True)
+class Agreement64:
+    """What differs by more than EXACT between the float64 results of the eager frameworks: each
+    framework's two loss modes, and the two frameworks in each mode; and PyTorch's gradient names.
+    Only these outlive the fixture, not the four sets of float64 gradients (about 1.9 GB)."""
+
+    between_modes: dict[str, list[str]]
+    between_frameworks: dict[str, list[str]]
+    gradient_names: dict[str, set[str]]
 
 
 @pytest.fixture(scope="module")
-def core_results64(backends64, weights, batch) -> dict:
-    return run_core({name: backends64[name] for name in EAGER}, weights, batch)
+def agreement64(weights, batch) -> Agreement64:
+    results = run_core(fresh_backends(EAGER, "float64"), weights, batch)
+    return Agreement64(
+        between_modes={
+            name: disagreements(results[name, "explicit"], results[name, "autograd"], EXACT) for name in EAGER
+        },
+        between_frameworks={
+            mode: disagreements(results["chainer", mode], results["pytorch", mode], EXACT)
+            for mode in LOSS_MODES
+        },
+        gradient_names={mode: set(results["pytorch", mode][2]) for mode in LOSS_MODES},
+    )
 
 
 # Float64 sums of these sizes are exact to about 1e-15 relative; frameworks differ by their
@@ -217,25 +249,22 @@ def test_float64_comparisons_sit_far_from_every_relu_and_pooling_tie(weights, ba
 
 
 @pytest.mark.parametrize("framework", EAGER)
-def test_explicit_and_autograd_agree_in_each_framework(core_results64, framework):
-    assert (
-        disagreements(core_results64[framework, "explicit"], core_results64[framework, "autograd"], EXACT)
-        == []
-    )
+def test_explicit_and_autograd_agree_in_each_framework(agreement64, framework):
+    assert agreement64.between_modes[framework] == []
 
 
 @pytest.mark.parametrize("mode", LOSS_MODES)
-def test_pytorch_and_chainer_agree(core_results64, mode):
-    assert set(core_results64["pytorch", mode][2]) == set(spec.weight_shapes())
-    assert disagreements(core_results64["chainer", mode], core_results64["pytorch", mode], EXACT) == []
+def test_pytorch_and_chainer_agree(agreement64, mode):
+    assert agreement64.gradient_names[mode] == set(spec.weight_shapes())
+    assert agreement64.between_frameworks[mode] == []
 
 
 @pytest.mark.parametrize("mode", LOSS_MODES)
-def test_float32_outputs_and_losses_agree_across_frameworks(core_results, mode):
+def test_float32_outputs_and_losses_agree_across_frameworks(core_outputs, mode):
     """Outputs and losses do not depend on ReLU routing to first order, so they are robust in
     float32; float32 gradients are not (one flipped ReLU moved conv1's gradient by 1.1e-3)."""
-    out_t, loss_t, _ = core_results["pytorch", mode]
-    out_c, loss_c, _ = core_results["chainer", mode]
+    out_t, loss_t = core_outputs["pytorch", mode]
+    out_c, loss_c = core_outputs["chainer", mode]
     assert rel_err(out_c, out_t) <= 1e-4
     assert loss_c == pytest.approx(loss_t, rel=1e-4)
 
@@ -337,37 +366,50 @@ def test_flops_match_the_known_alexnet_count():
 
 
 # --- optimisers -----------------------------------------------------------------------------
+def two_updates_and_a_round_trip(
+    framework: str, weights, batch, config: OptimizerConfig
+) -> tuple[dict, dict]:
+    """The weights and optimiser state after two float64 updates from `weights`, and a check that
+    the state survives loading into a fresh backend. A float64 AlexNet with Adam's moments and the
+    state's copies takes about 4 GB: each step's backend goes before the next one is built."""
+    backend = create_backend(framework, "cpu", threads=2, dtype="float64")
+    backend.load_weights(weights, NO_DROPOUT)
+    backend.set_optimizer(config)
+    dev = [backend.to_device(a) for a in batch]
+    for _ in range(2):
+        backend.zero_grad()
+        backend.forward_backward(*dev, "autograd")
+        backend.optimizer_step()
+    after, state = backend.export_weights(), backend.optimizer_state()
+    del backend, dev
+    gc.collect()
+    fresh = create_backend(framework, "cpu", threads=2, dtype="float64")
+    fresh.load_weights(after, NO_DROPOUT)
+    fresh.set_optimizer(config)
+    fresh.load_optimizer_state(state)
+    restored = fresh.optimizer_state()
+    assert set(restored) == set(state)
+    for key, value in state.items():
+        np.testing.assert_array_equal(restored[key], value, err_msg=key)
+    del fresh, restored
+    gc.collect()
+    return after, state
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["momentum_sgd", "adam"])
-def test_optimizer_steps_agree_and_state_round_trips(backends64, weights, batch, optimizer):
+def test_optimizer_steps_agree_and_state_round_trips(weights, batch, optimizer):
     """Two updates in float64, so that the update rules are compared, not float32 gradients."""
     config = OptimizerConfig(name=optimizer, lr=1e-3)
     after, states = {}, {}
     for name in EAGER:
-        backend = backends64[name]
-        backend.load_weights(weights, NO_DROPOUT)
-        backend.set_optimizer(config)
-        dev = [backend.to_device(a) for a in batch]
-        for _ in range(2):
-            backend.zero_grad()
-            backend.forward_backward(*dev, "autograd")
-            backend.optimizer_step()
-        after[name] = backend.export_weights()
-        states[name] = backend.optimizer_state()
+        after[name], states[name] = two_updates_and_a_round_trip(name, weights, batch, config)
     for key in weights:
         moved = after["pytorch"][key] - weights[key]
         assert rel_err(after["chainer"][key] - weights[key], moved) <= 1e-9, key
     assert set(states["chainer"]) == set(states["pytorch"])
     for key in states["pytorch"]:
         assert rel_err(states["chainer"][key], states["pytorch"][key]) <= 1e-9, key
-    for name in EAGER:
-        backend = backends64[name]
-        backend.load_weights(after[name], NO_DROPOUT)
-        backend.set_optimizer(config)
-        backend.load_optimizer_state(states[name])
-        restored = backend.optimizer_state()
-        for key, value in states[name].items():
-            np.testing.assert_array_equal(restored[key], value, err_msg=key)
 
 
 # --- errors and imports -------------------------------------------------------------------------

@@ -215,6 +215,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, framework, optimizer):
         check_checkpoint_size(folder / paths.checkpoint_dir(job) / checkpoint.FILE_NAME, framework, optimizer)
         with np.load(folder / paths.checkpoint_dir(job) / checkpoint.FILE_NAME) as data:
             finals[name] = {k: data[k] for k in data.files if k.startswith("weight/")}
+        shutil.rmtree(folder / paths.checkpoint_dir(job))  # read: one run's checkpoint on disk at a time
         lines = (folder / paths.train_log(job)).read_text().splitlines()
         finals[name]["losses"] = np.array([json.loads(line).get("loss", np.nan) for line in lines])
     for key, value in finals["clean"].items():

@@ -12,7 +12,9 @@ instead of training again.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,8 +70,16 @@ class Trained:
 
 
 def train_all(folder: Path) -> Trained:
-    """The default tiny project in `folder`, every JOB trained once. Only KEPT's checkpoint is
-    kept (each is about 460 MB), so at most two are on disk at a time."""
+    """The default tiny project in `folder`, every JOB trained once, in a process of its own: the
+    memory both frameworks' training takes (and their allocators keep) goes with it instead of
+    staying in the test process for the rest of the session. Only KEPT's checkpoint is kept (each
+    is about 460 MB), so at most two are on disk at a time."""
+    spawn = multiprocessing.get_context("spawn")  # a fork of the test process would inherit its memory
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+        return pool.submit(_train_all_here, folder).result()
+
+
+def _train_all_here(folder: Path) -> Trained:
     params = make_project(folder)
     results, curves = {}, {}
     with pytest.MonkeyPatch.context() as patch:
