@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_peak import TINY
 
 from deeppose.records.atomic import UMASK, atomic_dir, atomic_path, remove_stale, write_json
 
@@ -92,21 +93,7 @@ def test_a_stage_that_cannot_write_its_result_says_so_in_one_line(tmp_path):
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     (tmp_path / "results" / "machine").mkdir(parents=True)
     prefix = as_a_user_who_cannot_write(tmp_path / "results" / "machine")
-    tiny = [
-        "--size",
-        "64",
-        "--batch",
-        "1",
-        "--processes",
-        "1",
-        "--blocks",
-        "2",
-        "--warmup",
-        "0",
-        "--repeats",
-        "2",
-    ]
-    done = deeppose(tmp_path, prefix, "peak", *tiny)
+    done = deeppose(tmp_path, prefix, "peak", *TINY)
     assert done.returncode == 2
     assert done.stderr == (
         "deeppose peak: error: results/machine/matmul_peak.json: cannot write: Permission denied\n"

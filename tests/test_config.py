@@ -102,6 +102,21 @@ def test_each_problem_is_one_line(raw, edit, expected):
     assert lines[0].startswith("params.yaml: ") and expected in lines[0]
 
 
+def train_command(params_file: Path) -> list[str]:
+    """One training job's command line, reading `params_file`."""
+    return [
+        "train",
+        "--params",
+        str(params_file),
+        "--framework",
+        "pytorch",
+        "--loss",
+        "autograd",
+        "--device",
+        "cpu",
+    ]
+
+
 @pytest.mark.parametrize(
     "seeds, expected",
     [
@@ -116,18 +131,7 @@ def test_a_bad_seed_count_is_one_line_from_the_cli(tmp_path, raw, capsys, seeds,
     raw["train"]["seeds"] = seeds
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(raw))
-    command = [
-        "train",
-        "--params",
-        str(path),
-        "--framework",
-        "pytorch",
-        "--loss",
-        "autograd",
-        "--device",
-        "cpu",
-    ]
-    assert cli.main(command) == 2
+    assert cli.main(train_command(path)) == 2
     err = capsys.readouterr().err.splitlines()
     assert err == [f"deeppose train: error: {path}: {expected}"]
 
@@ -153,22 +157,7 @@ def test_cli_prints_one_line_per_problem_and_no_traceback(tmp_path, raw, capsys)
     raw["seed"] = "x"
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(raw))
-    assert (
-        cli.main(
-            [
-                "train",
-                "--params",
-                str(path),
-                "--framework",
-                "pytorch",
-                "--loss",
-                "autograd",
-                "--device",
-                "cpu",
-            ]
-        )
-        == 2
-    )
+    assert cli.main(train_command(path)) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and all(line.startswith(f"deeppose train: error: {path}: ") for line in err)
 
@@ -265,22 +254,7 @@ def test_a_nan_reaches_the_cli_as_one_line(tmp_path, raw, capsys):
     raw["train"]["lr"] = float("nan")
     path = tmp_path / "nan.yaml"
     path.write_text(yaml.safe_dump(raw))
-    assert (
-        cli.main(
-            [
-                "train",
-                "--params",
-                str(path),
-                "--framework",
-                "pytorch",
-                "--loss",
-                "autograd",
-                "--device",
-                "cpu",
-            ]
-        )
-        == 2
-    )
+    assert cli.main(train_command(path)) == 2
     assert (
         capsys.readouterr().err
         == f"deeppose train: error: {path}: train.lr: nan is not allowed; allowed: a finite number\n"
