@@ -14,7 +14,6 @@ Two remedies, both called by the Snakefile when it is read:
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from deeppose import provenance
 from deeppose.config import Params
 from deeppose.grid import Group, Job
 from deeppose.records import paths
-from deeppose.records.atomic import write_text
+from deeppose.records.atomic import json_text, write_text
 from deeppose.stages import STAGES, Stage
 from deeppose.status import problems
 
@@ -37,7 +36,7 @@ def write_params_files(params: Params) -> list[Path]:
     written = []
     for stage in STAGES.values():
         path = paths.snakemake_params(stage.name)
-        text = json.dumps(provenance.params_read(stage, params), indent=1, sort_keys=True, default=str) + "\n"
+        text = json_text(provenance.params_read(stage, params))
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
             write_text(path, text)
             written.append(path)
