@@ -100,6 +100,19 @@ class BreakdownParams:
 
 
 @dataclass(frozen=True)
+class PeakParams:
+    """The `peak` stage's design (deeppose.peak): the standard products' size, the network layers'
+    batch, and its replicated, interleaved blocks."""
+
+    size: int
+    batch: int
+    processes: int
+    blocks: int  # per process
+    warmup: int  # untimed runs per kernel and block
+    repeats: int  # timed runs per kernel and block
+
+
+@dataclass(frozen=True)
 class AllocatorParams:
     mmap_threshold_mib: int | None  # None: glibc's default
 
@@ -126,6 +139,7 @@ class Params:
     grid: GridParams
     timing: TimingParams
     breakdown: BreakdownParams
+    peak: PeakParams
     allocator: AllocatorParams
     _raw: dict[str, Any] = field(repr=False, compare=False)
 
@@ -174,6 +188,7 @@ class Params:
                 int(breakdown["repeats"]),
                 int(breakdown["processes"]),
             ),
+            peak=PeakParams(**{key: int(value) for key, value in raw["peak"].items()}),
             allocator=AllocatorParams(raw["allocator"]["mmap_threshold_mib"]),
             _raw=copy.deepcopy(raw),
         )
@@ -256,6 +271,8 @@ def _semantic_problems(raw: dict[str, Any]) -> list[str]:
     extra = sorted(set(raw["breakdown"]["batch_exponents"]) - set(raw["grid"]["batch_exponents"]))
     if extra:
         problems.append(f"breakdown.batch_exponents: {extra} not in grid.batch_exponents")
+    if raw["peak"]["processes"] * raw["peak"]["blocks"] < 2:
+        problems.append("peak.blocks: blocks x processes must be at least 2 (a spread needs two blocks)")
     if raw["timing"]["max_blocks"] < raw["timing"]["blocks"]:
         problems.append("timing.max_blocks: must be at least timing.blocks")
     synthetic = raw["data"]["synthetic"]

@@ -29,7 +29,7 @@ from deeppose.errors import DeepPoseError
 from deeppose.grid import Group, Job
 from deeppose.provenance import LOCK_FILE, fingerprint_jobs, fingerprint_name
 from deeppose.records import paths
-from deeppose.records.atomic import write_text
+from deeppose.records.atomic import holds, write_text
 from deeppose.report import dvc_files
 from deeppose.stages import STAGES, Stage, command
 
@@ -125,8 +125,8 @@ def _learning_curves(params: Params) -> dict[str, Any]:
     }
 
 
-def render(params: Params) -> str:
-    return HEADER + yaml.safe_dump(generate(params), sort_keys=False, width=110)
+def render(stages: dict[str, Any]) -> str:
+    return HEADER + yaml.safe_dump(stages, sort_keys=False, width=110)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -134,14 +134,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    text = render(load_params(args.params))
+    generated = generate(load_params(args.params))
+    text = render(generated)
     if args.check:
-        current = DVC_YAML.read_text(encoding="utf-8") if DVC_YAML.exists() else ""
-        if current != text:
+        if not holds(DVC_YAML, text):
             raise DeepPoseError(
                 f"{DVC_YAML} is not what `python -m deeppose dvc-yaml` generates; run it and commit"
             )
         print(f"{DVC_YAML} is current")
         return
     write_text(DVC_YAML, text)
-    print(f"wrote {DVC_YAML} ({len(generate(load_params(args.params))['stages'])} stages)")
+    print(f"wrote {DVC_YAML} ({len(generated['stages'])} stages)")

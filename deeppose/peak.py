@@ -1,18 +1,18 @@
 """Stage `peak`: the machine's fp32 compute ceiling and memory bandwidth, for the report's
 "% of peak" and its roofline.
 
-    python -m deeppose peak [--size 2048] [--batch 16] [--processes 3] [--blocks 2] [--warmup 1] [--repeats 3]
+    python -m deeppose peak --params params.yaml     # the design: params.yaml's `peak` section
 
 The ceiling is the best rate a kernel sustains here, measured so that it is stable and replicated:
-`--processes` fresh interpreters, one after another, each running `--blocks` blocks; a block times
+`peak.processes` fresh interpreters, one after another, each running `peak.blocks` blocks; a block times
 every kernel once, in a seeded random order (so that no kernel always runs first, cold, or after
-the same neighbour), with `--warmup` untimed and `--repeats` timed runs through
+the same neighbour), with `peak.warmup` untimed and `peak.repeats` timed runs through
 `deeppose.measure.harness.measure`. A kernel's rate in a block is its FLOPs / the block's median; its
 rate is the best block's, its spread the range of its block rates over their median, and every
 sample is recorded. `peak_flops_per_s` is the best kernel's rate. The kernels, with `timing.threads`
 threads (0 = all cores) set in torch and every BLAS/OpenMP pool as the `time` stage sets them:
 
-- the network's own: every conv and fc layer of `deeppose.model` at batch `--batch`, forward
+- the network's own: every conv and fc layer of `deeppose.model` at batch `peak.batch`, forward
   (`conv2d`, `linear`) and backward (`aten.convolution_backward` for the input and weight gradients,
   conv1 without the input's; for fc the two matrix products autograd runs), FLOPs as
   `deeppose.model.layer_flops` counts them: the kernels the `time` and `breakdown` stages run;
@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from deeppose import model, provenance
-from deeppose.config import load_params
+from deeppose.config import PeakParams, load_params
 from deeppose.errors import DeepPoseError
 from deeppose.measure import registers
 from deeppose.measure.environment import describe as describe_environment
@@ -63,11 +63,6 @@ from deeppose.records import paths
 from deeppose.records.peak import PeakResult
 from deeppose.stats import describe
 
-DEFAULT_SIZE = 2048  # ~17 GFLOP a product: ~0.1 s at 150 GFLOP/s, big enough to reach the BLAS peak
-DEFAULT_BATCH = 16  # the network's layers at batch 16: the timed batches' middle, ~0.6 s for all of them
-PROCESSES = 3  # fresh interpreters: a process-level effect (placement, allocator) shows in the spread
-BLOCKS = 2  # per process: each times every kernel once, in its own seeded order
-WARMUP, REPEATS = 1, 3  # per kernel and block: the block's warm-up follows the previous kernel's eviction
 CHILD_TIMEOUT_S = 900
 TRIAD_MIN_ELEMENTS = 2**26  # 256 MiB a float32 array: beyond any last-level cache seen on these machines
 TRIAD_BYTES_PER_ELEMENT = 3 * 4  # read b and c, write a (STREAM's count)
@@ -101,25 +96,7 @@ Kernel = tuple[Callable[[], Any], int, Callable[[], Any] | None]  # run, FLOPs (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--size", type=int, default=DEFAULT_SIZE, help=f"matrix size n (default {DEFAULT_SIZE})"
-    )
-    parser.add_argument(
-        "--batch",
-        type=int,
-        default=DEFAULT_BATCH,
-        help=f"the network layers' batch (default {DEFAULT_BATCH})",
-    )
-    parser.add_argument(
-        "--processes", type=int, default=PROCESSES, help=f"fresh processes (default {PROCESSES})"
-    )
-    parser.add_argument("--blocks", type=int, default=BLOCKS, help=f"blocks per process (default {BLOCKS})")
-    parser.add_argument(
-        "--warmup", type=int, default=WARMUP, help=f"untimed runs per kernel and block (default {WARMUP})"
-    )
-    parser.add_argument(
-        "--repeats", type=int, default=REPEATS, help=f"timed runs per kernel and block (default {REPEATS})"
-    )
+    """No options of its own: the design is params.yaml's `peak` section."""
 
 
 def _kernel_record(samples_s: list[float], flops: int) -> dict[str, Any]:
@@ -349,22 +326,13 @@ def _rates(blocks: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def measure_ceiling(
-    device: str,
-    size: int,
-    batch: int,
-    threads: int,
-    warmup: int = WARMUP,
-    repeats: int = REPEATS,
-    processes: int = PROCESSES,
-    blocks: int = BLOCKS,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """`processes` fresh processes one after another, each `process_blocks`; every kernel's blocks,
-    rates and spread, the clock's samples and the triad (see the module docstring)."""
+def measure_ceiling(device: str, design: PeakParams, threads: int, seed: int = 0) -> dict[str, Any]:
+    """`design.processes` fresh processes one after another, each `process_blocks`; every kernel's
+    blocks, rates and spread, the clock's samples and the triad (see the module docstring)."""
+    d = design
     parts = [
-        _child("process_blocks", device, size, batch, threads, warmup, repeats, blocks, seed + p)
-        for p in range(processes)
+        _child("process_blocks", device, d.size, d.batch, threads, d.warmup, d.repeats, d.blocks, seed + p)
+        for p in range(d.processes)
     ]
     timed: dict[str, list[dict[str, Any]]] = {}
     for p, part in enumerate(parts):
@@ -396,7 +364,7 @@ def measure_ceiling(
             "flops_per_s": rates["best"],
         }
         if name in NETWORK:
-            kernels[name]["batch"] = batch
+            kernels[name]["batch"] = d.batch
     bandwidth = None
     if TRIAD in timed:
         rates = _rates(timed[TRIAD])
@@ -415,7 +383,7 @@ def measure_ceiling(
     )
     return {
         "device": device,
-        "n": size,
+        "n": d.size,
         "kernels": kernels,
         "rates_flops_per_s": rates_found,
         "best": best,
@@ -499,31 +467,8 @@ def last_level_cache_bytes() -> int | None:
 def run(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     check_machine(params)
-    if args.size < 1:
-        raise DeepPoseError(f"--size: {args.size} must be a positive matrix size, e.g. {DEFAULT_SIZE}")
-    for option, value, least in (("--batch", args.batch, 1), ("--processes", args.processes, 1)):
-        if value < least:
-            raise DeepPoseError(f"{option}: {value} must be >= {least}")
-    if args.blocks < 1 or args.processes * args.blocks < 2:
-        raise DeepPoseError(
-            f"--blocks: {args.blocks} x {args.processes} processes must give >= 2 blocks (a spread needs two)"
-        )
-    if args.warmup < 0:
-        raise DeepPoseError(f"--warmup: {args.warmup} must be >= 0")
-    if args.repeats < 2:
-        raise DeepPoseError(f"--repeats: {args.repeats} must be >= 2 (a block's median needs two samples)")
     with measurement_lock("peak"):
-        found = measure_ceiling(
-            "cpu",
-            args.size,
-            args.batch,
-            params.timing.threads,
-            args.warmup,
-            args.repeats,
-            args.processes,
-            args.blocks,
-            params.seed,
-        )
+        found = measure_ceiling("cpu", params.peak, params.timing.threads, params.seed)
     clock, why = found.pop("clock_samples_hz"), found.pop("clock_unavailable")
     theoretical = theoretical_peak(found["threads"]["requested"], clock, clock_unavailable=why)
     bandwidth = found["bandwidth"]

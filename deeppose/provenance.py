@@ -32,7 +32,7 @@ from deeppose.config import Params
 from deeppose.grid import Group, Job
 from deeppose.measure import machine
 from deeppose.records import paths
-from deeppose.records.atomic import write_text
+from deeppose.records.atomic import holds, write_text
 from deeppose.records.results import Provenance
 from deeppose.stages import STAGES, Stage, backend_module
 
@@ -135,12 +135,19 @@ def behaviour_hash(relative: str | Path, root: Path = ROOT) -> str:
     return _behaviour_hash(str(path), stat.st_mtime_ns, stat.st_size)
 
 
+def _behaviour_tree(path: str) -> ast.AST:
+    return _without_docstrings(ast.parse(Path(path).read_text(encoding="utf-8"), path))
+
+
+def _tree_hash(tree: ast.AST) -> str:
+    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()
+
+
 @functools.cache
 def _behaviour_hash(path: str, mtime_ns: int, size: int) -> str:
     if not path.endswith(".py"):
         return _content_hash(path, mtime_ns, size)
-    tree = _without_docstrings(ast.parse(Path(path).read_text(encoding="utf-8"), path))
-    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()
+    return _tree_hash(_behaviour_tree(path))
 
 
 def code_hashes(stage: Stage, files: list[str], root: Path = ROOT) -> dict[str, str]:
@@ -170,7 +177,7 @@ def _stage_name(node: ast.AST) -> str | None:
 
 @functools.cache
 def _stage_entry_hash(path: str, mtime_ns: int, size: int, name: str) -> str:
-    tree = _without_docstrings(ast.parse(Path(path).read_text(encoding="utf-8"), path))
+    tree = _behaviour_tree(path)
     for node in ast.walk(tree):
         if isinstance(node, ast.Tuple) and node.elts and all(_stage_name(e) for e in node.elts):
             node.elts = [e for e in node.elts if _stage_name(e) == name]
@@ -178,7 +185,7 @@ def _stage_entry_hash(path: str, mtime_ns: int, size: int, name: str) -> str:
             assert isinstance(node, ast.Call)
             node.args = node.args[:2]
             node.keywords = [k for k in node.keywords if k.arg != "help"]
-    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()
+    return _tree_hash(tree)
 
 
 def file_hash(relative: str | Path, root: Path = ROOT) -> str:
@@ -288,11 +295,7 @@ def outdated_fingerprints(params: Params) -> dict[Path, str]:
     for name, (stage, job) in fingerprint_jobs(params).items():
         path = paths.fingerprint(name)
         text = fingerprint_text(stage, job)
-        try:
-            current = path.read_text(encoding="utf-8")
-        except OSError:
-            current = None
-        if current != text:
+        if not holds(path, text):
             outdated[path] = text
     return outdated
 

@@ -22,7 +22,7 @@ from deeppose import provenance
 from deeppose.config import Params
 from deeppose.grid import Group, Job
 from deeppose.records import paths
-from deeppose.records.atomic import json_text, write_text
+from deeppose.records.atomic import holds, json_text, write_text
 from deeppose.stages import STAGES, Stage
 from deeppose.status import problems
 
@@ -37,7 +37,7 @@ def write_params_files(params: Params) -> list[Path]:
     for stage in STAGES.values():
         path = paths.snakemake_params(stage.name)
         text = json_text(provenance.params_read(stage, params))
-        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        if not holds(path, text):
             write_text(path, text)
             written.append(path)
     return written

@@ -122,7 +122,7 @@ STAGES: dict[str, Stage] = {
             "peak",
             "deeppose.peak",
             "measure the machine's fp32 matrix-multiply throughput",
-            params=("seed", "timing.threads", "allocator"),
+            params=("seed", "peak", "timing.threads", "allocator"),
             measures=True,
             outputs=lambda job: {"result": paths.matmul_peak()},
         ),

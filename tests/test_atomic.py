@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_peak import TINY
+from test_peak import write_params
 
 from deeppose.records.atomic import UMASK, atomic_dir, atomic_path, remove_stale, write_json
 
@@ -90,10 +90,10 @@ def deeppose(folder: Path, prefix: list[str], *args: str) -> subprocess.Complete
 
 
 def test_a_stage_that_cannot_write_its_result_says_so_in_one_line(tmp_path):
-    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    write_params(tmp_path)
     (tmp_path / "results" / "machine").mkdir(parents=True)
     prefix = as_a_user_who_cannot_write(tmp_path / "results" / "machine")
-    done = deeppose(tmp_path, prefix, "peak", *TINY)
+    done = deeppose(tmp_path, prefix, "peak")
     assert done.returncode == 2
     assert done.stderr == (
         "deeppose peak: error: results/machine/matmul_peak.json: cannot write: Permission denied\n"

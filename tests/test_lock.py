@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_peak import write_params
 
 from deeppose.measure import lock
 from deeppose.records.results import StageCost
@@ -21,7 +22,7 @@ STAGES = {
     "train": ["train", *CELL],
     "time": ["time", "--device", "cpu", "--batch-exp", "0", "--synthetic-input"],
     "breakdown": ["breakdown", "--device", "cpu", "--batch-exp", "0", "--synthetic-input"],
-    "peak": ["peak", "--size", "64", "--warmup", "0", "--repeats", "2"],
+    "peak": ["peak"],
 }
 
 
@@ -76,7 +77,7 @@ def test_the_second_run_measures_after_the_first(lock_file, tmp_path):
     """A real stage behind a held lock runs to completion once the lock is released, not before."""
     project = tmp_path / "project"
     (project / "results" / "machine").mkdir(parents=True)
-    (project / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    write_params(project)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     with lock.measurement_lock("first"):
         process = subprocess.Popen(

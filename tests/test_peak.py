@@ -21,28 +21,18 @@ from deeppose.records import paths
 REPO = Path(__file__).resolve().parents[1]
 
 
-def write_params(folder: Path, threads: int) -> Path:
+# Small kernels and the fewest blocks that give a spread: seconds instead of a minute.
+TINY = {"size": 128, "batch": 1, "processes": 1, "blocks": 2, "warmup": 0, "repeats": 2}
+
+
+def write_params(folder: Path, threads: int = 0, **peak_design: int) -> Path:
+    """params.yaml with the tiny peak design (`peak_design` overrides its keys) and `threads`."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["timing"]["threads"] = threads
+    raw["peak"] = TINY | peak_design
     path = folder / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
-
-
-TINY = [
-    "--size",
-    "128",
-    "--batch",
-    "1",
-    "--processes",
-    "1",
-    "--blocks",
-    "2",
-    "--warmup",
-    "0",
-    "--repeats",
-    "2",
-]
 
 
 def test_peak_result_shape(
@@ -50,7 +40,7 @@ def test_peak_result_shape(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     params = write_params(tmp_path, threads=0)
-    assert cli.main(["peak", "--params", str(params), *TINY]) == 0
+    assert cli.main(["peak", "--params", str(params)]) == 0
     assert "GFLOP/s" in capsys.readouterr().out
     result = json.loads(paths.matmul_peak().read_text())
     assert set(result) == {
@@ -145,27 +135,29 @@ def test_the_reported_clock_alone_gives_no_theoretical_peak() -> None:
 
 
 @pytest.mark.parametrize(
-    ("option", "value"),
+    ("key", "value", "expected"),
     [
-        ("--size", "0"),
-        ("--repeats", "1"),
-        ("--warmup", "-1"),
-        ("--batch", "0"),
-        ("--processes", "0"),
-        ("--blocks", "0"),
+        ("size", 0, "peak.size: 0 is less than the minimum of 1"),
+        ("repeats", 1, "peak.repeats: 1 is less than the minimum of 2"),
+        ("warmup", -1, "peak.warmup: -1 is less than the minimum of 0"),
+        ("batch", 0, "peak.batch: 0 is less than the minimum of 1"),
+        ("processes", 0, "peak.processes: 0 is less than the minimum of 1"),
+        ("blocks", 1, "peak.blocks: blocks x processes must be at least 2"),
     ],
 )
-def test_bad_options_are_one_line_errors(
-    option: str,
-    value: str,
+def test_a_bad_design_is_a_one_line_error_before_anything_runs(
+    key: str,
+    value: int,
+    expected: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    assert cli.main(["peak", "--params", str(REPO / "params.yaml"), option, value]) == 2
+    params = write_params(tmp_path, **{key: value})  # TINY has one process: one block is too few
+    assert cli.main(["peak", "--params", str(params)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and option in err[0]
+    assert len(err) == 1 and expected in err[0], err
     assert not (tmp_path / "results").exists()
 
 
@@ -180,7 +172,6 @@ def test_peak_uses_timing_threads(tmp_path: Path) -> None:
             "peak",
             "--params",
             str(params),
-            *TINY,
         ],
         cwd=tmp_path,
         env=dict(os.environ, PYTHONPATH=str(REPO)),

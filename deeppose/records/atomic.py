@@ -155,6 +155,15 @@ def json_text(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
+def holds(path: str | os.PathLike[str], text: str) -> bool:
+    """Whether `path` already holds exactly `text`: a writer that rewrites only what changed keeps
+    an unchanged file's modification time, which Snakemake reads as "nothing to rerun"."""
+    try:
+        return Path(path).read_text(encoding="utf-8") == text
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def write_text(path: str | os.PathLike[str], text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
