@@ -16,7 +16,6 @@ from deeppose.measure.blocks import interfered
 from deeppose.records.timing import TimingResult
 from deeppose.report import ceilings
 from deeppose.report.ceilings import Peak
-from deeppose.report.common import safe_ratio
 from deeppose.report.controls import Ratio, ratio
 from deeppose.report.load import Results
 from deeppose.report.training import TrainRun, sample
@@ -198,7 +197,7 @@ def loss_effect(
     share = share_of_core(c.difference, cores.get(size)) if c else None
     verdict = classify(1 + share.low, 1 + share.high, groups[size][2].margin) if share else None
     auto, explicit = runs.get("autograd"), runs.get("explicit")
-    train_ratio = safe_ratio(explicit and explicit.train_time_s, auto and auto.train_time_s)
+    train_ratio = explicit.train_time_s / auto.train_time_s if auto and explicit else None
     return LossEffect(
         fw,
         size if c else None,

@@ -153,14 +153,8 @@ QUESTIONS = {
 
 
 def answer_line(a: Any) -> str:
-    """One answer: the subject, its verdict, the quantity with its interval (or two significant
-    digits marked single run), and the caveat."""
-    if a.interval is not None:
-        value = format_interval(a.interval, a.scale, a.unit)
-    elif a.single is not None:
-        value = f"{a.single * a.scale:.2g}{' ' + a.unit if a.unit else ''} (single run)"
-    else:
-        value = fmt.MISSING
+    """One answer: the subject, its verdict, the quantity with its interval, and the caveat."""
+    value = fmt.MISSING if a.interval is None else format_interval(a.interval, a.scale, a.unit)
     word = ACCURACY_WORDS[a.verdict] if a.question == "accuracy" else a.verdict.value
     return f"{a.subject} ({a.device}): **{word}**, {value}; {a.caveat}."
 

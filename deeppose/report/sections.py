@@ -13,9 +13,9 @@ import jinja2
 from deeppose import fmt
 from deeppose.report import accuracy, appendix, lines, tables
 from deeppose.report.analysis import Findings
-from deeppose.report.common import LEVEL
 from deeppose.report.figures import link as figure_link
 from deeppose.report.study import AGREE_TEXT
+from deeppose.stats import LEVEL
 
 HEADINGS = {  # the template's key -> the section's title, in the report's order
     "findings": "Findings",

@@ -15,9 +15,8 @@ from deeppose.compare_stats import Interval
 from deeppose.grid import REFERENCE, Job
 from deeppose.records.training import SeedRun, TrainMetrics
 from deeppose.replicates import BetweenSeeds, between_seeds, identical, per_seed
-from deeppose.report.common import LEVEL
 from deeppose.report.load import Results
-from deeppose.stats import describe
+from deeppose.stats import LEVEL, describe
 
 RESAMPLES = 2000  # bootstrap resamples of the test images
 SMOOTHING = 0.1  # weight of each new loss in the learning curves' moving average
