@@ -1,7 +1,5 @@
-"""Section 5's tables and sentences, built in Python: each run's scores beside the mean pose's, its
-gap to the mean pose, the frameworks' differences (between seeds where two or more ran; with one
-training run each, an interval over test images, never a claim that the frameworks differ) and
-which joints and images were scored."""
+"""Section 5's tables and sentences: scores beside the mean pose's, and the frameworks' differences
+(between seeds where two or more ran; with one run each, never a claim that the frameworks differ)."""
 
 from __future__ import annotations
 
@@ -30,8 +28,7 @@ def _difference(metric: str, value: Interval) -> str:
 
 
 def accuracy(devices: Any, metrics: Any, ci: str) -> str:
-    """Each run's final training loss and test scores beside the mean pose's, then each run's
-    difference from the mean pose, paired by test image."""
+    """Each run's final training loss and test scores beside the mean pose's, then its gap to it."""
     scores, gaps = [], []
     for d in devices:
         for r in d.training:
@@ -66,10 +63,9 @@ def accuracy(devices: Any, metrics: Any, ci: str) -> str:
 
 
 def accuracy_lines(d: Any) -> list[str]:
-    """Per framework and loss mode: its differences from PyTorch. Between seeds where two or more
-    distinct seeds ran (deeppose.replicates): the only claim about training. The first seed's
-    networks paired by test image otherwise, with the warning that one run measures no training
-    variability. Then which runs were one trajectory twice."""
+    """Per framework and loss mode its differences from PyTorch: between seeds, the only claim about
+    training; else the first seed's networks by test image, with the warning that one run measures no
+    training variability."""
     counts = sorted({r.seeds for r in d.training})
     lines = (
         [

@@ -1,6 +1,4 @@
-"""The appendix's sentences and tables, built in Python so that the template only places them: the
-parameters, the data, the environment, the machine ceilings, the fairness manifests and the jobs
-without results."""
+"""The appendix's sentences and tables, built in Python so that the template only places them."""
 
 from __future__ import annotations
 
@@ -137,8 +135,7 @@ def ceilings(s: Setup) -> str:
 
 
 def fairness(fair: Fairness, pin: int | None) -> str:
-    """What the timing processes ran with, one column per framework; the allocator's policy; the
-    asymmetries between the frameworks' processes."""
+    """What the timing processes ran with, one column per framework; the allocator; the asymmetries."""
     frameworks = list(fair.common)
     rows = [
         [field] + [setting(fair.common[fw].get(field)) or fmt.MISSING for fw in frameworks]

@@ -1,5 +1,4 @@
-"""Findings of the per-layer breakdown: layer times and rates, the replicated comparison of each
-framework with PyTorch (deeppose.report.layer_replicates), and the roofline."""
+"""Findings of the per-layer breakdown: layer times and rates, the replicated comparisons and the roofline."""
 
 from __future__ import annotations
 
@@ -55,9 +54,6 @@ class BreakdownJob:
 
 @dataclass(frozen=True)
 class RooflinePoint:
-    """One conv/fc layer and phase at a batch size: its work and where it sits on the roofline; its
-    achieved FLOP/s are the jobs' `Layer`s."""
-
     layer: str
     phase: str
     flops: int  # forward and backward counted apart (deeppose.model.layer_flops)
@@ -123,8 +119,7 @@ def _replicates(job: Job, r: BreakdownResult) -> tuple[Replicate, ...]:
 def _compared(
     jobs: dict[tuple[str, str], tuple[Replicate, ...]], loss_modes: tuple[str, ...], margin: float
 ) -> tuple[tuple[ReplicatedComparison, ...], tuple[LossAgreement, ...], tuple[LossModes, ...]]:
-    """Each framework against PyTorch, its loss modes pooled; every framework and loss mode apart;
-    each framework's explicit / autograd: from each job's replicates."""
+    """Each framework against PyTorch, loss modes pooled; each framework and loss mode; explicit/autograd."""
 
     def replicates(framework: str) -> list[Replicate]:
         return [r for loss in loss_modes if (framework, loss) in jobs for r in jobs[framework, loss]]

@@ -1,22 +1,13 @@
 """The machine's ceilings, computed once: the denominator of every "% of peak" and the roofs of the
 roofline (Williams et al. 2009).
 
-A measured ceiling is a rate some kernel reached, not a bound the hardware sets. So the compute
-ceiling is the largest of the `peak` stage's best kernel rate and every rate achieved in the same
-run on its device: the `breakdown` stage's own kernel runs, every conv/fc layer-phase of every
-breakdown job (pooled and in each of its processes) and every timing cell's core process. Where
-an achieved rate exceeds the peak stage's, the ceiling is that rate, labelled a lower bound
-("achieved by ..."). The bandwidth ceiling likewise is the STREAM triad's, or the traffic a layer
-must have moved when that is more (its FLOP/s over its arithmetic intensity, `deeppose.roofline`,
-which counts the fewest bytes it can move): every roofline point then lies under both roofs.
-`share` is the one "% of peak": a rate over the compute ceiling, never above 1.
-
-The theoretical peak (cores x clock x FLOPs per cycle) is given only where the `peak` stage
-measured the clock; otherwise it is omitted, with the reason and the clock the ceiling implies
-(ceiling / (cores x FLOPs per cycle): a lower bound, since no core exceeds its FLOPs per cycle).
-The clock a kernel reports under a hypervisor is the nominal one, never used as if measured.
-Without a `peak` record there is no ceiling: one made of achieved rates alone would make the best
-layer 100 % by definition.
+A measured ceiling is a rate some kernel reached, not a bound the hardware sets: so the compute
+ceiling is the largest of the `peak` stage's best kernel rate and every rate achieved in the same run
+on its device (labelled a lower bound when one of those is higher), and the bandwidth ceiling the
+STREAM triad's or the least traffic a layer must have moved. Every roofline point then lies under
+both roofs and no "% of peak" exceeds 100 %. The theoretical peak is given only where the clock was
+measured: a hypervisor reports the nominal clock. Without a `peak` record there is no ceiling: one of
+achieved rates alone would make the best layer 100 % by definition.
 """
 
 from __future__ import annotations
@@ -43,8 +34,7 @@ class Achieved:
 
 @dataclass(frozen=True)
 class Peak:
-    """The compute and bandwidth ceilings of the `peak` stage's device (see the module docstring);
-    every field empty where no peak was measured (`missing` says why)."""
+    """The ceilings of the `peak` stage's device; every field empty without a peak (`missing` says why)."""
 
     ceiling: float | None = None  # FLOP/s: the denominator of every "% of peak"
     label: str | None = None  # what set it: the peak stage's kernel, or "lower bound (achieved by ...)"
@@ -77,9 +67,7 @@ class Peak:
 
 
 def share(rate: float | None, peak: Peak, device: str) -> float | None:
-    """`rate` over the compute ceiling: the one "% of peak" (as a fraction). None off the ceiling's
-    device or without one. Every achieved rate of the run is part of the ceiling, so a share above 1
-    is a bug (a rate that did not go into `achieved_rates`): ValueError."""
+    """`rate` over the compute ceiling: the one "% of peak". None off its device; above 1 is a bug."""
     if rate is None or device != peak.device or not peak.ceiling:
         return None
     fraction = rate / peak.ceiling
@@ -89,8 +77,7 @@ def share(rate: float | None, peak: Peak, device: str) -> float | None:
 
 
 def achieved_rates(results: Results, device: str) -> tuple[list[Achieved], list[Achieved]]:
-    """Every FLOP rate the run achieved on `device`, and the memory traffic each rated layer-phase
-    must have had (its rate over its intensity)."""
+    """Every FLOP rate achieved on `device`, and the memory traffic each rated layer-phase must have had."""
     compute, traffic = [], []
     for job, loaded in sorted(results.timing.items(), key=lambda i: i[0].label):
         r = loaded.record

@@ -1,8 +1,5 @@
-"""The tidy table of the timing results: one row per timed run of every block of every arm (the
-cell, its A/A twin `cell#1`, its planted positive control `cell#planted`), with the run's time and
-its block's interference. The report writes it as reports/cells.csv with its other outputs; `python
--m deeppose table` writes it alone (deeppose.table, which shows how to read it with pandas).
-"""
+"""The tidy table of the timing results, reports/cells.csv: one row per timed run of every block of
+every arm (the cell, its A/A twin, its planted control); `python -m deeppose table` writes it alone."""
 
 from __future__ import annotations
 
@@ -71,9 +68,7 @@ def rows(record: TimingResult, stale: bool) -> list[dict]:
 
 
 def frame(results: Results) -> tuple[pd.DataFrame, list[str]]:
-    """The table of `results`' timing cells in grid order, and one line per timing result that
-    contributes no rows (missing or unusable) saying why; a stale one contributes its rows with
-    `stale` true."""
+    """The table in grid order, and one line per timing result that adds no rows, saying why."""
     records, skipped = [], []
     for loaded in results.timing.values():
         if loaded.ok:

@@ -1,18 +1,6 @@
-"""The timing's controls and noise, as findings: what each group could detect, and whether the
-verdict rule behaved where the truth is known.
-
-* every A/A pair (a cell's twin, a second process of the same cell, against the cell), pooled over
-  groups: a *slower* or *faster* verdict on identical arms is a false verdict; their share comes
-  with a Clopper-Pearson interval (deeppose.compare_stats.control_summary);
-* the positive control of each group (its planted cell with a known slowdown of `planted` of its
-  own run time, busy-waited inside each timed run, against the cell): found when called *slower*;
-* the explicit/autograd pairs of one framework are near-A/A (the loss is well under 1 % of the
-  core process): how often the rule called them slower or faster;
-* per group: the pooled noise of its comparisons (SD of per-round log ratios) and the smallest
-  ratio it could detect with 80 % power at its margin and level.
-
-Computed from deeppose.compare_stats' GroupAnalysis; rendered by deeppose.report.sections.
-"""
+"""The timing's controls and noise: whether the verdict rule behaved where the truth is known (A/A
+pairs must never be called slower or faster; a planted slowdown must be called slower; explicit /
+autograd pairs are near-A/A), and what each group could detect."""
 
 from __future__ import annotations
 
@@ -132,8 +120,7 @@ def _split(cell: str) -> tuple[str, str]:
 def controls(
     groups: Iterable[tuple[str, int, GroupAnalysis, TimingDesign]], ratios: Sequence[Ratio]
 ) -> Controls:
-    """The controls over every group (device, batch size, analysis, design) and the core-process
-    `ratios` of every device (for the near-A/A pairs)."""
+    """Over every group (device, batch size, analysis, design); `ratios` for the near-A/A pairs."""
     groups = list(groups)
     pairs = [(device, batch, c) for device, batch, g, _ in groups for c in g.controls]
     summary = control_summary([c for _, _, c in pairs])

@@ -1,5 +1,5 @@
-"""Findings of the core-process timing: each cell's time, the groups' comparisons by
-deeppose.compare_stats at the margin and level of their own design, the loss alone, and trends."""
+"""Findings of the core-process timing: each cell's time, the groups' comparisons at their own
+design's margin and level, the loss alone, and trends."""
 
 from __future__ import annotations
 
@@ -52,8 +52,7 @@ class Cell:
 
 
 def break_even(compile_s: float, step_s: float, eager_s: float) -> int | None:
-    """Steps after which compiling (compile_s once, then step_s a step) has cost less than eager
-    steps of eager_s; None when the compiled step is not faster: never."""
+    """Steps after which compiling has cost less than eager steps; None: never."""
     saved = eager_s - step_s
     return math.ceil(compile_s / saved) if saved > 0 else None
 
@@ -115,9 +114,8 @@ def timing_cell(job: Job, r: TimingResult, peak: Peak) -> Cell:
 
 
 def group_analyses(results: Results, device: str) -> dict[int, Any]:
-    """Batch size -> (core-process analysis, explicit-vs-autograd loss comparisons, design) of each
-    timing group whose every cell has a result, by deeppose.compare_stats' rules at the margin and
-    level of the group's own design (its records'; the first cell's stands for the group)."""
+    """Batch size -> (analysis, explicit-vs-autograd loss comparisons, design) of each complete timing
+    group, at the margin and level of its own design."""
     found = {}
     both_modes = results.frameworks if {"autograd", "explicit"} <= set(results.loss_modes) else []
     for exp in results.batch_exponents:
@@ -142,8 +140,7 @@ def group_analyses(results: Results, device: str) -> dict[int, Any]:
 
 
 def ratio_trend(fw: str, loss: str, points: list[tuple[int, Interval]]) -> RatioTrend:
-    """How <framework> / PyTorch moves with the batch size, from the paired ratios (the one estimator
-    the report quotes): a trend only where the smallest and largest batches' intervals separate."""
+    """A trend only where the smallest and largest batches' paired-ratio intervals separate."""
     (_, r0), (_, r1) = points[0], points[-1]
     trend = Trend.OVERLAP
     if r0.high is not None and r1.low is not None and r1.low > r0.high:
@@ -162,8 +159,7 @@ def ratio_trend(fw: str, loss: str, points: list[tuple[int, Interval]]) -> Ratio
 
 
 def share_of_core(difference: Interval, core: Interval | None) -> Interval | None:
-    """The loss alone's explicit − autograd difference as a share of the autograd core process,
-    divided by the core time's low end so that the share errs large (conservative either way)."""
+    """The loss alone's difference over the low end of the autograd core time: the share errs large."""
     if (
         core is None
         or not (core.low or 0) > 0
@@ -189,8 +185,7 @@ def loss_effect(
     floor: float | None,
     cores: dict[int, Interval],
 ) -> LossEffect:
-    """At the training batch size's group, else the largest measured; `cores`: batch size -> the
-    framework's autograd core-process time there."""
+    """At the training batch size's group, else the largest measured."""
     size = train_batch if train_batch in groups else max(groups, default=None)
     found = groups[size][1].get(fw) if size else None
     c = ratio(size, found, difference=True) if found else None

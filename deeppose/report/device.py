@@ -1,5 +1,4 @@
-"""One device's findings: its training runs, accuracy differences, loss effects, timing cells,
-ratios, groups, trends and per-layer breakdown, from deeppose.report's section modules."""
+"""One device's findings, from the section modules."""
 
 from __future__ import annotations
 

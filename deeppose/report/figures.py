@@ -1,5 +1,4 @@
-"""The report's figures, functions of `Findings`, and the plan of those the findings support (look
-and rendering: deeppose.report.plot_style; the breakdown's figures: deeppose.report.layer_figures)."""
+"""The report's figures, functions of `Findings`, and the plan of those the findings support."""
 
 from __future__ import annotations
 

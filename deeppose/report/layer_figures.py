@@ -1,5 +1,4 @@
-"""The breakdown's figures: time stacked by layer, each layer's achieved rate, and the roofline
-(look and rendering: deeppose.report.plot_style)."""
+"""The breakdown's figures: time stacked by layer, each layer's achieved rate, and the roofline."""
 
 from __future__ import annotations
 
@@ -109,8 +108,7 @@ def layer_rates(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
 
 
 def roofline_points(b: BreakdownBatch) -> list[tuple[str, str, float, float, str]]:
-    """(framework, phase, intensity, GFLOP/s, layer) of every rated conv/fc layer-phase, as plotted
-    (`plotted`)."""
+    """(framework, phase, intensity, GFLOP/s, layer) of every rated conv/fc layer-phase, as plotted."""
     intensity = {(p.layer, p.phase): p.intensity for p in b.roofline}
     return [
         (j.framework, x.phase, plotted(intensity[x.layer, x.phase]), plotted(x.flops_per_s / 1e9), x.layer)
@@ -122,9 +120,7 @@ def roofline_points(b: BreakdownBatch) -> list[tuple[str, str, float, float, str
 
 
 def roofline_figure(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
-    """Each layer's arithmetic intensity against its achieved FLOP/s, under the compute and bandwidth
-    ceilings (deeppose.report.ceilings: every point lies under both). Every coordinate is `plotted`,
-    the limits too (matplotlib's own would come from numpy's logarithms)."""
+    """Every coordinate is `plotted`, the limits too: matplotlib's own would come from numpy's logarithms."""
     peak, bandwidth = f.setup.peak.ceiling, f.setup.peak.bandwidth
     figure = canvas(10, 5.2)
     ax = figure.add_subplot()

@@ -1,13 +1,8 @@
-"""How the report's figures look and how they are rendered: matplotlib's Agg canvas (no pyplot),
-PNGs whose bytes depend only on the data (fixed rcParams, no date metadata).
+"""How the report's figures look and how they are rendered: Agg canvas (no pyplot), fixed rcParams,
+no date metadata. Colour tells the framework apart (Okabe-Ito), line and marker the loss mode.
 
-Colour tells the framework apart (Okabe-Ito, safe for colour-blind readers), line style and marker
-the loss mode; legends sit outside the data and reference lines carry their value.
-
-The same findings give the same bytes on any CPU: computed coordinates (the roofline's, the ceiling
-lines) are rounded to PLOTTED_DIGITS significant digits (`plotted`), far below a pixel, and drawn
-without transcendental functions of numpy's, whose last bits depend on the CPU's vector width
-(numpy dispatches log and power to AVX-512 code where the CPU has it).
+The same findings give the same bytes on any CPU: computed coordinates are rounded (`plotted`), since
+numpy's transcendental functions differ in their last bits with the CPU's vector width.
 """
 
 from __future__ import annotations

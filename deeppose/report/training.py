@@ -1,6 +1,6 @@
 """Findings of training and accuracy: each run's times and scores, its gap to the mean pose, and the
-frameworks' accuracy differences: of the first seed's networks with BCa bootstrap intervals over test
-images, and between seeds (deeppose.replicates), the only ones that speak of training."""
+frameworks' differences: by test image (BCa bootstrap) and between seeds, the only ones that speak of
+training."""
 
 from __future__ import annotations
 
@@ -107,8 +107,7 @@ class SeedDifference:
 
 # --- training and accuracy --------------------------------------------------------------------
 def _bootstrap(numerators: list[np.ndarray], denominator: np.ndarray, seed: int) -> Interval:
-    """sum(numerators[0]) / sum(denominator), minus the same of numerators[1] when given, with a
-    paired BCa bootstrap over test images."""
+    """sum(numerators[0]) / sum(denominator), less that of numerators[1], with a paired BCa bootstrap."""
 
     def statistic(*arrays: np.ndarray, axis: int = -1) -> np.ndarray:
         *nums, den = arrays
@@ -142,8 +141,7 @@ def _bootstrap(numerators: list[np.ndarray], denominator: np.ndarray, seed: int)
 def accuracy_gaps(
     per_image: dict[str, list[float]], seed: int = 0
 ) -> tuple[dict[str, Interval], dict[str, Gap]]:
-    """Each metric with per-image data: its interval, and its difference from the mean pose where
-    the baseline's numerators were kept too."""
+    """Each metric's interval, and its difference from the mean pose where the baseline's were kept."""
     a = {k: np.asarray(v, dtype=float) for k, v in per_image.items()}
     scores, gaps = {}, {}
     for metric, (num, den) in ACCURACY.items():
@@ -158,8 +156,7 @@ def accuracy_gaps(
 
 
 def curves(results: Results) -> dict[tuple[str, str, str], Curve]:
-    """(device, framework, loss) -> its learning curve, for the figure only: not part of `Findings`
-    (reports/learning_curves.csv holds the series)."""
+    """(device, framework, loss) -> its learning curve, for the figure only (not part of `Findings`)."""
     return {
         (job.device, job.framework, job.loss): _curve(run.iterations, run.evals)
         for job, run in results.train.items()
@@ -236,8 +233,7 @@ def accuracy_differences(results: Results, device: str) -> tuple[AccuracyDiffere
 
 
 def seed_differences(runs: dict[Job, list[SeedRun]], margin: float) -> tuple[SeedDifference, ...]:
-    """Each framework against PyTorch per loss mode, paired by seed: the final training loss as a
-    ratio, test PCK@0.2 as a difference; inconclusive below two distinct seeds."""
+    """Per loss mode, paired by seed: the final training loss as a ratio, PCK@0.2 as a difference."""
     found = []
     for job, run in runs.items():
         ref = runs.get(Job(REFERENCE, job.loss, job.device))
