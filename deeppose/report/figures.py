@@ -15,11 +15,11 @@ from deeppose.report.analysis import Findings
 from deeppose.report.device import Device
 from deeppose.report.layer_figures import layer_rates, roofline_figure, stacked
 from deeppose.report.plot_style import (
-    MODES,
     batch_axis,
     canvas,
     colour,
     log_axis,
+    mode,
     outside_legend,
     peak_line,
     tick_seconds,
@@ -35,7 +35,7 @@ def learning_curves(f: Findings, d: Device, curves: dict[tuple[str, str, str], C
         curve = curves.get((d.device, r.framework, r.loss))
         if curve is None:
             continue
-        c, (line, marker) = colour(r.framework, f.frameworks), MODES.get(r.loss, (":", "^"))
+        c, (line, marker) = colour(r.framework, f.frameworks), mode(r.loss)
         ax.plot(curve.elapsed_s, curve.loss, color=c, linewidth=0.6, alpha=0.22)
         ax.plot(curve.elapsed_s, curve.smoothed, color=c, linestyle=line)
         ax.plot(
@@ -59,10 +59,10 @@ def learning_curves(f: Findings, d: Device, curves: dict[tuple[str, str, str], C
         Line2D([], [], color=colour(fw, f.frameworks), label=name(fw))
         for fw in dict.fromkeys(r.framework for r in d.training)
     ]
-    for mode in dict.fromkeys(r.loss for r in d.training):
-        line, marker = MODES.get(mode, (":", "^"))
+    for loss in dict.fromkeys(r.loss for r in d.training):
+        line, marker = mode(loss)
         handles += [
-            Line2D([], [], color="0.3", linestyle=line, label=f"{mode}: training loss, smoothed"),
+            Line2D([], [], color="0.3", linestyle=line, label=f"{loss}: training loss, smoothed"),
             Line2D(
                 [],
                 [],
@@ -70,7 +70,7 @@ def learning_curves(f: Findings, d: Device, curves: dict[tuple[str, str, str], C
                 linestyle="none",
                 marker=marker,
                 markerfacecolor="white",
-                label=f"{mode}: test loss at an evaluation",
+                label=f"{loss}: test loss at an evaluation",
             ),
         ]
     figure.legend(handles=handles, loc="outside right upper", frameon=False)
@@ -88,7 +88,7 @@ def core_times(f: Findings, d: Device) -> Figure:
         est = np.array([c.time.estimate for c in cells])
         low = np.array([c.time.low or c.time.estimate for c in cells])
         high = np.array([c.time.high or c.time.estimate for c in cells])
-        line, marker = MODES.get(loss, (":", "^"))
+        line, marker = mode(loss)
         left.errorbar(
             [c.batch_size * shift for c in cells],
             est,
@@ -113,7 +113,7 @@ def core_times(f: Findings, d: Device) -> Figure:
             est - [i.low or i.estimate for _, i in points],
             [i.high or i.estimate for _, i in points] - est,
         ]
-        line, marker = MODES.get(loss, (":", "^"))
+        line, marker = mode(loss)
         right.errorbar(
             [s for s, _ in points],
             est,
@@ -139,7 +139,7 @@ def _per_batch(f: Findings, d: Device, value: Callable, ylabel: str, title: str)
         points = [
             (c.batch_size, v) for c in d.cells if (c.framework, c.loss) == (fw, loss) and (v := value(c))
         ]
-        line, marker = MODES.get(loss, (":", "^"))
+        line, marker = mode(loss)
         if points:
             ax.plot(
                 *zip(*points),

@@ -53,9 +53,7 @@ class Results:
     peak: Loaded
     prepared: Loaded
     off_grid: dict[str, int]  # device outside the grid -> result files found for it (not read)
-    costs: dict[str, list[StageCost | None]] = field(
-        default_factory=dict
-    )  # stage -> per job; None: no record
+    costs: dict[str, list[StageCost | None]] = field(default_factory=dict)  # stage -> per job, None: none
 
     @property
     def devices(self) -> list[str]:

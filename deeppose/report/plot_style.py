@@ -20,35 +20,12 @@ from deeppose.fmt import flops
 from deeppose.report.ceilings import Peak
 
 OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
-
-
 MODES = {"autograd": ("-", "o"), "explicit": ("--", "s")}  # (line style, marker)
-
-
-LAYER_COLOURS = {
-    "conv1": "#08306b",
-    "conv2": "#2171b5",
-    "conv3": "#6baed6",
-    "conv4": "#41ab5d",
-    "conv5": "#a1d99b",
-    "fc6": "#7f2704",
-    "fc7": "#d55e00",
-    "fc8": "#fdae6b",
-    "relu": "#6a51a3",
-    "pool": "#cc79a7",
-    "lrn": "#56b4e9",
-    "dropout": "#f0e442",
-    "loss": "#000000",
-    "other": "#999999",
-}
-
-
-PLOTTED_DIGITS = 4  # 1e-4 relative: a hundredth of a pixel on a log axis of a few decades
-
-
+LAYER_GROUPS = "conv1 conv2 conv3 conv4 conv5 fc6 fc7 fc8 relu pool lrn dropout loss other"
+COLOURS = "#08306b #2171b5 #6baed6 #41ab5d #a1d99b #7f2704 #d55e00 #fdae6b #6a51a3 #cc79a7 #56b4e9 #f0e442"
+LAYER_COLOURS = dict(zip(LAYER_GROUPS.split(), (COLOURS + " #000000 #999999").split(), strict=True))
 WHITE_TEXT = {"conv1", "conv2", "fc6", "fc7", "relu", "loss"}
-
-
+PLOTTED_DIGITS = 4  # 1e-4 relative: a hundredth of a pixel on a log axis of a few decades
 RC = {
     "figure.dpi": 100,
     "savefig.dpi": 120,
@@ -68,6 +45,10 @@ RC = {
 def plotted(x: float) -> float:
     """`x` to PLOTTED_DIGITS significant digits: a coordinate that does not depend on the last bits."""
     return float(f"{x:.{PLOTTED_DIGITS}g}")
+
+
+def mode(loss: str) -> tuple[str, str]:
+    return MODES.get(loss, (":", "^"))
 
 
 def colour(framework: str, frameworks: tuple[str, ...]) -> str:
