@@ -11,31 +11,22 @@ from matplotlib.lines import Line2D
 
 from deeppose.fmt import framework_name as name
 from deeppose.grid import REFERENCE
+from deeppose.report import plot_style as style
 from deeppose.report.analysis import Findings
 from deeppose.report.device import Device
 from deeppose.report.layer_figures import layer_rates, roofline_figure, stacked
-from deeppose.report.plot_style import (
-    batch_axis,
-    canvas,
-    colour,
-    log_axis,
-    mode,
-    outside_legend,
-    peak_line,
-    tick_seconds,
-)
 from deeppose.report.training import Curve
 
 
 def learning_curves(f: Findings, d: Device, curves: dict[tuple[str, str, str], Curve]) -> Figure:
     """Every run on one elapsed-time axis: the framework gap is the horizontal distance between curves."""
-    figure = canvas(10, 4.6)
+    figure = style.canvas(10, 4.6)
     ax = figure.add_subplot()
     for r in d.training:
         curve = curves.get((d.device, r.framework, r.loss))
         if curve is None:
             continue
-        c, (line, marker) = colour(r.framework, f.frameworks), mode(r.loss)
+        c, (line, marker) = style.colour(r.framework, f.frameworks), style.mode(r.loss)
         ax.plot(curve.elapsed_s, curve.loss, color=c, linewidth=0.6, alpha=0.22)
         ax.plot(curve.elapsed_s, curve.smoothed, color=c, linestyle=line)
         ax.plot(
@@ -50,17 +41,17 @@ def learning_curves(f: Findings, d: Device, curves: dict[tuple[str, str, str], C
         )
     ax.set_xscale("log")
     ax.set_yscale("log")
-    log_axis(ax.xaxis, tick_seconds)
+    style.log_axis(ax.xaxis, style.tick_seconds)
     ax.set_xlabel("elapsed training time (log scale; evaluations excluded)")
     ax.set_ylabel("loss (masked MSE of coordinates / 227, log scale)")
     ax.set_title(f"Training loss against training time on {d.device} (faint: every iteration)")
     # one entry per framework (colour) and per loss mode (line and marker), not one per run and series
     handles = [
-        Line2D([], [], color=colour(fw, f.frameworks), label=name(fw))
+        Line2D([], [], color=style.colour(fw, f.frameworks), label=name(fw))
         for fw in dict.fromkeys(r.framework for r in d.training)
     ]
     for loss in dict.fromkeys(r.loss for r in d.training):
-        line, marker = mode(loss)
+        line, marker = style.mode(loss)
         handles += [
             Line2D([], [], color="0.3", linestyle=line, label=f"{loss}: training loss, smoothed"),
             Line2D(
@@ -79,7 +70,7 @@ def learning_curves(f: Findings, d: Device, curves: dict[tuple[str, str, str], C
 
 def core_times(f: Findings, d: Device) -> Figure:
     """Left: core-process time with its interval from the blocks. Right: ratio to PyTorch, paired by round."""
-    figure = canvas(12, 4.6)
+    figure = style.canvas(12, 4.6)
     left, right = figure.subplots(1, 2)
     series = list(dict.fromkeys((c.framework, c.loss) for c in d.cells))
     for i, (fw, loss) in enumerate(series):
@@ -88,19 +79,19 @@ def core_times(f: Findings, d: Device) -> Figure:
         est = np.array([c.time.estimate for c in cells])
         low = np.array([c.time.low or c.time.estimate for c in cells])
         high = np.array([c.time.high or c.time.estimate for c in cells])
-        line, marker = mode(loss)
+        line, marker = style.mode(loss)
         left.errorbar(
             [c.batch_size * shift for c in cells],
             est,
             yerr=[est - low, high - est],
-            color=colour(fw, f.frameworks),
+            color=style.colour(fw, f.frameworks),
             linestyle=line,
             marker=marker,
             markersize=5,
             label=f"{name(fw)}, {loss}",
         )
     left.set_yscale("log")
-    log_axis(left.yaxis, tick_seconds)
+    style.log_axis(left.yaxis, style.tick_seconds)
     left.set_ylabel("forward + loss + backward (log scale)")
     left.set_title("Core-process time (median of blocks, 95 % CI)")
     for a, b in dict.fromkeys((r.a, r.b) for r in d.ratios):
@@ -113,12 +104,12 @@ def core_times(f: Findings, d: Device) -> Figure:
             est - [i.low or i.estimate for _, i in points],
             [i.high or i.estimate for _, i in points] - est,
         ]
-        line, marker = mode(loss)
+        line, marker = style.mode(loss)
         right.errorbar(
             [s for s, _ in points],
             est,
             yerr=err,
-            color=colour(fw, f.frameworks),
+            color=style.colour(fw, f.frameworks),
             linestyle=line,
             marker=marker,
             markersize=5,
@@ -127,32 +118,32 @@ def core_times(f: Findings, d: Device) -> Figure:
     right.set_ylabel("time ratio to PyTorch (90 % CI, paired by round)")
     right.set_title("Ratio to PyTorch (above 1: slower)")
     for ax in (left, right):
-        batch_axis(ax, f.batch_sizes)
-    outside_legend(figure, left)
+        style.batch_axis(ax, f.batch_sizes)
+    style.outside_legend(figure, left)
     return figure
 
 
 def _per_batch(f: Findings, d: Device, value: Callable, ylabel: str, title: str) -> Figure:
-    figure = canvas(8.5, 4.4)
+    figure = style.canvas(8.5, 4.4)
     ax = figure.add_subplot()
     for fw, loss in dict.fromkeys((c.framework, c.loss) for c in d.cells):
         points = [
             (c.batch_size, v) for c in d.cells if (c.framework, c.loss) == (fw, loss) and (v := value(c))
         ]
-        line, marker = mode(loss)
+        line, marker = style.mode(loss)
         if points:
             ax.plot(
                 *zip(*points),
-                color=colour(fw, f.frameworks),
+                color=style.colour(fw, f.frameworks),
                 linestyle=line,
                 marker=marker,
                 markersize=5,
                 label=f"{name(fw)}, {loss}",
             )
-    batch_axis(ax, f.batch_sizes)
+    style.batch_axis(ax, f.batch_sizes)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    outside_legend(figure, ax)
+    style.outside_legend(figure, ax)
     return figure
 
 
@@ -165,7 +156,7 @@ def memory(f: Findings, d: Device) -> Figure:
         f"Memory of one core process on {d.device} (median of blocks)",
     )
     figure.axes[0].set_yscale("log")
-    log_axis(figure.axes[0].yaxis, lambda v: f"{v:g}")
+    style.log_axis(figure.axes[0].yaxis, lambda v: f"{v:g}")
     return figure
 
 
@@ -178,7 +169,7 @@ def achieved(f: Findings, d: Device) -> Figure:
         f"Achieved throughput of the core process on {d.device}",
     )
     ax, peak = figure.axes[0], f.setup.peak.ceiling
-    peak_line(ax, f.setup.peak)
+    style.peak_line(ax, f.setup.peak)
     ax.set_ylim(0, max([peak or 0] + [c.flops_per_s or 0 for c in d.cells]) / 1e9 * 1.15)
     return figure
 
