@@ -21,11 +21,7 @@ from deeppose.verdicts import DECISION_LEVEL, Verdict, classify, paired_log_rati
 
 MOST = 0.5  # "most of the difference": the share's whole interval above it
 ELEMENTWISE = ("relu", "pool", "lrn", "dropout", "loss", "other")
-PARTS: dict[str, tuple[str, ...]] = {
-    "conv": layer_groups.CONV_LAYERS,
-    "fc": layer_groups.FC_LAYERS,
-    "elementwise": ELEMENTWISE,
-}
+PARTS = {"conv": layer_groups.CONV_LAYERS, "fc": layer_groups.FC_LAYERS, "elementwise": ELEMENTWISE}
 ROWS = (*layer_groups.CONV_LAYERS, *layer_groups.FC_LAYERS, "elementwise", "overhead", "core")
 
 
@@ -144,11 +140,13 @@ def share_verdict(share: Interval | None) -> ShareVerdict:
         return ShareVerdict.CANNOT_TEST
     if share.low is None or share.high is None:
         return ShareVerdict.INCONCLUSIVE
-    if share.low > MOST:
-        return ShareVerdict.MOST
-    if share.high < MOST:
-        return ShareVerdict.LESS
-    return ShareVerdict.INCONCLUSIVE
+    return (
+        ShareVerdict.MOST
+        if share.low > MOST
+        else ShareVerdict.LESS
+        if share.high < MOST
+        else ShareVerdict.INCONCLUSIVE
+    )
 
 
 def _keyed(replicates: Sequence[Replicate], row: str) -> dict[tuple[str, int], float]:
@@ -179,14 +177,9 @@ def compare(
         part: share_interval([o.time(part) - p.time(part) for p, o in pairs], extras)
         for part in (*PARTS, "overhead")
     }
+    verdict = classify(ratio.low, ratio.high, margin)
     return ReplicatedComparison(
-        framework,
-        len(pairs),
-        ratio,
-        classify(ratio.low, ratio.high, margin),
-        rows,
-        shares,
-        share_verdict(shares["conv"]),
+        framework, len(pairs), ratio, verdict, rows, shares, share_verdict(shares["conv"])
     )
 
 
@@ -195,16 +188,10 @@ def agreement(
 ) -> LossAgreement:
     """`reference`: PyTorch's replicates of the loss mode (None for PyTorch itself)."""
     ratio = paired_ratio(_keyed(own, "core"), _keyed(reference, "core")) if reference is not None else None
-    return LossAgreement(
-        framework,
-        loss,
-        time_interval([r.core_s for r in own]),
-        mean_interval(
-            np.array([r.time("conv") / r.core_s for r in own]), DECISION_LEVEL, "student t on the replicates"
-        ),
-        ratio,
-        classify(ratio.low, ratio.high, margin) if ratio is not None else None,
-    )
+    conv = np.array([r.time("conv") / r.core_s for r in own])
+    conv_share = mean_interval(conv, DECISION_LEVEL, "student t on the replicates")
+    verdict = classify(ratio.low, ratio.high, margin) if ratio is not None else None
+    return LossAgreement(framework, loss, time_interval([r.core_s for r in own]), conv_share, ratio, verdict)
 
 
 def loss_mode_ratio(
