@@ -15,8 +15,6 @@ EXPLICIT, AUTOGRAD = "explicit", "autograd"
 
 @dataclass(frozen=True)
 class Ratio:
-    """deeppose.compare_stats.Comparison of arm a against arm b, with the rounds counted."""
-
     batch_size: int | None
     a: str
     b: str
@@ -27,15 +25,12 @@ class Ratio:
 
 
 def ratio(batch_size: int | None, c: Comparison, difference: bool = False) -> Ratio:
-    return Ratio(
-        batch_size, c.a, c.b, c.ratio, c.difference if difference else None, c.verdict, len(c.rounds_used)
-    )
+    kept = c.difference if difference else None
+    return Ratio(batch_size, c.a, c.b, c.ratio, kept, c.verdict, len(c.rounds_used))
 
 
 @dataclass(frozen=True)
 class GroupNoise:
-    """One timing group's design, noise and what it could detect."""
-
     batch_size: int
     pairing: str  # how a round's arms ran (TimingDesign.pairing)
     rounds: int  # rounds its comparisons used (the most any did)
@@ -63,8 +58,6 @@ def group_noise(batch_size: int, analysis: GroupAnalysis, design: TimingDesign) 
 
 @dataclass(frozen=True)
 class AAPair:
-    """One A/A pair: a cell's twin against the cell, under the comparisons' rule."""
-
     framework: str
     loss: str
     device: str
@@ -77,8 +70,6 @@ class AAPair:
 
 @dataclass(frozen=True)
 class Planted:
-    """One positive control: the cell with a planted slowdown against the cell."""
-
     framework: str
     loss: str
     device: str
@@ -91,8 +82,6 @@ class Planted:
 
 @dataclass(frozen=True)
 class NearAA:
-    """One framework's explicit/autograd core-process pairs: near-A/A, as the loss is tiny."""
-
     framework: str
     pairs: int
     slower: int
@@ -130,16 +119,10 @@ def controls(
     )
     planted = tuple(
         Planted(
-            *_split(g.planted.b),
-            device,
-            batch,
-            g.planted.ratio,
-            1 + design.planted,
-            g.planted.verdict,
-            g.planted.verdict is Verdict.SLOWER,
+            *_split(p.b), device, batch, p.ratio, 1 + design.planted, p.verdict, p.verdict is Verdict.SLOWER
         )
         for device, batch, g, design in groups
-        if g.planted is not None
+        if (p := g.planted) is not None
     )
     near = []
     for framework in dict.fromkeys(_split(r.a)[0] for r in ratios):
@@ -148,12 +131,5 @@ def controls(
         ]
         if verdicts:
             near.append(NearAA(framework, len(verdicts), *(verdicts.count(v) for v in Verdict)))
-    return Controls(
-        aa,
-        summary.false_verdicts,
-        summary.judged,
-        summary.rate,
-        planted,
-        tuple(near),
-        tuple(sorted({len(c.rounds_used) for _, _, c in pairs})),
-    )
+    rounds = tuple(sorted({len(c.rounds_used) for _, _, c in pairs}))
+    return Controls(aa, summary.false_verdicts, summary.judged, summary.rate, planted, tuple(near), rounds)

@@ -45,10 +45,8 @@ class Cell:
     fraction_of_peak: float | None
     compile_s: float | None  # a compiling framework's first call, median of blocks
     caches: dict[str, Any]
-    eager_s: float | None = None  # compiling frameworks: eager PyTorch's time at the same batch and loss mode
-    break_even: int | None = (
-        None  # steps after which the compile has paid for itself; None: never (or no eager)
-    )
+    eager_s: float | None = None  # compiling frameworks: eager PyTorch's at the same batch and loss mode
+    break_even: int | None = None  # steps after which the compile has paid for itself; None: never
 
 
 def break_even(compile_s: float, step_s: float, eager_s: float) -> int | None:
@@ -80,7 +78,6 @@ class LossEffect:
     absent: tuple[str, ...]  # loss modes without a training result
 
 
-# --- timing -------------------------------------------------------------------------------------
 def _median(values: list[float]) -> float | None:
     return float(statistics.median(values)) if values else None
 
@@ -123,8 +120,7 @@ def group_analyses(results: Results, device: str) -> dict[int, Any]:
         if not loaded or not all(r.ok for r in loaded.values()):
             continue
         blocks, loss_blocks = [], []
-        for r in loaded.values():
-            record = r.record
+        for record in (r.record for r in loaded.values()):
             blocks += series(record.blocks) + series(record.control_blocks) + series(record.planted_blocks)
             loss_blocks += series(record.blocks, "loss_s")
         first = next(iter(loaded.values())).record
@@ -147,34 +143,17 @@ def ratio_trend(fw: str, loss: str, points: list[tuple[int, Interval]]) -> Ratio
         trend = Trend.RISES
     elif r0.low is not None and r1.high is not None and r1.high < r0.low:
         trend = Trend.FALLS
-    return RatioTrend(
-        fw,
-        loss,
-        points[0],
-        points[-1],
-        min(points, key=lambda p: p[1].estimate),
-        max(points, key=lambda p: p[1].estimate),
-        trend,
-    )
+    lowest, highest = (extreme(points, key=lambda p: p[1].estimate) for extreme in (min, max))
+    return RatioTrend(fw, loss, points[0], points[-1], lowest, highest, trend)
 
 
 def share_of_core(difference: Interval, core: Interval | None) -> Interval | None:
     """The loss alone's difference over the low end of the autograd core time: the share errs large."""
-    if (
-        core is None
-        or not (core.low or 0) > 0
-        or None in (difference.estimate, difference.low, difference.high)
-    ):
+    d = difference
+    if core is None or not (core.low or 0) > 0 or None in (d.estimate, d.low, d.high):
         return None
-    low = core.low
-    return Interval(
-        difference.estimate / low,
-        difference.low / low,
-        difference.high / low,
-        difference.n,
-        difference.level,
-        "loss-alone difference / low end of the autograd core time",
-    )
+    method = "loss-alone difference / low end of the autograd core time"
+    return Interval(d.estimate / core.low, d.low / core.low, d.high / core.low, d.n, d.level, method)
 
 
 def loss_effect(
