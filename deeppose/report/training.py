@@ -20,12 +20,9 @@ from deeppose.stats import LEVEL, describe
 
 RESAMPLES = 2000  # bootstrap resamples of the test images
 SMOOTHING = 0.1  # weight of each new loss in the learning curves' moving average
-ACCURACY = {
-    "loss": ("sq_error", "visible"),
-    "pcp": ("pcp_hits", "pcp_counted"),
-    "pdj": ("pdj_hits", "pdj_counted"),
-    "pck": ("pck_hits", "pck_counted"),
-}
+BOOTSTRAP = dict(paired=True, vectorized=True, n_resamples=RESAMPLES, confidence_level=LEVEL, method="BCa")
+RATES = ("pcp", "pdj", "pck")  # hits over counted sticks or joints
+ACCURACY = {"loss": ("sq_error", "visible")} | {m: (f"{m}_hits", f"{m}_counted") for m in RATES}  # per image
 
 
 @dataclass(frozen=True)
@@ -105,7 +102,6 @@ class SeedDifference:
     between: BetweenSeeds
 
 
-# --- training and accuracy --------------------------------------------------------------------
 def _bootstrap(numerators: list[np.ndarray], denominator: np.ndarray, seed: int) -> Interval:
     """sum(numerators[0]) / sum(denominator), less that of numerators[1], with a paired BCa bootstrap."""
 
@@ -119,17 +115,9 @@ def _bootstrap(numerators: list[np.ndarray], denominator: np.ndarray, seed: int)
     method = f"BCa bootstrap over {n} test images, {RESAMPLES} resamples"
     with warnings.catch_warnings():  # a degenerate distribution (all equal) gives NaN bounds: no interval
         warnings.simplefilter("ignore")
+        rng = np.random.default_rng(seed)
         ci = (
-            scipy_stats.bootstrap(
-                data,
-                statistic,
-                paired=True,
-                vectorized=True,
-                n_resamples=RESAMPLES,
-                confidence_level=LEVEL,
-                method="BCa",
-                random_state=np.random.default_rng(seed),
-            ).confidence_interval
+            scipy_stats.bootstrap(data, statistic, random_state=rng, **BOOTSTRAP).confidence_interval
             if n > 1
             else None
         )
@@ -250,12 +238,11 @@ def seed_differences(runs: dict[Job, list[SeedRun]], margin: float) -> tuple[See
 
 def identical_modes(runs: dict[Job, list[SeedRun]]) -> tuple[str, ...]:
     """Frameworks whose autograd and explicit runs followed the same trajectories bit for bit."""
+    explicit = {
+        job: runs.get(Job(job.framework, "explicit", job.device)) for job in runs if job.loss == "autograd"
+    }
     return tuple(
         dict.fromkeys(
-            job.framework
-            for job, run in runs.items()
-            if job.loss == "autograd"
-            and (other := runs.get(Job(job.framework, "explicit", job.device)))
-            and identical(run, other)
+            job.framework for job, other in explicit.items() if other and identical(runs[job], other)
         )
     )
