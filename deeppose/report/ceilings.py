@@ -42,9 +42,7 @@ class Peak:
     best_observed: float | None = None  # FLOP/s: the peak stage's best kernel rate
     kernel: str | None = None
     n: int | None = None
-    kernels: dict[str, float | None] = dataclasses.field(
-        default_factory=dict
-    )  # the peak stage's kernels and their rates
+    kernels: dict[str, float | None] = dataclasses.field(default_factory=dict)  # each kernel's rate
     spread: float | None = None  # the best kernel's block rates: (max - min) / median
     theoretical: float | None = None  # cores x measured clock x FLOPs per cycle; None where not measured
     theoretical_how: dict[str, Any] | None = None
@@ -131,12 +129,8 @@ def _theoretical(how: dict[str, Any], ceiling: float | None) -> tuple[float | No
         return None, note, implied
     value = float(how["flops_per_s"])
     if ceiling and ceiling > value:
-        return (
-            value,
-            f"{how['how']}: below the ceiling, so the cores ran faster than while the clock was measured"
-            f"{needs}",
-            implied,
-        )
+        faster = "below the ceiling, so the cores ran faster than while the clock was measured"
+        return value, f"{how['how']}: {faster}{needs}", implied
     return value, str(how["how"]), implied
 
 
@@ -156,9 +150,9 @@ def peak(results: Results, device: str | None = None) -> Peak:
         label = f"lower bound (achieved by {by.what}; the `peak` stage's best kernel: {measured}); {SHARE}"
     elif r.best:
         blocks = (
-            f", the best of {len(best['blocks'])} blocks (spread {sig(100 * spread, 2)} %)"
-            if spread is not None
-            else ""
+            ""
+            if spread is None
+            else f", the best of {len(best['blocks'])} blocks (spread {sig(100 * spread, 2)} %)"
         )
         label = f"the `peak` stage's best kernel, {r.best.replace('_', ' ')}{blocks}; {SHARE}"
     else:
@@ -177,24 +171,7 @@ def peak(results: Results, device: str | None = None) -> Peak:
     else:
         band_label = "not measured by this run (STREAM triad in the `peak` stage)"
     theoretical, note, implied = _theoretical(r.theoretical, ceiling)
-    return Peak(
-        ceiling,
-        label,
-        by is not None,
-        r.peak_flops_per_s,
-        r.best,
-        r.n,
-        dict(r.rates_flops_per_s),
-        spread,
-        theoretical,
-        r.theoretical | {"how": note},
-        note,
-        implied,
-        bandwidth,
-        band_label,
-        by_traffic is not None,
-        r.bandwidth_bytes_per_s,
-        r.bandwidth,
-        device,
-        None,
-    )
+    measured = (r.peak_flops_per_s, r.best, r.n, dict(r.rates_flops_per_s), spread)
+    clock = (theoretical, r.theoretical | {"how": note}, note, implied)
+    bandwidths = (bandwidth, band_label, by_traffic is not None, r.bandwidth_bytes_per_s, r.bandwidth)
+    return Peak(ceiling, label, by is not None, *measured, *clock, *bandwidths, device)
