@@ -11,8 +11,7 @@ from typing import Any
 from deeppose.compare_stats import Interval, round_to_interval
 from deeppose.grid import NO_BREAKDOWN, Job
 from deeppose.report.answers import Answer, answers
-from deeppose.report.controls import Controls, controls
-from deeppose.report.core_time import group_analyses
+from deeppose.report.core_time import Controls, controls, group_analyses
 from deeppose.report.device import Device, build_device
 from deeppose.report.load import Results
 from deeppose.report.setup import Setup, build_setup

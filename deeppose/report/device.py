@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deeppose.grid import REFERENCE, Job
-from deeppose.report import breakdown, controls, core_time, training
+from deeppose.report import breakdown, core_time, training
 from deeppose.report.load import Results
 from deeppose.report.setup import Peak
 
@@ -23,8 +23,8 @@ class Device:
     identical_modes: tuple[str, ...]  # frameworks whose explicit runs repeat the autograd ones bit for bit
     loss_effects: tuple[core_time.LossEffect, ...]
     cells: tuple[core_time.Cell, ...]
-    ratios: tuple[controls.Ratio, ...]
-    groups: tuple[controls.GroupNoise, ...]  # each timing group's design, noise and minimum detectable ratio
+    ratios: tuple[core_time.Ratio, ...]
+    groups: tuple[core_time.GroupNoise, ...]  # each timing group's design, noise and minimum detectable ratio
     trends: tuple[core_time.RatioTrend, ...]
     breakdown: tuple[breakdown.BreakdownBatch, ...]
     missing: dict[str, int]  # kind -> jobs of this device without a result
@@ -61,7 +61,7 @@ def build_device(results: Results, device: str, peak: Peak, groups: dict[int, An
             )
             for fw in results.frameworks
         )
-    ratios = tuple(controls.ratio(b, c) for b, (g, _, _) in groups.items() for c in g.comparisons)
+    ratios = tuple(core_time.ratio(b, c) for b, (g, _, _) in groups.items() for c in g.comparisons)
     trends = []
     for fw in results.frameworks:
         for loss in results.loss_modes:
@@ -81,7 +81,7 @@ def build_device(results: Results, device: str, peak: Peak, groups: dict[int, An
         effects,
         tuple(cells.values()),
         ratios,
-        tuple(controls.group_noise(b, g, design) for b, (g, _, design) in groups.items()),
+        tuple(core_time.group_noise(b, g, design) for b, (g, _, design) in groups.items()),
         tuple(trends),
         breakdown.breakdown_batches(results, device, peak),
         {k: sum(not r.ok for r in v.values()) for k, v in on.items()},

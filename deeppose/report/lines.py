@@ -10,7 +10,7 @@ from deeppose.compare_stats import format_interval
 from deeppose.fmt import framework_name as name
 from deeppose.replicates import WORDS as ACCURACY_WORDS
 from deeppose.report.analysis import Findings
-from deeppose.report.controls import Controls, GroupNoise
+from deeppose.report.core_time import Controls, GroupNoise
 
 QUESTIONS = {
     "loss backward": "Does writing the loss's backward by hand change the time?",
