@@ -79,17 +79,9 @@ def core_times(f: Findings, d: Device) -> Figure:
         est = np.array([c.time.estimate for c in cells])
         low = np.array([c.time.low or c.time.estimate for c in cells])
         high = np.array([c.time.high or c.time.estimate for c in cells])
-        line, marker = style.mode(loss)
-        left.errorbar(
-            [c.batch_size * shift for c in cells],
-            est,
-            yerr=[est - low, high - est],
-            color=style.colour(fw, f.frameworks),
-            linestyle=line,
-            marker=marker,
-            markersize=5,
-            label=f"{name(fw)}, {loss}",
-        )
+        look = style.series(fw, loss, f.frameworks)
+        xs = [c.batch_size * shift for c in cells]
+        left.errorbar(xs, est, yerr=[est - low, high - est], label=f"{name(fw)}, {loss}", **look)
     left.set_yscale("log")
     style.log_axis(left.yaxis, style.tick_seconds)
     left.set_ylabel("forward + loss + backward (log scale)")
@@ -104,16 +96,7 @@ def core_times(f: Findings, d: Device) -> Figure:
             est - [i.low or i.estimate for _, i in points],
             [i.high or i.estimate for _, i in points] - est,
         ]
-        line, marker = style.mode(loss)
-        right.errorbar(
-            [s for s, _ in points],
-            est,
-            yerr=err,
-            color=style.colour(fw, f.frameworks),
-            linestyle=line,
-            marker=marker,
-            markersize=5,
-        )
+        right.errorbar([s for s, _ in points], est, yerr=err, **style.series(fw, loss, f.frameworks))
     right.axhline(1.0, color="0.4", linewidth=1, linestyle=":")
     right.set_ylabel("time ratio to PyTorch (90 % CI, paired by round)")
     right.set_title("Ratio to PyTorch (above 1: slower)")
@@ -130,16 +113,8 @@ def _per_batch(f: Findings, d: Device, value: Callable, ylabel: str, title: str)
         points = [
             (c.batch_size, v) for c in d.cells if (c.framework, c.loss) == (fw, loss) and (v := value(c))
         ]
-        line, marker = style.mode(loss)
         if points:
-            ax.plot(
-                *zip(*points),
-                color=style.colour(fw, f.frameworks),
-                linestyle=line,
-                marker=marker,
-                markersize=5,
-                label=f"{name(fw)}, {loss}",
-            )
+            ax.plot(*zip(*points), label=f"{name(fw)}, {loss}", **style.series(fw, loss, f.frameworks))
     style.batch_axis(ax, f.batch_sizes)
     ax.set_ylabel(ylabel)
     ax.set_title(title)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from typing import Any
 
 import matplotlib
 import matplotlib.style
@@ -53,6 +54,12 @@ def mode(loss: str) -> tuple[str, str]:
 
 def colour(framework: str, frameworks: tuple[str, ...]) -> str:
     return OKABE_ITO[frameworks.index(framework) % len(OKABE_ITO)]
+
+
+def series(framework: str, loss: str, frameworks: tuple[str, ...]) -> dict[str, Any]:
+    """The look of one series: the framework's colour, the loss mode's line and marker."""
+    line, marker = mode(loss)
+    return {"color": colour(framework, frameworks), "linestyle": line, "marker": marker, "markersize": 5}
 
 
 def png(draw: Callable[[], Figure]) -> bytes:
