@@ -13,6 +13,7 @@ from deeppose.report import plot_style as style
 from deeppose.report.analysis import Findings
 from deeppose.report.breakdown import BreakdownBatch
 from deeppose.report.device import Device
+from deeppose.report.plot_style import plotted
 
 
 def stacked(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
@@ -40,25 +41,10 @@ def stacked(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
             if width <= 0:
                 continue
             used += [group] if group not in used else []
-            ax.barh(
-                y,
-                width,
-                left=left,
-                height=0.72,
-                color=style.LAYER_COLOURS[group],
-                edgecolor="white",
-                linewidth=0.5,
-            )
+            colour, text = style.LAYER_COLOURS[group], "white" if group in style.WHITE_TEXT else "black"
+            ax.barh(y, width, left=left, height=0.72, color=colour, edgecolor="white", linewidth=0.5)
             if width >= 0.05 * span:
-                ax.text(
-                    left + width / 2,
-                    y,
-                    group,
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="white" if group in style.WHITE_TEXT else "black",
-                )
+                ax.text(left + width / 2, y, group, ha="center", va="center", fontsize=7, color=text)
             left += width
         ax.text(left + 0.01 * span, y, f"{left:.0f} ms", va="center", fontsize=7)
     ax.axvline(0.0, color="black", linewidth=0.8)
@@ -111,8 +97,8 @@ def roofline_points(b: BreakdownBatch) -> list[tuple[str, str, float, float, str
         (
             j.framework,
             x.phase,
-            style.plotted(intensity[x.layer, x.phase]),
-            style.plotted(x.flops_per_s / 1e9),
+            plotted(intensity[x.layer, x.phase]),
+            plotted(x.flops_per_s / 1e9),
             x.layer,
         )
         for j in b.jobs
@@ -145,14 +131,14 @@ def roofline_figure(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
     style.log_axis(ax.yaxis, lambda v: f"{v:g}")
     # room below the slowest point for the layer names
     ax.set_ylim(
-        style.plotted(min(p[3] for p in points) / 3),
-        style.plotted(max([(peak or 0) / 1e9] + [p[3] for p in points]) * 1.6),
+        plotted(min(p[3] for p in points) / 3),
+        plotted(max([(peak or 0) / 1e9] + [p[3] for p in points]) * 1.6),
     )
     low, high = min(p[2] for p in points) / 2, max(p[2] for p in points) * 2
     ridge = f.setup.peak.ridge
     if ridge:
         low = min(low, ridge / 4)  # room left of the ridge, so the bandwidth roof reads as a slope
-    low, high = style.plotted(low), style.plotted(high)
+    low, high = plotted(low), plotted(high)
     # the layer names along the bottom, at their forward intensity, in three rows where intensities crowd;
     # a faint line leads up to the layer's points (labels beside the points covered other points)
     forward = sorted({(x, layer) for _, phase, x, _, layer in points if phase == "forward"})
@@ -171,11 +157,11 @@ def roofline_figure(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
     style.peak_line(ax, f.setup.peak, right=False)
     if bandwidth:
         # a straight line on log-log axes: its two ends, no sampled curve
-        end = style.plotted(min(high, ridge)) if ridge else high
+        end = plotted(min(high, ridge)) if ridge else high
         bound = " (lower bound)" if f.setup.peak.bandwidth_lower_bound else ""
         ax.plot(
             [low, end],
-            [style.plotted(bandwidth * low / 1e9), style.plotted(bandwidth * end / 1e9)],
+            [plotted(bandwidth * low / 1e9), plotted(bandwidth * end / 1e9)],
             color="black",
             linewidth=1.1,
             linestyle="-.",
