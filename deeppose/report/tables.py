@@ -197,14 +197,11 @@ def cells(found: Any, ci: str) -> str:
     ]
     head = f"batch|framework|loss|blocks|time, {ci} (ms)|mean of samples (ms)|std (ms)|disturbed attempts"
     updates = "".join(f"|{step} update (ms)" for step in steps)
+    outside_head = f"batch|framework|loss|loss alone (µs)|peak memory (MiB){updates}"
     return (
         _table(head, core, [0, 3, 4, 5, 6, 7])
         + "\n\nOutside the core process, per cell (medians of blocks; the updates of round 0 only):\n\n"
-        + _table(
-            f"batch|framework|loss|loss alone (µs)|peak memory (MiB){updates}",
-            outside,
-            [0, *range(3, 5 + len(steps))],
-        )
+        + _table(outside_head, outside, [0, *range(3, 5 + len(steps))])
     )
 
 
@@ -219,9 +216,8 @@ def compiled(found: Any) -> str:
     if not rows:
         return ""
     caches = {c.framework: c.caches for c in found if c.compile_s is not None}
-    head = (
-        "batch|framework|loss|compile (s)|then per step (ms)|eager PyTorch per step (ms)|break-even (steps)"
-    )
+    head = "batch|framework|loss|compile (s)|then per step (ms)|eager PyTorch per step (ms)"
+    head += "|break-even (steps)"
     return (
         "Compile time: the first call (trace, compile and one run), measured in every block before its "
         "steady-state runs (median of blocks), against eager PyTorch at the same batch size and loss mode; "
@@ -243,15 +239,9 @@ def _arms_title(a: str, b: str) -> str:
 def ratios(found: Any) -> str:
     """Every paired ratio of core-process times with its verdict: one column per pair of arms."""
     columns = list(dict.fromkeys((r.a, r.b) for r in found))
-    by = {(r.batch_size, r.a, r.b): r for r in found}
-    rows = [
-        [b]
-        + [
-            f"{format_interval(x.ratio)} {x.verdict.value}" if (x := by.get((b, *arms))) else MISSING
-            for arms in columns
-        ]
-        for b in dict.fromkeys(r.batch_size for r in found)
-    ]
+    shown = {(r.batch_size, r.a, r.b): f"{format_interval(r.ratio)} {r.verdict.value}" for r in found}
+    batches = dict.fromkeys(r.batch_size for r in found)
+    rows = [[b] + [shown.get((b, *arms), MISSING) for arms in columns] for b in batches]
     return fmt.table(["batch"] + [_arms_title(*arms) for arms in columns], rows, range(1, len(columns) + 1))
 
 
