@@ -58,9 +58,8 @@ def _one_machine(results: Results) -> None:
     if len(machines) > 1:
         lines = [f"the results were measured on {len(machines)} machines; a report combines one machine's:"]
         for fingerprint, files in sorted(machines.items(), key=lambda item: -len(item[1])):
-            shown = ", ".join(str(path) for path in files[:2]) + (
-                f" and {len(files) - 2} more" if len(files) > 2 else ""
-            )
+            more = f" and {len(files) - 2} more" if len(files) > 2 else ""
+            shown = ", ".join(str(path) for path in files[:2]) + more
             lines.append(f"{machine.describe(json.loads(fingerprint))}: {shown}")
         lines.append(
             "rerun the measurements of the other machines here (`python -m deeppose status` lists them)"

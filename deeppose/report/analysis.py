@@ -105,13 +105,10 @@ def analyse(results: Results) -> Findings:
         for batch, (analysis, _, design) in grouped[device].items()
     ]
     found_controls = controls(groups, [r for d in devices.values() for r in d.ratios])
+    kinds = {"train": results.train, "timing": results.timing, "breakdown": results.breakdown}
     jobs = {
-        kind: {"expected": len(found), "present": sum(r.ok for r in found.values())}
-        for kind, found in (
-            ("train", results.train),
-            ("timing", results.timing),
-            ("breakdown", results.breakdown),
-        )
+        k: {"expected": len(found), "present": sum(r.ok for r in found.values())}
+        for k, found in kinds.items()
     }
     return Findings(
         setup,
