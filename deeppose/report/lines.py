@@ -32,10 +32,8 @@ def noise_table(groups: tuple[GroupNoise, ...]) -> str:
         + [fmt.sig(g.sd_log, 2), fmt.sig(g.detectable), disagree[g.disagree]]
         for g in groups
     ]
-    headers = "batch|pairing|rounds (looks)|margin|interval level|SD of log ratio per round"
-    return fmt.table(
-        (headers + "|minimum detectable ratio|blocks disagree").split("|"), rows, right=[0, 5, 6]
-    )
+    headers = "batch|pairing|rounds (looks)|margin|interval level|SD of log ratio per round|minimum "
+    return fmt.table((headers + "detectable ratio|blocks disagree").split("|"), rows, right=[0, 5, 6])
 
 
 def aa_table(c: Controls, device: str) -> str:
@@ -123,9 +121,8 @@ def checks_line(f: Findings) -> str:
 
 def margins(f: Findings) -> str:
     """The groups' margins as "± 5 %" (each distinct one), or "as recorded" when none is."""
-    return ", ".join(f"± {_level(m)}" for m in sorted({g.margin for d in f.devices for g in d.groups})) or (
-        "as recorded"
-    )
+    found = sorted({g.margin for d in f.devices for g in d.groups})
+    return ", ".join(f"± {_level(m)}" for m in found) or "as recorded"
 
 
 def core_share_line(r: Any) -> str:
