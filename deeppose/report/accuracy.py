@@ -47,13 +47,8 @@ def accuracy(devices: Any, metrics: Any, ci: str) -> str:
                 ["mean pose (baseline)", fmt.MISSING, d.device, fmt.MISSING]
                 + [_score(m, d.baseline.get(m)) for m in metrics]
             )
-    headers = [
-        "framework",
-        "loss",
-        "device",
-        "final training loss",
-        *(f"{METRICS[m]} ({ci})" for m in metrics),
-    ]
+    scored = [f"{METRICS[m]} ({ci})" for m in metrics]
+    headers = ["framework", "loss", "device", "final training loss", *scored]
     against = ["framework", "loss", "device", f"test loss − mean pose ({ci})", f"PCP@0.5 − mean pose ({ci})"]
     return (
         fmt.table(headers, scores, right=range(3, 4 + len(metrics)))
