@@ -29,16 +29,8 @@ def learning_curves(f: Findings, d: Device, curves: dict[tuple[str, str, str], C
         c, (line, marker) = style.colour(r.framework, f.frameworks), style.mode(r.loss)
         ax.plot(curve.elapsed_s, curve.loss, color=c, linewidth=0.6, alpha=0.22)
         ax.plot(curve.elapsed_s, curve.smoothed, color=c, linestyle=line)
-        ax.plot(
-            curve.eval_s,
-            curve.eval_loss,
-            linestyle="none",
-            marker=marker,
-            markersize=8,
-            markerfacecolor="white",
-            markeredgecolor=c,
-            markeredgewidth=1.8,
-        )
+        hollow = {"markersize": 8, "markerfacecolor": "white", "markeredgecolor": c, "markeredgewidth": 1.8}
+        ax.plot(curve.eval_s, curve.eval_loss, linestyle="none", marker=marker, **hollow)
     ax.set_xscale("log")
     ax.set_yscale("log")
     style.log_axis(ax.xaxis, style.tick_seconds)
@@ -52,16 +44,11 @@ def learning_curves(f: Findings, d: Device, curves: dict[tuple[str, str, str], C
     ]
     for loss in dict.fromkeys(r.loss for r in d.training):
         line, marker = style.mode(loss)
+        evaluated = f"{loss}: test loss at an evaluation"
         handles += [
             Line2D([], [], color="0.3", linestyle=line, label=f"{loss}: training loss, smoothed"),
             Line2D(
-                [],
-                [],
-                color="0.3",
-                linestyle="none",
-                marker=marker,
-                markerfacecolor="white",
-                label=f"{loss}: test loss at an evaluation",
+                [], [], color="0.3", linestyle="none", marker=marker, markerfacecolor="white", label=evaluated
             ),
         ]
     figure.legend(handles=handles, loc="outside right upper", frameon=False)
@@ -123,26 +110,18 @@ def _per_batch(f: Findings, d: Device, value: Callable, ylabel: str, title: str)
 
 
 def memory(f: Findings, d: Device) -> Figure:
-    figure = _per_batch(
-        f,
-        d,
-        lambda c: c.memory_bytes and c.memory_bytes / 2**20,
-        "peak memory above set-up (MiB, log scale)",
-        f"Memory of one core process on {d.device} (median of blocks)",
-    )
+    title = f"Memory of one core process on {d.device} (median of blocks)"
+    mib = "peak memory above set-up (MiB, log scale)"
+    figure = _per_batch(f, d, lambda c: c.memory_bytes and c.memory_bytes / 2**20, mib, title)
     figure.axes[0].set_yscale("log")
     style.log_axis(figure.axes[0].yaxis, lambda v: f"{v:g}")
     return figure
 
 
 def achieved(f: Findings, d: Device) -> Figure:
-    figure = _per_batch(
-        f,
-        d,
-        lambda c: c.flops_per_s and c.flops_per_s / 1e9,
-        "achieved GFLOP/s (forward + backward)",
-        f"Achieved throughput of the core process on {d.device}",
-    )
+    title = f"Achieved throughput of the core process on {d.device}"
+    gflops = "achieved GFLOP/s (forward + backward)"
+    figure = _per_batch(f, d, lambda c: c.flops_per_s and c.flops_per_s / 1e9, gflops, title)
     ax, peak = figure.axes[0], f.setup.peak.ceiling
     style.peak_line(ax, f.setup.peak)
     ax.set_ylim(0, max([peak or 0] + [c.flops_per_s or 0 for c in d.cells]) / 1e9 * 1.15)

@@ -117,15 +117,9 @@ def roofline_figure(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
     for phase, marker in zip(layer_groups.PHASES, ("o", "^")):
         for fw in dict.fromkeys(p[0] for p in points):
             mine = [p for p in points if p[:2] == (fw, phase)]
-            ax.scatter(
-                [p[2] for p in mine],
-                [p[3] for p in mine],
-                marker=marker,
-                s=36,
-                color=style.colour(fw, f.frameworks),
-                label=f"{name(fw)}, {phase}",
-                zorder=3,
-            )
+            colour, label = style.colour(fw, f.frameworks), f"{name(fw)}, {phase}"
+            xs, ys = [p[2] for p in mine], [p[3] for p in mine]
+            ax.scatter(xs, ys, marker=marker, s=36, color=colour, label=label, zorder=3)
     ax.set_xscale("log")
     ax.set_yscale("log")
     style.log_axis(ax.yaxis, lambda v: f"{v:g}")
@@ -144,39 +138,20 @@ def roofline_figure(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
     forward = sorted({(x, layer) for _, phase, x, _, layer in points if phase == "forward"})
     for k, (x, layer) in enumerate(forward):
         ax.axvline(x, color="0.75", linewidth=0.6, linestyle=":", zorder=1)
-        ax.text(
-            x,
-            0.02 + 0.045 * (k % 3),
-            layer,
-            transform=ax.get_xaxis_transform(),
-            fontsize=8,
-            ha="center",
-            color="0.2",
-            bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5},
-        )
+        box = {"facecolor": "white", "edgecolor": "none", "pad": 0.5}
+        y, below = 0.02 + 0.045 * (k % 3), ax.get_xaxis_transform()
+        ax.text(x, y, layer, transform=below, fontsize=8, ha="center", color="0.2", bbox=box)
     style.peak_line(ax, f.setup.peak, right=False)
     if bandwidth:
         # a straight line on log-log axes: its two ends, no sampled curve
         end = plotted(min(high, ridge)) if ridge else high
         bound = " (lower bound)" if f.setup.peak.bandwidth_lower_bound else ""
-        ax.plot(
-            [low, end],
-            [plotted(bandwidth * low / 1e9), plotted(bandwidth * end / 1e9)],
-            color="black",
-            linewidth=1.1,
-            linestyle="-.",
-            label=f"memory bandwidth ceiling{bound}, {flops(bandwidth, 'B/s')}",
-        )  # in the legend, clear of the points
+        label = f"memory bandwidth ceiling{bound}, {flops(bandwidth, 'B/s')}"  # in the legend, off the points
+        ys = [plotted(bandwidth * low / 1e9), plotted(bandwidth * end / 1e9)]
+        ax.plot([low, end], ys, color="black", linewidth=1.1, linestyle="-.", label=label)
     else:
-        ax.text(
-            0.99,
-            0.02,
-            "memory bandwidth not measured by this run: no bandwidth ceiling",
-            transform=ax.transAxes,
-            ha="right",
-            fontsize=8,
-            color="0.3",
-        )
+        unmeasured = "memory bandwidth not measured by this run: no bandwidth ceiling"
+        ax.text(0.99, 0.02, unmeasured, transform=ax.transAxes, ha="right", fontsize=8, color="0.3")
     ax.set_xlim(low, high)
     ax.set_xlabel("arithmetic intensity (FLOP per byte moved, fp32, log scale)")
     ax.set_ylabel("achieved GFLOP/s (log scale)")

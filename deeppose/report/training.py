@@ -158,13 +158,8 @@ def _curve(iterations: list[dict[str, Any]], evals: list[dict[str, Any]]) -> Cur
     for i, value in enumerate(loss, 1):
         average = (1 - SMOOTHING) * average + SMOOTHING * value
         smoothed.append(average / (1 - (1 - SMOOTHING) ** i))
-    return Curve(
-        tuple(r["elapsed_s"] for r in iterations),
-        tuple(loss.tolist()),
-        tuple(smoothed),
-        tuple(r["elapsed_s"] for r in evals),
-        tuple(r["test_loss"] for r in evals),
-    )
+    elapsed, eval_s = (tuple(r["elapsed_s"] for r in rows) for rows in (iterations, evals))
+    return Curve(elapsed, tuple(loss.tolist()), tuple(smoothed), eval_s, tuple(r["test_loss"] for r in evals))
 
 
 def train_run(job: Job, m: TrainMetrics, run: Any, core_s: dict[Job, tuple[int, float]]) -> TrainRun:
