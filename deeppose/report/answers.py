@@ -29,21 +29,21 @@ class Answer:
 
 def _loss(d: Device, train_batch: int) -> list[Answer]:
     """The study asked about the training time: the loss alone's difference as a share of the core process."""
-    return [
-        Answer(
-            "loss backward",
-            d.device,
-            f"{name(e.framework)} explicit − autograd, loss alone, as a share of the core process, "
-            f"batch {e.batch_size}",
-            e.share_verdict or Verdict.INCONCLUSIVE,
-            e.share,
-            caveat="divided by the low end of the autograd core time's interval; against the loss's own "
-            f"time: {e.c.verdict.value}, {format_interval(e.c.difference, 1e6, 'µs')}; whole training runs "
-            "(one per arm) get no verdict",
+    found = []
+    for e in (e for e in d.loss_effects if e.c is not None):
+        subject = f"{name(e.framework)} explicit − autograd, loss alone, as a share of the core process"
+        own = f"{e.c.verdict.value}, {format_interval(e.c.difference, 1e6, 'µs')}"
+        caveat = (
+            "divided by the low end of the autograd core time's interval; against the loss's own time: "
+            f"{own}; whole training runs (one per arm) get no verdict"
         )
-        for e in d.loss_effects
-        if e.c is not None
-    ]
+        verdict = e.share_verdict or Verdict.INCONCLUSIVE
+        found.append(
+            Answer(
+                "loss backward", d.device, f"{subject}, batch {e.batch_size}", verdict, e.share, caveat=caveat
+            )
+        )
+    return found
 
 
 def _frameworks(d: Device, train_batch: int) -> list[Answer]:
@@ -62,62 +62,46 @@ def _frameworks(d: Device, train_batch: int) -> list[Answer]:
 
 def _layers(d: Device, train_batch: int) -> list[Answer]:
     """The convolutions' share of each framework's extra core time, from the replicated breakdown."""
-    return [
-        Answer(
-            "layers",
-            d.device,
-            f"share of {name(c.framework)}'s extra core time in convolutions, the loss modes pooled "
-            f"({c.pairs} pairs of processes), batch {b.batch_size}",
-            c.share_verdict,
-            c.conv_share,
-            caveat=f"{name(c.framework)} / PyTorch in the same profiled processes: {c.verdict.value}, "
-            f"{format_interval(c.ratio)}",
-        )
-        for b in d.breakdown
-        for c in b.comparisons
-    ]
+    found = []
+    for b, c in ((b, c) for b in d.breakdown for c in b.comparisons):
+        subject = f"share of {name(c.framework)}'s extra core time in convolutions, the loss modes pooled "
+        subject += f"({c.pairs} pairs of processes), batch {b.batch_size}"
+        caveat = f"{name(c.framework)} / PyTorch in the same profiled processes: {c.verdict.value}, "
+        caveat += format_interval(c.ratio)
+        found.append(Answer("layers", d.device, subject, c.share_verdict, c.conv_share, caveat=caveat))
+    return found
 
 
 def _accuracy(d: Device, train_batch: int) -> list[Answer]:
     """Between seeds where both frameworks ran two distinct seeds or more; otherwise the test-image
     interval of one run each, inconclusive: training variability is not measured."""
-    by_seed = {
-        x.framework: x.between
-        for x in d.seed_differences
-        if x.metric == "pck" and x.loss == "autograd" and x.between.measured
-    }
+    pck = [x for x in d.seed_differences if x.metric == "pck" and x.loss == "autograd" and x.between.measured]
+    by_seed = {x.framework: x.between for x in pck}
     subject = "{} − PyTorch test PCK@0.2, autograd"
-    found = [
-        Answer(
-            "accuracy",
-            d.device,
-            subject.format(name(framework)),
-            between.verdict,
-            between.interval,
-            caveat=f"between {between.seeds} seeds, paired by seed (same initial weights and batches), "
-            f"margin ± {100 * between.margin:.3g} points (timing.margin): the interval covers training, on "
-            "this test set",
-            unit="points",
+    found = []
+    for framework, between in by_seed.items():
+        caveat = (
+            f"between {between.seeds} seeds, paired by seed (same initial weights and batches), margin "
+            f"± {100 * between.margin:.3g} points (timing.margin): the interval covers training, on this "
+            "test set"
         )
-        for framework, between in by_seed.items()
-    ]
+        what = subject.format(name(framework))
+        found.append(
+            Answer(
+                "accuracy", d.device, what, between.verdict, between.interval, unit="points", caveat=caveat
+            )
+        )
     caveat = (
         f"one training run per framework: {ONE_TRAJECTORY}, so no claim that the frameworks differ "
         "(the interval covers the test images only)"
     )
-    return found + [
-        Answer(
-            "accuracy",
-            d.device,
-            subject.format(name(x.framework)),
-            Verdict.INCONCLUSIVE,
-            x.difference,
-            unit="points",
-            caveat=caveat,
-        )
-        for x in d.accuracy_differences
-        if x.metric == "pck" and x.loss == "autograd" and x.framework not in by_seed
-    ]
+    for x in d.accuracy_differences:
+        if x.metric == "pck" and x.loss == "autograd" and x.framework not in by_seed:
+            what, undecided = subject.format(name(x.framework)), Verdict.INCONCLUSIVE
+            found.append(
+                Answer("accuracy", d.device, what, undecided, x.difference, unit="points", caveat=caveat)
+            )
+    return found
 
 
 def answers(devices: Sequence[Device], train_batch: int) -> tuple[Answer, ...]:
