@@ -88,8 +88,10 @@ class LossEffect:
     absent: tuple[str, ...]  # loss modes without a training result
 
 
-def _median(values: list[float]) -> float | None:
-    return float(statistics.median(values)) if values else None
+def _median(values: list[float | None]) -> float | None:
+    """The median of the values there are."""
+    found = [v for v in values if v is not None]
+    return float(statistics.median(found)) if found else None
 
 
 def timing_cell(job: Job, r: TimingResult, peak: Peak) -> Cell:
@@ -101,23 +103,13 @@ def timing_cell(job: Job, r: TimingResult, peak: Peak) -> Cell:
         for name in dict.fromkeys(name for b in timed for name in b.optimizer_steps_s)
     }
     pooled = sample([s for b in usable for s in b.samples_s], "blocks")
-    return Cell(
-        job.framework,
-        job.loss,
-        r.batch_size,
-        len(undisturbed),
-        Interval(**r.time_s.to_dict()),
-        pooled.mean,
-        pooled.std,
-        sum(b.disturbed for b in r.blocks),
-        _median([s for b in usable for s in b.loss_s]),
-        _median([b.memory_bytes for b in usable if b.memory_bytes is not None]),
-        {name: step for name, step in steps.items() if step is not None},
-        r.flops_per_s,
-        ceilings.share(r.flops_per_s, peak, job.device),
-        _median([b.compile_s for b in usable if b.compile_s is not None]),
-        {k: v for k, v in r.compile.items() if "cache" in k},
-    )
+    core = (len(undisturbed), Interval(**r.time_s.to_dict()), pooled.mean, pooled.std)  # blocks, time, spread
+    loss_s, memory = _median([s for b in usable for s in b.loss_s]), _median([b.memory_bytes for b in usable])
+    outside = (loss_s, memory, {name: step for name, step in steps.items() if step is not None})
+    rate = (r.flops_per_s, ceilings.share(r.flops_per_s, peak, job.device))
+    compiled = (_median([b.compile_s for b in usable]), {k: v for k, v in r.compile.items() if "cache" in k})
+    disturbed = sum(b.disturbed for b in r.blocks)
+    return Cell(job.framework, job.loss, r.batch_size, *core, disturbed, *outside, *rate, *compiled)
 
 
 def group_analyses(results: Results, device: str) -> dict[int, Any]:

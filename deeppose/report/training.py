@@ -174,22 +174,10 @@ def train_run(job: Job, m: TrainMetrics, run: Any, core_s: dict[Job, tuple[int, 
             scores[metric] = Interval(value, None, None, m.test_samples, LEVEL, "no per-image data")
     core = core_s.get(Job(job.framework, job.loss, job.device, m.batch_size.bit_length() - 1))
     setup = f"{m.params['train']['optimizer']}, batch {m.batch_size}, {m.epochs} epochs"
-    return TrainRun(
-        job.framework,
-        job.loss,
-        setup,
-        m.iterations,
-        m.epochs,
-        m.train_time_s,
-        m.train_time_s / m.iterations,
-        compute,
-        core[1] if core and core[0] == m.batch_size else None,
-        m.final_train_loss,
-        scores,
-        gaps,
-        m.scored_joints,
-        len(seed_runs(m, run)),
-    )
+    times = (m.iterations, m.epochs, m.train_time_s, m.train_time_s / m.iterations, compute)
+    core_time = core[1] if core and core[0] == m.batch_size else None
+    accuracy = (m.final_train_loss, scores, gaps, m.scored_joints)
+    return TrainRun(job.framework, job.loss, setup, *times, core_time, *accuracy, len(seed_runs(m, run)))
 
 
 def seed_runs(m: TrainMetrics, run: Any) -> list[SeedRun]:
