@@ -4,14 +4,9 @@
     python -m deeppose report --params params-study.yaml
     python -m deeppose report --baseline main  # adds "Changes since main" (deeppose.compare)
 
-Compute first, render second: `analysis.analyse` turns the result records (deeppose.report.load)
-into one frozen `Findings`; summary.json is that value serialised; `sections` and `figures` are
-functions of it. A job without a result is shown as not run, with the reader's one-line reason.
-report.md, summary.json, the DVC files (`dvc_files`), the tidy table of every timed run (`cells`,
-as `python -m deeppose table` writes it) and the figures are one set: staged beside reports/ and
-swapped in together under reports/.lock (deeppose.records.output_set), and the same
-results give the same bytes. It runs from the project root only. It imports no deep-learning
-framework.
+Compute first, render second: `analysis.analyse` turns the records into one frozen `Findings`
+(summary.json is that value serialised); `sections` and `figures` are functions of it. All outputs
+are one set, swapped in together (deeppose.records.output_set): the same results give the same bytes.
 """
 
 from __future__ import annotations
@@ -45,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def render(results: Results, baseline: str | None = None) -> tuple[Findings, dict[str, bytes], str]:
-    """The findings, the figures (file name -> PNG) and report.md; a bad --baseline stops it first."""
+    """The findings, the figures (file name -> PNG) and report.md."""
     changes = None
     if baseline:
         found = compare.compare_sides(
@@ -58,15 +53,13 @@ def render(results: Results, baseline: str | None = None) -> tuple[Findings, dic
 
 
 def _one_machine(results: Results) -> None:
-    """Refuse to combine measurements of unlike machines (deeppose.measure.machine): a ratio of a
-    Zen 3's time over a Zen 4's measures the machines. One line per machine, naming its files."""
+    """Refuse to combine unlike machines: a ratio of a Zen 3's time over a Zen 4's measures the machines."""
     machines = results.machines()
     if len(machines) > 1:
         lines = [f"the results were measured on {len(machines)} machines; a report combines one machine's:"]
         for fingerprint, files in sorted(machines.items(), key=lambda item: -len(item[1])):
-            shown = ", ".join(str(path) for path in files[:2]) + (
-                f" and {len(files) - 2} more" if len(files) > 2 else ""
-            )
+            more = f" and {len(files) - 2} more" if len(files) > 2 else ""
+            shown = ", ".join(str(path) for path in files[:2]) + more
             lines.append(f"{machine.describe(json.loads(fingerprint))}: {shown}")
         lines.append(
             "rerun the measurements of the other machines here (`python -m deeppose status` lists them)"
@@ -75,9 +68,7 @@ def _one_machine(results: Results) -> None:
 
 
 def build(params: Params, baseline: str | None = None) -> Findings:
-    """Write report.md, summary.json, the DVC files and the figures as one set (deeppose.records.output_set):
-    rendered into a staging folder beside them, then swapped in with the previous set put back on
-    any failure. One report run per output folder at a time: a second is refused with one line."""
+    """Write every output as one set; one report run per output folder at a time."""
     output_set.require_root(paths.RESULTS, params.path)
     with output_set.folder_lock(paths.REPORTS, "`python -m deeppose report`"):
         results = load_results(params)
@@ -106,8 +97,7 @@ def build(params: Params, baseline: str | None = None) -> Findings:
 
 
 def compact_json(value: Any, indent: str = "") -> str:
-    """JSON with sorted keys, an object or list on one line where it fits in 120 characters and one
-    space of indent per level, so that summary.json stays small and a change shows as one changed line."""
+    """JSON with sorted keys, one line per value where it fits in 120 characters: a change is one line."""
     flat = json.dumps(value, sort_keys=True, allow_nan=False, ensure_ascii=False)
     if not isinstance(value, (dict, list)) or not value or len(indent) + len(flat) <= 120:
         return flat

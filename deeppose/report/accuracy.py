@@ -1,7 +1,5 @@
-"""Section 5's tables and sentences, built in Python: each run's scores beside the mean pose's, its
-gap to the mean pose, the frameworks' differences (between seeds where two or more ran; with one
-training run each, an interval over test images, never a claim that the frameworks differ) and
-which joints and images were scored."""
+"""Section 5's tables and sentences: scores beside the mean pose's, and the frameworks' differences
+(between seeds where two or more ran; with one run each, never a claim that the frameworks differ)."""
 
 from __future__ import annotations
 
@@ -13,6 +11,7 @@ from deeppose.replicates import ONE_TRAJECTORY
 
 METRICS = {"loss": "test loss", "pcp": "PCP@0.5", "pdj": "PDJ@0.2", "pck": "PCK@0.2"}
 SEED_METRICS = {"train_loss": "final training loss", "pck": "test PCK@0.2"}
+BEATS = {True: "beats it", False: "does not beat it"}
 
 
 def _score(metric: str, value: Any) -> str:
@@ -30,8 +29,7 @@ def _difference(metric: str, value: Interval) -> str:
 
 
 def accuracy(devices: Any, metrics: Any, ci: str) -> str:
-    """Each run's final training loss and test scores beside the mean pose's, then each run's
-    difference from the mean pose, paired by test image."""
+    """Each run's final training loss and test scores beside the mean pose's, then its gap to it."""
     scores, gaps = [], []
     for d in devices:
         for r in d.training:
@@ -40,23 +38,17 @@ def accuracy(devices: Any, metrics: Any, ci: str) -> str:
                 [name, r.loss, d.device, fmt.sig(r.final_train_loss)]
                 + [_score(m, r.scores.get(m)) for m in metrics]
             )
+            beats = {m: f"{_difference(m, g.difference)}: {BEATS[g.beats]}" for m, g in r.gaps.items()}
             gaps.append(
-                [name, r.loss, d.device]
-                + [
-                    f"{_difference(m, g.difference)}: {'beats it' if g.beats else 'does not beat it'}"
-                    if (g := r.gaps.get(m))
-                    else fmt.MISSING
-                    for m in ("loss", "pcp")
-                ]
+                [name, r.loss, d.device, beats.get("loss", fmt.MISSING), beats.get("pcp", fmt.MISSING)]
             )
         if d.baseline:
             scores.append(
                 ["mean pose (baseline)", fmt.MISSING, d.device, fmt.MISSING]
                 + [_score(m, d.baseline.get(m)) for m in metrics]
             )
-    headers = ["framework", "loss", "device", "final training loss"] + [
-        f"{METRICS[m]} ({ci})" for m in metrics
-    ]
+    scored = [f"{METRICS[m]} ({ci})" for m in metrics]
+    headers = ["framework", "loss", "device", "final training loss", *scored]
     against = ["framework", "loss", "device", f"test loss − mean pose ({ci})", f"PCP@0.5 − mean pose ({ci})"]
     return (
         fmt.table(headers, scores, right=range(3, 4 + len(metrics)))
@@ -66,19 +58,12 @@ def accuracy(devices: Any, metrics: Any, ci: str) -> str:
 
 
 def accuracy_lines(d: Any) -> list[str]:
-    """Per framework and loss mode: its differences from PyTorch. Between seeds where two or more
-    distinct seeds ran (deeppose.replicates): the only claim about training. The first seed's
-    networks paired by test image otherwise, with the warning that one run measures no training
-    variability. Then which runs were one trajectory twice."""
+    """Per framework and loss mode its differences from PyTorch: between seeds, the only claim about
+    training; else the first seed's networks by test image, with the warning that one run measures no
+    training variability."""
     counts = sorted({r.seeds for r in d.training})
-    lines = (
-        [
-            f"Each training job on {d.device} ran {fmt.join_words(map(str, counts), 'or')} seeds; the "
-            "tables above show each job's first."
-        ]
-        if counts and counts != [1]
-        else []
-    )
+    ran = f"Each training job on {d.device} ran {fmt.join_words(map(str, counts), 'or')} seeds"
+    lines = [f"{ran}; the tables above show each job's first."] if counts and counts != [1] else []
     measured: dict[tuple[str, str], list[Any]] = {}
     for x in d.seed_differences:
         if x.between.measured:
@@ -96,19 +81,12 @@ def accuracy_lines(d: Any) -> list[str]:
     for (fw, loss), diffs in pairs_.items():
         text = "; ".join(f"{METRICS[x.metric]} {_difference(x.metric, x.difference)}" for x in diffs)
         clear = [METRICS[x.metric] for x in diffs if x.differ]
+        excludes = f"the test-image interval excludes zero on {fmt.join_words(clear)}" if clear else ""
+        one = f"; one training run each: {ONE_TRAJECTORY}, so no claim that the frameworks differ."
+        end = "." if (fw, loss) in measured else one
         lines.append(
-            f"{fmt.framework_name(fw)} − PyTorch on {d.device} ({loss}), the first seed's networks by "
-            f"test image: {text}: "
-            + (
-                f"the test-image interval excludes zero on {fmt.join_words(clear)}"
-                if clear
-                else "no interval excludes zero"
-            )
-            + (
-                "."
-                if (fw, loss) in measured
-                else f"; one training run each: {ONE_TRAJECTORY}, so no claim that the frameworks differ."
-            )
+            f"{fmt.framework_name(fw)} − PyTorch on {d.device} ({loss}), the first seed's networks by test "
+            f"image: {text}: {excludes or 'no interval excludes zero'}{end}"
         )
     lines += [
         f"{fmt.framework_name(fw)}'s explicit runs repeat its autograd runs bit for bit (one trajectory): "

@@ -1,9 +1,5 @@
-"""Compute first: `analyse(results)` turns the result records into one frozen `Findings` value.
-
-Every number, interval and verdict the report states is here (verdicts as enums), and every job
-without a result. Nothing here formats text or draws: sections and figures are functions of
-`Findings`, and summary.json holds `to_json(findings)`.
-"""
+"""Compute first: `analyse(results)` turns the records into one frozen `Findings`, every number,
+interval and verdict the report states; summary.json holds `to_json(findings)`."""
 
 from __future__ import annotations
 
@@ -15,10 +11,7 @@ from typing import Any
 from deeppose.compare_stats import Interval, round_to_interval
 from deeppose.grid import NO_BREAKDOWN, Job
 from deeppose.report.answers import Answer, answers
-from deeppose.report.controls import Controls, controls
-from deeppose.report.core_time import (
-    group_analyses,
-)
+from deeppose.report.core_time import Controls, controls, group_analyses
 from deeppose.report.device import Device, build_device
 from deeppose.report.load import Results
 from deeppose.report.setup import Setup, build_setup
@@ -54,12 +47,9 @@ class Findings:
 
 
 def to_json(value: Any) -> Any:
-    """`Findings` as summary.json holds it: interval bounds to two significant digits of the
-    half-width (deeppose.compare_stats.round_to_interval) as [estimate, low, high] (its level is the
-    report's: LEVEL, or the group's decision level for a comparison), other numbers to four
-    significant digits; a field that is None or empty is left out. Records of one kind that hold
-    no records themselves (cells, layers, ratios) form a table, {"columns": [...], "rows":
-    [[...], ...]}, so that no key is repeated per record."""
+    """`Findings` as summary.json holds it: an interval as [estimate, low, high] to the precision its
+    half-width supports, other numbers to 4 digits, empty fields left out; flat records of one kind
+    as a table {"columns": [...], "rows": [...]}, so that no key is repeated per record."""
     if isinstance(value, Interval) and value.half_width is not None and value.estimate is not None:
         return [
             float(f"{round_to_interval(x, value.half_width).value:.6g}")
@@ -86,7 +76,6 @@ def to_json(value: Any) -> Any:
 
 
 def _one_kind(records: tuple[Any, ...]) -> bool:
-    """Records of one dataclass, none holding a tuple of records (a Device is no table row)."""
     kind = type(records[0])
     if not dataclasses.is_dataclass(kind) or kind is Interval or any(type(r) is not kind for r in records):
         return False
@@ -94,7 +83,6 @@ def _one_kind(records: tuple[Any, ...]) -> bool:
     return not any(isinstance(v, tuple) and v and dataclasses.is_dataclass(v[0]) for v in values)
 
 
-# --- one device ---------------------------------------------------------------------------------
 def _missing(results: Results) -> list[Missing]:
     found = [Missing("training", job.label, (), r.missing) for job, r in results.train.items() if not r.ok]
     for kind, loaded in (("timing", results.timing), ("per-layer breakdown", results.breakdown)):
@@ -108,7 +96,6 @@ def _missing(results: Results) -> list[Missing]:
 
 
 def analyse(results: Results) -> Findings:
-    """Every figure of the report from `results`; deterministic (seeded bootstraps)."""
     setup = build_setup(results)
     grouped = {d: group_analyses(results, d) for d in results.devices}
     devices = {d: build_device(results, d, setup.peak, grouped[d]) for d in results.devices}
@@ -118,13 +105,10 @@ def analyse(results: Results) -> Findings:
         for batch, (analysis, _, design) in grouped[device].items()
     ]
     found_controls = controls(groups, [r for d in devices.values() for r in d.ratios])
+    kinds = {"train": results.train, "timing": results.timing, "breakdown": results.breakdown}
     jobs = {
-        kind: {"expected": len(found), "present": sum(r.ok for r in found.values())}
-        for kind, found in (
-            ("train", results.train),
-            ("timing", results.timing),
-            ("breakdown", results.breakdown),
-        )
+        k: {"expected": len(found), "present": sum(r.ok for r in found.values())}
+        for k, found in kinds.items()
     }
     return Findings(
         setup,

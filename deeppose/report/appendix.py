@@ -1,6 +1,4 @@
-"""The appendix's sentences and tables, built in Python so that the template only places them: the
-parameters, the data, the environment, the machine ceilings, the fairness manifests and the jobs
-without results."""
+"""The appendix's sentences and tables, built in Python so that the template only places them."""
 
 from __future__ import annotations
 
@@ -11,14 +9,7 @@ from deeppose import fmt
 from deeppose.report.setup import Fairness, Setup
 
 FAIRNESS = (
-    "dtype",
-    "threads",
-    "kernel_library",
-    "kernel_isa",
-    "fp32_math",
-    "runtime_checks",
-    "optimizer_kernel",
-    "allocator",
+    "dtype threads kernel_library kernel_isa fp32_math runtime_checks optimizer_kernel allocator".split()
 )
 
 
@@ -91,21 +82,15 @@ def environment(s: Setup) -> str:
         commits += " (different commits)"
     if any("dirty" in c for c in s.commits):
         commits += "; `+dirty`: tracked files had uncommitted changes"
-    clean = [[fmt.MISSING if c in (None, "") else c for c in row] for row in machine]
-    head = [
-        "framework",
-        "device",
-        "CPU",
-        "CPU vendor, family, model, stepping",
-        "usable cores",
-        "cores",
-        "GPU",
-    ]
+    machine, software = (
+        [[fmt.MISSING if c in (None, "") else c for c in row] for row in t] for t in (machine, software)
+    )
+    head = "framework|device|CPU|CPU vendor, family, model, stepping|usable cores|cores|GPU".split("|")
     lib = ["framework", "device", "Python", "framework version", "other libraries", "threads (per pool)"]
     return (
-        fmt.table(head, clean, right=[4, 5])
+        fmt.table(head, machine, right=[4, 5])
         + "\n\n"
-        + fmt.table(lib, [[fmt.MISSING if c in (None, "") else c for c in row] for row in software])
+        + fmt.table(lib, software)
         + f"\n\n- Packages: {pairs(s.packages) or fmt.MISSING}.\n- Project commit of the results: {commits}."
     )
 
@@ -115,30 +100,21 @@ def ceilings(s: Setup) -> str:
     p = s.peak
     if p.missing:
         return f"No measured peak: {p.missing}."
+    theoretical = fmt.flops(p.theoretical) if p.theoretical else "not given"
+    bandwidth = fmt.flops(p.bandwidth, "B/s") if p.bandwidth else "not measured by this run"
+    ridge = f"{fmt.sig(p.ridge)} FLOP/byte" if p.ridge else fmt.MISSING
+    held = "layers of lower arithmetic intensity are held back by memory, not arithmetic"
     rows = [
         ["compute ceiling (fp32)", fmt.flops(p.ceiling), p.label],
-        [
-            "theoretical fp32 peak",
-            fmt.flops(p.theoretical) if p.theoretical else "not given",
-            p.theoretical_note,
-        ],
-        [
-            "memory bandwidth ceiling",
-            fmt.flops(p.bandwidth, "B/s") if p.bandwidth else "not measured by this run",
-            p.bandwidth_label,
-        ],
-        [
-            "ridge point (compute / bandwidth)",
-            f"{fmt.sig(p.ridge)} FLOP/byte" if p.ridge else fmt.MISSING,
-            "layers of lower arithmetic intensity are held back by memory, not arithmetic",
-        ],
+        ["theoretical fp32 peak", theoretical, p.theoretical_note],
+        ["memory bandwidth ceiling", bandwidth, p.bandwidth_label],
+        ["ridge point (compute / bandwidth)", ridge, held],
     ]
     return fmt.table(["ceiling", "value", "how"], [[c or fmt.MISSING for c in r] for r in rows], right=[1])
 
 
 def fairness(fair: Fairness, pin: int | None) -> str:
-    """What the timing processes ran with, one column per framework; the allocator's policy; the
-    asymmetries between the frameworks' processes."""
+    """What the timing processes ran with, one column per framework; the allocator; the asymmetries."""
     frameworks = list(fair.common)
     rows = [
         [field] + [setting(fair.common[fw].get(field)) or fmt.MISSING for fw in frameworks]
@@ -178,11 +154,11 @@ def jobs_without_results(f: Any) -> str:
     parts = [
         f"Device {device}: not in this run's grid; "
         + (
-            f"{count} result file(s) for it under `results/` were not read."
-            if count
+            f"{n} result file(s) for it under `results/` were not read."
+            if n
             else "no result file for it exists under `results/`."
         )
-        for device, count in f.off_grid.items()
+        for device, n in f.off_grid.items()
     ]
     rows = [
         [f"{m.kind} {m.job}", ", ".join(map(str, m.batch_sizes)) or fmt.MISSING, m.reason] for m in f.missing

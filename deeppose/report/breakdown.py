@@ -1,5 +1,4 @@
-"""Findings of the per-layer breakdown: layer times and rates, the replicated comparison of each
-framework with PyTorch (deeppose.report.layer_replicates), and the roofline."""
+"""Findings of the per-layer breakdown: layer times and rates, the replicated comparisons and the roofline."""
 
 from __future__ import annotations
 
@@ -11,16 +10,9 @@ from deeppose import layer_groups, roofline
 from deeppose.grid import REFERENCE, Job
 from deeppose.records.breakdown import BreakdownResult
 from deeppose.report import ceilings
+from deeppose.report import layer_replicates as replicated
 from deeppose.report.ceilings import Peak
-from deeppose.report.layer_replicates import (
-    LossAgreement,
-    LossModes,
-    Replicate,
-    ReplicatedComparison,
-    agreement,
-    compare,
-    loss_mode_ratio,
-)
+from deeppose.report.layer_replicates import LossAgreement, LossModes, Replicate, ReplicatedComparison
 from deeppose.report.load import Results
 
 
@@ -55,9 +47,6 @@ class BreakdownJob:
 
 @dataclass(frozen=True)
 class RooflinePoint:
-    """One conv/fc layer and phase at a batch size: its work and where it sits on the roofline; its
-    achieved FLOP/s are the jobs' `Layer`s."""
-
     layer: str
     phase: str
     flops: int  # forward and backward counted apart (deeppose.model.layer_flops)
@@ -79,64 +68,44 @@ class BreakdownBatch:
     memory_bound: tuple[str, ...]  # layers below the ridge in both phases
 
 
-# --- per-layer breakdown ----------------------------------------------------------------------
 def _breakdown_job(job: Job, r: BreakdownResult, peak: Peak, rated: bool) -> BreakdownJob:
     """`rated`: the job gives the layers' FLOP/s (one loss mode does; the layers do not depend on it)."""
-    layers = []
-    for row in r.layers:
-        rate = row.get("flops_per_s") if rated else None
-        share = ceilings.share(rate, peak, job.device)
-        layers.append(Layer(row["layer"], row["phase"], float(row["time_s"]), rate, share))
-    return BreakdownJob(
-        job.framework,
-        job.loss,
-        r.core_time_s,
-        r.profiled_core_time_s,
-        r.layers_time_s,
-        r.overhead_s,
-        r.sum_rule.get("relative_gap"),
-        r.sum_rule.get("tolerance"),
-        bool(r.sum_rule.get("ok")),
-        tuple(layers),
+    rates = [row.get("flops_per_s") if rated else None for row in r.layers]
+    layers = tuple(
+        Layer(row["layer"], row["phase"], float(row["time_s"]), rate, ceilings.share(rate, peak, job.device))
+        for row, rate in zip(r.layers, rates)
     )
+    rule = (r.sum_rule.get("relative_gap"), r.sum_rule.get("tolerance"), bool(r.sum_rule.get("ok")))
+    times = (r.core_time_s, r.profiled_core_time_s, r.layers_time_s, r.overhead_s)
+    return BreakdownJob(job.framework, job.loss, *times, *rule, layers)
 
 
 def _replicates(job: Job, r: BreakdownResult) -> tuple[Replicate, ...]:
     """Each process of the job apart: its core time, overhead and layers (both phases together)."""
-    return tuple(
-        Replicate(
-            job.loss,
-            p.round,
-            p.core_time_s,
-            p.overhead_s,
-            {
-                layer: sum(float(row["time_s"]) for row in rows)
-                for layer, rows in groupby(
-                    sorted(p.layers, key=lambda row: row["layer"]), lambda row: row["layer"]
-                )
-            },
-        )
-        for p in r.processes
-    )
+    replicates = []
+    for p in r.processes:
+        rows = groupby(sorted(p.layers, key=lambda row: row["layer"]), lambda row: row["layer"])
+        layers = {layer: sum(float(row["time_s"]) for row in group) for layer, group in rows}
+        replicates.append(Replicate(job.loss, p.round, p.core_time_s, p.overhead_s, layers))
+    return tuple(replicates)
 
 
 def _compared(
     jobs: dict[tuple[str, str], tuple[Replicate, ...]], loss_modes: tuple[str, ...], margin: float
 ) -> tuple[tuple[ReplicatedComparison, ...], tuple[LossAgreement, ...], tuple[LossModes, ...]]:
-    """Each framework against PyTorch, its loss modes pooled; every framework and loss mode apart;
-    each framework's explicit / autograd: from each job's replicates."""
+    """Each framework against PyTorch, loss modes pooled; each framework and loss mode; explicit/autograd."""
 
     def replicates(framework: str) -> list[Replicate]:
         return [r for loss in loss_modes if (framework, loss) in jobs for r in jobs[framework, loss]]
 
     frameworks = list(dict.fromkeys(fw for fw, _ in jobs))
     comparisons = tuple(
-        compare(fw, replicates(REFERENCE), replicates(fw), margin)
+        replicated.compare(fw, replicates(REFERENCE), replicates(fw), margin)
         for fw in frameworks
         if fw != REFERENCE and any((fw, loss) in jobs and (REFERENCE, loss) in jobs for loss in loss_modes)
     )
     agreements = tuple(
-        agreement(
+        replicated.agreement(
             fw,
             loss,
             jobs[fw, loss],
@@ -148,7 +117,7 @@ def _compared(
         if (fw, loss) in jobs
     )
     pairs = tuple(
-        loss_mode_ratio(fw, jobs[fw, "autograd"], jobs[fw, "explicit"], margin)
+        replicated.loss_mode_ratio(fw, jobs[fw, "autograd"], jobs[fw, "explicit"], margin)
         for fw in frameworks
         if (fw, "autograd") in jobs and (fw, "explicit") in jobs
     )
@@ -166,17 +135,11 @@ def _roofline(
 
     rated = dict.fromkeys(
         (r.layer, r.phase) for job in jobs for r in job.layers if r.flops_per_s
-    )  # in table order
+    )  # table order
     points = tuple(
-        RooflinePoint(
-            layer,
-            phase,
-            traffic[layer, phase].flops,
-            traffic[layer, phase].intensity,
-            bound(traffic[layer, phase].intensity),
-        )
+        RooflinePoint(layer, phase, t.flops, t.intensity, bound(t.intensity))
         for layer, phase in rated
-        if (layer, phase) in traffic
+        if (t := traffic.get((layer, phase)))
     )
     memory = tuple(
         layer
@@ -208,23 +171,12 @@ def breakdown_batches(results: Results, device: str, peak: Peak) -> tuple[Breakd
         ]
         compared = [(fw, loss) for fw, loss in arms if (fw, loss) in jobs and (REFERENCE, loss) in jobs]
         rated = [j for (_, loss), j in jobs.items() if loss == rate_loss]
-        points, memory = _roofline(rated, 2**exp, peak)
         replicates = {(j.framework, j.loss): _replicates(j, r.record) for j, r in loaded.items() if r.ok}
-        comparisons, agreements, modes = _compared(
-            replicates, results.loss_modes, results.params.timing.margin
-        )
+        absent = tuple((j.framework, j.loss) for j, r in loaded.items() if not r.ok)
+        pooled = _compared(replicates, results.loss_modes, results.params.timing.margin)
+        not_compared = tuple(arm for arm in arms if arm not in compared)
+        roof = _roofline(rated, 2**exp, peak)
         batches.append(
-            BreakdownBatch(
-                2**exp,
-                tuple(jobs.values()),
-                tuple((j.framework, j.loss) for j, r in loaded.items() if not r.ok),
-                comparisons,
-                agreements,
-                modes,
-                tuple(arm for arm in arms if arm not in compared),
-                rate_loss,
-                points,
-                memory,
-            )
+            BreakdownBatch(2**exp, tuple(jobs.values()), absent, *pooled, not_compared, rate_loss, *roof)
         )
     return tuple(batches)

@@ -1,22 +1,13 @@
 """The machine's ceilings, computed once: the denominator of every "% of peak" and the roofs of the
 roofline (Williams et al. 2009).
 
-A measured ceiling is a rate some kernel reached, not a bound the hardware sets. So the compute
-ceiling is the largest of the `peak` stage's best kernel rate and every rate achieved in the same
-run on its device: the `breakdown` stage's own kernel runs, every conv/fc layer-phase of every
-breakdown job (pooled and in each of its processes) and every timing cell's core process. Where
-an achieved rate exceeds the peak stage's, the ceiling is that rate, labelled a lower bound
-("achieved by ..."). The bandwidth ceiling likewise is the STREAM triad's, or the traffic a layer
-must have moved when that is more (its FLOP/s over its arithmetic intensity, `deeppose.roofline`,
-which counts the fewest bytes it can move): every roofline point then lies under both roofs.
-`share` is the one "% of peak": a rate over the compute ceiling, never above 1.
-
-The theoretical peak (cores x clock x FLOPs per cycle) is given only where the `peak` stage
-measured the clock; otherwise it is omitted, with the reason and the clock the ceiling implies
-(ceiling / (cores x FLOPs per cycle): a lower bound, since no core exceeds its FLOPs per cycle).
-The clock a kernel reports under a hypervisor is the nominal one, never used as if measured.
-Without a `peak` record there is no ceiling: one made of achieved rates alone would make the best
-layer 100 % by definition.
+A measured ceiling is a rate some kernel reached, not a bound the hardware sets: so the compute
+ceiling is the largest of the `peak` stage's best kernel rate and every rate achieved in the same run
+on its device (labelled a lower bound when one of those is higher), and the bandwidth ceiling the
+STREAM triad's or the least traffic a layer must have moved. Every roofline point then lies under
+both roofs and no "% of peak" exceeds 100 %. The theoretical peak is given only where the clock was
+measured: a hypervisor reports the nominal clock. Without a `peak` record there is no ceiling: one of
+achieved rates alone would make the best layer 100 % by definition.
 """
 
 from __future__ import annotations
@@ -43,8 +34,7 @@ class Achieved:
 
 @dataclass(frozen=True)
 class Peak:
-    """The compute and bandwidth ceilings of the `peak` stage's device (see the module docstring);
-    every field empty where no peak was measured (`missing` says why)."""
+    """The ceilings of the `peak` stage's device; every field empty without a peak (`missing` says why)."""
 
     ceiling: float | None = None  # FLOP/s: the denominator of every "% of peak"
     label: str | None = None  # what set it: the peak stage's kernel, or "lower bound (achieved by ...)"
@@ -52,9 +42,7 @@ class Peak:
     best_observed: float | None = None  # FLOP/s: the peak stage's best kernel rate
     kernel: str | None = None
     n: int | None = None
-    kernels: dict[str, float | None] = dataclasses.field(
-        default_factory=dict
-    )  # the peak stage's kernels and their rates
+    kernels: dict[str, float | None] = dataclasses.field(default_factory=dict)  # each kernel's rate
     spread: float | None = None  # the best kernel's block rates: (max - min) / median
     theoretical: float | None = None  # cores x measured clock x FLOPs per cycle; None where not measured
     theoretical_how: dict[str, Any] | None = None
@@ -77,9 +65,7 @@ class Peak:
 
 
 def share(rate: float | None, peak: Peak, device: str) -> float | None:
-    """`rate` over the compute ceiling: the one "% of peak" (as a fraction). None off the ceiling's
-    device or without one. Every achieved rate of the run is part of the ceiling, so a share above 1
-    is a bug (a rate that did not go into `achieved_rates`): ValueError."""
+    """`rate` over the compute ceiling: the one "% of peak". None off its device; above 1 is a bug."""
     if rate is None or device != peak.device or not peak.ceiling:
         return None
     fraction = rate / peak.ceiling
@@ -89,8 +75,7 @@ def share(rate: float | None, peak: Peak, device: str) -> float | None:
 
 
 def achieved_rates(results: Results, device: str) -> tuple[list[Achieved], list[Achieved]]:
-    """Every FLOP rate the run achieved on `device`, and the memory traffic each rated layer-phase
-    must have had (its rate over its intensity)."""
+    """Every FLOP rate achieved on `device`, and the memory traffic each rated layer-phase must have had."""
     compute, traffic = [], []
     for job, loaded in sorted(results.timing.items(), key=lambda i: i[0].label):
         r = loaded.record
@@ -144,12 +129,8 @@ def _theoretical(how: dict[str, Any], ceiling: float | None) -> tuple[float | No
         return None, note, implied
     value = float(how["flops_per_s"])
     if ceiling and ceiling > value:
-        return (
-            value,
-            f"{how['how']}: below the ceiling, so the cores ran faster than while the clock was measured"
-            f"{needs}",
-            implied,
-        )
+        faster = "below the ceiling, so the cores ran faster than while the clock was measured"
+        return value, f"{how['how']}: {faster}{needs}", implied
     return value, str(how["how"]), implied
 
 
@@ -169,9 +150,9 @@ def peak(results: Results, device: str | None = None) -> Peak:
         label = f"lower bound (achieved by {by.what}; the `peak` stage's best kernel: {measured}); {SHARE}"
     elif r.best:
         blocks = (
-            f", the best of {len(best['blocks'])} blocks (spread {sig(100 * spread, 2)} %)"
-            if spread is not None
-            else ""
+            ""
+            if spread is None
+            else f", the best of {len(best['blocks'])} blocks (spread {sig(100 * spread, 2)} %)"
         )
         label = f"the `peak` stage's best kernel, {r.best.replace('_', ' ')}{blocks}; {SHARE}"
     else:
@@ -190,24 +171,7 @@ def peak(results: Results, device: str | None = None) -> Peak:
     else:
         band_label = "not measured by this run (STREAM triad in the `peak` stage)"
     theoretical, note, implied = _theoretical(r.theoretical, ceiling)
-    return Peak(
-        ceiling,
-        label,
-        by is not None,
-        r.peak_flops_per_s,
-        r.best,
-        r.n,
-        dict(r.rates_flops_per_s),
-        spread,
-        theoretical,
-        r.theoretical | {"how": note},
-        note,
-        implied,
-        bandwidth,
-        band_label,
-        by_traffic is not None,
-        r.bandwidth_bytes_per_s,
-        r.bandwidth,
-        device,
-        None,
-    )
+    measured = (r.peak_flops_per_s, r.best, r.n, dict(r.rates_flops_per_s), spread)
+    clock = (theoretical, r.theoretical | {"how": note}, note, implied)
+    bandwidths = (bandwidth, band_label, by_traffic is not None, r.bandwidth_bytes_per_s, r.bandwidth)
+    return Peak(ceiling, label, by is not None, *measured, *clock, *bandwidths, device)

@@ -1,8 +1,5 @@
-"""The tidy table of the timing results: one row per timed run of every block of every arm (the
-cell, its A/A twin `cell#1`, its planted positive control `cell#planted`), with the run's time and
-its block's interference. The report writes it as reports/cells.csv with its other outputs; `python
--m deeppose table` writes it alone (deeppose.table, which shows how to read it with pandas).
-"""
+"""The tidy table of the timing results, reports/cells.csv: one row per timed run of every block of
+every arm (the cell, its A/A twin, its planted control); `python -m deeppose table` writes it alone."""
 
 from __future__ import annotations
 
@@ -11,69 +8,27 @@ import pandas as pd
 from deeppose.records.timing import TimingResult
 from deeppose.report.load import Results
 
-COLUMNS = (
-    "framework",
-    "loss",
-    "device",
-    "batch_exp",
-    "batch_size",
-    "arm",
-    "round",
-    "position",
-    "attempt",
-    "run",
-    "time_s",
-    "disturbed",
-    "wall_s",
-    "machine_busy_s",
-    "own_s",
-    "other_cpu_s",
-    "other_cores",
-    "load_1m",
-    "load_5m",
-    "load_15m",
-    "cores",
-    "stale",
-)
+JOB, BLOCK = ("framework", "loss", "device", "batch_exp"), ("arm", "round", "position", "attempt")
+INTERFERENCE = ("wall_s", "machine_busy_s", "own_s", "other_cpu_s", "other_cores")  # the block's
+LOAD = ("load_1m", "load_5m", "load_15m")
+COLUMNS = (*JOB, "batch_size", *BLOCK, "run", "time_s", "disturbed", *INTERFERENCE, *LOAD, "cores", "stale")
 
 
 def rows(record: TimingResult, stale: bool) -> list[dict]:
     """The table's rows of one timing cell: every timed run of every block of its arms."""
     out = []
     for block in (*record.blocks, *record.control_blocks, *record.planted_blocks):
-        load = dict(zip(("load_1m", "load_5m", "load_15m"), block.interference.load_before, strict=True))
-        for run, time_s in enumerate(block.samples_s):
-            out.append(
-                {
-                    "framework": record.job.framework,
-                    "loss": record.job.loss,
-                    "device": record.job.device,
-                    "batch_exp": record.job.batch_exp,
-                    "batch_size": record.batch_size,
-                    "arm": block.arm,
-                    "round": block.round,
-                    "position": block.position,
-                    "attempt": block.attempt,
-                    "run": run,
-                    "time_s": time_s,
-                    "disturbed": block.disturbed,
-                    "wall_s": block.interference.wall_s,
-                    "machine_busy_s": block.interference.machine_busy_s,
-                    "own_s": block.interference.own_s,
-                    "other_cpu_s": block.interference.other_cpu_s,
-                    "other_cores": block.interference.other_cores,
-                    **load,
-                    "cores": block.interference.cores,
-                    "stale": stale,
-                }
-            )
+        i = block.interference
+        fixed = {k: getattr(record.job, k) for k in JOB} | {"batch_size": record.batch_size}
+        fixed |= {k: getattr(block, k) for k in BLOCK}
+        after = {"disturbed": block.disturbed} | {k: getattr(i, k) for k in INTERFERENCE}
+        after |= dict(zip(LOAD, i.load_before, strict=True)) | {"cores": i.cores, "stale": stale}
+        out += [fixed | {"run": run, "time_s": time_s} | after for run, time_s in enumerate(block.samples_s)]
     return out
 
 
 def frame(results: Results) -> tuple[pd.DataFrame, list[str]]:
-    """The table of `results`' timing cells in grid order, and one line per timing result that
-    contributes no rows (missing or unusable) saying why; a stale one contributes its rows with
-    `stale` true."""
+    """The table in grid order, and one line per timing result that adds no rows, saying why."""
     records, skipped = [], []
     for loaded in results.timing.values():
         if loaded.ok:

@@ -1,14 +1,6 @@
-"""The report's two small files for DVC: headline metrics and the overlaid learning curves.
-
-`dvc metrics diff` prints one line per changed number, so the metrics are flat, each headline with
-its interval beside it (`_low`, `_high`) and, for a comparison, its verdict (`_verdict`: slower,
-faster, equivalent or inconclusive), rather than summary.json; `dvc plots diff` overlays one file's
-columns, so the curves are one column per training run.
-
-    reports/headlines.json      {"cpu_b8_chainer_x_pytorch": 2.3, "cpu_b8_chainer_x_pytorch_low": 2.2,
-                                 "cpu_b8_chainer_x_pytorch_verdict": "slower", ...}
-    reports/learning_curves.csv iteration,pytorch/autograd/cpu,chainer/autograd/cpu,...
-"""
+"""The report's two small files for DVC: flat headline metrics, each with `_low`, `_high` and, for a
+comparison, `_verdict` (`dvc metrics diff` prints one line per number), and the learning curves, one
+column per training run (`dvc plots diff` overlays one file's columns)."""
 
 from __future__ import annotations
 
@@ -26,8 +18,7 @@ CURVE_X = "iteration"
 
 
 def _interval(key: str, interval: Interval | None, scale: float = 1.0) -> dict[str, float]:
-    """`key`, `key_low` and `key_high`, each to the precision the interval supports; nothing when
-    there is no interval (a number without one is no headline)."""
+    """`key`, `key_low` and `key_high` to the precision the interval supports; nothing without one."""
     if interval is None or interval.estimate is None or interval.half_width is None:
         return {}
     half = interval.half_width * scale
@@ -38,10 +29,8 @@ def _interval(key: str, interval: Interval | None, scale: float = 1.0) -> dict[s
 
 
 def headlines(findings: Findings) -> dict[str, float | str]:
-    """Per device: each framework's core-process time over PyTorch's (autograd, paired by round) at
-    the training batch and the largest batch with a comparison, explicit - autograd of the loss alone
-    in microseconds and as a percentage of the autograd core process (the study's question), and
-    each autograd run's test PCK@0.2, each with its interval; comparisons with their verdict. No
+    """Per device: the paired core ratios to PyTorch at the training batch and the largest, the loss
+    alone's difference and its share of the core process, and PCK@0.2, each with its interval. No
     single-run training-time ratio: one run per arm measures the machine's drift as much as the code."""
     train_batch = int(findings.setup.params["train"]["batch_size"])
     found: dict[str, float | str] = {}

@@ -1,5 +1,4 @@
-"""The report's figures, functions of `Findings`, and the plan of those the findings support (look
-and rendering: deeppose.report.plot_style; the breakdown's figures: deeppose.report.layer_figures)."""
+"""The report's figures, functions of `Findings`, and the plan of those the findings support."""
 
 from __future__ import annotations
 
@@ -12,66 +11,44 @@ from matplotlib.lines import Line2D
 
 from deeppose.fmt import framework_name as name
 from deeppose.grid import REFERENCE
+from deeppose.report import plot_style as style
 from deeppose.report.analysis import Findings
 from deeppose.report.device import Device
 from deeppose.report.layer_figures import layer_rates, roofline_figure, stacked
-from deeppose.report.plot_style import (
-    MODES,
-    batch_axis,
-    canvas,
-    colour,
-    log_axis,
-    outside_legend,
-    peak_line,
-    tick_seconds,
-)
 from deeppose.report.training import Curve
 
 
 def learning_curves(f: Findings, d: Device, curves: dict[tuple[str, str, str], Curve]) -> Figure:
     """Every run on one elapsed-time axis: the framework gap is the horizontal distance between curves."""
-    figure = canvas(10, 4.6)
+    figure = style.canvas(10, 4.6)
     ax = figure.add_subplot()
     for r in d.training:
         curve = curves.get((d.device, r.framework, r.loss))
         if curve is None:
             continue
-        c, (line, marker) = colour(r.framework, f.frameworks), MODES.get(r.loss, (":", "^"))
+        c, (line, marker) = style.colour(r.framework, f.frameworks), style.mode(r.loss)
         ax.plot(curve.elapsed_s, curve.loss, color=c, linewidth=0.6, alpha=0.22)
         ax.plot(curve.elapsed_s, curve.smoothed, color=c, linestyle=line)
-        ax.plot(
-            curve.eval_s,
-            curve.eval_loss,
-            linestyle="none",
-            marker=marker,
-            markersize=8,
-            markerfacecolor="white",
-            markeredgecolor=c,
-            markeredgewidth=1.8,
-        )
+        hollow = {"markersize": 8, "markerfacecolor": "white", "markeredgecolor": c, "markeredgewidth": 1.8}
+        ax.plot(curve.eval_s, curve.eval_loss, linestyle="none", marker=marker, **hollow)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    log_axis(ax.xaxis, tick_seconds)
+    style.log_axis(ax.xaxis, style.tick_seconds)
     ax.set_xlabel("elapsed training time (log scale; evaluations excluded)")
     ax.set_ylabel("loss (masked MSE of coordinates / 227, log scale)")
     ax.set_title(f"Training loss against training time on {d.device} (faint: every iteration)")
     # one entry per framework (colour) and per loss mode (line and marker), not one per run and series
     handles = [
-        Line2D([], [], color=colour(fw, f.frameworks), label=name(fw))
+        Line2D([], [], color=style.colour(fw, f.frameworks), label=name(fw))
         for fw in dict.fromkeys(r.framework for r in d.training)
     ]
-    for mode in dict.fromkeys(r.loss for r in d.training):
-        line, marker = MODES.get(mode, (":", "^"))
+    for loss in dict.fromkeys(r.loss for r in d.training):
+        line, marker = style.mode(loss)
+        evaluated = f"{loss}: test loss at an evaluation"
         handles += [
-            Line2D([], [], color="0.3", linestyle=line, label=f"{mode}: training loss, smoothed"),
+            Line2D([], [], color="0.3", linestyle=line, label=f"{loss}: training loss, smoothed"),
             Line2D(
-                [],
-                [],
-                color="0.3",
-                linestyle="none",
-                marker=marker,
-                markerfacecolor="white",
-                label=f"{mode}: test loss at an evaluation",
+                [], [], color="0.3", linestyle="none", marker=marker, markerfacecolor="white", label=evaluated
             ),
         ]
     figure.legend(handles=handles, loc="outside right upper", frameon=False)
@@ -80,7 +57,7 @@ def learning_curves(f: Findings, d: Device, curves: dict[tuple[str, str, str], C
 
 def core_times(f: Findings, d: Device) -> Figure:
     """Left: core-process time with its interval from the blocks. Right: ratio to PyTorch, paired by round."""
-    figure = canvas(12, 4.6)
+    figure = style.canvas(12, 4.6)
     left, right = figure.subplots(1, 2)
     series = list(dict.fromkeys((c.framework, c.loss) for c in d.cells))
     for i, (fw, loss) in enumerate(series):
@@ -89,19 +66,11 @@ def core_times(f: Findings, d: Device) -> Figure:
         est = np.array([c.time.estimate for c in cells])
         low = np.array([c.time.low or c.time.estimate for c in cells])
         high = np.array([c.time.high or c.time.estimate for c in cells])
-        line, marker = MODES.get(loss, (":", "^"))
-        left.errorbar(
-            [c.batch_size * shift for c in cells],
-            est,
-            yerr=[est - low, high - est],
-            color=colour(fw, f.frameworks),
-            linestyle=line,
-            marker=marker,
-            markersize=5,
-            label=f"{name(fw)}, {loss}",
-        )
+        look = style.series(fw, loss, f.frameworks)
+        xs = [c.batch_size * shift for c in cells]
+        left.errorbar(xs, est, yerr=[est - low, high - est], label=f"{name(fw)}, {loss}", **look)
     left.set_yscale("log")
-    log_axis(left.yaxis, tick_seconds)
+    style.log_axis(left.yaxis, style.tick_seconds)
     left.set_ylabel("forward + loss + backward (log scale)")
     left.set_title("Core-process time (median of blocks, 95 % CI)")
     for a, b in dict.fromkeys((r.a, r.b) for r in d.ratios):
@@ -114,72 +83,47 @@ def core_times(f: Findings, d: Device) -> Figure:
             est - [i.low or i.estimate for _, i in points],
             [i.high or i.estimate for _, i in points] - est,
         ]
-        line, marker = MODES.get(loss, (":", "^"))
-        right.errorbar(
-            [s for s, _ in points],
-            est,
-            yerr=err,
-            color=colour(fw, f.frameworks),
-            linestyle=line,
-            marker=marker,
-            markersize=5,
-        )
+        right.errorbar([s for s, _ in points], est, yerr=err, **style.series(fw, loss, f.frameworks))
     right.axhline(1.0, color="0.4", linewidth=1, linestyle=":")
     right.set_ylabel("time ratio to PyTorch (90 % CI, paired by round)")
     right.set_title("Ratio to PyTorch (above 1: slower)")
     for ax in (left, right):
-        batch_axis(ax, f.batch_sizes)
-    outside_legend(figure, left)
+        style.batch_axis(ax, f.batch_sizes)
+    style.outside_legend(figure, left)
     return figure
 
 
 def _per_batch(f: Findings, d: Device, value: Callable, ylabel: str, title: str) -> Figure:
-    figure = canvas(8.5, 4.4)
+    figure = style.canvas(8.5, 4.4)
     ax = figure.add_subplot()
     for fw, loss in dict.fromkeys((c.framework, c.loss) for c in d.cells):
         points = [
             (c.batch_size, v) for c in d.cells if (c.framework, c.loss) == (fw, loss) and (v := value(c))
         ]
-        line, marker = MODES.get(loss, (":", "^"))
         if points:
-            ax.plot(
-                *zip(*points),
-                color=colour(fw, f.frameworks),
-                linestyle=line,
-                marker=marker,
-                markersize=5,
-                label=f"{name(fw)}, {loss}",
-            )
-    batch_axis(ax, f.batch_sizes)
+            ax.plot(*zip(*points), label=f"{name(fw)}, {loss}", **style.series(fw, loss, f.frameworks))
+    style.batch_axis(ax, f.batch_sizes)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    outside_legend(figure, ax)
+    style.outside_legend(figure, ax)
     return figure
 
 
 def memory(f: Findings, d: Device) -> Figure:
-    figure = _per_batch(
-        f,
-        d,
-        lambda c: c.memory_bytes and c.memory_bytes / 2**20,
-        "peak memory above set-up (MiB, log scale)",
-        f"Memory of one core process on {d.device} (median of blocks)",
-    )
+    title = f"Memory of one core process on {d.device} (median of blocks)"
+    mib = "peak memory above set-up (MiB, log scale)"
+    figure = _per_batch(f, d, lambda c: c.memory_bytes and c.memory_bytes / 2**20, mib, title)
     figure.axes[0].set_yscale("log")
-    log_axis(figure.axes[0].yaxis, lambda v: f"{v:g}")
+    style.log_axis(figure.axes[0].yaxis, lambda v: f"{v:g}")
     return figure
 
 
 def achieved(f: Findings, d: Device) -> Figure:
-    figure = _per_batch(
-        f,
-        d,
-        lambda c: c.flops_per_s and c.flops_per_s / 1e9,
-        "achieved GFLOP/s (forward + backward)",
-        f"Achieved throughput of the core process on {d.device}",
-    )
+    title = f"Achieved throughput of the core process on {d.device}"
+    gflops = "achieved GFLOP/s (forward + backward)"
+    figure = _per_batch(f, d, lambda c: c.flops_per_s and c.flops_per_s / 1e9, gflops, title)
     ax, peak = figure.axes[0], f.setup.peak.ceiling
-    peak_line(ax, f.setup.peak)
+    style.peak_line(ax, f.setup.peak)
     ax.set_ylim(0, max([peak or 0] + [c.flops_per_s or 0 for c in d.cells]) / 1e9 * 1.15)
     return figure
 

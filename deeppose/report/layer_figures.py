@@ -1,5 +1,4 @@
-"""The breakdown's figures: time stacked by layer, each layer's achieved rate, and the roofline
-(look and rendering: deeppose.report.plot_style)."""
+"""The breakdown's figures: time stacked by layer, each layer's achieved rate, and the roofline."""
 
 from __future__ import annotations
 
@@ -10,19 +9,11 @@ from matplotlib.patches import Patch
 from deeppose import layer_groups
 from deeppose.fmt import flops
 from deeppose.fmt import framework_name as name
+from deeppose.report import plot_style as style
 from deeppose.report.analysis import Findings
 from deeppose.report.breakdown import BreakdownBatch
 from deeppose.report.device import Device
-from deeppose.report.plot_style import (
-    LAYER_COLOURS,
-    WHITE_TEXT,
-    canvas,
-    colour,
-    log_axis,
-    outside_legend,
-    peak_line,
-    plotted,
-)
+from deeppose.report.plot_style import plotted
 
 
 def stacked(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
@@ -35,7 +26,7 @@ def stacked(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
                 (f"{label} — {phase}", {x.layer: x.time_s * 1e3 for x in j.layers if x.phase == phase})
             )
         rows.append((f"{label} — overhead", j.overhead_s * 1e3))
-    figure = canvas(10, 1.4 + 0.32 * len(rows))
+    figure = style.canvas(10, 1.4 + 0.32 * len(rows))
     ax = figure.add_subplot()
     span = max(sum(v.values()) if isinstance(v, dict) else abs(v) for _, v in rows) or 1.0
     used = []
@@ -50,19 +41,10 @@ def stacked(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
             if width <= 0:
                 continue
             used += [group] if group not in used else []
-            ax.barh(
-                y, width, left=left, height=0.72, color=LAYER_COLOURS[group], edgecolor="white", linewidth=0.5
-            )
+            colour, text = style.LAYER_COLOURS[group], "white" if group in style.WHITE_TEXT else "black"
+            ax.barh(y, width, left=left, height=0.72, color=colour, edgecolor="white", linewidth=0.5)
             if width >= 0.05 * span:
-                ax.text(
-                    left + width / 2,
-                    y,
-                    group,
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="white" if group in WHITE_TEXT else "black",
-                )
+                ax.text(left + width / 2, y, group, ha="center", va="center", fontsize=7, color=text)
             left += width
         ax.text(left + 0.01 * span, y, f"{left:.0f} ms", va="center", fontsize=7)
     ax.axvline(0.0, color="black", linewidth=0.8)
@@ -72,7 +54,7 @@ def stacked(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
     ax.set_xlabel("time per core process (ms, median over repeats)")
     ax.set_title(f"Time per layer of one core process ({d.device}, batch {b.batch_size})")
     ax.grid(axis="y", visible=False)
-    handles = [Patch(facecolor=LAYER_COLOURS[g], label=g) for g in layer_groups.GROUPS if g in used]
+    handles = [Patch(facecolor=style.LAYER_COLOURS[g], label=g) for g in layer_groups.GROUPS if g in used]
     handles.append(
         Patch(facecolor="white", edgecolor="#555555", hatch="///", label="overhead (core − Σ layers)")
     )
@@ -84,7 +66,7 @@ def layer_rates(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
     """Achieved FLOP/s of each conv/fc layer per framework, against the compute ceiling."""
     layers = (*layer_groups.CONV_LAYERS, *layer_groups.FC_LAYERS)
     jobs = [j for j in b.jobs if j.loss == b.rate_loss]
-    figure = canvas(10, 4.0)
+    figure = style.canvas(10, 4.0)
     panels = figure.subplots(1, len(layer_groups.PHASES), sharey=True)
     width, x = 0.8 / len(jobs), np.arange(len(layers))
     for ax, phase in zip(panels, layer_groups.PHASES):
@@ -95,25 +77,30 @@ def layer_rates(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
                 x + (i - (len(jobs) - 1) / 2) * width,
                 heights,
                 width=width * 0.95,
-                color=colour(j.framework, f.frameworks),
+                color=style.colour(j.framework, f.frameworks),
                 label=name(j.framework),
             )
-        peak_line(ax, f.setup.peak)
+        style.peak_line(ax, f.setup.peak)
         ax.set_xticks(x, layers, fontsize=8)
         ax.set_title(phase)
         ax.grid(axis="x", visible=False)
     panels[0].set_ylabel("achieved GFLOP/s")
     figure.suptitle(f"Achieved FLOP/s per layer ({d.device}, batch {b.batch_size}, {b.rate_loss} loss)")
-    outside_legend(figure, panels[0])
+    style.outside_legend(figure, panels[0])
     return figure
 
 
 def roofline_points(b: BreakdownBatch) -> list[tuple[str, str, float, float, str]]:
-    """(framework, phase, intensity, GFLOP/s, layer) of every rated conv/fc layer-phase, as plotted
-    (`plotted`)."""
+    """(framework, phase, intensity, GFLOP/s, layer) of every rated conv/fc layer-phase, as plotted."""
     intensity = {(p.layer, p.phase): p.intensity for p in b.roofline}
     return [
-        (j.framework, x.phase, plotted(intensity[x.layer, x.phase]), plotted(x.flops_per_s / 1e9), x.layer)
+        (
+            j.framework,
+            x.phase,
+            plotted(intensity[x.layer, x.phase]),
+            plotted(x.flops_per_s / 1e9),
+            x.layer,
+        )
         for j in b.jobs
         if j.loss == b.rate_loss
         for x in j.layers
@@ -122,28 +109,20 @@ def roofline_points(b: BreakdownBatch) -> list[tuple[str, str, float, float, str
 
 
 def roofline_figure(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
-    """Each layer's arithmetic intensity against its achieved FLOP/s, under the compute and bandwidth
-    ceilings (deeppose.report.ceilings: every point lies under both). Every coordinate is `plotted`,
-    the limits too (matplotlib's own would come from numpy's logarithms)."""
+    """Every coordinate is `plotted`, the limits too: matplotlib's own would come from numpy's logarithms."""
     peak, bandwidth = f.setup.peak.ceiling, f.setup.peak.bandwidth
-    figure = canvas(10, 5.2)
+    figure = style.canvas(10, 5.2)
     ax = figure.add_subplot()
     points = roofline_points(b)
     for phase, marker in zip(layer_groups.PHASES, ("o", "^")):
         for fw in dict.fromkeys(p[0] for p in points):
             mine = [p for p in points if p[:2] == (fw, phase)]
-            ax.scatter(
-                [p[2] for p in mine],
-                [p[3] for p in mine],
-                marker=marker,
-                s=36,
-                color=colour(fw, f.frameworks),
-                label=f"{name(fw)}, {phase}",
-                zorder=3,
-            )
+            colour, label = style.colour(fw, f.frameworks), f"{name(fw)}, {phase}"
+            xs, ys = [p[2] for p in mine], [p[3] for p in mine]
+            ax.scatter(xs, ys, marker=marker, s=36, color=colour, label=label, zorder=3)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    log_axis(ax.yaxis, lambda v: f"{v:g}")
+    style.log_axis(ax.yaxis, lambda v: f"{v:g}")
     # room below the slowest point for the layer names
     ax.set_ylim(
         plotted(min(p[3] for p in points) / 3),
@@ -159,42 +138,23 @@ def roofline_figure(f: Findings, d: Device, b: BreakdownBatch) -> Figure:
     forward = sorted({(x, layer) for _, phase, x, _, layer in points if phase == "forward"})
     for k, (x, layer) in enumerate(forward):
         ax.axvline(x, color="0.75", linewidth=0.6, linestyle=":", zorder=1)
-        ax.text(
-            x,
-            0.02 + 0.045 * (k % 3),
-            layer,
-            transform=ax.get_xaxis_transform(),
-            fontsize=8,
-            ha="center",
-            color="0.2",
-            bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5},
-        )
-    peak_line(ax, f.setup.peak, right=False)
+        box = {"facecolor": "white", "edgecolor": "none", "pad": 0.5}
+        y, below = 0.02 + 0.045 * (k % 3), ax.get_xaxis_transform()
+        ax.text(x, y, layer, transform=below, fontsize=8, ha="center", color="0.2", bbox=box)
+    style.peak_line(ax, f.setup.peak, right=False)
     if bandwidth:
         # a straight line on log-log axes: its two ends, no sampled curve
         end = plotted(min(high, ridge)) if ridge else high
         bound = " (lower bound)" if f.setup.peak.bandwidth_lower_bound else ""
-        ax.plot(
-            [low, end],
-            [plotted(bandwidth * low / 1e9), plotted(bandwidth * end / 1e9)],
-            color="black",
-            linewidth=1.1,
-            linestyle="-.",
-            label=f"memory bandwidth ceiling{bound}, {flops(bandwidth, 'B/s')}",
-        )  # in the legend, clear of the points
+        label = f"memory bandwidth ceiling{bound}, {flops(bandwidth, 'B/s')}"  # in the legend, off the points
+        ys = [plotted(bandwidth * low / 1e9), plotted(bandwidth * end / 1e9)]
+        ax.plot([low, end], ys, color="black", linewidth=1.1, linestyle="-.", label=label)
     else:
-        ax.text(
-            0.99,
-            0.02,
-            "memory bandwidth not measured by this run: no bandwidth ceiling",
-            transform=ax.transAxes,
-            ha="right",
-            fontsize=8,
-            color="0.3",
-        )
+        unmeasured = "memory bandwidth not measured by this run: no bandwidth ceiling"
+        ax.text(0.99, 0.02, unmeasured, transform=ax.transAxes, ha="right", fontsize=8, color="0.3")
     ax.set_xlim(low, high)
     ax.set_xlabel("arithmetic intensity (FLOP per byte moved, fp32, log scale)")
     ax.set_ylabel("achieved GFLOP/s (log scale)")
     ax.set_title(f"Roofline of the conv and fc layers ({d.device}, batch {b.batch_size}, {b.rate_loss} loss)")
-    outside_legend(figure, ax)
+    style.outside_legend(figure, ax)
     return figure

@@ -1,22 +1,9 @@
 """The per-layer breakdown's replicates: intervals on layer times, shares and the frameworks' ratio.
 
-Every arm of a breakdown group ran `breakdown.processes` fresh processes in interleaved rounds
-(deeppose.breakdown). For the layers the two loss modes are replicates too (the loss does not
-change the layers), so a framework's layer questions pool both: its replicates are its processes
-of every loss mode, and a framework's replicate pairs with PyTorch's of the same loss mode and
-round, which ran seconds apart. Every interval here is at `verdicts.DECISION_LEVEL`:
-
-* a time: the median of the replicates with the t-interval of their logs
-  (`stats.cell_estimate`); a time that can be negative (the overhead), the mean with its t-interval;
-* <framework> / PyTorch: the paired ratio over (loss mode, round) (`verdicts.paired_log_ratio`),
-  judged by `verdicts.classify` at `timing.margin`;
-* the share of <framework>'s extra core time in a part (convolutions, fully-connected layers,
-  element-wise layers, overhead): per pair the part's difference over the core time's, the mean
-  with its t-interval (`stats.t_mean_ci`). The convolutions "explain most of the difference" only
-  when that interval's low end lies above 50 %, "less than half" only when its high end lies below;
-* the loss modes' agreement: each framework's core time and convolutions' share of it per loss
-  mode, the <framework> / PyTorch ratio per loss mode, and each framework's explicit / autograd
-  ratio paired by round, each with its interval.
+Every arm ran `breakdown.processes` fresh processes in interleaved rounds. The loss does not change
+the layers, so a framework's processes of both loss modes are its replicates, each paired with
+PyTorch's of the same loss mode and round. The convolutions "explain most of the difference" only
+when the interval of their share of the extra core time lies above 50 %.
 """
 
 from __future__ import annotations
@@ -34,11 +21,7 @@ from deeppose.verdicts import DECISION_LEVEL, Verdict, classify, paired_log_rati
 
 MOST = 0.5  # "most of the difference": the share's whole interval above it
 ELEMENTWISE = ("relu", "pool", "lrn", "dropout", "loss", "other")
-PARTS: dict[str, tuple[str, ...]] = {
-    "conv": layer_groups.CONV_LAYERS,
-    "fc": layer_groups.FC_LAYERS,
-    "elementwise": ELEMENTWISE,
-}
+PARTS = {"conv": layer_groups.CONV_LAYERS, "fc": layer_groups.FC_LAYERS, "elementwise": ELEMENTWISE}
 ROWS = (*layer_groups.CONV_LAYERS, *layer_groups.FC_LAYERS, "elementwise", "overhead", "core")
 
 
@@ -72,9 +55,6 @@ class Replicate:
 
 @dataclass(frozen=True)
 class LayerRow:
-    """One row of a comparison: PyTorch's and the framework's time, their paired ratio and the
-    row's share of the framework's extra core time."""
-
     row: str
     reference: Interval
     other: Interval
@@ -96,8 +76,7 @@ class LossAgreement:
 
 @dataclass(frozen=True)
 class LossModes:
-    """One framework's explicit / autograd core time, paired by round: the loss modes are
-    replicates for the layers, so this ratio shows whether they agree."""
+    """One framework's explicit / autograd core time, paired by round: replicates that should agree."""
 
     framework: str
     ratio: Interval
@@ -128,8 +107,7 @@ class ReplicatedComparison:
 
 
 def time_interval(values: Sequence[float], level: float = DECISION_LEVEL) -> Interval:
-    """The replicates' median with the t-interval of their logs; where one is not positive (an
-    overhead), their mean with its t-interval."""
+    """The median with the t-interval of the logs; the mean where a time is not positive (an overhead)."""
     x = np.asarray(values, dtype=np.float64)
     if np.all(x > 0):
         return cell_estimate(list(x), level)
@@ -150,8 +128,7 @@ def paired_ratio(a: Mapping[Any, float], b: Mapping[Any, float]) -> Interval:
 
 
 def share_interval(parts: Sequence[float], extras: Sequence[float]) -> Interval | None:
-    """The mean of the per-pair shares part / extra with its t-interval; None unless every pair's
-    extra time is positive."""
+    """The mean per-pair share with its t-interval; None unless every pair's extra time is positive."""
     extra = np.asarray(extras, dtype=np.float64)
     if extra.size == 0 or np.any(extra <= 0):
         return None
@@ -163,11 +140,13 @@ def share_verdict(share: Interval | None) -> ShareVerdict:
         return ShareVerdict.CANNOT_TEST
     if share.low is None or share.high is None:
         return ShareVerdict.INCONCLUSIVE
-    if share.low > MOST:
-        return ShareVerdict.MOST
-    if share.high < MOST:
-        return ShareVerdict.LESS
-    return ShareVerdict.INCONCLUSIVE
+    return (
+        ShareVerdict.MOST
+        if share.low > MOST
+        else ShareVerdict.LESS
+        if share.high < MOST
+        else ShareVerdict.INCONCLUSIVE
+    )
 
 
 def _keyed(replicates: Sequence[Replicate], row: str) -> dict[tuple[str, int], float]:
@@ -198,33 +177,21 @@ def compare(
         part: share_interval([o.time(part) - p.time(part) for p, o in pairs], extras)
         for part in (*PARTS, "overhead")
     }
+    verdict = classify(ratio.low, ratio.high, margin)
     return ReplicatedComparison(
-        framework,
-        len(pairs),
-        ratio,
-        classify(ratio.low, ratio.high, margin),
-        rows,
-        shares,
-        share_verdict(shares["conv"]),
+        framework, len(pairs), ratio, verdict, rows, shares, share_verdict(shares["conv"])
     )
 
 
 def agreement(
     framework: str, loss: str, own: Sequence[Replicate], reference: Sequence[Replicate] | None, margin: float
 ) -> LossAgreement:
-    """One framework's replicates of one loss mode; `reference`: PyTorch's of that loss mode (None
-    for PyTorch itself)."""
+    """`reference`: PyTorch's replicates of the loss mode (None for PyTorch itself)."""
     ratio = paired_ratio(_keyed(own, "core"), _keyed(reference, "core")) if reference is not None else None
-    return LossAgreement(
-        framework,
-        loss,
-        time_interval([r.core_s for r in own]),
-        mean_interval(
-            np.array([r.time("conv") / r.core_s for r in own]), DECISION_LEVEL, "student t on the replicates"
-        ),
-        ratio,
-        classify(ratio.low, ratio.high, margin) if ratio is not None else None,
-    )
+    conv = np.array([r.time("conv") / r.core_s for r in own])
+    conv_share = mean_interval(conv, DECISION_LEVEL, "student t on the replicates")
+    verdict = classify(ratio.low, ratio.high, margin) if ratio is not None else None
+    return LossAgreement(framework, loss, time_interval([r.core_s for r in own]), conv_share, ratio, verdict)
 
 
 def loss_mode_ratio(

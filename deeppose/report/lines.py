@@ -1,6 +1,5 @@
-"""Sentences and table rows the template places as they are: every verdict word, count and
-precision decided here, in Python, where a test can check it (deeppose.report.sections' template
-holds no arithmetic and no verdict branching for these)."""
+"""The sentences and small tables of the first screen and of the timing sections: every verdict
+word, count and precision decided in Python, where a test can check it."""
 
 from __future__ import annotations
 
@@ -8,141 +7,10 @@ from typing import Any
 
 from deeppose import fmt
 from deeppose.compare_stats import format_interval
+from deeppose.fmt import framework_name as name
 from deeppose.replicates import WORDS as ACCURACY_WORDS
 from deeppose.report.analysis import Findings
-from deeppose.report.controls import Controls, GroupNoise
-
-
-def single(x: float | None, unit: str = "") -> str:
-    """A number without an interval: two significant digits, said to be one run's."""
-    return fmt.MISSING if x is None else f"{fmt.sig(x, 2)}{unit} (single run)"
-
-
-def share(x: float | None) -> str:
-    """A share without an interval, in %: two significant digits."""
-    return fmt.MISSING if x is None else f"{fmt.sig(100 * x, 2)} %"
-
-
-def _level(level: float) -> str:
-    return f"{fmt.sig(100 * level).rstrip('0').rstrip('.')} %"
-
-
-def _disagree(value: bool | None) -> str:
-    return "n/a (cannot reach its level at these sizes)" if value is None else "yes" if value else "no"
-
-
-NOISE_HEADERS = [
-    "batch",
-    "pairing",
-    "rounds (looks)",
-    "margin",
-    "interval level",
-    "SD of log ratio per round",
-    "minimum detectable ratio",
-    "blocks disagree",
-]
-
-
-def noise_table(groups: tuple[GroupNoise, ...]) -> str:
-    """Each timing group's design, pooled noise and minimum detectable ratio."""
-    rows = [
-        [
-            g.batch_size,
-            g.pairing,
-            f"{g.rounds} ({g.looks})",
-            f"± {_level(g.margin)}",
-            _level(g.level),
-            fmt.sig(g.sd_log, 2),
-            fmt.sig(g.detectable),
-            _disagree(g.disagree),
-        ]
-        for g in groups
-    ]
-    return fmt.table(NOISE_HEADERS, rows, right=[0, 5, 6])
-
-
-def aa_table(c: Controls, device: str) -> str:
-    """A/A pairs on `device`: batch, cell, twin / cell, verdict (a decided difference is false), rounds."""
-    rows = [
-        [
-            p.batch_size,
-            f"{p.framework}/{p.loss}",
-            format_interval(p.ratio),
-            p.verdict.value + (" (false)" if p.false else ""),
-            p.rounds,
-        ]
-        for p in c.aa
-        if p.device == device
-    ]
-    return fmt.table(["batch", "A/A cell", "twin / cell", "verdict", "rounds"], rows, right=[0, 2, 4])
-
-
-def planted_table(c: Controls, device: str) -> str:
-    """Positive controls on `device`: batch, cell, planted / cell, expected, verdict, found."""
-    rows = [
-        [
-            p.batch_size,
-            f"{p.framework}/{p.loss}",
-            format_interval(p.ratio),
-            fmt.sig(p.expected),
-            p.verdict.value,
-            "yes" if p.found else "no",
-        ]
-        for p in c.planted
-        if p.device == device
-    ]
-    headers = ["batch", "cell", "planted / cell", "expected", "verdict", "found"]
-    return fmt.table(headers, rows, right=[0, 2, 3])
-
-
-def control_lines(c: Controls) -> list[str]:
-    """The controls' sentences: A/A false verdicts pooled, positive controls found, near-A/A calls."""
-    lines = []
-    if c.aa:
-        rate = format_interval(c.false_rate, 100, "%") if c.judged else "n/a (no pair had an interval)"
-        lines.append(
-            f"A/A pairs (a cell's twin process against the cell), pooled over {len(c.aa)} pairs "
-            f"({c.judged} with an interval, {' or '.join(map(str, c.rounds))} rounds): {c.false_verdicts} "
-            f"called slower or faster, a false-verdict rate of {rate} "
-            f"({_level(c.false_rate.level)} Clopper-Pearson interval)."
-        )
-    else:
-        lines.append("No A/A pair was measured: the run has no check of false verdicts.")
-    if c.planted:
-        found = sum(p.found for p in c.planted)
-        lines.append(
-            f"Positive controls (a cell with a planted slowdown against the cell): found (called slower) "
-            f"in {found} of {len(c.planted)} groups."
-        )
-    else:
-        lines.append("No positive control was measured: the run does not check that it can see a slowdown.")
-    for n in c.near_aa:
-        lines.append(
-            f"{fmt.framework_name(n.framework)} explicit / autograd core process (near-A/A: the loss is a "
-            f"tiny part of it): {n.slower} slower and {n.faster} faster of {n.pairs} groups "
-            f"({n.equivalent} equivalent, {n.inconclusive} inconclusive)."
-        )
-    return lines
-
-
-def trend_line(t: Any) -> str:
-    """A framework ratio's course over batch sizes, from the paired ratios with their intervals."""
-    points = [
-        f"{format_interval(t.first[1])} at batch {t.first[0]}",
-        f"{format_interval(t.last[1])} at batch {t.last[0]}",
-    ]
-    extremes = [
-        f"{word} {format_interval(point[1])} at batch {point[0]}"
-        for word, point in (("lowest", t.lowest), ("highest", t.highest))
-        if point[0] not in (t.first[0], t.last[0])
-    ]
-    return (
-        f"{fmt.framework_name(t.framework)} / PyTorch core-process time ({t.loss}, paired by round) "
-        f"{t.trend.value}: {points[0]} against {points[1]}"
-        + ("; " + ", ".join(extremes) if extremes else "")
-        + "."
-    )
-
+from deeppose.report.core_time import Controls, GroupNoise
 
 QUESTIONS = {
     "loss backward": "Does writing the loss's backward by hand change the time?",
@@ -152,15 +20,71 @@ QUESTIONS = {
 }
 
 
+def _level(level: float) -> str:
+    return f"{fmt.sig(100 * level).rstrip('0').rstrip('.')} %"
+
+
+def noise_table(groups: tuple[GroupNoise, ...]) -> str:
+    """Each timing group's design, pooled noise and minimum detectable ratio."""
+    disagree = {None: "n/a (cannot reach its level at these sizes)", True: "yes", False: "no"}
+    rows = [
+        [g.batch_size, g.pairing, f"{g.rounds} ({g.looks})", f"± {_level(g.margin)}", _level(g.level)]
+        + [fmt.sig(g.sd_log, 2), fmt.sig(g.detectable), disagree[g.disagree]]
+        for g in groups
+    ]
+    headers = "batch|pairing|rounds (looks)|margin|interval level|SD of log ratio per round|minimum "
+    return fmt.table((headers + "detectable ratio|blocks disagree").split("|"), rows, right=[0, 5, 6])
+
+
+def aa_table(c: Controls, device: str) -> str:
+    """A/A pairs on `device`: a decided difference is a false verdict."""
+    rows = [
+        [p.batch_size, f"{p.framework}/{p.loss}", format_interval(p.ratio)]
+        + [p.verdict.value + (" (false)" if p.false else ""), p.rounds]
+        for p in c.aa
+        if p.device == device
+    ]
+    return fmt.table(["batch", "A/A cell", "twin / cell", "verdict", "rounds"], rows, right=[0, 2, 4])
+
+
+def planted_table(c: Controls, device: str) -> str:
+    rows = [
+        [p.batch_size, f"{p.framework}/{p.loss}", format_interval(p.ratio), fmt.sig(p.expected)]
+        + [p.verdict.value, "yes" if p.found else "no"]
+        for p in c.planted
+        if p.device == device
+    ]
+    headers = ["batch", "cell", "planted / cell", "expected", "verdict", "found"]
+    return fmt.table(headers, rows, right=[0, 2, 3])
+
+
+def control_lines(c: Controls) -> list[str]:
+    """The controls' sentences: A/A false verdicts pooled, positive controls found, near-A/A calls."""
+    lines = ["No A/A pair was measured: the run has no check of false verdicts."]
+    if c.aa:
+        rate = format_interval(c.false_rate, 100, "%") if c.judged else "n/a (no pair had an interval)"
+        lines[0] = (
+            f"A/A pairs (a cell's twin process against the cell), pooled over {len(c.aa)} pairs "
+            f"({c.judged} with an interval, {' or '.join(map(str, c.rounds))} rounds): {c.false_verdicts} "
+            f"called slower or faster, a false-verdict rate of {rate} "
+            f"({_level(c.false_rate.level)} Clopper-Pearson interval)."
+        )
+    lines.append(
+        "Positive controls (a cell with a planted slowdown against the cell): found (called slower) "
+        f"in {sum(p.found for p in c.planted)} of {len(c.planted)} groups."
+        if c.planted
+        else "No positive control was measured: the run does not check that it can see a slowdown."
+    )
+    return lines + [
+        f"{name(n.framework)} explicit / autograd core process (near-A/A: the loss is a tiny part of it): "
+        f"{n.slower} slower and {n.faster} faster of {n.pairs} groups ({n.equivalent} equivalent, "
+        f"{n.inconclusive} inconclusive)."
+        for n in c.near_aa
+    ]
+
+
 def answer_line(a: Any) -> str:
-    """One answer: the subject, its verdict, the quantity with its interval (or two significant
-    digits marked single run), and the caveat."""
-    if a.interval is not None:
-        value = format_interval(a.interval, a.scale, a.unit)
-    elif a.single is not None:
-        value = f"{a.single * a.scale:.2g}{' ' + a.unit if a.unit else ''} (single run)"
-    else:
-        value = fmt.MISSING
+    value = fmt.MISSING if a.interval is None else format_interval(a.interval, a.scale, a.unit)
     word = ACCURACY_WORDS[a.verdict] if a.question == "accuracy" else a.verdict.value
     return f"{a.subject} ({a.device}): **{word}**, {value}; {a.caveat}."
 
@@ -177,20 +101,15 @@ def answer_groups(f: Findings) -> list[tuple[str, list[str]]]:
 def checks_line(f: Findings) -> str:
     """What the run's own controls say about the verdicts above, in one line."""
     c = f.controls
-    parts = []
-    if c.judged:
-        parts.append(
-            f"A/A pairs called slower or faster {c.false_verdicts} of {c.judged} times "
-            f"({format_interval(c.false_rate, 100, '%')})"
-        )
-    else:
-        parts.append("no A/A pair with an interval")
-    found = sum(p.found for p in c.planted)
-    parts.append(
-        f"positive control found in {found} of {len(c.planted)} groups"
+    parts = [
+        f"A/A pairs called slower or faster {c.false_verdicts} of {c.judged} times "
+        f"({format_interval(c.false_rate, 100, '%')})"
+        if c.judged
+        else "no A/A pair with an interval",
+        f"positive control found in {sum(p.found for p in c.planted)} of {len(c.planted)} groups"
         if c.planted
-        else "no positive control"
-    )
+        else "no positive control",
+    ]
     detectable = sorted(
         {fmt.sig(g.detectable) for d in f.devices for g in d.groups if g.detectable}, key=float
     )
@@ -207,12 +126,11 @@ def margins(f: Findings) -> str:
 
 
 def core_share_line(r: Any) -> str:
-    """The core process's share of a training iteration, two significant digits (two single
-    measurements); above 100 % it is flagged: the part exceeds the whole only through drift between
-    the timing and the training processes."""
+    """The core process's share of a training iteration (two single measurements); above 100 % only
+    through drift between the timing and the training processes, and flagged so."""
     text = (
-        f"{fmt.framework_name(r.framework)} {r.loss}: the core process at the training batch size takes "
-        f"{fmt.seconds(r.core_s)}, {share(r.core_share)} of a training iteration "
+        f"{name(r.framework)} {r.loss}: the core process at the training batch size takes "
+        f"{fmt.seconds(r.core_s)}, {fmt.sig(100 * r.core_share, 2)} % of a training iteration "
         f"({fmt.seconds(r.per_iteration_s)})"
     )
     if r.core_share > 1:
@@ -226,7 +144,7 @@ def core_share_line(r: Any) -> str:
 def loss_effect_line(e: Any, device: str) -> str:
     """Section 2's line for one framework: the loss alone's difference with its own verdict, its
     share of the core process with the study-level verdict, and the single-run training ratio."""
-    text = f"{fmt.framework_name(e.framework)} on {device}: "
+    text = f"{name(e.framework)} on {device}: "
     if e.c is None:
         text += "no timing group measured the loss alone"
     else:
@@ -236,21 +154,33 @@ def loss_effect_line(e: Any, device: str) -> str:
             f"against the loss's own time, {e.c.rounds} rounds)"
         )
         if e.share is not None:
-            text += (
-                f", {format_interval(e.share, 100, '%')} of the autograd core process "
-                f"({e.share_verdict.value})"
-            )
+            share = format_interval(e.share, 100, "%")
+            text += f", {share} of the autograd core process ({e.share_verdict.value})"
     if e.train_time_ratio is None:
         return text + f"; no training comparison, {fmt.join_words(e.absent)} not run."
-    text += f"; whole training runs: explicit / autograd = {single(e.train_time_ratio)}, no verdict"
+    ratio = fmt.sig(e.train_time_ratio, 2)
+    text += f"; whole training runs: explicit / autograd = {ratio} (single run), no verdict"
     if e.noise_floor is not None:
         text += f"; identical arms in the timing's A/A control came up to {fmt.percent(e.noise_floor)} apart"
     return text + "."
 
 
 def network_lines(d: Any) -> list[str]:
-    """Section 3's conclusions on one device: each framework ratio's course over batch sizes, and the
-    core process's share of a training iteration."""
+    """Section 3's conclusions on one device: each framework ratio's course over batch sizes (a
+    trend only where its ends' intervals separate), and the core process's share of an iteration."""
     return [trend_line(t) for t in d.trends] + [
         core_share_line(r) for r in d.training if r.core_s is not None
     ]
+
+
+def trend_line(t: Any) -> str:
+    extremes = [
+        f"{word} {format_interval(point[1])} at batch {point[0]}"
+        for word, point in (("lowest", t.lowest), ("highest", t.highest))
+        if point[0] not in (t.first[0], t.last[0])
+    ]
+    return (
+        f"{name(t.framework)} / PyTorch core-process time ({t.loss}, paired by round) {t.trend.value}: "
+        f"{format_interval(t.first[1])} at batch {t.first[0]} against {format_interval(t.last[1])} at batch "
+        f"{t.last[0]}" + ("; " + ", ".join(extremes) if extremes else "") + "."
+    )

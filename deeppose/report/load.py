@@ -1,10 +1,6 @@
-"""Read every result of the grid through its typed record (deeppose.records.results).
-
-Nothing here raises for a bad result: a job whose file is absent, damaged, of another schema
-version or written for another job is loaded as "not run" with the reader's one-line reason. A
-result that reads cleanly but was produced by other code or parameters than the tree's is loaded
-and marked stale (deeppose.provenance), so the report can say so instead of presenting it as current.
-"""
+"""Read every result of the grid through its typed record. Nothing raises for a bad result: it is
+loaded as "not run" with the reader's one-line reason; one produced by other code or parameters than
+the tree's is loaded and marked stale, so the report says so."""
 
 from __future__ import annotations
 
@@ -29,9 +25,6 @@ NO_FILE = "no result file (the job failed or was not run)"
 
 @dataclass
 class Loaded:
-    """One result: `record` when usable, otherwise `missing` says why not; `stale` says why it is
-    not current."""
-
     path: Path
     record: Record | None = None
     missing: str | None = None
@@ -45,8 +38,7 @@ class Loaded:
 
 @dataclass
 class TrainRun(Loaded):
-    """A training job's metrics.json plus its first run's log.jsonl lines (the run metrics.json's
-    top-level fields describe), split into iteration and eval records."""
+    """A training job's metrics.json plus its first run's log.jsonl lines."""
 
     iterations: list[dict[str, Any]] = field(default_factory=list)
     evals: list[dict[str, Any]] = field(default_factory=list)
@@ -61,9 +53,7 @@ class Results:
     peak: Loaded
     prepared: Loaded
     off_grid: dict[str, int]  # device outside the grid -> result files found for it (not read)
-    costs: dict[str, list[StageCost | None]] = field(
-        default_factory=dict
-    )  # stage -> per job; None: no record
+    costs: dict[str, list[StageCost | None]] = field(default_factory=dict)  # stage -> per job, None: none
 
     @property
     def devices(self) -> list[str]:
@@ -113,8 +103,7 @@ class Results:
 
 
 def read(kind: type[Record], path: Path, params: Params, job: Job | None = None) -> Loaded:
-    """The record in `path` for `job`, or why it cannot be used; marked stale when its provenance
-    differs from what the tree would record now."""
+    """The record in `path` for `job`, or why it cannot be used; stale reasons from its provenance."""
     if not path.exists():
         return Loaded(path, missing=NO_FILE)
     try:
@@ -176,8 +165,7 @@ def _cost(stage: str, label: str | None) -> StageCost | None:
 
 
 def load_costs(params: Params) -> dict[str, list[StageCost | None]]:
-    """What each job of this grid's stages cost (deeppose.measure.cost), in pipeline order; the report's
-    own record is not there yet when it runs."""
+    """What each job of this grid's stages cost, in pipeline order."""
     labels: dict[str, list[str | None]] = {
         "prepare": [None],
         "train": [job.label for job in params.train_jobs()],

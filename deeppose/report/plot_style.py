@@ -1,19 +1,15 @@
-"""How the report's figures look and how they are rendered: matplotlib's Agg canvas (no pyplot),
-PNGs whose bytes depend only on the data (fixed rcParams, no date metadata).
+"""How the report's figures look and how they are rendered: Agg canvas (no pyplot), fixed rcParams,
+no date metadata. Colour tells the framework apart (Okabe-Ito), line and marker the loss mode.
 
-Colour tells the framework apart (Okabe-Ito, safe for colour-blind readers), line style and marker
-the loss mode; legends sit outside the data and reference lines carry their value.
-
-The same findings give the same bytes on any CPU: computed coordinates (the roofline's, the ceiling
-lines) are rounded to PLOTTED_DIGITS significant digits (`plotted`), far below a pixel, and drawn
-without transcendental functions of numpy's, whose last bits depend on the CPU's vector width
-(numpy dispatches log and power to AVX-512 code where the CPU has it).
+The same findings give the same bytes on any CPU: computed coordinates are rounded (`plotted`), since
+numpy's transcendental functions differ in their last bits with the CPU's vector width.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from typing import Any
 
 import matplotlib
 import matplotlib.style
@@ -25,35 +21,12 @@ from deeppose.fmt import flops
 from deeppose.report.ceilings import Peak
 
 OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
-
-
 MODES = {"autograd": ("-", "o"), "explicit": ("--", "s")}  # (line style, marker)
-
-
-LAYER_COLOURS = {
-    "conv1": "#08306b",
-    "conv2": "#2171b5",
-    "conv3": "#6baed6",
-    "conv4": "#41ab5d",
-    "conv5": "#a1d99b",
-    "fc6": "#7f2704",
-    "fc7": "#d55e00",
-    "fc8": "#fdae6b",
-    "relu": "#6a51a3",
-    "pool": "#cc79a7",
-    "lrn": "#56b4e9",
-    "dropout": "#f0e442",
-    "loss": "#000000",
-    "other": "#999999",
-}
-
-
-PLOTTED_DIGITS = 4  # 1e-4 relative: a hundredth of a pixel on a log axis of a few decades
-
-
+LAYER_GROUPS = "conv1 conv2 conv3 conv4 conv5 fc6 fc7 fc8 relu pool lrn dropout loss other"
+COLOURS = "#08306b #2171b5 #6baed6 #41ab5d #a1d99b #7f2704 #d55e00 #fdae6b #6a51a3 #cc79a7 #56b4e9 #f0e442"
+LAYER_COLOURS = dict(zip(LAYER_GROUPS.split(), (COLOURS + " #000000 #999999").split(), strict=True))
 WHITE_TEXT = {"conv1", "conv2", "fc6", "fc7", "relu", "loss"}
-
-
+PLOTTED_DIGITS = 4  # 1e-4 relative: a hundredth of a pixel on a log axis of a few decades
 RC = {
     "figure.dpi": 100,
     "savefig.dpi": 120,
@@ -75,8 +48,18 @@ def plotted(x: float) -> float:
     return float(f"{x:.{PLOTTED_DIGITS}g}")
 
 
+def mode(loss: str) -> tuple[str, str]:
+    return MODES.get(loss, (":", "^"))
+
+
 def colour(framework: str, frameworks: tuple[str, ...]) -> str:
     return OKABE_ITO[frameworks.index(framework) % len(OKABE_ITO)]
+
+
+def series(framework: str, loss: str, frameworks: tuple[str, ...]) -> dict[str, Any]:
+    """The look of one series: the framework's colour, the loss mode's line and marker."""
+    line, marker = mode(loss)
+    return {"color": colour(framework, frameworks), "linestyle": line, "marker": marker, "markersize": 5}
 
 
 def png(draw: Callable[[], Figure]) -> bytes:

@@ -1,7 +1,5 @@
-"""Render second: report.md is the template report.md.j2 applied to `Findings` and the names of the
-figures drawn. The template holds the prose and places what the functions registered here build:
-every table, sentence, count and verdict word comes from Python (deeppose.report.tables, .accuracy,
-.appendix, .lines), where a test can check it."""
+"""Render second: report.md is the template applied to `Findings`. The template holds the prose and
+places what the functions registered here build, in Python, where a test can check it."""
 
 from __future__ import annotations
 
@@ -13,9 +11,9 @@ import jinja2
 from deeppose import fmt
 from deeppose.report import accuracy, appendix, lines, tables
 from deeppose.report.analysis import Findings
-from deeppose.report.common import LEVEL
 from deeppose.report.figures import link as figure_link
 from deeppose.report.study import AGREE_TEXT
+from deeppose.stats import LEVEL
 
 HEADINGS = {  # the template's key -> the section's title, in the report's order
     "findings": "Findings",
@@ -64,8 +62,7 @@ def _environment() -> jinja2.Environment:
 
 
 def document(f: Findings, figures: set[str], title: str, changes: str | None = None) -> str:
-    """The whole report.md; `changes` (deeppose.compare's markdown, its first line the baseline)
-    opens it as its own section."""
+    """The whole report.md; `changes` (compare's markdown, its first line the baseline) opens it."""
     baseline, _, markdown = (changes or "").partition("\n")
     shown = [(k, t.format(baseline=baseline)) for k, t in HEADINGS.items() if changes or k != "changes"]
     headings = {k: f"{i}. {t}" for i, (k, t) in enumerate(shown, 1)}

@@ -19,7 +19,7 @@ PACKAGE = {"pytorch": "torch", "pytorch_compile": "torch", "chainer": "chainer",
 
 Largest = dict[
     tuple[str, str], TimingResult | TrainMetrics
-]  # (framework, device) -> its largest timing cell's record
+]  # (framework, device) -> its largest cell's record
 
 
 @dataclass(frozen=True)
@@ -74,12 +74,10 @@ class Setup:
     loss_repeats: int | None  # runs of the loss alone per timing block, from the records
 
 
-# --- set-up ----------------------------------------------------------------------------------
 def _threads(threads: dict[str, Any]) -> dict[str, int]:
     found = {k: v for k, v in sorted(threads.items()) if isinstance(v, int) and not isinstance(v, bool)}
-    return found | {
-        lib["library"]: lib["num_threads"] for lib in threads.get("native", []) if isinstance(lib, dict)
-    }
+    native = [lib for lib in threads.get("native", []) if isinstance(lib, dict)]
+    return found | {lib["library"]: lib["num_threads"] for lib in native}
 
 
 def _largest(results: Results) -> Largest:
@@ -106,42 +104,30 @@ def _environment(results: Results, largest: Largest) -> tuple[Environment, ...]:
             cpu_id = {
                 k: cpu[k] for k in ("vendor", "family", "model_number", "stepping") if cpu.get(k) is not None
             }
+            machine = (
+                env.get("cpu"),
+                cpu_id,
+                env.get("usable_cores"),
+                env.get("cores"),
+                r.versions.get("gpu"),
+            )
+            version = versions.pop(PACKAGE.get(fw, fw), None)
             rows.append(
-                Environment(
-                    fw,
-                    device,
-                    env.get("cpu"),
-                    cpu_id,
-                    env.get("usable_cores"),
-                    env.get("cores"),
-                    r.versions.get("gpu"),
-                    env.get("python"),
-                    versions.pop(PACKAGE.get(fw, fw), None),
-                    versions,
-                    _threads(r.threads),
-                )
+                Environment(fw, device, *machine, env.get("python"), version, versions, _threads(r.threads))
             )
     return tuple(rows)
 
 
 def _fairness(device: str, largest: Largest) -> Fairness | None:
     """The timing processes' fairness manifests (a training run has none) on `device`."""
-    manifests = {
-        fw: r.environment["fairness"]
-        for (fw, d), r in largest.items()
-        if d == device and isinstance(r, TimingResult)
-    }
+    timed = {fw: r for (fw, d), r in largest.items() if d == device and isinstance(r, TimingResult)}
+    manifests = {fw: r.environment["fairness"] for fw, r in timed.items()}
     if not manifests:
         return None
     cpu = next(iter(manifests.values()))["cpu"]
-    return Fairness(
-        device,
-        cpu.get("model"),
-        tuple(cpu.get("isa_flags", [])),
-        {fw: m["common"] for fw, m in manifests.items()},
-        {fw: m["env"] for fw, m in manifests.items()},
-        tuple((a.field, a.values, a.may_bias) for a in asymmetries(manifests)),
-    )
+    common, env = ({fw: m[key] for fw, m in manifests.items()} for key in ("common", "env"))
+    found = tuple((a.field, a.values, a.may_bias) for a in asymmetries(manifests))
+    return Fairness(device, cpu.get("model"), tuple(cpu.get("isa_flags", [])), common, env, found)
 
 
 def build_setup(results: Results) -> Setup:

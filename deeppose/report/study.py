@@ -1,10 +1,9 @@
-"""Findings against the original study (/work/shared/seed: PyTorch 0.1.10 against Chainer, CPU and
-GPU, 2017): every difference of set-up, read from the parameters and records, and its published
-findings set against this run's paired ratios, with the direction (which framework is faster) and
-the magnitude (how far from the study's number) judged apart, each from an interval."""
+"""Against the original study (PyTorch 0.1.10 against Chainer, 2017): every difference of set-up,
+and its findings set against this run's paired ratios, direction and magnitude judged apart."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,8 +55,6 @@ STUDY_SETUP = {  # aspect -> the study's value (in params' words), what a differ
 
 @dataclass(frozen=True)
 class Difference:
-    """One way this run's set-up differs from the study's, and what this run measured of it."""
-
     aspect: str
     study: str
     here: str
@@ -67,8 +64,6 @@ class Difference:
 
 @dataclass(frozen=True)
 class Judged:
-    """One of the study's findings against this run: direction and magnitude apart."""
-
     finding: str
     study: str
     here: str  # this run's interval and verdict
@@ -89,8 +84,7 @@ def _ratio(d: Device, framework: str, batch: int, loss: str = "autograd") -> Any
 
 
 def direction(verdict: Verdict, study: float | None, margin: float) -> str:
-    """Which way a ratio points here against the study's (its side of the margin), a side decided
-    only by an interval clear of the margin."""
+    """Which side of the margin a ratio lies on here against the study's, decided only by an interval."""
     if study is None:
         return "the study did not measure it"
     if verdict is Verdict.INCONCLUSIVE:
@@ -110,58 +104,47 @@ MAGNITUDE = {
 
 
 def magnitude(ratio: Interval, study: float) -> str:
-    """This run's ratio over the study's, with its interval, and whether it agrees within 10 %."""
-    scaled = Interval(
-        ratio.estimate / study, ratio.low / study, ratio.high / study, ratio.n, ratio.level, ratio.method
+    scaled = dataclasses.replace(
+        ratio, estimate=ratio.estimate / study, low=ratio.low / study, high=ratio.high / study
     )
     verdict = classify(scaled.low, scaled.high, AGREE_WITHIN)
     return f"{format_interval(scaled)} x the study's: {MAGNITUDE[verdict]}"
 
 
 def _judged(d: Device, framework: str, margin: float) -> list[Judged]:
-    name = f"{fmt.framework_name(framework)} / PyTorch"
-    rows = []
-    r = _ratio(d, framework, STUDY_BATCH)
-    study = STUDY_RATIO.get(d.device)
-    rows.append(
+    name, study = f"{fmt.framework_name(framework)} / PyTorch", STUDY_RATIO.get(d.device)
+    r, one = _ratio(d, framework, STUDY_BATCH), _ratio(d, framework, 1)
+    smallest = min((x.batch_size for x in d.ratios if x.batch_size), default=None)
+    rows = [
         Judged(
             f"{name} at batch 32 (core process, autograd, {d.device})",
             f"{fmt.sig(study)} (its epoch times, data loading and update included)",
             f"{format_interval(r.ratio)} {r.verdict.value}" if r else "not measured",
             direction(r.verdict, study, margin) if r else "—",
             magnitude(r.ratio, study) if r and r.ratio.low is not None else "—",
-        )
-    )
-    smallest = min((x.batch_size for x in d.ratios if x.batch_size), default=None)
-    r = _ratio(d, framework, 1)
-    rows.append(
+        ),
         Judged(
             f"{name} at batch 1 (core process, autograd, {d.device})",
             '"almost the same" (no number)',
-            f"{format_interval(r.ratio)} {r.verdict.value}" if r else f"not measured (smallest: {smallest})",
-            direction(r.verdict, 1.0, margin) if r else "—",
+            f"{format_interval(one.ratio)} {one.verdict.value}"
+            if one
+            else f"not measured (smallest: {smallest})",
+            direction(one.verdict, 1.0, margin) if one else "—",
+            "no number to compare",
+        ),
+    ]
+    return rows + [
+        Judged(
+            f"{fmt.framework_name(e.framework)} explicit − autograd backward (loss alone, share of the "
+            f"core process, batch {e.batch_size})",
+            "47.6 h both (PyTorch, 100 epochs)" if e.framework == REFERENCE else "not measured",
+            f"{format_interval(e.share, 100, '%')} {e.share_verdict.value}",
+            direction(e.share_verdict, 1.0 if e.framework == REFERENCE else None, margin),
             "no number to compare",
         )
-    )
-    return rows
-
-
-def _loss_judged(d: Device, margin: float) -> list[Judged]:
-    rows = []
-    for e in d.loss_effects:
-        if e.share is None or e.framework not in STUDY_FRAMEWORKS:
-            continue
-        rows.append(
-            Judged(
-                f"{fmt.framework_name(e.framework)} explicit − autograd backward (loss alone, share of the "
-                f"core process, batch {e.batch_size})",
-                "47.6 h both (PyTorch, 100 epochs)" if e.framework == REFERENCE else "not measured",
-                f"{format_interval(e.share, 100, '%')} {e.share_verdict.value}",
-                direction(e.share_verdict, 1.0 if e.framework == REFERENCE else None, margin),
-                "no number to compare",
-            )
-        )
-    return rows
+        for e in d.loss_effects
+        if e.share is not None and e.framework in STUDY_FRAMEWORKS
+    ]
 
 
 def _differences(d: Device, setup: Setup, framework: str) -> list[Difference]:
@@ -239,8 +222,7 @@ def _differences(d: Device, setup: Setup, framework: str) -> list[Difference]:
 
 
 def study_findings(devices: dict[str, Device], setup: Setup) -> Study:
-    """The differences and the study's findings against this run, on the devices the study timed
-    that this run measured, for the first framework beside PyTorch (the study's Chainer)."""
+    """On the devices the study timed, for Chainer (else the first framework beside PyTorch)."""
     differences, judged, conclusion = [], [], None
     for d in devices.values():
         others = [fw for fw in dict.fromkeys(r.a.split("/")[0] for r in d.ratios) if fw != REFERENCE]
@@ -253,7 +235,7 @@ def study_findings(devices: dict[str, Device], setup: Setup) -> Study:
             continue
         framework = "chainer" if "chainer" in others else others[0]
         margin = setup.params["timing"]["margin"]
-        judged += _judged(d, framework, margin) + _loss_judged(d, margin)
+        judged += _judged(d, framework, margin)
         differences += _differences(d, setup, framework)
         size = next((e.batch_size for e in d.loss_effects if e.batch_size), None)  # the loss's batch
         network = _ratio(d, framework, size)

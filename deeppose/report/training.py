@@ -1,6 +1,6 @@
 """Findings of training and accuracy: each run's times and scores, its gap to the mean pose, and the
-frameworks' accuracy differences: of the first seed's networks with BCa bootstrap intervals over test
-images, and between seeds (deeppose.replicates), the only ones that speak of training."""
+frameworks' differences: by test image (BCa bootstrap) and between seeds, the only ones that speak of
+training."""
 
 from __future__ import annotations
 
@@ -15,18 +15,14 @@ from deeppose.compare_stats import Interval
 from deeppose.grid import REFERENCE, Job
 from deeppose.records.training import SeedRun, TrainMetrics
 from deeppose.replicates import BetweenSeeds, between_seeds, identical, per_seed
-from deeppose.report.common import LEVEL
 from deeppose.report.load import Results
-from deeppose.stats import describe
+from deeppose.stats import LEVEL, describe
 
 RESAMPLES = 2000  # bootstrap resamples of the test images
 SMOOTHING = 0.1  # weight of each new loss in the learning curves' moving average
-ACCURACY = {
-    "loss": ("sq_error", "visible"),
-    "pcp": ("pcp_hits", "pcp_counted"),
-    "pdj": ("pdj_hits", "pdj_counted"),
-    "pck": ("pck_hits", "pck_counted"),
-}
+BOOTSTRAP = dict(paired=True, vectorized=True, n_resamples=RESAMPLES, confidence_level=LEVEL, method="BCa")
+RATES = ("pcp", "pdj", "pck")  # hits over counted sticks or joints
+ACCURACY = {"loss": ("sq_error", "visible")} | {m: (f"{m}_hits", f"{m}_counted") for m in RATES}  # per image
 
 
 @dataclass(frozen=True)
@@ -106,10 +102,8 @@ class SeedDifference:
     between: BetweenSeeds
 
 
-# --- training and accuracy --------------------------------------------------------------------
 def _bootstrap(numerators: list[np.ndarray], denominator: np.ndarray, seed: int) -> Interval:
-    """sum(numerators[0]) / sum(denominator), minus the same of numerators[1] when given, with a
-    paired BCa bootstrap over test images."""
+    """sum(numerators[0]) / sum(denominator), less that of numerators[1], with a paired BCa bootstrap."""
 
     def statistic(*arrays: np.ndarray, axis: int = -1) -> np.ndarray:
         *nums, den = arrays
@@ -121,17 +115,9 @@ def _bootstrap(numerators: list[np.ndarray], denominator: np.ndarray, seed: int)
     method = f"BCa bootstrap over {n} test images, {RESAMPLES} resamples"
     with warnings.catch_warnings():  # a degenerate distribution (all equal) gives NaN bounds: no interval
         warnings.simplefilter("ignore")
+        rng = np.random.default_rng(seed)
         ci = (
-            scipy_stats.bootstrap(
-                data,
-                statistic,
-                paired=True,
-                vectorized=True,
-                n_resamples=RESAMPLES,
-                confidence_level=LEVEL,
-                method="BCa",
-                random_state=np.random.default_rng(seed),
-            ).confidence_interval
+            scipy_stats.bootstrap(data, statistic, random_state=rng, **BOOTSTRAP).confidence_interval
             if n > 1
             else None
         )
@@ -143,8 +129,7 @@ def _bootstrap(numerators: list[np.ndarray], denominator: np.ndarray, seed: int)
 def accuracy_gaps(
     per_image: dict[str, list[float]], seed: int = 0
 ) -> tuple[dict[str, Interval], dict[str, Gap]]:
-    """Each metric with per-image data: its interval, and its difference from the mean pose where
-    the baseline's numerators were kept too."""
+    """Each metric's interval, and its difference from the mean pose where the baseline's were kept."""
     a = {k: np.asarray(v, dtype=float) for k, v in per_image.items()}
     scores, gaps = {}, {}
     for metric, (num, den) in ACCURACY.items():
@@ -159,8 +144,7 @@ def accuracy_gaps(
 
 
 def curves(results: Results) -> dict[tuple[str, str, str], Curve]:
-    """(device, framework, loss) -> its learning curve, for the figure only: not part of `Findings`
-    (reports/learning_curves.csv holds the series)."""
+    """(device, framework, loss) -> its learning curve, for the figure only (not part of `Findings`)."""
     return {
         (job.device, job.framework, job.loss): _curve(run.iterations, run.evals)
         for job, run in results.train.items()
@@ -174,13 +158,8 @@ def _curve(iterations: list[dict[str, Any]], evals: list[dict[str, Any]]) -> Cur
     for i, value in enumerate(loss, 1):
         average = (1 - SMOOTHING) * average + SMOOTHING * value
         smoothed.append(average / (1 - (1 - SMOOTHING) ** i))
-    return Curve(
-        tuple(r["elapsed_s"] for r in iterations),
-        tuple(loss.tolist()),
-        tuple(smoothed),
-        tuple(r["elapsed_s"] for r in evals),
-        tuple(r["test_loss"] for r in evals),
-    )
+    elapsed, eval_s = (tuple(r["elapsed_s"] for r in rows) for rows in (iterations, evals))
+    return Curve(elapsed, tuple(loss.tolist()), tuple(smoothed), eval_s, tuple(r["test_loss"] for r in evals))
 
 
 def train_run(job: Job, m: TrainMetrics, run: Any, core_s: dict[Job, tuple[int, float]]) -> TrainRun:
@@ -195,22 +174,10 @@ def train_run(job: Job, m: TrainMetrics, run: Any, core_s: dict[Job, tuple[int, 
             scores[metric] = Interval(value, None, None, m.test_samples, LEVEL, "no per-image data")
     core = core_s.get(Job(job.framework, job.loss, job.device, m.batch_size.bit_length() - 1))
     setup = f"{m.params['train']['optimizer']}, batch {m.batch_size}, {m.epochs} epochs"
-    return TrainRun(
-        job.framework,
-        job.loss,
-        setup,
-        m.iterations,
-        m.epochs,
-        m.train_time_s,
-        m.train_time_s / m.iterations,
-        compute,
-        core[1] if core and core[0] == m.batch_size else None,
-        m.final_train_loss,
-        scores,
-        gaps,
-        m.scored_joints,
-        len(seed_runs(m, run)),
-    )
+    times = (m.iterations, m.epochs, m.train_time_s, m.train_time_s / m.iterations, compute)
+    core_time = core[1] if core and core[0] == m.batch_size else None
+    accuracy = (m.final_train_loss, scores, gaps, m.scored_joints)
+    return TrainRun(job.framework, job.loss, setup, *times, core_time, *accuracy, len(seed_runs(m, run)))
 
 
 def seed_runs(m: TrainMetrics, run: Any) -> list[SeedRun]:
@@ -237,8 +204,7 @@ def accuracy_differences(results: Results, device: str) -> tuple[AccuracyDiffere
 
 
 def seed_differences(runs: dict[Job, list[SeedRun]], margin: float) -> tuple[SeedDifference, ...]:
-    """Each framework against PyTorch per loss mode, paired by seed: the final training loss as a
-    ratio, test PCK@0.2 as a difference; inconclusive below two distinct seeds."""
+    """Per loss mode, paired by seed: the final training loss as a ratio, PCK@0.2 as a difference."""
     found = []
     for job, run in runs.items():
         ref = runs.get(Job(REFERENCE, job.loss, job.device))
@@ -255,12 +221,11 @@ def seed_differences(runs: dict[Job, list[SeedRun]], margin: float) -> tuple[See
 
 def identical_modes(runs: dict[Job, list[SeedRun]]) -> tuple[str, ...]:
     """Frameworks whose autograd and explicit runs followed the same trajectories bit for bit."""
+    explicit = {
+        job: runs.get(Job(job.framework, "explicit", job.device)) for job in runs if job.loss == "autograd"
+    }
     return tuple(
         dict.fromkeys(
-            job.framework
-            for job, run in runs.items()
-            if job.loss == "autograd"
-            and (other := runs.get(Job(job.framework, "explicit", job.device)))
-            and identical(run, other)
+            job.framework for job, other in explicit.items() if other and identical(runs[job], other)
         )
     )
