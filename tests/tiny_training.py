@@ -3,16 +3,19 @@ SGD, batch 4, 2 epochs, one thread.
 
     make_project(folder, n_train=8, **train_changes)  # writes prepared/ and params.yaml
     train_all(folder)                                  # every JOB trained once: a Trained
+    train_all_once(folder)                             # the same, shared by a run's processes
 
-conftest.py's session fixture `trained` calls train_all once per test run; every test that only
-reads a finished run of this project (its curves, metrics, log or KEPT's checkpoint) takes it
-instead of training again.
+conftest.py's session fixture `trained` trains once per test run (once for all of pytest-xdist's
+workers); every test that only reads a finished run of this project (its curves, metrics, log or
+KEPT's checkpoint) takes it instead of training again.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import multiprocessing
+import pickle
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -77,6 +80,18 @@ def train_all(folder: Path) -> Trained:
     spawn = multiprocessing.get_context("spawn")  # a fork of the test process would inherit its memory
     with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
         return pool.submit(_train_all_here, folder).result()
+
+
+def train_all_once(folder: Path) -> Trained:
+    """train_all(folder) in the first process that asks; every later one, in this or another
+    process of the same test run (pytest-xdist's workers), waits for it and reads its Trained."""
+    folder.mkdir(parents=True, exist_ok=True)
+    record = folder / "trained.pickle"
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or its process dies
+        if not record.exists():
+            record.write_bytes(pickle.dumps(train_all(folder)))
+        return pickle.loads(record.read_bytes())
 
 
 def _train_all_here(folder: Path) -> Trained:
