@@ -3,7 +3,7 @@ SGD, batch 4, 2 epochs, one thread.
 
     make_project(folder, n_train=8, **train_changes)  # writes prepared/ and params.yaml
     train_all(folder)                                  # every JOB trained once: a Trained
-    train_all_once(folder)                             # the same, shared by a run's processes
+    train_all_once(root)                               # in root/project, shared by a run's processes
 
 conftest.py's session fixture `trained` trains once per test run (once for all of pytest-xdist's
 workers); every test that only reads a finished run of this project (its curves, metrics, log or
@@ -82,15 +82,16 @@ def train_all(folder: Path) -> Trained:
         return pool.submit(_train_all_here, folder).result()
 
 
-def train_all_once(folder: Path) -> Trained:
-    """train_all(folder) in the first process that asks; every later one, in this or another
-    process of the same test run (pytest-xdist's workers), waits for it and reads its Trained."""
-    folder.mkdir(parents=True, exist_ok=True)
-    record = folder / "trained.pickle"
-    with open(folder / ".lock", "w") as lock:
+def train_all_once(root: Path) -> Trained:
+    """train_all(root / "project") in the first process that asks; every later one, in this or
+    another process of the same test run (pytest-xdist's workers), waits for it and reads its
+    Trained (pickled beside the project)."""
+    root.mkdir(parents=True, exist_ok=True)
+    record = root / "trained.pickle"
+    with open(root / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or its process dies
         if not record.exists():
-            record.write_bytes(pickle.dumps(train_all(folder)))
+            record.write_bytes(pickle.dumps(train_all(root / "project")))
         return pickle.loads(record.read_bytes())
 
 
