@@ -125,7 +125,7 @@ def test_jax_optimizer_steps_agree_with_pytorch_and_state_round_trips(optimizer,
     torch_backend.set_optimizer(config)
     torch_backend.zero_grad()
     torch_backend.forward_backward(*(torch_backend.to_device(a) for a in batch), "explicit")
-    gradients = torch_backend.gradients()
+    gradients = {name: value.copy() for name, value in torch_backend.gradients().items()}  # not views
     for _ in range(2):
         torch_backend.optimizer_step()
     after["pytorch"], states["pytorch"] = torch_backend.export_weights(), torch_backend.optimizer_state()
