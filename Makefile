@@ -42,7 +42,7 @@ test: setup
 	$(BIN)/python -m pytest $(PYTEST_WORKERS) --durations=15
 
 test-fast: setup
-	$(BIN)/python -m pytest $(PYTEST_WORKERS) -m "not slow" --durations=15
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_WORKERS) --durations=15
 
 lint: setup
 	$(BIN)/ruff format --check .
