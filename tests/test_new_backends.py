@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 from test_backends import EXACT, NO_DROPOUT, disagreements, loss_inputs, rel_err, run_core
-from tiny_training import KEPT, losses, make_project
+from tiny_training import KEPT, in_own_process, losses, make_project
 
 from deeppose import model as spec
 from deeppose.backends import create_backend
@@ -280,12 +281,29 @@ def project(tmp_path, monkeypatch):
     return params
 
 
+def _train(params: Path, job: Job, stop_after_checkpoint: bool = False) -> dict:
+    """train() of `job`, for in_own_process: a compiled framework's training (its compiled code and
+    buffers, the pages the allocator keeps) took the test process to 7 GB when run in it. Stopped
+    after its first checkpoint if asked, as a killed run would be."""
+    from deeppose import checkpoint
+    from deeppose import train as train_module
+
+    if stop_after_checkpoint:
+        save = checkpoint.save
+
+        def save_then_stop(*args, **kwargs):
+            save(*args, **kwargs)
+            raise Stopped
+
+        train_module.ckpt.save = save_then_stop
+    return train(load_params(params), job, progress=False)
+
+
 def _curves(project, framework: str) -> dict[str, np.ndarray]:
-    params = load_params(project)
     curves = {}
     for mode in LOSS_MODES:
         job = Job(framework, mode, "cpu")
-        train(params, job, progress=False)
+        in_own_process(_train, project, job)
         curves[mode] = losses(job)
         shutil.rmtree(paths.checkpoint_dir(job))  # unread: one checkpoint on disk at a time
     return curves
@@ -316,7 +334,6 @@ def test_a_resumed_jax_run_continues_exactly(tmp_path, monkeypatch):
     """Stopped after the first epoch's checkpoint, rerun: the same log losses and final weights
     as one uninterrupted run (Adam, so the step count matters)."""
     from deeppose import checkpoint
-    from deeppose import train as train_module
 
     job = Job("jax", "autograd", "cpu")
     finals = {}
@@ -325,17 +342,9 @@ def test_a_resumed_jax_run_continues_exactly(tmp_path, monkeypatch):
         params = make_project(folder, n_train=8, epochs=2, optimizer="adam", lr=0.0003)
         monkeypatch.chdir(folder)
         if name == "stopped":
-            save = checkpoint.save
-
-            def save_then_stop(*args, **kwargs):
-                save(*args, **kwargs)
-                raise Stopped
-
-            monkeypatch.setattr(train_module.ckpt, "save", save_then_stop)
             with pytest.raises(Stopped):
-                train(load_params(params), job, progress=False)
-            monkeypatch.setattr(train_module.ckpt, "save", save)
-        result = train(load_params(params), job, progress=False)
+                in_own_process(_train, params, job, True)
+        result = in_own_process(_train, params, job)
         assert result["resumed_from_epoch"] == (1 if name == "stopped" else 0)
         with np.load(paths.checkpoint_dir(job) / checkpoint.FILE_NAME) as data:
             finals[name] = {k: data[k] for k in data.files if k.startswith(("weight/", "optimizer/"))}

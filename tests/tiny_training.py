@@ -17,9 +17,11 @@ import json
 import multiprocessing
 import pickle
 import shutil
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -46,6 +48,7 @@ JOBS = [
     Job(framework, mode, "cpu") for framework in ("pytorch", "chainer") for mode in ("autograd", "explicit")
 ]
 KEPT = Job("pytorch", "autograd", "cpu")  # the one job whose checkpoint the tests read
+T = TypeVar("T")
 
 
 def make_project(folder: Path, n_train: int = 8, **train_changes) -> Path:
@@ -77,9 +80,15 @@ def train_all(folder: Path) -> Trained:
     memory both frameworks' training takes (and their allocators keep) goes with it instead of
     staying in the test process for the rest of the session. Only KEPT's checkpoint is kept (each
     is about 460 MB), so at most two are on disk at a time."""
-    spawn = multiprocessing.get_context("spawn")  # a fork of the test process would inherit its memory
+    return in_own_process(_train_all_here, folder)
+
+
+def in_own_process(function: Callable[..., T], *args) -> T:
+    """function(*args) in a fresh process (spawned: a fork of the test process would inherit its
+    memory), in this working directory; what it raises is raised here."""
+    spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-        return pool.submit(_train_all_here, folder).result()
+        return pool.submit(function, *args).result()
 
 
 def train_all_once(root: Path) -> Trained:
