@@ -1,16 +1,18 @@
 """Fixtures shared by the tests: the session's own measurement lock; the tiny project trained once
 per test run (tests/tiny_training.py); for the backend tests, one batch and one set of weights,
-whose float64 ReLU and pooling margins tests/test_backends.py checks."""
+whose float64 ReLU and pooling margins tests/test_backends.py checks, and a narrow network for the
+float64 optimiser tests. Also the order in which pytest-xdist's workers take the test files."""
 
 from __future__ import annotations
 
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 import pytest
-from tiny_training import Trained, train_all
+from tiny_training import Trained, train_all, train_all_once
 
 from deeppose import model as spec
 from deeppose.measure import allocator
@@ -40,11 +42,48 @@ def keep_the_test_process_allocator() -> Iterator[None]:
         yield
 
 
+# The shared training's folder under the run's temporary root, when pytest-xdist runs workers.
+SHARED_TRAINED = "trained-shared"
+# The test files that take longest (an engine's pipeline, a live cluster, compiles), started first:
+# with one file per worker at a time (`--dist loadfile`), a long file started last would run alone
+# at the end while the other core idles.
+LONGEST_FIRST = (
+    "test_workflow.py",
+    "test_slurm.py",
+    "test_engine_reruns.py",
+    "test_new_backends.py",
+    "test_train.py",
+    "test_timing.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """LONGEST_FIRST's files before the others, each file's tests in their own order."""
+
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """pytest-xdist's controller removes the workers' shared training once they have all ended
+    (none of them can tell whether another still reads it)."""
+    if getattr(session.config.option, "numprocesses", None) and not hasattr(session.config, "workerinput"):
+        root = session.config._tmp_path_factory.getbasetemp()
+        shutil.rmtree(root / SHARED_TRAINED, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
+def trained(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[Trained]:
     """The tiny project, every framework and loss mode trained once for the whole test run (the
-    tests that only read a finished run share it); its folder, with KEPT's checkpoint, goes at the
-    end. A test must not write into it: copy it, or work in a folder of its own."""
+    tests that only read a finished run share it, in every pytest-xdist worker); its folder, with
+    KEPT's checkpoint, goes at the end. A test must not write into it: copy it, or work in a folder
+    of its own."""
+    if worker_id != "master":
+        yield train_all_once(tmp_path_factory.getbasetemp().parent / SHARED_TRAINED)
+        return  # pytest_sessionfinish removes it
     folder = tmp_path_factory.mktemp("trained")
     yield train_all(folder)
     shutil.rmtree(folder, ignore_errors=True)
@@ -62,3 +101,29 @@ def batch() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def weights() -> dict[str, np.ndarray]:
     return spec.init_weights(seed=3)
+
+
+NARROW_FC = 64  # the width of fc6 and fc7 in the optimiser tests' network (AlexNet's: 4096)
+
+
+@pytest.fixture
+def narrow_weights(monkeypatch) -> dict[str, np.ndarray]:
+    """Every backend built in the test has fc6 and fc7 NARROW_FC wide (deeppose.model's layer table,
+    patched for the test), and these are its seeded initial weights. An update rule acts weight by
+    weight, so the optimiser tests need every kind of layer, not AlexNet's width: in float64 with
+    Adam's moments, the full network and the copies compared took 4-6 GB per test process, this one
+    takes under 100 MB."""
+    full = spec.linears
+
+    def narrow(n_joints: int = spec.N_JOINTS) -> tuple[spec.Linear, ...]:
+        fc6, fc7, fc8 = full(n_joints)
+        return (
+            replace(fc6, out_features=NARROW_FC),
+            replace(fc7, in_features=NARROW_FC, out_features=NARROW_FC),
+            replace(fc8, in_features=NARROW_FC),
+        )
+
+    monkeypatch.setattr(spec, "linears", narrow)
+    weights = spec.init_weights(seed=3)
+    assert weights["fc7.W"].shape == (NARROW_FC, NARROW_FC)
+    return weights

@@ -4,18 +4,19 @@ dropout, compile time, memory probe, training curves and resume.
 Compiles are the cost here (on 2 busy cores: XLA about 5 s per step in float32, 30 s in float64;
 Inductor 20-60 s per graph), so each compiled backend is built once per module and shared;
 tests that compile AlexNet in float64 or under Inductor are marked slow (`-m "not slow"` skips
-them). XLA's float64 convolutions are slow on CPU (about 20 s for one step at batch 2), hence
-the jax float64 optimiser test reuses the gradients of the agreement check.
+them). The float64 optimiser test runs on conftest's narrow network, from PyTorch's gradients.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 from test_backends import EXACT, NO_DROPOUT, disagreements, loss_inputs, rel_err, run_core
-from tiny_training import KEPT, losses, make_project
+from tiny_training import KEPT, in_own_process, losses, make_project
 
 from deeppose import model as spec
 from deeppose.backends import create_backend
@@ -24,13 +25,14 @@ from deeppose.errors import DeepPoseError
 from deeppose.grid import LOSS_MODES, Job
 from deeppose.measure.memory_probe import host_peak
 from deeppose.optimizer import OptimizerConfig
+from deeppose.records import paths
 from deeppose.train import train
 
 COMPILED = ("jax", "pytorch_compile")
 
 
 # Module fixtures keep results, not backends: a float64 AlexNet with gradients and Adam state
-# holds about 1.8 GB, and the whole suite runs in one process.
+# holds about 1.8 GB, and each test process runs many test files.
 @pytest.fixture(scope="module")
 def torch64(weights, batch) -> dict:
     return run_core({"pytorch": create_backend("pytorch", "cpu", threads=2, dtype="float64")}, weights, batch)
@@ -44,11 +46,6 @@ def torch32(weights, batch) -> dict:
 
 
 @pytest.fixture(scope="module")
-def jax64(weights, batch) -> dict:
-    return run_core({"jax": create_backend("jax", "cpu", threads=2, dtype="float64")}, weights, batch)
-
-
-@pytest.fixture(scope="module")
 def jax32() -> object:
     return create_backend("jax", "cpu", threads=2)
 
@@ -56,14 +53,11 @@ def jax32() -> object:
 # --- agreement with eager PyTorch -----------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("framework", COMPILED)
-def test_float64_output_loss_and_every_gradient_equal_pytorch(framework, torch64, jax64, weights, batch):
+def test_float64_output_loss_and_every_gradient_equal_pytorch(framework, torch64, weights, batch):
     """The same exact tolerance as PyTorch vs Chainer in test_backends.py, in both loss modes."""
-    if framework == "jax":
-        results = jax64
-    else:
-        results = run_core(
-            {framework: create_backend(framework, "cpu", threads=2, dtype="float64")}, weights, batch
-        )
+    results = run_core(
+        {framework: create_backend(framework, "cpu", threads=2, dtype="float64")}, weights, batch
+    )
     for mode in LOSS_MODES:
         assert set(results[framework, mode][2]) == set(spec.weight_shapes())
         assert disagreements(results[framework, mode], torch64["pytorch", mode], EXACT) == [], mode
@@ -120,28 +114,26 @@ def test_check_grads_catches_a_wrong_jax_backward():
 # --- optimisers --------------------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["momentum_sgd", "adam"])
-def test_jax_optimizer_steps_agree_with_pytorch_and_state_round_trips(optimizer, jax64, weights, batch):
-    """Two updates from the same gradients (the explicit-mode gradients of the agreement check,
-    already equal to PyTorch's to 1e-10), in float64: the update rules, momentum, Adam's bias
-    correction and eps placement are compared, not gradients."""
+def test_jax_optimizer_steps_agree_with_pytorch_and_state_round_trips(optimizer, narrow_weights, batch):
+    """Two updates from the same gradients (PyTorch's, of the explicit mode, given to both), in
+    float64, on conftest's narrow network: the update rules, momentum, Adam's bias
+    correction and eps placement are compared, not gradients (the agreement check compares those)."""
+    weights = narrow_weights
     config = OptimizerConfig(name=optimizer, lr=1e-3)
     after, states = {}, {}
-    # one float64 backend at a time (each holds about 1.8 GB with Adam's state)
     torch_backend = create_backend("pytorch", "cpu", threads=2, dtype="float64")
     torch_backend.load_weights(weights, NO_DROPOUT)
     torch_backend.set_optimizer(config)
     torch_backend.zero_grad()
     torch_backend.forward_backward(*(torch_backend.to_device(a) for a in batch), "explicit")
+    gradients = {name: value.copy() for name, value in torch_backend.gradients().items()}  # not views
     for _ in range(2):
         torch_backend.optimizer_step()
     after["pytorch"], states["pytorch"] = torch_backend.export_weights(), torch_backend.optimizer_state()
-    del torch_backend
     jax_backend = create_backend("jax", "cpu", threads=2, dtype="float64")
     jax_backend.load_weights(weights, NO_DROPOUT)
     jax_backend.set_optimizer(config)
-    jax_backend.grads = {
-        name: jax_backend.to_device(value) for name, value in jax64["jax", "explicit"][2].items()
-    }
+    jax_backend.grads = {name: jax_backend.to_device(value) for name, value in gradients.items()}
     for _ in range(2):
         jax_backend.optimizer_step()
     jax_backend.synchronize()
@@ -289,12 +281,31 @@ def project(tmp_path, monkeypatch):
     return params
 
 
+def _train(params: Path, job: Job, stop_after_checkpoint: bool = False) -> dict:
+    """train() of `job`, for in_own_process: a compiled framework's training (its compiled code and
+    buffers, the pages the allocator keeps) took the test process to 7 GB when run in it. Stopped
+    after its first checkpoint if asked, as a killed run would be."""
+    from deeppose import checkpoint
+    from deeppose import train as train_module
+
+    if stop_after_checkpoint:
+        save = checkpoint.save
+
+        def save_then_stop(*args, **kwargs):
+            save(*args, **kwargs)
+            raise Stopped
+
+        train_module.ckpt.save = save_then_stop
+    return train(load_params(params), job, progress=False)
+
+
 def _curves(project, framework: str) -> dict[str, np.ndarray]:
-    params = load_params(project)
     curves = {}
     for mode in LOSS_MODES:
-        train(params, Job(framework, mode, "cpu"), progress=False)
-        curves[mode] = losses(Job(framework, mode, "cpu"))
+        job = Job(framework, mode, "cpu")
+        in_own_process(_train, project, job)
+        curves[mode] = losses(job)
+        shutil.rmtree(paths.checkpoint_dir(job))  # unread: one checkpoint on disk at a time
     return curves
 
 
@@ -323,8 +334,6 @@ def test_a_resumed_jax_run_continues_exactly(tmp_path, monkeypatch):
     """Stopped after the first epoch's checkpoint, rerun: the same log losses and final weights
     as one uninterrupted run (Adam, so the step count matters)."""
     from deeppose import checkpoint
-    from deeppose import train as train_module
-    from deeppose.records import paths
 
     job = Job("jax", "autograd", "cpu")
     finals = {}
@@ -333,20 +342,13 @@ def test_a_resumed_jax_run_continues_exactly(tmp_path, monkeypatch):
         params = make_project(folder, n_train=8, epochs=2, optimizer="adam", lr=0.0003)
         monkeypatch.chdir(folder)
         if name == "stopped":
-            save = checkpoint.save
-
-            def save_then_stop(*args, **kwargs):
-                save(*args, **kwargs)
-                raise Stopped
-
-            monkeypatch.setattr(train_module.ckpt, "save", save_then_stop)
             with pytest.raises(Stopped):
-                train(load_params(params), job, progress=False)
-            monkeypatch.setattr(train_module.ckpt, "save", save)
-        result = train(load_params(params), job, progress=False)
+                in_own_process(_train, params, job, True)
+        result = in_own_process(_train, params, job)
         assert result["resumed_from_epoch"] == (1 if name == "stopped" else 0)
         with np.load(paths.checkpoint_dir(job) / checkpoint.FILE_NAME) as data:
             finals[name] = {k: data[k] for k in data.files if k.startswith(("weight/", "optimizer/"))}
+        shutil.rmtree(paths.checkpoint_dir(job))  # read: one run's checkpoint on disk at a time
         finals[name]["losses"] = losses(job)
     assert len(finals["clean"]["losses"]) == 4
     for key, value in finals["clean"].items():

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +38,9 @@ def checkpoint_file(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def interrupted(tmp_path_factory) -> Path:
-    """A project whose training was killed after epoch 1's checkpoint (and its log lines)."""
+def interrupted(tmp_path_factory) -> Iterator[Path]:
+    """A project whose training was killed after epoch 1's checkpoint (and its log lines); removed
+    with its checkpoint when the module ends."""
     folder = tmp_path_factory.mktemp("interrupted")
     make_project(folder, n_train=N_TRAIN, epochs=EPOCHS)
     env = dict(os.environ, PYTHONPATH=str(ROOT), DEEPPOSE_MEASURE_LOCK=str(folder / "measure.lock"))
@@ -63,7 +65,8 @@ def interrupted(tmp_path_factory) -> Path:
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert checkpoint.read(checkpoint_file(folder)).epoch == 1
-    return folder
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture()

@@ -146,7 +146,9 @@ def project_files(project: Path) -> set[str]:
 @pytest.fixture(scope="module")
 def runs(cluster, tmp_path_factory):
     """The tiny pipeline run twice from scratch, at the same time: through the Slurm profile and
-    locally with `--cores 2` (the cluster's jobs mostly wait on Snakemake and Slurm, not the CPU)."""
+    locally with `--cores 2` (the cluster's jobs mostly wait on Snakemake and Slurm, not the CPU).
+    The lists of files both wrote are kept, their checkpoints are not (no test reads one); both
+    projects go when the module ends."""
     local = tiny_project(tmp_path_factory.mktemp("local") / "project")
     remote = tiny_project(tmp_path_factory.mktemp("slurm") / "project")
     env = project_env(remote, cluster)
@@ -167,14 +169,20 @@ def runs(cluster, tmp_path_factory):
     jobs = squeue_jobs(env, run_id_of(output))
     durations = ", ".join(f"{job['comment'].removeprefix('rule_')} {seconds(job):.0f}" for job in jobs)
     print(f"\nSnakemake through Slurm: {wall:.0f} s; Slurm jobs (s): {durations}")
-    return {
+    files = {"project_files": project_files(remote), "local_files": project_files(local)}
+    for project in (local, remote):
+        shutil.rmtree(project / "checkpoints", ignore_errors=True)
+    yield {
         "project": remote,
         "env": env,
         "jobs": jobs,
         "local": local,
         "local_returncode": local_run.returncode,
         "local_output": local_output,
+        **files,
     }
+    for project in (local, remote):
+        shutil.rmtree(project.parent, ignore_errors=True)
 
 
 def seconds(job: dict[str, str]) -> float:
@@ -232,8 +240,8 @@ def test_the_slurm_profile_runs_the_pipeline_on_the_cluster(runs):
 def test_a_local_run_writes_the_same_files_with_identical_data(runs):
     remote, local = runs["project"], runs["local"]
     assert runs["local_returncode"] == 0, runs["local_output"][-4000:]
-    assert project_files(local) == project_files(remote)
-    data = sorted(name for name in project_files(local) if name.startswith("data/") and "/." not in name)
+    assert runs["local_files"] == runs["project_files"]
+    data = sorted(name for name in runs["local_files"] if name.startswith("data/") and "/." not in name)
     data += ["results/data/prepare.json", "reports/data/prepared_samples.png"]
     assert len(data) > 24  # 24 images, joints.mat, the prepared arrays
     _, mismatch, errors = filecmp.cmpfiles(local, remote, data, shallow=False)

@@ -3,20 +3,25 @@ SGD, batch 4, 2 epochs, one thread.
 
     make_project(folder, n_train=8, **train_changes)  # writes prepared/ and params.yaml
     train_all(folder)                                  # every JOB trained once: a Trained
+    train_all_once(root)                               # in root/project, shared by a run's processes
 
-conftest.py's session fixture `trained` calls train_all once per test run; every test that only
-reads a finished run of this project (its curves, metrics, log or KEPT's checkpoint) takes it
-instead of training again.
+conftest.py's session fixture `trained` trains once per test run (once for all of pytest-xdist's
+workers); every test that only reads a finished run of this project (its curves, metrics, log or
+KEPT's checkpoint) takes it instead of training again.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import multiprocessing
+import pickle
 import shutil
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -43,6 +48,7 @@ JOBS = [
     Job(framework, mode, "cpu") for framework in ("pytorch", "chainer") for mode in ("autograd", "explicit")
 ]
 KEPT = Job("pytorch", "autograd", "cpu")  # the one job whose checkpoint the tests read
+T = TypeVar("T")
 
 
 def make_project(folder: Path, n_train: int = 8, **train_changes) -> Path:
@@ -74,9 +80,28 @@ def train_all(folder: Path) -> Trained:
     memory both frameworks' training takes (and their allocators keep) goes with it instead of
     staying in the test process for the rest of the session. Only KEPT's checkpoint is kept (each
     is about 460 MB), so at most two are on disk at a time."""
-    spawn = multiprocessing.get_context("spawn")  # a fork of the test process would inherit its memory
+    return in_own_process(_train_all_here, folder)
+
+
+def in_own_process(function: Callable[..., T], *args) -> T:
+    """function(*args) in a fresh process (spawned: a fork of the test process would inherit its
+    memory), in this working directory; what it raises is raised here."""
+    spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-        return pool.submit(_train_all_here, folder).result()
+        return pool.submit(function, *args).result()
+
+
+def train_all_once(root: Path) -> Trained:
+    """train_all(root / "project") in the first process that asks; every later one, in this or
+    another process of the same test run (pytest-xdist's workers), waits for it and reads its
+    Trained (pickled beside the project)."""
+    root.mkdir(parents=True, exist_ok=True)
+    record = root / "trained.pickle"
+    with open(root / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or its process dies
+        if not record.exists():
+            record.write_bytes(pickle.dumps(train_all(root / "project")))
+        return pickle.loads(record.read_bytes())
 
 
 def _train_all_here(folder: Path) -> Trained:
