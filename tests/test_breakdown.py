@@ -623,3 +623,20 @@ def test_report_section_without_results(report_params: Params, tmp_path: Path, m
         in markdown
     )
     assert "![" not in markdown and not figures.plan(findings)
+
+
+def test_one_profiled_process_keeps_its_core_times_and_every_layer_event(tmp_path: Path) -> None:
+    """The `breakdown-process` child, in process at batch 1: a timed core run and a profiled one
+    per repeat, each repeat's events labelled with it (the fast tier's only run of this module)."""
+    from deeppose.breakdown_process import measure_process
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    raw["breakdown"]["repeats"], raw["timing"]["warmup"] = 2, 0
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    measured = measure_process(
+        load_params(tmp_path / "params.yaml"), Job("pytorch", "autograd", "cpu", 0), synthetic=True
+    )
+    assert len(measured["core_samples_s"]) == len(measured["profiled_core_samples_s"]) == 2
+    assert all(t > 0 for t in measured["core_samples_s"] + measured["profiled_core_samples_s"])
+    assert {event["repeat"] for event in measured["events"]} == {0, 1}
+    assert measured["tool"] and measured["versions"]
