@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_workflow import BIN, copy_project, edit_params, engine_env, run
+from tiny_training import train_command
 
 from deeppose.grid import Job
 
@@ -147,21 +148,7 @@ def test_an_engine_resumes_a_killed_job_to_the_uninterrupted_result(tmp_path, en
     assert resumed["resumed_from_epoch"] == 1
     assert_whole(resumed, resumed_curve, epochs)
 
-    run(
-        [
-            str(BIN / "python"),
-            "-m",
-            "deeppose",
-            "train",
-            "--framework",
-            framework,
-            "--loss",
-            "autograd",
-            "--device",
-            "cpu",
-        ],
-        project,
-    )
+    run(train_command(framework, str(BIN / "python")), project)
     clean, clean_curve, clean_weights = train_outputs(project, job)
     assert clean["resumed_from_epoch"] == 0
     assert [(r[0], r[1], r[3]) for r in resumed_curve] == [(r[0], r[1], r[3]) for r in clean_curve]

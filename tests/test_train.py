@@ -9,14 +9,13 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from tiny_training import KEPT, ROOT, TINY_TRAIN, Trained, losses, make_project
+from tiny_training import KEPT, ROOT, TINY_TRAIN, Trained, losses, make_project, train_command
 
 from deeppose import checkpoint
 from deeppose import model as spec
@@ -159,21 +158,6 @@ def test_checkpoints_hold_no_code_and_have_the_expected_size(in_trained):
     check_checkpoint_size(file, KEPT.framework, TINY_TRAIN["optimizer"])
 
 
-def _train_command(framework: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "deeppose",
-        "train",
-        "--framework",
-        framework,
-        "--loss",
-        "autograd",
-        "--device",
-        "cpu",
-    ]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "framework, optimizer", [("pytorch", "adam"), ("chainer", "adam"), ("chainer", "momentum_sgd")]
@@ -191,7 +175,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, framework, optimizer):
         job = Job(framework, "autograd", "cpu")
         if name == "killed":
             process = subprocess.Popen(
-                _train_command(framework),
+                train_command(framework),
                 cwd=folder,
                 env=env,
                 stdout=subprocess.DEVNULL,
@@ -205,9 +189,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, framework, optimizer):
             process.wait()
             assert ckpt_file.exists()
             assert not (folder / paths.train_metrics(job)).exists()
-        result = subprocess.run(
-            _train_command(framework), cwd=folder, env=env, capture_output=True, text=True
-        )
+        result = subprocess.run(train_command(framework), cwd=folder, env=env, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
         metrics = json.loads((folder / paths.train_metrics(job)).read_text())
         if name == "killed":

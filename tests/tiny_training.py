@@ -17,6 +17,7 @@ import json
 import multiprocessing
 import pickle
 import shutil
+import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -115,3 +116,19 @@ def _train_all_here(folder: Path) -> Trained:
             if job != KEPT:
                 shutil.rmtree(paths.checkpoint_dir(job))
     return Trained(params, results, curves)
+
+
+def train_command(framework: str, python: str = sys.executable) -> list[str]:
+    """The command line of one framework's autograd training job on cpu."""
+    return [
+        python,
+        "-m",
+        "deeppose",
+        "train",
+        "--framework",
+        framework,
+        "--loss",
+        "autograd",
+        "--device",
+        "cpu",
+    ]
