@@ -35,18 +35,12 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 CLUSTER = ROOT / "tests" / "slurm" / "cluster.sh"
 PARTITION = "debug"  # cluster.sh's partition
 CORES = os.cpu_count() or 1
-# The tiny pipeline: a few images, 1 epoch, batch exponents 0-1, 2 timing repeats.
+# test_workflow's tiny pipeline (copy_project) with PyTorch only, more images and batch exponents 0-1.
 TINY_SLURM = {
     "data": {"synthetic": {"images": 24, "test": 8}},
-    "train": {"batch_size": 4, "epochs": 1, "threads": 1},
-    "grid": {
-        "frameworks": ["pytorch"],
-        "loss_modes": ["autograd"],
-        "batch_exponents": [0, 1],
-        "devices": ["cpu"],
-    },
-    "timing": {"warmup": 1, "repeats": 2, "threads": 1},
-    "breakdown": {"batch_exponents": [0], "repeats": 1, "processes": 2},
+    "train": {"batch_size": 4, "epochs": 1},
+    "grid": {"frameworks": ["pytorch"], "batch_exponents": [0, 1]},
+    "timing": {"warmup": 1, "repeats": 2},
 }
 MEASURING = ("train", "time", "peak", "breakdown")
 # The profile's values a one-node test cluster cannot satisfy, replaced on the command line.
