@@ -3,9 +3,11 @@
     .venv/bin/python benchmarks/agreement_margins.py
 
 The tests in tests/test_backends.py and tests/test_new_backends.py compare PyTorch, Chainer and
-JAX on one batch (seed 7) and one set of weights (seed 3): exactly in float64 (bound 1e-10), and
+JAX on one batch (seed 7) and one set of weights (seed 3): exactly in float64 (bound 1e-10; the
+PyTorch/Chainer check on AlexNet with fc6 and fc7 64 wide, to bound the test process's memory), and
 in float32 for outputs and losses only (bound 1e-4), because a float32 pre-activation this close
 to zero (2e-8 in conv3) changes sign with the CPU's kernels and reroutes a gradient. This prints,
+on the full network,
 for both dtypes, each framework's largest relative difference from PyTorch (output, loss, worst
 gradient) and between its own loss modes, and the float64 distance of every ReLU and max-pool
 choice from a flip, so the margin of each bound can be read on whatever CPU runs it.
@@ -21,8 +23,8 @@ import numpy as np
 from deeppose import model as spec
 from deeppose.backends import create_backend
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' own helpers, not copies
-from tests.test_backends import EXACT, rel_err, relu_and_pool_margins, run_core  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' own helpers, not copies
+from test_backends import EXACT, rel_err, relu_and_pool_margins, run_core  # noqa: E402
 
 FRAMEWORKS = ("pytorch", "chainer", "jax")
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import replace
 
 import numpy as np
 import pytest
+from narrow_network import narrow_fc
 from tiny_training import Trained, train_all, train_all_once
 
 from deeppose import model as spec
@@ -103,9 +103,6 @@ def weights() -> dict[str, np.ndarray]:
     return spec.init_weights(seed=3)
 
 
-NARROW_FC = 64  # the width of fc6 and fc7 in the optimiser tests' network (AlexNet's: 4096)
-
-
 @pytest.fixture
 def narrow_weights(monkeypatch) -> dict[str, np.ndarray]:
     """Every backend built in the test has fc6 and fc7 NARROW_FC wide (deeppose.model's layer table,
@@ -113,17 +110,4 @@ def narrow_weights(monkeypatch) -> dict[str, np.ndarray]:
     weight, so the optimiser tests need every kind of layer, not AlexNet's width: in float64 with
     Adam's moments, the full network and the copies compared took 4-6 GB per test process, this one
     takes under 100 MB."""
-    full = spec.linears
-
-    def narrow(n_joints: int = spec.N_JOINTS) -> tuple[spec.Linear, ...]:
-        fc6, fc7, fc8 = full(n_joints)
-        return (
-            replace(fc6, out_features=NARROW_FC),
-            replace(fc7, in_features=NARROW_FC, out_features=NARROW_FC),
-            replace(fc8, in_features=NARROW_FC),
-        )
-
-    monkeypatch.setattr(spec, "linears", narrow)
-    weights = spec.init_weights(seed=3)
-    assert weights["fc7.W"].shape == (NARROW_FC, NARROW_FC)
-    return weights
+    return narrow_fc(monkeypatch)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from narrow_network import narrow_fc
 
 from deeppose import model as spec
 from deeppose.backends import create_backend
@@ -60,25 +61,39 @@ def run_core(backends: dict, weights, batch) -> dict:
 
 @pytest.fixture(scope="module")
 def core_outputs(weights, batch) -> dict:
-    """Float32 outputs and losses of the eager frameworks (their gradients are not compared)."""
-    results = run_core(fresh_backends(EAGER), weights, batch)
-    return {key: (output, loss) for key, (output, loss, _) in results.items()}
+    """Float32 outputs and losses of the eager frameworks (their gradients are not compared), one
+    network at a time: both at once, with their gradients, took 2.9 GB."""
+    outputs = {}
+    for name in EAGER:
+        results = run_core(fresh_backends((name,)), weights, batch)
+        outputs.update({key: (output, loss) for key, (output, loss, _) in results.items()})
+    return outputs
 
 
 @dataclass(frozen=True)
 class Agreement64:
     """What differs by more than EXACT between the float64 results of the eager frameworks: each
-    framework's two loss modes, and the two frameworks in each mode; and PyTorch's gradient names.
-    Only these outlive the fixture, not the four sets of float64 gradients (about 1.9 GB)."""
+    framework's two loss modes, and the two frameworks in each mode; PyTorch's gradient names and
+    the network's; and how far the batch sits from a ReLU or pooling tie (`relu_and_pool_margins`)."""
 
     between_modes: dict[str, list[str]]
     between_frameworks: dict[str, list[str]]
     gradient_names: dict[str, set[str]]
+    network_names: set[str]
+    margins: tuple[float, float]
 
 
 @pytest.fixture(scope="module")
-def agreement64(weights, batch) -> Agreement64:
-    results = run_core(fresh_backends(EAGER, "float64"), weights, batch)
+def agreement64(batch) -> Agreement64:
+    """The float64 comparisons run on AlexNet with fc6 and fc7 NARROW_FC wide (conftest.narrow_fc):
+    every kind of layer, in a few hundred MB. At full width, the float64 networks and their
+    gradients made this the fast tier's largest process (5.3 GB); float32 runs the full network
+    (`core_outputs`)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        weights = narrow_fc(monkeypatch)
+        results = run_core(fresh_backends(EAGER, "float64"), weights, batch)
+        network_names = set(spec.weight_shapes())
+        margins = relu_and_pool_margins(weights, batch[0])
     return Agreement64(
         between_modes={
             name: disagreements(results[name, "explicit"], results[name, "autograd"], EXACT) for name in EAGER
@@ -88,6 +103,8 @@ def agreement64(weights, batch) -> Agreement64:
             for mode in LOSS_MODES
         },
         gradient_names={mode: set(results["pytorch", mode][2]) for mode in LOSS_MODES},
+        network_names=network_names,
+        margins=margins,
     )
 
 
@@ -240,10 +257,10 @@ def test_gradcheck_catches_a_wrong_backward():
 
 
 # --- the network across frameworks ----------------------------------------------------------
-def test_float64_comparisons_sit_far_from_every_relu_and_pooling_tie(weights, batch):
+def test_float64_comparisons_sit_far_from_every_relu_and_pooling_tie(agreement64):
     """Float64 rounding (about 1e-15 of values near 1) cannot flip any routing decision here; in
     float32 one conv3 pre-activation of this very batch (2e-8) flips with oneDNN on some CPUs."""
-    relu, pool = relu_and_pool_margins(weights, batch[0])
+    relu, pool = agreement64.margins
     assert relu > 1e-12 and pool > 1e-12, (relu, pool)
 
 
@@ -254,7 +271,7 @@ def test_explicit_and_autograd_agree_in_each_framework(agreement64, framework):
 
 @pytest.mark.parametrize("mode", LOSS_MODES)
 def test_pytorch_and_chainer_agree(agreement64, mode):
-    assert agreement64.gradient_names[mode] == set(spec.weight_shapes())
+    assert agreement64.gradient_names[mode] == agreement64.network_names
     assert agreement64.between_frameworks[mode] == []
 
 
@@ -268,8 +285,9 @@ def test_float32_outputs_and_losses_agree_across_frameworks(core_outputs, mode):
     assert loss_c == pytest.approx(loss_t, rel=1e-4)
 
 
-def test_float64_agreement_catches_a_gradient_off_by_one_part_in_a_million(backends64, weights, batch):
-    """The check above can fail: a PyTorch backend whose conv2 gradient is 1e-6 off is caught."""
+def test_float64_agreement_catches_a_gradient_off_by_one_part_in_a_million(backends64, narrow_weights, batch):
+    """The check above can fail: a PyTorch backend whose conv2 gradient is 1e-6 off is caught (on
+    the network the check runs on)."""
     from deeppose.backends.pytorch import Backend as TorchBackend
 
     class Perturbed(TorchBackend):
@@ -278,8 +296,8 @@ def test_float64_agreement_catches_a_gradient_off_by_one_part_in_a_million(backe
             grads["conv2.W"] = grads["conv2.W"] * (1 + 1e-6)
             return grads
 
-    perturbed = run_core({"pytorch": Perturbed("cpu", threads=2, dtype="float64")}, weights, batch)
-    reference = run_core({"chainer": backends64["chainer"]}, weights, batch)
+    perturbed = run_core({"pytorch": Perturbed("cpu", threads=2, dtype="float64")}, narrow_weights, batch)
+    reference = run_core({"chainer": backends64["chainer"]}, narrow_weights, batch)
     for mode in LOSS_MODES:
         assert disagreements(perturbed["pytorch", mode], reference["chainer", mode], EXACT) == ["conv2.W"]
 

@@ -1,0 +1,32 @@
+"""AlexNet with narrow fully connected layers, for the tests that need every kind of layer in
+float64 but not AlexNet's width (fc6 alone holds 38 M weights)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from deeppose import model as spec
+
+NARROW_FC = 64  # the width of fc6 and fc7 here (AlexNet's: 4096)
+
+
+def narrow_fc(monkeypatch: pytest.MonkeyPatch) -> dict[str, np.ndarray]:
+    """Patch deeppose.model's fc6 and fc7 to NARROW_FC wide for as long as `monkeypatch` lasts, and
+    return that network's seeded initial weights."""
+    full = spec.linears
+
+    def narrow(n_joints: int = spec.N_JOINTS) -> tuple[spec.Linear, ...]:
+        fc6, fc7, fc8 = full(n_joints)
+        return (
+            replace(fc6, out_features=NARROW_FC),
+            replace(fc7, in_features=NARROW_FC, out_features=NARROW_FC),
+            replace(fc8, in_features=NARROW_FC),
+        )
+
+    monkeypatch.setattr(spec, "linears", narrow)
+    weights = spec.init_weights(seed=3)
+    assert weights["fc7.W"].shape == (NARROW_FC, NARROW_FC)
+    return weights
