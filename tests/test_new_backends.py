@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_backends import EXACT, NO_DROPOUT, disagreements, loss_inputs, rel_err, run_core
-from tiny_training import KEPT, in_own_process, losses, make_project
+from tiny_training import KEPT, checkpoint_digests, in_own_process, losses, make_project
 
 from deeppose import model as spec
 from deeppose.backends import create_backend
@@ -34,11 +34,6 @@ COMPILED = ("jax", "pytorch_compile")
 # Module fixtures keep results, not backends: a float64 AlexNet with gradients and Adam state
 # holds about 1.8 GB, and each test process runs many test files.
 @pytest.fixture(scope="module")
-def torch64(weights, batch) -> dict:
-    return run_core({"pytorch": create_backend("pytorch", "cpu", threads=2, dtype="float64")}, weights, batch)
-
-
-@pytest.fixture(scope="module")
 def torch32(weights, batch) -> dict:
     """Outputs and losses only: float32 gradients are not compared (see test_backends.py)."""
     results = run_core({"pytorch": create_backend("pytorch", "cpu", threads=2)}, weights, batch)
@@ -51,17 +46,59 @@ def jax32() -> object:
 
 
 # --- agreement with eager PyTorch -----------------------------------------------------------
-@pytest.mark.slow
-@pytest.mark.parametrize("framework", COMPILED)
-def test_float64_output_loss_and_every_gradient_equal_pytorch(framework, torch64, weights, batch):
-    """The same exact tolerance as PyTorch vs Chainer in test_backends.py, in both loss modes."""
+def float64_disagreements(framework: str, batch: tuple) -> dict[str, list[str]]:
+    """What differs by more than EXACT between `framework`'s float64 AlexNet and eager PyTorch's
+    (each loss mode; then its two modes, and its gradient names), run in a process of its own: two
+    full-width float64 networks and their gradients took the test process to 4.1 GB. Full width,
+    not tests/narrow_network.py's: with fc6 and fc7 64 wide, Inductor's compiled backward gives
+    zero conv gradients (test_inductor_zeroes_gradients_through_relu_then_max_pool)."""
+    weights = spec.init_weights(seed=3)  # conftest's `weights`
+    eager = run_core(
+        {"pytorch": create_backend("pytorch", "cpu", threads=2, dtype="float64")}, weights, batch
+    )
     results = run_core(
         {framework: create_backend(framework, "cpu", threads=2, dtype="float64")}, weights, batch
     )
-    for mode in LOSS_MODES:
-        assert set(results[framework, mode][2]) == set(spec.weight_shapes())
-        assert disagreements(results[framework, mode], torch64["pytorch", mode], EXACT) == [], mode
-    assert disagreements(results[framework, "explicit"], results[framework, "autograd"], EXACT) == []
+    found = {
+        mode: disagreements(results[framework, mode], eager["pytorch", mode], EXACT) for mode in LOSS_MODES
+    }
+    found["modes"] = disagreements(results[framework, "explicit"], results[framework, "autograd"], EXACT)
+    found["names"] = [
+        mode for mode in LOSS_MODES if set(results[framework, mode][2]) != set(spec.weight_shapes())
+    ]
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("framework", COMPILED)
+def test_float64_output_loss_and_every_gradient_equal_pytorch(framework, batch):
+    """The same exact tolerance as PyTorch vs Chainer in test_backends.py, in both loss modes."""
+    found = in_own_process(float64_disagreements, framework, batch)
+    assert found == {"autograd": [], "explicit": [], "modes": [], "names": []}
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="torch 2.13's Inductor on CPU: a compiled backward through relu then max_pool2d gives zero gradients",
+)
+def test_inductor_zeroes_gradients_through_relu_then_max_pool():
+    """An upstream bug, found when the float64 comparison ran on a narrow AlexNet, reduced to one
+    conv, relu, max-pool and three linear layers. Strict: when a torch release fixes it, this test
+    fails and says so. The full-width AlexNet the benchmark runs is unaffected (the comparison above)."""
+    import torch
+
+    torch.manual_seed(0)
+    conv, pool = torch.nn.Conv2d(3, 256, 3, padding=1), torch.nn.MaxPool2d(3, 2)
+    head = torch.nn.Sequential(torch.nn.Linear(256 * 6 * 6, 64), torch.nn.ReLU(), torch.nn.Linear(64, 28))
+    x, target = torch.rand(2, 3, 13, 13), torch.rand(2, 28)
+
+    def loss(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return ((head(torch.flatten(pool(torch.relu(conv(x))), 1)) - target) ** 2).sum()
+
+    eager = torch.autograd.grad(loss(x, target), conv.weight)[0]
+    compiled = torch.autograd.grad(torch.compile(loss, dynamic=False)(x, target), conv.weight)[0]
+    torch.testing.assert_close(compiled, eager)
 
 
 def test_jax_float32_outputs_and_losses_agree_with_pytorch(jax32, torch32, weights, batch):
@@ -336,7 +373,7 @@ def test_a_resumed_jax_run_continues_exactly(tmp_path, monkeypatch):
     from deeppose import checkpoint
 
     job = Job("jax", "autograd", "cpu")
-    finals = {}
+    finals, curves = {}, {}
     for name in ("clean", "stopped"):
         folder = tmp_path / name
         params = make_project(folder, n_train=8, epochs=2, optimizer="adam", lr=0.0003)
@@ -346,10 +383,11 @@ def test_a_resumed_jax_run_continues_exactly(tmp_path, monkeypatch):
                 in_own_process(_train, params, job, True)
         result = in_own_process(_train, params, job)
         assert result["resumed_from_epoch"] == (1 if name == "stopped" else 0)
-        with np.load(paths.checkpoint_dir(job) / checkpoint.FILE_NAME) as data:
-            finals[name] = {k: data[k] for k in data.files if k.startswith(("weight/", "optimizer/"))}
+        finals[name] = checkpoint_digests(
+            paths.checkpoint_dir(job) / checkpoint.FILE_NAME, ("weight/", "optimizer/")
+        )
         shutil.rmtree(paths.checkpoint_dir(job))  # read: one run's checkpoint on disk at a time
-        finals[name]["losses"] = losses(job)
-    assert len(finals["clean"]["losses"]) == 4
-    for key, value in finals["clean"].items():
-        np.testing.assert_array_equal(finals["stopped"][key], value, err_msg=key)
+        curves[name] = losses(job)
+    assert len(curves["clean"]) == 4
+    np.testing.assert_array_equal(curves["stopped"], curves["clean"])
+    assert finals["stopped"] == finals["clean"]
