@@ -13,6 +13,7 @@ KEPT's checkpoint) takes it instead of training again.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import multiprocessing
 import pickle
@@ -67,6 +68,15 @@ def losses(job: Job) -> np.ndarray:
     """The iteration losses of `job`'s training log, in the working directory."""
     lines = [json.loads(line) for line in paths.train_log(job).read_text().splitlines()]
     return np.array([e["loss"] for e in lines if e["kind"] == "iteration"])
+
+
+def checkpoint_digests(file: Path, prefixes: tuple[str, ...] = ("weight/",)) -> dict[str, tuple]:
+    """(dtype, shape, SHA-256) of every array of a checkpoint whose name starts with one of
+    `prefixes`: two runs' checkpoints compared without holding both (AlexNet's weights and Adam's
+    moments are 0.7 GB a checkpoint)."""
+    with np.load(file, allow_pickle=False) as data:
+        arrays = ((name, data[name]) for name in data.files if name.startswith(prefixes))
+        return {name: (str(a.dtype), a.shape, hashlib.sha256(a.tobytes()).hexdigest()) for name, a in arrays}
 
 
 @dataclass(frozen=True)
