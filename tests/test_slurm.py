@@ -3,8 +3,9 @@
 `snakemake --profile workflow/profiles/slurm` runs the tiny pipeline with every job submitted by
 sbatch; the command line overrides only the partition, runtime, memory and threads of the
 profile. The test checks that every output is there and parses, that the Slurm jobs really ran
-(on the cluster, measuring jobs alone on the node), that a local `--cores 2` run writes the same
-files with byte-identical data, and that a job failing on the cluster is reported within a minute.
+(on the cluster, measuring jobs alone on the node), that a local `--cores 2` run of the data stages
+writes the same files with byte-identical data, and that a job failing on the cluster is reported
+within a minute.
 
 Needs root and Debian's packages (installed by tests/slurm/cluster.sh when missing); elsewhere it
 is skipped with the reason. Select it with `pytest -m slurm`.
@@ -30,16 +31,18 @@ from pathlib import Path
 import pytest
 from test_workflow import BIN, ROOT, copy_project, edit_params, engine_env, expected_outputs
 
+from deeppose.records import paths
+
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 CLUSTER = ROOT / "tests" / "slurm" / "cluster.sh"
 PARTITION = "debug"  # cluster.sh's partition
 CORES = os.cpu_count() or 1
-# test_workflow's tiny pipeline (copy_project) with PyTorch only, more images and batch exponents 0-1.
+# test_workflow's tiny pipeline (copy_project) with PyTorch only and more images.
 TINY_SLURM = {
     "data": {"synthetic": {"images": 24, "test": 8}},
     "train": {"batch_size": 4, "epochs": 1},
-    "grid": {"frameworks": ["pytorch"], "batch_exponents": [0, 1]},
+    "grid": {"frameworks": ["pytorch"]},
     "timing": {"warmup": 1, "repeats": 2},
 }
 MEASURING = ("train", "time", "peak", "breakdown")
@@ -139,16 +142,16 @@ def project_files(project: Path) -> set[str]:
 
 @pytest.fixture(scope="module")
 def runs(cluster, tmp_path_factory):
-    """The tiny pipeline run twice from scratch, at the same time: through the Slurm profile and
-    locally with `--cores 2` (the cluster's jobs mostly wait on Snakemake and Slurm, not the CPU).
-    The lists of files both wrote are kept, their checkpoints are not (no test reads one); both
-    projects go when the module ends."""
+    """The tiny pipeline run from scratch through the Slurm profile and, at the same time, its data
+    stages locally with `--cores 2` (only they write files whose bytes must not depend on where
+    they ran; test_workflow.py runs the whole pipeline locally). The lists of files both wrote are
+    kept, their checkpoints are not (no test reads one); both projects go when the module ends."""
     local = tiny_project(tmp_path_factory.mktemp("local") / "project")
     remote = tiny_project(tmp_path_factory.mktemp("slurm") / "project")
     env = project_env(remote, cluster)
     start = time.monotonic()
     local_run = subprocess.Popen(
-        [str(BIN / "snakemake"), "--cores", "2"],
+        [str(BIN / "snakemake"), "--cores", "2", str(paths.prepared_summary())],
         cwd=local, env=project_env(local), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
@@ -209,19 +212,19 @@ def test_the_slurm_profile_runs_the_pipeline_on_the_cluster(runs):
     missing = sorted(out for out in expected if not (project / out).exists())
     assert not missing
     for out in sorted(expected):
-        paths = [project / out] if (project / out).is_file() else sorted((project / out).rglob("*.*"))
-        assert paths, out
-        for path in (p for p in paths if not p.name.startswith(".")):
+        files = [project / out] if (project / out).is_file() else sorted((project / out).rglob("*.*"))
+        assert files, out
+        for path in (p for p in files if not p.name.startswith(".")):
             check_parses(path)
     results = sorted(path for path in (project / "results").rglob("*.json") if "cost" not in path.parts)
-    assert len(results) == 1 + 1 + 1 + 2 + 1  # prepare, peak, train metrics, time, breakdown
+    assert len(results) == 1 + 1 + 1 + 1 + 1  # prepare, peak, train metrics, time, breakdown
     # and every job, run on the cluster, recorded what it cost there
     assert len(list((project / "results" / "cost").rglob("*.json"))) == len(jobs)
 
     # Every job of the DAG was a Slurm job that completed, measuring jobs with the node to themselves.
     rules = [re.match(r"rule_([a-z]+)", job["comment"]).group(1) for job in jobs]
     assert sorted(rules) == sorted(
-        ["synthesize", "prepare", "peak", "report", "train", "time", "time", "breakdown"]
+        ["synthesize", "prepare", "peak", "report", "train", "time", "breakdown"]
     ), jobs
     assert {job["state"] for job in jobs} == {"COMPLETED"}, jobs
     measuring = [job for job, rule in zip(jobs, rules, strict=True) if rule in MEASURING]
@@ -231,12 +234,13 @@ def test_the_slurm_profile_runs_the_pipeline_on_the_cluster(runs):
         assert end <= start, spans  # one at a time on the node
 
 
-def test_a_local_run_writes_the_same_files_with_identical_data(runs):
+def test_a_local_run_of_the_data_stages_writes_the_same_files_with_identical_data(runs):
     remote, local = runs["project"], runs["local"]
     assert runs["local_returncode"] == 0, runs["local_output"][-4000:]
-    assert runs["local_files"] == runs["project_files"]
-    data = sorted(name for name in runs["local_files"] if name.startswith("data/") and "/." not in name)
-    data += ["results/data/prepare.json", "reports/data/prepared_samples.png"]
+    written = {"results/data/prepare.json", "reports/data/prepared_samples.png"}
+    remote_data = {name for name in runs["project_files"] if name.startswith("data/")}
+    assert written | remote_data <= runs["local_files"] <= runs["project_files"]
+    data = sorted(name for name in remote_data | written if "/." not in name)
     assert len(data) > 24  # 24 images, joints.mat, the prepared arrays
     _, mismatch, errors = filecmp.cmpfiles(local, remote, data, shallow=False)
     assert not mismatch and not errors, (mismatch, errors)

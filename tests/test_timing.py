@@ -719,8 +719,9 @@ def test_real_group_end_to_end(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    # One thread: with all cores, each process would contend with the other pytest worker's.
     params = write_params(
-        tmp_path, warmup=1, repeats=2, blocks=2, max_blocks=2, threads=0, optimizers=["adam"]
+        tmp_path, warmup=1, repeats=2, blocks=2, max_blocks=2, threads=1, optimizers=["adam"]
     )
     assert (
         cli.main(

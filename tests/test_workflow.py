@@ -415,18 +415,23 @@ def test_dvc_repro_produces_the_same_outputs_and_reruns_only_what_changed(pipeli
     reword(project, "deeppose/timing.py")
     assert dvc_stale(project) == {"fingerprint"}
     assert ran_stages(dvc(project, "repro").stdout) == {"fingerprint"}
+    # A backend's edit: what DVC would run is enough here, since the Snakemake test reruns the same
+    # jobs for real (a dry run cannot know that their new results will rerun the report). Undoing
+    # the edit makes every stage current again (the fingerprints come back byte for byte).
+    chainer = project / "deeppose" / "backends" / "chainer.py"
+    original = chainer.read_bytes()
     edit_code(project, "deeppose/backends/chainer.py")
     assert dvc_stale(project, refresh=False) == {"fingerprint"}  # `dvc status` alone runs nothing
     changed = dvc_stale(project) - {"fingerprint"}
     assert changed == {"train-chainer@autograd-cpu", "time@cpu-0", "breakdown@cpu-0"}
-    out = dvc(project, "repro").stdout
-    drop_checkpoints(project)
-    assert ran_stages(out) == changed | {"fingerprint", "report"}, out
+    out = dvc(project, "repro", "--dry").stdout
+    assert ran_stages(out) == changed | {"fingerprint"}, out
+    chainer.write_bytes(original)
+    assert dvc_stale(project) == set()
     assert dvc(project, "metrics", "show").returncode == 0
 
     # A timing parameter makes the timing group stale, nothing else; a new batch exponent adds its
-    # group and the report (its grid changed). What DVC would run is enough here: the edit above
-    # ran its stages for real, and a timing run is most of the pipeline's time.
+    # group and the report (its grid changed).
     edit_params(project, {"timing": {"repeats": 3}})
     assert dvc_stale(project) == {"time@cpu-0"}
     edit_params(project, {"grid": {"batch_exponents": [0, 1]}})
