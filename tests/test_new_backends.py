@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from narrow_network import narrow_fc
 from test_backends import EXACT, NO_DROPOUT, disagreements, loss_inputs, rel_err, run_core
 from tiny_training import KEPT, checkpoint_digests, in_own_process, losses, make_project
 
@@ -46,26 +47,30 @@ def jax32() -> object:
 
 
 # --- agreement with eager PyTorch -----------------------------------------------------------
+# The float64 comparisons' network: AlexNet with fc6 and fc7 narrow (tests/narrow_network.py),
+# as in test_backends.py, but for compiled PyTorch, whose Inductor backward gives zero conv
+# gradients on it (test_inductor_zeroes_gradients_through_relu_then_max_pool): full width there.
+NARROW_FLOAT64 = {"jax": True, "pytorch_compile": False}
+
+
 def float64_disagreements(framework: str, batch: tuple) -> dict[str, list[str]]:
     """What differs by more than EXACT between `framework`'s float64 AlexNet and eager PyTorch's
-    (each loss mode; then its two modes, and its gradient names), run in a process of its own: two
-    full-width float64 networks and their gradients took the test process to 4.1 GB. Full width,
-    not tests/narrow_network.py's: with fc6 and fc7 64 wide, Inductor's compiled backward gives
-    zero conv gradients (test_inductor_zeroes_gradients_through_relu_then_max_pool)."""
-    weights = spec.init_weights(seed=3)  # conftest's `weights`
-    eager = run_core(
-        {"pytorch": create_backend("pytorch", "cpu", threads=2, dtype="float64")}, weights, batch
-    )
-    results = run_core(
-        {framework: create_backend(framework, "cpu", threads=2, dtype="float64")}, weights, batch
-    )
+    (each loss mode; then its two modes, and its gradient names), in a process of its own: two
+    full-width float64 networks and their gradients took the test process to 4.1 GB."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        weights = narrow_fc(monkeypatch) if NARROW_FLOAT64[framework] else spec.init_weights(seed=3)
+        names = set(spec.weight_shapes())
+        eager = run_core(
+            {"pytorch": create_backend("pytorch", "cpu", threads=2, dtype="float64")}, weights, batch
+        )
+        results = run_core(
+            {framework: create_backend(framework, "cpu", threads=2, dtype="float64")}, weights, batch
+        )
     found = {
         mode: disagreements(results[framework, mode], eager["pytorch", mode], EXACT) for mode in LOSS_MODES
     }
     found["modes"] = disagreements(results[framework, "explicit"], results[framework, "autograd"], EXACT)
-    found["names"] = [
-        mode for mode in LOSS_MODES if set(results[framework, mode][2]) != set(spec.weight_shapes())
-    ]
+    found["names"] = [mode for mode in LOSS_MODES if set(results[framework, mode][2]) != names]
     return found
 
 
