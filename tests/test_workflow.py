@@ -281,8 +281,11 @@ def drop_checkpoints(project: Path) -> None:
 
 @pytest.fixture(scope="module")
 def pipeline_run(tmp_path_factory) -> Iterator[PipelineRun]:
-    """The tiny pipeline run once for both engines' tests (its checkpoints go at once)."""
+    """The tiny pipeline run once for both engines' tests (its checkpoints go at once): PyTorch's
+    training first, so that one training's checkpoint (466 MB) is on disk at a time, then the rest."""
     project = copy_project(tmp_path_factory.mktemp("dvc") / "project")
+    dvc(project, "repro", "train-pytorch@autograd-cpu")
+    drop_checkpoints(project)
     dvc(project, "repro")
     drop_checkpoints(project)
     copy = tmp_path_factory.mktemp("snakemake") / "project"
