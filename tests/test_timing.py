@@ -719,7 +719,10 @@ def test_real_group_end_to_end(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    # One thread: with all cores, each process would contend with the other pytest worker's.
+    # One thread: with all cores, each process would contend with the other pytest worker's. No
+    # retries: that worker disturbs every round, and rerunning them (tests/test_turns.py checks
+    # the retries) tripled this test's time.
+    monkeypatch.setattr(timing, "run_rounds", functools.partial(timing.run_rounds, retries=0))
     params = write_params(
         tmp_path, warmup=1, repeats=2, blocks=2, max_blocks=2, threads=1, optimizers=["adam"]
     )
