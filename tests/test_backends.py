@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 from narrow_network import narrow_fc
+from tiny_training import in_own_process
 
 from deeppose import model as spec
 from deeppose.backends import create_backend
@@ -59,15 +60,22 @@ def run_core(backends: dict, weights, batch) -> dict:
     return results
 
 
-@pytest.fixture(scope="module")
-def core_outputs(weights, batch) -> dict:
+def float32_outputs(batch: tuple) -> dict:
     """Float32 outputs and losses of the eager frameworks (their gradients are not compared), one
     network at a time: both at once, with their gradients, took 2.9 GB."""
+    weights = spec.init_weights(seed=3)  # conftest's `weights`
     outputs = {}
     for name in EAGER:
         results = run_core(fresh_backends((name,)), weights, batch)
         outputs.update({key: (output, loss) for key, (output, loss, _) in results.items()})
     return outputs
+
+
+@pytest.fixture(scope="module")
+def core_outputs(batch) -> dict:
+    """In a process of its own, so that the memory the networks took does not stay with the test
+    process, which runs many files (a pytest-xdist worker)."""
+    return in_own_process(float32_outputs, batch)
 
 
 @dataclass(frozen=True)
