@@ -11,10 +11,9 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from narrow_network import narrow_fc
+from narrow_network import narrow_fc, seeded_weights
 from tiny_training import Trained, train_all, train_all_once
 
-from deeppose import model as spec
 from deeppose.measure import allocator
 from deeppose.measure.lock import ENV as LOCK_ENV
 
@@ -100,7 +99,7 @@ def batch() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def weights() -> dict[str, np.ndarray]:
-    return spec.init_weights(seed=3)
+    return seeded_weights()
 
 
 @pytest.fixture

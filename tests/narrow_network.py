@@ -1,5 +1,6 @@
-"""AlexNet with narrow fully connected layers, for the tests that need every kind of layer in
-float64 but not AlexNet's width (fc6 alone holds 38 M weights)."""
+"""The tests' seeded AlexNet weights, and AlexNet with narrow fully connected layers, for the
+tests that need every kind of layer in float64 but not AlexNet's width (fc6 alone holds 38 M
+weights)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,13 @@ import pytest
 from deeppose import model as spec
 
 NARROW_FC = 64  # the width of fc6 and fc7 here (AlexNet's: 4096)
+WEIGHTS_SEED = 3
+
+
+def seeded_weights() -> dict[str, np.ndarray]:
+    """The initial weights every network test starts from (conftest's `weights`); a spawned process
+    builds them again rather than receiving 233 MB."""
+    return spec.init_weights(seed=WEIGHTS_SEED)
 
 
 def narrow_fc(monkeypatch: pytest.MonkeyPatch) -> dict[str, np.ndarray]:
@@ -27,6 +35,6 @@ def narrow_fc(monkeypatch: pytest.MonkeyPatch) -> dict[str, np.ndarray]:
         )
 
     monkeypatch.setattr(spec, "linears", narrow)
-    weights = spec.init_weights(seed=3)
+    weights = seeded_weights()
     assert weights["fc7.W"].shape == (NARROW_FC, NARROW_FC)
     return weights

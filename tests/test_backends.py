@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from narrow_network import narrow_fc
+from narrow_network import narrow_fc, seeded_weights
 from tiny_training import in_own_process
 
 from deeppose import model as spec
@@ -63,7 +63,7 @@ def run_core(backends: dict, weights, batch) -> dict:
 def float32_outputs(batch: tuple) -> dict:
     """Float32 outputs and losses of the eager frameworks (their gradients are not compared), one
     network at a time: both at once, with their gradients, took 2.9 GB."""
-    weights = spec.init_weights(seed=3)  # conftest's `weights`
+    weights = seeded_weights()
     outputs = {}
     for name in EAGER:
         results = run_core(fresh_backends((name,)), weights, batch)
@@ -93,7 +93,7 @@ class Agreement64:
 
 @pytest.fixture(scope="module")
 def agreement64(batch) -> Agreement64:
-    """The float64 comparisons run on AlexNet with fc6 and fc7 NARROW_FC wide (conftest.narrow_fc):
+    """The float64 comparisons run on AlexNet with fc6 and fc7 NARROW_FC wide (tests/narrow_network.py):
     every kind of layer, in a few hundred MB. At full width, the float64 networks and their
     gradients made this the fast tier's largest process (5.3 GB); float32 runs the full network
     (`core_outputs`)."""

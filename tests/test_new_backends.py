@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from narrow_network import narrow_fc
+from narrow_network import narrow_fc, seeded_weights
 from test_backends import EXACT, NO_DROPOUT, disagreements, loss_inputs, rel_err, run_core
 from tiny_training import KEPT, checkpoint_digests, in_own_process, losses, make_project
 
@@ -55,10 +55,10 @@ NARROW_FLOAT64 = {"jax": True, "pytorch_compile": False}
 
 def float64_disagreements(framework: str, batch: tuple) -> dict[str, list[str]]:
     """What differs by more than EXACT between `framework`'s float64 AlexNet and eager PyTorch's
-    (each loss mode; then its two modes, and its gradient names), in a process of its own: two
-    full-width float64 networks and their gradients took the test process to 4.1 GB."""
+    (each loss mode; then its two modes, and its gradient names), in a process of its own: at full
+    width, two float64 networks and their gradients took the test process to 4.1 GB."""
     with pytest.MonkeyPatch.context() as monkeypatch:
-        weights = narrow_fc(monkeypatch) if NARROW_FLOAT64[framework] else spec.init_weights(seed=3)
+        weights = narrow_fc(monkeypatch) if NARROW_FLOAT64[framework] else seeded_weights()
         names = set(spec.weight_shapes())
         eager = run_core(
             {"pytorch": create_backend("pytorch", "cpu", threads=2, dtype="float64")}, weights, batch
@@ -89,7 +89,7 @@ def test_float64_output_loss_and_every_gradient_equal_pytorch(framework, batch):
 )
 def test_inductor_zeroes_gradients_through_relu_then_max_pool():
     """An upstream bug, found when the float64 comparison ran on a narrow AlexNet, reduced to one
-    conv, relu, max-pool and three linear layers. Strict: when a torch release fixes it, this test
+    conv, relu, max-pool and two linear layers. Strict: when a torch release fixes it, this test
     fails and says so. The full-width AlexNet the benchmark runs is unaffected (the comparison above)."""
     import torch
 
