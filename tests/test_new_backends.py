@@ -49,7 +49,7 @@ def jax32() -> object:
 # --- agreement with eager PyTorch -----------------------------------------------------------
 # The float64 comparisons' network: AlexNet with fc6 and fc7 narrow (tests/narrow_network.py),
 # as in test_backends.py, but for compiled PyTorch, whose Inductor backward gives zero conv
-# gradients on it (test_inductor_zeroes_gradients_through_relu_then_max_pool): full width there.
+# gradients on it (benchmarks/inductor_relu_pool_gradient.py): full width there.
 NARROW_FLOAT64 = {"jax": True, "pytorch_compile": False}
 
 
@@ -80,30 +80,6 @@ def test_float64_output_loss_and_every_gradient_equal_pytorch(framework, batch):
     """The same exact tolerance as PyTorch vs Chainer in test_backends.py, in both loss modes."""
     found = in_own_process(float64_disagreements, framework, batch)
     assert found == {"autograd": [], "explicit": [], "modes": [], "names": []}
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="torch 2.13's Inductor on CPU: a compiled backward through relu then max_pool2d gives zero gradients",
-)
-def test_inductor_zeroes_gradients_through_relu_then_max_pool():
-    """An upstream bug, found when the float64 comparison ran on a narrow AlexNet, reduced to one
-    conv, relu, max-pool and two linear layers. Strict: when a torch release fixes it, this test
-    fails and says so. The full-width AlexNet the benchmark runs is unaffected (the comparison above)."""
-    import torch
-
-    torch.manual_seed(0)
-    conv, pool = torch.nn.Conv2d(3, 256, 3, padding=1), torch.nn.MaxPool2d(3, 2)
-    head = torch.nn.Sequential(torch.nn.Linear(256 * 6 * 6, 64), torch.nn.ReLU(), torch.nn.Linear(64, 28))
-    x, target = torch.rand(2, 3, 13, 13), torch.rand(2, 28)
-
-    def loss(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return ((head(torch.flatten(pool(torch.relu(conv(x))), 1)) - target) ** 2).sum()
-
-    eager = torch.autograd.grad(loss(x, target), conv.weight)[0]
-    compiled = torch.autograd.grad(torch.compile(loss, dynamic=False)(x, target), conv.weight)[0]
-    torch.testing.assert_close(compiled, eager)
 
 
 def test_jax_float32_outputs_and_losses_agree_with_pytorch(jax32, torch32, weights, batch):
