@@ -37,7 +37,26 @@ def import_chainer() -> Any:
         sys.modules[_CHECK_MODULE] = stand_in
     import chainer
 
+    _drop_stored_tracebacks()
     return chainer
+
+
+# Module-level names under which Chainer keeps the ImportError of an optional dependency (iDeep,
+# CuPy, SciPy, ...) to raise it later, when that dependency is asked for.
+_STORED_ERRORS = ("_error", "_resolution_error", "_import_error", "_mock_error")
+
+
+def _drop_stored_tracebacks() -> None:
+    """Each stored error's traceback holds the frames of the first import, and through them every
+    caller up the stack: imported inside `train()`, a whole network, its gradients and optimiser
+    state (0.9 GB) stayed alive for the rest of the process. The errors keep their messages."""
+    for name, module in list(sys.modules.items()):
+        if name == "chainer" or name.startswith("chainer."):
+            for attribute in _STORED_ERRORS:
+                error = getattr(module, attribute, None)
+                while isinstance(error, BaseException):
+                    error.__traceback__ = None
+                    error = error.__context__
 
 
 def install_startup_hook(site_packages: str | None = None) -> Path:
