@@ -13,8 +13,9 @@ It loads the framework, the batch and the weights once, then forks one live chil
 * each turn: one core process (forward in train mode + loss + backward) through
   `deeppose.measure.harness.measure` (gradients cleared outside the timed region, the device
   synchronised before every clock read, no garbage collection inside it). The positive control
-  (`cell#planted`) adds a busy wait of `timing.planted` times its own calibration run inside the
-  timed region: a known slowdown the group's comparison must find;
+  (`cell#planted`) adds counted CPU work inside the timed region, iterations of a Python loop
+  calibrated at set-up to `timing.planted` times its own calibration run: a known slowdown the
+  group's comparison must find, which other load slows as it slows the core process;
 * finish, for a cell's own arm: in round 0 only, the update of each optimiser in
   `timing.optimizers` (the study's MomentumSGD beside the default training's Adam; an update's cost
   depends on neither the batch nor the loss); and the loss alone, forward + backward into the
@@ -43,6 +44,7 @@ from deeppose.measure.harness import measure
 from deeppose.measure.memory_probe import peak_memory
 
 LOSS_WARMUP, LOSS_REPEATS = 20, 200  # the loss takes ~0.1-0.3 ms: many runs for microseconds
+SPIN_PROBE = 100_000  # iterations of one calibration probe of `spin` (a few ms)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,11 +59,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def busy_wait(seconds: float) -> None:
-    """Spin on the clock for `seconds`: one core busy, like the work it stands for."""
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
+def spin(iterations: int) -> None:
+    """A fixed count of pure-Python iterations: CPU work, so other load stretches it as it stretches
+    the core process (a wait on the clock would keep its wall time and shrink under load)."""
+    for _ in range(iterations):
         pass
+
+
+def spin_iterations(seconds: float) -> int:
+    """How many `spin` iterations take `seconds` in this process now: the fastest of three probes,
+    the one least disturbed by other load."""
+    fastest = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        spin(SPIN_PROBE)
+        fastest = min(fastest, time.perf_counter() - start)
+    return round(seconds / fastest * SPIN_PROBE)
 
 
 class CoreSession:
@@ -97,11 +110,11 @@ class CoreSession:
         self.timed = core
         if arm.replica == PLANTED:
             # Calibrated on a run of its own, after warm-up, so that the slowdown is a share of
-            # this process's own speed.
+            # this process's own speed; counted once here, so the timed runs all do the same work.
             calibration = self._runs(core, 1)
             self.warmup_s += calibration
-            delay = params.timing.planted * calibration[0]
-            self.timed = lambda: (core(), busy_wait(delay))
+            iterations = spin_iterations(params.timing.planted * calibration[0])
+            self.timed = lambda: (core(), spin(iterations))
         # Everything set up so far lives until the child exits: freezing it keeps the full
         # collection before each turn (deeppose.measure.harness) from walking the framework's
         # whole heap (0.12 s a turn for PyTorch, on a 2-core EPYC).

@@ -326,28 +326,90 @@ def test_later_rounds_and_twins_skip_what_a_cells_first_round_measured(
     fake_stage: dict[str, Any], tmp_path: Path
 ) -> None:
     """Round 1: no memory pass but a plain untimed first run, no updates; a twin: no loss or
-    updates either; the planted control busy-waits timing.planted of its own calibration run."""
+    updates either."""
     fake_stage["warmup"] = 1
-    params = write_params(tmp_path, warmup=1, repeats=2, optimizers=["adam"], planted=0.25)
+    params = write_params(tmp_path, warmup=1, repeats=2, optimizers=["adam"])
     _, later = run_session(params, "pytorch", "autograd", 0, round_=1)
     assert later["memory_bytes"] is None and later["optimizer_steps_s"] == {} and len(later["warmup_s"]) == 2
     assert len(later["loss_s"]) == timing_block.LOSS_REPEATS
     _, twin = run_session(params, "pytorch", "autograd", 0, round_=0, replica=1)
     assert twin["memory_bytes"] is None and twin["optimizer_steps_s"] == {} and twin["loss_s"] == []
-    delays: list[float] = []
-    fake_stage["warmup"] = 3  # the first run, the warm-up and the calibration cost 777 s each
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(timing_block, "busy_wait", delays.append)
-        samples, planted = run_session(params, "pytorch", "autograd", 0, round_=1, replica=PLANTED)
-    assert planted["warmup_s"] == pytest.approx([777.0] * 3) and delays == pytest.approx([0.25 * 777.0] * 2)
-    assert len(samples) == 2
 
 
-def test_busy_wait_spins_for_its_time() -> None:
-    start, cpu = time.perf_counter(), time.process_time()
-    timing_block.busy_wait(0.05)
-    # it spins rather than sleeps: CPU time passes (how much depends on what else the machine runs)
-    assert time.perf_counter() - start >= 0.05 and time.process_time() - cpu > 0.005
+def test_planted_control_times_core_and_the_spin_counted_at_set_up(
+    fake_stage: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The planted control counts its spin once, from timing.planted of its calibration run, and
+    every timed run is the core process then that many iterations, inside the clock reads."""
+    events, clock = fake_stage["events"], fake_stage["clock"]
+    asked: list[float] = []
+
+    def spin_iterations(seconds: float) -> int:
+        events.append("spin_iterations")
+        asked.append(seconds)
+        return 5000
+
+    def spin(iterations: int) -> None:
+        events.append(f"spin {iterations}")
+        clock.now += iterations  # 1 ns an iteration
+
+    monkeypatch.setattr(timing_block, "spin_iterations", spin_iterations)
+    monkeypatch.setattr(timing_block, "spin", spin)
+    fake_stage["warmup"] = 2  # the first run, the warm-up and the calibration cost 777 s each
+    params = write_params(tmp_path, warmup=1, repeats=2, optimizers=["adam"], planted=0.25)
+    samples, planted = run_session(params, "pytorch", "autograd", 0, round_=1, replica=PLANTED)
+
+    assert asked == pytest.approx([0.25 * 777.0])  # counted once, at set-up
+    assert planted["warmup_s"] == pytest.approx([777.0] * 3)  # the calibration is kept with the warm-up
+    regions = _timed_regions(events)
+    assert regions == [["forward_backward", "sync"]] * 3 + [["forward_backward", "spin 5000", "sync"]] * 2
+    # counted after the calibration run, before the first timed run
+    reads = [i for i, e in enumerate(events) if e == "clock"]
+    assert reads[5] < events.index("spin_iterations") < reads[6]
+    assert samples == pytest.approx([0.001 + 5e-6, 0.002 + 5e-6])
+    assert planted["loss_s"] == [] and planted["optimizer_steps_s"] == {}  # a control, not a cell
+
+
+class NoClock:
+    """A `time` module whose every attribute fails the test: code under it must not read a clock."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"time.{name} read")
+
+
+def test_spin_is_counted_cpu_work_not_a_wait_on_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(timing_block, "time", NoClock())
+    timing_block.spin(1000)  # a count: it never looks at the clock to know when to stop
+    cpu = time.process_time()
+    timing_block.spin(2_000_000)
+    # it works rather than sleeps: CPU time passes (how much depends on the machine)
+    assert time.process_time() - cpu > 0.005
+
+
+def test_spin_iterations_scale_the_fastest_of_three_probes(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = {"s": 0.0}
+    probe_s = [0.004, 0.002, 0.003]  # seconds each probe takes, in turn: the fastest is 2 ms
+    probes: list[int] = []
+
+    def spin(iterations: int) -> None:
+        probe_s.append(probe_s.pop(0))
+        now["s"] += probe_s[-1] * iterations / timing_block.SPIN_PROBE
+        probes.append(iterations)
+
+    monkeypatch.setattr(timing_block, "spin", spin)
+    monkeypatch.setattr(timing_block, "time", types.SimpleNamespace(perf_counter=lambda: now["s"]))
+    assert timing_block.SPIN_PROBE == 100_000  # 2 ms for 100,000: 50 million iterations a second
+    # linear in the seconds asked, from the fastest probe; every call probes afresh, three times
+    asked = (0.0, 0.01, 0.1, 1.0)
+    assert [timing_block.spin_iterations(s) for s in asked] == [0, 500_000, 5_000_000, 50_000_000]
+    assert probes == [100_000] * 3 * len(asked)
+    # a process running half as fast now counts half the iterations for the same seconds
+    probe_s[:] = [2 * p for p in probe_s]
+    assert timing_block.spin_iterations(0.1) == 2_500_000
+
+
+def test_spin_iterations_on_this_machine() -> None:
+    assert timing_block.spin_iterations(0.01) > 0
 
 
 def _stand_in_data(monkeypatch: pytest.MonkeyPatch, n: int, calls: list[dict[str, Any]]) -> None:
