@@ -92,9 +92,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[Trained]:
     """The tiny project, every framework and loss mode trained once for the whole test run (the
-    tests that only read a finished run share it, in every pytest-xdist worker); its folder, with
-    KEPT's checkpoint, goes at the end. A test must not write into it: copy it, or work in a folder
-    of its own."""
+    tests that only read a finished run share it, in every pytest-xdist worker); its folder goes at
+    the end. A test must not write into it: copy it, or work in a folder of its own."""
     if worker_id != "master":
         yield train_all_once(tmp_path_factory.getbasetemp().parent / SHARED_TRAINED)
         return  # pytest_sessionfinish removes it

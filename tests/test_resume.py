@@ -1,8 +1,9 @@
 """The resume contract (deeppose.resume) on damaged, finished and foreign checkpoints and on a log
 cut by a kill: each case is one line on stderr and a run that completes with the right numbers.
 
-One real epoch-1 checkpoint (a `python -m deeppose train` killed after its first checkpoint) is
-made once; each test damages a copy of it.
+One real epoch-1 checkpoint (a training process killed after its first checkpoint) is made once;
+each test damages a copy of it. Everything here runs on the narrow network (tests/narrow_network.py):
+a copy of its checkpoint takes tens of MB, not AlexNet's 466.
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_training import ROOT, make_project
+import yaml
+from narrow_network import narrow_fc
+from tiny_training import ROOT, make_project, train_command
 
 from deeppose import checkpoint
 from deeppose.config import Job, load_params
@@ -33,6 +35,13 @@ JOB = Job("pytorch", "autograd", "cpu")
 EPOCHS, N_TRAIN = 2, 8  # batch 4: 2 iterations per epoch
 
 
+@pytest.fixture(scope="module", autouse=True)
+def narrow_network() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        narrow_fc(patch)
+        yield
+
+
 def checkpoint_file(folder: Path) -> Path:
     return folder / paths.checkpoint_dir(JOB) / checkpoint.FILE_NAME
 
@@ -44,18 +53,7 @@ def interrupted(tmp_path_factory) -> Iterator[Path]:
     folder = tmp_path_factory.mktemp("interrupted")
     make_project(folder, n_train=N_TRAIN, epochs=EPOCHS)
     env = dict(os.environ, PYTHONPATH=str(ROOT), DEEPPOSE_MEASURE_LOCK=str(folder / "measure.lock"))
-    command = [
-        sys.executable,
-        "-m",
-        "deeppose",
-        "train",
-        "--framework",
-        JOB.framework,
-        "--loss",
-        JOB.loss,
-        "--device",
-        JOB.device,
-    ]
+    command = train_command(JOB.framework, narrow=True)
     process = subprocess.Popen(
         command, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -141,7 +139,7 @@ def foreign(path: Path) -> None:
     "damage, says",
     [
         (truncate, "is damaged: not a readable npz file"),
-        (wrong_shape, "is damaged: weight fc8.W has shape (28, 4095), expected (28, 4096)"),
+        (wrong_shape, "is damaged: weight fc8.W has shape (28, 63), expected (28, 64)"),
         (
             missing_array,
             "is damaged: its optimizer arrays differ from the model's (missing ['conv1.W.velocity']",
@@ -155,6 +153,17 @@ def test_an_unusable_checkpoint_means_a_fresh_start_said_in_one_line(project, ca
     damage(checkpoint_file(project))
     result, notes = run_and_note(capsys)
     assert len(notes) == 1 and says in notes[0] and notes[0].endswith("; starting fresh"), notes
+    assert result["resumed_from_epoch"] == 0
+    assert_complete(result)
+
+
+def test_a_checkpoint_of_other_parameters_is_not_resumed(project, capsys):
+    """A parameter edit (the learning rate) changes the fingerprint the checkpoint was written for."""
+    raw = yaml.safe_load(Path("params.yaml").read_text())
+    raw["train"]["lr"] *= 2
+    Path("params.yaml").write_text(yaml.safe_dump(raw))
+    result, notes = run_and_note(capsys)
+    assert len(notes) == 1 and "was written for other parameters or data" in notes[0], notes
     assert result["resumed_from_epoch"] == 0
     assert_complete(result)
 

@@ -1,13 +1,14 @@
 """The tiny training project the tests train in: a prepared set of 8 + 4 random images, momentum
-SGD, batch 4, 2 epochs, one thread.
+SGD, batch 4, 2 epochs, one thread, and AlexNet with narrow fc6 and fc7 (tests/narrow_network.py)
+wherever the test chooses the network (in its own process, or `train_command(..., narrow=True)`).
 
     make_project(folder, n_train=8, **train_changes)  # writes prepared/ and params.yaml
     train_all(folder)                                  # every JOB trained once: a Trained
     train_all_once(root)                               # in root/project, shared by a run's processes
 
 conftest.py's session fixture `trained` trains once per test run (once for all of pytest-xdist's
-workers); every test that only reads a finished run of this project (its curves, metrics, log or
-KEPT's checkpoint) takes it instead of training again.
+workers); every test that only reads a finished run of this project (its curves, metrics or log)
+takes it instead of training again.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import TypeVar
 import numpy as np
 import pytest
 import yaml
+from narrow_network import narrow_fc
 from tiny_datasets import write_tiny_prepared
 
 from deeppose.config import load_params
@@ -49,7 +51,9 @@ TINY_TRAIN = {
 JOBS = [
     Job(framework, mode, "cpu") for framework in ("pytorch", "chainer") for mode in ("autograd", "explicit")
 ]
-KEPT = Job("pytorch", "autograd", "cpu")  # the one job whose checkpoint the tests read
+REFERENCE = Job("pytorch", "autograd", "cpu")  # the run the other frameworks' curves are compared with
+# `python tests/narrow_cli.py`: the command line on the narrow network.
+NARROW_CLI = Path(__file__).with_name("narrow_cli.py")
 T = TypeVar("T")
 
 
@@ -87,10 +91,10 @@ class Trained:
 
 
 def train_all(folder: Path) -> Trained:
-    """The default tiny project in `folder`, every JOB trained once, in a process of its own: the
-    memory both frameworks' training takes (and their allocators keep) goes with it instead of
-    staying in the test process for the rest of the session. Only KEPT's checkpoint is kept (each
-    is about 460 MB), so at most two are on disk at a time."""
+    """The default tiny project in `folder`, every JOB trained once on the narrow network, in a
+    process of its own: the memory both frameworks' training takes (and their allocators keep) goes
+    with it instead of staying in the test process for the rest of the session. No checkpoint is
+    kept: each is removed once its job ends."""
     return in_own_process(_train_all_here, folder)
 
 
@@ -119,21 +123,21 @@ def _train_all_here(folder: Path) -> Trained:
     params = make_project(folder)
     results, curves = {}, {}
     with pytest.MonkeyPatch.context() as patch:
+        narrow_fc(patch)
         patch.chdir(folder)
         for job in JOBS:
             results[job] = train(load_params(params), job, progress=False)
             curves[job] = losses(job)
-            if job != KEPT:
-                shutil.rmtree(paths.checkpoint_dir(job))
+            shutil.rmtree(paths.checkpoint_dir(job))
     return Trained(params, results, curves)
 
 
-def train_command(framework: str, python: str = sys.executable) -> list[str]:
-    """The command line of one framework's autograd training job on cpu."""
+def train_command(framework: str, python: str = sys.executable, narrow: bool = False) -> list[str]:
+    """The command line of one framework's autograd training job on cpu (on the narrow network if
+    asked: tests/narrow_cli.py)."""
     return [
         python,
-        "-m",
-        "deeppose",
+        *([str(NARROW_CLI)] if narrow else ["-m", "deeppose"]),
         "train",
         "--framework",
         framework,
