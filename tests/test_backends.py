@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,16 +49,23 @@ def backends64() -> dict:
 
 def run_core(backends: dict, weights, batch) -> dict:
     """Outputs, loss and parameter gradients of every framework and mode on one batch."""
-    results = {}
-    for name, backend in backends.items():
-        backend.load_weights(weights, NO_DROPOUT)
-        dev = [backend.to_device(a) for a in batch]
-        output = backend.to_numpy(backend.forward(dev[0], train=False))
-        for mode in LOSS_MODES:
-            backend.zero_grad()
-            loss = backend.scalar(backend.forward_backward(*dev, mode))
-            results[name, mode] = (output, loss, backend.gradients())
-    return results
+    return {
+        (name, mode): result
+        for name, backend in backends.items()
+        for mode, result in core_results(backend, weights, batch)
+    }
+
+
+def core_results(backend, weights, batch) -> Iterator[tuple[str, tuple]]:
+    """(mode, (output, loss, gradients)) of one backend, a mode at a time, so that a caller can
+    let each mode's gradients go before the next's are made."""
+    backend.load_weights(weights, NO_DROPOUT)
+    dev = [backend.to_device(a) for a in batch]
+    output = backend.to_numpy(backend.forward(dev[0], train=False))
+    for mode in LOSS_MODES:
+        backend.zero_grad()
+        loss = backend.scalar(backend.forward_backward(*dev, mode))
+        yield mode, (output, loss, backend.gradients())
 
 
 def float32_outputs(batch: tuple) -> dict:

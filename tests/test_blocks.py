@@ -9,6 +9,7 @@ import dataclasses
 import json
 import math
 import os
+import time
 from collections import Counter
 
 import numpy as np
@@ -82,8 +83,13 @@ def test_machine_busy_time_from_proc_stat() -> None:
 
 
 def test_real_readings_are_sane() -> None:
+    """Own CPU time is counted in clock ticks (10 ms): a fixed amount of work took under one tick on
+    a Zen 5 and read as none, so the work here runs until 50 ms are counted (or 5 s have passed,
+    when the reading would be broken)."""
     before = B.read_cpu()
-    sum(i * i for i in range(200_000))
+    deadline = time.monotonic() + 5
+    while B.read_cpu().own_s - before.own_s < 0.05 and time.monotonic() < deadline:
+        sum(i * i for i in range(10_000))
     after = B.read_cpu()
     figures = B.interference(before, after, os.getloadavg(), os.cpu_count() or 1)
     assert after.machine_busy_s >= before.machine_busy_s and figures.own_s > 0
