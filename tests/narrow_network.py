@@ -4,6 +4,8 @@ weights)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 import numpy as np
@@ -21,9 +23,8 @@ def seeded_weights() -> dict[str, np.ndarray]:
     return spec.init_weights(seed=WEIGHTS_SEED)
 
 
-def narrow_fc(monkeypatch: pytest.MonkeyPatch) -> dict[str, np.ndarray]:
-    """Patch deeppose.model's fc6 and fc7 to NARROW_FC wide for as long as `monkeypatch` lasts, and
-    return that network's seeded initial weights."""
+def narrow_layers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Patch deeppose.model's fc6 and fc7 to NARROW_FC wide for as long as `monkeypatch` lasts."""
     full = spec.linears
 
     def narrow(n_joints: int = spec.N_JOINTS) -> tuple[spec.Linear, ...]:
@@ -35,6 +36,19 @@ def narrow_fc(monkeypatch: pytest.MonkeyPatch) -> dict[str, np.ndarray]:
         )
 
     monkeypatch.setattr(spec, "linears", narrow)
+
+
+def narrow_fc(monkeypatch: pytest.MonkeyPatch) -> dict[str, np.ndarray]:
+    """narrow_layers, and that network's seeded initial weights."""
+    narrow_layers(monkeypatch)
     weights = seeded_weights()
     assert weights["fc7.W"].shape == (NARROW_FC, NARROW_FC)
     return weights
+
+
+@contextmanager
+def narrowed() -> Iterator[None]:
+    """The narrow network inside the block (a module fixture, a process of its own)."""
+    with pytest.MonkeyPatch.context() as patch:
+        narrow_layers(patch)
+        yield

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from narrow_network import narrow_fc, seeded_weights
+from narrow_network import narrow_fc, narrow_layers, seeded_weights
 from test_backends import EXACT, NO_DROPOUT, core_results, disagreements, loss_inputs, rel_err, run_core
 from tiny_training import REFERENCE, checkpoint_digests, in_own_process, losses, make_project
 
@@ -309,7 +309,7 @@ def _train(params: Path, job: Job, narrow: bool = True, stop_after_checkpoint: b
 
     with pytest.MonkeyPatch.context() as patch:
         if narrow:
-            narrow_fc(patch)
+            narrow_layers(patch)
         if stop_after_checkpoint:
             save = checkpoint.save
 

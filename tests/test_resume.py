@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from narrow_network import narrow_fc
+from narrow_network import narrowed
 from tiny_training import ROOT, make_project, train_command
 
 from deeppose import checkpoint
@@ -37,8 +37,7 @@ EPOCHS, N_TRAIN = 2, 8  # batch 4: 2 iterations per epoch
 
 @pytest.fixture(scope="module", autouse=True)
 def narrow_network() -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        narrow_fc(patch)
+    with narrowed():
         yield
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from narrow_network import narrow_fc
+from narrow_network import narrow_layers
 from tiny_training import (
     REFERENCE,
     ROOT,
@@ -39,7 +39,7 @@ from deeppose.train import mean_pose, train
 def narrow_network(monkeypatch) -> None:
     """Every network built here, and the checkpoint sizes expected, are the narrow network's, as in
     `trained` and in the training processes these tests start."""
-    narrow_fc(monkeypatch)
+    narrow_layers(monkeypatch)
 
 
 @pytest.fixture()

@@ -29,7 +29,7 @@ from typing import TypeVar
 import numpy as np
 import pytest
 import yaml
-from narrow_network import narrow_fc
+from narrow_network import narrow_layers
 from tiny_datasets import write_tiny_prepared
 
 from deeppose.config import load_params
@@ -123,7 +123,7 @@ def _train_all_here(folder: Path) -> Trained:
     params = make_project(folder)
     results, curves = {}, {}
     with pytest.MonkeyPatch.context() as patch:
-        narrow_fc(patch)
+        narrow_layers(patch)
         patch.chdir(folder)
         for job in JOBS:
             results[job] = train(load_params(params), job, progress=False)
