@@ -366,7 +366,7 @@ def test_a_resumed_jax_run_continues_exactly(tmp_path, monkeypatch):
         monkeypatch.chdir(folder)
         if name == "stopped":
             with pytest.raises(Stopped):
-                in_own_process(_train, params, job, True, True)
+                in_own_process(_train, params, job, stop_after_checkpoint=True)
         result = in_own_process(_train, params, job)
         assert result["resumed_from_epoch"] == (1 if name == "stopped" else 0)
         finals[name] = checkpoint_digests(

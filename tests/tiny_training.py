@@ -98,12 +98,12 @@ def train_all(folder: Path) -> Trained:
     return in_own_process(_train_all_here, folder)
 
 
-def in_own_process(function: Callable[..., T], *args) -> T:
-    """function(*args) in a fresh process (spawned: a fork of the test process would inherit its
+def in_own_process(function: Callable[..., T], *args, **kwargs) -> T:
+    """function(*args, **kwargs) in a fresh process (spawned: a fork of the test process would inherit its
     memory), in this working directory; what it raises is raised here."""
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-        return pool.submit(function, *args).result()
+        return pool.submit(function, *args, **kwargs).result()
 
 
 def train_all_once(root: Path) -> Trained:
